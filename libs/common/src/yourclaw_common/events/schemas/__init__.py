@@ -1,0 +1,1 @@
+"""Event models, grouped by domain."""

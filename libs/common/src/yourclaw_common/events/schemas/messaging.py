@@ -1,0 +1,67 @@
+"""Events of the WhatsApp conversation."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from yourclaw_common.events.base import Event
+from yourclaw_common.events.subjects import Subject
+
+__all__ = ["InboundMedia", "InboundWhatsApp", "InboundWhatsAppStatus", "OutboundWhatsApp"]
+
+
+class InboundMedia(BaseModel):
+    """One attachment of an inbound message (Twilio `MediaUrlN`/`MediaContentTypeN`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    content_type: str | None = None
+
+
+class InboundWhatsApp(Event):
+    """A WhatsApp message Twilio delivered to our webhook (signature verified)."""
+
+    subject: ClassVar[Subject] = Subject.INBOUND_WHATSAPP
+
+    message_sid: str
+    account_sid: str = ""
+    from_number: str  # as Twilio sends it: "whatsapp:+15551234567"
+    to_number: str
+    body: str = ""
+    profile_name: str | None = None
+    num_media: int = 0
+    media: tuple[InboundMedia, ...] = ()
+    # Every POST parameter Twilio sent, for fields we do not model yet.
+    params: dict[str, str] = {}
+
+    def dedupe_key(self) -> str:
+        # Twilio retries carry the same MessageSid; JetStream drops them.
+        return self.message_sid
+
+
+class InboundWhatsAppStatus(Event):
+    """A Twilio status callback for a message we sent."""
+
+    subject: ClassVar[Subject] = Subject.INBOUND_WHATSAPP_STATUS
+
+    message_sid: str
+    message_status: str
+    error_code: str | None = None
+    params: dict[str, str] = {}
+
+    def dedupe_key(self) -> str:
+        return f"{self.message_sid}:{self.message_status}"
+
+
+class OutboundWhatsApp(Event):
+    """A message to send to a user that is not a reply (proactive, notifications)."""
+
+    subject: ClassVar[Subject] = Subject.OUTBOUND_WHATSAPP
+
+    user_id: UUID
+    body: str
+    kind: Literal["assistant_notification", "system"] = "system"

@@ -1,0 +1,59 @@
+"""Every NATS subject YourClaw uses, spelled once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["HostVerb", "Subject", "host_command"]
+
+
+class Subject(StrEnum):
+    """Event subjects: `<domain>.<event>` in snake_case, one token after the domain."""
+
+    INBOUND_WHATSAPP = "inbound.whatsapp"
+    INBOUND_WHATSAPP_STATUS = "inbound.whatsapp_status"
+
+    BILLING_CHECKOUT_COMPLETED = "billing.checkout_completed"
+    BILLING_CUSTOMER_SUBSCRIPTION_CREATED = "billing.customer_subscription_created"
+    BILLING_CUSTOMER_SUBSCRIPTION_UPDATED = "billing.customer_subscription_updated"
+    BILLING_CUSTOMER_SUBSCRIPTION_DELETED = "billing.customer_subscription_deleted"
+    BILLING_INVOICE_PAID = "billing.invoice_paid"
+    BILLING_INVOICE_PAYMENT_SUCCEEDED = "billing.invoice_payment_succeeded"
+    BILLING_INVOICE_PAYMENT_FAILED = "billing.invoice_payment_failed"
+
+    SUBSCRIPTION_ACTIVATED = "subscription.activated"
+    SUBSCRIPTION_PAST_DUE = "subscription.past_due"
+    SUBSCRIPTION_CANCELED = "subscription.canceled"
+
+    ASSISTANT_PROVISION_REQUESTED = "assistant.provision_requested"
+    ASSISTANT_DEPROVISION_REQUESTED = "assistant.deprovision_requested"
+    ASSISTANT_READY = "assistant.ready"
+    ASSISTANT_FAILED = "assistant.failed"
+
+    OUTBOUND_WHATSAPP = "outbound.whatsapp"
+
+    # Core NATS (not stored in a stream).
+    HOST_HEARTBEAT = "host.heartbeat"
+    # Core NATS request/reply served by billing. Two tokens after `billing`, so the
+    # BILLING stream (`billing.*`) never captures them.
+    BILLING_CHECKOUT_CREATE = "billing.checkout.create"
+    BILLING_PORTAL_CREATE = "billing.portal.create"
+
+
+class HostVerb(StrEnum):
+    """Lifecycle commands a host-agent serves on `host.<host_id>.<verb>`."""
+
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    REMOVE = "remove"
+    INSPECT = "inspect"
+    LIST = "list"
+    LOGS = "logs"
+    HEALTH = "health"
+
+
+def host_command(host_id: str, verb: HostVerb | str) -> str:
+    """The request subject of one host's command."""
+    return f"host.{host_id}.{HostVerb(verb).value}"

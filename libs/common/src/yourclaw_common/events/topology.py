@@ -1,0 +1,163 @@
+"""Streams and durable consumers, declared once; `ensure_topology` creates them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from yourclaw_common.events.subjects import Subject
+from yourclaw_common.logging import get_logger
+
+__all__ = [
+    "CONSUMERS",
+    "STREAMS",
+    "ConsumerSpec",
+    "Stream",
+    "ensure_topology",
+    "stream_for",
+]
+
+log = get_logger(__name__)
+
+_DAY = 24 * 3600.0
+
+
+class Stream:
+    """Stream names."""
+
+    INBOUND = "INBOUND"
+    BILLING = "BILLING"
+    SUBSCRIPTIONS = "SUBSCRIPTIONS"
+    ASSISTANTS = "ASSISTANTS"
+    OUTBOUND = "OUTBOUND"
+    DEAD_LETTER = "DEAD_LETTER"
+
+
+# Advisories JetStream emits when a message is terminated or exhausts its
+# deliveries; the DEAD_LETTER stream stores them (with the stream sequence of
+# the original, which stays in its stream).
+_DEAD_LETTER_SUBJECTS = [
+    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
+    "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>",
+]
+
+
+def _stream(name: str, subjects: list[str], *, max_age_days: float = 7) -> StreamConfig:
+    return StreamConfig(
+        name=name,
+        subjects=subjects,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=max_age_days * _DAY,
+        # Twilio retries within minutes, Stripe within days; the inbox tables
+        # catch what falls outside this window.
+        duplicate_window=10 * 60.0,
+        num_replicas=1,
+    )
+
+
+STREAMS: tuple[StreamConfig, ...] = (
+    _stream(Stream.INBOUND, ["inbound.*"]),
+    _stream(Stream.BILLING, ["billing.*"], max_age_days=30),
+    _stream(Stream.SUBSCRIPTIONS, ["subscription.*"], max_age_days=30),
+    _stream(Stream.ASSISTANTS, ["assistant.*"], max_age_days=30),
+    _stream(Stream.OUTBOUND, ["outbound.*"]),
+    _stream(Stream.DEAD_LETTER, _DEAD_LETTER_SUBJECTS, max_age_days=30),
+)
+
+
+def stream_for(subject: str) -> str:
+    """The stream that stores a subject."""
+    domain = subject.split(".", 1)[0]
+    for cfg in STREAMS:
+        assert cfg.subjects is not None
+        if any(s.split(".", 1)[0] == domain for s in cfg.subjects):
+            assert cfg.name is not None
+            return cfg.name
+    raise KeyError(subject)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer; replicas of a service share it."""
+
+    durable: str
+    subject: Subject
+    max_deliver: int = 10
+    # Seconds; None takes the service's CONSUMER_ACK_WAIT_SECONDS.
+    ack_wait: float | None = None
+    max_ack_pending: int = 1000
+    extra_subjects: tuple[Subject, ...] = field(default=())
+
+    @property
+    def stream(self) -> str:
+        return stream_for(self.subject.value)
+
+    def config(self, default_ack_wait: float) -> ConsumerConfig:
+        subjects = [self.subject.value, *(s.value for s in self.extra_subjects)]
+        return ConsumerConfig(
+            durable_name=self.durable,
+            name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait or default_ack_wait,
+            max_deliver=self.max_deliver,
+            max_ack_pending=self.max_ack_pending,
+            filter_subject=subjects[0] if len(subjects) == 1 else None,
+            filter_subjects=subjects if len(subjects) > 1 else None,
+        )
+
+
+class CONSUMERS:
+    """Every durable consumer, named `<svc>-<purpose>`."""
+
+    MESSAGING_INBOUND_WHATSAPP = ConsumerSpec(
+        "messaging-inbound-whatsapp", Subject.INBOUND_WHATSAPP
+    )
+    MESSAGING_INBOUND_STATUS = ConsumerSpec(
+        "messaging-inbound-whatsapp-status", Subject.INBOUND_WHATSAPP_STATUS
+    )
+    MESSAGING_ASSISTANT_READY = ConsumerSpec(
+        "messaging-assistant-ready", Subject.ASSISTANT_READY
+    )
+    MESSAGING_OUTBOUND_WHATSAPP = ConsumerSpec(
+        "messaging-outbound-whatsapp", Subject.OUTBOUND_WHATSAPP
+    )
+
+    @classmethod
+    def all(cls) -> list[ConsumerSpec]:
+        return [v for v in vars(cls).values() if isinstance(v, ConsumerSpec)]
+
+
+async def ensure_topology(
+    js: JetStreamContext,
+    *,
+    consumers: list[ConsumerSpec] | None = None,
+    default_ack_wait: float = 30.0,
+) -> None:
+    """Create or update every stream, then the given consumers (all by default).
+
+    Idempotent; the only code that creates streams. Run at every service start.
+    """
+    for cfg in STREAMS:
+        assert cfg.name is not None
+        try:
+            await js.stream_info(cfg.name)
+        except NotFoundError:
+            await js.add_stream(cfg)
+            log.info("nats.stream.created", stream=cfg.name)
+        else:
+            await js.update_stream(cfg)
+    for spec in CONSUMERS.all() if consumers is None else consumers:
+        # add_consumer creates, or updates the editable fields of, a durable.
+        await js.add_consumer(spec.stream, spec.config(default_ack_wait))

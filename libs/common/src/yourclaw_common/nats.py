@@ -1,0 +1,244 @@
+"""The one publish path and the one consume runner.
+
+The runner owns the transport: fetch → find the model by subject → validate →
+call the handler (heartbeating `in_progress` while it runs) → ack / nak with
+backoff / term → log and count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import FetchTimeoutError
+from pydantic import ValidationError
+
+from yourclaw_common.errors import PermanentError
+from yourclaw_common.events import ConsumerSpec, Event, model_for
+from yourclaw_common.logging import bind_correlation_id, get_correlation_id, get_logger
+from yourclaw_common.metrics import RunnerMetrics
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "Handler",
+    "HandlerContext",
+    "backoff_seconds",
+    "connect",
+    "consume",
+    "publish",
+]
+
+log = get_logger(__name__)
+
+CORRELATION_HEADER = "Yourclaw-Correlation-Id"
+_MSG_ID_HEADER = "Nats-Msg-Id"
+
+E = TypeVar("E", bound=Event)
+
+
+async def connect(url: str, *, name: str, **options: Any) -> NATS:
+    """Connect to NATS, reconnecting forever (services outlive NATS restarts)."""
+
+    async def _on_error(exc: Exception) -> None:
+        log.warning("nats.client.error", error=str(exc))
+
+    async def _on_disconnect() -> None:
+        log.warning("nats.client.disconnected")
+
+    async def _on_reconnect() -> None:
+        log.info("nats.client.reconnected")
+
+    defaults: dict[str, Any] = {
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 2,
+        "error_cb": _on_error,
+        "disconnected_cb": _on_disconnect,
+        "reconnected_cb": _on_reconnect,
+    }
+    defaults.update(options)
+    return await nats.connect(url, **defaults)
+
+
+async def publish(
+    js: JetStreamContext,
+    event: Event,
+    *,
+    correlation_id: str | None = None,
+    timeout: float = 5.0,
+) -> PubAck:
+    """Publish an event and wait for JetStream's ack.
+
+    `Nats-Msg-Id` is the event's dedupe key, so a second publish of the same
+    event (a provider retry, an outbox re-relay) is dropped by the server.
+    """
+    headers = {
+        _MSG_ID_HEADER: event.dedupe_key(),
+        CORRELATION_HEADER: correlation_id or get_correlation_id() or str(event.event_id),
+    }
+    return await js.publish(
+        event.publish_subject(),
+        event.model_dump_json().encode(),
+        headers=headers,
+        timeout=timeout,
+    )
+
+
+def backoff_seconds(num_delivered: int) -> float:
+    """Delay before a failed message is redelivered: 1, 2, 4 … 60 s, ±20 %."""
+    base: float = min(60.0, 2.0 ** max(0, num_delivered - 1))
+    return float(base * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+
+
+@dataclass
+class HandlerContext:
+    """What a handler knows about the message it handles."""
+
+    msg: Msg
+    consumer: str
+    num_delivered: int
+    correlation_id: str
+
+    async def heartbeat(self) -> None:
+        """Tell JetStream the message is still being worked on."""
+        await self.msg.in_progress()
+
+
+Handler = Callable[[Any, HandlerContext], Awaitable[None]]
+
+
+async def _heartbeat_loop(msg: Msg, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await msg.in_progress()
+        except Exception as exc:  # the connection may be reconnecting
+            log.warning("nats.consume.heartbeat_failed", error=str(exc))
+
+
+async def _handle_one(
+    msg: Msg,
+    spec: ConsumerSpec,
+    handler: Handler,
+    metrics: RunnerMetrics,
+    heartbeat_interval: float,
+) -> None:
+    headers = msg.headers or {}
+    cid = headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
+    num_delivered = msg.metadata.num_delivered
+    started = time.perf_counter()
+    outcome = "acked"
+    with bind_correlation_id(cid):
+        if num_delivered > 1:
+            metrics.redeliveries.labels(spec.durable).inc()
+        try:
+            event = model_for(msg.subject).model_validate_json(msg.data)
+        except (ValidationError, KeyError, ValueError) as exc:
+            outcome = "terminated"
+            log.error(
+                "nats.consume.invalid_message",
+                consumer=spec.durable,
+                subject=msg.subject,
+                error=str(exc)[:500],
+            )
+            await msg.term()
+            metrics.consumed.labels(spec.durable, msg.subject, outcome).inc()
+            return
+        ctx = HandlerContext(msg, spec.durable, num_delivered, cid)
+        beat = asyncio.create_task(_heartbeat_loop(msg, heartbeat_interval))
+        try:
+            await handler(event, ctx)
+        except PermanentError as exc:
+            outcome = "terminated"
+            log.error(
+                "nats.consume.permanent_error",
+                consumer=spec.durable,
+                subject=msg.subject,
+                code=exc.code,
+                error=exc.detail,
+            )
+        except Exception as exc:
+            outcome = "retried"
+            delay = backoff_seconds(num_delivered)
+            log.exception(
+                "nats.consume.handler_failed",
+                consumer=spec.durable,
+                subject=msg.subject,
+                num_delivered=num_delivered,
+                retry_in_s=round(delay, 2),
+                error=str(exc)[:500],
+            )
+        finally:
+            beat.cancel()
+        try:
+            if outcome == "acked":
+                await msg.ack()
+            elif outcome == "terminated":
+                await msg.term()
+            else:
+                await msg.nak(delay=delay)
+        except Exception as exc:
+            # The server will redeliver after ack_wait; handlers are idempotent.
+            log.warning("nats.consume.ack_failed", outcome=outcome, error=str(exc))
+        metrics.consumed.labels(spec.durable, msg.subject, outcome).inc()
+        metrics.handler_seconds.labels(spec.durable).observe(time.perf_counter() - started)
+
+
+async def consume(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    handler: Handler,
+    *,
+    stop: asyncio.Event,
+    metrics: RunnerMetrics,
+    ack_wait: float,
+    concurrency: int = 8,
+    fetch_timeout: float = 1.0,
+) -> None:
+    """Run `handler` on every message of a durable pull consumer until `stop` is set.
+
+    Replicas of a service run this on the same durable and share the work. On
+    stop, no new messages are fetched and in-flight ones are finished.
+    """
+    psub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+    in_flight: set[asyncio.Task[None]] = set()
+    heartbeat_interval = max(0.2, ack_wait / 3)
+    log.info("nats.consume.started", consumer=spec.durable, stream=spec.stream)
+    try:
+        while not stop.is_set():
+            if len(in_flight) >= concurrency:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                msgs = await psub.fetch(concurrency - len(in_flight), timeout=fetch_timeout)
+            except (FetchTimeoutError, TimeoutError):
+                continue
+            except Exception as exc:
+                log.warning("nats.consume.fetch_failed", consumer=spec.durable, error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(
+                    _handle_one(msg, spec, handler, metrics, heartbeat_interval)
+                )
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+    finally:
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        try:
+            await psub.unsubscribe()
+        except Exception as exc:
+            log.debug("nats.consume.unsubscribe_failed", error=str(exc))
+        log.info("nats.consume.stopped", consumer=spec.durable)

@@ -1,0 +1,88 @@
+"""Inbox (idempotent handlers) and outbox (publish after commit), STYLE.md §3."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from nats.js import JetStreamContext
+
+from yourclaw_common.events import Event
+from yourclaw_common.logging import get_correlation_id, get_logger
+
+__all__ = ["add", "claim", "relay_forever", "relay_once"]
+
+log = get_logger(__name__)
+
+_MSG_ID_HEADER = "Nats-Msg-Id"
+_CORRELATION_HEADER = "Yourclaw-Correlation-Id"
+
+
+async def claim(conn: asyncpg.Connection, *, consumer: str, event_id: uuid.UUID) -> bool:
+    """Record that `consumer` handles `event_id`; False if it already did.
+
+    Call inside the transaction of the handler's write: a crash rolls both back.
+    """
+    row = await conn.fetchval(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+        "ON CONFLICT DO NOTHING RETURNING 1",
+        consumer,
+        event_id,
+    )
+    return row is not None
+
+
+async def add(conn: asyncpg.Connection, event: Event, *, service: str) -> None:
+    """Queue an event for publishing once the caller's transaction commits."""
+    headers = {
+        _MSG_ID_HEADER: event.dedupe_key(),
+        _CORRELATION_HEADER: get_correlation_id() or str(event.event_id),
+    }
+    await conn.execute(
+        "INSERT INTO outbox (service, event_id, subject, payload, headers) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (event_id) DO NOTHING",
+        service,
+        event.event_id,
+        event.publish_subject(),
+        event.model_dump_json(),
+        headers,
+    )
+
+
+async def relay_once(pool: asyncpg.Pool, js: JetStreamContext, *, service: str, limit: int = 100) -> int:
+    """Publish up to `limit` pending rows of `service`; returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, subject, payload::text AS payload, headers FROM outbox "
+            "WHERE service = $1 AND published_at IS NULL ORDER BY id "
+            "LIMIT $2 FOR UPDATE SKIP LOCKED",
+            service,
+            limit,
+        )
+        for row in rows:
+            # Nats-Msg-Id makes a re-relay after a crash here harmless.
+            await js.publish(row["subject"], row["payload"].encode(), headers=row["headers"])
+        if rows:
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+    return len(rows)
+
+
+async def relay_forever(
+    pool: asyncpg.Pool, js: JetStreamContext, *, service: str, stop: asyncio.Event, interval: float = 0.2
+) -> None:
+    """Relay the outbox until `stop` is set."""
+    while not stop.is_set():
+        try:
+            sent = await relay_once(pool, js, service=service)
+        except Exception as exc:
+            log.warning("outbox.relay_failed", error=str(exc))
+            sent = 0
+        if sent == 0:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,136 @@
+"""What every worker service does around its handlers: connect, migrate,
+declare the topology, serve /metrics /healthz /readyz, run consumers until
+SIGTERM, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+import asyncpg
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from yourclaw_common.db import create_pool, migrate
+from yourclaw_common.events import ConsumerSpec, ensure_topology
+from yourclaw_common.logging import get_logger
+from yourclaw_common.metrics import runner_metrics
+from yourclaw_common.nats import Handler, connect, consume
+from yourclaw_common.ops import serve_ops
+from yourclaw_common.outbox import relay_forever
+from yourclaw_common.settings import CommonSettings
+
+__all__ = ["Runtime", "connect_postgres", "install_signal_handlers", "open_runtime", "run_consumers"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The connections a service passes down to its handlers."""
+
+    settings: CommonSettings
+    pool: asyncpg.Pool
+    nc: NATS
+    js: JetStreamContext
+    stop: asyncio.Event
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether Postgres and NATS answer right now."""
+        checks = {"nats": self.nc.is_connected, "postgres": False}
+        with suppress(Exception):
+            async with self.pool.acquire(timeout=2) as conn:
+                checks["postgres"] = await conn.fetchval("SELECT true", timeout=2)
+        return checks
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set `stop`: finish in-flight work, then exit."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def connect_postgres(settings: CommonSettings, *, timeout: float = 60) -> asyncpg.Pool:
+    """A pool, retrying while Postgres is still starting; migrated if configured."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            pool = await create_pool(
+                settings.database_url,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+            )
+            break
+        except (OSError, asyncpg.PostgresError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("db.connect_retry", error=str(exc))
+            await asyncio.sleep(1)
+    if settings.run_migrations:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+    return pool
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: CommonSettings,
+    *,
+    stop: asyncio.Event,
+    consumers: list[ConsumerSpec],
+) -> AsyncIterator[Runtime]:
+    """Connect everything a worker needs; close it all on exit."""
+    pool = await connect_postgres(settings)
+    nc: NATS | None = None
+    ops: asyncio.Server | None = None
+    try:
+        nc = await connect(settings.nats_url, name=settings.service_name)
+        js = nc.jetstream()
+        await ensure_topology(
+            js, consumers=consumers, default_ack_wait=settings.consumer_ack_wait_seconds
+        )
+        runtime = Runtime(settings, pool, nc, js, stop)
+        if settings.metrics_port:
+            ops = await serve_ops(settings.metrics_host, settings.metrics_port, runtime.readiness)
+        yield runtime
+    finally:
+        if ops is not None:
+            ops.close()
+        if nc is not None:
+            with suppress(Exception):
+                await nc.drain()
+        await pool.close()
+
+
+async def run_consumers(
+    runtime: Runtime,
+    handlers: list[tuple[ConsumerSpec, Handler]],
+    *,
+    concurrency: int = 8,
+    relay_outbox: bool = True,
+) -> None:
+    """Run every consumer (and the outbox relay) until `runtime.stop` is set."""
+    metrics = runner_metrics(runtime.settings.service_name)
+    async with asyncio.TaskGroup() as tg:
+        for spec, handler in handlers:
+            tg.create_task(
+                consume(
+                    runtime.js,
+                    spec,
+                    handler,
+                    stop=runtime.stop,
+                    metrics=metrics,
+                    ack_wait=spec.ack_wait or runtime.settings.consumer_ack_wait_seconds,
+                    concurrency=concurrency,
+                )
+            )
+        if relay_outbox:
+            tg.create_task(
+                relay_forever(
+                    runtime.pool, runtime.js, service=runtime.settings.service_name, stop=runtime.stop
+                )
+            )

@@ -1,0 +1,37 @@
+"""Settings shared by every service; each service subclasses `CommonSettings`."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["CommonSettings"]
+
+
+class CommonSettings(BaseSettings):
+    """Variables every service reads. Unknown variables are ignored: one `.env`
+    serves all services."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/yourclaw",
+        description="PostgreSQL DSN.",
+    )
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS URL.")
+    service_name: str = "yourclaw"
+    log_level: str = "INFO"
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    # Fernet keys, comma-separated, newest first (MultiFernet rotation).
+    encryption_key: SecretStr = SecretStr("")
+    # Seconds a consumer may hold a message without acking or heartbeating.
+    consumer_ack_wait_seconds: float = Field(default=30.0, gt=0)
+    # Port of the /metrics /healthz /readyz server of worker services (0 = off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    run_migrations: bool = Field(
+        default=True, description="Apply pending migrations at service start."
+    )

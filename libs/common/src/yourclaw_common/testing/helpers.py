@@ -1,0 +1,45 @@
+"""Helpers for tests that wait on real side effects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from yourclaw_common.events import STREAMS, ensure_topology
+
+__all__ = ["eventually", "reset_streams"]
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition not met",
+) -> T:
+    """Poll `probe` until it returns something truthy; fail after `timeout`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: T | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{message} within {timeout}s (last value: {last!r})")
+
+
+async def reset_streams(js: JetStreamContext, *, default_ack_wait: float = 30.0) -> None:
+    """Delete our streams (and so their consumers), then declare them again."""
+    for cfg in STREAMS:
+        assert cfg.name is not None
+        try:
+            await js.delete_stream(cfg.name)
+        except NotFoundError:
+            pass
+    await ensure_topology(js, default_ack_wait=default_ack_wait)

@@ -1,0 +1,68 @@
+import asyncio
+
+import asyncpg
+
+from yourclaw_common.db import Migration, load_migrations, migrate
+
+
+class TestMigrate:
+    async def test_every_table_of_the_data_model_exists(self, db_pool):
+        names = {
+            r["tablename"]
+            for r in await db_pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        }
+        assert {
+            "users", "user_phones", "assistants", "hosts", "messages", "usage_daily",
+            "api_keys", "subscriptions", "stripe_events", "provisioning_jobs",
+            "processed_events", "outbox", "schema_migrations",
+        } <= names
+
+    async def test_second_run_applies_nothing(self, database_url):
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await migrate(conn) == []
+        finally:
+            await conn.close()
+
+    async def test_concurrent_runners_apply_each_migration_once(self, infra):
+        admin = await asyncpg.connect(infra.database_url)
+        await admin.execute('DROP DATABASE IF EXISTS "mig_race" WITH (FORCE)')
+        await admin.execute('CREATE DATABASE "mig_race"')
+        dsn = infra.database_url.rsplit("/", 1)[0] + "/mig_race"
+        # A slow extra migration widens the window in which the runners overlap.
+        migrations = [*load_migrations(), Migration("9999_slow", "SELECT pg_sleep(0.5); CREATE TABLE slow_marker (id int);")]
+
+        async def runner():
+            conn = await asyncpg.connect(dsn)
+            try:
+                return await migrate(conn, migrations)
+            finally:
+                await conn.close()
+
+        try:
+            results = await asyncio.gather(runner(), runner(), runner())
+            applied = sorted(v for r in results for v in r)
+            assert applied == sorted(m.version for m in migrations)
+            assert [] in results  # the runners that waited found nothing to do
+            conn = await asyncpg.connect(dsn)
+            try:
+                count = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+            finally:
+                await conn.close()
+            assert count == len(migrations)
+        finally:
+            await admin.execute('DROP DATABASE IF EXISTS "mig_race" WITH (FORCE)')
+            await admin.close()
+
+    async def test_changed_migration_is_refused(self, database_url):
+        conn = await asyncpg.connect(database_url)
+        try:
+            changed = [Migration(m.version, m.sql + "\n-- edited") for m in load_migrations()]
+            try:
+                await migrate(conn, changed)
+            except RuntimeError as exc:
+                assert "changed after it was applied" in str(exc)
+            else:
+                raise AssertionError("an edited, already-applied migration must be refused")
+        finally:
+            await conn.close()

@@ -1,0 +1,1 @@
+"""YourClaw billing service (built in a later issue; see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""YourClaw gateway_api service."""

@@ -1,0 +1,1 @@
+"""YourClaw host-agent service (built in a later issue; see DESIGN.md)."""

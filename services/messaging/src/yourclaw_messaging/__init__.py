@@ -1,0 +1,1 @@
+"""YourClaw messaging service."""

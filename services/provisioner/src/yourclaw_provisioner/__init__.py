@@ -1,0 +1,1 @@
+"""YourClaw provisioner service (built in a later issue; see DESIGN.md)."""
