@@ -1,7 +1,7 @@
 import asyncio
 
 import asyncpg
-
+import pytest
 from yourclaw_common.db import Migration, load_migrations, migrate
 
 
@@ -9,12 +9,24 @@ class TestMigrate:
     async def test_every_table_of_the_data_model_exists(self, db_pool):
         names = {
             r["tablename"]
-            for r in await db_pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+            for r in await db_pool.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+            )
         }
         assert {
-            "users", "user_phones", "assistants", "hosts", "messages", "usage_daily",
-            "api_keys", "subscriptions", "stripe_events", "provisioning_jobs",
-            "processed_events", "outbox", "schema_migrations",
+            "users",
+            "user_phones",
+            "assistants",
+            "hosts",
+            "messages",
+            "usage_daily",
+            "api_keys",
+            "subscriptions",
+            "stripe_events",
+            "provisioning_jobs",
+            "processed_events",
+            "outbox",
+            "schema_migrations",
         } <= names
 
     async def test_second_run_applies_nothing(self, database_url):
@@ -30,7 +42,12 @@ class TestMigrate:
         await admin.execute('CREATE DATABASE "mig_race"')
         dsn = infra.database_url.rsplit("/", 1)[0] + "/mig_race"
         # A slow extra migration widens the window in which the runners overlap.
-        migrations = [*load_migrations(), Migration("9999_slow", "SELECT pg_sleep(0.5); CREATE TABLE slow_marker (id int);")]
+        migrations = [
+            *load_migrations(),
+            Migration(
+                "9999_slow", "SELECT pg_sleep(0.5); CREATE TABLE slow_marker (id int);"
+            ),
+        ]
 
         async def runner():
             conn = await asyncpg.connect(dsn)
@@ -57,12 +74,10 @@ class TestMigrate:
     async def test_changed_migration_is_refused(self, database_url):
         conn = await asyncpg.connect(database_url)
         try:
-            changed = [Migration(m.version, m.sql + "\n-- edited") for m in load_migrations()]
-            try:
+            changed = [
+                Migration(m.version, m.sql + "\n-- edited") for m in load_migrations()
+            ]
+            with pytest.raises(RuntimeError, match="changed after it was applied"):
                 await migrate(conn, changed)
-            except RuntimeError as exc:
-                assert "changed after it was applied" in str(exc)
-            else:
-                raise AssertionError("an edited, already-applied migration must be refused")
         finally:
             await conn.close()

@@ -45,7 +45,9 @@ class SecretBox:
         try:
             data = self._fernet.decrypt(token.encode())
         except InvalidToken as exc:
-            raise SecretBoxError("ciphertext cannot be decrypted with the configured keys") from exc
+            raise SecretBoxError(
+                "ciphertext cannot be decrypted with the configured keys"
+            ) from exc
         bound, sep, plaintext = data.partition(_SEPARATOR)
         if not sep or bound != owner.encode():
             raise SecretBoxError("ciphertext belongs to another owner")
@@ -56,4 +58,6 @@ class SecretBox:
         try:
             return self._fernet.rotate(token.encode()).decode()
         except InvalidToken as exc:
-            raise SecretBoxError("ciphertext cannot be decrypted with the configured keys") from exc
+            raise SecretBoxError(
+                "ciphertext cannot be decrypted with the configured keys"
+            ) from exc

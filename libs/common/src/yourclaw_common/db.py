@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from yourclaw_common.logging import get_logger
 
-__all__ = ["Migration", "create_pool", "load_migrations", "migrate"]
+__all__ = ["Connection", "Migration", "create_pool", "load_migrations", "migrate"]
+
+# What repositories take: a plain connection or one acquired from a pool.
+Connection: TypeAlias = (
+    "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+)
 
 log = get_logger(__name__)
 
@@ -21,7 +27,7 @@ log = get_logger(__name__)
 _MIGRATION_LOCK_ID = 0x59C1A3_0001
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
             typ,
@@ -31,7 +37,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
     """A pool whose connections encode and decode json/jsonb with orjson."""
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection
@@ -63,7 +71,9 @@ def load_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
+async def migrate(
+    conn: Connection, migrations: list[Migration] | None = None
+) -> list[str]:
     """Apply pending migrations, each in its own transaction, under an advisory lock.
 
     Returns the versions applied by this call. Safe to run from many processes at

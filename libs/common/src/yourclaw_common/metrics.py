@@ -33,7 +33,22 @@ class RunnerMetrics:
             f"{p}_event_handler_seconds",
             "Time from receipt to ack/nak/term.",
             ["consumer"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            buckets=(
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+                300,
+            ),
         )
 
 

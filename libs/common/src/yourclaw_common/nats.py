@@ -85,7 +85,9 @@ async def publish(
     """
     headers = {
         _MSG_ID_HEADER: event.dedupe_key(),
-        CORRELATION_HEADER: correlation_id or get_correlation_id() or str(event.event_id),
+        CORRELATION_HEADER: correlation_id
+        or get_correlation_id()
+        or str(event.event_id),
     }
     return await js.publish(
         event.publish_subject(),
@@ -192,7 +194,9 @@ async def _handle_one(
             # The server will redeliver after ack_wait; handlers are idempotent.
             log.warning("nats.consume.ack_failed", outcome=outcome, error=str(exc))
         metrics.consumed.labels(spec.durable, msg.subject, outcome).inc()
-        metrics.handler_seconds.labels(spec.durable).observe(time.perf_counter() - started)
+        metrics.handler_seconds.labels(spec.durable).observe(
+            time.perf_counter() - started
+        )
 
 
 async def consume(
@@ -221,11 +225,15 @@ async def consume(
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
-                msgs = await psub.fetch(concurrency - len(in_flight), timeout=fetch_timeout)
+                msgs = await psub.fetch(
+                    concurrency - len(in_flight), timeout=fetch_timeout
+                )
             except (FetchTimeoutError, TimeoutError):
                 continue
             except Exception as exc:
-                log.warning("nats.consume.fetch_failed", consumer=spec.durable, error=str(exc))
+                log.warning(
+                    "nats.consume.fetch_failed", consumer=spec.durable, error=str(exc)
+                )
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:

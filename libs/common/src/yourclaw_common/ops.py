@@ -38,19 +38,31 @@ async def _route(path: str, ready: ReadyCheck) -> bytes:
             checks = {"checks": False}
         ok = all(checks.values())
         body = orjson.dumps({"status": "ok" if ok else "unavailable", "checks": checks})
-        return _response("200 OK" if ok else "503 Service Unavailable", body, "application/json")
-    return _response("404 Not Found", b'{"detail":"not found","code":"NOT_FOUND"}', "application/json")
+        return _response(
+            "200 OK" if ok else "503 Service Unavailable", body, "application/json"
+        )
+    return _response(
+        "404 Not Found",
+        b'{"detail":"not found","code":"NOT_FOUND"}',
+        "application/json",
+    )
 
 
 async def serve_ops(host: str, port: int, ready: ReadyCheck) -> asyncio.Server:
     """Start the server; the caller closes it on shutdown."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=5)
             parts = line.decode("latin-1").split()
             # Drain the headers; the routes take no body.
-            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
+            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
                 pass
             path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
             writer.write(await _route(path, ready))

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 from nats.js import JetStreamContext
 
+from yourclaw_common.db import Connection
 from yourclaw_common.events import Event
 from yourclaw_common.logging import get_correlation_id, get_logger
 
@@ -19,7 +20,7 @@ _MSG_ID_HEADER = "Nats-Msg-Id"
 _CORRELATION_HEADER = "Yourclaw-Correlation-Id"
 
 
-async def claim(conn: asyncpg.Connection, *, consumer: str, event_id: uuid.UUID) -> bool:
+async def claim(conn: Connection, *, consumer: str, event_id: uuid.UUID) -> bool:
     """Record that `consumer` handles `event_id`; False if it already did.
 
     Call inside the transaction of the handler's write: a crash rolls both back.
@@ -33,7 +34,7 @@ async def claim(conn: asyncpg.Connection, *, consumer: str, event_id: uuid.UUID)
     return row is not None
 
 
-async def add(conn: asyncpg.Connection, event: Event, *, service: str) -> None:
+async def add(conn: Connection, event: Event, *, service: str) -> None:
     """Queue an event for publishing once the caller's transaction commits."""
     headers = {
         _MSG_ID_HEADER: event.dedupe_key(),
@@ -50,7 +51,9 @@ async def add(conn: asyncpg.Connection, event: Event, *, service: str) -> None:
     )
 
 
-async def relay_once(pool: asyncpg.Pool, js: JetStreamContext, *, service: str, limit: int = 100) -> int:
+async def relay_once(
+    pool: asyncpg.Pool, js: JetStreamContext, *, service: str, limit: int = 100
+) -> int:
     """Publish up to `limit` pending rows of `service`; returns how many."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -62,7 +65,9 @@ async def relay_once(pool: asyncpg.Pool, js: JetStreamContext, *, service: str, 
         )
         for row in rows:
             # Nats-Msg-Id makes a re-relay after a crash here harmless.
-            await js.publish(row["subject"], row["payload"].encode(), headers=row["headers"])
+            await js.publish(
+                row["subject"], row["payload"].encode(), headers=row["headers"]
+            )
         if rows:
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
@@ -72,7 +77,12 @@ async def relay_once(pool: asyncpg.Pool, js: JetStreamContext, *, service: str, 
 
 
 async def relay_forever(
-    pool: asyncpg.Pool, js: JetStreamContext, *, service: str, stop: asyncio.Event, interval: float = 0.2
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    *,
+    service: str,
+    stop: asyncio.Event,
+    interval: float = 0.2,
 ) -> None:
     """Relay the outbox until `stop` is set."""
     while not stop.is_set():

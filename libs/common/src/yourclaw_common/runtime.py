@@ -23,7 +23,13 @@ from yourclaw_common.ops import serve_ops
 from yourclaw_common.outbox import relay_forever
 from yourclaw_common.settings import CommonSettings
 
-__all__ = ["Runtime", "connect_postgres", "install_signal_handlers", "open_runtime", "run_consumers"]
+__all__ = [
+    "Runtime",
+    "connect_postgres",
+    "install_signal_handlers",
+    "open_runtime",
+    "run_consumers",
+]
 
 log = get_logger(__name__)
 
@@ -54,7 +60,9 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def connect_postgres(settings: CommonSettings, *, timeout: float = 60) -> asyncpg.Pool:
+async def connect_postgres(
+    settings: CommonSettings, *, timeout: float = 60
+) -> asyncpg.Pool:
     """A pool, retrying while Postgres is still starting; migrated if configured."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -95,7 +103,9 @@ async def open_runtime(
         )
         runtime = Runtime(settings, pool, nc, js, stop)
         if settings.metrics_port:
-            ops = await serve_ops(settings.metrics_host, settings.metrics_port, runtime.readiness)
+            ops = await serve_ops(
+                settings.metrics_host, settings.metrics_port, runtime.readiness
+            )
         yield runtime
     finally:
         if ops is not None:
@@ -124,13 +134,17 @@ async def run_consumers(
                     handler,
                     stop=runtime.stop,
                     metrics=metrics,
-                    ack_wait=spec.ack_wait or runtime.settings.consumer_ack_wait_seconds,
+                    ack_wait=spec.ack_wait
+                    or runtime.settings.consumer_ack_wait_seconds,
                     concurrency=concurrency,
                 )
             )
         if relay_outbox:
             tg.create_task(
                 relay_forever(
-                    runtime.pool, runtime.js, service=runtime.settings.service_name, stop=runtime.stop
+                    runtime.pool,
+                    runtime.js,
+                    service=runtime.settings.service_name,
+                    stop=runtime.stop,
                 )
             )

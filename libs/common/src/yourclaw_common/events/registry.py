@@ -42,7 +42,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         HostHeartbeat,
     )
 }
-EVENT_TYPES.update({s.value: StripeEventReceived for s in STRIPE_EVENT_SUBJECTS.values()})
+EVENT_TYPES.update(
+    {s.value: StripeEventReceived for s in STRIPE_EVENT_SUBJECTS.values()}
+)
 
 
 def model_for(subject: str) -> type[Event]:

@@ -34,7 +34,9 @@ async def eventually(
     raise AssertionError(f"{message} within {timeout}s (last value: {last!r})")
 
 
-async def reset_streams(js: JetStreamContext, *, default_ack_wait: float = 30.0) -> None:
+async def reset_streams(
+    js: JetStreamContext, *, default_ack_wait: float = 30.0
+) -> None:
     """Delete our streams (and so their consumers), then declare them again."""
     for cfg in STREAMS:
         assert cfg.name is not None

@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from yourclaw_common.crypto import generate_key
-from yourclaw_common.db import create_pool, migrate
+from yourclaw_common.db import Connection, create_pool, migrate
 from yourclaw_common.testing.helpers import reset_streams
 
 # Short, so tests of crashes and redelivery do not wait 30 s.
@@ -46,14 +46,17 @@ def _worker_id() -> str:
 
 def _with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    return urlunsplit(
+        (parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment)
+    )
 
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     """NATS + PostgreSQL for this worker: given by env, or embedded."""
     tmp = Path(tempfile.mkdtemp(prefix=f"yourclaw-test-{_worker_id()}-"))
-    os.chmod(tmp, 0o755)
+    # Readable by the PostgreSQL system user when tests run as root.
+    os.chmod(tmp, 0o755)  # noqa: S103
     started: list[object] = []
     try:
         nats_url = os.environ.get("NATS_URL")
@@ -107,7 +110,9 @@ def encryption_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def service_env(database_url: str, nats_url: str, encryption_key: str) -> dict[str, str]:
+def service_env(
+    database_url: str, nats_url: str, encryption_key: str
+) -> dict[str, str]:
     """Environment every service under test gets (as a subprocess or settings)."""
     return {
         "DATABASE_URL": database_url,
@@ -140,7 +145,7 @@ async def clean_db(db_pool: asyncpg.Pool) -> asyncpg.Pool:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def db_conn(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def db_conn(db_pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A connection inside a transaction that is rolled back after the test."""
     async with db_pool.acquire() as conn:
         tr = conn.transaction()

@@ -26,7 +26,9 @@ class AssistantProvisionRequested(Event):
     subject: ClassVar[Subject] = Subject.ASSISTANT_PROVISION_REQUESTED
 
     user_id: UUID
-    reason: Literal["created", "recreated", "model_changed", "api_keys_changed"] = "created"
+    reason: Literal["created", "recreated", "model_changed", "api_keys_changed"] = (
+        "created"
+    )
 
 
 class AssistantDeprovisionRequested(Event):

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from yourclaw_common.events.base import Event
 from yourclaw_common.events.subjects import Subject
 
-__all__ = ["InboundMedia", "InboundWhatsApp", "InboundWhatsAppStatus", "OutboundWhatsApp"]
+__all__ = [
+    "InboundMedia",
+    "InboundWhatsApp",
+    "InboundWhatsAppStatus",
+    "OutboundWhatsApp",
+]
 
 
 class InboundMedia(BaseModel):
@@ -36,7 +41,7 @@ class InboundWhatsApp(Event):
     num_media: int = 0
     media: tuple[InboundMedia, ...] = ()
     # Every POST parameter Twilio sent, for fields we do not model yet.
-    params: dict[str, str] = {}
+    params: dict[str, str] = Field(default_factory=dict)
 
     def dedupe_key(self) -> str:
         # Twilio retries carry the same MessageSid; JetStream drops them.
@@ -51,7 +56,7 @@ class InboundWhatsAppStatus(Event):
     message_sid: str
     message_status: str
     error_code: str | None = None
-    params: dict[str, str] = {}
+    params: dict[str, str] = Field(default_factory=dict)
 
     def dedupe_key(self) -> str:
         return f"{self.message_sid}:{self.message_status}"

@@ -1,0 +1,57 @@
+# YourClaw — `make up` runs the product locally, `make test` runs every test.
+# Both install what they need first (uv into .tools/, the Python env into .venv/).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+PYTHON ?= python3
+# Tests run in parallel workers, each with its own NATS and PostgreSQL; a given
+# NATS_URL is shared, so then they run in one process.
+PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
+
+.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@PYTHON=$(PYTHON) scripts/bootstrap-uv.sh
+
+install: $(UV) ## Install the Python environment (.venv) from uv.lock
+	@echo "==> syncing the Python environment (.venv) from uv.lock"
+	@$(UV) sync --all-packages --frozen --python $(PYTHON)
+
+up: install ## Run the whole product locally (Ctrl-C stops everything)
+	@$(UV) run --frozen --no-sync yourclaw-up
+
+test: install ## Run every test against real NATS and PostgreSQL
+	@echo "==> running the test suite"
+	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: install ## Tests without the slow ones
+	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff lint + format check
+	@$(UV) run --frozen --no-sync ruff check .
+	@$(UV) run --frozen --no-sync ruff format --check .
+
+fmt: install ## Format and fix what ruff can
+	@$(UV) run --frozen --no-sync ruff format .
+	@$(UV) run --frozen --no-sync ruff check --fix .
+
+typecheck: install ## mypy --strict over every package
+	@$(UV) run --frozen --no-sync mypy libs/common/src libs/devkit/src services/*/src
+
+check: lint typecheck test ## What CI runs: lint, types, tests
+
+migrate: install ## Apply migrations to DATABASE_URL
+	@$(UV) run --frozen --no-sync yourclaw-migrate
+
+bench: install ## Run the benchmarks in bench/ (prints figures)
+	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py
+
+clean: ## Remove local state (.data: the embedded databases of `make up`)
+	rm -rf .data

@@ -1,0 +1,376 @@
+"""An OpenAI-compatible chat completions provider that echoes the user.
+
+It answers `Echo: <the user's text>`, deterministically, in OpenAI's wire
+format, streaming (SSE) or not. Markers in the user's text drive tests:
+`#sleep=<seconds>` waits first, `#fail` (or `#fail=<status>`) returns an
+OpenAI-shaped error, `#long=<n>` answers with exactly n characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from yourclaw_common.logging import get_logger
+
+__all__ = ["DEFAULT_MODEL", "RequestLog", "build_reply", "llm_router", "pick_user_text"]
+
+log = get_logger(__name__)
+
+DEFAULT_MODEL = "echo-1"
+_MAX_SLEEP_SECONDS = 3600.0
+_MAX_LONG_CHARS = 100_000
+# Never kept: they carry credentials.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
+)
+
+# OpenClaw adds a user message of runtime context after the user's own
+# (src/agents/internal-runtime-context.ts); older versions used a bare header.
+_INTERNAL_BLOCK = re.compile(
+    r"<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>.*?(?:<<<END_OPENCLAW_INTERNAL_CONTEXT>>>|\Z)",
+    re.DOTALL,
+)
+_INTERNAL_PREFIXES = ("OpenClaw runtime context", "[Internal task completion event]")
+# OpenClaw's envelope on user turns: "[Wed 2026-03-11 23:51 PDT] hello".
+_TIMESTAMP_PREFIX = re.compile(
+    r"^\[[A-Za-z]{3} \d{4}-\d{2}-\d{2} \d{2}:\d{2}[^\]]*\]\s*"
+)
+_SLEEP = re.compile(r"#sleep=(\d+(?:\.\d+)?)")
+_FAIL = re.compile(r"#fail(?:=(\d{3}))?\b")
+_LONG = re.compile(r"#long=(\d+)")
+_SENTENCES = (
+    "This is a long reply from the YourClaw dev simulator.",
+    "It is made of plain sentences so that splitting can be checked.",
+    "Every run produces exactly the same text for the same length.",
+    "WhatsApp allows at most sixteen hundred characters per message.",
+)
+
+
+class RequestLog:
+    """Chat completion requests received, oldest first; safe across threads."""
+
+    def __init__(self, *, max_records: int = 10_000):
+        self._lock = threading.Lock()
+        self._records: deque[dict[str, Any]] = deque(maxlen=max_records)
+
+    def add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._records)
+
+    def clear(self) -> int:
+        with self._lock:
+            count = len(self._records)
+            self._records.clear()
+            return count
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    pieces: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            pieces.append(part)
+        elif isinstance(part, dict):
+            kind = part.get("type")
+            if kind in ("text", "input_text") and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
+            elif kind in ("image_url", "input_image", "image"):
+                pieces.append("[image]")
+    return " ".join(p.strip() for p in pieces if p.strip())
+
+
+def pick_user_text(messages: list[Any]) -> str:
+    """The text the person wrote: the last user turn that is not OpenClaw's own context."""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        text = _INTERNAL_BLOCK.sub("", _content_text(message.get("content"))).strip()
+        text = _TIMESTAMP_PREFIX.sub("", text, count=1).strip()
+        if text and not text.startswith(_INTERNAL_PREFIXES):
+            return text
+    return ""
+
+
+def _long_text(length: int) -> str:
+    out: list[str] = []
+    size, i = 0, 0
+    while size < length:
+        sentence = _SENTENCES[i % len(_SENTENCES)] + " "
+        out.append(sentence)
+        size += len(sentence)
+        i += 1
+    text = "".join(out)[:length]
+    return text[:-1] + "." if text.endswith(" ") else text
+
+
+def build_reply(user_text: str) -> str:
+    """What the stand-in answers to `user_text`."""
+    if match := _LONG.search(user_text):
+        return _long_text(min(int(match.group(1)), _MAX_LONG_CHARS))
+    return f"Echo: {user_text}"
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def openai_error(
+    status: int, message: str, *, kind: str, code: str | None = None
+) -> JSONResponse:
+    """An error response in OpenAI's shape."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": code}},
+        status_code=status,
+    )
+
+
+def _failure(status: int) -> JSONResponse:
+    if status == 429:
+        return openai_error(
+            429,
+            "Rate limit reached (devsim #fail=429).",
+            kind="requests",
+            code="rate_limit_exceeded",
+        )
+    if status < 500:
+        return openai_error(
+            status,
+            f"Request rejected (devsim #fail={status}).",
+            kind="invalid_request_error",
+        )
+    return openai_error(
+        status,
+        "The server had an error while processing your request (devsim #fail).",
+        kind="server_error",
+    )
+
+
+def _chunks(text: str, size: int = 24) -> list[str]:
+    out: list[str] = []
+    current = ""
+    for token in re.findall(r"\S+\s*|\s+", text):
+        current += token
+        if len(current) >= size:
+            out.append(current)
+            current = ""
+    if current:
+        out.append(current)
+    return out
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def _stream(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    reply: str,
+    usage: dict[str, int] | None,
+    delay: float,
+) -> AsyncIterator[bytes]:
+    if delay:
+        await asyncio.sleep(delay)
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+    }
+    # With include_usage every chunk carries `usage: null` until the last.
+    extra: dict[str, Any] = {"usage": None} if usage is not None else {}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return _sse({**base, "choices": [choice], **extra})
+
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    for piece in _chunks(reply):
+        yield chunk({"content": piece})
+    yield chunk({}, "stop")
+    if usage is not None:
+        yield _sse({**base, "choices": [], "usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+def llm_router(
+    *, api_key: str | None, delay_seconds: float, requests_log: RequestLog
+) -> APIRouter:
+    """`/v1/chat/completions`, `/v1/models` and the dev-only `/_devsim/llm/requests`."""
+    router = APIRouter()
+
+    def unauthorized(request: Request) -> JSONResponse | None:
+        if not api_key:
+            return None
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.encode(), api_key.encode()
+        ):
+            return None
+        return openai_error(
+            401,
+            "Incorrect API key provided.",
+            kind="invalid_request_error",
+            code="invalid_api_key",
+        )
+
+    @router.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return openai_error(
+                400,
+                "We could not parse the JSON body of your request.",
+                kind="invalid_request_error",
+            )
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return openai_error(
+                400,
+                "'messages' must be a non-empty array.",
+                kind="invalid_request_error",
+                code="invalid_value",
+            )
+        text = pick_user_text(messages)
+        completion_id = "chatcmpl-" + secrets.token_hex(12)
+        model = str(body.get("model") or DEFAULT_MODEL)
+        stream = body.get("stream") is True
+        requests_log.add(
+            {
+                "id": completion_id,
+                "received_at": datetime.now(UTC).isoformat(),
+                "model": body.get("model"),
+                "user": body.get("user"),
+                "stream": stream,
+                "session_key": request.headers.get("x-openclaw-session-key"),
+                "has_authorization": "authorization" in request.headers,
+                "headers": {
+                    k: v
+                    for k, v in request.headers.items()
+                    if k.lower() not in _SECRET_HEADERS
+                },
+                "user_text": text,
+                "body": body,
+            }
+        )
+        delay = delay_seconds
+        if match := _SLEEP.search(text):
+            delay += float(match.group(1))
+        delay = min(delay, _MAX_SLEEP_SECONDS)
+        if match := _FAIL.search(text):
+            if delay:
+                await asyncio.sleep(delay)
+            return _failure(int(match.group(1) or 500))
+        reply = build_reply(text)
+        prompt_tokens = max(
+            1,
+            sum(
+                _words(_content_text(m.get("content")))
+                for m in messages
+                if isinstance(m, dict)
+            ),
+        )
+        completion_tokens = max(1, _words(reply))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        created = int(time.time())
+        log.info("devsim.llm.completion", id=completion_id, stream=stream, model=model)
+        if stream:
+            options = body.get("stream_options")
+            include_usage = (
+                isinstance(options, dict) and options.get("include_usage") is True
+            )
+            return StreamingResponse(
+                _stream(
+                    completion_id=completion_id,
+                    created=created,
+                    model=model,
+                    reply=reply,
+                    usage=usage if include_usage else None,
+                    delay=delay,
+                ),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        if delay:
+            await asyncio.sleep(delay)
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": reply,
+                            "refusal": None,
+                        },
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+                "system_fingerprint": None,
+            }
+        )
+
+    def model_object(model_id: str) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "yourclaw-devsim",
+        }
+
+    @router.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        return JSONResponse({"object": "list", "data": [model_object(DEFAULT_MODEL)]})
+
+    @router.get("/v1/models/{model_id:path}")
+    async def get_model(request: Request, model_id: str) -> Response:
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        return JSONResponse(model_object(model_id))
+
+    @router.get("/_devsim/llm/requests")
+    async def devsim_requests() -> dict[str, Any]:
+        return {"requests": requests_log.all()}
+
+    @router.delete("/_devsim/llm/requests")
+    async def devsim_clear_requests() -> dict[str, int]:
+        return {"deleted": requests_log.clear()}
+
+    return router

@@ -1,0 +1,498 @@
+"""The Twilio Messages resource (2010-04-01), as much of it as YourClaw uses.
+
+Requests and responses follow Twilio's wire format: form-encoded bodies, HTTP
+Basic auth with the account sid and auth token, JSON resources with string
+counters and RFC 2822 dates, and Twilio's error body
+`{"code", "message", "more_info", "status"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import math
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from yourclaw_common.logging import get_logger
+
+from yourclaw_devkit.signing import twilio_signature
+
+__all__ = ["MessageStore", "SentMessage", "StatusCallbacks", "twilio_router"]
+
+log = get_logger(__name__)
+
+API_VERSION = "2010-04-01"
+_MAX_BODY = 1600
+_DEFAULT_PAGE_SIZE = 50
+_MAX_PAGE_SIZE = 1000
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# GSM 03.38: the basic set, and the extension table (each costs two septets).
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXT = frozenset("^{}\\[~]|€\f")
+
+
+def _rfc2822(moment: datetime | None) -> str | None:
+    return None if moment is None else format_datetime(moment)
+
+
+def num_segments(to: str, body: str) -> int:
+    """How many SMS segments Twilio would bill; a WhatsApp message is one."""
+    if to.startswith("whatsapp:") or not body:
+        return 1
+    if all(ch in _GSM7 or ch in _GSM7_EXT for ch in body):
+        septets = len(body) + sum(ch in _GSM7_EXT for ch in body)
+        return 1 if septets <= 160 else math.ceil(septets / 153)
+    units = len(body.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else math.ceil(units / 67)
+
+
+@dataclass
+class SentMessage:
+    """One message sent through the stand-in."""
+
+    sid: str
+    account_sid: str
+    to: str
+    from_: str
+    body: str
+    status: str
+    date_created: datetime
+    date_sent: datetime | None
+    date_updated: datetime
+    messaging_service_sid: str | None = None
+    content_sid: str | None = None
+    content_variables: dict[str, Any] | None = None
+    media_urls: list[str] = field(default_factory=list)
+    status_callback: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
+
+    def to_twilio(self) -> dict[str, Any]:
+        """The Message resource as Twilio's API returns it."""
+        base = self.uri.removesuffix(".json")
+        return {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": self.body,
+            "date_created": _rfc2822(self.date_created),
+            "date_sent": _rfc2822(self.date_sent),
+            "date_updated": _rfc2822(self.date_updated),
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": self.from_,
+            "messaging_service_sid": self.messaging_service_sid,
+            "num_media": str(len(self.media_urls)),
+            "num_segments": str(num_segments(self.to, self.body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": self.sid,
+            "status": self.status,
+            "subresource_uris": {
+                "media": f"{base}/Media.json",
+                "feedback": f"{base}/Feedback.json",
+            },
+            "to": self.to,
+            "uri": self.uri,
+        }
+
+    def to_devsim(self) -> dict[str, Any]:
+        """The Twilio resource plus what Twilio does not echo back."""
+        return {
+            **self.to_twilio(),
+            "content_sid": self.content_sid,
+            "content_variables": self.content_variables,
+            "media_urls": list(self.media_urls),
+            "status_callback": self.status_callback,
+        }
+
+
+class MessageStore:
+    """Sent messages in memory, oldest evicted first; safe across threads."""
+
+    def __init__(self, *, max_records: int = 10_000):
+        self._lock = threading.Lock()
+        self._messages: OrderedDict[str, SentMessage] = OrderedDict()
+        self._max = max_records
+
+    def add(self, message: SentMessage) -> None:
+        with self._lock:
+            self._messages[message.sid] = replace(message)
+            while len(self._messages) > self._max:
+                self._messages.popitem(last=False)
+
+    def get(self, sid: str) -> SentMessage | None:
+        with self._lock:
+            found = self._messages.get(sid)
+            return None if found is None else replace(found)
+
+    def newest_first(self) -> list[SentMessage]:
+        with self._lock:
+            return [replace(m) for m in reversed(self._messages.values())]
+
+    def set_status(self, sid: str, status: str) -> None:
+        with self._lock:
+            found = self._messages.get(sid)
+            if found is not None:
+                found.status = status
+                found.date_updated = datetime.now(UTC)
+
+    def clear(self) -> int:
+        with self._lock:
+            count = len(self._messages)
+            self._messages.clear()
+            return count
+
+
+class StatusCallbacks:
+    """POSTs signed `sent` and `delivered` callbacks, as Twilio does, in the background."""
+
+    def __init__(self, *, auth_token: str, store: MessageStore, enabled: bool = True):
+        self._auth_token = auth_token
+        self._store = store
+        self._enabled = enabled
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=5.0)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def schedule(self, message: SentMessage) -> None:
+        if not (self._enabled and message.status_callback and self._client):
+            return
+        task = asyncio.create_task(self._deliver(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, message: SentMessage) -> None:
+        await self._post(message, "sent")
+        await asyncio.sleep(0.05)
+        self._store.set_status(message.sid, "delivered")
+        await self._post(message, "delivered")
+
+    async def _post(self, message: SentMessage, status: str) -> None:
+        assert self._client is not None
+        assert message.status_callback is not None
+        url = message.status_callback
+        params = {
+            "AccountSid": message.account_sid,
+            "ApiVersion": API_VERSION,
+            "From": message.from_,
+            "To": message.to,
+            "MessageSid": message.sid,
+            "SmsSid": message.sid,
+            "MessageStatus": status,
+            "SmsStatus": status,
+        }
+        if message.to.startswith("whatsapp:"):
+            params["ChannelPrefix"] = "whatsapp"
+            params["ChannelToAddress"] = message.to.removeprefix("whatsapp:")
+        headers = {
+            "X-Twilio-Signature": twilio_signature(url, params, self._auth_token),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        try:
+            response = await self._client.post(url, data=params, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning(
+                "devsim.twilio.status_callback_failed", sid=message.sid, error=str(exc)
+            )
+            return
+        log.info(
+            "devsim.twilio.status_callback",
+            sid=message.sid,
+            message_status=status,
+            http_status=response.status_code,
+        )
+
+
+def twilio_error(status: int, code: int, message: str) -> JSONResponse:
+    """An error response in Twilio's shape."""
+    headers = (
+        {"WWW-Authenticate": 'Basic realm="Twilio API"'} if status == 401 else None
+    )
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _basic_auth_ok(request: Request, account_sid: str, auth_token: str) -> bool:
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, sep, password = (
+            base64.b64decode(encoded, validate=True).decode().partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        return False
+    # Both compared, whatever the first gives, so timing tells nothing.
+    user_ok = hmac.compare_digest(user.encode(), account_sid.encode())
+    token_ok = hmac.compare_digest(password.encode(), auth_token.encode())
+    return bool(sep) and user_ok and token_ok
+
+
+def _address_ok(address: str) -> bool:
+    return bool(_E164.match(address.removeprefix("whatsapp:")))
+
+
+def _validate_create(form: dict[str, Any]) -> JSONResponse | None:
+    to, from_ = form["To"], form["From"]
+    if not to:
+        return twilio_error(400, 21604, "A 'To' phone number is required.")
+    if not _address_ok(to):
+        return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+    if not from_ and not form["MessagingServiceSid"]:
+        return twilio_error(400, 21603, "A 'From' phone number is required.")
+    if from_ and not _address_ok(from_):
+        return twilio_error(400, 21212, f"Invalid 'From' Phone Number: {from_}")
+    if from_ and to.startswith("whatsapp:") != from_.startswith("whatsapp:"):
+        return twilio_error(
+            400,
+            21910,
+            "Invalid From and To pair. From and To should be of the same channel",
+        )
+    if not form["Body"] and not form["ContentSid"] and not form["MediaUrl"]:
+        return twilio_error(
+            400, 21619, "A text message body or media urls must be specified."
+        )
+    if len(form["Body"]) > _MAX_BODY:
+        return twilio_error(
+            400,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.",
+        )
+    return None
+
+
+def _parse_variables(raw: str) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class _DateFilter:
+    op: str  # "=", ">" (on or after), "<" (on or before)
+    value: date | datetime
+
+    def matches(self, sent: datetime | None) -> bool:
+        if sent is None:
+            return False
+        if isinstance(self.value, datetime) and self.op != "=":
+            return _compare(sent, self.value, self.op)
+        day = self.value.date() if isinstance(self.value, datetime) else self.value
+        return _compare(sent.date(), day, self.op)
+
+
+def _compare(left: date, right: date, op: str) -> bool:
+    # datetime is a date; both sides are always the same kind here.
+    if op == ">":
+        return left >= right
+    if op == "<":
+        return left <= right
+    return left == right
+
+
+def _parse_date(raw: str) -> date | datetime:
+    if _DATE.match(raw):
+        return date.fromisoformat(raw)
+    parsed = datetime.fromisoformat(raw)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def twilio_router(
+    *,
+    account_sid: str,
+    auth_token: str,
+    store: MessageStore,
+    callbacks: StatusCallbacks,
+) -> APIRouter:
+    """Routes of the Messages resource and the dev-only `/_devsim/messages`."""
+    router = APIRouter()
+    collection = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
+
+    def guard(request: Request, path_sid: str) -> JSONResponse | None:
+        if not _basic_auth_ok(request, account_sid, auth_token):
+            return twilio_error(401, 20003, "Authenticate")
+        if path_sid != account_sid:
+            return twilio_error(
+                404, 20404, f"The requested resource {request.url.path} was not found"
+            )
+        return None
+
+    @router.post(collection, status_code=201)
+    async def create_message(request: Request, account_sid: str) -> Response:
+        if (denied := guard(request, account_sid)) is not None:
+            return denied
+        raw = await request.form()
+        form: dict[str, Any] = {
+            name: str(raw.get(name) or "").strip()
+            for name in (
+                "To",
+                "From",
+                "Body",
+                "MessagingServiceSid",
+                "ContentSid",
+                "ContentVariables",
+                "StatusCallback",
+            )
+        }
+        form["Body"] = str(raw.get("Body") or "")
+        form["MediaUrl"] = [str(u) for u in raw.getlist("MediaUrl") if str(u).strip()]
+        if (invalid := _validate_create(form)) is not None:
+            return invalid
+        variables: dict[str, Any] | None = None
+        if form["ContentVariables"]:
+            variables = _parse_variables(form["ContentVariables"])
+            if variables is None:
+                return twilio_error(
+                    400, 21656, "The ContentVariables Parameter is invalid."
+                )
+        body = form["Body"]
+        if form["ContentSid"] and not body:
+            # Twilio renders the template; we show which one and with what.
+            rendered = orjson.dumps(
+                variables or {}, option=orjson.OPT_SORT_KEYS
+            ).decode()
+            body = f"[template {form['ContentSid']}] {rendered}"
+        now = datetime.now(UTC).replace(microsecond=0)
+        prefix = "MM" if form["MediaUrl"] else "SM"
+        message = SentMessage(
+            sid=prefix + secrets.token_hex(16),
+            account_sid=account_sid,
+            to=form["To"],
+            from_=form["From"],
+            body=body,
+            status="queued",
+            date_created=now,
+            date_sent=None,
+            date_updated=now,
+            messaging_service_sid=form["MessagingServiceSid"] or None,
+            content_sid=form["ContentSid"] or None,
+            content_variables=variables,
+            media_urls=form["MediaUrl"],
+            status_callback=form["StatusCallback"] or None,
+        )
+        created = message.to_twilio()
+        # The stand-in hands the message over at once; the caller still sees "queued",
+        # as from Twilio, and later reads show "sent".
+        store.add(replace(message, status="sent", date_sent=now))
+        log.info("devsim.twilio.message_created", sid=message.sid, to=message.to)
+        callbacks.schedule(message)
+        return JSONResponse(created, status_code=201)
+
+    @router.get(collection)
+    async def list_messages(request: Request, account_sid: str) -> Response:
+        if (denied := guard(request, account_sid)) is not None:
+            return denied
+        query = request.query_params
+        to, from_ = query.get("To"), query.get("From")
+        filters: list[_DateFilter] = []
+        for name, op in (("DateSent", "="), ("DateSent>", ">"), ("DateSent<", "<")):
+            if raw := query.get(name):
+                try:
+                    filters.append(_DateFilter(op, _parse_date(raw)))
+                except ValueError:
+                    return twilio_error(400, 20001, f"Invalid {name}: {raw}")
+        try:
+            page_size = int(query.get("PageSize", _DEFAULT_PAGE_SIZE))
+            page = int(query.get("Page", 0))
+        except ValueError:
+            return twilio_error(400, 20001, "Invalid PageSize or Page")
+        if not 1 <= page_size <= _MAX_PAGE_SIZE or page < 0:
+            return twilio_error(400, 20001, "Invalid PageSize or Page")
+        matching = [
+            m
+            for m in store.newest_first()
+            if (to is None or m.to == to)
+            and (from_ is None or m.from_ == from_)
+            and all(f.matches(m.date_sent) for f in filters)
+        ]
+        start = page * page_size
+        chunk = matching[start : start + page_size]
+        kept = [
+            (k, v)
+            for k, v in query.multi_items()
+            if k not in ("Page", "PageSize", "PageToken")
+        ]
+
+        def page_uri(number: int) -> str:
+            params = urlencode([*kept, ("PageSize", page_size), ("Page", number)])
+            return f"{request.url.path}?{params}"
+
+        has_next = start + page_size < len(matching)
+        return JSONResponse(
+            {
+                "messages": [m.to_twilio() for m in chunk],
+                "end": start + max(len(chunk) - 1, 0),
+                "first_page_uri": page_uri(0),
+                "next_page_uri": page_uri(page + 1) if has_next else None,
+                "page": page,
+                "page_size": page_size,
+                "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+                "start": start,
+                "uri": page_uri(page),
+            }
+        )
+
+    @router.get(
+        f"/{API_VERSION}/Accounts/{{account_sid}}/Messages/{{message_sid}}.json"
+    )
+    async def fetch_message(
+        request: Request, account_sid: str, message_sid: str
+    ) -> Response:
+        if (denied := guard(request, account_sid)) is not None:
+            return denied
+        found = store.get(message_sid)
+        if found is None:
+            return twilio_error(
+                404, 20404, f"The requested resource {request.url.path} was not found"
+            )
+        return JSONResponse(found.to_twilio())
+
+    @router.get("/_devsim/messages")
+    async def devsim_messages() -> dict[str, Any]:
+        return {"messages": [m.to_devsim() for m in store.newest_first()]}
+
+    @router.delete("/_devsim/messages")
+    async def devsim_clear_messages() -> dict[str, int]:
+        return {"deleted": store.clear()}
+
+    return router

@@ -1,0 +1,498 @@
+"""`yourclaw-dev`: talk to the local stack like WhatsApp and Twilio would.
+
+    yourclaw-dev send --from +15551234567 "hello"      # a signed inbound webhook
+    yourclaw-dev register --phone +15551234567          # a ready user, no provisioning
+    yourclaw-dev messages --phone +15551234567          # what the Twilio stand-in sent
+
+Settings come from the environment under the names the services use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import mimetypes
+import re
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+import httpx
+from pydantic import SecretStr
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.settings import CommonSettings
+
+from yourclaw_devkit.defaults import (
+    DEV_API_URL,
+    DEV_GATEWAY_TOKEN,
+    DEV_TWILIO_ACCOUNT_SID,
+    DEV_TWILIO_AUTH_TOKEN,
+    DEV_WHATSAPP_NUMBER,
+    DEVSIM_URL,
+)
+from yourclaw_devkit.signing import twilio_signature
+
+__all__ = [
+    "WHATSAPP_WEBHOOK_PATH",
+    "DevCliSettings",
+    "PhoneTakenError",
+    "RegisteredUser",
+    "cli",
+    "dev_user_id",
+    "inbound_whatsapp_form",
+    "main",
+    "normalize_phone",
+    "register_dev_user",
+    "sign_webhook",
+]
+
+WHATSAPP_WEBHOOK_PATH = "/api/v1/webhooks/twilio/whatsapp"
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# Fixed, so a phone number always maps to the same dev user id.
+_DEV_USER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "dev-users.yourclaw.local")
+# After the first reply, wait this long for more parts of a split reply.
+_SETTLE_SECONDS = 1.5
+_POLL_SECONDS = 0.3
+
+
+class DevCliSettings(CommonSettings):
+    """What `yourclaw-dev` needs, under the services' variable names."""
+
+    twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
+    twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
+    twilio_whatsapp_number: str = DEV_WHATSAPP_NUMBER
+    # The URL Twilio is told to call; signatures are computed over it.
+    public_base_url: str = DEV_API_URL
+    # Where gateway-api actually listens (differs behind a tunnel or proxy).
+    api_url: str = DEV_API_URL
+    twilio_api_base: str = DEVSIM_URL
+    # The assistant endpoint `register` gives new users (the LLM stand-in).
+    dev_assistant_url: str = DEVSIM_URL
+
+
+def normalize_phone(raw: str) -> str:
+    """E.164 (`+15551234567`) from `+1 555-123-4567` or `whatsapp:+15551234567`."""
+    phone = re.sub(r"[\s\-().]", "", raw.removeprefix("whatsapp:"))
+    if not _E164.match(phone):
+        raise ValueError(
+            f"not an E.164 phone number: {raw!r} (expected like +15551234567)"
+        )
+    return phone
+
+
+def dev_user_id(phone_e164: str) -> uuid.UUID:
+    """The stable id `register` gives the user of a phone number."""
+    return uuid.uuid5(_DEV_USER_NAMESPACE, phone_e164)
+
+
+def _whatsapp(address: str) -> str:
+    return address if address.startswith("whatsapp:") else f"whatsapp:{address}"
+
+
+def inbound_whatsapp_form(
+    *,
+    phone: str,
+    body: str,
+    to: str,
+    account_sid: str,
+    message_sid: str | None = None,
+    profile_name: str = "Dev User",
+    media_urls: Sequence[str] = (),
+) -> dict[str, str]:
+    """The form Twilio POSTs for an incoming WhatsApp message."""
+    sid = message_sid or ("MM" if media_urls else "SM") + secrets.token_hex(16)
+    form = {
+        "SmsMessageSid": sid,
+        "NumMedia": str(len(media_urls)),
+        "ProfileName": profile_name,
+        "MessageType": "image" if media_urls else "text",
+        "SmsSid": sid,
+        "WaId": phone.removeprefix("+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": _whatsapp(to),
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": account_sid,
+        "From": _whatsapp(phone),
+        "ApiVersion": "2010-04-01",
+    }
+    for i, url in enumerate(media_urls):
+        form[f"MediaUrl{i}"] = url
+        form[f"MediaContentType{i}"] = mimetypes.guess_type(url)[0] or "image/jpeg"
+    return form
+
+
+def sign_webhook(
+    public_base_url: str,
+    form: dict[str, str],
+    auth_token: str,
+    *,
+    path: str = WHATSAPP_WEBHOOK_PATH,
+) -> tuple[str, str]:
+    """The URL Twilio would call and the `X-Twilio-Signature` it would send."""
+    url = public_base_url.rstrip("/") + path
+    return url, twilio_signature(url, form, auth_token)
+
+
+# --- Twilio stand-in -------------------------------------------------------
+
+
+def _list_sent(
+    client: httpx.Client, settings: DevCliSettings, *, to: str | None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Messages the Twilio stand-in recorded, oldest first."""
+    params: dict[str, str | int] = {"PageSize": limit}
+    if to:
+        params["To"] = to
+    response = client.get(
+        f"{settings.twilio_api_base.rstrip('/')}/2010-04-01/Accounts/"
+        f"{settings.twilio_account_sid}/Messages.json",
+        params=params,
+        auth=(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+        ),
+    )
+    response.raise_for_status()
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return list(reversed(messages))
+
+
+def _cmd_send(settings: DevCliSettings, args: argparse.Namespace) -> int:
+    phone = normalize_phone(args.from_)
+    sender = _whatsapp(phone)
+    form = inbound_whatsapp_form(
+        phone=phone,
+        body=" ".join(args.text),
+        to=settings.twilio_whatsapp_number,
+        account_sid=settings.twilio_account_sid,
+        message_sid=args.sid,
+        profile_name=args.name,
+        media_urls=args.media or (),
+    )
+    token = settings.twilio_auth_token.get_secret_value()
+    signed_url, signature = sign_webhook(settings.public_base_url, form, token)
+    if args.bad_signature:
+        signature = twilio_signature(signed_url, form, token + "-wrong")
+    post_url = settings.api_url.rstrip("/") + WHATSAPP_WEBHOOK_PATH
+    with httpx.Client(timeout=30.0) as client:
+        try:
+            baseline = {m["sid"] for m in _list_sent(client, settings, to=sender)}
+        except httpx.HTTPError as exc:
+            print(
+                f"cannot read the Twilio stand-in at {settings.twilio_api_base}: {exc}"
+            )
+            return 1
+        accepted = 0
+        for attempt in range(1, args.times + 1):
+            try:
+                response = client.post(
+                    post_url,
+                    content=urlencode(form),
+                    headers={
+                        "Content-Type": "application/x-www-form-urlencoded",
+                        "X-Twilio-Signature": signature,
+                        "User-Agent": "TwilioProxy/1.1",
+                        "I-Twilio-Idempotency-Token": form["MessageSid"],
+                    },
+                )
+            except httpx.HTTPError as exc:
+                print(f"POST {post_url} failed: {exc}")
+                continue
+            accepted += response.is_success
+            print(
+                f"[{attempt}/{args.times}] POST {post_url} {form['MessageSid']} "
+                f"-> HTTP {response.status_code}"
+            )
+        if not accepted:
+            print("gateway-api accepted no webhook: not waiting for a reply")
+            return 1
+        if args.timeout <= 0:
+            return 0
+        replies = _wait_for_replies(client, settings, sender, baseline, args.timeout)
+    if not replies:
+        print(f"no reply to {phone} within {args.timeout:g}s")
+        return 1
+    return 0
+
+
+def _wait_for_replies(
+    client: httpx.Client,
+    settings: DevCliSettings,
+    sender: str,
+    baseline: set[str],
+    timeout: float,
+) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    known = set(baseline)
+    deadline = time.monotonic() + timeout
+    last_new: float | None = None
+    while time.monotonic() < deadline:
+        try:
+            current = _list_sent(client, settings, to=sender)
+        except httpx.HTTPError as exc:
+            print(f"reading the Twilio stand-in failed: {exc}")
+            current = []
+        for message in current:
+            if message["sid"] in known:
+                continue
+            known.add(message["sid"])
+            seen.append(message)
+            last_new = time.monotonic()
+            print(f"<- {message['body']}")
+        if last_new is not None and time.monotonic() - last_new >= _SETTLE_SECONDS:
+            break
+        time.sleep(_POLL_SECONDS)
+    return seen
+
+
+def _cmd_messages(settings: DevCliSettings, args: argparse.Namespace) -> int:
+    to = _whatsapp(normalize_phone(args.phone)) if args.phone else None
+    with httpx.Client(timeout=10.0) as client:
+        try:
+            messages = _list_sent(client, settings, to=to, limit=args.limit)
+        except httpx.HTTPError as exc:
+            print(
+                f"cannot read the Twilio stand-in at {settings.twilio_api_base}: {exc}"
+            )
+            return 1
+    if not messages:
+        print("no messages")
+    for m in messages:
+        print(
+            f"{m['date_created']}  {m['sid']}  {m['from']} -> {m['to']}  [{m['status']}]"
+        )
+        for line in m["body"].splitlines() or [""]:
+            print(f"    {line}")
+    return 0
+
+
+# --- register --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredUser:
+    """What `register` wrote."""
+
+    user_id: uuid.UUID
+    assistant_id: uuid.UUID
+    phone_e164: str
+
+
+class PhoneTakenError(Exception):
+    """The phone number belongs to a user `register` did not create."""
+
+
+async def register_dev_user(
+    conn: asyncpg.Connection,
+    *,
+    phone: str,
+    endpoint: str,
+    token: str,
+    box: SecretBox,
+    email: str | None = None,
+    model: str | None = None,
+) -> RegisteredUser:
+    """Upsert a user with a phone, an ACTIVE subscription and a READY assistant.
+
+    Runs in one transaction (a savepoint if the caller already opened one).
+    Running it again updates the same rows.
+    """
+    phone = normalize_phone(phone)
+    user_id = dev_user_id(phone)
+    async with conn.transaction():
+        owner = await conn.fetchval(
+            "SELECT user_id FROM user_phones WHERE phone_e164 = $1", phone
+        )
+        if owner is not None and owner != user_id:
+            raise PhoneTakenError(f"{phone} already belongs to user {owner}")
+        await conn.execute(
+            """
+            INSERT INTO users (id, email) VALUES ($1, $2)
+            ON CONFLICT (id) DO UPDATE
+                SET email = COALESCE(EXCLUDED.email, users.email), updated_at = now()
+            """,
+            user_id,
+            email,
+        )
+        await conn.execute(
+            """
+            INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)
+            ON CONFLICT (user_id) DO UPDATE
+                SET phone_e164 = EXCLUDED.phone_e164, updated_at = now()
+            """,
+            user_id,
+            phone,
+        )
+        await conn.execute(
+            """
+            INSERT INTO subscriptions (user_id, stripe_customer_id, stripe_subscription_id,
+                                       status, stripe_status, current_period_end)
+            VALUES ($1, $2, $3, 'ACTIVE', 'active', now() + interval '30 days')
+            ON CONFLICT (user_id) DO UPDATE
+                SET status = 'ACTIVE', stripe_status = 'active',
+                    current_period_end = EXCLUDED.current_period_end, updated_at = now()
+            """,
+            user_id,
+            f"cus_dev_{user_id.hex[:16]}",
+            f"sub_dev_{user_id.hex[:16]}",
+        )
+        assistant_id: uuid.UUID = await conn.fetchval(
+            """
+            INSERT INTO assistants (user_id, status, base_url, gateway_token_encrypted, model)
+            VALUES ($1, 'READY', $2, $3, COALESCE($4, 'anthropic/claude-sonnet-4-5-20250929'))
+            ON CONFLICT (user_id) DO UPDATE
+                SET status = 'READY', base_url = EXCLUDED.base_url,
+                    gateway_token_encrypted = EXCLUDED.gateway_token_encrypted,
+                    model = COALESCE($4, assistants.model),
+                    last_error = NULL, updated_at = now()
+            RETURNING id
+            """,
+            user_id,
+            endpoint.rstrip("/"),
+            box.encrypt(token, owner=str(user_id)),
+            model,
+        )
+    return RegisteredUser(user_id=user_id, assistant_id=assistant_id, phone_e164=phone)
+
+
+async def _register(
+    settings: DevCliSettings, args: argparse.Namespace
+) -> RegisteredUser:
+    box = SecretBox(settings.encryption_key.get_secret_value())
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await register_dev_user(
+            conn,
+            phone=args.phone,
+            email=args.email,
+            endpoint=args.endpoint,
+            token=args.token,
+            box=box,
+            model=args.model,
+        )
+    finally:
+        await conn.close()
+
+
+def _cmd_register(settings: DevCliSettings, args: argparse.Namespace) -> int:
+    args.endpoint = args.endpoint or settings.dev_assistant_url
+    if not settings.encryption_key.get_secret_value().strip():
+        print(
+            "ENCRYPTION_KEY is not set: the gateway token is stored encrypted",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        user = asyncio.run(_register(settings, args))
+    except (PhoneTakenError, OSError, asyncpg.PostgresError) as exc:
+        print(f"register failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"registered {user.phone_e164}: subscription ACTIVE, assistant READY at "
+        f"{args.endpoint.rstrip('/')}",
+        file=sys.stderr,
+    )
+    print(user.user_id)
+    return 0
+
+
+# --- entry point -----------------------------------------------------------
+
+
+def _phone_arg(raw: str) -> str:
+    try:
+        return normalize_phone(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yourclaw-dev", description="Developer tools for the local YourClaw stack."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    send = commands.add_parser(
+        "send",
+        aliases=["wa"],
+        help="send a signed inbound WhatsApp webhook and print the replies",
+    )
+    send.add_argument("text", nargs="+", help="message body")
+    send.add_argument(
+        "--from",
+        dest="from_",
+        type=_phone_arg,
+        default="+15551234567",
+        help="sender (E.164)",
+    )
+    send.add_argument(
+        "--name", default="Dev User", help="ProfileName (default: Dev User)"
+    )
+    send.add_argument("--sid", help="MessageSid to use (default: a new SM…)")
+    send.add_argument(
+        "--media", action="append", metavar="URL", help="attach a media URL"
+    )
+    send.add_argument(
+        "--times", type=int, default=1, help="POST the same signed request N times"
+    )
+    send.add_argument(
+        "--bad-signature", action="store_true", help="send a wrong X-Twilio-Signature"
+    )
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for replies (0: don't)",
+    )
+
+    register = commands.add_parser(
+        "register",
+        help="create a user with an active subscription and a ready assistant",
+    )
+    register.add_argument("--phone", type=_phone_arg, required=True)
+    register.add_argument("--email")
+    register.add_argument(
+        "--endpoint",
+        help=f"assistant base URL (default: DEV_ASSISTANT_URL or {DEVSIM_URL})",
+    )
+    register.add_argument(
+        "--token", default=DEV_GATEWAY_TOKEN, help="the assistant's gateway token"
+    )
+    register.add_argument(
+        "--model", help="assistant model (default: keep/seed default)"
+    )
+
+    messages = commands.add_parser("messages", help="what the Twilio stand-in sent")
+    messages.add_argument(
+        "--phone", type=_phone_arg, help="only messages to this number"
+    )
+    messages.add_argument("--limit", type=int, default=50)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if getattr(args, "times", 1) < 1:
+        print("--times must be at least 1", file=sys.stderr)
+        return 2
+    settings = DevCliSettings()
+    if args.command in ("send", "wa"):
+        return _cmd_send(settings, args)
+    if args.command == "register":
+        return _cmd_register(settings, args)
+    return _cmd_messages(settings, args)
+
+
+def cli() -> None:
+    """Console entry point of `yourclaw-dev`."""
+    sys.exit(main())

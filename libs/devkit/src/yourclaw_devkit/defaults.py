@@ -1,0 +1,21 @@
+"""Values the local stack agrees on when nothing else is configured."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEVSIM_URL",
+    "DEV_API_URL",
+    "DEV_GATEWAY_TOKEN",
+    "DEV_TWILIO_ACCOUNT_SID",
+    "DEV_TWILIO_AUTH_TOKEN",
+    "DEV_WHATSAPP_NUMBER",
+]
+
+# Shaped like a real sid ("AC" + 32 characters) so length checks pass.
+DEV_TWILIO_ACCOUNT_SID = "ACdev" + "0" * 29
+DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105 - a public dev default
+# Twilio's WhatsApp sandbox number.
+DEV_WHATSAPP_NUMBER = "whatsapp:+14155238886"
+DEV_GATEWAY_TOKEN = "dev-gateway-token"  # noqa: S105 - a public dev default
+DEVSIM_URL = "http://127.0.0.1:8900"
+DEV_API_URL = "http://127.0.0.1:8000"

@@ -1,0 +1,143 @@
+"""Local stand-ins for Twilio and the LLM provider, in one FastAPI app.
+
+Services reach it only through their base URLs (`TWILIO_API_BASE`, the
+provider base URL), so it speaks the real wire formats: Twilio's Messages
+resource and OpenAI's chat completions. Routes that exist only here start with
+`/_devsim/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from yourclaw_common.logging import configure_logging, get_logger
+
+from yourclaw_devkit._llm_sim import RequestLog, llm_router
+from yourclaw_devkit._twilio_sim import MessageStore, StatusCallbacks, twilio_router
+from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from yourclaw_devkit.serving import running_app
+
+__all__ = ["DevsimSettings", "cli", "create_app", "running_devsim"]
+
+log = get_logger(__name__)
+
+
+class DevsimSettings(BaseSettings):
+    """Where devsim listens and which credentials it accepts."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    devsim_host: str = "127.0.0.1"
+    devsim_port: int = Field(default=8900, ge=0, le=65535)
+    twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
+    twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
+    # Added to every chat completion, on top of any `#sleep=` in the message.
+    devsim_llm_delay_seconds: float = Field(default=0.0, ge=0)
+    # When set, chat completions need `Authorization: Bearer <this>`.
+    devsim_llm_api_key: SecretStr | None = None
+    # POST signed `sent`/`delivered` callbacks to a message's StatusCallback URL.
+    devsim_status_callbacks: bool = True
+    # Per store; the oldest records go first.
+    devsim_max_records: int = Field(default=10_000, ge=1)
+    log_level: str = "INFO"
+
+
+def create_app(settings: DevsimSettings) -> FastAPI:
+    """The devsim app; all state lives in it, so two apps share nothing."""
+    auth_token = settings.twilio_auth_token.get_secret_value()
+    messages = MessageStore(max_records=settings.devsim_max_records)
+    requests_log = RequestLog(max_records=settings.devsim_max_records)
+    callbacks = StatusCallbacks(
+        auth_token=auth_token, store=messages, enabled=settings.devsim_status_callbacks
+    )
+    api_key = (
+        settings.devsim_llm_api_key.get_secret_value()
+        if settings.devsim_llm_api_key
+        else None
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await callbacks.start()
+        try:
+            yield
+        finally:
+            await callbacks.close()
+
+    app = FastAPI(
+        title="YourClaw devsim",
+        lifespan=lifespan,
+        docs_url="/_devsim/docs",
+        openapi_url="/_devsim/openapi.json",
+        redoc_url=None,
+    )
+    app.include_router(
+        twilio_router(
+            account_sid=settings.twilio_account_sid,
+            auth_token=auth_token,
+            store=messages,
+            callbacks=callbacks,
+        )
+    )
+    app.include_router(
+        llm_router(
+            api_key=api_key or None,
+            delay_seconds=settings.devsim_llm_delay_seconds,
+            requests_log=requests_log,
+        )
+    )
+
+    @app.get("/_devsim/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running_devsim(
+    settings: DevsimSettings | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve devsim on the running loop (a free port unless given); yields its base URL."""
+    async with running_app(
+        create_app(settings or DevsimSettings()), host=host, port=port
+    ) as url:
+        yield url
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    """`yourclaw-devsim`: serve the stand-ins until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="yourclaw-devsim", description="Local Twilio and LLM stand-ins."
+    )
+    parser.add_argument("--host", help="default: DEVSIM_HOST or 127.0.0.1")
+    parser.add_argument("--port", type=int, help="default: DEVSIM_PORT or 8900")
+    args = parser.parse_args(argv)
+    settings = DevsimSettings()
+    host = args.host or settings.devsim_host
+    port = settings.devsim_port if args.port is None else args.port
+    configure_logging("devsim", settings.log_level)
+    log.info(
+        "devsim.starting", host=host, port=port, account_sid=settings.twilio_account_sid
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        ws="none",
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":  # `python -m yourclaw_devkit.devsim`, as `make up` runs it
+    cli()

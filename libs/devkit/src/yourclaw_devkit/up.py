@@ -1,0 +1,292 @@
+"""`make up`: the whole product on one machine, in the foreground.
+
+Starts embedded NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are given),
+applies migrations, starts the stand-ins and every service with dev defaults
+(any variable set in the environment wins), prints where everything is, and
+stops it all on Ctrl-C, like `docker compose up`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from yourclaw_common.crypto import generate_key
+from yourclaw_common.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+
+DATA = Path(".data")
+DEV_ENV_FILE = DATA / "dev.env"
+_SECRETS_FILE = DATA / "secrets.env"
+_COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
+_RESET = "\033[0m"
+
+
+def _say(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def _persistent_secrets() -> dict[str, str]:
+    """Dev secrets generated once and kept, so restarts can read stored ciphertexts."""
+    DATA.mkdir(exist_ok=True)
+    values: dict[str, str] = {}
+    if _SECRETS_FILE.exists():
+        for line in _SECRETS_FILE.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name and value:
+                values[name] = value
+    if "ENCRYPTION_KEY" not in values:
+        values["ENCRYPTION_KEY"] = generate_key()
+        _SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        _SECRETS_FILE.chmod(0o600)
+    return values
+
+
+def dev_defaults(api_port: int, devsim_port: int) -> dict[str, str]:
+    """The local stack's settings; the caller's environment overrides each one."""
+    devsim = f"http://127.0.0.1:{devsim_port}"
+    return {
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(api_port),
+        "API_URL": f"http://127.0.0.1:{api_port}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+        "APP_URL": "http://127.0.0.1:3000",
+        "DEVSIM_PORT": str(devsim_port),
+        "TWILIO_ACCOUNT_SID": "ACdev00000000000000000000000000000",
+        "TWILIO_AUTH_TOKEN": "dev-twilio-auth-token",
+        "TWILIO_WHATSAPP_NUMBER": "whatsapp:+14155238886",
+        "TWILIO_API_BASE": devsim,
+        # Assistants registered with `yourclaw-dev register` answer from here.
+        "DEV_ASSISTANT_URL": devsim,
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    color: str
+    proc: subprocess.Popen[bytes] | None = None
+    tail: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop children in order.
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        prefix = f"{self.color}{self.name:<12}|{_RESET} "
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.tail = [*self.tail[-40:], line]
+            print(prefix + line, flush=True)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _wait_http(url: str, child: Child, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{child.name} not healthy at {url} after {timeout}s")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def main() -> int:
+    env_in = dict(os.environ)
+    api_port = int(env_in.get("API_PORT", "8000"))
+    devsim_port = int(env_in.get("DEVSIM_PORT", "8900"))
+    for name, port in (("API_PORT", api_port), ("DEVSIM_PORT", devsim_port)):
+        if not _port_free(port):
+            print(
+                f"port {port} is in use: stop what uses it or set {name}=<port>",
+                file=sys.stderr,
+            )
+            return 1
+
+    started_infra: list[EmbeddedNats | EmbeddedPostgres] = []
+    children: list[Child] = []
+    stop_requested = threading.Event()
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+
+    try:
+        env = {**dev_defaults(api_port, devsim_port), **_persistent_secrets(), **env_in}
+        if "NATS_URL" not in env_in:
+            _say("starting NATS with JetStream (embedded, data in .data/nats)")
+            nats = EmbeddedNats(DATA / "nats").start()
+            started_infra.append(nats)
+            env["NATS_URL"] = nats.url
+        else:
+            _say(f"using NATS at {env['NATS_URL']}")
+        if "DATABASE_URL" not in env_in:
+            _say("starting PostgreSQL (embedded, data in .data/postgres)")
+            pg = EmbeddedPostgres(DATA / "postgres").start()
+            started_infra.append(pg)
+            pg.create_database("yourclaw")
+            env["DATABASE_URL"] = pg.dsn("yourclaw")
+        else:
+            _say("using PostgreSQL from DATABASE_URL")
+
+        _say("applying database migrations")
+        import asyncio
+
+        from yourclaw_common.migrate import run as migrate
+
+        applied = asyncio.run(migrate(env["DATABASE_URL"]))
+        _say(f"migrations applied now: {applied or 'none (up to date)'}")
+
+        DEV_ENV_FILE.write_text(
+            "".join(f"{k}={env[k]}\n" for k in sorted(env) if k in _DEV_ENV_KEYS)
+        )
+        DEV_ENV_FILE.chmod(0o600)
+
+        py = sys.executable
+        specs = [
+            (
+                "devsim",
+                [py, "-m", "yourclaw_devkit.devsim"],
+                {"SERVICE_NAME": "devsim"},
+            ),
+            (
+                "gateway-api",
+                [py, "-m", "yourclaw_gateway_api"],
+                {"SERVICE_NAME": "gateway-api"},
+            ),
+            (
+                "messaging",
+                [py, "-m", "yourclaw_messaging"],
+                {
+                    "SERVICE_NAME": "messaging",
+                    "METRICS_PORT": env_in.get(
+                        "MESSAGING_METRICS_PORT", str(free_port())
+                    ),
+                },
+            ),
+        ]
+        for i, (name, argv, extra) in enumerate(specs):
+            _say(f"starting {name}")
+            child = Child(name, argv, {**env, **extra}, _COLORS[i % len(_COLORS)])
+            child.start()
+            children.append(child)
+
+        _wait_http(f"http://127.0.0.1:{devsim_port}/_devsim/health", children[0])
+        _wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", children[1])
+        messaging = children[2]
+        _wait_http(
+            f"http://127.0.0.1:{messaging.env['METRICS_PORT']}/readyz", messaging
+        )
+        _print_summary(env, messaging.env["METRICS_PORT"])
+
+        while not stop_requested.is_set():
+            for child in children:
+                if child.proc is not None and child.proc.poll() is not None:
+                    print(
+                        f"\n{child.name} exited with {child.proc.returncode}; stopping everything",
+                        file=sys.stderr,
+                    )
+                    return 1
+            stop_requested.wait(0.5)
+        return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"\nmake up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if children or started_infra:
+            _say("stopping")
+        for child in reversed(children):
+            child.stop()
+        for server in reversed(started_infra):
+            server.stop()
+        if children or started_infra:
+            _say("stopped")
+
+
+# What `yourclaw-dev` needs to reach the running stack.
+_DEV_ENV_KEYS = {
+    "API_URL",
+    "PUBLIC_BASE_URL",
+    "DATABASE_URL",
+    "NATS_URL",
+    "ENCRYPTION_KEY",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_WHATSAPP_NUMBER",
+    "TWILIO_API_BASE",
+    "DEV_ASSISTANT_URL",
+    "APP_URL",
+}
+
+
+def _print_summary(env: dict[str, str], metrics_port: str) -> None:
+    api = env["API_URL"]
+    print(
+        f"""
+YourClaw is running. Ctrl-C stops everything.
+
+  gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
+  Twilio webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/whatsapp
+  messaging       metrics/health on http://127.0.0.1:{metrics_port}
+  Twilio stand-in {env["TWILIO_API_BASE"]}/2010-04-01/Accounts/{env["TWILIO_ACCOUNT_SID"]}/Messages.json
+  LLM stand-in    {env["DEV_ASSISTANT_URL"]}/v1/chat/completions
+  NATS            {env["NATS_URL"]}
+  PostgreSQL      {env["DATABASE_URL"].split("@")[-1]}
+  settings        .data/dev.env (used by the commands below)
+
+Try it (in another terminal):
+  .tools/bin/uv run yourclaw-dev register --phone +15551234567
+  .tools/bin/uv run yourclaw-dev send --from +15551234567 "hello"
+  .tools/bin/uv run yourclaw-dev send --from +15550000000 "who are you?"   # not signed up
+""",
+        flush=True,
+    )
+
+
+def cli() -> None:
+    """Entry point of `yourclaw-up`."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,32 @@
+"""Probes and metrics for the platform: /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from yourclaw_gateway_api.api.health import check_dependencies, dependency_response
+from yourclaw_gateway_api.dependencies import JetStream, Nats, Pool
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+
+_ALIVE = b'{"status":"ok"}'
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    # Liveness: the process serves requests; dependencies are /readyz's business.
+    return Response(_ALIVE, media_type="application/json")
+
+
+@router.get("/readyz")
+async def readyz(pool: Pool, nc: Nats, js: JetStream) -> Response:
+    return dependency_response(await check_dependencies(pool, nc, js))
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,74 @@
+"""Every error leaves the API as `{"detail", "code"}` with its status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from yourclaw_common.errors import HTTPError, error_body
+
+__all__ = ["install_error_handlers", "json_response"]
+
+
+def json_response(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _code_for_status(status: int) -> str:
+    try:
+        return HTTPStatus(status).name
+    except ValueError:
+        return "HTTP_ERROR"
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return json_response(
+        exc.status_code, error_body(exc.detail, exc.code), headers=exc.headers
+    )
+
+
+async def _on_starlette_http_exception(request: Request, exc: Exception) -> Response:
+    # Routing errors (404 unknown path, 405 wrong method) and FastAPI's own raises.
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return json_response(
+        exc.status_code,
+        error_body(detail, _code_for_status(exc.status_code)),
+        headers=exc.headers,
+    )
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = [f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()[:10]]
+    return json_response(422, error_body("; ".join(problems), "VALIDATION_ERROR"))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Logged once, with its traceback, by the dispatcher in app.py.
+    return json_response(500, error_body("internal error", "INTERNAL_ERROR"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPError, _on_http_error)
+    app.add_exception_handler(StarletteHTTPException, _on_starlette_http_exception)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)

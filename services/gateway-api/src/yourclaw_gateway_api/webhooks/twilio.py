@@ -1,0 +1,297 @@
+"""`POST /api/v1/webhooks/twilio/whatsapp`: the hot path, as a bare ASGI handler.
+
+Verify, publish, answer. FastAPI/Starlette would add ~50 µs and python-multipart
+another ~50 µs per request (research/perf-baseline.md §3.2-3.3), so the dispatcher
+in `app.py` sends this path here before FastAPI sees it: raw body, one
+`parse_qsl`, a precomputed HMAC, orjson, and the PubAck awaited before answering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from time import perf_counter
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from nats.js import JetStreamContext
+from starlette.types import Receive, Scope, Send
+from yourclaw_common.events import InboundMedia, InboundWhatsApp, provider_event_id
+from yourclaw_common.logging import get_logger
+from yourclaw_common.nats import publish
+
+from yourclaw_gateway_api.metrics import (
+    WEBHOOK_PUBLISH_SECONDS,
+    WEBHOOK_SIGNATURE_FAILURES,
+    WebhookOutcome,
+    webhook_requests,
+)
+from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
+
+__all__ = ["TWILIO_WHATSAPP_PATH", "TwilioWhatsAppWebhook"]
+
+log = get_logger(__name__)
+
+TWILIO_WHATSAPP_PATH = "/api/v1/webhooks/twilio/whatsapp"
+
+_PROVIDER = "twilio"
+_FORM = b"application/x-www-form-urlencoded"
+_TWIML = b"<Response></Response>"
+_DRAIN_BYTES = 1024 * 1024
+_TWIML_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"text/xml"),
+        (b"content-length", str(len(_TWIML)).encode()),
+    ],
+}
+_TWIML_BODY = {"type": "http.response.body", "body": _TWIML}
+_Headers = list[tuple[bytes, bytes]]
+
+
+class _Rejected(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        outcome: WebhookOutcome,
+        *,
+        headers: _Headers | None = None,
+        **log_fields: Any,
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.outcome = outcome
+        self.headers = headers or []
+        self.log_fields = log_fields
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _invalid_signature(reason: str) -> _Rejected:
+    return _Rejected(
+        403,
+        "INVALID_SIGNATURE",
+        "invalid Twilio signature",
+        WebhookOutcome.INVALID_SIGNATURE,
+        reason=reason,
+    )
+
+
+def _bad_request(detail: str, **log_fields: Any) -> _Rejected:
+    return _Rejected(
+        400, "BAD_REQUEST", detail, WebhookOutcome.BAD_REQUEST, **log_fields
+    )
+
+
+async def _send_json(
+    send: Send, status: int, body: Mapping[str, str], headers: _Headers
+) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _inbound_event(params: dict[str, str]) -> InboundWhatsApp:
+    message_sid = params.get("MessageSid")
+    from_number = params.get("From")
+    if not message_sid or not from_number:
+        raise _bad_request("MessageSid and From are required", message_sid=message_sid)
+    try:
+        num_media = int(params.get("NumMedia") or 0)
+    except ValueError:
+        num_media = -1
+    if num_media < 0:
+        raise _bad_request("NumMedia must be a count", message_sid=message_sid)
+    # Bounded by the number of params: a huge NumMedia cannot make us loop.
+    media = tuple(
+        InboundMedia(url=url, content_type=params.get(f"MediaContentType{n}"))
+        for n in range(min(num_media, len(params)))
+        if (url := params.get(f"MediaUrl{n}"))
+    )
+    return InboundWhatsApp(
+        event_id=provider_event_id(message_sid),
+        message_sid=message_sid,
+        account_sid=params.get("AccountSid", ""),
+        from_number=from_number,
+        to_number=params.get("To", ""),
+        body=params.get("Body", ""),
+        profile_name=params.get("ProfileName"),
+        num_media=num_media,
+        media=media,
+        params=params,
+    )
+
+
+class TwilioWhatsAppWebhook:
+    """The ASGI handler of `TWILIO_WHATSAPP_PATH`; JetStream comes from the
+    lifespan state (`scope["state"]["js"]`)."""
+
+    def __init__(self, settings: GatewaySettings):
+        token = settings.twilio_auth_token.get_secret_value()
+        # No token means no check is possible: every request is refused.
+        self._signature = (
+            TwilioSignature(token, settings.public_base_url + TWILIO_WHATSAPP_PATH)
+            if token
+            else None
+        )
+        self._max_body = settings.webhook_max_body_bytes
+        self._publish_timeout = settings.webhook_publish_timeout_seconds
+        self._requests = webhook_requests(_PROVIDER)
+        self._accepted = self._requests[WebhookOutcome.ACCEPTED]
+        self._signature_failures = WEBHOOK_SIGNATURE_FAILURES.labels(_PROVIDER)
+        self._publish_seconds = WEBHOOK_PUBLISH_SECONDS.labels(_PROVIDER)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._handle(scope, receive, send)
+        except _Rejected as exc:
+            self._requests[exc.outcome].inc()
+            if exc.outcome is WebhookOutcome.INVALID_SIGNATURE:
+                self._signature_failures.inc()
+            client = scope.get("client")
+            log.warning(
+                "gateway.twilio.rejected",
+                status=exc.status,
+                code=exc.code,
+                detail=exc.detail,
+                client=client[0] if client else None,
+                **exc.log_fields,
+            )
+            await _send_json(
+                send, exc.status, {"detail": exc.detail, "code": exc.code}, exc.headers
+            )
+        except _Disconnected:
+            log.debug("gateway.twilio.client_disconnected")
+        except Exception:
+            self._requests[WebhookOutcome.ERROR].inc()
+            log.exception("gateway.twilio.failed")
+            await _send_json(
+                send, 500, {"detail": "internal error", "code": "INTERNAL_ERROR"}, []
+            )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            raise _Rejected(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed",
+                WebhookOutcome.METHOD_NOT_ALLOWED,
+                headers=[(b"allow", b"POST")],
+            )
+        if self._signature is None:
+            raise _Rejected(
+                403,
+                "TWILIO_NOT_CONFIGURED",
+                "the Twilio webhook is not configured",
+                WebhookOutcome.NOT_CONFIGURED,
+            )
+        content_type = signature = None
+        content_length = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"x-twilio-signature":
+                signature = value
+            elif name == b"content-length":
+                content_length = value
+        if (
+            content_type is None
+            or content_type.partition(b";")[0].strip().lower() != _FORM
+        ):
+            raise _Rejected(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "expected application/x-www-form-urlencoded",
+                WebhookOutcome.UNSUPPORTED_MEDIA_TYPE,
+            )
+        if not signature:
+            raise _invalid_signature("missing")
+        declared = int(content_length) if content_length.isdigit() else None
+        body = await self._read_body(receive, declared)
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise _bad_request("the body is not UTF-8") from None
+        pairs = parse_qsl(text, keep_blank_values=True)
+        query = scope["query_string"].decode("latin-1")
+        if not self._signature.is_valid(signature, pairs, query=query, body=body):
+            raise _invalid_signature("mismatch")
+        event = _inbound_event(dict(pairs))
+        js: JetStreamContext = scope["state"]["js"]
+        started = perf_counter()
+        try:
+            ack = await publish(js, event, timeout=self._publish_timeout)
+        except Exception as exc:
+            # Twilio retries a 5xx (with connection overrides); JetStream drops the
+            # duplicate if this publish did land after all.
+            raise _Rejected(
+                503,
+                "PUBLISH_FAILED",
+                "could not queue the message, retry later",
+                WebhookOutcome.PUBLISH_FAILED,
+                message_sid=event.message_sid,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            ) from exc
+        finally:
+            self._publish_seconds.observe(perf_counter() - started)
+        self._accepted.inc()
+        log.debug(
+            "gateway.twilio.accepted",
+            message_sid=event.message_sid,
+            duplicate=ack.duplicate,
+            seq=ack.seq,
+        )
+        await send(_TWIML_START)
+        await send(_TWIML_BODY)
+
+    def _too_large(self, *, close: bool) -> _Rejected:
+        return _Rejected(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"the body is larger than {self._max_body} bytes",
+            WebhookOutcome.TOO_LARGE,
+            headers=[(b"connection", b"close")] if close else None,
+        )
+
+    async def _read_body(self, receive: Receive, declared: int | None) -> bytes:
+        # Closing with unread bytes in the socket makes the kernel send RST, and the
+        # client may lose our 413 with it; so a body up to _DRAIN_BYTES over the
+        # limit is read and dropped, and only a bigger one costs the connection.
+        drain_limit = self._max_body + _DRAIN_BYTES
+        if declared is not None and declared > drain_limit:
+            raise self._too_large(close=True)
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
+            size += len(chunk)
+            if size <= self._max_body:
+                chunks.append(chunk)
+            elif size > drain_limit:
+                raise self._too_large(close=more)
+        if size > self._max_body:
+            raise self._too_large(close=False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

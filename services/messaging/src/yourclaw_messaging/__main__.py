@@ -1,0 +1,11 @@
+import asyncio
+
+from yourclaw_messaging.app import main
+
+
+def run() -> None:
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,57 @@
+"""main(): settings → pg pool → nats → topology → consumers → wait for SIGTERM → drain."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.events import CONSUMERS
+from yourclaw_common.logging import configure_logging, get_logger
+from yourclaw_common.runtime import install_signal_handlers, open_runtime, run_consumers
+
+from yourclaw_messaging.assistant import AssistantClient
+from yourclaw_messaging.handlers import on_inbound_whatsapp
+from yourclaw_messaging.service import Conversation
+from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_messaging.twilio import TwilioClient
+
+log = get_logger(__name__)
+
+_CONSUMERS = [CONSUMERS.MESSAGING_INBOUND_WHATSAPP]
+
+
+async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set (tests call this directly)."""
+    secrets = SecretBox(settings.encryption_key.get_secret_value())
+    async with (
+        open_runtime(settings, stop=stop, consumers=_CONSUMERS) as runtime,
+        httpx.AsyncClient() as http,
+    ):
+        conversation = Conversation(
+            pool=runtime.pool,
+            twilio=TwilioClient(
+                http,
+                api_base=settings.twilio_api_base,
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token.get_secret_value(),
+            ),
+            assistant=AssistantClient(http, timeout=settings.assistant_timeout_seconds),
+            secrets=secrets,
+            sender=settings.twilio_whatsapp_number,
+            app_url=settings.app_url,
+        )
+        log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
+        await run_consumers(
+            runtime,
+            [(CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound_whatsapp(conversation))],
+            concurrency=settings.messaging_concurrency,
+        )
+
+
+async def main() -> None:
+    settings = MessagingSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    await run(settings, stop)

@@ -1,0 +1,106 @@
+"""The Twilio Messages REST resource, reached at TWILIO_API_BASE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from yourclaw_messaging.errors import TwilioRejected, TwilioSendError
+
+# Errors that say "try later", not "this message is wrong": auth (a rotated or
+# missing token must not eat messages), rate limits, server trouble.
+_RETRYABLE_STATUS = {401, 403, 429}
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    sid: str
+    status: str
+
+
+class TwilioClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_base: str,
+        account_sid: str,
+        auth_token: str,
+    ):
+        self._http = http
+        self._base = (
+            f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        )
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+
+    async def send(self, *, to: str, from_: str, body: str) -> SentMessage:
+        try:
+            resp = await self._http.post(
+                self._base,
+                data={"To": to, "From": from_, "Body": body},
+                auth=self._auth,
+                timeout=30,
+            )
+        except httpx.HTTPError as exc:
+            raise TwilioSendError(
+                f"Twilio unreachable: {exc.__class__.__name__}"
+            ) from exc
+        if resp.status_code in (200, 201):
+            data = resp.json()
+            return SentMessage(sid=data["sid"], status=data.get("status", "queued"))
+        code, message = _error_of(resp)
+        if resp.status_code >= 500 or resp.status_code in _RETRYABLE_STATUS:
+            raise TwilioSendError(
+                f"Twilio answered {resp.status_code} ({code}): {message}",
+                twilio_code=code,
+            )
+        raise TwilioRejected(
+            f"Twilio rejected the message ({code}): {message}", twilio_code=code
+        )
+
+    async def find_sent(
+        self, *, to: str, from_: str, body: str, since: datetime
+    ) -> str | None:
+        """The sid of a message with this body sent to `to` since `since`, if any.
+
+        Used after a crash between handing a message to Twilio and recording it.
+        """
+        params = {
+            "To": to,
+            "From": from_,
+            # Twilio filters by day; we narrow down by time ourselves below.
+            "DateSent>": (since - timedelta(days=1)).date().isoformat(),
+            "PageSize": "100",
+        }
+        try:
+            resp = await self._http.get(
+                self._base, params=params, auth=self._auth, timeout=30
+            )
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise TwilioSendError(
+                f"Twilio list failed: {exc.__class__.__name__}"
+            ) from exc
+        for message in resp.json().get("messages", []):
+            if message.get("body") != body:
+                continue
+            created = message.get("date_created")
+            if created and parsedate_to_datetime(created) < since - timedelta(
+                seconds=60
+            ):
+                continue
+            return str(message["sid"])
+        return None
+
+
+def _error_of(resp: httpx.Response) -> tuple[str, str]:
+    try:
+        data = resp.json()
+        return str(data.get("code") or resp.status_code), str(
+            data.get("message") or ""
+        )[:300]
+    except ValueError:
+        return str(resp.status_code), resp.text[:300]

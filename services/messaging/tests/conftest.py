@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+import pytest_asyncio
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.events import InboundWhatsApp
+from yourclaw_devkit.cli import register_dev_user
+from yourclaw_devkit.defaults import (
+    DEV_GATEWAY_TOKEN,
+    DEV_TWILIO_ACCOUNT_SID,
+    DEV_TWILIO_AUTH_TOKEN,
+    DEV_WHATSAPP_NUMBER,
+)
+from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+from yourclaw_messaging.app import run
+from yourclaw_messaging.settings import MessagingSettings
+
+AUTH = (DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN)
+
+
+@pytest.fixture
+def messaging_env(service_env, devsim_url) -> dict[str, str]:
+    return {
+        **service_env,
+        "SERVICE_NAME": "messaging",
+        "TWILIO_ACCOUNT_SID": DEV_TWILIO_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
+        "TWILIO_WHATSAPP_NUMBER": DEV_WHATSAPP_NUMBER,
+        "TWILIO_API_BASE": devsim_url,
+        "APP_URL": "https://app.yourclaw.test",
+        "ASSISTANT_TIMEOUT_SECONDS": "20",
+    }
+
+
+def settings_from(env: dict[str, str], **overrides) -> MessagingSettings:
+    values = {k.lower(): v for k, v in env.items()}
+    values.update(overrides)
+    return MessagingSettings(_env_file=None, **values)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def start_messaging(
+    messaging_env, clean_db, nats_client
+) -> AsyncIterator[Callable[..., Awaitable[None]]]:
+    """Start messaging in-process (settings overridable); stopped after the test."""
+    stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**overrides) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(settings_from(messaging_env, **overrides), stop))
+        stops.append((stop, task))
+        # Ready once its durable consumer has a subscriber pulling.
+        await asyncio.sleep(0.3)
+        if task.done():
+            task.result()
+
+    yield start
+    for stop, _task in stops:
+        stop.set()
+    await asyncio.gather(*(t for _, t in stops), return_exceptions=True)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def register(
+    clean_db, devsim_url, encryption_key
+) -> Callable[..., Awaitable[uuid.UUID]]:
+    """Register a phone with a READY assistant answered by the LLM stand-in."""
+
+    async def make(phone: str = "+15551230001", **kw) -> uuid.UUID:
+        async with clean_db.acquire() as conn:
+            user = await register_dev_user(
+                conn,
+                phone=phone,
+                endpoint=devsim_url,
+                token=DEV_GATEWAY_TOKEN,
+                box=SecretBox(encryption_key),
+                **kw,
+            )
+        return user.user_id
+
+    return make
+
+
+def inbound(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:
+    return InboundWhatsApp(
+        message_sid=sid or f"SM{uuid.uuid4().hex}",
+        account_sid=DEV_TWILIO_ACCOUNT_SID,
+        from_number=f"whatsapp:{phone}",
+        to_number=DEV_WHATSAPP_NUMBER,
+        body=body,
+    )
+
+
+async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict]:
+    """What the Twilio stand-in was asked to send to `phone`, oldest first."""
+    resp = await devsim.get(
+        MESSAGES_PATH, params={"To": f"whatsapp:{phone}"}, auth=AUTH
+    )
+    resp.raise_for_status()
+    return list(reversed(resp.json()["messages"]))

@@ -1,0 +1,277 @@
+"""End to end: a real inbound.whatsapp event → messaging → LLM + Twilio stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import pytest
+from yourclaw_common.events import Stream
+from yourclaw_common.nats import publish
+from yourclaw_common.testing import eventually
+from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
+from yourclaw_devkit.defaults import DEV_WHATSAPP_NUMBER
+from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+
+from .conftest import AUTH, inbound, sent_to
+
+PHONE = "+15551230001"
+STRANGER = "+15559870000"
+
+
+async def llm_requests(devsim) -> list[dict]:
+    return (await devsim.get("/_devsim/llm/requests")).json()["requests"]
+
+
+async def replies_settle(devsim, phone, count, *, wait=1.0):
+    """Wait for `count` messages to `phone`, then a little more to catch extras."""
+    await eventually(lambda: _has(devsim, phone, count), timeout=15)
+    await asyncio.sleep(wait)
+    return await sent_to(devsim, phone)
+
+
+async def _has(devsim, phone, count):
+    return len(await sent_to(devsim, phone)) >= count
+
+
+class TestHandleInbound:
+    async def test_registered_user_gets_the_assistants_reply(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "hello there", sid="SMhello1"))
+
+        sent = await replies_settle(devsim, PHONE, 1)
+        assert [m["body"] for m in sent] == ["Echo: hello there"]
+        assert sent[0]["from"] == DEV_WHATSAPP_NUMBER
+
+        (req,) = await llm_requests(devsim)
+        assert req["session_key"] == f"wa:{user_id}"
+        assert req["user"] == f"wa:{user_id}"
+        assert req["model"] == "openclaw/default"
+        assert req["has_authorization"]
+        assert req["headers"]["x-openclaw-message-channel"] == "whatsapp"
+
+        rows = await clean_db.fetch(
+            "SELECT direction, body, status, twilio_sid, user_id FROM messages ORDER BY created_at"
+        )
+        assert [(r["direction"], r["status"]) for r in rows] == [
+            ("INBOUND", "RECEIVED"),
+            ("OUTBOUND", "SENT"),
+        ]
+        assert rows[0]["twilio_sid"] == "SMhello1"
+        assert rows[1]["twilio_sid"] == sent[0]["sid"]
+        usage = await clean_db.fetchrow(
+            "SELECT * FROM usage_daily WHERE user_id = $1", user_id
+        )
+        assert (usage["inbound_count"], usage["outbound_count"]) == (1, 1)
+        assert usage["tokens_out"] > 0
+
+    async def test_message_sid_seen_before_does_nothing(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "once", sid="SMonce"))
+        await replies_settle(devsim, PHONE, 1, wait=0)
+        # The same MessageSid again, past JetStream's dedupe (another Msg-Id), as
+        # after the duplicate window: the database remembers it.
+        event = inbound(PHONE, "once", sid="SMonce")
+        await js.publish(
+            "inbound.whatsapp",
+            event.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": "other"},
+        )
+        sent = await replies_settle(devsim, PHONE, 1, wait=1.5)
+        assert len(sent) == 1
+        assert len(await llm_requests(devsim)) == 1
+        assert await clean_db.fetchval("SELECT count(*) FROM messages") == 2
+
+    async def test_unknown_number_gets_one_signup_reply(
+        self, start_messaging, js, devsim, clean_db
+    ):
+        await start_messaging()
+        await publish(js, inbound(STRANGER, "hi who is this"))
+        sent = await replies_settle(devsim, STRANGER, 1, wait=0)
+        assert "Sign up at https://app.yourclaw.test" in sent[0]["body"]
+        # More messages the same day: no more sign-up replies (no spam).
+        await publish(js, inbound(STRANGER, "hello?"))
+        await publish(js, inbound(STRANGER, "anyone?"))
+        sent = await replies_settle(devsim, STRANGER, 1, wait=1.5)
+        assert len(sent) == 1
+        assert await llm_requests(devsim) == []
+        assert (
+            await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE direction = 'INBOUND' AND user_id IS NULL"
+            )
+            == 3
+        )
+
+    async def test_failing_assistant_gets_one_apology_and_no_retry_loop(
+        self, start_messaging, register, js, devsim, nats_client
+    ):
+        await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "please #fail"))
+        sent = await replies_settle(devsim, PHONE, 1, wait=TEST_ACK_WAIT_SECONDS + 1)
+        assert len(sent) == 1
+        assert sent[0]["body"].startswith("Sorry, your assistant couldn't answer")
+        assert len(await llm_requests(devsim)) == 1
+        info = await js.consumer_info(Stream.INBOUND, "messaging-inbound-whatsapp")
+        assert info.num_ack_pending == 0
+        assert info.num_redelivered == 0
+
+    async def test_assistant_timeout_gets_an_apology(
+        self, start_messaging, register, js, devsim
+    ):
+        await register(PHONE)
+        await start_messaging(assistant_timeout_seconds=1)
+        await publish(js, inbound(PHONE, "slow one #sleep=3"))
+        sent = await replies_settle(devsim, PHONE, 1, wait=0)
+        assert sent[0]["body"].startswith("Sorry")
+
+    async def test_long_reply_is_split_in_order(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "tell me a lot #long=4000"))
+        sent = await replies_settle(devsim, PHONE, 3)
+        assert len(sent) == 3
+        assert all(len(m["body"]) <= 1600 for m in sent)
+        parts = await clean_db.fetch(
+            "SELECT part, body, twilio_sid FROM messages WHERE direction = 'OUTBOUND' ORDER BY part"
+        )
+        assert [p["twilio_sid"] for p in parts] == [m["sid"] for m in sent]
+        assert sum(len(p["body"]) for p in parts) >= 4000 - 3
+
+    async def test_assistant_not_ready_and_inactive_subscription_get_clear_replies(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await clean_db.execute(
+            "UPDATE assistants SET status = 'PROVISIONING' WHERE user_id = $1", user_id
+        )
+        await start_messaging()
+        await publish(js, inbound(PHONE, "are you there"))
+        sent = await replies_settle(devsim, PHONE, 1, wait=0)
+        assert "still being set up" in sent[0]["body"]
+        await clean_db.execute(
+            "UPDATE subscriptions SET status = 'CANCELED' WHERE user_id = $1", user_id
+        )
+        await publish(js, inbound(PHONE, "hello again"))
+        sent = await replies_settle(devsim, PHONE, 2, wait=0)
+        assert "subscription isn't active" in sent[1]["body"]
+        assert await llm_requests(devsim) == []
+
+
+class TestDeliveryAfterCrash:
+    async def test_send_whose_outcome_is_unknown_is_not_repeated(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """A worker died after Twilio accepted a part but before recording it."""
+        user_id = await register(PHONE)
+        body = "Echo: crash between send and commit"
+        await clean_db.execute(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status) "
+            "VALUES ($1, $2, 'INBOUND', 'crash between send and commit', 'SMcrash', 'RECEIVED')",
+            user_id,
+            PHONE,
+        )
+        await clean_db.execute(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part, status, "
+            "send_attempted_at) VALUES ($1, $2, 'OUTBOUND', $3, 'SMcrash', 0, 'SENDING', now())",
+            user_id,
+            PHONE,
+            body,
+        )
+        accepted = await devsim.post(
+            MESSAGES_PATH,
+            data={"To": f"whatsapp:{PHONE}", "From": DEV_WHATSAPP_NUMBER, "Body": body},
+            auth=AUTH,
+        )
+        assert accepted.status_code == 201
+        await start_messaging()
+        await publish(
+            js, inbound(PHONE, "crash between send and commit", sid="SMcrash")
+        )
+        await eventually(
+            lambda: clean_db.fetchval(
+                "SELECT status = 'SENT' FROM messages WHERE in_reply_to = 'SMcrash'"
+            ),
+            timeout=10,
+        )
+        sent = await sent_to(devsim, PHONE)
+        assert len(sent) == 1
+        assert (
+            await clean_db.fetchval(
+                "SELECT twilio_sid FROM messages WHERE in_reply_to = 'SMcrash'"
+            )
+            == accepted.json()["sid"]
+        )
+        assert await llm_requests(devsim) == []  # the stored reply was reused
+
+    async def test_send_that_never_reached_twilio_is_sent(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await clean_db.execute(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status) "
+            "VALUES ($1, $2, 'INBOUND', 'x', 'SMlost', 'RECEIVED')",
+            user_id,
+            PHONE,
+        )
+        await clean_db.execute(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part, status, "
+            "send_attempted_at) VALUES ($1, $2, 'OUTBOUND', 'Echo: x', 'SMlost', 0, 'SENDING', now())",
+            user_id,
+            PHONE,
+        )
+        await start_messaging()
+        await publish(js, inbound(PHONE, "x", sid="SMlost"))
+        sent = await replies_settle(devsim, PHONE, 1)
+        assert [m["body"] for m in sent] == ["Echo: x"]
+
+    @pytest.mark.slow
+    async def test_worker_killed_mid_turn_redelivers_and_replies_once(
+        self, messaging_env, register, js, devsim, clean_db, nats_client
+    ):
+        await register(PHONE)
+        env = {**os.environ, **messaging_env}
+        argv = [sys.executable, "-m", "yourclaw_messaging"]
+        first = await asyncio.create_subprocess_exec(*argv, env=env)
+        second = None
+        try:
+            await publish(
+                js, inbound(PHONE, "long browser task #sleep=4", sid="SMkill")
+            )
+            # The turn is under way: the assistant has been asked.
+            await eventually(lambda: _count(llm_requests(devsim), 1), timeout=20)
+            first.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(first.wait(), 10)
+            assert await sent_to(devsim, PHONE) == []
+
+            second = await asyncio.create_subprocess_exec(*argv, env=env)
+            sent = await replies_settle(
+                devsim, PHONE, 1, wait=TEST_ACK_WAIT_SECONDS + 1
+            )
+            assert [m["body"] for m in sent] == ["Echo: long browser task #sleep=4"]
+            assert len(await llm_requests(devsim)) == 2  # asked again after the crash
+            assert (
+                await clean_db.fetchval(
+                    "SELECT count(*) FROM messages WHERE in_reply_to = 'SMkill' AND status = 'SENT'"
+                )
+                == 1
+            )
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.returncode is None:
+                    proc.terminate()
+                    await asyncio.wait_for(proc.wait(), 15)
+
+
+async def _count(awaitable, n):
+    return len(await awaitable) >= n
