@@ -176,6 +176,9 @@ class EmbeddedPostgres:
     fast: bool = False
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self.data_dir = Path(os.path.abspath(self.data_dir))
+
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
@@ -210,7 +213,7 @@ class EmbeddedPostgres:
         data = self.data_dir.resolve()
         bindir = _pg_bin()
         if not (data / "PG_VERSION").exists():
-            subprocess.run(
+            done = subprocess.run(
                 [
                     str(bindir / "initdb"),
                     "-D",
@@ -222,10 +225,13 @@ class EmbeddedPostgres:
                     "--locale=C",
                     *(["--no-sync"] if self.fast else []),
                 ],
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
                 **as_user,  # type: ignore[call-overload]
             )
+            if done.returncode != 0:
+                raise RuntimeError(f"initdb failed in {data}:\n{done.stderr[-2000:]}")
         self.port = self.port or free_port()
         log = data / "postgres.log"
         if as_user:

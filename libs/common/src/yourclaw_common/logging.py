@@ -31,8 +31,12 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
 )
 
-# Field names whose values must never reach a log line.
-_SECRET_MARKERS = ("token", "secret", "password", "authorization", "api_key", "key")
+# A field whose name has one of these words never shows its value in a log line
+# (a safety net: code should not pass secrets to a logger in the first place).
+_SECRET_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "authorization", "signature", "apikey"}
+)
+_SAFE_SUFFIXES = ("_id", "_count", "_last4", "_at")
 _service_name = "yourclaw"
 
 
@@ -51,17 +55,23 @@ def bind_correlation_id(value: str | None) -> Iterator[None]:
         correlation_id.reset(token)
 
 
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    if lowered.endswith(_SAFE_SUFFIXES):
+        return False
+    words = lowered.replace("-", "_").split("_")
+    return (
+        lowered in ("key", "api_key")
+        or lowered.endswith("api_key")
+        or any(w in _SECRET_WORDS for w in words)
+    )
+
+
 def _redact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in fields.items():
-        lowered = name.lower()
-        if any(
-            marker in lowered for marker in _SECRET_MARKERS
-        ) and not lowered.endswith(("_id", "_count", "_last4")):
-            out[name] = "[redacted]"
-        else:
-            out[name] = value
-    return out
+    return {
+        name: "[redacted]" if _is_secret(name) else value
+        for name, value in fields.items()
+    }
 
 
 class _JSONFormatter(logging.Formatter):

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import asyncpg
 import httpx
 from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.settings import CommonSettings
 
@@ -62,7 +63,16 @@ _POLL_SECONDS = 0.3
 
 
 class DevCliSettings(CommonSettings):
-    """What `yourclaw-dev` needs, under the services' variable names."""
+    """What `yourclaw-dev` needs, under the services' variable names.
+
+    Besides the environment and `.env`, it reads `.data/dev.env`, which `make up`
+    writes with the running stack's addresses and dev secrets (the environment
+    still wins).
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=(".env", ".data/dev.env"), env_file_encoding="utf-8", extra="ignore"
+    )
 
     twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
     twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
@@ -496,3 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli() -> None:
     """Console entry point of `yourclaw-dev`."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

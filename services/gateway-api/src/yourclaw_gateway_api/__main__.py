@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 from yourclaw_common.logging import configure_logging
+from yourclaw_common.runtime import tune_gc
 
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
@@ -18,6 +19,8 @@ def run() -> None:
         if settings.api_workers == 1
         else "yourclaw_gateway_api.app:app_factory"
     )
+    if settings.api_workers == 1:
+        tune_gc()  # workers > 1 tune themselves in app_factory
     uvicorn.run(
         app,
         host=settings.api_host,

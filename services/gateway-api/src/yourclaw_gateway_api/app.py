@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
 from yourclaw_common.nats import connect
-from yourclaw_common.runtime import connect_postgres
+from yourclaw_common.runtime import connect_postgres, tune_gc
 
 from yourclaw_gateway_api.api import health, ops
 from yourclaw_gateway_api.dependencies import State
@@ -25,6 +25,18 @@ from yourclaw_gateway_api.webhooks.twilio import (
 __all__ = ["GatewayApp", "app_factory", "create_app"]
 
 log = get_logger(__name__)
+
+_LIVENESS_PATH = "/healthz"
+_ALIVE = b'{"status":"ok"}'
+_ALIVE_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_ALIVE)).encode()),
+    ],
+}
+_ALIVE_BODY = {"type": "http.response.body", "body": _ALIVE}
 
 
 def _lifespan(
@@ -68,6 +80,11 @@ class GatewayApp:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
+        if scope["path"] == _LIVENESS_PATH:
+            # Liveness: the process answers. Dependencies are /readyz's business.
+            await send(_ALIVE_START)
+            await send(_ALIVE_BODY)
+            return
         with bind_correlation_id(uuid.uuid4().hex):
             if scope["path"] == TWILIO_WHATSAPP_PATH:
                 await self._twilio_whatsapp(scope, receive, send)
@@ -98,4 +115,6 @@ def app_factory() -> ASGIApp:
     """For `uvicorn --factory yourclaw_gateway_api.app:app_factory` (workers > 1)."""
     settings = GatewaySettings()
     configure_logging(settings.service_name, settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app

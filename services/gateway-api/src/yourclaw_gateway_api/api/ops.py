@@ -1,4 +1,5 @@
-"""Probes and metrics for the platform: /healthz, /readyz, /metrics."""
+"""Probes and metrics for the platform: /readyz, /metrics (/healthz is served in
+`app.py`, before FastAPI, so liveness costs nothing)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,6 @@ from yourclaw_gateway_api.dependencies import JetStream, Nats, Pool
 __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
-
-_ALIVE = b'{"status":"ok"}'
-
-
-@router.get("/healthz")
-async def healthz() -> Response:
-    # Liveness: the process serves requests; dependencies are /readyz's business.
-    return Response(_ALIVE, media_type="application/json")
 
 
 @router.get("/readyz")

@@ -3,7 +3,7 @@
 Verify, publish, answer. FastAPI/Starlette would add ~50 µs and python-multipart
 another ~50 µs per request (research/perf-baseline.md §3.2-3.3), so the dispatcher
 in `app.py` sends this path here before FastAPI sees it: raw body, one
-`parse_qsl`, a precomputed HMAC, orjson, and the PubAck awaited before answering.
+lean form parse (`form.py`), a precomputed HMAC, orjson, and the PubAck awaited before answering.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from time import perf_counter
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 from nats.js import JetStreamContext
@@ -27,6 +26,7 @@ from yourclaw_gateway_api.metrics import (
     webhook_requests,
 )
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.webhooks.form import parse_form
 from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
 
 __all__ = ["TWILIO_WHATSAPP_PATH", "TwilioWhatsAppWebhook"]
@@ -230,7 +230,7 @@ class TwilioWhatsAppWebhook:
             text = body.decode()
         except UnicodeDecodeError:
             raise _bad_request("the body is not UTF-8") from None
-        pairs = parse_qsl(text, keep_blank_values=True)
+        pairs = parse_form(text)
         query = scope["query_string"].decode("latin-1")
         if not self._signature.is_valid(signature, pairs, query=query, body=body):
             raise _invalid_signature("mismatch")

@@ -1,0 +1,119 @@
+"""`make up` as a new user runs it: the stack comes up, a simulated WhatsApp
+message gets its reply, and Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from yourclaw_common.embedded import free_port
+
+
+def _run_dev(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "yourclaw_devkit.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class _Output:
+    """Collects a process's output lines on a thread (no pipe deadlocks)."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        self._thread = threading.Thread(
+            target=self._pump, args=(proc.stdout,), daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, marker: str, proc: subprocess.Popen[str], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.text():
+                return self.text()
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{marker!r} not seen; output:\n{self.text()[-4000:]}")
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
+    api_port, devsim_port = free_port(), free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        # make up starts its own servers, as on a fresh machine.
+        if k not in ("NATS_URL", "DATABASE_URL", "PYTEST_XDIST_WORKER")
+    }
+    env.update(
+        API_PORT=str(api_port), DEVSIM_PORT=str(devsim_port), PYTHONUNBUFFERED="1"
+    )
+    os.chmod(tmp_path, 0o755)  # the embedded PostgreSQL user must reach .data/
+    up = subprocess.Popen(
+        [sys.executable, "-m", "yourclaw_devkit.up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = _Output(up)
+        banner = output.wait_for("YourClaw is running", up, timeout=120)
+        assert f"http://127.0.0.1:{api_port}" in banner
+        assert (tmp_path / ".data" / "dev.env").exists()
+
+        registered = _run_dev(["register", "--phone", "+15551234567"], tmp_path, env)
+        assert registered.returncode == 0, registered.stderr
+        sent = _run_dev(
+            ["send", "--from", "+15551234567", "hello from make up"], tmp_path, env
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert "Echo: hello from make up" in sent.stdout
+        stranger = _run_dev(
+            ["send", "--from", "+15550000000", "who are you?"], tmp_path, env
+        )
+        assert "Sign up at" in stranger.stdout
+
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+        output.join(10)
+        assert up.returncode == 0, output.text()[-3000:]
+        assert "==> stopped" in output.text()
+        assert not _listening(api_port)
+        assert not _listening(devsim_port)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(10)

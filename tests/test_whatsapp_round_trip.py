@@ -1,0 +1,146 @@
+"""The first WhatsApp round trip through the architecture, over real loopback HTTP:
+
+Twilio-signed webhook → gateway-api → JetStream → messaging → the user's
+assistant (LLM stand-in) → Twilio Messages resource (stand-in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.testing import eventually
+from yourclaw_devkit.cli import inbound_whatsapp_form, register_dev_user, sign_webhook
+from yourclaw_devkit.defaults import (
+    DEV_GATEWAY_TOKEN,
+    DEV_TWILIO_ACCOUNT_SID,
+    DEV_TWILIO_AUTH_TOKEN,
+    DEV_WHATSAPP_NUMBER,
+)
+from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+from yourclaw_devkit.serving import running_app
+from yourclaw_gateway_api.app import create_app
+from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_messaging.app import run as run_messaging
+from yourclaw_messaging.settings import MessagingSettings
+
+PUBLIC_BASE_URL = "https://hooks.yourclaw.test"  # as behind a TLS proxy
+PATH = "/api/v1/webhooks/twilio/whatsapp"
+USER_PHONE = "+15557770001"
+STRANGER = "+15557770999"
+
+
+class Stack:
+    def __init__(self, api_url: str, devsim: httpx.AsyncClient):
+        self.api = httpx.AsyncClient(base_url=api_url, timeout=10)
+        self.devsim = devsim
+
+    async def whatsapp(
+        self, phone: str, body: str, *, sid: str | None = None, bad_signature=False
+    ):
+        form = inbound_whatsapp_form(
+            phone=phone,
+            body=body,
+            to=DEV_WHATSAPP_NUMBER,
+            account_sid=DEV_TWILIO_ACCOUNT_SID,
+            message_sid=sid,
+        )
+        _, signature = sign_webhook(PUBLIC_BASE_URL, form, DEV_TWILIO_AUTH_TOKEN)
+        if bad_signature:
+            signature = signature[:-4] + "AAA="
+        return await self.api.post(
+            PATH, data=form, headers={"X-Twilio-Signature": signature}
+        )
+
+    async def replies_to(self, phone: str) -> list[str]:
+        resp = await self.devsim.get(
+            MESSAGES_PATH,
+            params={"To": f"whatsapp:{phone}"},
+            auth=(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN),
+        )
+        return [m["body"] for m in reversed(resp.json()["messages"])]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(
+    service_env, devsim_url, devsim, clean_db, nats_client, encryption_key
+) -> AsyncIterator[Stack]:
+    env = {k.lower(): v for k, v in service_env.items()}
+    gateway = GatewaySettings(
+        _env_file=None,
+        **env,
+        public_base_url=PUBLIC_BASE_URL,
+        twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
+    )
+    messaging = MessagingSettings(
+        _env_file=None,
+        **env,
+        twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
+        twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
+        twilio_whatsapp_number=DEV_WHATSAPP_NUMBER,
+        twilio_api_base=devsim_url,
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_messaging(messaging, stop))
+    async with clean_db.acquire() as conn:
+        await register_dev_user(
+            conn,
+            phone=USER_PHONE,
+            endpoint=devsim_url,
+            token=DEV_GATEWAY_TOKEN,
+            box=SecretBox(encryption_key),
+        )
+    try:
+        async with running_app(create_app(gateway)) as api_url:
+            yield Stack(api_url, devsim)
+    finally:
+        stop.set()
+        await worker
+
+
+async def settled(stack: Stack, phone: str, count: int) -> list[str]:
+    await eventually(lambda: _at_least(stack, phone, count), timeout=15)
+    await asyncio.sleep(1.0)  # long enough for a duplicate to show up
+    return await stack.replies_to(phone)
+
+
+async def _at_least(stack, phone, count):
+    return len(await stack.replies_to(phone)) >= count
+
+
+class TestWhatsAppRoundTrip:
+    async def test_registered_phone_gets_exactly_one_reply(self, stack):
+        resp = await stack.whatsapp(USER_PHONE, "what's the weather?")
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/xml")
+        assert resp.text == "<Response></Response>"
+        assert await settled(stack, USER_PHONE, 1) == ["Echo: what's the weather?"]
+
+    async def test_same_message_sid_three_times_yields_one_reply(self, stack):
+        sid = f"SM{uuid.uuid4().hex}"
+        for _ in range(3):
+            assert (
+                await stack.whatsapp(USER_PHONE, "retry me", sid=sid)
+            ).status_code == 200
+        assert await settled(stack, USER_PHONE, 1) == ["Echo: retry me"]
+
+    async def test_bad_signature_is_403_and_gets_no_reply(self, stack, js):
+        resp = await stack.whatsapp(USER_PHONE, "forged", bad_signature=True)
+        assert resp.status_code == 403
+        assert resp.json() == {
+            "detail": "invalid Twilio signature",
+            "code": "INVALID_SIGNATURE",
+        }
+        await asyncio.sleep(1.5)
+        assert await stack.replies_to(USER_PHONE) == []
+        assert (await js.stream_info("INBOUND")).state.messages == 0
+
+    async def test_unknown_phone_gets_the_signup_reply(self, stack):
+        assert (await stack.whatsapp(STRANGER, "hello?")).status_code == 200
+        (reply,) = await settled(stack, STRANGER, 1)
+        assert "isn't linked to an account yet" in reply
+        assert "Sign up at" in reply
