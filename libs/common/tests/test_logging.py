@@ -3,7 +3,6 @@ import json
 import logging
 
 import pytest
-
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
 
 
