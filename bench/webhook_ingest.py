@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-from yourclaw_common.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from yourclaw_common.embedded import free_port, local_infra
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
@@ -151,94 +151,102 @@ def main() -> None:
     _ensure_wrk()
     tmp = Path(tempfile.mkdtemp(prefix="yourclaw-bench-"))
     os.chmod(tmp, 0o755)
-    servers: list[EmbeddedNats | EmbeddedPostgres] = []
     gateway: subprocess.Popen[bytes] | None = None
     try:
-        nats_url = os.environ.get("NATS_URL")
-        if not nats_url:
-            nats = EmbeddedNats(tmp / "nats").start()
-            servers.append(nats)
-            nats_url = nats.url
-        db_url = os.environ.get("DATABASE_URL")
-        if not db_url:
-            pg = EmbeddedPostgres(tmp / "pg", fast=True).start()
-            servers.append(pg)
-            pg.create_database("bench")
-            db_url = pg.dsn("bench")
-
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "NATS_URL": nats_url,
-            "DATABASE_URL": db_url,
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(port),
-            "API_WORKERS": "1",
-            "PUBLIC_BASE_URL": base,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "LOG_LEVEL": "WARNING",
-            "ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        }
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "yourclaw_gateway_api"], env=env
-        )
-        deadline = time.monotonic() + 60
-        while True:
+        with local_infra(
+            tmp,
+            nats_url=os.environ.get("NATS_URL"),
+            database_url=os.environ.get("DATABASE_URL"),
+            database="bench",
+            fast=True,
+        ) as infra:
+            nats_url, db_url = infra.nats_url, infra.database_url
             try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or gateway.poll() is not None:
-                sys.exit("gateway-api did not become healthy")
-            time.sleep(0.2)
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                env = {
+                    **os.environ,
+                    "NATS_URL": nats_url,
+                    "DATABASE_URL": db_url,
+                    "API_HOST": "127.0.0.1",
+                    "API_PORT": str(port),
+                    "API_WORKERS": "1",
+                    "PUBLIC_BASE_URL": base,
+                    "TWILIO_AUTH_TOKEN": TOKEN,
+                    "LOG_LEVEL": "WARNING",
+                    "ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+                }
+                gateway = subprocess.Popen(
+                    [sys.executable, "-m", "yourclaw_gateway_api"], env=env
+                )
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if (
+                            httpx.get(f"{base}/api/v1/health", timeout=1).status_code
+                            == 200
+                        ):
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline or gateway.poll() is not None:
+                        sys.exit("gateway-api did not become healthy")
+                    time.sleep(0.2)
 
-        count = int((SECONDS + WARMUP_SECONDS) * 16_000)
-        print(f"==> signing {count:,} unique webhook bodies")
-        bodies = tmp / "bodies.tsv"
-        _signed_bodies(count, base + PATH, bodies)
-        script = tmp / "webhook.lua"
-        script.write_text(LUA)
+                count = int((SECONDS + WARMUP_SECONDS) * 16_000)
+                print(f"==> signing {count:,} unique webhook bodies")
+                bodies = tmp / "bodies.tsv"
+                _signed_bodies(count, base + PATH, bodies)
+                script = tmp / "webhook.lua"
+                script.write_text(LUA)
 
-        print(f"==> warm-up {WARMUP_SECONDS}s each")
-        _wrk(f"{base}/healthz", WARMUP_SECONDS)
-        warm = tmp / "warm.tsv"
-        _signed_bodies(WARMUP_SECONDS * 16_000, base + PATH, warm)
-        _wrk(base + PATH, WARMUP_SECONDS, script, warm)
+                print(f"==> warm-up {WARMUP_SECONDS}s each")
+                _wrk(f"{base}/healthz", WARMUP_SECONDS)
+                warm = tmp / "warm.tsv"
+                _signed_bodies(WARMUP_SECONDS * 16_000, base + PATH, warm)
+                _wrk(base + PATH, WARMUP_SECONDS, script, warm)
 
-        print(f"==> baseline GET /healthz, {CONNECTIONS} connections, {SECONDS}s")
-        baseline = _wrk(f"{base}/healthz", SECONDS)
-        print(f"==> webhook POST {PATH}, {CONNECTIONS} connections, {SECONDS}s")
-        webhook = _wrk(base + PATH, SECONDS, script, bodies)
+                print(
+                    f"==> baseline GET /healthz, {CONNECTIONS} connections, {SECONDS}s"
+                )
+                baseline = _wrk(f"{base}/healthz", SECONDS)
+                print(f"==> webhook POST {PATH}, {CONNECTIONS} connections, {SECONDS}s")
+                webhook = _wrk(base + PATH, SECONDS, script, bodies)
 
-        stored = _stream_messages(nats_url)
-        print()
-        print(
-            f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}, Python {platform.python_version()}"
-        )
-        print(f"{'route':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-        for name, r in (
-            ("baseline GET /healthz", baseline),
-            ("webhook (verify + publish)", webhook),
-        ):
-            print(
-                f"{name:<34}{r['rps']:>10,.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}"
-            )
-        print(f"webhook / baseline throughput: {webhook['rps'] / baseline['rps']:.2f}")
-        print(
-            f"messages stored in INBOUND: {stored:,} (webhook requests incl. warm-up: {int(webhook['requests']):,}+)"
-        )
-        ok = webhook["rps"] >= 8000 and webhook["p99"] <= 15 and webhook["non2xx"] == 0
-        print(
-            f"target (>= 8,000 req/s, p99 <= 15 ms, no errors): {'met' if ok else 'NOT met'}"
-        )
+                stored = _stream_messages(nats_url)
+                print()
+                print(
+                    f"machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}, Python {platform.python_version()}"
+                )
+                print(
+                    f"{'route':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+                )
+                for name, r in (
+                    ("baseline GET /healthz", baseline),
+                    ("webhook (verify + publish)", webhook),
+                ):
+                    print(
+                        f"{name:<34}{r['rps']:>10,.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}"
+                    )
+                print(
+                    f"webhook / baseline throughput: {webhook['rps'] / baseline['rps']:.2f}"
+                )
+                print(
+                    f"messages stored in INBOUND: {stored:,} (webhook requests incl. warm-up: {int(webhook['requests']):,}+)"
+                )
+                ok = (
+                    webhook["rps"] >= 8000
+                    and webhook["p99"] <= 15
+                    and webhook["non2xx"] == 0
+                )
+                print(
+                    f"target (>= 8,000 req/s, p99 <= 15 ms, no errors): {'met' if ok else 'NOT met'}"
+                )
+            finally:
+                if gateway is not None and gateway.poll() is None:
+                    gateway.terminate()
+                    gateway.wait(15)
     finally:
-        if gateway is not None and gateway.poll() is None:
-            gateway.terminate()
-            gateway.wait(15)
-        for server in reversed(servers):
-            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

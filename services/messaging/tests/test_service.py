@@ -8,6 +8,7 @@ import signal
 import sys
 
 import pytest
+from yourclaw_common.crypto import SecretBox, generate_key
 from yourclaw_common.events import Stream
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
@@ -275,3 +276,22 @@ class TestDeliveryAfterCrash:
 
 async def _count(awaitable, n):
     return len(await awaitable) >= n
+
+
+class TestUnreadableToken:
+    async def test_token_encrypted_with_another_key_gets_an_apology(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        other = SecretBox(generate_key()).encrypt("tok", owner=str(user_id))
+        await clean_db.execute(
+            "UPDATE assistants SET gateway_token_encrypted = $2 WHERE user_id = $1",
+            user_id,
+            other,
+        )
+        await start_messaging()
+        await publish(js, inbound(PHONE, "hello"))
+        sent = await replies_settle(devsim, PHONE, 1)
+        assert len(sent) == 1
+        assert sent[0]["body"].startswith("Sorry")
+        assert await llm_requests(devsim) == []

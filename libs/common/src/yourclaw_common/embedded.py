@@ -19,10 +19,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "free_port", "wait_for_port"]
+__all__ = [
+    "EmbeddedNats",
+    "EmbeddedPostgres",
+    "LocalInfra",
+    "free_port",
+    "local_infra",
+    "wait_for_port",
+]
 
 _PG_SYSTEM_USER = "yourclaw_pg"
 
@@ -323,3 +332,51 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
         _stop(self.proc, signal.SIGINT, timeout=30)
+
+
+@dataclass(frozen=True)
+class LocalInfra:
+    """Where NATS and PostgreSQL are, and whether we started them."""
+
+    nats_url: str
+    database_url: str
+    started: tuple[str, ...]
+
+
+@contextmanager
+def local_infra(
+    data_dir: Path,
+    *,
+    nats_url: str | None = None,
+    database_url: str | None = None,
+    database: str | None = None,
+    fast: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+) -> Iterator[LocalInfra]:
+    """Use the given NATS / PostgreSQL, or start embedded ones under `data_dir`.
+
+    With `database`, the embedded server gets that database and the URL names it;
+    a given `database_url` is used as it is. Servers we started stop on exit.
+    """
+    started: list[EmbeddedNats | EmbeddedPostgres] = []
+    try:
+        if not nats_url:
+            say(f"starting NATS with JetStream (embedded, data in {data_dir / 'nats'})")
+            nats = EmbeddedNats(data_dir / "nats").start()
+            started.append(nats)
+            nats_url = nats.url
+        if not database_url:
+            say(f"starting PostgreSQL (embedded, data in {data_dir / 'postgres'})")
+            pg = EmbeddedPostgres(data_dir / "postgres", fast=fast).start()
+            started.append(pg)
+            if database:
+                pg.create_database(database)
+            database_url = pg.dsn(database or "postgres")
+        yield LocalInfra(
+            nats_url=nats_url,
+            database_url=database_url,
+            started=tuple(type(s).__name__ for s in started),
+        )
+    finally:
+        for server in reversed(started):
+            server.stop()

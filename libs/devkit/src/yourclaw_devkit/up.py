@@ -8,6 +8,7 @@ stops it all on Ctrl-C, like `docker compose up`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import httpx
 from yourclaw_common.crypto import generate_key
-from yourclaw_common.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_common.migrate import run as migrate
 
 DATA = Path(".data")
 DEV_ENV_FILE = DATA / "dev.env"
@@ -141,8 +143,6 @@ def main() -> int:
             )
             return 1
 
-    started_infra: list[EmbeddedNats | EmbeddedPostgres] = []
-    children: list[Child] = []
     stop_requested = threading.Event()
 
     def _request_stop(signum: int, _frame: object) -> None:
@@ -151,60 +151,62 @@ def main() -> int:
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
 
+    env = {**dev_defaults(api_port, devsim_port), **_persistent_secrets(), **env_in}
+    for given in ("NATS_URL", "DATABASE_URL"):
+        if given in env_in:
+            _say(f"using {given} from the environment")
     try:
-        env = {**dev_defaults(api_port, devsim_port), **_persistent_secrets(), **env_in}
-        if "NATS_URL" not in env_in:
-            _say("starting NATS with JetStream (embedded, data in .data/nats)")
-            nats = EmbeddedNats(DATA / "nats").start()
-            started_infra.append(nats)
-            env["NATS_URL"] = nats.url
-        else:
-            _say(f"using NATS at {env['NATS_URL']}")
-        if "DATABASE_URL" not in env_in:
-            _say("starting PostgreSQL (embedded, data in .data/postgres)")
-            pg = EmbeddedPostgres(DATA / "postgres").start()
-            started_infra.append(pg)
-            pg.create_database("yourclaw")
-            env["DATABASE_URL"] = pg.dsn("yourclaw")
-        else:
-            _say("using PostgreSQL from DATABASE_URL")
+        with local_infra(
+            DATA,
+            nats_url=env_in.get("NATS_URL"),
+            database_url=env_in.get("DATABASE_URL"),
+            database="yourclaw",
+            say=_say,
+        ) as infra:
+            env["NATS_URL"], env["DATABASE_URL"] = infra.nats_url, infra.database_url
+            return _run_stack(env, api_port, devsim_port, stop_requested)
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"\nmake up failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _say("stopped")
 
-        _say("applying database migrations")
-        import asyncio
 
-        from yourclaw_common.migrate import run as migrate
+def _run_stack(
+    env: dict[str, str],
+    api_port: int,
+    devsim_port: int,
+    stop_requested: threading.Event,
+) -> int:
+    """Migrate, start the services, wait for Ctrl-C; stops the services on exit."""
+    _say("applying database migrations")
+    applied = asyncio.run(migrate(env["DATABASE_URL"]))
+    _say(f"migrations applied now: {applied or 'none (up to date)'}")
 
-        applied = asyncio.run(migrate(env["DATABASE_URL"]))
-        _say(f"migrations applied now: {applied or 'none (up to date)'}")
+    DEV_ENV_FILE.write_text(
+        "".join(f"{k}={env[k]}\n" for k in sorted(env) if k in _DEV_ENV_KEYS)
+    )
+    DEV_ENV_FILE.chmod(0o600)
 
-        DEV_ENV_FILE.write_text(
-            "".join(f"{k}={env[k]}\n" for k in sorted(env) if k in _DEV_ENV_KEYS)
-        )
-        DEV_ENV_FILE.chmod(0o600)
-
-        py = sys.executable
-        specs = [
-            (
-                "devsim",
-                [py, "-m", "yourclaw_devkit.devsim"],
-                {"SERVICE_NAME": "devsim"},
-            ),
-            (
-                "gateway-api",
-                [py, "-m", "yourclaw_gateway_api"],
-                {"SERVICE_NAME": "gateway-api"},
-            ),
-            (
-                "messaging",
-                [py, "-m", "yourclaw_messaging"],
-                {
-                    "SERVICE_NAME": "messaging",
-                    "METRICS_PORT": env_in.get(
-                        "MESSAGING_METRICS_PORT", str(free_port())
-                    ),
-                },
-            ),
-        ]
+    py = sys.executable
+    specs = [
+        ("devsim", [py, "-m", "yourclaw_devkit.devsim"], {"SERVICE_NAME": "devsim"}),
+        (
+            "gateway-api",
+            [py, "-m", "yourclaw_gateway_api"],
+            {"SERVICE_NAME": "gateway-api"},
+        ),
+        (
+            "messaging",
+            [py, "-m", "yourclaw_messaging"],
+            {
+                "SERVICE_NAME": "messaging",
+                "METRICS_PORT": env.get("MESSAGING_METRICS_PORT") or str(free_port()),
+            },
+        ),
+    ]
+    children: list[Child] = []
+    try:
         for i, (name, argv, extra) in enumerate(specs):
             _say(f"starting {name}")
             child = Child(name, argv, {**env, **extra}, _COLORS[i % len(_COLORS)])
@@ -223,24 +225,17 @@ def main() -> int:
             for child in children:
                 if child.proc is not None and child.proc.poll() is not None:
                     print(
-                        f"\n{child.name} exited with {child.proc.returncode}; stopping everything",
+                        f"\n{child.name} exited with {child.proc.returncode}; "
+                        "stopping everything",
                         file=sys.stderr,
                     )
                     return 1
             stop_requested.wait(0.5)
         return 0
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
-        print(f"\nmake up failed: {exc}", file=sys.stderr)
-        return 1
     finally:
-        if children or started_infra:
-            _say("stopping")
+        _say("stopping")
         for child in reversed(children):
             child.stop()
-        for server in reversed(started_infra):
-            server.stop()
-        if children or started_infra:
-            _say("stopped")
 
 
 # What `yourclaw-dev` needs to reach the running stack.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from weakref import WeakValueDictionary
 
 import asyncpg
-from yourclaw_common.crypto import SecretBox
+from yourclaw_common.crypto import SecretBox, SecretBoxError
 from yourclaw_common.events import InboundWhatsApp
 from yourclaw_common.logging import get_logger
 
@@ -128,9 +128,20 @@ class Conversation:
             metrics.TURNS.labels("no_assistant").inc()
             return [replies.NO_ASSISTANT.format(app_url=self.app_url)], (0, 0)
 
-        token = self.secrets.decrypt(
-            recipient.gateway_token_encrypted, owner=str(recipient.user_id)
-        )
+        try:
+            token = self.secrets.decrypt(
+                recipient.gateway_token_encrypted, owner=str(recipient.user_id)
+            )
+        except SecretBoxError as exc:
+            # A key rotation gone wrong must not leave users without any answer.
+            metrics.TURNS.labels("apology").inc()
+            log.error(
+                "messaging.assistant.token_unreadable",
+                message_sid=event.message_sid,
+                user_id=str(recipient.user_id),
+                error=exc.detail,
+            )
+            return [replies.APOLOGY], (0, 0)
         started = time.perf_counter()
         try:
             answer = await self.assistant.ask(

@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 
 from yourclaw_common.crypto import generate_key
 from yourclaw_common.db import Connection, create_pool, migrate
+from yourclaw_common.embedded import local_infra
 from yourclaw_common.testing.helpers import reset_streams
 
 # Short, so tests of crashes and redelivery do not wait 30 s.
@@ -57,26 +58,17 @@ def infra() -> Iterator[Infra]:
     tmp = Path(tempfile.mkdtemp(prefix=f"yourclaw-test-{_worker_id()}-"))
     # Readable by the PostgreSQL system user when tests run as root.
     os.chmod(tmp, 0o755)  # noqa: S103
-    started: list[object] = []
     try:
-        nats_url = os.environ.get("NATS_URL")
-        if not nats_url:
-            from yourclaw_common.embedded import EmbeddedNats
-
-            nats = EmbeddedNats(tmp / "nats").start()
-            started.append(nats)
-            nats_url = nats.url
-        admin_dsn = os.environ.get("DATABASE_URL")
-        if not admin_dsn:
-            from yourclaw_common.embedded import EmbeddedPostgres
-
-            pg = EmbeddedPostgres(tmp / "pg", fast=True).start()
-            started.append(pg)
-            admin_dsn = pg.dsn("postgres")
-        yield Infra(nats_url=nats_url, database_url=admin_dsn, tmp_dir=tmp)
+        with local_infra(
+            tmp,
+            nats_url=os.environ.get("NATS_URL"),
+            database_url=os.environ.get("DATABASE_URL"),
+            fast=True,
+        ) as local:
+            yield Infra(
+                nats_url=local.nats_url, database_url=local.database_url, tmp_dir=tmp
+            )
     finally:
-        for server in reversed(started):
-            server.stop()  # type: ignore[attr-defined]
         shutil.rmtree(tmp, ignore_errors=True)
 
 
