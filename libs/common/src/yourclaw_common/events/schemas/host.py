@@ -1,0 +1,109 @@
+"""Host-agent commands: core NATS request/reply on `host.<host_id>.<verb>`.
+
+The provisioner sends a request model as JSON; the host-agent answers a
+`HostReply`. Every command is idempotent by container name
+(`yourclaw-<user_id>`): a second create of the same spec is a no-op, a remove of
+a missing container succeeds. Requests carry secrets (the gateway token inside
+`files`, LLM keys in `env`): NATS must use TLS between hosts, and neither side
+logs them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ContainerInfo",
+    "ContainerSpec",
+    "CreateContainer",
+    "HostReply",
+    "ListContainers",
+    "NamedContainer",
+    "TailLogs",
+    "container_name",
+]
+
+
+def container_name(user_id: UUID | str) -> str:
+    """The one name a user's container has on any host."""
+    return f"yourclaw-{user_id}"
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = 1
+
+
+class ContainerSpec(BaseModel):
+    """Everything a host needs to run one user's OpenClaw gateway."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: UUID
+    name: str
+    # The host port the gateway listens on (the runtime maps it to 18789 inside).
+    port: int = Field(ge=1, le=65535)
+    image: str = "yourclaw-openclaw:latest"
+    # Relative path under the user's data dir → content, e.g.
+    # "config/openclaw.json", "workspace/CLAUDE.md". Written before start.
+    files: dict[str, str] = Field(default_factory=dict)
+    # Environment of the gateway process (LLM keys: BYOK over shared).
+    env: dict[str, str] = Field(default_factory=dict)
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids_limit: int = 512
+    # Hash of everything above, computed by the provisioner: same hash = same spec.
+    spec_hash: str
+
+
+class CreateContainer(_Command):
+    """Write the files and env, then start; a no-op when the same spec runs."""
+
+    spec: ContainerSpec
+
+
+class NamedContainer(_Command):
+    """start / stop / restart / remove / inspect / health of one container."""
+
+    name: str
+    # remove only: also delete the user's workspace (account deleted).
+    purge_workspace: bool = False
+
+
+class TailLogs(_Command):
+    name: str
+    tail: int = Field(default=200, ge=1, le=10_000)
+
+
+class ListContainers(_Command):
+    pass
+
+
+class ContainerInfo(BaseModel):
+    """What a host knows about one container right now."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    state: Literal["running", "starting", "stopped", "exited", "missing"]
+    port: int | None = None
+    spec_hash: str | None = None
+    # /healthz answered (health verb only; None when not probed).
+    healthy: bool | None = None
+
+
+class HostReply(BaseModel):
+    """The answer to every host command."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    code: str | None = None  # machine code when not ok, e.g. "NO_CAPACITY"
+    error: str | None = None
+    container: ContainerInfo | None = None
+    containers: list[ContainerInfo] = Field(default_factory=list)
+    logs: str | None = None
