@@ -6,11 +6,16 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+from pydantic import BaseModel, ConfigDict
+
 from yourclaw_common.events.base import Event
 from yourclaw_common.events.subjects import Subject
 
 __all__ = [
     "STRIPE_EVENT_SUBJECTS",
+    "BillingReply",
+    "CreateCheckout",
+    "CreatePortal",
     "StripeEventReceived",
     "SubscriptionActivated",
     "SubscriptionCanceled",
@@ -73,3 +78,35 @@ class SubscriptionCanceled(_SubscriptionChanged):
     """The subscription ended; the assistant is deprovisioned."""
 
     subject: ClassVar[Subject] = Subject.SUBSCRIPTION_CANCELED
+
+
+class _BillingRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = 1
+    user_id: UUID
+
+
+class CreateCheckout(_BillingRequest):
+    """Request on `billing.checkout.create`: a Checkout Session for $20/month."""
+
+    email: str | None = None
+
+
+class CreatePortal(_BillingRequest):
+    """Request on `billing.portal.create`: a Customer Portal session."""
+
+
+class BillingReply(BaseModel):
+    """billing's answer to both requests.
+
+    `code` when not ok: ALREADY_SUBSCRIBED (gateway → 409), NO_CUSTOMER (→ 404),
+    STRIPE_UNAVAILABLE (→ 503), INVALID_REQUEST (→ 400).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    url: str | None = None
+    code: str | None = None
+    detail: str | None = None
