@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from yourclaw_billing.settings import BillingSettings
 from yourclaw_common.settings import CommonSettings
 from yourclaw_devkit.cli import DevCliSettings
 from yourclaw_devkit.devsim import DevsimSettings
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_messaging.settings import MessagingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,11 +18,13 @@ SETTINGS = [
     CommonSettings,
     GatewaySettings,
     MessagingSettings,
+    BillingSettings,
+    HostAgentSettings,
     DevsimSettings,
     DevCliSettings,
 ]
 # Read straight from the environment, not through a settings class.
-EXTRA = {"MESSAGING_METRICS_PORT"}
+EXTRA = {"MESSAGING_METRICS_PORT", "BILLING_METRICS_PORT"}
 
 
 def documented() -> set[str]:

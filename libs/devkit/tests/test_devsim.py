@@ -605,3 +605,13 @@ class TestPickUserText:
     )
     def test_skips_what_the_person_did_not_write(self, messages, expected):
         assert pick_user_text(messages) == expected
+
+
+class TestPickUserTextWithOpenClawRuntimeLine:
+    def test_runtime_status_line_is_not_part_of_the_user_text(self):
+        from yourclaw_devkit._llm_sim import pick_user_text
+
+        text = (
+            "hello there\nRuntime: agent=main | model=local/echo-1 | channel=whatsapp"
+        )
+        assert pick_user_text([{"role": "user", "content": text}]) == "hello there"

@@ -46,7 +46,9 @@ async def add(conn: Connection, event: Event, *, service: str) -> None:
         service,
         event.event_id,
         event.publish_subject(),
-        event.model_dump_json(),
+        # A dict: the pool's jsonb codec serialises it (a str would be stored as
+        # a JSON string, and relayed as one).
+        event.model_dump(mode="json"),
         headers,
     )
 

@@ -42,6 +42,8 @@ _INTERNAL_BLOCK = re.compile(
     r"<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>.*?(?:<<<END_OPENCLAW_INTERNAL_CONTEXT>>>|\Z)",
     re.DOTALL,
 )
+# OpenClaw appends a status line such as "Runtime: agent=main | model=… | …".
+_RUNTIME_LINE = re.compile(r"^Runtime: agent=.*$", re.MULTILINE)
 _INTERNAL_PREFIXES = ("OpenClaw runtime context", "[Internal task completion event]")
 # OpenClaw's envelope on user turns: "[Wed 2026-03-11 23:51 PDT] hello".
 _TIMESTAMP_PREFIX = re.compile(
@@ -105,6 +107,7 @@ def pick_user_text(messages: list[Any]) -> str:
             continue
         text = _INTERNAL_BLOCK.sub("", _content_text(message.get("content"))).strip()
         text = _TIMESTAMP_PREFIX.sub("", text, count=1).strip()
+        text = _RUNTIME_LINE.sub("", text).strip()
         if text and not text.startswith(_INTERNAL_PREFIXES):
             return text
     return ""

@@ -6,6 +6,9 @@ __all__ = [
     "DEVSIM_URL",
     "DEV_API_URL",
     "DEV_GATEWAY_TOKEN",
+    "DEV_STRIPE_PRICE_ID",
+    "DEV_STRIPE_SECRET_KEY",
+    "DEV_STRIPE_WEBHOOK_SECRET",
     "DEV_TWILIO_ACCOUNT_SID",
     "DEV_TWILIO_AUTH_TOKEN",
     "DEV_WHATSAPP_NUMBER",
@@ -19,3 +22,7 @@ DEV_WHATSAPP_NUMBER = "whatsapp:+14155238886"
 DEV_GATEWAY_TOKEN = "dev-gateway-token"  # noqa: S105 - a public dev default
 DEVSIM_URL = "http://127.0.0.1:8900"
 DEV_API_URL = "http://127.0.0.1:8000"
+# What billing and the Stripe stand-in agree on locally (never real credentials).
+DEV_STRIPE_SECRET_KEY = "sk_test_yourclaw_dev"  # noqa: S105 - a public dev default
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_yourclaw_dev"  # noqa: S105 - a public dev default
+DEV_STRIPE_PRICE_ID = "price_yourclaw_pro_monthly"

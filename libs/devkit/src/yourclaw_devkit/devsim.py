@@ -1,8 +1,9 @@
-"""Local stand-ins for Twilio and the LLM provider, in one FastAPI app.
+"""Local stand-ins for Twilio, Stripe and the LLM provider, in one FastAPI app.
 
-Services reach it only through their base URLs (`TWILIO_API_BASE`, the
-provider base URL), so it speaks the real wire formats: Twilio's Messages
-resource and OpenAI's chat completions. Routes that exist only here start with
+Services reach it only through their base URLs (`TWILIO_API_BASE`,
+`STRIPE_API_BASE`, the provider base URL), so it speaks the real wire formats:
+Twilio's Messages resource, Stripe's API and signed webhooks, and OpenAI's chat
+completions. Routes that exist only here start with
 `/_devsim/`.
 """
 
@@ -19,8 +20,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from yourclaw_common.logging import configure_logging, get_logger
 
 from yourclaw_devkit._llm_sim import RequestLog, llm_router
+from yourclaw_devkit._stripe_sim import StripeSim, StripeWebhooks, stripe_router
 from yourclaw_devkit._twilio_sim import MessageStore, StatusCallbacks, twilio_router
-from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from yourclaw_devkit.defaults import (
+    DEV_API_URL,
+    DEV_STRIPE_SECRET_KEY,
+    DEV_STRIPE_WEBHOOK_SECRET,
+    DEV_TWILIO_ACCOUNT_SID,
+    DEV_TWILIO_AUTH_TOKEN,
+)
 from yourclaw_devkit.serving import running_app
 
 __all__ = ["DevsimSettings", "cli", "create_app", "running_devsim"]
@@ -47,6 +55,11 @@ class DevsimSettings(BaseSettings):
     devsim_status_callbacks: bool = True
     # Per store; the oldest records go first.
     devsim_max_records: int = Field(default=10_000, ge=1)
+    # The key billing sends (STRIPE_SECRET_KEY), and the endpoint and secret the
+    # Stripe stand-in signs webhooks for (gateway-api's STRIPE_WEBHOOK_SECRET).
+    stripe_secret_key: SecretStr = SecretStr(DEV_STRIPE_SECRET_KEY)
+    stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
+    devsim_stripe_webhook_url: str = DEV_API_URL + "/api/v1/webhooks/stripe"
     log_level: str = "INFO"
 
 
@@ -64,12 +77,19 @@ def create_app(settings: DevsimSettings) -> FastAPI:
         else None
     )
 
+    stripe_webhooks = StripeWebhooks(
+        url=settings.devsim_stripe_webhook_url,
+        secret=settings.stripe_webhook_secret.get_secret_value(),
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await callbacks.start()
+        await stripe_webhooks.start()
         try:
             yield
         finally:
+            await stripe_webhooks.close()
             await callbacks.close()
 
     app = FastAPI(
@@ -92,6 +112,13 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             api_key=api_key or None,
             delay_seconds=settings.devsim_llm_delay_seconds,
             requests_log=requests_log,
+        )
+    )
+
+    app.include_router(
+        stripe_router(
+            secret_key=settings.stripe_secret_key.get_secret_value(),
+            sim=StripeSim(stripe_webhooks, max_events=settings.devsim_max_records),
         )
     )
 

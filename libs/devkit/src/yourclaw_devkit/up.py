@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +23,12 @@ import httpx
 from yourclaw_common.crypto import generate_key
 from yourclaw_common.embedded import free_port, local_infra
 from yourclaw_common.migrate import run as migrate
+
+from yourclaw_devkit.defaults import (
+    DEV_STRIPE_PRICE_ID,
+    DEV_STRIPE_SECRET_KEY,
+    DEV_STRIPE_WEBHOOK_SECRET,
+)
 
 DATA = Path(".data")
 DEV_ENV_FILE = DATA / "dev.env"
@@ -43,8 +50,14 @@ def _persistent_secrets() -> dict[str, str]:
             name, _, value = line.partition("=")
             if name and value:
                 values[name] = value
+    changed = False
     if "ENCRYPTION_KEY" not in values:
         values["ENCRYPTION_KEY"] = generate_key()
+        changed = True
+    if "DEV_LOGIN_SECRET" not in values:
+        values["DEV_LOGIN_SECRET"] = secrets.token_urlsafe(48)
+        changed = True
+    if changed:
         _SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         _SECRETS_FILE.chmod(0o600)
     return values
@@ -64,9 +77,18 @@ def dev_defaults(api_port: int, devsim_port: int) -> dict[str, str]:
         "TWILIO_AUTH_TOKEN": "dev-twilio-auth-token",
         "TWILIO_WHATSAPP_NUMBER": "whatsapp:+14155238886",
         "TWILIO_API_BASE": devsim,
+        # Billing talks to the Stripe stand-in; its checkout page signs webhooks
+        # with the same secret gateway-api verifies.
+        "STRIPE_API_BASE": devsim,
+        "STRIPE_SECRET_KEY": DEV_STRIPE_SECRET_KEY,
+        "STRIPE_PRICE_ID": DEV_STRIPE_PRICE_ID,
+        "STRIPE_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+        "DEVSIM_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/stripe",
         # Assistants registered with `yourclaw-dev register` answer from here.
         "DEV_ASSISTANT_URL": devsim,
         "LOG_LEVEL": "INFO",
+        # Email-only sign-in for local runs (POST /api/v1/dev/login).
+        "DEV_LOGIN_ENABLED": "true",
     }
 
 
@@ -197,6 +219,14 @@ def _run_stack(
             {"SERVICE_NAME": "gateway-api"},
         ),
         (
+            "billing",
+            [py, "-m", "yourclaw_billing"],
+            {
+                "SERVICE_NAME": "billing",
+                "METRICS_PORT": env.get("BILLING_METRICS_PORT") or str(free_port()),
+            },
+        ),
+        (
             "messaging",
             [py, "-m", "yourclaw_messaging"],
             {
@@ -215,11 +245,10 @@ def _run_stack(
 
         _wait_http(f"http://127.0.0.1:{devsim_port}/_devsim/health", children[0])
         _wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", children[1])
-        messaging = children[2]
-        _wait_http(
-            f"http://127.0.0.1:{messaging.env['METRICS_PORT']}/readyz", messaging
-        )
-        _print_summary(env, messaging.env["METRICS_PORT"])
+        workers = {c.name: c for c in children if "METRICS_PORT" in c.env}
+        for worker in workers.values():
+            _wait_http(f"http://127.0.0.1:{worker.env['METRICS_PORT']}/readyz", worker)
+        _print_summary(env, {n: c.env["METRICS_PORT"] for n, c in workers.items()})
 
         while not stop_requested.is_set():
             for child in children:
@@ -254,17 +283,23 @@ _DEV_ENV_KEYS = {
 }
 
 
-def _print_summary(env: dict[str, str], metrics_port: str) -> None:
+def _print_summary(env: dict[str, str], metrics_ports: dict[str, str]) -> None:
     api = env["API_URL"]
+    workers = "\n".join(
+        f"  {name:<15} metrics/health on http://127.0.0.1:{port}"
+        for name, port in metrics_ports.items()
+    )
     print(
         f"""
 YourClaw is running. Ctrl-C stops everything.
 
   gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
   Twilio webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/whatsapp
-  messaging       metrics/health on http://127.0.0.1:{metrics_port}
+{workers}
+  Stripe webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/stripe
   Twilio stand-in {env["TWILIO_API_BASE"]}/2010-04-01/Accounts/{env["TWILIO_ACCOUNT_SID"]}/Messages.json
   LLM stand-in    {env["DEV_ASSISTANT_URL"]}/v1/chat/completions
+  Stripe stand-in {env["STRIPE_API_BASE"]}/v1 (hosted checkout pages included)
   NATS            {env["NATS_URL"]}
   PostgreSQL      {env["DATABASE_URL"].split("@")[-1]}
   settings        .data/dev.env (used by the commands below)

@@ -1,1 +1,2 @@
-"""YourClaw billing service (built in a later issue; see DESIGN.md)."""
+"""YourClaw billing: Stripe Checkout and Portal on request, Stripe events applied
+idempotently and order-independently, subscription.* domain events out."""

@@ -1,10 +1,10 @@
-"""Placeholder entry point until the billing issue lands."""
+"""`yourclaw-billing [serve]` / `yourclaw-billing reconcile` / `python -m yourclaw_billing`."""
 
-import sys
+from yourclaw_billing.app import cli
 
 
 def run() -> None:
-    sys.exit("yourclaw-billing is not built yet: see the open issue for it")
+    cli()
 
 
 if __name__ == "__main__":

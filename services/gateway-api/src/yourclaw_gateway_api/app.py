@@ -1,22 +1,49 @@
-"""The ASGI app: the lean Twilio webhook in front, FastAPI for everything else."""
+"""The ASGI app: the lean Twilio webhook in front, FastAPI (behind the edge
+layers of `edge.py`) for everything else."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    suppress,
+)
+from importlib.metadata import version
 
+import httpx
 from fastapi import FastAPI
+from nats.aio.client import Client as NATS
 from starlette.types import ASGIApp, Receive, Scope, Send
+from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
 from yourclaw_common.nats import connect
+from yourclaw_common.outbox import relay_forever
 from yourclaw_common.runtime import connect_postgres, tune_gc
 
-from yourclaw_gateway_api.api import health, ops
+from yourclaw_gateway_api.api import (
+    api_keys,
+    assistants,
+    billing,
+    dev,
+    health,
+    ops,
+    usage,
+    users,
+)
+from yourclaw_gateway_api.auth import DevIssuer, Jwks, KnownUsers, TokenVerifier
 from yourclaw_gateway_api.dependencies import State
+from yourclaw_gateway_api.edge import build_edge
 from yourclaw_gateway_api.errors import install_error_handlers
+from yourclaw_gateway_api.metrics import RATE_LIMITED
+from yourclaw_gateway_api.openapi import LIVENESS_PATH, install_openapi
+from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter, send_rate_limited
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
 from yourclaw_gateway_api.webhooks.twilio import (
     TWILIO_WHATSAPP_PATH,
     TwilioWhatsAppWebhook,
@@ -26,7 +53,6 @@ __all__ = ["GatewayApp", "app_factory", "create_app"]
 
 log = get_logger(__name__)
 
-_LIVENESS_PATH = "/healthz"
 _ALIVE = b'{"status":"ok"}'
 _ALIVE_START = {
     "type": "http.response.start",
@@ -37,6 +63,47 @@ _ALIVE_START = {
     ],
 }
 _ALIVE_BODY = {"type": "http.response.body", "body": _ALIVE}
+_NOT_ALLOWED = b'{"detail":"method not allowed","code":"METHOD_NOT_ALLOWED"}'
+_NOT_ALLOWED_START = {
+    "type": "http.response.start",
+    "status": 405,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_NOT_ALLOWED)).encode()),
+        (b"allow", b"GET, HEAD"),
+    ],
+}
+_NOT_ALLOWED_BODY = {"type": "http.response.body", "body": _NOT_ALLOWED}
+_JWKS_PATH = "/auth/v1/.well-known/jwks.json"
+
+
+def _verifier(
+    settings: GatewaySettings, http: httpx.AsyncClient, dev_issuer: DevIssuer | None
+) -> TokenVerifier:
+    jwks = (
+        Jwks(http, settings.supabase_url + _JWKS_PATH)
+        if settings.supabase_url
+        else None
+    )
+    return TokenVerifier(
+        supabase_url=settings.supabase_url,
+        jwks=jwks,
+        hs256_secret=settings.supabase_jwt_secret.get_secret_value(),
+        dev=dev_issuer,
+    )
+
+
+async def _close_nats(nc: NATS) -> None:
+    try:
+        await nc.drain()
+    except Exception:  # e.g. still reconnecting: drain refuses
+        with suppress(Exception):
+            await nc.close()
+
+
+async def _stop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await task
 
 
 def _lifespan(
@@ -44,23 +111,47 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        pool = await connect_postgres(settings)
-        try:
+        async with AsyncExitStack() as stack:  # closes in reverse order
+            pool = await connect_postgres(settings)
+            stack.push_async_callback(pool.close)
             nc = await connect(settings.nats_url, name=settings.service_name)
-            try:
-                js = nc.jetstream()
-                # The gateway only publishes: it declares the streams, no consumers.
-                await ensure_topology(js, consumers=[])
-                log.info("gateway.started", public_base_url=settings.public_base_url)
-                yield {"pool": pool, "nc": nc, "js": js}
-            finally:
-                try:
-                    await nc.drain()
-                except Exception:  # e.g. still reconnecting: drain refuses
-                    with suppress(Exception):
-                        await nc.close()
-        finally:
-            await pool.close()
+            stack.push_async_callback(_close_nats, nc)
+            js = nc.jetstream()
+            # The gateway only publishes: it declares the streams, no consumers.
+            await ensure_topology(js, consumers=[])
+            # Events written with a change (BYOK → reprovision) leave after commit.
+            stop = asyncio.Event()
+            relay = asyncio.create_task(
+                relay_forever(pool, js, service=settings.service_name, stop=stop)
+            )
+            stack.push_async_callback(_stop, stop, relay)
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=5))
+            key = settings.encryption_key.get_secret_value()
+            if not key:
+                log.warning("gateway.byok_disabled", reason="ENCRYPTION_KEY unset")
+            dev_issuer = (
+                DevIssuer(settings.dev_login_secret.get_secret_value())
+                if settings.dev_login_enabled
+                else None
+            )
+            verifier = _verifier(settings, http, dev_issuer)
+            log.info(
+                "gateway.started",
+                public_base_url=settings.public_base_url,
+                supabase_issuer=verifier.supabase_issuer,
+                dev_login=settings.dev_login_enabled,
+            )
+            yield {
+                "pool": pool,
+                "nc": nc,
+                "js": js,
+                "settings": settings,
+                "http": http,
+                "verifier": verifier,
+                "known_users": KnownUsers(),
+                "box": SecretBox(key) if key else None,
+                "dev": dev_issuer,
+            }
 
     return lifespan
 
@@ -69,46 +160,92 @@ class GatewayApp:
     """Sends the Twilio webhook path to its lean handler and the rest to FastAPI.
 
     Lifespan and websocket scopes go to FastAPI, whose lifespan state the ASGI
-    server copies into every request scope, the webhook's included.
+    server copies into every request scope, the webhook's included. HTTP requests
+    other than the two answered here go through `edge` (request id, CORS, rate
+    limit, body limit) to FastAPI.
     """
 
-    def __init__(self, api: FastAPI, twilio_whatsapp: TwilioWhatsAppWebhook):
+    def __init__(
+        self,
+        api: FastAPI,
+        twilio_whatsapp: TwilioWhatsAppWebhook,
+        *,
+        edge: ASGIApp | None = None,
+        limiter: RateLimiter | None = None,
+        client_ip: ClientIp | None = None,
+    ):
         self.api = api
         self._twilio_whatsapp = twilio_whatsapp
+        self._edge = edge or api
+        self._limiter = limiter
+        self._client_ip = client_ip or ClientIp()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
-        if scope["path"] == _LIVENESS_PATH:
+        path = scope["path"]
+        if path == LIVENESS_PATH:
             # Liveness: the process answers. Dependencies are /readyz's business.
-            await send(_ALIVE_START)
-            await send(_ALIVE_BODY)
+            if scope["method"] in ("GET", "HEAD"):
+                await send(_ALIVE_START)
+                await send(_ALIVE_BODY)
+            else:
+                await send(_NOT_ALLOWED_START)
+                await send(_NOT_ALLOWED_BODY)
             return
-        with bind_correlation_id(uuid.uuid4().hex):
-            if scope["path"] == TWILIO_WHATSAPP_PATH:
+        if path == TWILIO_WHATSAPP_PATH:
+            # The same per-IP limit as the other webhooks (edge.WebhookRateLimit),
+            # at the cost of a dict lookup.
+            if self._limiter is not None:
+                wait = self._limiter.retry_after(self._client_ip(scope))
+                if wait:
+                    RATE_LIMITED.labels("twilio").inc()
+                    await send_rate_limited(send, wait)
+                    return
+            with bind_correlation_id(uuid.uuid4().hex):
                 await self._twilio_whatsapp(scope, receive, send)
-                return
-            try:
-                await self.api(scope, receive, send)
-            except Exception:
-                # FastAPI already answered 500 {"detail","code"}; Starlette re-raises
-                # so the server can log. We log it here, once, as JSON.
-                log.exception(
-                    "gateway.request.failed", method=scope["method"], path=scope["path"]
-                )
+            return
+        await self._edge(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
     api = FastAPI(
         title="YourClaw API",
+        version=version("yourclaw-gateway-api"),
+        description="The public HTTP edge of YourClaw: the dashboard's REST API "
+        "(Supabase bearer tokens) and the Twilio and Stripe webhooks. Every error "
+        'is `{"detail": "...", "code": "MACHINE_CODE"}`.',
         lifespan=_lifespan(settings),
         redoc_url=None,
     )
     install_error_handlers(api)
     api.include_router(health.router)
     api.include_router(ops.router)
-    return GatewayApp(api, TwilioWhatsAppWebhook(settings))
+    api.include_router(users.router)
+    api.include_router(assistants.router)
+    api.include_router(billing.router)
+    api.include_router(api_keys.router)
+    api.include_router(usage.router)
+    if settings.dev_login_enabled:
+        api.include_router(dev.router)
+    api.include_router(stripe_webhook_router(settings))
+    install_openapi(api, jwks=bool(settings.supabase_url))
+    client_ip = ClientIp(settings.trusted_proxy_ips)
+    limiter = (
+        RateLimiter(
+            settings.webhook_rate_limit_per_second, settings.webhook_rate_limit_burst
+        )
+        if settings.webhook_rate_limit_per_second > 0
+        else None
+    )
+    return GatewayApp(
+        api,
+        TwilioWhatsAppWebhook(settings),
+        edge=build_edge(api, settings, limiter=limiter, client_ip=client_ip),
+        limiter=limiter,
+        client_ip=client_ip,
+    )
 
 
 def app_factory() -> ASGIApp:

@@ -5,11 +5,34 @@ from __future__ import annotations
 from typing import Annotated, TypedDict
 
 import asyncpg
+import httpx
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.errors import ServiceUnavailable
 
-__all__ = ["JetStream", "Nats", "Pool", "State"]
+from yourclaw_gateway_api import service
+from yourclaw_gateway_api.auth import (
+    DevIssuer,
+    KnownUsers,
+    TokenUser,
+    TokenVerifier,
+    auth_required,
+)
+from yourclaw_gateway_api.settings import GatewaySettings
+
+__all__ = [
+    "Box",
+    "CurrentUser",
+    "Dev",
+    "JetStream",
+    "Nats",
+    "Pool",
+    "Settings",
+    "State",
+]
 
 
 class State(TypedDict):
@@ -18,6 +41,14 @@ class State(TypedDict):
     pool: asyncpg.Pool
     nc: NATS
     js: JetStreamContext
+    settings: GatewaySettings
+    http: httpx.AsyncClient
+    verifier: TokenVerifier
+    known_users: KnownUsers
+    # None when ENCRYPTION_KEY is not set: BYOK answers 503 then.
+    box: SecretBox | None
+    # None unless DEV_LOGIN_ENABLED.
+    dev: DevIssuer | None
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -35,6 +66,56 @@ def _jetstream(request: Request) -> JetStreamContext:
     return js
 
 
+def _settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.state.settings
+    return settings
+
+
+def _box(request: Request) -> SecretBox:
+    box: SecretBox | None = request.state.box
+    if box is None:
+        raise ServiceUnavailable(
+            "storing keys is not configured on this server",
+            code="ENCRYPTION_NOT_CONFIGURED",
+        )
+    return box
+
+
+def _dev(request: Request) -> DevIssuer:
+    dev: DevIssuer = request.state.dev
+    return dev
+
+
+# Declares the scheme in OpenAPI; we raise our own 401 with a code.
+_bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    description="A Supabase access token (or, in local runs, a dev sign-in token).",
+)
+
+
+async def _current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenUser:
+    if credentials is None:
+        raise auth_required()
+    verifier: TokenVerifier = request.state.verifier
+    user = await verifier.verify(credentials.credentials)
+    request.state.user_id = str(user.id)  # for the request's log line
+    known: KnownUsers = request.state.known_users
+    if user not in known:
+        pool: asyncpg.Pool = request.state.pool
+        async with pool.acquire() as conn:
+            await service.ensure_user(conn, user)
+        known.add(user)
+    return user
+
+
 Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 Nats = Annotated[NATS, Depends(_nats)]
 JetStream = Annotated[JetStreamContext, Depends(_jetstream)]
+Settings = Annotated[GatewaySettings, Depends(_settings)]
+Box = Annotated[SecretBox, Depends(_box)]
+Dev = Annotated[DevIssuer, Depends(_dev)]
+CurrentUser = Annotated[TokenUser, Depends(_current_user)]

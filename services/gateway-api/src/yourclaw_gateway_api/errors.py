@@ -9,11 +9,43 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from yourclaw_common.errors import HTTPError, error_body
 
-__all__ = ["install_error_handlers", "json_response"]
+__all__ = [
+    "ErrorBody",
+    "PaymentRequired",
+    "error_responses",
+    "install_error_handlers",
+    "json_response",
+]
+
+
+class ErrorBody(BaseModel):
+    """What every error response carries."""
+
+    detail: str
+    code: str
+
+
+class PaymentRequired(HTTPError):
+    """402: the action needs a subscription the user does not have."""
+
+    status_code = 402
+    code = "PAYMENT_REQUIRED"
+
+
+def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route's own errors: status → the codes it may carry.
+
+    Errors every route shares (401, 413, 422, 429, 500) are added in `openapi.py`.
+    """
+    return {
+        status: {"model": ErrorBody, "description": text}
+        for status, text in described.items()
+    }
 
 
 def json_response(

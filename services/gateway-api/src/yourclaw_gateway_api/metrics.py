@@ -8,6 +8,10 @@ from prometheus_client import Counter, Histogram
 from yourclaw_common.metrics import metric_prefix
 
 __all__ = [
+    "API_REQUESTS",
+    "API_REQUEST_SECONDS",
+    "AUTH_FAILURES",
+    "RATE_LIMITED",
     "WEBHOOK_PUBLISH_SECONDS",
     "WEBHOOK_REQUESTS",
     "WEBHOOK_SIGNATURE_FAILURES",
@@ -45,6 +49,29 @@ WEBHOOK_PUBLISH_SECONDS = Histogram(
     "Time from publish to JetStream's PubAck (or failure) for a webhook event.",
     ["provider"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+API_REQUESTS = Counter(
+    f"{_P}_api_requests_total",
+    "Requests served by the FastAPI app, by route template, method and status.",
+    ["route", "method", "status"],
+)
+API_REQUEST_SECONDS = Histogram(
+    f"{_P}_api_request_seconds",
+    "Time to answer a request of the FastAPI app, by route template.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+AUTH_FAILURES = Counter(
+    f"{_P}_auth_failures_total",
+    "Requests refused for a missing or unacceptable bearer token, by code.",
+    ["code"],
+)
+RATE_LIMITED = Counter(
+    f"{_P}_rate_limited_total",
+    "Webhook requests refused with 429 by the per-IP rate limit.",
+    ["webhook"],
 )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from yourclaw_common.settings import CommonSettings
 
 __all__ = ["GatewaySettings"]
@@ -19,9 +20,70 @@ class GatewaySettings(CommonSettings):
     # webhook signatures cover it, so it must be what Twilio sees, not what we see.
     public_base_url: str = "http://127.0.0.1:8000"
     twilio_auth_token: SecretStr = SecretStr("")
+    # The endpoint's signing secret (whsec_…); empty refuses every Stripe webhook.
+    stripe_webhook_secret: SecretStr = SecretStr("")
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1)
     # Seconds to wait for JetStream's PubAck before answering 503.
     webhook_publish_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    # --- /api/v1: auth, edge hygiene, the other services it asks ---
+    # Supabase project URL (https://<ref>.supabase.co): tokens must be issued by
+    # <url>/auth/v1 and asymmetric keys come from <url>/auth/v1/.well-known/jwks.json.
+    supabase_url: str = ""
+    # The legacy HS256 project secret; empty means HS256 tokens are refused.
+    supabase_jwt_secret: SecretStr = SecretStr("")
+    # Local runs only: POST /api/v1/dev/login mints tokens from a separate issuer
+    # signed with DEV_LOGIN_SECRET. Off: the route is 404 and such tokens are refused.
+    dev_login_enabled: bool = False
+    dev_login_secret: SecretStr = SecretStr("")
+    # The dashboard's origin, the only one CORS lets call the API.
+    app_url: str = "http://127.0.0.1:3000"
+    # Largest request body /api/v1 accepts (webhooks: WEBHOOK_MAX_BODY_BYTES).
+    api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
+    # Per client IP and process, on every webhook route: a token bucket refilled at
+    # this rate (0 = off) holding up to BURST requests. Twilio sends every user's
+    # messages from a few IPs, so keep it well above the peak legitimate rate.
+    webhook_rate_limit_per_second: float = Field(default=100.0, ge=0)
+    webhook_rate_limit_burst: int = Field(default=500, ge=1)
+    # Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client,
+    # e.g. the TLS proxy in front of us. Empty: the socket peer is the client.
+    trusted_proxy_ips: str = ""
+    # Seconds to wait for billing's reply to a checkout or portal request.
+    billing_request_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("supabase_url", "app_url")
+    @classmethod
+    def _check_optional_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxy_ips")
+    @classmethod
+    def _check_trusted_proxy_ips(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                ip_network(item.strip(), strict=False)  # raises ValueError
+        return value
+
+    @field_validator("supabase_jwt_secret")
+    @classmethod
+    def _check_supabase_jwt_secret(cls, value: SecretStr) -> SecretStr:
+        # HS256 with a short key is guessable; Supabase's secrets are longer.
+        if value and len(value) < 32:
+            raise ValueError("must be empty or at least 32 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_dev_login(self) -> GatewaySettings:
+        if self.dev_login_enabled and len(self.dev_login_secret) < 32:
+            raise ValueError(
+                "DEV_LOGIN_ENABLED needs DEV_LOGIN_SECRET of at least 32 characters"
+            )
+        return self
 
     @field_validator("public_base_url")
     @classmethod

@@ -1,1 +1,1 @@
-"""YourClaw host-agent service (built in a later issue; see DESIGN.md)."""
+"""YourClaw host-agent: runs users' OpenClaw gateways on one host, commanded over NATS."""

@@ -133,6 +133,32 @@ class CONSUMERS:
     MESSAGING_OUTBOUND_WHATSAPP = ConsumerSpec(
         "messaging-outbound-whatsapp", Subject.OUTBOUND_WHATSAPP
     )
+    PROVISIONER_PROVISION_REQUESTED = ConsumerSpec(
+        "provisioner-provision-requested", Subject.ASSISTANT_PROVISION_REQUESTED
+    )
+    PROVISIONER_DEPROVISION_REQUESTED = ConsumerSpec(
+        "provisioner-deprovision-requested", Subject.ASSISTANT_DEPROVISION_REQUESTED
+    )
+    PROVISIONER_SUBSCRIPTION_ACTIVATED = ConsumerSpec(
+        "provisioner-subscription-activated", Subject.SUBSCRIPTION_ACTIVATED
+    )
+    PROVISIONER_SUBSCRIPTION_CANCELED = ConsumerSpec(
+        "provisioner-subscription-canceled", Subject.SUBSCRIPTION_CANCELED
+    )
+    # One durable for every Stripe type billing handles: their effects are derived
+    # from the subscription object, so they are applied under one per-user lock.
+    BILLING_STRIPE_EVENTS = ConsumerSpec(
+        "billing-stripe-events",
+        Subject.BILLING_CHECKOUT_COMPLETED,
+        extra_subjects=(
+            Subject.BILLING_CUSTOMER_SUBSCRIPTION_CREATED,
+            Subject.BILLING_CUSTOMER_SUBSCRIPTION_UPDATED,
+            Subject.BILLING_CUSTOMER_SUBSCRIPTION_DELETED,
+            Subject.BILLING_INVOICE_PAID,
+            Subject.BILLING_INVOICE_PAYMENT_SUCCEEDED,
+            Subject.BILLING_INVOICE_PAYMENT_FAILED,
+        ),
+    )
 
     @classmethod
     def all(cls) -> list[ConsumerSpec]:

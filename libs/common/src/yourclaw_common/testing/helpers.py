@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from yourclaw_common.events import STREAMS, ensure_topology
 
@@ -44,4 +44,13 @@ async def reset_streams(
             await js.delete_stream(cfg.name)
         except NotFoundError:
             pass
-    await ensure_topology(js, default_ack_wait=default_ack_wait)
+    # Right after a delete the server may still be removing the stream's store
+    # ("error creating store for stream"): try again briefly.
+    for attempt in range(20):
+        try:
+            await ensure_topology(js, default_ack_wait=default_ack_wait)
+            return
+        except APIError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.1)

@@ -29,6 +29,8 @@ class AssistantProvisionRequested(Event):
     reason: Literal["created", "recreated", "model_changed", "api_keys_changed"] = (
         "created"
     )
+    # The model the user chose ("provider/model"); None keeps the current one.
+    model: str | None = None
 
 
 class AssistantDeprovisionRequested(Event):

@@ -72,6 +72,9 @@ class NamedContainer(_Command):
     name: str
     # remove only: also delete the user's workspace (account deleted).
     purge_workspace: bool = False
+    # health only: keep probing on the host (no extra round trips) until /healthz
+    # answers or this many seconds pass; 0 = probe once.
+    wait_seconds: float = Field(default=0, ge=0, le=300)
 
 
 class TailLogs(_Command):

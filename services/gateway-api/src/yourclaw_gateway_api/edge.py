@@ -1,0 +1,270 @@
+"""What stands in front of FastAPI (never in front of the lean Twilio path):
+
+request id → CORS → webhook rate limit → body limit → FastAPI
+
+Plain ASGI classes rather than Starlette `BaseHTTPMiddleware`, and outside
+FastAPI's own stack, so that even the 500 FastAPI renders for a crash carries the
+request id and is logged once.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from time import perf_counter
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from yourclaw_common.logging import bind_correlation_id, get_logger
+
+from yourclaw_gateway_api.metrics import (
+    API_REQUEST_SECONDS,
+    API_REQUESTS,
+    RATE_LIMITED,
+)
+from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter, send_rate_limited
+from yourclaw_gateway_api.settings import GatewaySettings
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "WEBHOOKS_PREFIX",
+    "BodyLimit",
+    "RequestContext",
+    "WebhookRateLimit",
+    "build_edge",
+]
+
+log = get_logger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+WEBHOOKS_PREFIX = "/api/v1/webhooks/"
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+# A caller's own id is kept only if it is short and plain (it goes into logs).
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_QUIET_PATHS = frozenset({"/readyz", "/metrics"})
+# Read and dropped past the limit so the client gets our 413 rather than a reset.
+_DRAIN_BYTES = 1024 * 1024
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+_CORS_METHODS = ["GET", "POST", "PATCH", "DELETE"]
+_CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID:
+            if _VALID_REQUEST_ID.fullmatch(value):
+                return str(value.decode())
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    """Gives every request an id (the caller's `X-Request-Id` or a new one), binds
+    it to every log line, returns it in `X-Request-Id`, and logs and counts the
+    request once it is answered."""
+
+    def __init__(self, app: ASGIApp, client_ip: ClientIp):
+        self.app = app
+        self._client_ip = client_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        header = (_REQUEST_ID, request_id.encode())
+        status = 0  # stays 0 if the client left before any answer
+        started = perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        with bind_correlation_id(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # FastAPI already answered 500 {"detail","code"}; Starlette re-raises
+                # so the server can log. We log it here, once, as JSON.
+                log.exception(
+                    "gateway.request.failed", method=scope["method"], path=scope["path"]
+                )
+            finally:
+                elapsed = perf_counter() - started
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                API_REQUESTS.labels(template, scope["method"], str(status)).inc()
+                API_REQUEST_SECONDS.labels(template).observe(elapsed)
+                level = log.debug if scope["path"] in _QUIET_PATHS else log.info
+                # The path only: a query string may carry what must not be logged.
+                level(
+                    "gateway.request",
+                    method=scope["method"],
+                    path=scope["path"][:200],
+                    route=template,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    client=self._client_ip(scope),
+                    # Set by the auth dependency once the token is verified.
+                    user_id=scope.get("state", {}).get("user_id"),
+                )
+
+
+class WebhookRateLimit:
+    """429 + Retry-After for a client IP over its budget on the webhook routes.
+
+    The Twilio route never reaches FastAPI; `GatewayApp` applies the same
+    limiter to it before its lean handler.
+    """
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, client_ip: ClientIp):
+        self.app = app
+        self._limiter = limiter
+        self._client_ip = client_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(WEBHOOKS_PREFIX):
+            wait = self._limiter.retry_after(self._client_ip(scope))
+            if wait:
+                # Not the path: anyone can send any path (label cardinality).
+                RATE_LIMITED.labels("other").inc()
+                await send_rate_limited(send, wait)
+                return
+        await self.app(scope, receive, send)
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    def __init__(self, *, close: bool):
+        super().__init__("body too large")
+        self.close = close
+
+
+class BodyLimit:
+    """413 for a body over the limit (webhooks have their own limit); the body is
+    read here, whole, and handed on as one message."""
+
+    def __init__(self, app: ASGIApp, *, api_limit: int, webhook_limit: int):
+        self.app = app
+        self._api_limit = api_limit
+        self._webhook_limit = webhook_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = (
+            self._webhook_limit
+            if scope["path"].startswith(WEBHOOKS_PREFIX)
+            else self._api_limit
+        )
+        try:
+            body = await _read_body(scope, receive, limit)
+        except _Disconnected:
+            return
+        except _TooLarge as exc:
+            await _send_too_large(send, limit, close=exc.close)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # e.g. http.disconnect, for streaming answers
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    # Closing with unread bytes in the socket makes the kernel send RST and the
+    # client may lose our 413 with it; so a body up to _DRAIN_BYTES over the limit
+    # is read and dropped, and only a bigger one costs the connection.
+    drain_limit = limit + _DRAIN_BYTES
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > drain_limit:
+                raise _TooLarge(close=True)
+            break
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > drain_limit and more:
+            raise _TooLarge(close=True)
+    if size > limit:
+        raise _TooLarge(close=False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send_too_large(send: Send, limit: int, *, close: bool) -> None:
+    body = orjson.dumps(
+        {
+            "detail": f"the body is larger than {limit} bytes",
+            "code": "PAYLOAD_TOO_LARGE",
+        }
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _origins(app_url: str) -> list[str]:
+    # A local dashboard is reached as localhost or 127.0.0.1, whichever was typed.
+    parts = urlsplit(app_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname in _LOOPBACK_NAMES:
+        port = f":{parts.port}" if parts.port else ""
+        return [f"{parts.scheme}://{name}{port}" for name in _LOOPBACK_NAMES]
+    return [origin]
+
+
+def build_edge(
+    api: ASGIApp,
+    settings: GatewaySettings,
+    *,
+    limiter: RateLimiter | None,
+    client_ip: ClientIp,
+) -> ASGIApp:
+    """FastAPI wrapped in the edge layers, outermost first as in the docstring."""
+    app: ASGIApp = BodyLimit(
+        api,
+        api_limit=settings.api_max_body_bytes,
+        webhook_limit=settings.webhook_max_body_bytes,
+    )
+    if limiter is not None:
+        app = WebhookRateLimit(app, limiter, client_ip)
+    if settings.app_url:
+        app = CORSMiddleware(
+            app,
+            allow_origins=_origins(settings.app_url),
+            allow_methods=_CORS_METHODS,
+            allow_headers=_CORS_HEADERS,
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+            # Bearer tokens, no cookies: credentials mode is not needed.
+            allow_credentials=False,
+            max_age=600,
+        )
+    return RequestContext(app, client_ip)

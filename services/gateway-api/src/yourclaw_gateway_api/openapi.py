@@ -1,0 +1,207 @@
+"""The OpenAPI document, made to say what the server really does.
+
+FastAPI documents the routes it serves; this adds what it cannot see:
+- the errors every route shares, all as `{"detail","code"}` (FastAPI's own 422
+  schema is not what we send), the 401 of authenticated routes, the 400 and 413
+  of routes with a body, the 429 of webhooks, the 500 anything can answer;
+- the `X-Request-Id` header of every answer that passes through `edge.py`;
+- the two paths `GatewayApp` answers before FastAPI: the Twilio webhook and
+  `/healthz`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from yourclaw_gateway_api.edge import REQUEST_ID_HEADER, WEBHOOKS_PREFIX
+from yourclaw_gateway_api.errors import ErrorBody
+from yourclaw_gateway_api.webhooks.twilio import TWILIO_WHATSAPP_PATH
+
+__all__ = ["LIVENESS_PATH", "install_openapi"]
+
+LIVENESS_PATH = "/healthz"
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_ERROR_CONTENT = {"application/json": {"schema": _ERROR_REF}}
+_REQUEST_ID = {
+    "description": "The request's id, as in the server's logs.",
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER = {
+    "description": "Seconds to wait before retrying.",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+
+
+def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": _ERROR_CONTENT}
+    if headers:
+        response["headers"] = {name.replace("_", "-"): h for name, h in headers.items()}
+    return response
+
+
+_SHARED = {
+    "400": _error("BAD_REQUEST: the body cannot be parsed (not UTF-8 JSON)."),
+    "401": _error(
+        "AUTH_REQUIRED: no bearer token; INVALID_TOKEN: the token is not one we "
+        "accept; TOKEN_EXPIRED: sign in again (refresh the session).",
+        WWW_Authenticate={"schema": {"type": "string"}},
+    ),
+    "413": _error("PAYLOAD_TOO_LARGE: the body is over the limit."),
+    "422": _error("VALIDATION_ERROR: the request does not match this document."),
+    "429": _error(
+        "RATE_LIMITED: too many requests from this address.", Retry_After=_RETRY_AFTER
+    ),
+    "500": _error("INTERNAL_ERROR: a bug on our side; it has been logged."),
+}
+_AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE: the token cannot be checked right now; retry."
+
+_TWILIO_FIELDS = (
+    "MessageSid",
+    "AccountSid",
+    "From",
+    "To",
+    "Body",
+    "NumMedia",
+    "ProfileName",
+    "WaId",
+)
+
+_GATEWAY_PATHS: dict[str, Any] = {
+    TWILIO_WHATSAPP_PATH: {
+        "post": {
+            "tags": ["webhooks"],
+            "summary": "Twilio: an inbound WhatsApp message (signed by Twilio)",
+            "description": "Verified with X-Twilio-Signature over PUBLIC_BASE_URL "
+            "and every form field, queued on `inbound.whatsapp`, answered with "
+            "empty TwiML; the reply goes out later through the Messages API.",
+            "operationId": "twilio_whatsapp_webhook",
+            "parameters": [
+                {
+                    "name": "X-Twilio-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                name: {"type": "string"} for name in _TWILIO_FIELDS
+                            },
+                            "required": ["MessageSid", "From"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Queued: an empty TwiML response.",
+                    "content": {"text/xml": {"schema": {"type": "string"}}},
+                },
+                "400": _error("BAD_REQUEST: a required field is missing or bad."),
+                "403": _error(
+                    "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
+                    "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
+                ),
+                "405": _error("METHOD_NOT_ALLOWED: POST only."),
+                "413": _SHARED["413"],
+                "415": _error("UNSUPPORTED_MEDIA_TYPE: a form body is expected."),
+                "429": _SHARED["429"],
+                "500": _SHARED["500"],
+                "503": _error(
+                    "PUBLISH_FAILED: could not queue the message; Twilio retries."
+                ),
+            },
+        }
+    },
+    LIVENESS_PATH: {
+        "get": {
+            "tags": ["ops"],
+            "summary": "Liveness: the process answers (dependencies: /readyz)",
+            "operationId": "liveness",
+            "responses": {
+                "200": {
+                    "description": "Alive.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"status": {"const": "ok"}},
+                                "required": ["status"],
+                            }
+                        }
+                    },
+                }
+            },
+        }
+    },
+}
+
+
+def _shared(status: str) -> dict[str, Any]:
+    return copy.deepcopy(_SHARED[status])
+
+
+def _complete(path: str, operation: dict[str, Any], *, jwks: bool) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    if "422" in responses:
+        responses["422"] = _shared("422")
+    if operation.get("security"):
+        responses.setdefault("401", _shared("401"))
+        if jwks:
+            if "503" in responses:
+                described = responses["503"]["description"]
+                responses["503"] = _error(f"{described}; {_AUTH_UNAVAILABLE}")
+            else:
+                responses["503"] = _error(_AUTH_UNAVAILABLE)
+    if "requestBody" in operation:
+        responses.setdefault("400", _shared("400"))
+    if "requestBody" in operation or path.startswith(WEBHOOKS_PREFIX):
+        responses.setdefault("413", _shared("413"))
+    if path.startswith(WEBHOOKS_PREFIX):
+        responses.setdefault("429", _shared("429"))
+    responses.setdefault("500", _shared("500"))
+    for response in responses.values():
+        response.setdefault("headers", {})[REQUEST_ID_HEADER] = _REQUEST_ID
+
+
+def install_openapi(api: FastAPI, *, jwks: bool) -> None:
+    """Serve the completed document at /openapi.json (`jwks`: tokens may be
+    checked against a JWKS, so authenticated routes may answer 503)."""
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        document = get_openapi(
+            title=api.title,
+            version=api.version,
+            description=api.description,
+            routes=api.routes,
+            tags=api.openapi_tags,
+        )
+        for path, item in document.get("paths", {}).items():
+            for operation in item.values():
+                _complete(path, operation, jwks=jwks)
+        document["paths"] = {
+            **document.get("paths", {}),
+            **copy.deepcopy(_GATEWAY_PATHS),
+        }
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["ErrorBody"] = ErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        api.openapi_schema = document
+        return document
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,171 @@
+"""Every SQL statement of gateway-api.
+
+It writes `users`, `user_phones`, `api_keys` (and its own outbox rows) and only
+reads `assistants`, `subscriptions`, `messages`, `usage_daily`. Every query of a
+user's data is filtered by the id of the token's user, never by a client's id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from uuid import UUID
+
+import asyncpg
+from yourclaw_common.db import Connection
+
+__all__ = [
+    "assistant",
+    "delete_api_key",
+    "list_api_keys",
+    "messages_before",
+    "set_phone",
+    "subscription",
+    "upsert_api_key",
+    "upsert_user",
+    "usage_since",
+    "user_overview",
+]
+
+
+async def upsert_user(conn: Connection, user_id: UUID, email: str | None) -> None:
+    # A token without an email (phone or anonymous sign-in) keeps the one we have.
+    await conn.execute(
+        """
+        INSERT INTO users (id, email) VALUES ($1, $2)
+        ON CONFLICT (id) DO UPDATE
+            SET email = COALESCE(EXCLUDED.email, users.email), updated_at = now()
+            WHERE users.email IS DISTINCT FROM COALESCE(EXCLUDED.email, users.email)
+        """,
+        user_id,
+        email,
+    )
+
+
+async def user_overview(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT u.id, u.email, u.created_at, p.phone_e164,
+               s.status AS subscription_status, a.status AS assistant_status
+        FROM users u
+        LEFT JOIN user_phones p ON p.user_id = u.id
+        LEFT JOIN subscriptions s ON s.user_id = u.id
+        LEFT JOIN assistants a ON a.user_id = u.id
+        WHERE u.id = $1
+        """,
+        user_id,
+    )
+
+
+async def set_phone(conn: Connection, user_id: UUID, phone: str) -> asyncpg.Record:
+    """Raises asyncpg.UniqueViolationError when another user has the number."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)
+        ON CONFLICT (user_id) DO UPDATE
+            SET phone_e164 = EXCLUDED.phone_e164, updated_at = now()
+        RETURNING phone_e164, updated_at
+        """,
+        user_id,
+        phone,
+    )
+    assert row is not None
+    return row
+
+
+async def subscription(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT status, current_period_end FROM subscriptions WHERE user_id = $1",
+        user_id,
+    )
+
+
+async def assistant(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT a.status, a.model, a.created_at, a.updated_at, a.last_error,
+               (SELECT max(m.created_at) FROM messages m WHERE m.user_id = a.user_id)
+                   AS last_message_at
+        FROM assistants a WHERE a.user_id = $1
+        """,
+        user_id,
+    )
+
+
+async def list_api_keys(conn: Connection, user_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT provider, key_last4, created_at FROM api_keys "
+        "WHERE user_id = $1 ORDER BY provider",
+        user_id,
+    )
+
+
+async def upsert_api_key(
+    conn: Connection, user_id: UUID, provider: str, encrypted_key: str, last4: str
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """
+        INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (user_id, provider) DO UPDATE
+            SET encrypted_key = EXCLUDED.encrypted_key,
+                key_last4 = EXCLUDED.key_last4,
+                created_at = now()
+        RETURNING provider, key_last4, created_at
+        """,
+        user_id,
+        provider,
+        encrypted_key,
+        last4,
+    )
+    assert row is not None
+    return row
+
+
+async def delete_api_key(conn: Connection, user_id: UUID, provider: str) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM api_keys WHERE user_id = $1 AND provider = $2 RETURNING 1",
+        user_id,
+        provider,
+    )
+    return deleted is not None
+
+
+async def usage_since(
+    conn: Connection, user_id: UUID, since: dt.date
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT day, inbound_count, outbound_count, tokens_in, tokens_out
+        FROM usage_daily WHERE user_id = $1 AND day >= $2 ORDER BY day DESC
+        """,
+        user_id,
+        since,
+    )
+
+
+async def messages_before(
+    conn: Connection, user_id: UUID, *, limit: int, before: UUID | None
+) -> list[asyncpg.Record]:
+    """Newest first; `before` is a message id of this user (another user's, or an
+    unknown id, gives an empty page: nothing about it is revealed)."""
+    if before is None:
+        return await conn.fetch(
+            """
+            SELECT id, direction, body, status, num_media, created_at FROM messages
+            WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+            """,
+            user_id,
+            limit,
+        )
+    return await conn.fetch(
+        """
+        SELECT m.id, m.direction, m.body, m.status, m.num_media, m.created_at
+        FROM messages m,
+             (SELECT created_at, id FROM messages WHERE id = $3 AND user_id = $1) c
+        WHERE m.user_id = $1 AND (m.created_at, m.id) < (c.created_at, c.id)
+        ORDER BY m.created_at DESC, m.id DESC LIMIT $2
+        """,
+        user_id,
+        limit,
+        before,
+    )

@@ -1,0 +1,193 @@
+"""Request and response bodies of /api/v1, as the OpenAPI document shows them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from yourclaw_common.models import LlmProvider, ModelId
+
+__all__ = [
+    "E164_PATTERN",
+    "ApiKeyIn",
+    "ApiKeyOut",
+    "AssistantAccepted",
+    "AssistantOut",
+    "AssistantStatus",
+    "CheckoutOut",
+    "DevLoginIn",
+    "DevLoginOut",
+    "MessageOut",
+    "MessagePage",
+    "ModelChange",
+    "ModelOut",
+    "PhoneIn",
+    "PhoneOut",
+    "PortalOut",
+    "SubscriptionOut",
+    "SubscriptionStatus",
+    "UsageDay",
+    "UsageOut",
+    "UsageTotals",
+    "UserOut",
+]
+
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all;
+# the same rule as the user_phones CHECK constraint.
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+
+AssistantStatus = Literal["NONE", "PROVISIONING", "READY", "ERROR"]
+SubscriptionStatus = Literal["NONE", "ACTIVE", "PAST_DUE", "CANCELED"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PhoneIn(_Request):
+    phone: str = Field(
+        pattern=E164_PATTERN,
+        description="WhatsApp number in E.164 form, e.g. +15551234567.",
+        examples=["+15551234567"],
+    )
+
+
+class PhoneOut(BaseModel):
+    phone: str
+    updated_at: dt.datetime
+
+
+class UserOut(BaseModel):
+    id: UUID
+    email: str | None
+    phone: str | None
+    subscription_status: SubscriptionStatus
+    assistant_status: AssistantStatus
+    created_at: dt.datetime
+
+
+class AssistantOut(BaseModel):
+    status: AssistantStatus
+    model: str
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    last_message_at: dt.datetime | None
+    # Why provisioning failed (status ERROR), in words for the user.
+    last_error: str | None
+
+
+class AssistantAccepted(BaseModel):
+    status: Literal["PROVISIONING", "DEPROVISIONING"]
+
+
+class ModelChange(_Request):
+    model: ModelId
+
+
+class ModelOut(BaseModel):
+    id: ModelId
+    display_name: str
+    description: str
+    provider: LlmProvider
+    default: bool
+
+
+class CheckoutOut(BaseModel):
+    checkout_url: str
+
+
+class PortalOut(BaseModel):
+    portal_url: str
+
+
+class SubscriptionOut(BaseModel):
+    status: SubscriptionStatus
+    current_period_end: dt.datetime | None
+
+
+# Current key formats (2026); the pattern is the whole check, so what the
+# OpenAPI document promises is exactly what is accepted.
+class AnthropicKeyIn(_Request):
+    provider: Literal["ANTHROPIC"]
+    # sk-ant-api03-… (API keys) or sk-ant-oat01-… (OAuth tokens); not admin keys.
+    key: str = Field(
+        pattern=r"^sk-ant-(api|oat)[0-9]{2}-[A-Za-z0-9_\-]{20,300}$", repr=False
+    )
+
+
+class OpenAIKeyIn(_Request):
+    provider: Literal["OPENAI"]
+    # sk-proj-…, sk-svcacct-…, or a legacy sk-<alphanumerics>; not admin keys.
+    key: str = Field(
+        pattern=r"^sk-((proj|svcacct)-[A-Za-z0-9_\-]{20,300}|[A-Za-z0-9]{32,200})$",
+        repr=False,
+    )
+
+
+class GoogleKeyIn(_Request):
+    provider: Literal["GOOGLE"]
+    # Auth keys (AQ.…, issued by AI Studio since 2026) or standard keys (AIza…).
+    key: str = Field(
+        pattern=r"^(AQ\.[A-Za-z0-9_.\-]{20,300}|AIza[A-Za-z0-9_\-]{35})$", repr=False
+    )
+
+
+ApiKeyIn = Annotated[
+    AnthropicKeyIn | OpenAIKeyIn | GoogleKeyIn, Field(discriminator="provider")
+]
+
+
+class ApiKeyOut(BaseModel):
+    provider: LlmProvider
+    key_last4: str
+    created_at: dt.datetime
+
+
+class UsageTotals(BaseModel):
+    inbound: int
+    outbound: int
+    tokens_in: int
+    tokens_out: int
+
+
+class UsageDay(UsageTotals):
+    date: dt.date
+
+
+class UsageOut(BaseModel):
+    today: UsageDay
+    last_30_days: UsageTotals
+    # Days with any activity in the last 30 (UTC), newest first.
+    days: list[UsageDay]
+
+
+class MessageOut(BaseModel):
+    id: UUID
+    direction: Literal["INBOUND", "OUTBOUND"]
+    body: str
+    status: str
+    num_media: int
+    created_at: dt.datetime
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageOut]
+    # Pass as `before` to get the next (older) page; null on the last page.
+    next_before: UUID | None
+
+
+class DevLoginIn(_Request):
+    # ASCII classes only: the same on every regex engine (pydantic's, and the
+    # JSON Schema one a client validates with).
+    email: str = Field(
+        pattern=r"^[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(\.[A-Za-z0-9\-]{1,63}){0,8}$"
+    )
+
+
+class DevLoginOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a scheme name
+    expires_in: int
+    user_id: UUID

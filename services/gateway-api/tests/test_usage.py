@@ -1,0 +1,186 @@
+import datetime as dt
+import uuid
+
+import pytest
+
+
+async def add_messages(pool, user_id, count, *, start=None, phone="+15551234567"):
+    """What messaging would have written: alternating in and out, one a minute."""
+    start = start or dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+    await pool.execute(
+        "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING", user_id
+    )
+    ids = []
+    for n in range(count):
+        inbound = n % 2 == 0
+        ids.append(
+            await pool.fetchval(
+                """
+                INSERT INTO messages (user_id, phone_e164, direction, body, status, created_at)
+                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+                """,
+                user_id,
+                phone,
+                "INBOUND" if inbound else "OUTBOUND",
+                f"message {n}",
+                "RECEIVED" if inbound else "SENT",
+                start + dt.timedelta(minutes=n),
+            )
+        )
+    return ids
+
+
+async def add_usage(pool, user_id, day, inbound, outbound, tokens_in=0, tokens_out=0):
+    await pool.execute(
+        "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING", user_id
+    )
+    await pool.execute(
+        "INSERT INTO usage_daily VALUES ($1, $2, $3, $4, $5, $6)",
+        user_id,
+        day,
+        inbound,
+        outbound,
+        tokens_in,
+        tokens_out,
+    )
+
+
+def utc_today():
+    return dt.datetime.now(dt.UTC).date()
+
+
+class TestGetUsage:
+    async def test_zero_for_a_new_user(self, api, sign_in):
+        response = await api.client.get("/api/v1/usage", headers=sign_in().headers)
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["today"] == {
+            "date": utc_today().isoformat(),
+            "inbound": 0,
+            "outbound": 0,
+            "tokens_in": 0,
+            "tokens_out": 0,
+        }
+        assert body["days"] == []
+
+    async def test_today_and_the_last_30_days(self, api, sign_in, clean_db):
+        caller = sign_in()
+        today = utc_today()
+        await add_usage(clean_db, caller.id, today, 12, 12, 3000, 900)
+        await add_usage(clean_db, caller.id, today - dt.timedelta(days=29), 5, 4)
+        await add_usage(clean_db, caller.id, today - dt.timedelta(days=30), 100, 100)
+
+        body = (await api.client.get("/api/v1/usage", headers=caller.headers)).json()
+
+        assert body["today"]["inbound"] == 12
+        assert body["today"]["tokens_in"] == 3000
+        assert body["last_30_days"] == {
+            "inbound": 17,
+            "outbound": 16,
+            "tokens_in": 3000,
+            "tokens_out": 900,
+        }
+        assert [d["date"] for d in body["days"]] == [
+            today.isoformat(),
+            (today - dt.timedelta(days=29)).isoformat(),
+        ]
+
+    async def test_another_users_usage_is_not_counted(self, api, sign_in, clean_db):
+        ada, eve = sign_in(), sign_in()
+        await add_usage(clean_db, ada.id, utc_today(), 7, 7)
+
+        body = (await api.client.get("/api/v1/usage", headers=eve.headers)).json()
+
+        assert body["today"]["inbound"] == 0
+        assert body["days"] == []
+
+
+class TestListMessages:
+    async def test_newest_first(self, api, sign_in, clean_db):
+        caller = sign_in()
+        await add_messages(clean_db, caller.id, 3)
+
+        body = (await api.client.get("/api/v1/messages", headers=caller.headers)).json()
+
+        assert [m["body"] for m in body["messages"]] == [
+            "message 2",
+            "message 1",
+            "message 0",
+        ]
+        assert body["messages"][0]["direction"] == "INBOUND"
+        assert body["next_before"] is None
+
+    async def test_pages_cover_everything_once(self, api, sign_in, clean_db):
+        caller = sign_in()
+        # Two at the same instant: the id breaks the tie.
+        await add_messages(clean_db, caller.id, 7)
+        same = dt.datetime(2026, 5, 1, 12, 3, tzinfo=dt.UTC)
+        await add_messages(clean_db, caller.id, 1, start=same)
+
+        seen, before = [], None
+        for _ in range(10):
+            params = {"limit": 3} | ({"before": before} if before else {})
+            page = (
+                await api.client.get(
+                    "/api/v1/messages", params=params, headers=caller.headers
+                )
+            ).json()
+            seen += [m["id"] for m in page["messages"]]
+            before = page["next_before"]
+            if before is None:
+                break
+
+        assert len(seen) == 8
+        assert len(set(seen)) == 8
+
+    @pytest.mark.parametrize("limit", [0, 101, -1])
+    async def test_limit_out_of_range_is_422(self, api, sign_in, limit):
+        response = await api.client.get(
+            "/api/v1/messages", params={"limit": limit}, headers=sign_in().headers
+        )
+
+        assert response.status_code == 422
+
+    async def test_a_malformed_cursor_is_422(self, api, sign_in):
+        response = await api.client.get(
+            "/api/v1/messages",
+            params={"before": "yesterday"},
+            headers=sign_in().headers,
+        )
+
+        assert response.status_code == 422
+
+    async def test_an_unknown_cursor_is_an_empty_page(self, api, sign_in, clean_db):
+        caller = sign_in()
+        await add_messages(clean_db, caller.id, 2)
+
+        page = (
+            await api.client.get(
+                "/api/v1/messages",
+                params={"before": str(uuid.uuid4())},
+                headers=caller.headers,
+            )
+        ).json()
+
+        assert page == {"messages": [], "next_before": None}
+
+    async def test_another_users_messages_are_never_shown(self, api, sign_in, clean_db):
+        ada, eve = sign_in(), sign_in()
+        ada_ids = await add_messages(clean_db, ada.id, 4)
+        await add_messages(clean_db, eve.id, 1, phone="+15557654321")
+
+        eve_page = (
+            await api.client.get("/api/v1/messages", headers=eve.headers)
+        ).json()
+        # Ada's message id as a cursor reveals nothing either.
+        probe = (
+            await api.client.get(
+                "/api/v1/messages",
+                params={"before": str(ada_ids[-1])},
+                headers=eve.headers,
+            )
+        ).json()
+
+        assert [m["body"] for m in eve_page["messages"]] == ["message 0"]
+        assert probe["messages"] == []

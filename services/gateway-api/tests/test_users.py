@@ -1,0 +1,132 @@
+class TestGetMe:
+    async def test_a_new_user_has_nothing_yet(self, api, sign_in):
+        caller = sign_in(email="ada@example.com")
+
+        response = await api.client.get("/api/v1/users/me", headers=caller.headers)
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["id"] == str(caller.id)
+        assert body["email"] == "ada@example.com"
+        assert body["phone"] is None
+        assert body["subscription_status"] == "NONE"
+        assert body["assistant_status"] == "NONE"
+
+    async def test_phone_subscription_and_assistant_are_shown(
+        self, api, sign_in, db, clean_db
+    ):
+        caller = sign_in()
+        await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": "+15551234567"},
+            headers=caller.headers,
+        )
+        await db.subscription(clean_db, caller.id, "PAST_DUE")
+        await db.assistant(clean_db, caller.id, "READY")
+
+        body = (await api.client.get("/api/v1/users/me", headers=caller.headers)).json()
+
+        assert body["phone"] == "+15551234567"
+        assert body["subscription_status"] == "PAST_DUE"
+        assert body["assistant_status"] == "READY"
+
+    async def test_the_response_carries_a_request_id(self, api, sign_in):
+        response = await api.client.get("/api/v1/users/me", headers=sign_in().headers)
+
+        assert len(response.headers["x-request-id"]) == 32
+
+
+class TestSetPhone:
+    async def test_a_valid_number_is_stored(self, api, sign_in, clean_db):
+        caller = sign_in()
+
+        response = await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": "+447700900123"},
+            headers=caller.headers,
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["phone"] == "+447700900123"
+        stored = await clean_db.fetchval(
+            "SELECT phone_e164 FROM user_phones WHERE user_id = $1", caller.id
+        )
+        assert stored == "+447700900123"
+
+    async def test_setting_again_replaces_the_number(self, api, sign_in, clean_db):
+        caller = sign_in()
+        for phone in ("+15551234567", "+15557654321"):
+            response = await api.client.post(
+                "/api/v1/users/me/phone", json={"phone": phone}, headers=caller.headers
+            )
+            assert response.status_code == 200
+
+        rows = await clean_db.fetch(
+            "SELECT phone_e164 FROM user_phones WHERE user_id = $1", caller.id
+        )
+        assert [r["phone_e164"] for r in rows] == ["+15557654321"]
+
+    async def test_setting_the_same_number_again_is_fine(self, api, sign_in):
+        caller = sign_in()
+        for _ in range(2):
+            response = await api.client.post(
+                "/api/v1/users/me/phone",
+                json={"phone": "+15551234567"},
+                headers=caller.headers,
+            )
+            assert response.status_code == 200
+
+    async def test_invalid_numbers_are_422(self, api, sign_in):
+        caller = sign_in()
+        for phone in (
+            "15551234567",
+            "+0551234567",
+            "+1 555 123 4567",
+            "+1555",
+            "+1234567890123456",
+            "whatsapp:+15551234567",
+        ):
+            response = await api.client.post(
+                "/api/v1/users/me/phone", json={"phone": phone}, headers=caller.headers
+            )
+            assert response.status_code == 422, phone
+            assert response.json()["code"] == "VALIDATION_ERROR"
+
+    async def test_unknown_fields_are_422(self, api, sign_in):
+        response = await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": "+15551234567", "user_id": "someone-else"},
+            headers=sign_in().headers,
+        )
+
+        assert response.status_code == 422
+
+    async def test_a_number_of_another_user_is_409(self, api, sign_in, clean_db):
+        ada, eve = sign_in(), sign_in()
+        await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": "+15551234567"},
+            headers=ada.headers,
+        )
+
+        response = await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": "+15551234567"},
+            headers=eve.headers,
+        )
+
+        assert response.status_code == 409
+        assert response.json()["code"] == "PHONE_TAKEN"
+        owner = await clean_db.fetchval(
+            "SELECT user_id FROM user_phones WHERE phone_e164 = '+15551234567'"
+        )
+        assert owner == ada.id
+        eve_me = (await api.client.get("/api/v1/users/me", headers=eve.headers)).json()
+        assert eve_me["phone"] is None
+
+    async def test_needs_a_token(self, api):
+        response = await api.client.post(
+            "/api/v1/users/me/phone", json={"phone": "+15551234567"}
+        )
+
+        assert response.status_code == 401

@@ -1,0 +1,219 @@
+"""main(): settings → runtime (adopt what runs) → NATS → commands + heartbeat
+→ wait for SIGTERM → drain. Gateways keep running when the agent stops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from contextlib import suppress
+
+import httpx
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from yourclaw_common.events import (
+    ContainerState,
+    HostHeartbeat,
+    HostVerb,
+    host_command,
+)
+from yourclaw_common.logging import (
+    bind_correlation_id,
+    configure_logging,
+    get_logger,
+)
+from yourclaw_common.nats import CORRELATION_HEADER, connect
+from yourclaw_common.ops import serve_ops
+from yourclaw_common.runtime import install_signal_handlers
+
+from yourclaw_host_agent.handlers import handle_command
+from yourclaw_host_agent.layout import DataLayout
+from yourclaw_host_agent.metrics import CONTAINERS, HEARTBEATS
+from yourclaw_host_agent.runtimes import ContainerRuntime
+from yourclaw_host_agent.service import HostService
+from yourclaw_host_agent.settings import HostAgentSettings
+
+__all__ = ["HostAgent", "build_runtime", "main", "run"]
+
+log = get_logger(__name__)
+
+# Two agents for one host (a restart overlapping the old one): one answers.
+_QUEUE = "host-agent"
+_STATES = ("running", "starting", "stopped", "exited")
+
+
+def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerRuntime:
+    """The runtime HOST_RUNTIME names."""
+    if settings.host_runtime == "docker":
+        from yourclaw_host_agent.runtimes.docker import DockerRuntime
+
+        return DockerRuntime(
+            socket_path=settings.docker_socket,
+            publish_ip=settings.docker_publish_ip,
+            stop_timeout=settings.gateway_stop_timeout_seconds,
+        )
+    from yourclaw_host_agent.runtimes.process import ProcessRuntime
+
+    return ProcessRuntime(
+        layout,
+        openclaw_dir=settings.openclaw_install_dir,
+        stop_timeout=settings.gateway_stop_timeout_seconds,
+    )
+
+
+class HostAgent:
+    """Serves `host.<host_id>.<verb>` and announces the host on `host.heartbeat`."""
+
+    def __init__(
+        self,
+        settings: HostAgentSettings,
+        nc: NATS,
+        service: HostService,
+        *,
+        wake: asyncio.Event,
+    ):
+        self.settings = settings
+        self.nc = nc
+        self.service = service
+        # Set by the service when a command changed something: beat now.
+        self._wake = wake
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subs: list[Subscription] = []
+
+    async def subscribe(self) -> None:
+        for verb in HostVerb:
+            subject = host_command(self.settings.host_id, verb)
+            self._subs.append(
+                await self.nc.subscribe(subject, queue=_QUEUE, cb=self._on_request)
+            )
+        await self.nc.flush()
+
+    async def _on_request(self, msg: Msg) -> None:
+        # nats-py runs one callback at a time per subscription; a slow create must
+        # not hold up a health probe.
+        task = asyncio.create_task(self._answer(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        verb = msg.subject.rsplit(".", 1)[-1]
+        cid = (msg.headers or {}).get(CORRELATION_HEADER)
+        with bind_correlation_id(cid):
+            reply = await handle_command(self.service, verb, msg.data)
+            if msg.reply:
+                try:
+                    await msg.respond(reply.model_dump_json().encode())
+                except Exception as exc:
+                    log.warning("host_agent.reply_failed", verb=verb, error=str(exc))
+
+    async def heartbeat(self) -> HostHeartbeat:
+        containers = await self.service.list()
+        counts: Counter[str] = Counter(c.state for c in containers)
+        for state in _STATES:
+            CONTAINERS.labels(state).set(counts[state])
+        return HostHeartbeat(
+            host_id=self.settings.host_id,
+            address=self.settings.host_address,
+            runtime=self.service.runtime.kind,
+            capacity=self.settings.host_capacity,
+            used=len(containers),
+            containers=tuple(
+                ContainerState(name=c.name, state=c.state, port=c.port)
+                for c in containers
+            ),
+        )
+
+    async def beat_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.service.supervise()
+                beat = await self.heartbeat()
+                await self.nc.publish(
+                    beat.publish_subject(), beat.model_dump_json().encode()
+                )
+                HEARTBEATS.labels("sent").inc()
+            except Exception as exc:
+                HEARTBEATS.labels("failed").inc()
+                log.warning("host_agent.heartbeat_failed", error=str(exc)[:300])
+            waits = [
+                asyncio.create_task(stop.wait()),
+                asyncio.create_task(self._wake.wait()),
+            ]
+            await asyncio.wait(
+                waits,
+                timeout=self.settings.host_heartbeat_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for waiter in waits:
+                waiter.cancel()
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            with suppress(Exception):
+                await sub.unsubscribe()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def run(
+    settings: HostAgentSettings,
+    stop: asyncio.Event,
+    *,
+    runtime: ContainerRuntime | None = None,
+) -> None:
+    """Serve until `stop` is set (tests call this directly, with their own runtime)."""
+    layout = DataLayout(settings.data_dir.resolve())
+    runtime = runtime or build_runtime(settings, layout)
+    await runtime.open()
+    ops: asyncio.Server | None = None
+    nc: NATS | None = None
+    try:
+        async with httpx.AsyncClient() as http:
+            nc = await connect(settings.nats_url, name=f"host-agent-{settings.host_id}")
+            wake = asyncio.Event()
+            service = HostService(
+                runtime,
+                layout,
+                http,
+                capacity=settings.host_capacity,
+                on_change=wake.set,
+            )
+            agent = HostAgent(settings, nc, service, wake=wake)
+
+            async def readiness() -> dict[str, bool]:
+                assert nc is not None
+                return {"nats": nc.is_connected, "runtime": await runtime.ping()}
+
+            if settings.metrics_port:
+                ops = await serve_ops(
+                    settings.metrics_host, settings.metrics_port, readiness
+                )
+            await agent.subscribe()
+            log.info(
+                "host_agent.started",
+                host_id=settings.host_id,
+                runtime=runtime.kind,
+                data_dir=str(layout.root),
+                capacity=settings.host_capacity,
+            )
+            try:
+                await agent.beat_forever(stop)
+            finally:
+                await agent.close()
+    finally:
+        if ops is not None:
+            ops.close()
+        if nc is not None:
+            with suppress(Exception):
+                await nc.drain()
+        await runtime.close()
+        log.info("host_agent.stopped", host_id=settings.host_id)
+
+
+async def main() -> None:
+    settings = HostAgentSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    await run(settings, stop)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter(
+    "yourclaw_host_agent_commands_total",
+    "Host commands answered, by verb and outcome code (ok, or the error code).",
+    ["verb", "code"],
+)
+COMMAND_SECONDS = Histogram(
+    "yourclaw_host_agent_command_seconds",
+    "Time to answer a host command.",
+    ["verb"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+CONTAINERS = Gauge(
+    "yourclaw_host_agent_containers",
+    "Containers on this host by state, as of the last heartbeat.",
+    ["state"],
+)
+HEARTBEATS = Counter(
+    "yourclaw_host_agent_heartbeats_total",
+    "Heartbeats published on host.heartbeat, by outcome (sent, failed).",
+    ["outcome"],
+)
+GATEWAY_RESTARTS = Counter(
+    "yourclaw_host_agent_gateway_restarts_total",
+    "Gateways the process runtime restarted after they died on their own.",
+)
+ADOPTED = Counter(
+    "yourclaw_host_agent_gateways_adopted_total",
+    "Running gateways found and adopted at start (agent restarts).",
+)

@@ -1,0 +1,59 @@
+"""The interface every runtime implements; tests may swap in their own."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from yourclaw_common.events import ContainerInfo, ContainerSpec
+
+from yourclaw_host_agent.layout import UserPaths
+
+RuntimeKind = Literal["process", "docker"]
+
+
+class ContainerRuntime(Protocol):
+    """Runs users' gateways on this host, one per container name.
+
+    The host service serialises calls per name and writes the spec's files
+    before `run`; a runtime only starts, stops and reports. Every method takes a
+    validated name (`yourclaw-<uuid>`). `inspect` of an unknown name answers
+    `state="missing"`; `start`/`restart`/`logs` of one raise ContainerNotFound;
+    `stop` and `remove` of one do nothing.
+    """
+
+    @property
+    def kind(self) -> RuntimeKind: ...
+
+    @property
+    def probe_host(self) -> str:
+        """Where /healthz of a running gateway answers on this host."""
+
+    async def open(self) -> None:
+        """Get ready; adopt what already runs (the agent may have restarted)."""
+
+    async def close(self) -> None:
+        """Release clients; gateways keep running."""
+
+    async def ping(self) -> bool:
+        """Whether the runtime can take commands right now."""
+
+    async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
+        """Start `spec` under its name, replacing whatever ran under it."""
+
+    async def start(self, name: str) -> ContainerInfo: ...
+
+    async def stop(self, name: str) -> ContainerInfo: ...
+
+    async def restart(self, name: str) -> ContainerInfo: ...
+
+    async def remove(self, name: str) -> None:
+        """Stop and forget the container; the user's files stay."""
+
+    async def inspect(self, name: str) -> ContainerInfo: ...
+
+    async def list(self) -> list[ContainerInfo]: ...
+
+    async def logs(self, name: str, tail: int) -> str: ...
+
+    async def supervise(self) -> None:
+        """Called every heartbeat: restart gateways that died on their own."""

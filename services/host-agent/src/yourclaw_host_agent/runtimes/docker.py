@@ -1,0 +1,445 @@
+"""The `docker` runtime: the Docker Engine API over its unix socket (no CLI).
+
+Every tenant container gets the hardened profile of OpenClaw's multi-tenant
+"fleet" cells (docs/cli/fleet.md, research/reliability.md §4): all capabilities
+dropped, no-new-privileges, pids/memory/cpu limits, the non-root `node` user
+(1000:1000), a read-only root filesystem with a tmpfs /tmp, its own bridge
+network, its port published on one host IP (loopback by default) and only the
+user's config and workspace mounted. The Docker socket is never mounted: it is
+root on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from yourclaw_common.events import ContainerInfo, ContainerSpec
+from yourclaw_common.logging import get_logger
+
+from yourclaw_host_agent.errors import (
+    ContainerNotFound,
+    InvalidSpec,
+    PortInUse,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
+from yourclaw_host_agent.layout import UserPaths
+
+__all__ = ["CONTAINER_PORT", "DockerRuntime", "create_payload", "network_name"]
+
+log = get_logger(__name__)
+
+CONTAINER_PORT = 18789
+_HOME = "/home/node"
+_STATE = f"{_HOME}/.openclaw"
+_USER = "1000:1000"
+_LABEL = "yourclaw.managed"
+_TMPFS_TMP = "rw,noexec,nosuid,nodev,size=256m"
+_MIB = 1024 * 1024
+# Folders that hold (or are) the Engine's socket: never a tenant's mount source.
+_SOCKET_DIRS = ("", "/var/run", "/run", "/run/docker", "/var/run/docker")
+
+
+def network_name(name: str) -> str:
+    """Each tenant's own bridge network: cells cannot reach each other."""
+    return f"{name}-net"
+
+
+def _refuse_socket_mounts(mounts: list[dict[str, Any]]) -> None:
+    for mount in mounts:
+        source = str(mount.get("Source", ""))
+        target = str(mount.get("Target", ""))
+        if (
+            source.rstrip("/") in _SOCKET_DIRS
+            or any(p.endswith(".sock") for p in (source, target))
+            or "docker.sock" in source
+        ):
+            raise InvalidSpec("refusing to mount a runtime socket into a tenant")
+
+
+def create_payload(
+    spec: ContainerSpec, paths: UserPaths, *, publish_ip: str
+) -> dict[str, Any]:
+    """The body of `POST /containers/create` for one tenant."""
+    env = dict(spec.env)
+    # Fleet's container paths: these win over anything in the spec.
+    env.update(
+        {
+            "HOME": _HOME,
+            "OPENCLAW_HOME": _HOME,
+            "OPENCLAW_STATE_DIR": _STATE,
+            "OPENCLAW_CONFIG_PATH": f"{_STATE}/openclaw.json",
+            "OPENCLAW_WORKSPACE_DIR": f"{_STATE}/workspace",
+            "XDG_CACHE_HOME": f"{_STATE}/cache",
+            "TMPDIR": "/tmp",  # noqa: S108 - the container's own tmpfs
+            "OPENCLAW_NO_RESPAWN": "1",
+            "OPENCLAW_DISABLE_BONJOUR": "1",
+        }
+    )
+    mounts: list[dict[str, Any]] = [
+        {"Type": "bind", "Source": str(paths.config), "Target": _STATE},
+        {
+            "Type": "bind",
+            "Source": str(paths.workspace),
+            "Target": f"{_STATE}/workspace",
+        },
+    ]
+    _refuse_socket_mounts(mounts)
+    port_key = f"{CONTAINER_PORT}/tcp"
+    return {
+        "Image": spec.image,
+        # Inside the container the gateway listens on the container network
+        # (`lan`), so the loopback-only host mapping can reach it.
+        "Cmd": [
+            "node",
+            "dist/index.js",
+            "gateway",
+            "--bind",
+            "lan",
+            "--port",
+            str(CONTAINER_PORT),
+        ],
+        "User": _USER,
+        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+        "WorkingDir": "/app",
+        "ExposedPorts": {port_key: {}},
+        "Labels": {
+            _LABEL: "true",
+            "yourclaw.user_id": str(spec.user_id),
+            "yourclaw.spec_hash": spec.spec_hash,
+            "yourclaw.port": str(spec.port),
+        },
+        "Healthcheck": {
+            "Test": [
+                "CMD",
+                "node",
+                "-e",
+                f"fetch('http://127.0.0.1:{CONTAINER_PORT}/healthz')"
+                ".then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))",
+            ],
+            "Interval": 5_000_000_000,
+            "Timeout": 3_000_000_000,
+            "Retries": 3,
+            "StartPeriod": 60_000_000_000,
+            "StartInterval": 500_000_000,
+        },
+        "HostConfig": {
+            "CapDrop": ["ALL"],
+            "CapAdd": [],
+            "SecurityOpt": ["no-new-privileges:true"],
+            "Privileged": False,
+            "ReadonlyRootfs": True,
+            "Tmpfs": {"/tmp": _TMPFS_TMP},  # noqa: S108 - the container's own tmpfs
+            "PidsLimit": spec.pids_limit,
+            "Memory": spec.memory_mb * _MIB,
+            # Same as Memory: no swap on top of the limit.
+            "MemorySwap": spec.memory_mb * _MIB,
+            "NanoCpus": int(spec.cpus * 1e9),
+            "Init": True,
+            "RestartPolicy": {"Name": "unless-stopped"},
+            "NetworkMode": network_name(spec.name),
+            "PortBindings": {
+                port_key: [{"HostIp": publish_ip, "HostPort": str(spec.port)}]
+            },
+            "Mounts": mounts,
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": {"max-size": "10m", "max-file": "3"},
+            },
+        },
+    }
+
+
+def _demux(raw: bytes) -> str:
+    # Without a TTY the Engine multiplexes stdout/stderr in frames:
+    # 1 byte stream, 3 zero bytes, 4 bytes big-endian length, payload.
+    out: list[bytes] = []
+    pos = 0
+    while (
+        pos + 8 <= len(raw)
+        and raw[pos] in (0, 1, 2)
+        and raw[pos + 1 : pos + 4] == b"\0\0\0"
+    ):
+        (length,) = struct.unpack(">I", raw[pos + 4 : pos + 8])
+        out.append(raw[pos + 8 : pos + 8 + length])
+        pos += 8 + length
+    if pos == 0:
+        return raw.decode("utf-8", errors="replace")
+    return b"".join(out).decode("utf-8", errors="replace")
+
+
+def _state_of(
+    status: str, health: str | None, exit_code: int
+) -> Literal["running", "starting", "stopped", "exited"]:
+    if status in ("running",):
+        return "starting" if health == "starting" else "running"
+    if status == "restarting":
+        return "starting"
+    if status in ("created", "paused"):
+        return "stopped"
+    return "stopped" if exit_code in (0, 143) else "exited"
+
+
+def _info(
+    name: str,
+    state: Literal["running", "starting", "stopped", "exited", "missing"],
+    labels: dict[str, str],
+) -> ContainerInfo:
+    port = labels.get("yourclaw.port")
+    return ContainerInfo(
+        name=name,
+        state=state,
+        port=int(port) if port and port.isdigit() else None,
+        spec_hash=labels.get("yourclaw.spec_hash"),
+    )
+
+
+class DockerRuntime:
+    """Hardened tenant containers through the Engine API."""
+
+    kind: Literal["docker"] = "docker"
+
+    def __init__(
+        self,
+        *,
+        socket_path: str,
+        publish_ip: str = "127.0.0.1",
+        stop_timeout: float = 20.0,
+        chown_to: tuple[int, int] | None = (1000, 1000),
+        client: httpx.AsyncClient | None = None,
+    ):
+        self._socket_path = socket_path
+        self._publish_ip = publish_ip
+        self._stop_timeout = int(stop_timeout)
+        self._chown_to = chown_to
+        self._client = client
+        self._owns_client = client is None
+        self.probe_host = "127.0.0.1" if publish_ip in ("0.0.0.0", "") else publish_ip  # noqa: S104
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=self._socket_path),
+                base_url="http://docker",
+                # Stopping waits for the container's own grace period.
+                timeout=httpx.Timeout(10.0, read=self._stop_timeout + 30.0),
+            )
+        return self._client
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RuntimeUnavailable(f"Docker Engine unreachable: {exc}") from exc
+        if resp.status_code >= 500:
+            raise RuntimeFailure(
+                f"Docker Engine {method} {path.split('?')[0]}: "
+                f"{resp.status_code} {_message(resp)}"
+            )
+        return resp
+
+    # -- the interface ---------------------------------------------------------
+
+    async def open(self) -> None:
+        if not await self.ping():
+            log.warning("host_agent.docker.unreachable", socket=self._socket_path)
+
+    async def close(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def ping(self) -> bool:
+        try:
+            return (await self._call("GET", "/_ping")).status_code == 200
+        except (RuntimeUnavailable, RuntimeFailure):
+            return False
+
+    async def _ensure_network(self, name: str, spec: ContainerSpec) -> None:
+        net = network_name(name)
+        if (await self._call("GET", f"/networks/{net}")).status_code == 200:
+            return
+        resp = await self._call(
+            "POST",
+            "/networks/create",
+            json={
+                "Name": net,
+                "Driver": "bridge",
+                "Internal": False,  # egress stays open; filter with DOCKER-USER
+                "Labels": {_LABEL: "true", "yourclaw.user_id": str(spec.user_id)},
+                "Options": {"com.docker.network.bridge.enable_icc": "false"},
+            },
+        )
+        if resp.status_code not in (200, 201, 409):
+            raise RuntimeFailure(f"cannot create network {net}: {_message(resp)}")
+
+    def _own_mounts(self, paths: UserPaths) -> None:
+        # The container runs as 1000:1000; its two mounts must be writable by it.
+        if self._chown_to is None or os.geteuid() != 0:
+            return
+        uid, gid = self._chown_to
+        for top in (paths.config, paths.workspace):
+            for root, dirs, files in os.walk(top):
+                for item in [
+                    root,
+                    *(os.path.join(root, d) for d in dirs),
+                    *(os.path.join(root, f) for f in files),
+                ]:
+                    os.lchown(item, uid, gid)
+
+    async def _pull(self, image: str) -> None:
+        if "@" in image:  # pinned by digest
+            repo, tag = image, ""
+        elif ":" in image.rsplit("/", 1)[-1]:
+            repo, _, tag = image.rpartition(":")
+        else:
+            repo, tag = image, "latest"
+        log.info("host_agent.docker.pulling", image=image)
+        resp = await self._call(
+            "POST",
+            f"/images/create?fromImage={quote(repo, safe='')}&tag={quote(tag, safe='')}",
+            timeout=httpx.Timeout(10.0, read=600.0),
+        )
+        if resp.status_code != 200 or b'"error"' in resp.content:
+            raise RuntimeFailure(f"cannot pull {image}: {_message(resp)}")
+
+    async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
+        name = spec.name
+        await self._delete(name)
+        await self._ensure_network(name, spec)
+        await asyncio.to_thread(self._own_mounts, paths)
+        payload = create_payload(spec, paths, publish_ip=self._publish_ip)
+        path = f"/containers/create?name={quote(name)}"
+        resp = await self._call("POST", path, json=payload)
+        if resp.status_code == 404:
+            await self._pull(spec.image)
+            resp = await self._call("POST", path, json=payload)
+        if resp.status_code != 201:
+            raise RuntimeFailure(
+                f"cannot create {name}: {resp.status_code} {_message(resp)}"
+            )
+        await self._start(name)
+        return await self.inspect(name)
+
+    async def _start(self, name: str) -> None:
+        resp = await self._call("POST", f"/containers/{name}/start")
+        if resp.status_code == 404:
+            raise ContainerNotFound(f"{name} does not exist on this host")
+        if resp.status_code not in (204, 304):
+            message = _message(resp)
+            if (
+                "port is already allocated" in message
+                or "address already in use" in message
+            ):
+                raise PortInUse(message)
+            raise RuntimeFailure(f"cannot start {name}: {resp.status_code} {message}")
+
+    async def start(self, name: str) -> ContainerInfo:
+        await self._start(name)
+        return await self.inspect(name)
+
+    async def stop(self, name: str) -> ContainerInfo:
+        resp = await self._call(
+            "POST", f"/containers/{name}/stop?t={self._stop_timeout}"
+        )
+        if resp.status_code not in (204, 304, 404):
+            raise RuntimeFailure(
+                f"cannot stop {name}: {resp.status_code} {_message(resp)}"
+            )
+        return await self.inspect(name)
+
+    async def restart(self, name: str) -> ContainerInfo:
+        resp = await self._call(
+            "POST", f"/containers/{name}/restart?t={self._stop_timeout}"
+        )
+        if resp.status_code == 404:
+            raise ContainerNotFound(f"{name} does not exist on this host")
+        if resp.status_code != 204:
+            raise RuntimeFailure(
+                f"cannot restart {name}: {resp.status_code} {_message(resp)}"
+            )
+        return await self.inspect(name)
+
+    async def _delete(self, name: str) -> None:
+        resp = await self._call("DELETE", f"/containers/{name}?force=true&v=true")
+        if resp.status_code not in (204, 404):
+            raise RuntimeFailure(
+                f"cannot remove {name}: {resp.status_code} {_message(resp)}"
+            )
+
+    async def remove(self, name: str) -> None:
+        await self._delete(name)
+        # 404: already gone; 409/403: still in use, left for the next remove.
+        await self._call("DELETE", f"/networks/{network_name(name)}")
+
+    async def inspect(self, name: str) -> ContainerInfo:
+        resp = await self._call("GET", f"/containers/{name}/json")
+        if resp.status_code == 404:
+            return ContainerInfo(name=name, state="missing")
+        data = resp.json()
+        state = data.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        return _info(
+            name,
+            _state_of(
+                str(state.get("Status", "")), health, int(state.get("ExitCode") or 0)
+            ),
+            labels,
+        )
+
+    async def list(self) -> list[ContainerInfo]:
+        filters = json.dumps({"label": [f"{_LABEL}=true"]})
+        resp = await self._call(
+            "GET", f"/containers/json?all=true&filters={quote(filters)}"
+        )
+        if resp.status_code != 200:
+            raise RuntimeFailure(f"cannot list containers: {_message(resp)}")
+        found = []
+        for item in resp.json():
+            names = item.get("Names") or []
+            if not names:
+                continue
+            status_text = str(item.get("Status", ""))
+            health = "starting" if "health: starting" in status_text else None
+            state = str(item.get("State", ""))
+            exit_code = 0
+            if state == "exited" and "Exited (" in status_text:
+                code = status_text.split("Exited (", 1)[1].split(")", 1)[0]
+                exit_code = int(code) if code.lstrip("-").isdigit() else 1
+            found.append(
+                _info(
+                    str(names[0]).lstrip("/"),
+                    _state_of(state, health, exit_code),
+                    item.get("Labels") or {},
+                )
+            )
+        return found
+
+    async def logs(self, name: str, tail: int) -> str:
+        resp = await self._call(
+            "GET", f"/containers/{name}/logs?stdout=true&stderr=true&tail={tail}"
+        )
+        if resp.status_code == 404:
+            raise ContainerNotFound(f"{name} does not exist on this host")
+        if resp.status_code != 200:
+            raise RuntimeFailure(f"cannot read logs of {name}: {_message(resp)}")
+        return _demux(resp.content)
+
+    async def supervise(self) -> None:
+        # The Engine restarts crashed containers itself (unless-stopped).
+        return None
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("message", ""))[:500]
+    except ValueError:
+        return resp.text[:500]

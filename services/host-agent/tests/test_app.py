@@ -1,0 +1,151 @@
+"""The agent as a whole: heartbeats, adoption after a restart, supervision, ops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+from yourclaw_common.embedded import free_port
+from yourclaw_common.events import HostHeartbeat, HostVerb, Subject, container_name
+from yourclaw_common.testing import eventually
+
+from .conftest import make_spec, spec_payload
+
+
+async def next_beat(
+    nc, host_id: str, *, where=lambda beat: True, timeout: float = 10
+) -> HostHeartbeat:
+    found: asyncio.Future[HostHeartbeat] = asyncio.get_running_loop().create_future()
+
+    async def on_beat(msg) -> None:
+        beat = HostHeartbeat.model_validate_json(msg.data)
+        if beat.host_id == host_id and where(beat) and not found.done():
+            found.set_result(beat)
+
+    sub = await nc.subscribe(Subject.HOST_HEARTBEAT.value, cb=on_beat)
+    try:
+        return await asyncio.wait_for(found, timeout)
+    finally:
+        await sub.unsubscribe()
+
+
+class TestHeartbeat:
+    async def test_announces_host_and_what_runs(
+        self, fake_runtime, start_agent, host_nc
+    ):
+        agent = await start_agent(
+            fake_runtime(), host_address="10.1.2.3", host_capacity=7
+        )
+        empty = await next_beat(host_nc, agent.host_id)
+        assert (empty.address, empty.runtime, empty.capacity, empty.used) == (
+            "10.1.2.3",
+            "process",
+            7,
+            0,
+        )
+        assert empty.containers == ()
+        spec = make_spec()
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+
+        beat = await next_beat(
+            host_nc,
+            agent.host_id,
+            where=lambda b: any(c.state == "running" for c in b.containers),
+        )
+
+        assert beat.used == 1
+        [container] = beat.containers
+        assert (container.name, container.state, container.port) == (
+            spec.name,
+            "running",
+            spec.port,
+        )
+        # Secrets never travel in a heartbeat.
+        assert "s3cret" not in beat.model_dump_json()
+
+    async def test_stopped_containers_are_reported(
+        self, fake_runtime, start_agent, host_nc
+    ):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec()
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+        assert (await agent.request(HostVerb.STOP, {"name": spec.name})).ok
+
+        beat = await next_beat(
+            host_nc, agent.host_id, where=lambda b: bool(b.containers)
+        )
+
+        assert [(c.name, c.state) for c in beat.containers] == [(spec.name, "stopped")]
+        assert beat.used == 1
+
+
+class TestAgentRestart:
+    async def test_running_gateways_are_adopted_not_duplicated(
+        self, fake_runtime, start_agent, data_dir, host_nc
+    ):
+        host_id = f"h{uuid.uuid4().hex[:8]}"
+        first = await start_agent(fake_runtime(), host_id=host_id)
+        spec = make_spec()
+        assert (await first.request(HostVerb.CREATE, spec_payload(spec))).ok
+        health = await first.request(
+            HostVerb.HEALTH, {"name": spec.name, "wait_seconds": 10}
+        )
+        assert health.container.healthy
+        pid_file = data_dir / str(spec.user_id) / "run" / "gateway.pid"
+        pid_before = json.loads(pid_file.read_text())["pid"]
+
+        await first.shutdown()
+        # The gateway outlives its agent.
+        async with httpx.AsyncClient() as http:
+            assert (
+                await http.get(f"http://127.0.0.1:{spec.port}/healthz")
+            ).status_code == 200
+        second = await start_agent(fake_runtime(), host_id=host_id)
+
+        listed = await second.request(HostVerb.LIST, {})
+        assert [(c.name, c.state) for c in listed.containers] == [
+            (spec.name, "running")
+        ]
+        again = await second.request(HostVerb.CREATE, spec_payload(spec))
+        assert again.ok
+        assert again.container.state == "running"
+        assert json.loads(pid_file.read_text())["pid"] == pid_before
+        beat = await next_beat(host_nc, host_id, where=lambda b: bool(b.containers))
+        assert beat.containers[0].state == "running"
+        assert (await second.request(HostVerb.REMOVE, {"name": spec.name})).ok
+
+    async def test_a_crashed_gateway_is_restarted(
+        self, fake_runtime, start_agent, data_dir, tmp_path
+    ):
+        agent = await start_agent(fake_runtime())
+        marker = tmp_path / "crashed-once"
+        spec = make_spec(env={"FAKE_GATEWAY_CRASH_ONCE": str(marker)})
+
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+
+        async def healthy() -> bool:
+            reply = await agent.request(HostVerb.HEALTH, {"name": spec.name})
+            return bool(reply.container and reply.container.healthy)
+
+        await eventually(healthy, timeout=15)
+        assert marker.exists()
+
+
+class TestOps:
+    async def test_metrics_health_and_readiness(self, fake_runtime, start_agent):
+        port = free_port()
+        agent = await start_agent(fake_runtime(), metrics_port=port)
+        await agent.request(HostVerb.INSPECT, {"name": container_name(uuid.uuid4())})
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            metrics = (await http.get("/metrics")).text
+            ready = await http.get("/readyz")
+            live = await http.get("/healthz")
+
+        assert 'yourclaw_host_agent_commands_total{code="ok",verb="inspect"}' in metrics
+        assert "yourclaw_host_agent_heartbeats_total" in metrics
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"nats": True, "runtime": True}
+        assert live.status_code == 200
