@@ -12,6 +12,7 @@ from yourclaw_devkit.devsim import DevsimSettings
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_provisioner.settings import ProvisionerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = [
@@ -20,11 +21,17 @@ SETTINGS = [
     MessagingSettings,
     BillingSettings,
     HostAgentSettings,
+    ProvisionerSettings,
     DevsimSettings,
     DevCliSettings,
 ]
 # Read straight from the environment, not through a settings class.
-EXTRA = {"MESSAGING_METRICS_PORT", "BILLING_METRICS_PORT"}
+EXTRA = {
+    "MESSAGING_METRICS_PORT",
+    "BILLING_METRICS_PORT",
+    "PROVISIONER_METRICS_PORT",
+    "HOST_AGENT_METRICS_PORT",
+}
 
 
 def documented() -> set[str]:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from yourclaw_common.embedded import free_port
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _run_dev(
     args: list[str], cwd: Path, env: dict[str, str]

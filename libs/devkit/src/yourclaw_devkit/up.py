@@ -20,8 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 from yourclaw_common.crypto import generate_key
 from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_common.events import (
+    HostReply,
+    HostVerb,
+    ListContainers,
+    NamedContainer,
+    host_command,
+)
 from yourclaw_common.migrate import run as migrate
 
 from yourclaw_devkit.defaults import (
@@ -86,6 +94,12 @@ def dev_defaults(api_port: int, devsim_port: int) -> dict[str, str]:
         "DEVSIM_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/stripe",
         # Assistants registered with `yourclaw-dev register` answer from here.
         "DEV_ASSISTANT_URL": devsim,
+        # Provisioned OpenClaw gateways use the LLM stand-in as their provider.
+        "DEV_LLM_BASE_URL": devsim,
+        # One local container host running real `openclaw gateway` processes.
+        "HOST_ID": "local",
+        "HOST_RUNTIME": "process",
+        "HOST_DATA_DIR": str(DATA / "host" / "local"),
         "LOG_LEVEL": "INFO",
         # Email-only sign-in for local runs (POST /api/v1/dev/login).
         "DEV_LOGIN_ENABLED": "true",
@@ -130,6 +144,39 @@ class Child:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def _stop_gateways(nats_url: str, host_id: str) -> None:
+    async def stop_all() -> int:
+        nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            listed = HostReply.model_validate_json(
+                (
+                    await nc.request(
+                        host_command(host_id, HostVerb.LIST),
+                        ListContainers().model_dump_json().encode(),
+                        timeout=5,
+                    )
+                ).data
+            )
+            running = [c.name for c in listed.containers if c.state != "stopped"]
+            for name in running:
+                await nc.request(
+                    host_command(host_id, HostVerb.STOP),
+                    NamedContainer(name=name).model_dump_json().encode(),
+                    timeout=30,
+                )
+            return len(running)
+        finally:
+            await nc.close()
+
+    try:
+        stopped = asyncio.run(stop_all())
+    except Exception as exc:  # best effort: the agent may already be gone
+        print(f"could not stop the OpenClaw gateways: {exc}", file=sys.stderr)
+        return
+    if stopped:
+        _say(f"stopped {stopped} OpenClaw gateway(s)")
 
 
 def _wait_http(url: str, child: Child, timeout: float = 60) -> None:
@@ -227,6 +274,22 @@ def _run_stack(
             },
         ),
         (
+            "host-agent",
+            [py, "-m", "yourclaw_host_agent"],
+            {
+                "SERVICE_NAME": "host-agent",
+                "METRICS_PORT": env.get("HOST_AGENT_METRICS_PORT") or str(free_port()),
+            },
+        ),
+        (
+            "provisioner",
+            [py, "-m", "yourclaw_provisioner"],
+            {
+                "SERVICE_NAME": "provisioner",
+                "METRICS_PORT": env.get("PROVISIONER_METRICS_PORT") or str(free_port()),
+            },
+        ),
+        (
             "messaging",
             [py, "-m", "yourclaw_messaging"],
             {
@@ -263,6 +326,12 @@ def _run_stack(
         return 0
     finally:
         _say("stopping")
+        if any(c.name == "host-agent" for c in children):
+            # OpenClaw gateways outlive their host-agent on purpose (an agent
+            # restart must not take users' assistants down); under `make up`,
+            # Ctrl-C stops them too. Their files stay: the next `make up` starts
+            # them again (the provisioner's reconcile loop).
+            _stop_gateways(env["NATS_URL"], env["HOST_ID"])
         for child in reversed(children):
             child.stop()
 

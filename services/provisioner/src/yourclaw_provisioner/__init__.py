@@ -1,1 +1,1 @@
-"""YourClaw provisioner service (built in a later issue; see DESIGN.md)."""
+"""YourClaw provisioner: places, creates and heals per-user OpenClaw gateways."""

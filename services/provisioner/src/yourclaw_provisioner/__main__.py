@@ -1,10 +1,10 @@
-"""Placeholder entry point until the provisioner issue lands."""
+import asyncio
 
-import sys
+from yourclaw_provisioner.app import main
 
 
 def run() -> None:
-    sys.exit("yourclaw-provisioner is not built yet: see the open issue for it")
+    asyncio.run(main())
 
 
 if __name__ == "__main__":

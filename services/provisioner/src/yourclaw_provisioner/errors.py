@@ -1,0 +1,35 @@
+"""Errors of the provisioner; each attempt that raises one is retried with backoff."""
+
+from __future__ import annotations
+
+from yourclaw_common.errors import TransientError
+
+
+class ProvisioningError(TransientError):
+    """One provisioning attempt failed; `reason` is what the user is shown."""
+
+    code = "PROVISIONING_FAILED"
+    reason = "We could not start your assistant. Please try again in a few minutes."
+
+
+class NoHostAvailable(ProvisioningError):
+    """No live, active host has room."""
+
+    code = "NO_HOST_AVAILABLE"
+    reason = (
+        "All our servers are full right now. Please try again in a few minutes; "
+        "we have been alerted."
+    )
+
+
+class HostCommandFailed(ProvisioningError):
+    """A host-agent refused a command, or did not answer in time."""
+
+    code = "HOST_COMMAND_FAILED"
+
+
+class GatewayUnhealthy(ProvisioningError):
+    """The gateway started but its /healthz never answered."""
+
+    code = "GATEWAY_UNHEALTHY"
+    reason = "Your assistant did not start correctly. Please try again."

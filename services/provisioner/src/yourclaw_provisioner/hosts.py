@@ -1,0 +1,99 @@
+"""Host-agent commands over core NATS request/reply (`host.<host_id>.<verb>`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import BaseModel, ValidationError
+from yourclaw_common.events import (
+    ContainerInfo,
+    ContainerSpec,
+    CreateContainer,
+    HostReply,
+    HostVerb,
+    NamedContainer,
+    host_command,
+)
+from yourclaw_common.logging import get_correlation_id
+from yourclaw_common.nats import CORRELATION_HEADER
+
+from yourclaw_provisioner.errors import HostCommandFailed
+
+
+@dataclass
+class HostClient:
+    nc: NATS
+    command_timeout: float
+    create_timeout: float
+
+    async def create(self, host_id: str, spec: ContainerSpec) -> ContainerInfo | None:
+        reply = await self._request(
+            host_id, HostVerb.CREATE, CreateContainer(spec=spec), self.create_timeout
+        )
+        return reply.container
+
+    async def remove(
+        self, host_id: str, name: str, *, purge_workspace: bool = False
+    ) -> None:
+        await self._request(
+            host_id,
+            HostVerb.REMOVE,
+            NamedContainer(name=name, purge_workspace=purge_workspace),
+            self.command_timeout,
+        )
+
+    async def health(
+        self, host_id: str, name: str, *, wait_seconds: float = 0
+    ) -> ContainerInfo | None:
+        """Probe /healthz on the host; with `wait_seconds` the host keeps probing
+        until it answers, so readiness arrives in one round trip."""
+        reply = await self._request(
+            host_id,
+            HostVerb.HEALTH,
+            NamedContainer(name=name, wait_seconds=wait_seconds),
+            self.command_timeout + wait_seconds,
+        )
+        return reply.container
+
+    async def _request(
+        self, host_id: str, verb: HostVerb, command: BaseModel, timeout: float
+    ) -> HostReply:
+        subject = host_command(host_id, verb)
+        headers = {CORRELATION_HEADER: get_correlation_id() or ""}
+        try:
+            msg = await self.nc.request(
+                subject,
+                command.model_dump_json().encode(),
+                timeout=timeout,
+                headers=headers,
+            )
+        except NoRespondersError as exc:
+            raise HostCommandFailed(
+                f"host {host_id} has no agent listening ({verb})",
+                code="HOST_UNREACHABLE",
+                host_id=host_id,
+            ) from exc
+        except (NatsTimeoutError, TimeoutError) as exc:
+            raise HostCommandFailed(
+                f"host {host_id} did not answer {verb} within {timeout:g}s",
+                code="HOST_TIMEOUT",
+                host_id=host_id,
+            ) from exc
+        try:
+            reply = HostReply.model_validate_json(msg.data)
+        except ValidationError as exc:
+            raise HostCommandFailed(
+                f"host {host_id} answered {verb} with an invalid reply",
+                code="HOST_BAD_REPLY",
+                host_id=host_id,
+            ) from exc
+        if not reply.ok:
+            raise HostCommandFailed(
+                f"host {host_id} refused {verb}: {reply.error or 'no detail'}",
+                code=reply.code or "HOST_REFUSED",
+                host_id=host_id,
+            )
+        return reply

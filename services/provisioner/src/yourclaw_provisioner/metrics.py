@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 7.5, 10, 15, 30, 60, 120, 300)
+
+JOBS = Counter(
+    "yourclaw_provisioner_jobs_total",
+    "Job attempts by kind (PROVISION, DEPROVISION) and outcome (completed, retried, "
+    "failed, superseded, lost_lease).",
+    ["kind", "outcome"],
+)
+JOB_SECONDS = Histogram(
+    "yourclaw_provisioner_job_seconds",
+    "Duration of one job attempt, by kind and outcome.",
+    ["kind", "outcome"],
+    buckets=_SLOW_BUCKETS,
+)
+READY_SECONDS = Histogram(
+    "yourclaw_provisioner_request_to_ready_seconds",
+    "From the request (job created) to the assistant marked READY.",
+    buckets=_SLOW_BUCKETS,
+)
+ASSISTANTS = Gauge(
+    "yourclaw_provisioner_assistants",
+    "Assistants by status (NONE, PROVISIONING, READY, ERROR).",
+    ["status"],
+)
+HOST_CAPACITY = Gauge(
+    "yourclaw_provisioner_host_capacity",
+    "Containers a host says it can run.",
+    ["host"],
+)
+HOST_USED = Gauge(
+    "yourclaw_provisioner_host_used",
+    "Containers a host says it runs (heartbeat).",
+    ["host"],
+)
+HOST_ASSIGNED = Gauge(
+    "yourclaw_provisioner_host_assigned",
+    "Assistants the database places on a host.",
+    ["host"],
+)
+HEARTBEATS = Counter(
+    "yourclaw_provisioner_heartbeats_total",
+    "Host heartbeats received.",
+)
+HEARTBEATS_MISSED = Counter(
+    "yourclaw_provisioner_heartbeats_missed_total",
+    "Hosts that stopped heart-beating for longer than HOST_HEARTBEAT_TIMEOUT_SECONDS.",
+    ["host"],
+)
+RECONCILE_ACTIONS = Counter(
+    "yourclaw_provisioner_reconcile_actions_total",
+    "Drift repaired: recreated (container vanished), orphan_removed, evacuated "
+    "(host lost), flagged.",
+    ["action"],
+)

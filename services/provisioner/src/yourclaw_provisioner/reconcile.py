@@ -1,0 +1,224 @@
+"""Heartbeats and the reconcile loop: the database and the hosts agree again.
+
+Every replica records every heartbeat (`hosts` row + the container list in
+memory); one replica at a time (advisory lock) repairs drift:
+
+- a READY assistant whose container is not in its host's heartbeat → re-created;
+- a `yourclaw-<user_id>` container that no READY/PROVISIONING assistant on that
+  host owns → removed (deleted users, moved assistants, crashed provisioners);
+- host-loss policy: a host silent for HOST_HEARTBEAT_TIMEOUT_SECONDS is OFFLINE
+  and takes nothing new; its READY assistants are flagged (`last_error`) and
+  keep their place, since a short network blip should not cost anyone their
+  workspace, which lives on that host's disk. Silent for another
+  HOST_EVACUATE_AFTER_SECONDS, its assistants are re-placed on live hosts
+  (a fresh workspace there, unless hosts share storage). If the host comes
+  back, it is ACTIVE again, the flags clear, and the copies it still runs of
+  moved assistants are orphans, removed as above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+from yourclaw_common.db import Connection
+from yourclaw_common.events import ContainerState, HostHeartbeat
+from yourclaw_common.logging import get_logger
+
+from yourclaw_provisioner import metrics, repository
+from yourclaw_provisioner.errors import HostCommandFailed
+from yourclaw_provisioner.service import HOST_LOST_FLAG, Provisioner
+from yourclaw_provisioner.settings import ProvisionerSettings
+
+log = get_logger(__name__)
+
+_CONTAINER_PREFIX = "yourclaw-"
+_PRESENT = frozenset({"running", "starting"})
+# A container started just before a heartbeat was sent may be missing from it.
+_HEARTBEAT_GRACE = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The last heartbeat of a host, stamped with the database's clock."""
+
+    received_at: datetime
+    containers: tuple[ContainerState, ...]
+
+
+@dataclass
+class Fleet:
+    """Heartbeats → `hosts` rows, and the containers each host says it runs."""
+
+    pool: asyncpg.Pool
+    wake: asyncio.Event
+    seen: dict[str, Seen] = field(default_factory=dict)
+
+    async def on_message(self, msg: Msg) -> None:
+        try:
+            hb = HostHeartbeat.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.warning("provisioner.heartbeat.invalid", error=str(exc)[:300])
+            return
+        try:
+            await self.record(hb)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning(
+                "provisioner.heartbeat.not_recorded", host_id=hb.host_id, error=str(exc)
+            )
+
+    async def record(self, hb: HostHeartbeat) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            previous, received = await repository.record_heartbeat(conn, hb)
+            if previous == "OFFLINE":
+                await repository.clear_host_flags(conn, hb.host_id, flag=HOST_LOST_FLAG)
+            if previous in ("NEW", "OFFLINE"):
+                await repository.hurry_jobs_waiting_for_a_host(conn)
+        self.seen[hb.host_id] = Seen(received, hb.containers)
+        metrics.HEARTBEATS.inc()
+        if previous in ("NEW", "OFFLINE"):
+            log.info(
+                "provisioner.host.up",
+                host_id=hb.host_id,
+                previous=previous,
+                capacity=hb.capacity,
+            )
+            # Jobs waiting for room may fit now.
+            self.wake.set()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        fleet: Fleet,
+        provisioner: Provisioner,
+        settings: ProvisionerSettings,
+    ):
+        self._pool = pool
+        self._fleet = fleet
+        self._provisioner = provisioner
+        self._settings = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.reconcile_once()
+            except Exception as exc:  # the loop must outlive any one pass
+                log.exception("provisioner.reconcile.failed", error=str(exc))
+            try:
+                await asyncio.wait_for(
+                    stop.wait(), timeout=self._settings.reconcile_interval_seconds
+                )
+            except TimeoutError:
+                pass
+
+    async def reconcile_once(self) -> bool:
+        """One pass, if no other replica is in one; returns whether it ran."""
+        async with self._pool.acquire() as conn:
+            if not await repository.try_reconcile_lock(conn):
+                return False
+            try:
+                await self._hosts_lost(conn)
+                await self._drift(conn)
+                await self._gauges(conn)
+            finally:
+                await repository.release_reconcile_lock(conn)
+        return True
+
+    async def _hosts_lost(self, conn: Connection) -> None:
+        timeout = self._settings.host_heartbeat_timeout_seconds
+        for host_id in await repository.mark_lost_hosts_offline(
+            conn, timeout_seconds=timeout
+        ):
+            metrics.HEARTBEATS_MISSED.labels(host_id).inc()
+            log.warning("provisioner.host.lost", host_id=host_id, timeout_s=timeout)
+        flagged = await repository.flag_assistants_on_lost_hosts(
+            conn, timeout_seconds=timeout, flag=HOST_LOST_FLAG
+        )
+        if flagged:
+            metrics.RECONCILE_ACTIONS.labels("flagged").inc(flagged)
+        evacuate = await repository.assistants_to_evacuate(
+            conn,
+            silent_for_seconds=timeout + self._settings.host_evacuate_after_seconds,
+        )
+        for user_id in evacuate:
+            await self._reprovision(conn, user_id, reason="host_lost")
+            metrics.RECONCILE_ACTIONS.labels("evacuated").inc()
+
+    async def _drift(self, conn: Connection) -> None:
+        now = await conn.fetchval("SELECT now()")
+        fresh = timedelta(seconds=self._settings.host_heartbeat_timeout_seconds)
+        for host_id, seen in list(self._fleet.seen.items()):
+            if now - seen.received_at > fresh:
+                continue  # silent host: handled by the host-loss policy
+            running = {c.name for c in seen.containers if c.state in _PRESENT}
+            for user_id, changed_at in await repository.ready_on_host(conn, host_id):
+                name = f"{_CONTAINER_PREFIX}{user_id}"
+                if name in running or changed_at > seen.received_at - _HEARTBEAT_GRACE:
+                    continue
+                log.warning(
+                    "provisioner.reconcile.vanished",
+                    host_id=host_id,
+                    user_id=str(user_id),
+                )
+                await self._reprovision(conn, user_id, reason="reconcile")
+                metrics.RECONCILE_ACTIONS.labels("recreated").inc()
+            owners = await repository.owners_on_host(conn, host_id)
+            strays = {
+                owner: container.name
+                for container in seen.containers
+                if (owner := _owner_of(container.name)) is not None
+                and owner not in owners
+            }
+            changed = await repository.last_changes(conn, list(strays))
+            for owner, name in strays.items():
+                if owner in changed and (
+                    changed[owner] > seen.received_at - _HEARTBEAT_GRACE
+                ):
+                    continue  # the heartbeat predates the last change
+                log.warning(
+                    "provisioner.reconcile.orphan", host_id=host_id, container=name
+                )
+                try:
+                    await self._provisioner.hosts.remove(host_id, name)
+                except HostCommandFailed as exc:
+                    log.warning(
+                        "provisioner.reconcile.remove_failed",
+                        host_id=host_id,
+                        error=exc.detail,
+                    )
+                    continue
+                metrics.RECONCILE_ACTIONS.labels("orphan_removed").inc()
+
+    async def _reprovision(
+        self, conn: Connection, user_id: UUID, *, reason: str
+    ) -> None:
+        async with conn.transaction():
+            await self._provisioner.request_provision(
+                conn, user_id, reason=reason, model=None
+            )
+        self._provisioner.wake.set()
+
+    async def _gauges(self, conn: Connection) -> None:
+        counts = await repository.assistant_counts(conn)
+        for status in ("NONE", "PROVISIONING", "READY", "ERROR"):
+            metrics.ASSISTANTS.labels(status).set(counts.get(status, 0))
+        for row in await repository.host_rows(conn):
+            metrics.HOST_CAPACITY.labels(row["id"]).set(row["capacity"])
+            metrics.HOST_USED.labels(row["id"]).set(row["used"])
+            metrics.HOST_ASSIGNED.labels(row["id"]).set(row["assigned"])
+
+
+def _owner_of(name: str) -> UUID | None:
+    if not name.startswith(_CONTAINER_PREFIX):
+        return None
+    try:
+        return UUID(name.removeprefix(_CONTAINER_PREFIX))
+    except ValueError:
+        return None

@@ -1,0 +1,642 @@
+"""Every SQL statement of the provisioner (tables: assistants, provisioning_jobs, hosts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from yourclaw_common.db import Connection
+from yourclaw_common.events import HostHeartbeat
+
+# Jobs
+# ----
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job this replica holds the lease of."""
+
+    id: UUID
+    user_id: UUID
+    kind: str
+    reason: str | None
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    user_id: UUID
+    kind: str
+    reason: str | None
+    # A request arrived while the job ran: a new job was queued for it.
+    requeued: bool
+    created_at: datetime
+
+
+async def enqueue_job(
+    conn: Connection, user_id: UUID, *, kind: str, reason: str
+) -> None:
+    """Queue work for a user, folding it into the user's waiting or running job.
+
+    A waiting job takes the new kind and starts over; a running one finishes its
+    attempt and is then queued again (`requeue`), so the newest request wins.
+    """
+    await conn.execute(
+        """
+        INSERT INTO provisioning_jobs (user_id, kind, reason) VALUES ($1, $2, $3)
+        ON CONFLICT (user_id) WHERE status IN ('PENDING', 'RUNNING') DO UPDATE SET
+            kind = EXCLUDED.kind,
+            reason = EXCLUDED.reason,
+            requeue = provisioning_jobs.status = 'RUNNING',
+            attempts = CASE WHEN provisioning_jobs.status = 'PENDING' THEN 0
+                            ELSE provisioning_jobs.attempts END,
+            next_attempt_at = CASE WHEN provisioning_jobs.status = 'PENDING' THEN now()
+                                   ELSE provisioning_jobs.next_attempt_at END,
+            last_error = NULL,
+            updated_at = now()
+        """,
+        user_id,
+        kind,
+        reason,
+    )
+    await conn.execute("SELECT pg_notify('provisioning_jobs', '')")
+
+
+async def claim_jobs(
+    conn: Connection, *, replica: str, limit: int, lease_seconds: float
+) -> list[Job]:
+    """Take due jobs, and running ones whose replica stopped renewing its lease.
+
+    SKIP LOCKED lets replicas claim side by side without waiting on each other or
+    taking the same row.
+    """
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT id FROM provisioning_jobs
+            WHERE (status = 'PENDING' AND next_attempt_at <= now())
+               OR (status = 'RUNNING' AND locked_until < now())
+            ORDER BY next_attempt_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE provisioning_jobs j SET
+            status = 'RUNNING',
+            attempts = j.attempts + 1,
+            locked_by = $1,
+            locked_until = now() + make_interval(secs => $3),
+            requeue = false,
+            updated_at = now()
+        FROM due WHERE j.id = due.id
+        RETURNING j.id, j.user_id, j.kind, j.reason, j.attempts, j.created_at
+        """,
+        replica,
+        limit,
+        lease_seconds,
+    )
+    return [Job(**dict(r)) for r in rows]
+
+
+async def renew_lease(
+    conn: Connection, job_id: UUID, *, replica: str, lease_seconds: float
+) -> bool:
+    """Extend the lease; False when another replica has taken the job over."""
+    row = await conn.fetchval(
+        """
+        UPDATE provisioning_jobs SET locked_until = now() + make_interval(secs => $3)
+        WHERE id = $1 AND locked_by = $2 AND status = 'RUNNING'
+        RETURNING 1
+        """,
+        job_id,
+        replica,
+        lease_seconds,
+    )
+    return row is not None
+
+
+async def _finish(
+    conn: Connection,
+    job_id: UUID,
+    *,
+    replica: str,
+    status: str,
+    error: str | None,
+) -> FinishedJob | None:
+    row = await conn.fetchrow(
+        """
+        UPDATE provisioning_jobs SET
+            status = $3, last_error = $4, finished_at = now(),
+            locked_by = NULL, locked_until = NULL, updated_at = now()
+        WHERE id = $1 AND locked_by = $2 AND status = 'RUNNING'
+        RETURNING user_id, kind, reason, requeue, created_at
+        """,
+        job_id,
+        replica,
+        status,
+        error,
+    )
+    if row is None:
+        return None
+    if row["requeue"]:
+        await enqueue_job(conn, row["user_id"], kind=row["kind"], reason=row["reason"])
+    return FinishedJob(
+        user_id=row["user_id"],
+        kind=row["kind"],
+        reason=row["reason"],
+        requeued=row["requeue"],
+        created_at=row["created_at"],
+    )
+
+
+async def complete_job(
+    conn: Connection, job_id: UUID, *, replica: str
+) -> FinishedJob | None:
+    """COMPLETED, if this replica still holds the job (None otherwise)."""
+    return await _finish(conn, job_id, replica=replica, status="COMPLETED", error=None)
+
+
+async def fail_job(
+    conn: Connection, job_id: UUID, *, replica: str, error: str
+) -> FinishedJob | None:
+    """FAILED for good, if this replica still holds the job (None otherwise)."""
+    return await _finish(conn, job_id, replica=replica, status="FAILED", error=error)
+
+
+async def retry_job(
+    conn: Connection, job_id: UUID, *, replica: str, error: str, delay_seconds: float
+) -> bool:
+    """Back to PENDING after `delay_seconds`; False if the job was taken over."""
+    row = await conn.fetchval(
+        """
+        UPDATE provisioning_jobs SET
+            status = 'PENDING', last_error = $3,
+            next_attempt_at = now() + make_interval(secs => $4),
+            locked_by = NULL, locked_until = NULL, updated_at = now()
+        WHERE id = $1 AND locked_by = $2 AND status = 'RUNNING'
+        RETURNING 1
+        """,
+        job_id,
+        replica,
+        error,
+        delay_seconds,
+    )
+    return row is not None
+
+
+async def hurry_jobs_waiting_for_a_host(conn: Connection) -> int:
+    """Jobs backing off because no host had room are due now (a host came up)."""
+    result = await conn.execute(
+        """
+        UPDATE provisioning_jobs SET next_attempt_at = now(), updated_at = now()
+        WHERE status = 'PENDING' AND next_attempt_at > now()
+          AND last_error LIKE 'NO_HOST_AVAILABLE%'
+        """
+    )
+    return int(result.split()[-1])
+
+
+async def seconds_until_next_job(conn: Connection) -> float | None:
+    """How long until the earliest waiting job is due (None: nothing waits)."""
+    value = await conn.fetchval(
+        """
+        SELECT EXTRACT(EPOCH FROM min(
+            CASE WHEN status = 'PENDING' THEN next_attempt_at ELSE locked_until END
+        ) - now())
+        FROM provisioning_jobs WHERE status IN ('PENDING', 'RUNNING')
+        """
+    )
+    return None if value is None else max(0.0, float(value))
+
+
+# Assistants
+# ----------
+
+
+@dataclass(frozen=True)
+class Assistant:
+    id: UUID
+    user_id: UUID
+    status: str
+    model: str
+    host_id: str | None
+    port: int | None
+    gateway_token_encrypted: str | None
+    notify_secret_encrypted: str | None
+    spec_hash: str | None
+
+
+_ASSISTANT_COLUMNS = (
+    "id, user_id, status, model, host_id, port, gateway_token_encrypted, "
+    "notify_secret_encrypted, spec_hash"
+)
+
+
+async def get_assistant(
+    conn: Connection, user_id: UUID, *, for_update: bool = False
+) -> Assistant | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_ASSISTANT_COLUMNS} FROM assistants WHERE user_id = $1{lock}",  # noqa: S608 - constant columns
+        user_id,
+    )
+    return Assistant(**dict(row)) if row else None
+
+
+async def set_provisioning(
+    conn: Connection, user_id: UUID, *, model: str | None
+) -> Assistant:
+    """Create or update the assistant as PROVISIONING (the API has answered 202)."""
+    if model is None:
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO assistants (user_id, status) VALUES ($1, 'PROVISIONING')
+            ON CONFLICT (user_id) DO UPDATE SET
+                status = 'PROVISIONING', last_error = NULL, updated_at = now()
+            RETURNING {_ASSISTANT_COLUMNS}
+            """,  # noqa: S608 - constant columns
+            user_id,
+        )
+    else:
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO assistants (user_id, status, model) VALUES ($1, 'PROVISIONING', $2)
+            ON CONFLICT (user_id) DO UPDATE SET
+                status = 'PROVISIONING', model = EXCLUDED.model, last_error = NULL,
+                updated_at = now()
+            RETURNING {_ASSISTANT_COLUMNS}
+            """,  # noqa: S608 - constant columns
+            user_id,
+            model,
+        )
+    assert row is not None
+    return Assistant(**dict(row))
+
+
+async def set_status(conn: Connection, user_id: UUID, status: str) -> None:
+    await conn.execute(
+        "UPDATE assistants SET status = $2, updated_at = now() WHERE user_id = $1",
+        user_id,
+        status,
+    )
+
+
+async def store_secrets(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    gateway_token_encrypted: str,
+    notify_secret_encrypted: str,
+) -> None:
+    await conn.execute(
+        """
+        UPDATE assistants SET gateway_token_encrypted = $2, notify_secret_encrypted = $3,
+            updated_at = now()
+        WHERE user_id = $1
+        """,
+        user_id,
+        gateway_token_encrypted,
+        notify_secret_encrypted,
+    )
+
+
+async def mark_ready(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    base_url: str,
+    container_id: str,
+    spec_hash: str,
+) -> UUID | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        UPDATE assistants SET status = 'READY', base_url = $2, container_id = $3,
+            spec_hash = $4, last_error = NULL, updated_at = now()
+        WHERE user_id = $1
+        RETURNING id
+        """,
+        user_id,
+        base_url,
+        container_id,
+        spec_hash,
+    )
+
+
+async def mark_error(conn: Connection, user_id: UUID, *, reason: str) -> UUID | None:
+    """ERROR with the reason the dashboard shows; the host and port are freed."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        UPDATE assistants SET status = 'ERROR', last_error = $2, host_id = NULL,
+            port = NULL, base_url = NULL, container_id = NULL, spec_hash = NULL,
+            updated_at = now()
+        WHERE user_id = $1
+        RETURNING id
+        """,
+        user_id,
+        reason,
+    )
+
+
+async def mark_none(conn: Connection, user_id: UUID) -> None:
+    """No container any more (the workspace stays on the host's disk)."""
+    await conn.execute(
+        """
+        UPDATE assistants SET status = 'NONE', host_id = NULL, port = NULL,
+            base_url = NULL, container_id = NULL, spec_hash = NULL, last_error = NULL,
+            updated_at = now()
+        WHERE user_id = $1
+        """,
+        user_id,
+    )
+
+
+async def api_keys(conn: Connection, user_id: UUID) -> list[tuple[str, str]]:
+    """The user's own LLM keys: (provider, encrypted key)."""
+    rows = await conn.fetch(
+        "SELECT provider, encrypted_key FROM api_keys WHERE user_id = $1", user_id
+    )
+    return [(r["provider"], r["encrypted_key"]) for r in rows]
+
+
+# Hosts and placement
+# -------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    host_id: str
+    address: str
+    port: int
+
+
+async def host_if_usable(
+    conn: Connection, host_id: str, *, timeout_seconds: float
+) -> str | None:
+    """The address of a host that is ACTIVE and heart-beating, else None."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        SELECT address FROM hosts
+        WHERE id = $1 AND status = 'ACTIVE'
+          AND last_heartbeat_at > now() - make_interval(secs => $2)
+        """,
+        host_id,
+        timeout_seconds,
+    )
+
+
+async def host_is_live(
+    conn: Connection, host_id: str, *, timeout_seconds: float
+) -> bool:
+    """Heart-beating (whatever its status): commands to it can be answered."""
+    row = await conn.fetchval(
+        """
+        SELECT 1 FROM hosts
+        WHERE id = $1 AND last_heartbeat_at > now() - make_interval(secs => $2)
+        """,
+        host_id,
+        timeout_seconds,
+    )
+    return row is not None
+
+
+async def lock_candidate_host(
+    conn: Connection, *, timeout_seconds: float, exclude: list[str]
+) -> tuple[str, str] | None:
+    """Lock the least-filled live ACTIVE host that seems to have room.
+
+    The row lock serialises placements on one host (capacity and ports); the
+    caller re-checks room under it, since this count may predate the lock.
+    """
+    row = await conn.fetchrow(
+        """
+        SELECT h.id, h.address FROM hosts h
+        WHERE h.status = 'ACTIVE'
+          AND h.last_heartbeat_at > now() - make_interval(secs => $1)
+          AND NOT (h.id = ANY($2::text[]))
+          AND h.capacity > (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)
+        ORDER BY (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)::float
+                 / h.capacity, h.id
+        LIMIT 1
+        FOR UPDATE OF h
+        """,
+        timeout_seconds,
+        exclude,
+    )
+    return (row["id"], row["address"]) if row else None
+
+
+async def host_has_room(conn: Connection, host_id: str) -> bool:
+    row = await conn.fetchval(
+        """
+        SELECT 1 FROM hosts h WHERE h.id = $1
+          AND h.capacity > (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)
+        """,
+        host_id,
+    )
+    return row is not None
+
+
+async def free_port(
+    conn: Connection, host_id: str, *, start: int, end: int, stride: int = 1
+) -> int | None:
+    """The lowest port of the range (every `stride`-th) no assistant on the host holds."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        SELECT p FROM generate_series($2::int, $3::int, $4::int) AS p
+        WHERE NOT EXISTS (SELECT 1 FROM assistants WHERE host_id = $1 AND port = p)
+        ORDER BY p LIMIT 1
+        """,
+        host_id,
+        start,
+        end,
+        stride,
+    )
+
+
+async def assign_placement(
+    conn: Connection, user_id: UUID, *, host_id: str, port: int, base_url: str
+) -> None:
+    """Hold the host and port; assistants_host_port_key rejects a collision."""
+    await conn.execute(
+        """
+        UPDATE assistants SET host_id = $2, port = $3, base_url = $4, updated_at = now()
+        WHERE user_id = $1
+        """,
+        user_id,
+        host_id,
+        port,
+        base_url,
+    )
+
+
+async def record_heartbeat(conn: Connection, hb: HostHeartbeat) -> tuple[str, datetime]:
+    """Upsert the host from its heartbeat; returns its previous status (or NEW)
+    and the database time of receipt.
+
+    A host that was OFFLINE is ACTIVE again; DRAINING stays DRAINING (an
+    operator's decision).
+    """
+    previous = await conn.fetchval(
+        "SELECT status FROM hosts WHERE id = $1 FOR UPDATE", hb.host_id
+    )
+    received = await conn.fetchval(
+        """
+        INSERT INTO hosts (id, address, runtime, capacity, used, last_heartbeat_at)
+        VALUES ($1, $2, $3, $4, $5, now())
+        ON CONFLICT (id) DO UPDATE SET
+            address = EXCLUDED.address, runtime = EXCLUDED.runtime,
+            capacity = EXCLUDED.capacity, used = EXCLUDED.used,
+            last_heartbeat_at = now(),
+            status = CASE WHEN hosts.status = 'OFFLINE' THEN 'ACTIVE' ELSE hosts.status END,
+            updated_at = now()
+        RETURNING last_heartbeat_at
+        """,
+        hb.host_id,
+        hb.address,
+        hb.runtime,
+        max(0, hb.capacity),
+        max(0, hb.used),
+    )
+    return previous or "NEW", received
+
+
+async def set_host_status(conn: Connection, host_id: str, status: str) -> bool:
+    row = await conn.fetchval(
+        "UPDATE hosts SET status = $2, updated_at = now() WHERE id = $1 RETURNING 1",
+        host_id,
+        status,
+    )
+    return row is not None
+
+
+# Reconcile
+# ---------
+
+
+async def mark_lost_hosts_offline(
+    conn: Connection, *, timeout_seconds: float
+) -> list[str]:
+    """ACTIVE hosts that stopped heart-beating become OFFLINE; returns their ids."""
+    rows = await conn.fetch(
+        """
+        UPDATE hosts SET status = 'OFFLINE', updated_at = now()
+        WHERE status = 'ACTIVE'
+          AND (last_heartbeat_at IS NULL
+               OR last_heartbeat_at < now() - make_interval(secs => $1))
+        RETURNING id
+        """,
+        timeout_seconds,
+    )
+    return [r["id"] for r in rows]
+
+
+async def flag_assistants_on_lost_hosts(
+    conn: Connection, *, timeout_seconds: float, flag: str
+) -> int:
+    """Tell the dashboard which READY assistants sit on a silent host."""
+    result = await conn.execute(
+        """
+        UPDATE assistants a SET last_error = $2, updated_at = now()
+        FROM hosts h
+        WHERE a.host_id = h.id AND a.status = 'READY'
+          AND a.last_error IS DISTINCT FROM $2
+          AND (h.last_heartbeat_at IS NULL
+               OR h.last_heartbeat_at < now() - make_interval(secs => $1))
+        """,
+        timeout_seconds,
+        flag,
+    )
+    return int(result.split()[-1])
+
+
+async def clear_host_flags(conn: Connection, host_id: str, *, flag: str) -> None:
+    await conn.execute(
+        """
+        UPDATE assistants SET last_error = NULL, updated_at = now()
+        WHERE host_id = $1 AND status = 'READY' AND last_error = $2
+        """,
+        host_id,
+        flag,
+    )
+
+
+async def assistants_to_evacuate(
+    conn: Connection, *, silent_for_seconds: float
+) -> list[UUID]:
+    """READY assistants on hosts silent for longer than the evacuation delay."""
+    rows = await conn.fetch(
+        """
+        SELECT a.user_id FROM assistants a JOIN hosts h ON h.id = a.host_id
+        WHERE a.status = 'READY'
+          AND (h.last_heartbeat_at IS NULL
+               OR h.last_heartbeat_at < now() - make_interval(secs => $1))
+        """,
+        silent_for_seconds,
+    )
+    return [r["user_id"] for r in rows]
+
+
+async def ready_on_host(conn: Connection, host_id: str) -> list[tuple[UUID, datetime]]:
+    """READY assistants placed on a host, with when they last changed."""
+    rows = await conn.fetch(
+        "SELECT user_id, updated_at FROM assistants WHERE host_id = $1 AND status = 'READY'",
+        host_id,
+    )
+    return [(r["user_id"], r["updated_at"]) for r in rows]
+
+
+async def owners_on_host(conn: Connection, host_id: str) -> set[UUID]:
+    """Users whose assistant is (being) placed on a host, or whose job is at work
+    there (a deprovision removes its container itself)."""
+    rows = await conn.fetch(
+        """
+        SELECT a.user_id FROM assistants a
+        WHERE a.host_id = $1
+          AND (a.status IN ('READY', 'PROVISIONING')
+               OR EXISTS (SELECT 1 FROM provisioning_jobs j
+                          WHERE j.user_id = a.user_id
+                            AND j.status IN ('PENDING', 'RUNNING')))
+        """,
+        host_id,
+    )
+    return {r["user_id"] for r in rows}
+
+
+async def last_changes(conn: Connection, user_ids: list[UUID]) -> dict[UUID, datetime]:
+    """When each user's assistant row last changed (users without one are absent)."""
+    rows = await conn.fetch(
+        "SELECT user_id, updated_at FROM assistants WHERE user_id = ANY($1::uuid[])",
+        user_ids,
+    )
+    return {r["user_id"]: r["updated_at"] for r in rows}
+
+
+async def assistant_counts(conn: Connection) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM assistants GROUP BY status"
+    )
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def host_rows(conn: Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT h.id, h.status, h.capacity, h.used,
+               (SELECT count(*) FROM assistants a WHERE a.host_id = h.id) AS assigned
+        FROM hosts h
+        """
+    )
+
+
+async def try_reconcile_lock(conn: Connection) -> bool:
+    """One replica reconciles at a time (session lock, released by the caller)."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RECONCILE_LOCK))
+
+
+async def release_reconcile_lock(conn: Connection) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", _RECONCILE_LOCK)
+
+
+_RECONCILE_LOCK = 0x59C1A3_0003

@@ -1,0 +1,454 @@
+"""The assistant state machine and the work of one provisioning job.
+
+Requests (events) only record intent: the assistant row changes at once (the
+dashboard polls it) and a job is queued in the same transaction. Jobs do the
+slow part — place, render, create on the host, wait for /healthz — in short
+transactions around the host calls, each fenced by the job's lease, so a
+replica that lost its lease can never overwrite the one that took over.
+
+    assistant:  NONE ─► PROVISIONING ─► READY
+                 ▲          │  ▲          │ (model change, keys, reconcile)
+                 │          ▼  └──────────┘
+                 └───────  ERROR  (after PROVISION_MAX_ATTEMPTS; retry = new request)
+    job:        PENDING ─► RUNNING ─► COMPLETED | FAILED  (RUNNING ─► PENDING: retry)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+from yourclaw_common import outbox
+from yourclaw_common.crypto import SecretBox, SecretBoxError
+from yourclaw_common.db import Connection
+from yourclaw_common.events import (
+    AssistantFailed,
+    AssistantReady,
+    ContainerInfo,
+    container_name,
+)
+from yourclaw_common.logging import get_logger
+
+from yourclaw_provisioner import metrics, repository
+from yourclaw_provisioner.errors import (
+    GatewayUnhealthy,
+    HostCommandFailed,
+    NoHostAvailable,
+    ProvisioningError,
+)
+from yourclaw_provisioner.hosts import HostClient
+from yourclaw_provisioner.render import (
+    PROVIDER_ENV,
+    DevProvider,
+    GatewaySecrets,
+    build_spec,
+)
+from yourclaw_provisioner.repository import Assistant, Job, Placement
+from yourclaw_provisioner.settings import ProvisionerSettings
+
+log = get_logger(__name__)
+
+PROVISION = "PROVISION"
+DEPROVISION = "DEPROVISION"
+# Set on READY assistants whose host went silent (shown on the dashboard).
+HOST_LOST_FLAG = (
+    "The server your assistant runs on is not responding. If it does not come "
+    "back soon, your assistant is moved to another one."
+)
+_PLACEMENT_ATTEMPTS = 5
+
+
+class LeaseLost(Exception):
+    """Another replica took the job over; this one stops without writing."""
+
+
+@dataclass
+class Provisioner:
+    pool: asyncpg.Pool
+    hosts: HostClient
+    secrets: SecretBox
+    settings: ProvisionerSettings
+    replica: str
+    # Set whenever a job is queued, so this replica's runner starts it at once.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # Requests: called inside the handler's transaction.
+
+    async def request_provision(
+        self, conn: Connection, user_id: UUID, *, reason: str, model: str | None
+    ) -> None:
+        await repository.set_provisioning(conn, user_id, model=model)
+        await repository.enqueue_job(conn, user_id, kind=PROVISION, reason=reason)
+        log.info("provisioner.requested", user_id=str(user_id), reason=reason)
+
+    async def request_provision_if_absent(
+        self, conn: Connection, user_id: UUID, *, reason: str
+    ) -> bool:
+        """Provision unless the assistant is READY or on its way (re-activation)."""
+        current = await repository.get_assistant(conn, user_id, for_update=True)
+        if current is not None and current.status in ("READY", "PROVISIONING"):
+            return False
+        await self.request_provision(conn, user_id, reason=reason, model=None)
+        return True
+
+    async def request_deprovision(
+        self, conn: Connection, user_id: UUID, *, reason: str
+    ) -> bool:
+        """NONE at once (messaging stops using it); the job removes the container."""
+        current = await repository.get_assistant(conn, user_id, for_update=True)
+        if current is None:
+            return False
+        await repository.set_status(conn, user_id, "NONE")
+        await repository.enqueue_job(conn, user_id, kind=DEPROVISION, reason=reason)
+        log.info(
+            "provisioner.deprovision_requested", user_id=str(user_id), reason=reason
+        )
+        return True
+
+    # Jobs.
+
+    async def execute(self, job: Job) -> None:
+        """One attempt of a job this replica holds; failures are retried or final."""
+        started = time.perf_counter()
+        try:
+            if job.attempts > self.settings.provision_max_attempts:
+                # A replica died during the last allowed attempt.
+                raise ProvisioningError(
+                    "attempts exhausted by replicas that stopped mid-job",
+                    code="ATTEMPTS_EXHAUSTED",
+                )
+            if job.kind == DEPROVISION:
+                outcome = await self._deprovision(job)
+            else:
+                outcome = await self._provision(job)
+        except LeaseLost:
+            outcome = "lost_lease"
+            log.warning("provisioner.job.lease_lost", job_id=str(job.id))
+        except Exception as exc:
+            outcome = await self._failed(job, exc)
+        metrics.JOBS.labels(job.kind, outcome).inc()
+        metrics.JOB_SECONDS.labels(job.kind, outcome).observe(
+            time.perf_counter() - started
+        )
+
+    async def _provision(self, job: Job) -> str:
+        user_id = job.user_id
+        async with self.pool.acquire() as conn, conn.transaction():
+            assistant = await repository.get_assistant(conn, user_id, for_update=True)
+            if assistant is None:
+                return await self._complete_without_change(job)
+            previous_host = assistant.host_id
+            placement = await self._place(conn, assistant)
+            gateway_secrets = await self._gateway_secrets(conn, assistant)
+            llm_env = await self._llm_env(conn, user_id)
+        spec = build_spec(
+            user_id=user_id,
+            assistant_id=assistant.id,
+            port=placement.port,
+            model=assistant.model,
+            secrets=gateway_secrets,
+            llm_env=llm_env,
+            public_base_url=self.settings.public_base_url,
+            image=self.settings.openclaw_image,
+            dev=self._dev_provider(),
+        )
+        log.info(
+            "provisioner.create",
+            job_id=str(job.id),
+            user_id=str(user_id),
+            host_id=placement.host_id,
+            port=placement.port,
+            attempt=job.attempts,
+        )
+        await self.hosts.create(placement.host_id, spec)
+        info = await self._wait_healthy(placement.host_id, spec.name)
+
+        async with self.pool.acquire() as conn, conn.transaction():
+            finished = await repository.complete_job(conn, job.id, replica=self.replica)
+            if finished is None:
+                raise LeaseLost
+            if finished.requeued:
+                # A newer request (another model, a deprovision) is queued.
+                self.wake.set()
+                return "superseded"
+            assistant_id = await repository.mark_ready(
+                conn,
+                user_id,
+                base_url=f"http://{placement.address}:{placement.port}",
+                container_id=info.name if info else spec.name,
+                spec_hash=spec.spec_hash,
+            )
+            if assistant_id is not None:
+                await outbox.add(
+                    conn,
+                    AssistantReady(user_id=user_id, assistant_id=assistant_id),
+                    service=self.settings.service_name,
+                )
+        metrics.READY_SECONDS.observe(
+            max(0.0, time.time() - finished.created_at.timestamp())
+        )
+        log.info(
+            "provisioner.ready",
+            job_id=str(job.id),
+            user_id=str(user_id),
+            host_id=placement.host_id,
+            port=placement.port,
+        )
+        if previous_host and previous_host != placement.host_id:
+            # Moved off a draining or lost host; reconcile catches what this misses.
+            await self._remove_quietly(previous_host, user_id)
+        return "completed"
+
+    async def _deprovision(self, job: Job) -> str:
+        user_id = job.user_id
+        async with self.pool.acquire() as conn:
+            assistant = await repository.get_assistant(conn, user_id)
+            live = bool(
+                assistant
+                and assistant.host_id
+                and await repository.host_is_live(
+                    conn,
+                    assistant.host_id,
+                    timeout_seconds=self.settings.host_heartbeat_timeout_seconds,
+                )
+            )
+        if assistant and assistant.host_id and live:
+            await self.hosts.remove(assistant.host_id, container_name(user_id))
+        elif assistant and assistant.host_id:
+            # A silent host: when it comes back, reconcile removes what nobody owns.
+            log.warning(
+                "provisioner.deprovision.host_silent",
+                user_id=str(user_id),
+                host_id=assistant.host_id,
+            )
+        async with self.pool.acquire() as conn, conn.transaction():
+            finished = await repository.complete_job(conn, job.id, replica=self.replica)
+            if finished is None:
+                raise LeaseLost
+            if finished.requeued:
+                self.wake.set()
+                return "superseded"
+            await repository.mark_none(conn, user_id)
+        log.info("provisioner.deprovisioned", job_id=str(job.id), user_id=str(user_id))
+        return "completed"
+
+    async def _complete_without_change(self, job: Job) -> str:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if (
+                await repository.complete_job(conn, job.id, replica=self.replica)
+                is None
+            ):
+                raise LeaseLost
+        return "completed"
+
+    async def _failed(self, job: Job, exc: Exception) -> str:
+        error = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"[:1000]
+        final = job.attempts >= self.settings.provision_max_attempts
+        log.warning(
+            "provisioner.job.attempt_failed",
+            job_id=str(job.id),
+            user_id=str(job.user_id),
+            kind=job.kind,
+            attempt=job.attempts,
+            final=final,
+            error=error,
+        )
+        if not final:
+            delay = self.settings.provision_retry_base_seconds * 2 ** (job.attempts - 1)
+            async with self.pool.acquire() as conn:
+                taken = not await repository.retry_job(
+                    conn,
+                    job.id,
+                    replica=self.replica,
+                    error=error,
+                    delay_seconds=delay,
+                )
+            if taken:
+                return "lost_lease"
+            self.wake.set()
+            return "retried"
+
+        if job.kind == PROVISION:
+            # Clean up before the host and port are forgotten.
+            async with self.pool.acquire() as conn:
+                assistant = await repository.get_assistant(conn, job.user_id)
+            if assistant and assistant.host_id:
+                await self._remove_quietly(assistant.host_id, job.user_id)
+        reason = (
+            exc.reason
+            if isinstance(exc, ProvisioningError)
+            else ProvisioningError.reason
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            finished = await repository.fail_job(
+                conn, job.id, replica=self.replica, error=error
+            )
+            if finished is None:
+                return "lost_lease"
+            if finished.requeued:
+                self.wake.set()
+                return "superseded"
+            if job.kind == PROVISION:
+                assistant_id = await repository.mark_error(
+                    conn, job.user_id, reason=reason
+                )
+                if assistant_id is not None:
+                    await outbox.add(
+                        conn,
+                        AssistantFailed(
+                            user_id=job.user_id,
+                            assistant_id=assistant_id,
+                            reason=reason,
+                        ),
+                        service=self.settings.service_name,
+                    )
+            else:
+                # The container may survive on a silent host; reconcile removes it.
+                await repository.mark_none(conn, job.user_id)
+        log.error(
+            "provisioner.job.failed",
+            job_id=str(job.id),
+            user_id=str(job.user_id),
+            kind=job.kind,
+            error=error,
+        )
+        return "failed"
+
+    # Steps.
+
+    async def _place(self, conn: Connection, assistant: Assistant) -> Placement:
+        """Keep a usable current host; else the least-filled live ACTIVE host."""
+        timeout = self.settings.host_heartbeat_timeout_seconds
+        if assistant.host_id and assistant.port:
+            address = await repository.host_if_usable(
+                conn, assistant.host_id, timeout_seconds=timeout
+            )
+            if address is not None:
+                return Placement(assistant.host_id, address, assistant.port)
+        excluded: list[str] = []
+        for _ in range(_PLACEMENT_ATTEMPTS):
+            candidate = await repository.lock_candidate_host(
+                conn, timeout_seconds=timeout, exclude=excluded
+            )
+            if candidate is None:
+                break
+            host_id, address = candidate
+            port = None
+            if await repository.host_has_room(conn, host_id):
+                port = await repository.free_port(
+                    conn,
+                    host_id,
+                    start=self.settings.host_port_range_start,
+                    end=self.settings.host_port_range_end,
+                    stride=self.settings.host_port_stride,
+                )
+            if port is None:
+                excluded.append(host_id)
+                continue
+            await repository.assign_placement(
+                conn,
+                assistant.user_id,
+                host_id=host_id,
+                port=port,
+                base_url=f"http://{address}:{port}",
+            )
+            return Placement(host_id, address, port)
+        raise NoHostAvailable("no live host with room", excluded=excluded)
+
+    async def _gateway_secrets(
+        self, conn: Connection, assistant: Assistant
+    ) -> GatewaySecrets:
+        """The assistant's token and notify secret; minted on first use and kept
+        across re-creates, so messaging's stored token stays valid."""
+        owner = str(assistant.user_id)
+        token = self._open(assistant.gateway_token_encrypted, owner)
+        notify = self._open(assistant.notify_secret_encrypted, owner)
+        if token is None or notify is None:
+            token = token or secrets.token_urlsafe(32)
+            notify = notify or secrets.token_urlsafe(32)
+            await repository.store_secrets(
+                conn,
+                assistant.user_id,
+                gateway_token_encrypted=self.secrets.encrypt(token, owner=owner),
+                notify_secret_encrypted=self.secrets.encrypt(notify, owner=owner),
+            )
+        return GatewaySecrets(gateway_token=token, notify_secret=notify)
+
+    def _open(self, ciphertext: str | None, owner: str) -> str | None:
+        if not ciphertext:
+            return None
+        try:
+            return self.secrets.decrypt(ciphertext, owner=owner)
+        except SecretBoxError as exc:
+            # Unreadable (a key rotation gone wrong): a fresh one replaces it.
+            log.error("provisioner.secret_unreadable", user_id=owner, error=exc.detail)
+            return None
+
+    async def _llm_env(self, conn: Connection, user_id: UUID) -> dict[str, str]:
+        """Per provider: the user's own key (BYOK) over the shared one."""
+        shared = {
+            "ANTHROPIC": self.settings.anthropic_api_key.get_secret_value(),
+            "OPENAI": self.settings.openai_api_key.get_secret_value(),
+            "GOOGLE": self.settings.google_api_key.get_secret_value(),
+        }
+        env = {PROVIDER_ENV[p]: key for p, key in shared.items() if key}
+        for provider, encrypted in await repository.api_keys(conn, user_id):
+            if provider not in PROVIDER_ENV:
+                continue
+            key = self._open(encrypted, str(user_id))
+            if key:
+                env[PROVIDER_ENV[provider]] = key
+        return env
+
+    def _dev_provider(self) -> DevProvider | None:
+        if not self.settings.dev_llm_base_url:
+            return None
+        return DevProvider(base_url=self.settings.dev_llm_base_url)
+
+    async def _wait_healthy(self, host_id: str, name: str) -> ContainerInfo | None:
+        """Wait for /healthz: the host probes it and answers as soon as it does
+        (`wait_seconds`); a short backoff covers answers that come back early."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.gateway_health_timeout_seconds
+        delay = 0.05
+        last = "no answer"
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                info = await self.hosts.health(
+                    host_id, name, wait_seconds=round(max(0.0, min(remaining, 30.0)), 3)
+                )
+            except HostCommandFailed as exc:
+                info, last = None, exc.detail
+            if info is not None:
+                if info.healthy:
+                    return info
+                last = f"state {info.state}"
+                if info.state in ("exited", "missing"):
+                    raise GatewayUnhealthy(
+                        f"gateway {name} is {info.state} on host {host_id}",
+                        host_id=host_id,
+                    )
+            if loop.time() + delay > deadline:
+                raise GatewayUnhealthy(
+                    f"gateway {name} on host {host_id} not healthy within "
+                    f"{self.settings.gateway_health_timeout_seconds:g}s ({last})",
+                    host_id=host_id,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _remove_quietly(self, host_id: str, user_id: UUID) -> None:
+        try:
+            await self.hosts.remove(host_id, container_name(user_id))
+        except HostCommandFailed as exc:
+            log.warning(
+                "provisioner.remove_failed",
+                host_id=host_id,
+                user_id=str(user_id),
+                error=exc.detail,
+            )

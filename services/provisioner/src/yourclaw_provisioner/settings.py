@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from yourclaw_common.settings import CommonSettings
+
+
+class ProvisionerSettings(CommonSettings):
+    service_name: str = "provisioner"
+
+    # Where OpenClaw automations deliver finished runs (gateway-api's notify route).
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Shared LLM keys, passed to every gateway unless the user brought their own.
+    anthropic_api_key: SecretStr = SecretStr("")
+    openai_api_key: SecretStr = SecretStr("")
+    google_api_key: SecretStr = SecretStr("")
+    # An OpenAI-compatible provider (the devsim stand-in) that serves every model
+    # under the real providers' names, so the whole flow runs offline.
+    dev_llm_base_url: str | None = None
+
+    openclaw_image: str = "yourclaw-openclaw:latest"
+
+    # A host whose last heartbeat is older than this is not live: it takes no new
+    # assistants and is marked OFFLINE.
+    host_heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
+    # How long an OFFLINE host keeps its assistants before they are re-placed.
+    host_evacuate_after_seconds: float = Field(default=60.0, ge=0)
+    host_port_range_start: int = Field(default=19100, ge=1024, le=65535)
+    host_port_range_end: int = Field(default=29999, ge=1024, le=65535)
+    # Distance between two gateways' ports on one host. An OpenClaw gateway also
+    # listens a little above its own port (port+2, port+11 … port+110), so with
+    # the process runtime neighbours must be this far apart; with docker only
+    # the published port counts and 1 packs them densely.
+    host_port_stride: int = Field(default=120, ge=1)
+    # A create may pull an image or install files: generous.
+    host_create_timeout_seconds: float = Field(default=120.0, gt=0)
+    host_command_timeout_seconds: float = Field(default=10.0, gt=0)
+    # From create's answer to /healthz answering; OpenClaw boots in about 5 s.
+    gateway_health_timeout_seconds: float = Field(default=90.0, gt=0)
+
+    provision_max_attempts: int = Field(default=3, ge=1)
+    # Delay before attempt n+1: base * 2**(n-1).
+    provision_retry_base_seconds: float = Field(default=5.0, ge=0)
+    provision_concurrency: int = Field(default=32, ge=1)
+    # A replica renews its lease on a running job; a job whose lease ran out
+    # (the replica died) is taken over by another.
+    provision_job_lease_seconds: float = Field(default=30.0, gt=0)
+    # Fallback poll for jobs due later or enqueued by another replica.
+    provision_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_port_range(self) -> ProvisionerSettings:
+        if self.host_port_range_end < self.host_port_range_start:
+            raise ValueError("HOST_PORT_RANGE_END is below HOST_PORT_RANGE_START")
+        return self

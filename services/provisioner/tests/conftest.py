@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.events import ConsumerSpec, ContainerSpec
+from yourclaw_common.testing import eventually
+from yourclaw_devkit.fake_host import FakeHost
+from yourclaw_provisioner.app import run
+from yourclaw_provisioner.settings import ProvisionerSettings
+
+PUBLIC_BASE_URL = "https://api.yourclaw.test"
+SHARED_ANTHROPIC = "sk-ant-shared-0000"
+SHARED_OPENAI = "sk-openai-shared-0000"
+
+
+@pytest.fixture
+def provisioner_env(service_env) -> dict[str, str]:
+    # Short timings so faults resolve in about a second; same code paths.
+    return {
+        **service_env,
+        "SERVICE_NAME": "provisioner",
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "ANTHROPIC_API_KEY": SHARED_ANTHROPIC,
+        "OPENAI_API_KEY": SHARED_OPENAI,
+        "HOST_HEARTBEAT_TIMEOUT_SECONDS": "2",
+        "HOST_EVACUATE_AFTER_SECONDS": "600",
+        "HOST_COMMAND_TIMEOUT_SECONDS": "2",
+        "HOST_CREATE_TIMEOUT_SECONDS": "5",
+        "GATEWAY_HEALTH_TIMEOUT_SECONDS": "1",
+        "PROVISION_RETRY_BASE_SECONDS": "0.1",
+        "PROVISION_JOB_LEASE_SECONDS": "3",
+        "PROVISION_POLL_INTERVAL_SECONDS": "0.2",
+        "RECONCILE_INTERVAL_SECONDS": "0.2",
+    }
+
+
+def settings_from(env: dict[str, str], **overrides: Any) -> ProvisionerSettings:
+    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
+    values.update(overrides)
+    return ProvisionerSettings(_env_file=None, **values)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def start_provisioner(
+    provisioner_env, clean_db, nats_client, fake_host
+) -> AsyncIterator[Callable[..., Awaitable[asyncio.Event]]]:
+    """Start a provisioner replica in-process; returns its stop event.
+
+    Returns once the replica pulls and knows the fake hosts already beating.
+    """
+    replicas: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> asyncio.Event:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run(settings_from(provisioner_env, **overrides), stop)
+        )
+        replicas.append((stop, task))
+        # Started once its durable consumers exist and it pulls.
+        await asyncio.sleep(0.3)
+        if task.done():
+            task.result()
+        beating = [h.host_id for h in fake_host.started if not h.heartbeats_paused]
+        await hosts_known(clean_db, *beating)
+        return stop
+
+    yield start
+    for stop, _ in replicas:
+        stop.set()
+    await asyncio.gather(*(t for _, t in replicas), return_exceptions=True)
+
+
+class FakeHosts:
+    """Starts fake host-agents (heart-beating) on the test's NATS connection."""
+
+    def __init__(self, nc):
+        self._nc = nc
+        self.started: list[FakeHost] = []
+
+    async def __call__(self, host_id: str | None = None, **options: Any) -> FakeHost:
+        options.setdefault("heartbeat_interval", 0.2)
+        host = FakeHost(
+            self._nc, host_id=host_id or f"h-{uuid.uuid4().hex[:8]}", **options
+        )
+        self.started.append(host)
+        return await host.start()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fake_host(nats_client) -> AsyncIterator[FakeHosts]:
+    hosts = FakeHosts(nats_client)
+    yield hosts
+    for host in hosts.started:
+        await host.stop()
+
+
+@pytest.fixture
+def box(encryption_key) -> SecretBox:
+    return SecretBox(encryption_key)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_user(clean_db, box) -> Callable[..., Awaitable[uuid.UUID]]:
+    """A signed-up user, optionally with their own LLM keys (BYOK)."""
+
+    async def make(**byok: str) -> uuid.UUID:
+        user_id = uuid.uuid4()
+        await clean_db.execute("INSERT INTO users (id) VALUES ($1)", user_id)
+        for provider, key in byok.items():
+            await clean_db.execute(
+                "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
+                "VALUES ($1, $2, $3, $4)",
+                user_id,
+                provider.upper(),
+                box.encrypt(key, owner=str(user_id)),
+                key[-4:],
+            )
+        return user_id
+
+    return make
+
+
+async def assistant(pool, user_id):
+    return await pool.fetchrow("SELECT * FROM assistants WHERE user_id = $1", user_id)
+
+
+async def wait_status(pool, user_id, status, *, timeout=10.0):
+    async def probe():
+        row = await assistant(pool, user_id)
+        return row if row is not None and row["status"] == status else None
+
+    return await eventually(
+        probe, timeout=timeout, message=f"assistant {user_id} {status}"
+    )
+
+
+async def jobs_of(pool, user_id):
+    return await pool.fetch(
+        "SELECT * FROM provisioning_jobs WHERE user_id = $1 ORDER BY created_at",
+        user_id,
+    )
+
+
+async def consumer_idle(js, spec: ConsumerSpec, *, timeout=10.0) -> None:
+    """Every message of the consumer's stream was delivered and acked."""
+
+    async def probe():
+        info = await js.consumer_info(spec.stream, spec.durable)
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await eventually(probe, timeout=timeout, message=f"{spec.durable} idle")
+
+
+def config_of(spec: ContainerSpec) -> dict[str, Any]:
+    return json.loads(spec.files["config/openclaw.json"])
+
+
+async def hosts_known(pool, *host_ids: str) -> None:
+    """The provisioner has recorded a heartbeat of every one of these hosts."""
+
+    async def probe():
+        n = await pool.fetchval(
+            "SELECT count(*) FROM hosts WHERE id = ANY($1::text[])", list(host_ids)
+        )
+        return n == len(host_ids)
+
+    await eventually(probe, timeout=30, message=f"hosts {host_ids} recorded")

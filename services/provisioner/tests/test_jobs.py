@@ -1,0 +1,85 @@
+"""Several replicas: no job runs twice, a dead replica's job is finished by another."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+
+import pytest
+from yourclaw_common.events import AssistantProvisionRequested, container_name
+from yourclaw_common.nats import publish
+from yourclaw_common.testing import eventually
+
+from .conftest import jobs_of, wait_status
+from .test_placement import all_ready
+
+
+class TestReplicas:
+    async def test_two_provisioners_never_double_provision(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1", capacity=100)
+        await start_provisioner()
+        await start_provisioner()
+        users = [await make_user() for _ in range(30)]
+
+        await asyncio.gather(
+            *(publish(js, AssistantProvisionRequested(user_id=u)) for u in users)
+        )
+        await all_ready(clean_db, users)
+
+        creates = Counter(spec.name for spec in host.creates())
+        assert creates == {container_name(u): 1 for u in users}
+        workers = await clean_db.fetch("SELECT status, attempts FROM provisioning_jobs")
+        assert {(r["status"], r["attempts"]) for r in workers} == {("COMPLETED", 1)}
+
+    @pytest.mark.slow
+    async def test_killed_provisioner_job_is_finished_by_another(
+        self, provisioner_env, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        hold = asyncio.Event()
+        host = await fake_host("h1", hold_creates=hold)
+        user_id = await make_user()
+        env = {**os.environ, **provisioner_env, "PROVISION_JOB_LEASE_SECONDS": "2"}
+        victim = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "yourclaw_provisioner",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            # The victim is up once it has recorded a heartbeat of the host.
+            await eventually(
+                lambda: clean_db.fetchval("SELECT 1 FROM hosts WHERE id = 'h1'"),
+                timeout=30,
+            )
+            await publish(js, AssistantProvisionRequested(user_id=user_id))
+            # The victim has sent create and waits for the host's answer.
+            await asyncio.wait_for(host.create_received.wait(), timeout=30)
+            (job,) = await jobs_of(clean_db, user_id)
+            assert job["status"] == "RUNNING"
+            victim.send_signal(signal.SIGKILL)
+            await victim.wait()
+        finally:
+            if victim.returncode is None:
+                victim.kill()
+                await victim.wait()
+        hold.set()
+
+        await start_provisioner(provision_job_lease_seconds=2)
+        await wait_status(clean_db, user_id, "READY")
+
+        (job,) = await jobs_of(clean_db, user_id)
+        assert (job["status"], job["attempts"]) == ("COMPLETED", 2)
+        assert job["locked_by"] is None
+        assert host.running() == {container_name(user_id)}
+
+        async def single_container():
+            return len(host.containers) == 1
+
+        assert await eventually(single_container)

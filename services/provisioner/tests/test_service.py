@@ -1,0 +1,443 @@
+"""End to end: real events on JetStream → provisioner → a fake host-agent over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from yourclaw_common.embedded import free_port
+from yourclaw_common.events import (
+    CONSUMERS,
+    AssistantDeprovisionRequested,
+    AssistantFailed,
+    AssistantProvisionRequested,
+    AssistantReady,
+    Stream,
+    SubscriptionActivated,
+    SubscriptionCanceled,
+    container_name,
+)
+from yourclaw_common.nats import publish
+from yourclaw_common.testing import eventually
+from yourclaw_provisioner.service import HOST_LOST_FLAG
+
+from .conftest import (
+    PUBLIC_BASE_URL,
+    SHARED_OPENAI,
+    assistant,
+    config_of,
+    consumer_idle,
+    jobs_of,
+    wait_status,
+)
+
+
+async def published(js, subject: str) -> list[bytes]:
+    """Every message stored on `subject` in the ASSISTANTS stream."""
+    sub = await js.subscribe(subject, stream=Stream.ASSISTANTS, ordered_consumer=True)
+    out: list[bytes] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except TimeoutError:
+                return out
+            out.append(msg.data)
+    finally:
+        await sub.unsubscribe()
+
+
+class TestProvision:
+    async def test_request_reaches_ready_with_the_rendered_gateway(
+        self, start_provisioner, fake_host, make_user, js, clean_db, box
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user(anthropic="sk-ant-users-own-1234")
+        await start_provisioner()
+
+        event = AssistantProvisionRequested(user_id=user_id, model="openai/gpt-4o")
+        await publish(js, event)
+        row = await wait_status(clean_db, user_id, "READY")
+
+        assert row["host_id"] == "h1"
+        assert row["port"] == 19100
+        assert row["base_url"] == "http://127.0.0.1:19100"
+        assert row["container_id"] == container_name(user_id)
+        assert row["model"] == "openai/gpt-4o"
+        assert row["last_error"] is None
+        (spec,) = host.creates()
+        assert row["spec_hash"] == spec.spec_hash
+        assert host.running() == {container_name(user_id)}
+
+        owner = str(user_id)
+        token = box.decrypt(row["gateway_token_encrypted"], owner=owner)
+        notify_secret = box.decrypt(row["notify_secret_encrypted"], owner=owner)
+        assert len(token) >= 32
+        assert notify_secret != token
+
+        config = config_of(spec)
+        gateway = config["gateway"]
+        assert gateway["auth"] == {"mode": "token", "token": token}
+        assert gateway["mode"] == "local"
+        assert gateway["http"]["endpoints"]["chatCompletions"]["enabled"] is True
+        assert config["agents"]["defaults"]["model"]["primary"] == "openai/gpt-4o"
+        hook = config["hooks"]["internal"]["entries"]["bootstrap-extra-files"]
+        assert hook == {"enabled": True, "paths": ["yourclaw/AGENTS.md"]}
+        assert config["tools"]["profile"] == "full"
+        assert "browser" in config["tools"]["deny"]
+        assert config["tools"]["web"]["search"]["enabled"] is True
+        assert config["browser"]["enabled"] is False
+        mcp = config["plugins"]["entries"]["openclaw-mcp-adapter"]
+        assert mcp["config"]["servers"][0]["name"] == "playwright"
+        assert config["cron"] == {
+            "webhookToken": notify_secret,
+            "webhookSsrfPolicy": {"allowedHostnames": ["api.yourclaw.test"]},
+        }
+        assert "models" not in config
+
+        instructions = spec.files["workspace/CLAUDE.md"]
+        assert "WhatsApp" in instructions
+        assert "command line" in instructions
+        assert (
+            f"{PUBLIC_BASE_URL}/api/v1/internal/assistants/{row['id']}/notify"
+            in instructions
+        )
+        assert token not in instructions
+        assert spec.files["workspace/yourclaw/AGENTS.md"] == instructions
+
+        # BYOK over shared, per provider; no key, no variable.
+        assert spec.env == {
+            "ANTHROPIC_API_KEY": "sk-ant-users-own-1234",
+            "OPENAI_API_KEY": SHARED_OPENAI,
+        }
+
+        (job,) = await jobs_of(clean_db, user_id)
+        assert (job["status"], job["kind"], job["attempts"]) == (
+            "COMPLETED",
+            "PROVISION",
+            1,
+        )
+        (ready,) = await published(js, "assistant.ready")
+        assert AssistantReady.model_validate_json(ready).assistant_id == row["id"]
+
+        # The same event again (a redelivery) changes nothing.
+        await publish(js, event, timeout=5)
+        await consumer_idle(js, CONSUMERS.PROVISIONER_PROVISION_REQUESTED)
+        assert len(await jobs_of(clean_db, user_id)) == 1
+        assert len(host.creates()) == 1
+
+    async def test_assistant_is_provisioning_while_the_gateway_boots(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        hold = asyncio.Event()
+        host = await fake_host("h1", hold_creates=hold)
+        user_id = await make_user()
+        await start_provisioner()
+
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "PROVISIONING")
+        await asyncio.wait_for(host.create_received.wait(), timeout=10)
+        (job,) = await jobs_of(clean_db, user_id)
+        assert job["status"] == "RUNNING"
+        assert job["locked_by"]
+        hold.set()
+        await wait_status(clean_db, user_id, "READY")
+
+    async def test_dev_llm_base_url_points_the_gateway_at_the_stand_in(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner(dev_llm_base_url="http://127.0.0.1:8900")
+
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+
+        config = config_of(host.creates()[0])
+        # The production config; only the endpoint is the stand-in's.
+        assert config["agents"]["defaults"]["model"]["primary"] == (
+            "anthropic/claude-sonnet-4-5-20250929"
+        )
+        providers = config["models"]["providers"]
+        assert config["models"]["mode"] == "merge"
+        assert set(providers) == {"anthropic", "openai", "google"}
+        for provider in providers.values():
+            assert provider["baseUrl"] == "http://127.0.0.1:8900/v1"
+            assert provider["api"] == "openai-completions"
+        assert [m["id"] for m in providers["openai"]["models"]] == [
+            "gpt-4o",
+            "gpt-4o-mini",
+        ]
+
+    async def test_failed_create_is_retried(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1", fail_creates=2)
+        user_id = await make_user()
+        await start_provisioner()
+
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+
+        (job,) = await jobs_of(clean_db, user_id)
+        assert (job["status"], job["attempts"]) == ("COMPLETED", 3)
+        assert len(host.creates()) == 3
+
+    async def test_three_failures_mark_error_and_clean_up(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1", never_healthy=True)
+        user_id = await make_user()
+        await start_provisioner()
+
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        row = await wait_status(clean_db, user_id, "ERROR")
+
+        assert row["last_error"] == (
+            "Your assistant did not start correctly. Please try again."
+        )
+        assert (row["host_id"], row["port"], row["base_url"]) == (None, None, None)
+        (job,) = await jobs_of(clean_db, user_id)
+        assert (job["status"], job["attempts"]) == ("FAILED", 3)
+        assert "GATEWAY_UNHEALTHY" in job["last_error"]
+        assert len(host.creates()) == 3
+        assert host.running() == set()
+        assert [r.name for r in host.removes()] == [container_name(user_id)]
+        assert not host.removes()[0].purge_workspace
+        (failed,) = await published(js, "assistant.failed")
+        event = AssistantFailed.model_validate_json(failed)
+        assert event.reason == row["last_error"]
+
+        # Asking again starts over.
+        host.never_healthy = False
+        await publish(
+            js, AssistantProvisionRequested(user_id=user_id, reason="recreated")
+        )
+        await wait_status(clean_db, user_id, "READY")
+
+    async def test_no_live_host_ends_in_error_with_a_reason(
+        self, start_provisioner, make_user, js, clean_db
+    ):
+        user_id = await make_user()
+        await start_provisioner()
+
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        row = await wait_status(clean_db, user_id, "ERROR")
+        assert "servers are full" in row["last_error"]
+
+    async def test_model_change_recreates_and_keeps_the_workspace(
+        self, start_provisioner, fake_host, make_user, js, clean_db, box
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        first = await wait_status(clean_db, user_id, "READY")
+        host.workspaces[user_id]["workspace/USER.md"] = "Name: Ada"
+
+        await publish(
+            js,
+            AssistantProvisionRequested(
+                user_id=user_id,
+                reason="model_changed",
+                model="anthropic/claude-opus-4-5-20251101",
+            ),
+        )
+
+        async def recreated():
+            row = await assistant(clean_db, user_id)
+            return row["status"] == "READY" and len(host.creates()) == 2
+
+        await eventually(recreated)
+        second = await assistant(clean_db, user_id)
+        old, new = host.creates()
+        assert config_of(new)["agents"]["defaults"]["model"]["primary"] == (
+            "anthropic/claude-opus-4-5-20251101"
+        )
+        assert new.spec_hash != old.spec_hash
+        assert second["spec_hash"] == new.spec_hash
+        assert (second["host_id"], second["port"]) == (first["host_id"], first["port"])
+        # The same token: messaging's stored one keeps working.
+        assert config_of(new)["gateway"]["auth"] == config_of(old)["gateway"]["auth"]
+        assert host.removes() == []
+        assert host.workspaces[user_id]["workspace/USER.md"] == "Name: Ada"
+
+    async def test_deprovision_removes_the_container_and_keeps_the_workspace(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+
+        await publish(js, AssistantDeprovisionRequested(user_id=user_id))
+
+        async def removed():
+            row = await assistant(clean_db, user_id)
+            jobs = await jobs_of(clean_db, user_id)
+            return row["status"] == "NONE" and jobs[-1]["status"] == "COMPLETED"
+
+        await eventually(removed)
+        row = await assistant(clean_db, user_id)
+        assert (row["host_id"], row["port"], row["base_url"]) == (None, None, None)
+        (removal,) = host.removes()
+        assert removal.name == container_name(user_id)
+        assert removal.purge_workspace is False
+        assert host.running() == set()
+        assert [j["kind"] for j in await jobs_of(clean_db, user_id)] == [
+            "PROVISION",
+            "DEPROVISION",
+        ]
+
+    async def test_subscription_events_provision_and_deprovision(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+
+        await publish(js, SubscriptionActivated(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+        # Activated again (a payment retry succeeded): nothing to do.
+        await publish(js, SubscriptionActivated(user_id=user_id))
+        await consumer_idle(js, CONSUMERS.PROVISIONER_SUBSCRIPTION_ACTIVATED)
+        assert len(await jobs_of(clean_db, user_id)) == 1
+
+        await publish(js, SubscriptionCanceled(user_id=user_id))
+
+        async def gone():
+            row = await assistant(clean_db, user_id)
+            return row["status"] == "NONE" and host.running() == set()
+
+        await eventually(gone)
+        assert [r.name for r in host.removes()] == [container_name(user_id)]
+
+    async def test_request_during_a_running_job_is_applied_after_it(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        hold = asyncio.Event()
+        host = await fake_host("h1", hold_creates=hold)
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await asyncio.wait_for(host.create_received.wait(), timeout=10)
+
+        await publish(js, AssistantDeprovisionRequested(user_id=user_id))
+        await consumer_idle(js, CONSUMERS.PROVISIONER_DEPROVISION_REQUESTED)
+        hold.set()
+
+        async def settled():
+            jobs = await jobs_of(clean_db, user_id)
+            return [j["status"] for j in jobs] == ["COMPLETED", "COMPLETED"]
+
+        await eventually(settled)
+        row = await assistant(clean_db, user_id)
+        assert row["status"] == "NONE"
+        assert host.running() == set()
+        assert await published(js, "assistant.ready") == []
+
+
+class TestHeartbeats:
+    async def test_heartbeat_records_the_host(
+        self, start_provisioner, fake_host, clean_db
+    ):
+        await start_provisioner()
+        await fake_host("h-beat", capacity=7)
+
+        async def recorded():
+            return await clean_db.fetchrow("SELECT * FROM hosts WHERE id = 'h-beat'")
+
+        row = await eventually(recorded)
+        assert (row["status"], row["capacity"], row["used"], row["runtime"]) == (
+            "ACTIVE",
+            7,
+            0,
+            "process",
+        )
+        assert row["last_heartbeat_at"] is not None
+
+    async def test_silent_host_goes_offline_and_flags_then_recovers(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+
+        host.heartbeats_paused = True
+
+        async def flagged():
+            row = await assistant(clean_db, user_id)
+            status = await clean_db.fetchval("SELECT status FROM hosts WHERE id = 'h1'")
+            return status == "OFFLINE" and row["last_error"] == HOST_LOST_FLAG
+
+        await eventually(flagged)
+        # Flagged, not moved: the workspace lives on that host.
+        assert (await assistant(clean_db, user_id))["status"] == "READY"
+
+        host.heartbeats_paused = False
+
+        async def back():
+            row = await assistant(clean_db, user_id)
+            status = await clean_db.fetchval("SELECT status FROM hosts WHERE id = 'h1'")
+            return status == "ACTIVE" and row["last_error"] is None
+
+        await eventually(back)
+        assert len(host.creates()) == 1
+
+    async def test_host_coming_up_starts_jobs_waiting_for_room(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        user_id = await make_user()
+        # Without a host the job backs off for a minute...
+        await start_provisioner(provision_retry_base_seconds=60)
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+
+        async def waiting():
+            jobs = await jobs_of(clean_db, user_id)
+            return jobs and (jobs[0]["last_error"] or "").startswith(
+                "NO_HOST_AVAILABLE"
+            )
+
+        await eventually(waiting)
+        # ...but a host that appears takes it at once.
+        await fake_host("h-new")
+        await wait_status(clean_db, user_id, "READY")
+        (job,) = await jobs_of(clean_db, user_id)
+        assert job["attempts"] == 2
+
+
+class TestOps:
+    async def test_metrics_and_probes(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        await fake_host("h-metrics", capacity=5)
+        port = free_port()
+        await start_provisioner(metrics_port=port)
+        user_id = await make_user()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/healthz")).status_code == 200
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["checks"] == {"postgres": True, "nats": True}
+
+            async def scraped():
+                text = (await http.get("/metrics")).text
+                return (
+                    'yourclaw_provisioner_host_capacity{host="h-metrics"} 5.0' in text
+                    and text
+                )
+
+            text = await eventually(scraped)
+        assert (
+            'yourclaw_provisioner_jobs_total{kind="PROVISION",outcome="completed"}'
+            in text
+        )
+        assert "yourclaw_provisioner_request_to_ready_seconds_count" in text
+        assert 'yourclaw_provisioner_assistants{status="READY"}' in text
+        assert "yourclaw_provisioner_heartbeats_total" in text
