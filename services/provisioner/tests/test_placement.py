@@ -120,7 +120,9 @@ class TestPlace:
         await all_ready(clean_db, users)
 
         ports = await clean_db.fetch("SELECT port FROM assistants WHERE host_id = 'h1'")
-        assert sorted(r["port"] for r in ports) == list(range(19100, 19100 + 40 * 120, 120))
+        assert sorted(r["port"] for r in ports) == list(
+            range(19100, 19100 + 40 * 120, 120)
+        )
         assert len({s.port for s in host.creates()}) == 40
 
 
