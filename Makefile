@@ -53,8 +53,9 @@ check: lint typecheck test ## What CI runs: lint, types, tests
 migrate: install ## Apply migrations to DATABASE_URL
 	@$(UV) run --frozen --no-sync yourclaw-migrate
 
-bench: install ## Run the benchmarks in bench/ (prints figures)
+bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py
+	@$(UV) run --frozen --no-sync python bench/provisioning.py
 
 clean: ## Remove local state (.data: the embedded databases of `make up`)
 	rm -rf .data
