@@ -4,7 +4,6 @@ stand-in: a JWKS endpoint on loopback and the keys to mint its tokens."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import logging
@@ -21,13 +20,13 @@ import jwt
 import orjson
 import pytest
 import pytest_asyncio
-import uvicorn
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from twilio.request_validator import RequestValidator
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import Stream
 from yourclaw_common.logging import configure_logging
+from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import GatewayApp, create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.twilio import TWILIO_WHATSAPP_PATH
@@ -80,13 +79,6 @@ def inbound_params(sid: str = "SM" + "a" * 32, **overrides: str) -> dict[str, st
     }
     params.update(overrides)
     return params
-
-
-class _Server(uvicorn.Server):
-    # pytest owns SIGINT; the test stops the server by setting should_exit.
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -158,38 +150,18 @@ def start_gateway(service_env: dict[str, str]) -> GatewayFactory:
         settings = GatewaySettings(**values)
         app = create_app(settings)
         assert isinstance(app, GatewayApp)
-        server = _Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=port,
-                lifespan="on",
-                ws="none",
-                log_level="warning",
-                access_log=False,
-                log_config=None,
+        async with (
+            running_app(app, port=port),
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+        ):
+            yield Gateway(
+                url=url,
+                public_url=settings.public_base_url,
+                app=app,
+                settings=settings,
+                client=client,
+                token=settings.twilio_auth_token.get_secret_value() or TOKEN,
             )
-        )
-        task = asyncio.create_task(server.serve())
-        try:
-            async with asyncio.timeout(30):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("uvicorn exited during start-up")
-                    await asyncio.sleep(0.01)
-            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-                yield Gateway(
-                    url=url,
-                    public_url=settings.public_base_url,
-                    app=app,
-                    settings=settings,
-                    client=client,
-                    token=settings.twilio_auth_token.get_secret_value() or TOKEN,
-                )
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=30)
 
     return start
 
@@ -330,7 +302,6 @@ async def supabase_server(
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
-    from yourclaw_devkit.serving import running_app
 
     project = Supabase(url="", keys=supabase_keys, published=["es", "rs"])
 
