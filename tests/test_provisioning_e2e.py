@@ -29,7 +29,7 @@ from yourclaw_common.events import (
     host_command,
 )
 from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_devkit.defaults import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -143,23 +143,6 @@ async def stack(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def subscribed_user(pool) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    async with pool.acquire() as conn:
-        await conn.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-        await conn.execute(
-            "INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)",
-            user_id,
-            PHONE,
-        )
-        await conn.execute(
-            "INSERT INTO subscriptions (user_id, stripe_customer_id, status) "
-            "VALUES ($1, 'cus_e2e', 'ACTIVE')",
-            user_id,
-        )
-    return user_id
-
-
 async def ready(pool, user_id, *, spec_hash_not=None):
     async def probe():
         row = await pool.fetchrow(
@@ -205,7 +188,7 @@ async def turn(stack: Stack, text: str, count: int) -> str:
 
 class TestProvisioningEndToEnd:
     async def test_provision_chat_change_model_deprovision(self, stack, clean_db):
-        user_id = await subscribed_user(clean_db)
+        user_id = await subscribed_user(clean_db, phone=PHONE)
         name = container_name(user_id)
 
         await publish(

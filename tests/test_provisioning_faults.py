@@ -38,7 +38,7 @@ from yourclaw_common.events import (
     host_command,
 )
 from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 from yourclaw_provisioner.app import run as run_provisioner
 from yourclaw_provisioner.settings import ProvisionerSettings
@@ -221,23 +221,6 @@ async def provisioner(service_env, clean_db) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def subscribed_user(pool) -> uuid.UUID:
-    user_id = uuid.uuid4()
-    async with pool.acquire() as conn:
-        await conn.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-        await conn.execute(
-            "INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)",
-            user_id,
-            PHONE,
-        )
-        await conn.execute(
-            "INSERT INTO subscriptions (user_id, stripe_customer_id, status) "
-            "VALUES ($1, 'cus_fault', 'ACTIVE')",
-            user_id,
-        )
-    return user_id
-
-
 async def job_of(pool, user_id):
     return await pool.fetchrow(
         "SELECT * FROM provisioning_jobs WHERE user_id = $1 ORDER BY created_at",
@@ -259,7 +242,7 @@ class TestHostAgentKilledDuringCreate:
 
         await eventually(host_known, timeout=30, message="host recorded")
 
-        user_id = await subscribed_user(clean_db)
+        user_id = await subscribed_user(clean_db, phone=PHONE)
         name = container_name(user_id)
         pid_file = host.data_dir / str(user_id) / "run" / "gateway.pid"
 
