@@ -12,7 +12,7 @@ PYTHON ?= python3
 # NATS_URL is shared, so then they run in one process.
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 
-.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw
+.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -27,10 +27,13 @@ install: $(UV) ## Install the Python environment (.venv) from uv.lock
 openclaw: install ## Install the pinned OpenClaw gateway + Node 24 into .tools/openclaw
 	@$(UV) run --frozen --no-sync python -m yourclaw_host_agent.install_openclaw
 
+system-tools: ## Debian packages some tests drive: chromium, docker-compose, promtool
+	@scripts/ensure-system-tools.sh
+
 up: install openclaw ## Run the whole product locally (Ctrl-C stops everything)
 	@$(UV) run --frozen --no-sync yourclaw-up
 
-test: install openclaw ## Run every test against real NATS and PostgreSQL
+test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL
 	@echo "==> running the test suite"
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
 
