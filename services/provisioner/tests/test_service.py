@@ -28,6 +28,7 @@ from .conftest import (
     config_of,
     consumer_idle,
     jobs_of,
+    settings_from,
     wait_status,
 )
 
@@ -182,6 +183,28 @@ class TestProvision:
         (job,) = await jobs_of(clean_db, user_id)
         assert (job["status"], job["attempts"]) == ("COMPLETED", 3)
         assert len(host.creates()) == 3
+
+    async def test_port_taken_by_a_stray_process_moves_to_the_next_port(
+        self, start_provisioner, fake_host, make_user, provisioner_env, js, clean_db
+    ):
+        host = await fake_host("h1")
+        settings = settings_from(provisioner_env)
+        first, stride = settings.host_port_range_start, settings.host_port_stride
+        host.taken_ports = {first, first + stride}
+        user_id = await make_user()
+        await start_provisioner()
+
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        row = await wait_status(clean_db, user_id, "READY")
+
+        assert row["port"] == first + 2 * stride
+        assert [s.port for s in host.creates()] == [
+            first,
+            first + stride,
+            first + 2 * stride,
+        ]
+        (job,) = await jobs_of(clean_db, user_id)
+        assert (job["status"], job["attempts"]) == ("COMPLETED", 1)
 
     async def test_three_failures_mark_error_and_clean_up(
         self, start_provisioner, fake_host, make_user, js, clean_db

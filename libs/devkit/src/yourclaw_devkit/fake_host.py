@@ -68,6 +68,8 @@ class FakeHost:
 
     # Fault injection.
     fail_creates: int = 0
+    # Ports a stray process holds: creates on them answer PORT_IN_USE.
+    taken_ports: set[int] = field(default_factory=set)
     never_healthy: bool = False
     heartbeats_paused: bool = False
     # Cut off from NATS: no heartbeats, commands go unanswered.
@@ -222,6 +224,10 @@ class FakeHost:
         if self.fail_creates > 0:
             self.fail_creates -= 1
             return HostReply(ok=False, code="CREATE_FAILED", error="injected failure")
+        if spec.port in self.taken_ports:
+            return HostReply(
+                ok=False, code="PORT_IN_USE", error=f"port {spec.port} is taken"
+            )
         if current is None and len(self.containers) >= self.capacity:
             return HostReply(ok=False, code="NO_CAPACITY", error="host is full")
         if current is not None:

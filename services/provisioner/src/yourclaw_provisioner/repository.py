@@ -439,19 +439,28 @@ async def host_has_room(conn: Connection, host_id: str) -> bool:
 
 
 async def free_port(
-    conn: Connection, host_id: str, *, start: int, end: int, stride: int = 1
+    conn: Connection,
+    host_id: str,
+    *,
+    start: int,
+    end: int,
+    stride: int = 1,
+    avoid: list[int] | None = None,
 ) -> int | None:
-    """The lowest port of the range (every `stride`-th) no assistant on the host holds."""
+    """The lowest port of the range (every `stride`-th) no assistant on the host
+    holds, other than those to `avoid` (the host found them taken)."""
     return await conn.fetchval(  # type: ignore[no-any-return]
         """
         SELECT p FROM generate_series($2::int, $3::int, $4::int) AS p
         WHERE NOT EXISTS (SELECT 1 FROM assistants WHERE host_id = $1 AND port = p)
+          AND p <> ALL($5::int[])
         ORDER BY p LIMIT 1
         """,
         host_id,
         start,
         end,
         stride,
+        avoid or [],
     )
 
 

@@ -60,6 +60,8 @@ HOST_LOST_FLAG = (
     "back soon, your assistant is moved to another one."
 )
 _PLACEMENT_ATTEMPTS = 5
+# Ports of a host a create may find taken by a stray process before giving up.
+_PORT_RETRIES = 5
 
 
 class LeaseLost(Exception):
@@ -137,34 +139,54 @@ class Provisioner:
 
     async def _provision(self, job: Job) -> str:
         user_id = job.user_id
-        async with self.pool.acquire() as conn, conn.transaction():
-            assistant = await repository.get_assistant(conn, user_id, for_update=True)
-            if assistant is None:
-                return await self._complete_without_change(job)
-            previous_host = assistant.host_id
-            placement = await self._place(conn, assistant)
-            gateway_secrets = await self._gateway_secrets(conn, assistant)
-            llm_env = await self._llm_env(conn, user_id)
-        spec = build_spec(
-            user_id=user_id,
-            assistant_id=assistant.id,
-            port=placement.port,
-            model=assistant.model,
-            secrets=gateway_secrets,
-            llm_env=llm_env,
-            public_base_url=self.settings.public_base_url,
-            image=self.settings.openclaw_image,
-            dev=self._dev_provider(),
-        )
-        log.info(
-            "provisioner.create",
-            job_id=str(job.id),
-            user_id=str(user_id),
-            host_id=placement.host_id,
-            port=placement.port,
-            attempt=job.attempts,
-        )
-        await self.hosts.create(placement.host_id, spec)
+        # Ports the host refused because something else listens there.
+        refused: set[tuple[str, int]] = set()
+        previous_host: str | None = None
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                assistant = await repository.get_assistant(
+                    conn, user_id, for_update=True
+                )
+                if assistant is None:
+                    return await self._complete_without_change(job)
+                if not refused:
+                    previous_host = assistant.host_id
+                placement = await self._place(conn, assistant, refused=refused)
+                gateway_secrets = await self._gateway_secrets(conn, assistant)
+                llm_env = await self._llm_env(conn, user_id)
+            spec = build_spec(
+                user_id=user_id,
+                assistant_id=assistant.id,
+                port=placement.port,
+                model=assistant.model,
+                secrets=gateway_secrets,
+                llm_env=llm_env,
+                public_base_url=self.settings.public_base_url,
+                image=self.settings.openclaw_image,
+                dev=self._dev_provider(),
+            )
+            log.info(
+                "provisioner.create",
+                job_id=str(job.id),
+                user_id=str(user_id),
+                host_id=placement.host_id,
+                port=placement.port,
+                attempt=job.attempts,
+            )
+            try:
+                await self.hosts.create(placement.host_id, spec)
+            except HostCommandFailed as exc:
+                if exc.code != "PORT_IN_USE" or len(refused) >= _PORT_RETRIES:
+                    raise
+                # Not one of ours on that port (a stray process): take the next.
+                log.warning(
+                    "provisioner.port_in_use",
+                    host_id=placement.host_id,
+                    port=placement.port,
+                )
+                refused.add((placement.host_id, placement.port))
+                continue
+            break
         info = await self._wait_healthy(placement.host_id, spec.name)
 
         async with self.pool.acquire() as conn, conn.transaction():
@@ -320,15 +342,30 @@ class Provisioner:
 
     # Steps.
 
-    async def _place(self, conn: Connection, assistant: Assistant) -> Placement:
-        """Keep a usable current host; else the least-filled live ACTIVE host."""
+    async def _place(
+        self,
+        conn: Connection,
+        assistant: Assistant,
+        *,
+        refused: set[tuple[str, int]] | None = None,
+    ) -> Placement:
+        """Keep a usable current host; else the least-filled live ACTIVE host.
+        A port in `refused` (the host found it taken) is not chosen again."""
         timeout = self.settings.host_heartbeat_timeout_seconds
+        refused = refused or set()
         if assistant.host_id and assistant.port:
+            host_id = assistant.host_id
             address = await repository.host_if_usable(
-                conn, assistant.host_id, timeout_seconds=timeout
+                conn, host_id, timeout_seconds=timeout
             )
             if address is not None:
-                return Placement(assistant.host_id, address, assistant.port)
+                if (host_id, assistant.port) not in refused:
+                    return Placement(host_id, address, assistant.port)
+                moved = await self._assign_port(
+                    conn, assistant.user_id, host_id, address, refused
+                )
+                if moved is not None:
+                    return moved
         excluded: list[str] = []
         for _ in range(_PLACEMENT_ATTEMPTS):
             candidate = await repository.lock_candidate_host(
@@ -337,27 +374,44 @@ class Provisioner:
             if candidate is None:
                 break
             host_id, address = candidate
-            port = None
+            placement = None
             if await repository.host_has_room(conn, host_id):
-                port = await repository.free_port(
-                    conn,
-                    host_id,
-                    start=self.settings.host_port_range_start,
-                    end=self.settings.host_port_range_end,
-                    stride=self.settings.host_port_stride,
+                placement = await self._assign_port(
+                    conn, assistant.user_id, host_id, address, refused
                 )
-            if port is None:
+            if placement is None:
                 excluded.append(host_id)
                 continue
-            await repository.assign_placement(
-                conn,
-                assistant.user_id,
-                host_id=host_id,
-                port=port,
-                base_url=f"http://{address}:{port}",
-            )
-            return Placement(host_id, address, port)
+            return placement
         raise NoHostAvailable("no live host with room", excluded=excluded)
+
+    async def _assign_port(
+        self,
+        conn: Connection,
+        user_id: UUID,
+        host_id: str,
+        address: str,
+        refused: set[tuple[str, int]],
+    ) -> Placement | None:
+        """Hold the host's lowest free port for the user (None: the host is full)."""
+        port = await repository.free_port(
+            conn,
+            host_id,
+            start=self.settings.host_port_range_start,
+            end=self.settings.host_port_range_end,
+            stride=self.settings.host_port_stride,
+            avoid=[p for h, p in refused if h == host_id],
+        )
+        if port is None:
+            return None
+        await repository.assign_placement(
+            conn,
+            user_id,
+            host_id=host_id,
+            port=port,
+            base_url=f"http://{address}:{port}",
+        )
+        return Placement(host_id, address, port)
 
     async def _gateway_secrets(
         self, conn: Connection, assistant: Assistant
