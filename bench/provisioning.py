@@ -21,6 +21,7 @@ Uses NATS_URL / DATABASE_URL when set, else starts embedded servers.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -33,6 +34,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import asyncpg
+import httpx
 import nats
 from nats.aio.msg import Msg
 from yourclaw_common.crypto import generate_key
@@ -196,8 +198,32 @@ async def stand_in(nats_url: str, database_url: str, base_env: dict[str, str]) -
         await nc.drain()
 
 
+async def _spare_ready(data_dir: Path, timeout: float = 120) -> None:
+    """Until a warm spare of the host admits traffic (users arrive spaced out)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=1) as http:
+        while time.monotonic() < deadline:
+            marks = await asyncio.to_thread(
+                lambda: [
+                    m.read_text() for m in data_dir.glob(".slots/*/run/spare.json")
+                ]
+            )
+            for mark in marks:
+                with suppress(ValueError, KeyError, httpx.HTTPError):
+                    port = json.loads(mark)["port"]
+                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).is_success:
+                        return
+            await asyncio.sleep(0.2)
+    raise TimeoutError("no warm spare came up")
+
+
 async def real_openclaw(
-    nats_url: str, database_url: str, base_env: dict[str, str], tmp: Path
+    nats_url: str,
+    database_url: str,
+    base_env: dict[str, str],
+    tmp: Path,
+    *,
+    warm_pool: int,
 ) -> None:
     try:
         from yourclaw_devkit.devsim import DevsimSettings, running_devsim
@@ -225,11 +251,12 @@ async def real_openclaw(
         _env_file=None,
         nats_url=nats_url,
         database_url=database_url,
-        host_id="bench-real",
+        host_id=f"bench-real-{warm_pool}",
         host_capacity=REAL_USERS,
         host_heartbeat_seconds=1,
-        host_data_dir=tmp / "host",
+        host_data_dir=tmp / f"host-{warm_pool}",
         openclaw_install_dir=openclaw_dir,
+        warm_pool_size=warm_pool,
         log_level="WARNING",
     )
     agent = asyncio.create_task(run_host_agent(settings, stop))
@@ -245,13 +272,20 @@ async def real_openclaw(
             latencies = []
             started = time.perf_counter()
             for user_id in users:
+                if warm_pool:
+                    await _spare_ready(settings.data_dir)
                 sent = time.perf_counter()
                 await publish(js, AssistantProvisionRequested(user_id=user_id))
                 await watch.wait_for([user_id], timeout=300)
                 latencies.append(watch.at[user_id] - sent)
+            how = (
+                f"warm pool of {warm_pool}, each user once a spare is up"
+                if warm_pool
+                else "no warm pool: every gateway boots"
+            )
             _report(
                 f"Real OpenClaw gateways (process runtime): {REAL_USERS} users, "
-                "one after another",
+                f"one after another, {how}",
                 latencies,
                 time.perf_counter() - started,
             )
@@ -301,7 +335,13 @@ def main() -> None:
             )
             asyncio.run(stand_in(infra.nats_url, infra.database_url, env))
             if REAL_USERS > 0:
-                asyncio.run(real_openclaw(infra.nats_url, infra.database_url, env, tmp))
+                # The baseline (cold boots) and the warm pool, in the same run.
+                for warm in (0, 1):
+                    asyncio.run(
+                        real_openclaw(
+                            infra.nats_url, infra.database_url, env, tmp, warm_pool=warm
+                        )
+                    )
 
 
 async def _migrate(dsn: str) -> None:

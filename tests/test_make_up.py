@@ -115,6 +115,9 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
         assert "==> stopped" in output.text()
         assert not _listening(api_port)
         assert not _listening(devsim_port)
+        # The warm spare gateway (WARM_POOL_SIZE=1) went with the host-agent.
+        slots = tmp_path / ".data" / "host" / "local" / ".slots"
+        assert not slots.exists() or not any(slots.iterdir())
     finally:
         if up.poll() is None:
             up.kill()

@@ -5,7 +5,7 @@ while a create is in flight: its gateway keeps running as an orphan, the
 provisioner's attempt fails, and once a new agent for the same host and data
 dir is up the job retries and completes, with one gateway for the user, not two.
 
-The gateway is a stand-in (an HTTP server serving /healthz), installed where
+The gateway is a stand-in (an HTTP server serving /healthz and /readyz), installed where
 the agent looks for OpenClaw (`OPENCLAW_INSTALL_DIR`), so the agent runs
 unmodified: `node <dir>/node_modules/openclaw/openclaw.mjs gateway --port …`.
 """
@@ -63,7 +63,7 @@ process.on("SIGTERM", () => process.exit(0));
 setTimeout(() => {
   http
     .createServer((req, res) => {
-      const ok = req.url === "/healthz";
+      const ok = req.url === "/healthz" || req.url === "/readyz";
       res.writeHead(ok ? 200 : 404, { "Content-Type": "application/json" });
       res.end(ok ? '{"ok":true,"status":"live"}' : "{}");
     })

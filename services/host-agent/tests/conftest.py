@@ -117,6 +117,8 @@ async def fake_runtime(
     if made:
         for info in await made[-1].list():
             await made[-1].remove(info.name)
+    for runtime in made:
+        await runtime.close()  # stops spares of the warm pool
 
 
 @pytest_asyncio.fixture(loop_scope="session")

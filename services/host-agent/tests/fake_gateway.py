@@ -1,4 +1,6 @@
-"""A stand-in for `openclaw gateway --port <p> --bind loopback`: serves /healthz.
+"""A stand-in for `openclaw gateway --port <p> --bind loopback`: serves /healthz,
+and /v1/models to a bearer of the token in $OPENCLAW_CONFIG_PATH as it is now
+(OpenClaw hot-reloads a changed config the same way).
 
 It starts a helper child in its own process group (as OpenClaw does), so tests
 can check that stopping a gateway stops its whole group. Env knobs:
@@ -8,6 +10,7 @@ when it does not exist, create it and exit 1 after a moment).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,11 +20,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
+def _token() -> str | None:
+    try:
+        config = json.loads(Path(os.environ["OPENCLAW_CONFIG_PATH"]).read_text())
+        return str(config["gateway"]["auth"]["token"])
+    except (KeyError, OSError, TypeError, ValueError):
+        return None
+
+
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        if self.path == "/healthz":
+        if self.path in ("/healthz", "/readyz"):
             body = b'{"ok":true,"status":"live"}'
             self.send_response(200)
+        elif self.path == "/v1/models":
+            token = _token()
+            if token and self.headers.get("Authorization") == f"Bearer {token}":
+                body = b'{"object":"list","data":[{"id":"openclaw/default"}]}'
+                self.send_response(200)
+            else:
+                body = b'{"error":{"message":"unauthorized"}}'
+                self.send_response(401)
         else:
             body = b"{}"
             self.send_response(404)

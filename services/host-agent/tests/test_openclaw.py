@@ -10,6 +10,7 @@ openclaw is installed by the project's installer when it is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -152,6 +153,7 @@ async def agent_env(nats_url, tmp_path, openclaw_dir) -> AsyncIterator[dict[str,
     )
     for info in await runtime.list():
         await runtime.remove(info.name)
+    await runtime.close()  # and any warm spare left behind
 
 
 async def ask(
@@ -332,3 +334,66 @@ async def test_real_gateway_lifecycle(agent_env, host_nc, devsim_url, tmp_path):
     assert "host_agent.gateway.adopted" in agent_log
     assert token not in agent_log
     assert new_token not in agent_log
+
+
+async def test_real_spare_takes_a_new_users_config(
+    agent_env, host_nc, devsim_url, tmp_path
+):
+    """Warm pool: a booted spare becomes the user's gateway by hot-reloading
+    their config: their token works, the spare's does not, and no process is
+    started for them."""
+    base = free_port()
+    env = {
+        **agent_env,
+        "WARM_POOL_SIZE": "1",
+        "HOST_PORT_RANGE_START": str(base),
+        "HOST_PORT_RANGE_END": str(base + 1000),
+        "HOST_PORT_STRIDE": "120",
+    }
+    host_id = env["HOST_ID"]
+    data = Path(env["HOST_DATA_DIR"])
+    agent = AgentProcess(env, tmp_path / "agent.log")
+    await agent.start(host_nc)
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(900):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"http://127.0.0.1:{base}/readyz")).is_success:
+                        break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the spare never answered /readyz")
+        spare = gateway_leaders(base)
+        assert len(spare) == 1
+
+        user_id = uuid.uuid4()
+        token = secrets.token_urlsafe(24)
+        spec = ContainerSpec(
+            user_id=user_id,
+            name=container_name(user_id),
+            port=base,
+            files={
+                "config/openclaw.json": openclaw_config(token, f"{devsim_url}/v1"),
+                "workspace/CLAUDE.md": "You are a WhatsApp assistant. Be concise.\n",
+            },
+            spec_hash="v1",
+        )
+        created = await ask(
+            host_nc,
+            host_id,
+            HostVerb.CREATE,
+            {"spec": spec.model_dump(mode="json")},
+            timeout=60,
+        )
+        assert created.container.state == "running"
+        assert gateway_leaders(base) == spare
+        assert (data / str(user_id)).is_symlink()
+        answer = await chat(base, token, "hello from a warm spare")
+        assert answer.startswith("Echo: hello from a warm spare")
+    finally:
+        if agent.proc and agent.proc.returncode is None:
+            agent.proc.terminate()  # a clean stop retires the refilled spare
+            await agent.proc.wait()
+    agent_log = (tmp_path / "agent.log").read_text()
+    assert "host_agent.warm.taken" in agent_log
+    assert token not in agent_log

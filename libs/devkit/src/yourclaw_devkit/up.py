@@ -100,6 +100,8 @@ def dev_defaults(api_port: int, devsim_port: int) -> dict[str, str]:
         "HOST_ID": "local",
         "HOST_RUNTIME": "process",
         "HOST_DATA_DIR": str(DATA / "host" / "local"),
+        # One spare gateway kept booted: a new subscriber is READY in seconds.
+        "WARM_POOL_SIZE": "1",
         "LOG_LEVEL": "INFO",
         # Email-only sign-in for local runs (POST /api/v1/dev/login).
         "DEV_LOGIN_ENABLED": "true",

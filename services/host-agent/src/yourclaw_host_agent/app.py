@@ -58,6 +58,8 @@ def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerR
         layout,
         openclaw_dir=settings.openclaw_install_dir,
         stop_timeout=settings.gateway_stop_timeout_seconds,
+        warm_pool=settings.warm_pool_size,
+        port_grid=settings.port_grid,
     )
 
 

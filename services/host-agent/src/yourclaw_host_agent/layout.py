@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -65,6 +66,17 @@ class DataLayout:
 
     def for_name(self, name: str) -> UserPaths:
         return self.user(user_id_of(name))
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder, or a link to one and what it points at (a user's folder
+    is a link when their gateway was a warm spare); missing is fine."""
+    if path.is_symlink():
+        target = path.resolve()
+        path.unlink()
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def validate_spec(spec: ContainerSpec) -> None:

@@ -31,3 +31,12 @@ ADOPTED = Counter(
     "yourclaw_host_agent_gateways_adopted_total",
     "Running gateways found and adopted at start (agent restarts).",
 )
+WARM_GATEWAYS = Gauge(
+    "yourclaw_host_agent_warm_gateways",
+    "Spare gateways booted and waiting to be handed to a new user (process runtime).",
+)
+WARM_CLAIMS = Counter(
+    "yourclaw_host_agent_warm_claims_total",
+    "Spares handed to a new user (taken) or stopped because a create needed their port (retired).",
+    ["outcome"],
+)

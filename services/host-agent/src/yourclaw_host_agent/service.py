@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from yourclaw_common.logging import get_logger
 from yourclaw_host_agent.errors import ContainerNotFound, NoCapacity, PortInUse
 from yourclaw_host_agent.layout import (
     DataLayout,
+    remove_tree,
     user_id_of,
     validate_spec,
     write_files,
@@ -76,6 +76,7 @@ class HostService:
                 # the gateway's state (sessions) stay.
                 await self.runtime.stop(spec.name)
             paths = self.layout.user(spec.user_id)
+            await self.runtime.prepare(spec, paths)
             await asyncio.to_thread(write_files, paths, dict(spec.files))
             info = await self.runtime.run(spec, paths)
             log.info(
@@ -117,7 +118,7 @@ class HostService:
             # The config holds the gateway token: it goes with the container. The
             # workspace stays unless the account is gone.
             target = paths.root if purge_workspace else paths.config
-            await asyncio.to_thread(shutil.rmtree, target, True)
+            await asyncio.to_thread(remove_tree, target)
             log.info("host_agent.remove.done", container=name, purged=purge_workspace)
         self._on_change()
         return ContainerInfo(name=name, state="missing")
@@ -134,8 +135,9 @@ class HostService:
         return await self.runtime.logs(name, tail)
 
     async def health(self, name: str, *, wait_seconds: float = 0) -> ContainerInfo:
-        """Probe the gateway's GET /healthz (never a chat completion, which would
-        open a session), for up to `wait_seconds` while it is starting."""
+        """Probe the gateway's GET /readyz, OpenClaw's traffic admission (startup
+        done, agents usable; never a chat completion, which would open a
+        session), for up to `wait_seconds` while it is starting."""
         user_id_of(name)
         deadline = time.monotonic() + wait_seconds
         info = await self.runtime.inspect(name)
@@ -159,7 +161,7 @@ class HostService:
     async def _probe(self, port: int | None) -> bool:
         if port is None:
             return False
-        url = f"http://{self.runtime.probe_host}:{port}/healthz"
+        url = f"http://{self.runtime.probe_host}:{port}/readyz"
         try:
             resp = await self._http.get(url, timeout=2.0)
         except httpx.HTTPError:

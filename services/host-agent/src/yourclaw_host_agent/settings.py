@@ -30,6 +30,13 @@ class HostAgentSettings(CommonSettings):
     openclaw_install_dir: Path = DEFAULT_OPENCLAW_HOME
     # Seconds a gateway gets to exit on SIGTERM before it is killed.
     gateway_stop_timeout_seconds: float = Field(default=20.0, gt=0)
+    # process runtime: spare gateways kept booted for new users (each ~1.3 GB
+    # RSS). They sit on the next free ports of the provisioner's grid (same
+    # HOST_PORT_RANGE_* / HOST_PORT_STRIDE settings), where it places users.
+    warm_pool_size: int = Field(default=0, ge=0, le=16)
+    host_port_range_start: int = Field(default=19100, ge=1024, le=65535)
+    host_port_range_end: int = Field(default=29999, ge=1024, le=65535)
+    host_port_stride: int = Field(default=120, ge=1)
 
     # docker runtime: Engine API over its unix socket; ports publish on this IP only.
     docker_host: str = "unix:///var/run/docker.sock"
@@ -49,6 +56,14 @@ class HostAgentSettings(CommonSettings):
     def _empty_is_default(cls, value: object) -> object:
         # `HOST_DATA_DIR=` in a .env means "the default", not the current folder.
         return None if value == "" else value
+
+    @property
+    def port_grid(self) -> range:
+        return range(
+            self.host_port_range_start,
+            self.host_port_range_end + 1,
+            self.host_port_stride,
+        )
 
     @property
     def data_dir(self) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from yourclaw_common.events import ContainerSpec, container_name
+from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerSpec, container_name
 from yourclaw_common.models import AVAILABLE_MODELS, LlmProvider
 
 __all__ = [
@@ -41,7 +41,7 @@ INSTRUCTIONS_FILE = "workspace/CLAUDE.md"
 INJECTED_INSTRUCTIONS = "yourclaw/AGENTS.md"
 # Inside the container; the runtime maps the host port onto it (the process
 # runtime passes --port instead).
-GATEWAY_PORT = 18789
+GATEWAY_PORT = GATEWAY_CONFIG_PORT
 
 # The models the dashboard offers (served by the stand-in in dev mode).
 MODEL_CATALOG: tuple[str, ...] = tuple(m.id for m in AVAILABLE_MODELS)

@@ -21,6 +21,7 @@ from yourclaw_common.events.schemas.billing import (
     SubscriptionPastDue,
 )
 from yourclaw_common.events.schemas.host import (
+    GATEWAY_CONFIG_PORT,
     ContainerInfo,
     ContainerSpec,
     CreateContainer,
@@ -49,6 +50,7 @@ from yourclaw_common.events.topology import (
 __all__ = [
     "CONSUMERS",
     "EVENT_TYPES",
+    "GATEWAY_CONFIG_PORT",
     "STREAMS",
     "STRIPE_EVENT_SUBJECTS",
     "AssistantDeprovisionRequested",

@@ -26,7 +26,7 @@ class ContainerRuntime(Protocol):
 
     @property
     def probe_host(self) -> str:
-        """Where /healthz of a running gateway answers on this host."""
+        """Where /readyz of a running gateway answers on this host."""
 
     async def open(self) -> None:
         """Get ready; adopt what already runs (the agent may have restarted)."""
@@ -36,6 +36,10 @@ class ContainerRuntime(Protocol):
 
     async def ping(self) -> bool:
         """Whether the runtime can take commands right now."""
+
+    async def prepare(self, spec: ContainerSpec, paths: UserPaths) -> None:
+        """Before the spec's files are written: a runtime with pre-booted gateways
+        may hand one to this user here (their files then land in its folders)."""
 
     async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
         """Start `spec` under its name, replacing whatever ran under it."""

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-from yourclaw_common.events import ContainerInfo, ContainerSpec
+from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 
 from yourclaw_host_agent.errors import (
@@ -35,7 +35,7 @@ __all__ = ["CONTAINER_PORT", "DockerRuntime", "create_payload", "network_name"]
 
 log = get_logger(__name__)
 
-CONTAINER_PORT = 18789
+CONTAINER_PORT = GATEWAY_CONFIG_PORT
 _HOME = "/home/node"
 _STATE = f"{_HOME}/.openclaw"
 _USER = "1000:1000"
@@ -309,6 +309,9 @@ class DockerRuntime:
         )
         if resp.status_code != 200 or b'"error"' in resp.content:
             raise RuntimeFailure(f"cannot pull {image}: {_message(resp)}")
+
+    async def prepare(self, spec: ContainerSpec, paths: UserPaths) -> None:
+        return None  # no pre-booted containers: each gateway is created on demand
 
     async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
         name = spec.name

@@ -8,6 +8,15 @@ desired state), `env.json` (0600: LLM keys), `gateway.pid` (pid + process start
 time, so a reused pid is never mistaken for ours) and `gateway.log`. A
 restarted agent reads them and adopts the gateways that still run.
 
+Warm pool (`WARM_POOL_SIZE`, default 0): the runtime keeps that many spare
+gateways booted on the next free ports of the provisioner's port grid, each in
+its own folder under `<data>/.slots/`. A create for a new user on a spare's
+port takes the spare over: `<data>/<user_id>` becomes a link to the spare's
+folder, the spec's files are written there, and OpenClaw hot-reloads the new
+config (token, model, tools, hooks) in about a second instead of booting for
+10-15. A spec with env (LLM keys) cannot be handed to a process that is already
+running, so it cold-starts; a spare on a port it cannot use is retired first.
+
 Not a security boundary: every gateway runs as the agent's OS user, without
 resource limits. Production hosts use the `docker` runtime.
 """
@@ -17,19 +26,22 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import psutil
-from yourclaw_common.events import ContainerInfo, ContainerSpec
+from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 
 from yourclaw_host_agent.errors import (
@@ -45,13 +57,23 @@ from yourclaw_host_agent.install_openclaw import (
     openclaw_entry,
 )
 from yourclaw_host_agent.layout import DataLayout, UserPaths, user_id_of
-from yourclaw_host_agent.metrics import ADOPTED, GATEWAY_RESTARTS
+from yourclaw_host_agent.metrics import (
+    ADOPTED,
+    GATEWAY_RESTARTS,
+    WARM_CLAIMS,
+    WARM_GATEWAYS,
+)
 
 __all__ = ["ProcessRuntime"]
 
 log = get_logger(__name__)
 
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
+_CONFIG_FILE = "config/openclaw.json"
+# Spare and taken-over gateways live here for good: their processes were
+# started with these paths, so the folders never move.
+_SLOTS = ".slots"
+_SPARE_MARK = "spare.json"
 _MAX_RESTART_BACKOFF = 300.0
 # Popen objects of the gateways this process spawned, kept so they can be reaped
 # (an agent restarted in the same process, as in tests, still reaps them).
@@ -174,6 +196,38 @@ def _spawn(argv: list[str], env: dict[str, str], paths: UserPaths) -> _Pid:
     return _Pid(child.pid, created)
 
 
+def _spare_config() -> dict[str, object]:
+    """What a spare boots with: the gateway block every rendered config has
+    (a change there would make OpenClaw restart), and a token nobody knows."""
+    return {
+        "gateway": {
+            "mode": "local",
+            "port": GATEWAY_CONFIG_PORT,
+            "auth": {"mode": "token", "token": secrets.token_urlsafe(32)},
+            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+        }
+    }
+
+
+async def _admits_traffic(port: int) -> bool:
+    """OpenClaw's /readyz: startup done (config watcher, hooks, cron running).
+    /healthz answers seconds earlier, before a config change would be seen."""
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            resp = await http.get(f"http://127.0.0.1:{port}/readyz")
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 200
+
+
+def _gateway_token(config: str | None) -> str | None:
+    try:
+        token = json.loads(config or "")["gateway"]["auth"]["token"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return token if isinstance(token, str) and token else None
+
+
 class ProcessRuntime:
     """Real OpenClaw gateways as local processes (`make up`, tests)."""
 
@@ -189,6 +243,9 @@ class ProcessRuntime:
         install: bool = True,
         stop_timeout: float = 20.0,
         restart_backoff: float = 5.0,
+        warm_pool: int = 0,
+        port_grid: range = range(19100, 30000, 120),
+        takeover_timeout: float = 30.0,
     ):
         self._layout = layout
         self._openclaw_dir = openclaw_dir.resolve()
@@ -202,6 +259,14 @@ class ProcessRuntime:
         self._last_restart: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
         self._compile_cache = self._layout.root / ".cache" / "node-compile"
+        self._warm_pool = warm_pool
+        self._port_grid = port_grid
+        self._takeover_timeout = takeover_timeout
+        # Spares are spawned and taken under this lock, so a port never gets two.
+        self._pool_lock = asyncio.Lock()
+        # Ports a create is about to use (between `prepare` and `run`), with
+        # when: the pool must not boot a spare there meanwhile.
+        self._claimed: dict[int, float] = {}
 
     # -- records ---------------------------------------------------------------
 
@@ -351,7 +416,9 @@ class ProcessRuntime:
             port=record.port,
         )
 
-    async def _terminate(self, paths: UserPaths, record: _Record) -> None:
+    async def _terminate(
+        self, paths: UserPaths, record: _Record, *, timeout: float | None = None
+    ) -> None:
         pid = self._read_pid(paths)
         if not self._alive(pid, record.port):
             (paths.run / "gateway.pid").unlink(missing_ok=True)
@@ -361,7 +428,7 @@ class ProcessRuntime:
         pgid = pid.pid
         with_kill = False
         for sig, budget in (
-            (signal.SIGTERM, self._stop_timeout),
+            (signal.SIGTERM, self._stop_timeout if timeout is None else timeout),
             (signal.SIGKILL, 5.0),
         ):
             try:
@@ -410,12 +477,126 @@ class ProcessRuntime:
                 )
 
     async def close(self) -> None:
-        return None
+        # Users' gateways keep running; spares are nobody's and would only
+        # hold memory and ports while no agent can hand them out.
+        async with self._pool_lock:
+            for spare, port in self._spares():
+                await self._retire(spare, port)
+        WARM_GATEWAYS.set(0)
 
     async def ping(self) -> bool:
         return self._command is not None or openclaw_entry(self._openclaw_dir).exists()
 
+    async def prepare(self, spec: ContainerSpec, paths: UserPaths) -> None:
+        """Before anything is written: refuse a port a stray process holds, hand
+        a new user the spare on their port, or retire a spare in the way."""
+        record = self._record(paths)
+        if record is not None and record.port == spec.port:
+            return  # their own gateway holds it until it is replaced
+        async with self._pool_lock:
+            self._claimed[spec.port] = time.monotonic()
+            spare = next((p for p, port in self._spares() if port == spec.port), None)
+            if spare is None:
+                if not _port_free(spec.port):
+                    self._claimed.pop(spec.port, None)
+                    raise PortInUse(
+                        f"port {spec.port} is taken on this host", port=spec.port
+                    )
+                return
+            fresh = not paths.root.exists() and not paths.root.is_symlink()
+            if fresh and not spec.env and await _admits_traffic(spec.port):
+                (spare.run / _SPARE_MARK).unlink()
+                paths.root.parent.mkdir(parents=True, exist_ok=True)
+                paths.root.symlink_to(Path(_SLOTS) / spare.root.name)
+                return
+            # Someone with a workspace or keys of their own, or a spare still
+            # booting: the port is theirs, the spare goes.
+            WARM_CLAIMS.labels("retired").inc()
+            await self._retire(spare, spec.port)
+
+    async def _reloaded(self, spec: ContainerSpec) -> bool:
+        """Whether the gateway took the spec's config: its token opens /v1/models."""
+        token = _gateway_token(spec.files.get(_CONFIG_FILE))
+        if token is None:
+            return True
+        url = f"http://127.0.0.1:{spec.port}/v1/models"
+        deadline = time.monotonic() + self._takeover_timeout
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                try:
+                    resp = await http.get(
+                        url, headers={"Authorization": f"Bearer {token}"}
+                    )
+                    if resp.status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        return False
+
+    # -- warm pool -------------------------------------------------------------
+
+    def _spares(self) -> list[tuple[UserPaths, int]]:
+        """The spares on disk with their ports (alive or not)."""
+        slots = self._layout.root / _SLOTS
+        if not slots.is_dir():
+            return []
+        found = []
+        for entry in sorted(slots.iterdir()):
+            mark = _read_json(entry / "run" / _SPARE_MARK)
+            port = mark.get("port") if mark else None
+            if isinstance(port, int):
+                found.append((UserPaths(entry), port))
+        return found
+
+    async def _retire(self, spare: UserPaths, port: int) -> None:
+        record = _Record("spare", "", port, "", "stopped")
+        # Nothing of anyone's to save: a short grace, then the group is killed.
+        await self._terminate(spare, record, timeout=3.0)
+        await asyncio.to_thread(shutil.rmtree, spare.root, True)
+        log.info("host_agent.warm.retired", port=port)
+
+    async def _fill_pool(self) -> None:
+        async with self._pool_lock:
+            alive = 0
+            for spare, port in self._spares():
+                if self._alive(self._read_pid(spare), port):
+                    alive += 1
+                else:
+                    await self._retire(spare, port)
+            now = time.monotonic()
+            taken = {r.port for p in self._all_paths() if (r := self._record(p))}
+            taken |= {port for _, port in self._spares()}
+            taken |= {port for port, at in self._claimed.items() if now - at < 60}
+            for port in self._port_grid:
+                if alive >= self._warm_pool:
+                    break
+                if port in taken or not _port_free(port):
+                    continue
+                await asyncio.to_thread(self._spawn_spare, port)
+                alive += 1
+            WARM_GATEWAYS.set(alive)
+
+    def _spawn_spare(self, port: int) -> None:
+        paths = UserPaths(self._layout.root / _SLOTS / uuid.uuid4().hex)
+        for folder in (paths.config, paths.workspace, paths.run):
+            folder.mkdir(parents=True, exist_ok=True)
+        # Booted with its own random token, so nobody can use it until a user's
+        # config (with theirs) replaces this one.
+        _write_json(paths.root / _CONFIG_FILE, _spare_config())
+        _write_json(paths.run / _SPARE_MARK, {"port": port})
+        self._prepare_home(paths)
+        pid = _spawn(self._argv(port), self._env(paths), paths)
+        _write_json(paths.run / "gateway.pid", asdict(pid))
+        log.info("host_agent.warm.spawned", port=port, pid=pid.pid)
+
     async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
+        try:
+            return await self._run(spec, paths)
+        finally:
+            self._claimed.pop(spec.port, None)
+
+    async def _run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
         async with self._locks[spec.name]:
             old = self._record(paths)
             if old is not None:
@@ -427,6 +608,20 @@ class ProcessRuntime:
             _write_json(paths.run / "env.json", dict(spec.env))
             self._save_record(paths, record)
             self._backoff.pop(spec.name, None)
+            if old is None and self._alive(self._read_pid(paths), spec.port):
+                # A spare taken over by `prepare`: it reloads the new config.
+                if await self._reloaded(spec):
+                    WARM_CLAIMS.labels("taken").inc()
+                    log.info(
+                        "host_agent.warm.taken", container=spec.name, port=spec.port
+                    )
+                    return self._info(paths, record)
+                log.warning(
+                    "host_agent.warm.reload_timeout",
+                    container=spec.name,
+                    port=spec.port,
+                )
+                await self._terminate(paths, record)
             await self._start_process(paths, record)
             return self._info(paths, record)
 
@@ -486,6 +681,8 @@ class ProcessRuntime:
         return await asyncio.to_thread(_tail, paths.run / "gateway.log", tail)
 
     async def supervise(self) -> None:
+        if self._warm_pool > 0:
+            await self._fill_pool()
         now = time.monotonic()
         for paths in self._all_paths():
             record = self._record(paths)

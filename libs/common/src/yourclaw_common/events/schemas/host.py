@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "GATEWAY_CONFIG_PORT",
     "ContainerInfo",
     "ContainerSpec",
     "CreateContainer",
@@ -36,6 +37,13 @@ class _Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: int = 1
+
+
+# The port OpenClaw's config names (`gateway.port`): inside a container it is
+# the one the runtime publishes; the process runtime passes `--port` instead.
+# Every gateway's config carries this same value, so swapping configs never
+# changes it (a `gateway.port` change makes OpenClaw restart).
+GATEWAY_CONFIG_PORT = 18789
 
 
 class ContainerSpec(BaseModel):
