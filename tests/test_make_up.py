@@ -79,7 +79,12 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
         if k not in ("NATS_URL", "DATABASE_URL", "PYTEST_XDIST_WORKER")
     }
     env.update(
-        API_PORT=str(api_port), DEVSIM_PORT=str(devsim_port), PYTHONUNBUFFERED="1"
+        API_PORT=str(api_port),
+        DEVSIM_PORT=str(devsim_port),
+        PYTHONUNBUFFERED="1",
+        # What `make openclaw` installed (make up runs it first); the default
+        # is relative to the working directory, which is a fresh one here.
+        OPENCLAW_INSTALL_DIR=str(ROOT / ".tools" / "openclaw"),
     )
     os.chmod(tmp_path, 0o755)  # the embedded PostgreSQL user must reach .data/
     up = subprocess.Popen(
