@@ -142,7 +142,10 @@ async def open_runtime(
         nc = await connect(settings.nats_url, name=settings.service_name)
         js = nc.jetstream()
         await ensure_topology(
-            js, consumers=consumers, default_ack_wait=settings.consumer_ack_wait_seconds
+            js,
+            consumers=consumers,
+            default_ack_wait=settings.consumer_ack_wait_seconds,
+            replicas=settings.nats_stream_replicas,
         )
         runtime = Runtime(settings, pool, nc, js, stop)
         if settings.metrics_port:

@@ -119,7 +119,9 @@ def _lifespan(
             stack.push_async_callback(_close_nats, nc)
             js = nc.jetstream()
             # The gateway only publishes: it declares the streams, no consumers.
-            await ensure_topology(js, consumers=[])
+            await ensure_topology(
+                js, consumers=[], replicas=settings.nats_stream_replicas
+            )
             # Events written with a change (BYOK → reprovision) leave after commit.
             stop = asyncio.Event()
             relay = asyncio.create_task(
