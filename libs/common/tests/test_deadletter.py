@@ -164,3 +164,45 @@ async def test_permanent_errors_and_poison_bodies_keep_their_reason(js):
     assert all(letter.deliveries == 1 for letter in letters)
     stop.set()
     await task
+
+
+async def test_lag_gauge_shows_the_backlog_and_drains_to_zero(js):
+    """What the ConsumerLagGrowing alert and the pipeline dashboard read."""
+    spec = ConsumerSpec("test-lag", Subject.INBOUND_WHATSAPP)
+    await js.add_consumer(spec.stream, spec.config(TEST_ACK_WAIT_SECONDS))
+    for i in range(7):
+        await publish(js, inbound(f"SMlag{i}-{uuid.uuid4().hex[:6]}"))
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(
+        watch_consumers(js, [spec], stop=stop, metrics=METRICS, interval=0.2)
+    )
+    pending = METRICS.consumer_pending.labels(spec.durable)._value
+
+    async def pending_is(n: int) -> bool:
+        return pending.get() == n
+
+    await eventually(lambda: pending_is(7), message="backlog not exported")
+
+    async def handler(event: InboundWhatsApp, ctx) -> None:
+        return None
+
+    consumer = asyncio.create_task(
+        consume(
+            js,
+            spec,
+            handler,
+            stop=stop,
+            metrics=METRICS,
+            ack_wait=TEST_ACK_WAIT_SECONDS,
+            fetch_timeout=0.2,
+        )
+    )
+    await eventually(lambda: pending_is(0), message="backlog did not drain")
+    ack_pending = METRICS.consumer_ack_pending.labels(spec.durable)._value
+
+    async def all_acked() -> bool:
+        return ack_pending.get() == 0
+
+    await eventually(all_acked, message="messages left unacked")
+    stop.set()
+    await asyncio.gather(watcher, consumer)
