@@ -206,3 +206,27 @@ async def test_lag_gauge_shows_the_backlog_and_drains_to_zero(js):
     await eventually(all_acked, message="messages left unacked")
     stop.set()
     await asyncio.gather(watcher, consumer)
+
+
+async def test_a_message_never_acked_dead_letters_as_max_deliveries(js):
+    """A handler that hangs or a process that dies on every attempt: JetStream
+    gives up after max_deliver and the DLQ says so."""
+    spec = ConsumerSpec("test-dlq-hang", Subject.INBOUND_WHATSAPP, max_deliver=2)
+    await js.add_consumer(spec.stream, spec.config(1.0))  # ack_wait 1 s
+    await publish(js, inbound(f"SMhang-{uuid.uuid4().hex[:6]}"))
+    psub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+
+    async def dead() -> list:
+        try:  # fetch and never ack, as a crashed worker would
+            await psub.fetch(1, timeout=0.5)
+        except TimeoutError:
+            pass
+        return await list_dead_letters(js, consumer=spec.durable)
+
+    (letter,) = await eventually(dead, timeout=15, message="not dead-lettered")
+    assert letter.kind == "max_deliveries"
+    assert letter.deliveries == 2
+    assert letter.reason == "max_deliveries: not acked after 2 deliveries"
+    original = await original_message(js, letter)
+    assert original.subject == "inbound.whatsapp"
+    await psub.unsubscribe()
