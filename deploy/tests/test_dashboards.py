@@ -187,7 +187,12 @@ def exported_by_service(tmp_path_factory) -> dict[str, set[str]]:
         if k not in ("NATS_URL", "DATABASE_URL", "PYTEST_XDIST_WORKER")
     }
     env.update(
-        API_PORT=str(api_port), DEVSIM_PORT=str(devsim_port), PYTHONUNBUFFERED="1"
+        API_PORT=str(api_port),
+        DEVSIM_PORT=str(devsim_port),
+        PYTHONUNBUFFERED="1",
+        # The openclaw `make test` installed (`make openclaw`), as `make up` in
+        # the repository finds it: no second npm install from the temp dir.
+        OPENCLAW_INSTALL_DIR=str(ROOT / ".tools" / "openclaw"),
     )
     up = subprocess.Popen(
         [sys.executable, "-m", "yourclaw_devkit.up"],
