@@ -12,7 +12,7 @@ PYTHON ?= python3
 # NATS_URL is shared, so then they run in one process.
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 
-.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools
+.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools images
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -59,6 +59,13 @@ migrate: install ## Apply migrations to DATABASE_URL
 bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
+
+IMAGE_TAG ?= dev
+images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
+	@for svc in gateway-api messaging billing provisioner host-agent web; do \
+	  docker build -f deploy/$$svc/Dockerfile -t yourclaw-$$svc:$(IMAGE_TAG) . || exit 1; \
+	done
+	docker build -f deploy/openclaw/Dockerfile -t yourclaw-openclaw:latest deploy/openclaw
 
 clean: ## Remove local state (.data: the embedded databases of `make up`)
 	rm -rf .data

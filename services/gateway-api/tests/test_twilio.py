@@ -327,6 +327,27 @@ class TestTwilioWhatsAppWebhook:
                     "yourclaw_gateway_api_webhook_publish_seconds_count",
                     provider="twilio",
                 ),
+                # Served outside FastAPI, yet counted by route and status and
+                # timed like every other route (the webhook p99 alert).
+                sample(
+                    text,
+                    "yourclaw_gateway_api_api_requests_total",
+                    method="POST",
+                    route=TWILIO_WHATSAPP_PATH,
+                    status="200",
+                ),
+                sample(
+                    text,
+                    "yourclaw_gateway_api_api_requests_total",
+                    method="POST",
+                    route=TWILIO_WHATSAPP_PATH,
+                    status="403",
+                ),
+                sample(
+                    text,
+                    "yourclaw_gateway_api_api_request_seconds_count",
+                    route=TWILIO_WHATSAPP_PATH,
+                ),
             )
 
         before = await scrape()
@@ -334,7 +355,14 @@ class TestTwilioWhatsAppWebhook:
         await gateway.post_twilio(twilio.inbound_params(sid(19)), token="guess")
         after = await scrape()
 
-        assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
+        assert [b - a for a, b in zip(before, after, strict=True)] == [
+            1,
+            1,
+            1,
+            1,
+            1,
+            2,
+        ]
 
     async def test_rejection_is_logged_once_without_secrets(
         self, gateway, twilio, caplog

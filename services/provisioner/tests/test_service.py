@@ -464,3 +464,10 @@ class TestOps:
         assert "yourclaw_provisioner_request_to_ready_seconds_count" in text
         assert 'yourclaw_provisioner_assistants{status="READY"}' in text
         assert "yourclaw_provisioner_heartbeats_total" in text
+        assert 'yourclaw_provisioner_host_up{host="h-metrics"} 1.0' in text
+        assert 'yourclaw_provisioner_hosts{status="OFFLINE"} ' in text
+        # The runner's lag gauge, one per durable the provisioner consumes.
+        assert (
+            "yourclaw_provisioner_consumer_pending_messages"
+            '{consumer="provisioner-provision-requested"} 0.0' in text
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["RunnerMetrics", "metric_prefix", "runner_metrics"]
 
@@ -27,6 +27,28 @@ class RunnerMetrics:
         self.redeliveries = Counter(
             f"{p}_event_redeliveries_total",
             "Messages received again after a failure or timeout.",
+            ["consumer"],
+        )
+        self.dead_lettered = Counter(
+            f"{p}_events_dead_lettered_total",
+            "Messages this service terminated into the dead-letter stream, by "
+            "consumer and reason (invalid, permanent, exhausted).",
+            ["consumer", "reason"],
+        )
+        self.consumer_pending = Gauge(
+            f"{p}_consumer_pending_messages",
+            "Consumer lag: messages in the stream not yet delivered to the durable.",
+            ["consumer"],
+        )
+        self.consumer_ack_pending = Gauge(
+            f"{p}_consumer_ack_pending_messages",
+            "Messages delivered to the durable and not yet acked.",
+            ["consumer"],
+        )
+        self.dead_letters = Gauge(
+            f"{p}_dead_letter_messages",
+            "Dead letters of the durable waiting in the DEAD_LETTER stream "
+            "(until replayed or deleted with yourclaw-dlq).",
             ["consumer"],
         )
         self.handler_seconds = Histogram(

@@ -12,6 +12,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from nats.js.errors import FetchTimeoutError
 from pydantic import ValidationError
 
 from yourclaw_common.errors import PermanentError
-from yourclaw_common.events import ConsumerSpec, Event, model_for
+from yourclaw_common.events import ConsumerSpec, Event, Stream, model_for
 from yourclaw_common.logging import bind_correlation_id, get_correlation_id, get_logger
 from yourclaw_common.metrics import RunnerMetrics
 
@@ -35,13 +36,16 @@ __all__ = [
     "backoff_seconds",
     "connect",
     "consume",
+    "count_dead_letters",
     "publish",
+    "watch_consumers",
 ]
 
 log = get_logger(__name__)
 
 CORRELATION_HEADER = "Yourclaw-Correlation-Id"
 _MSG_ID_HEADER = "Nats-Msg-Id"
+_MAX_REASON_CHARS = 400
 
 E = TypeVar("E", bound=Event)
 
@@ -129,6 +133,22 @@ async def _heartbeat_loop(msg: Msg, interval: float) -> None:
             log.warning("nats.consume.heartbeat_failed", error=str(exc))
 
 
+def _reason(kind: str, detail: str) -> bytes:
+    """One line, bounded: the reason JetStream puts in the terminated advisory."""
+    text = " ".join(f"{kind}: {detail}".split())
+    return text[:_MAX_REASON_CHARS].encode()
+
+
+async def _term(msg: Msg, reason: bytes) -> None:
+    """`+TERM <reason>`: JetStream copies the reason into its MSG_TERMINATED
+    advisory, which the DEAD_LETTER stream stores. nats-py's `Msg.term()` takes
+    no reason, so the ack is published the way `term()` does it."""
+    if not msg.reply:
+        raise ValueError("not a JetStream message: no reply subject")
+    await msg._client.publish(msg.reply, Msg.Ack.Term + b" " + reason)
+    msg._ackd = True
+
+
 async def _handle_one(
     msg: Msg,
     spec: ConsumerSpec,
@@ -141,62 +161,115 @@ async def _handle_one(
     num_delivered = msg.metadata.num_delivered
     started = time.perf_counter()
     outcome = "acked"
+    dead_letter = ""  # why the message is terminated, when it is
+    reason = b""
+    delay = 0.0
     with bind_correlation_id(cid):
         if num_delivered > 1:
             metrics.redeliveries.labels(spec.durable).inc()
         try:
             event = model_for(msg.subject).model_validate_json(msg.data)
         except (ValidationError, KeyError, ValueError) as exc:
-            outcome = "terminated"
+            outcome, dead_letter = "terminated", "invalid"
+            reason = _reason("invalid_message", str(exc))
             log.error(
                 "nats.consume.invalid_message",
                 consumer=spec.durable,
                 subject=msg.subject,
                 error=str(exc)[:500],
             )
-            await msg.term()
-            metrics.consumed.labels(spec.durable, msg.subject, outcome).inc()
-            return
-        ctx = HandlerContext(msg, spec.durable, num_delivered, cid)
-        beat = asyncio.create_task(_heartbeat_loop(msg, heartbeat_interval))
-        try:
-            await handler(event, ctx)
-        except PermanentError as exc:
-            outcome = "terminated"
-            log.error(
-                "nats.consume.permanent_error",
-                consumer=spec.durable,
-                subject=msg.subject,
-                code=exc.code,
-                error=exc.detail,
-            )
-        except Exception as exc:
-            outcome = "retried"
-            delay = backoff_seconds(num_delivered)
-            log.exception(
-                "nats.consume.handler_failed",
-                consumer=spec.durable,
-                subject=msg.subject,
-                num_delivered=num_delivered,
-                retry_in_s=round(delay, 2),
-                error=str(exc)[:500],
-            )
-        finally:
-            beat.cancel()
+        else:
+            ctx = HandlerContext(msg, spec.durable, num_delivered, cid)
+            beat = asyncio.create_task(_heartbeat_loop(msg, heartbeat_interval))
+            try:
+                await handler(event, ctx)
+            except PermanentError as exc:
+                outcome, dead_letter = "terminated", "permanent"
+                reason = _reason(f"permanent_error {exc.code}", exc.detail)
+                log.error(
+                    "nats.consume.permanent_error",
+                    consumer=spec.durable,
+                    subject=msg.subject,
+                    code=exc.code,
+                    error=exc.detail,
+                )
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if num_delivered >= spec.max_deliver:
+                    # The last delivery JetStream allows: terminate with the
+                    # error rather than let MAX_DELIVERIES drop the reason.
+                    outcome, dead_letter = "terminated", "exhausted"
+                    reason = _reason(
+                        f"retries_exhausted after {num_delivered} deliveries", error
+                    )
+                else:
+                    outcome = "retried"
+                    delay = backoff_seconds(num_delivered)
+                log.exception(
+                    "nats.consume.handler_failed",
+                    consumer=spec.durable,
+                    subject=msg.subject,
+                    num_delivered=num_delivered,
+                    dead_lettered=bool(dead_letter),
+                    retry_in_s=round(delay, 2),
+                    error=error[:500],
+                )
+            finally:
+                beat.cancel()
         try:
             if outcome == "acked":
                 await msg.ack()
             elif outcome == "terminated":
-                await msg.term()
+                await _term(msg, reason)
             else:
                 await msg.nak(delay=delay)
         except Exception as exc:
             # The server will redeliver after ack_wait; handlers are idempotent.
             log.warning("nats.consume.ack_failed", outcome=outcome, error=str(exc))
+        if dead_letter:
+            metrics.dead_lettered.labels(spec.durable, dead_letter).inc()
         metrics.consumed.labels(spec.durable, msg.subject, outcome).inc()
         metrics.handler_seconds.labels(spec.durable).observe(
             time.perf_counter() - started
         )
+
+
+async def watch_consumers(
+    js: JetStreamContext,
+    specs: list[ConsumerSpec],
+    *,
+    stop: asyncio.Event,
+    metrics: RunnerMetrics,
+    interval: float = 10.0,
+) -> None:
+    """Until `stop`: export each durable's lag (pending, ack pending) and the
+    number of its dead letters waiting in the DEAD_LETTER stream."""
+    while not stop.is_set():
+        for spec in specs:
+            try:
+                info = await js.consumer_info(spec.stream, spec.durable)
+                metrics.consumer_pending.labels(spec.durable).set(info.num_pending or 0)
+                metrics.consumer_ack_pending.labels(spec.durable).set(
+                    info.num_ack_pending or 0
+                )
+                metrics.dead_letters.labels(spec.durable).set(
+                    await count_dead_letters(js, spec)
+                )
+            except Exception as exc:  # NATS may be restarting; try next round
+                log.warning(
+                    "nats.consumer_info_failed", consumer=spec.durable, error=str(exc)
+                )
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def count_dead_letters(js: JetStreamContext, spec: ConsumerSpec) -> int:
+    """Dead letters of one durable in the DEAD_LETTER stream (both advisory kinds)."""
+    info = await js.stream_info(
+        Stream.DEAD_LETTER,
+        subjects_filter=f"$JS.EVENT.ADVISORY.CONSUMER.*.{spec.stream}.{spec.durable}",
+    )
+    return sum((info.state.subjects or {}).values())
 
 
 async def consume(

@@ -19,7 +19,7 @@ from yourclaw_common.db import create_pool, migrate
 from yourclaw_common.events import ConsumerSpec, ensure_topology
 from yourclaw_common.logging import get_logger
 from yourclaw_common.metrics import runner_metrics
-from yourclaw_common.nats import Handler, connect, consume
+from yourclaw_common.nats import Handler, connect, consume, watch_consumers
 from yourclaw_common.ops import serve_ops
 from yourclaw_common.outbox import relay_forever
 from yourclaw_common.settings import CommonSettings
@@ -142,7 +142,10 @@ async def open_runtime(
         nc = await connect(settings.nats_url, name=settings.service_name)
         js = nc.jetstream()
         await ensure_topology(
-            js, consumers=consumers, default_ack_wait=settings.consumer_ack_wait_seconds
+            js,
+            consumers=consumers,
+            default_ack_wait=settings.consumer_ack_wait_seconds,
+            replicas=settings.nats_stream_replicas,
         )
         runtime = Runtime(settings, pool, nc, js, stop)
         if settings.metrics_port:
@@ -180,6 +183,15 @@ async def run_consumers(
                     ack_wait=spec.ack_wait
                     or runtime.settings.consumer_ack_wait_seconds,
                     concurrency=concurrency,
+                )
+            )
+        if handlers:
+            tg.create_task(
+                watch_consumers(
+                    runtime.js,
+                    [spec for spec, _ in handlers],
+                    stop=runtime.stop,
+                    metrics=metrics,
                 )
             )
         if relay_outbox:

@@ -27,6 +27,8 @@ class CommonSettings(BaseSettings):
     db_pool_max_size: int = Field(default=10, ge=1)
     # Fernet keys, comma-separated, newest first (MultiFernet rotation).
     encryption_key: SecretStr = SecretStr("")
+    # Replicas of every JetStream stream: 1 on a single server, 3 on a cluster.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     # Seconds a consumer may hold a message without acking or heartbeating.
     consumer_ack_wait_seconds: float = Field(default=30.0, gt=0)
     # Port of the /metrics /healthz /readyz server of worker services (0 = off).

@@ -18,11 +18,12 @@ from yourclaw_common.events import (
 from yourclaw_common.logging import get_logger
 from yourclaw_common.nats import Handler, HandlerContext
 
-from yourclaw_billing import metrics
+from yourclaw_billing import metrics, repository
 from yourclaw_billing.service import Billing
 
 __all__ = [
     "RequestHandler",
+    "export_subscription_counts",
     "on_checkout_request",
     "on_portal_request",
     "on_stripe_event",
@@ -103,12 +104,21 @@ async def sweep_grace_periods(pool: asyncpg.Pool, billing: Billing) -> int:
     return ended
 
 
+async def export_subscription_counts(pool: asyncpg.Pool) -> None:
+    """Set the subscriptions-by-status gauge (every status, zeros included)."""
+    async with pool.acquire() as conn:
+        counts = await repository.subscription_counts(conn)
+    for status in ("ACTIVE", "PAST_DUE", "CANCELED"):
+        metrics.SUBSCRIPTIONS.labels(status).set(counts.get(status, 0))
+
+
 async def sweep_grace_periods_forever(
     pool: asyncpg.Pool, billing: Billing, *, stop: asyncio.Event, interval: float
 ) -> None:
     while not stop.is_set():
         try:
             await sweep_grace_periods(pool, billing)
+            await export_subscription_counts(pool)
         except Exception as exc:  # the next sweep retries
             log.warning("billing.grace.sweep_failed", error=str(exc)[:300])
         try:

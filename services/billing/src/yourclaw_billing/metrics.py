@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "GRACE_EXPIRED",
@@ -10,6 +10,7 @@ __all__ = [
     "REQUESTS",
     "STRIPE_API_SECONDS",
     "STRIPE_EVENTS",
+    "SUBSCRIPTIONS",
     "TRANSITIONS",
 ]
 
@@ -42,4 +43,9 @@ GRACE_EXPIRED = Counter(
 RECONCILED = Counter(
     "yourclaw_billing_reconciled_events_total",
     "Stripe events the reconcile command found missing and fed again.",
+)
+SUBSCRIPTIONS = Gauge(
+    "yourclaw_billing_subscriptions",
+    "Subscriptions by status (ACTIVE, PAST_DUE, CANCELED), as of the last sweep.",
+    ["status"],
 )

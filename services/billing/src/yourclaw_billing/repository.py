@@ -19,6 +19,7 @@ __all__ = [
     "past_due_since_before",
     "record_event",
     "set_status",
+    "subscription_counts",
     "upsert_subscription",
     "user_exists",
     "user_for_customer",
@@ -162,3 +163,11 @@ async def insert_customer(conn: Connection, user_id: UUID, customer_id: str) -> 
         user_id,
         customer_id,
     )
+
+
+async def subscription_counts(conn: Connection) -> dict[str, int]:
+    """How many subscriptions are in each status."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM subscriptions GROUP BY status"
+    )
+    return {row["status"]: int(row["n"]) for row in rows}

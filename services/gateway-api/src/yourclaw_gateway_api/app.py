@@ -13,11 +13,12 @@ from contextlib import (
     suppress,
 )
 from importlib.metadata import version
+from time import perf_counter
 
 import httpx
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
@@ -39,7 +40,7 @@ from yourclaw_gateway_api.auth import DevIssuer, Jwks, KnownUsers, TokenVerifier
 from yourclaw_gateway_api.dependencies import State
 from yourclaw_gateway_api.edge import build_edge
 from yourclaw_gateway_api.errors import install_error_handlers
-from yourclaw_gateway_api.metrics import RATE_LIMITED
+from yourclaw_gateway_api.metrics import API_REQUEST_SECONDS, API_REQUESTS, RATE_LIMITED
 from yourclaw_gateway_api.openapi import LIVENESS_PATH, install_openapi
 from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter, send_rate_limited
 from yourclaw_gateway_api.settings import GatewaySettings
@@ -118,7 +119,9 @@ def _lifespan(
             stack.push_async_callback(_close_nats, nc)
             js = nc.jetstream()
             # The gateway only publishes: it declares the streams, no consumers.
-            await ensure_topology(js, consumers=[])
+            await ensure_topology(
+                js, consumers=[], replicas=settings.nats_stream_replicas
+            )
             # Events written with a change (BYOK → reprovision) leave after commit.
             stop = asyncio.Event()
             relay = asyncio.create_task(
@@ -179,6 +182,7 @@ class GatewayApp:
         self._edge = edge or api
         self._limiter = limiter
         self._client_ip = client_ip or ClientIp()
+        self._twilio_seconds = API_REQUEST_SECONDS.labels(TWILIO_WHATSAPP_PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -203,10 +207,29 @@ class GatewayApp:
                     RATE_LIMITED.labels("twilio").inc()
                     await send_rate_limited(send, wait)
                     return
-            with bind_correlation_id(uuid.uuid4().hex):
-                await self._twilio_whatsapp(scope, receive, send)
+            await self._twilio_counted(scope, receive, send)
             return
         await self._edge(scope, receive, send)
+
+    async def _twilio_counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The webhook, counted and timed like the routes `edge` serves."""
+        status = 0
+        started = perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            with bind_correlation_id(uuid.uuid4().hex):
+                await self._twilio_whatsapp(scope, receive, send_status)
+        finally:
+            self._twilio_seconds.observe(perf_counter() - started)
+            API_REQUESTS.labels(
+                TWILIO_WHATSAPP_PATH, scope["method"], str(status)
+            ).inc()
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:

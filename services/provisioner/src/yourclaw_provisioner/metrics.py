@@ -26,6 +26,16 @@ ASSISTANTS = Gauge(
     "Assistants by status (NONE, PROVISIONING, READY, ERROR).",
     ["status"],
 )
+HOSTS = Gauge(
+    "yourclaw_provisioner_hosts",
+    "Container hosts by status (ACTIVE, DRAINING, OFFLINE).",
+    ["status"],
+)
+HOST_UP = Gauge(
+    "yourclaw_provisioner_host_up",
+    "1 while a host heart-beats (ACTIVE or DRAINING), 0 once marked OFFLINE.",
+    ["host"],
+)
 HOST_CAPACITY = Gauge(
     "yourclaw_provisioner_host_capacity",
     "Containers a host says it can run.",

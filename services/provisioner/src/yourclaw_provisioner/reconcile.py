@@ -209,7 +209,15 @@ class Reconciler:
         counts = await repository.assistant_counts(conn)
         for status in ("NONE", "PROVISIONING", "READY", "ERROR"):
             metrics.ASSISTANTS.labels(status).set(counts.get(status, 0))
-        for row in await repository.host_rows(conn):
+        hosts = await repository.host_rows(conn)
+        for status in ("ACTIVE", "DRAINING", "OFFLINE"):
+            metrics.HOSTS.labels(status).set(
+                sum(1 for row in hosts if row["status"] == status)
+            )
+        for row in hosts:
+            metrics.HOST_UP.labels(row["id"]).set(
+                0 if row["status"] == "OFFLINE" else 1
+            )
             metrics.HOST_CAPACITY.labels(row["id"]).set(row["capacity"])
             metrics.HOST_USED.labels(row["id"]).set(row["used"])
             metrics.HOST_ASSIGNED.labels(row["id"]).set(row["assigned"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -170,12 +170,17 @@ async def ensure_topology(
     *,
     consumers: list[ConsumerSpec] | None = None,
     default_ack_wait: float = 30.0,
+    replicas: int = 1,
 ) -> None:
     """Create or update every stream, then the given consumers (all by default).
 
     Idempotent; the only code that creates streams. Run at every service start.
+    `replicas` is each stream's (and so its consumers') replication factor: 3 on
+    a 3-node JetStream cluster (NATS_STREAM_REPLICAS); raising it on an existing
+    stream makes the cluster copy it to more nodes.
     """
-    for cfg in STREAMS:
+    for base in STREAMS:
+        cfg = replace(base, num_replicas=replicas)
         assert cfg.name is not None
         try:
             await js.stream_info(cfg.name)
