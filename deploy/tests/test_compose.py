@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
+from yourclaw_provisioner.render import PLAYWRIGHT_MCP_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -131,6 +132,13 @@ def test_tenant_image_pins_the_openclaw_the_host_agent_expects():
     assert re.search(r"^WORKDIR /app$", dockerfile, re.M)
     assert "EXPOSE 18789" in dockerfile
     assert not re.search(r"docker(-ce)?-cli|docker\.io", dockerfile)
+
+
+def test_tenant_image_has_the_browser_tools_the_rendered_config_starts():
+    dockerfile = (ROOT / "deploy/openclaw/Dockerfile").read_text()
+    # render.py starts this command as the `playwright` MCP server.
+    assert f"/usr/local/bin/{PLAYWRIGHT_MCP_COMMAND}" in dockerfile
+    assert "/usr/bin/chromium" in dockerfile
 
 
 def _scrape_targets() -> dict[str, list[str]]:

@@ -88,8 +88,9 @@ class TestProvision:
         assert "browser" in config["tools"]["deny"]
         assert config["tools"]["web"]["search"]["enabled"] is True
         assert config["browser"]["enabled"] is False
-        mcp = config["plugins"]["entries"]["openclaw-mcp-adapter"]
-        assert mcp["config"]["servers"][0]["name"] == "playwright"
+        playwright = config["mcp"]["servers"]["playwright"]
+        assert playwright["command"] == "mcp-server-playwright"
+        assert "plugins" not in config
         assert config["cron"] == {
             "webhookToken": notify_secret,
             "webhookSsrfPolicy": {"allowedHostnames": ["api.yourclaw.test"]},

@@ -53,13 +53,16 @@ PROVIDER_ENV: dict[str, str] = {
     LlmProvider.GOOGLE: "GOOGLE_API_KEY",
 }
 
+# The browser tools: Playwright's MCP server over stdio, as OpenClaw's own
+# `mcp.servers` entry (the seed's `openclaw-mcp-adapter` plugin is not a package
+# OpenClaw 2026.9 can load: it only logs "plugin package is missing"). The
+# tenant image (deploy/openclaw/Dockerfile) installs `@playwright/mcp` and puts
+# `mcp-server-playwright` on PATH with Debian's Chromium. Where it is missing
+# (the process runtime of local runs), OpenClaw logs it and runs without them.
+PLAYWRIGHT_MCP_COMMAND = "mcp-server-playwright"
 _PLAYWRIGHT_MCP = {
-    "name": "playwright",
-    "transport": "stdio",
-    "command": "npx",
+    "command": PLAYWRIGHT_MCP_COMMAND,
     "args": [
-        "-y",
-        "@playwright/mcp@latest",
         "--browser",
         "chromium",
         "--headless",
@@ -127,14 +130,7 @@ def render_openclaw_config(
             "web": {"search": {"enabled": True}, "fetch": {"enabled": True}},
             "media": {"image": {"enabled": True}},
         },
-        "plugins": {
-            "entries": {
-                "openclaw-mcp-adapter": {
-                    "enabled": True,
-                    "config": {"servers": [_PLAYWRIGHT_MCP]},
-                }
-            }
-        },
+        "mcp": {"servers": {"playwright": _PLAYWRIGHT_MCP}},
         "browser": {"enabled": False},
         "commands": {"restart": True},
         # OpenClaw injects AGENTS.md-like files only, not CLAUDE.md: this hook
