@@ -78,7 +78,9 @@ def _persistent_secrets() -> dict[str, str]:
     return values
 
 
-def dev_defaults(api_port: int, devsim_port: int, web_port: int = 3000) -> dict[str, str]:
+def dev_defaults(
+    api_port: int, devsim_port: int, web_port: int = 3000
+) -> dict[str, str]:
     """The local stack's settings; the caller's environment overrides each one."""
     devsim = f"http://127.0.0.1:{devsim_port}"
     return {
@@ -318,7 +320,9 @@ def _run_stack(
     if web is None:
         _say("web app not built (make web-build): serving the API only")
     else:
-        specs.append(("web", web, {"SERVICE_NAME": "web", "NEXT_TELEMETRY_DISABLED": "1"}))
+        specs.append(
+            ("web", web, {"SERVICE_NAME": "web", "NEXT_TELEMETRY_DISABLED": "1"})
+        )
     children: list[Child] = []
     try:
         for i, (name, argv, extra) in enumerate(specs):
@@ -373,9 +377,22 @@ def _web_command(port: int) -> list[str] | None:
     """`next start` for the built web app, or None when it is not built."""
     next_cli = WEB_DIR / "node_modules" / "next" / "dist" / "bin" / "next"
     node = _node()
-    if not (WEB_DIR / ".next" / "BUILD_ID").exists() or not next_cli.exists() or not node:
+    if (
+        not (WEB_DIR / ".next" / "BUILD_ID").exists()
+        or not next_cli.exists()
+        or not node
+    ):
         return None
-    return [node, str(next_cli), "start", str(WEB_DIR), "-H", "127.0.0.1", "-p", str(port)]
+    return [
+        node,
+        str(next_cli),
+        "start",
+        str(WEB_DIR),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
 
 
 # What `yourclaw-dev` needs to reach the running stack.
