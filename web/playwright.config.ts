@@ -11,6 +11,8 @@ export const API_PORT = Number(process.env.E2E_API_PORT ?? 18000);
 export const DEVSIM_PORT = Number(process.env.E2E_DEVSIM_PORT ?? 18900);
 const ROOT = path.resolve(__dirname, "..");
 const DATA_DIR = process.env.E2E_DATA_DIR ?? path.join(ROOT, "web", ".e2e-stack");
+// Google sign-in goes to Supabase, which the tests stand in for (offline).
+export const SUPABASE_URL = "http://127.0.0.1:54321";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export default defineConfig({
@@ -55,6 +57,8 @@ export default defineConfig({
           API_PORT: String(API_PORT),
           DEVSIM_PORT: String(DEVSIM_PORT),
           WEB_PORT: String(WEB_PORT),
+          SUPABASE_URL,
+          SUPABASE_ANON_KEY: "e2e-anon-key",
           LOG_LEVEL: "WARNING",
         },
         reuseExistingServer: false,

@@ -1,9 +1,8 @@
 const conversation = [
-  { from: "me", text: "Watch the Lisbon flights for May 12 and tell me if one drops under $300.", time: "9:41 PM" },
-  { from: "bot", text: "On it. I'll check the fares every hour overnight and message you here.", time: "9:41 PM" },
-  { from: "bot", text: "Good news: TAP just dropped to $284 for May 12, 7:05 AM, nonstop. Want me to draft the booking details?", time: "6:12 AM" },
-  { from: "me", text: "Yes please! And add it to my trip notes.", time: "7:02 AM" },
-  { from: "bot", text: "Done. Saved to trip-notes.md with the fare, times and the booking link.", time: "7:02 AM" },
+  { from: "me", text: "Find me a nonstop to Lisbon on May 12 under $300.", time: "7:02 AM" },
+  { from: "bot", text: "Checked four airlines: TAP has one at $284, leaving 7:05 AM and landing 7:20 PM. The others start at $341.", time: "7:03 AM" },
+  { from: "me", text: "Perfect. Save it to my trip notes.", time: "7:04 AM" },
+  { from: "bot", text: "Done: added to trip-notes.md with the fare, the times and the booking link.", time: "7:04 AM" },
 ] as const;
 
 function Ticks() {

@@ -55,8 +55,8 @@ const features = [
   { title: "Writes files", text: "Keeps notes, lists and drafts in its own workspace and sends you what you need." },
   { title: "Runs code", text: "Crunches numbers, converts files and automates small chores in its own sandbox." },
   { title: "Remembers", text: "Your assistant keeps its memory between conversations, so context carries over." },
-  { title: "Reads images", text: "Send a photo of a receipt, a menu or a whiteboard and ask about it." },
-  { title: "Messages you first", text: "Scheduled tasks report back on WhatsApp when they finish — even at night." },
+  { title: "Always on", text: "It runs day and night in its own private container. Message it whenever you like." },
+  { title: "Your choice of model", text: "Claude, GPT-4o or Gemini: switch in the dashboard, or bring your own API keys." },
 ] as const;
 
 export function Features() {
@@ -116,7 +116,7 @@ const faq = [
   ["Can I use my own API keys?", "Yes. Add an Anthropic, OpenAI or Google key in the dashboard and your assistant uses it. We store it encrypted and only ever show its last four characters."],
   ["What does it cost?", "$20 a month, billed by Stripe. AI usage is included within fair-use limits. Cancel any time; your assistant stops at the end of the period."],
   ["Who can see my messages?", "Your assistant runs in its own container. We keep your conversation so you can see it in the dashboard, and never sell it. See the privacy policy."],
-  ["Why WhatsApp?", "Because it is where you already are. No new app, and your assistant can reach you when a task finishes."],
+  ["Why WhatsApp?", "Because it is where you already are. No new app to install, and it works the same on your phone and your laptop."],
 ] as const;
 
 export function Faq() {

@@ -281,7 +281,7 @@ function StatusCard(props: {
         Say hi first: WhatsApp lets it reply freely for 24 hours after your last message.
       </p>
       <dl className="mt-4 grid gap-x-8 gap-y-2 text-sm sm:grid-cols-2">
-        <div><dt className="inline text-zinc-400">Running since </dt><dd className="inline text-zinc-200">{formatDate(assistant.updated_at, true)}</dd></div>
+        <div><dt className="inline text-zinc-400">Last change </dt><dd className="inline text-zinc-200">{formatDate(assistant.updated_at, true)}</dd></div>
         <div><dt className="inline text-zinc-400">Last message </dt><dd className="inline text-zinc-200">{formatDate(assistant.last_message_at, true)}</dd></div>
       </dl>
       <div className="mt-5 flex flex-wrap gap-3">
