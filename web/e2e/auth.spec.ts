@@ -1,5 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { SUPABASE_URL } from "../playwright.config";
+import { capture } from "./helpers";
 
 test("Continue with Google starts Supabase's PKCE flow", async ({ page }) => {
   let authorize: URL | null = null;
@@ -17,9 +18,10 @@ test("Continue with Google starts Supabase's PKCE flow", async ({ page }) => {
   expect(url?.searchParams.get("redirect_to")).toMatch(/\/auth\/callback\?next=%2Fdashboard%2Fusage$/);
 });
 
-test("a failed Google sign-in says why and offers the way back", async ({ page }) => {
+test("a failed Google sign-in says why and offers the way back", async ({ page }, testInfo) => {
   await page.goto("/auth/callback?error=access_denied&error_description=The+user+denied+access");
   await expect(page.getByRole("alert").filter({ hasText: "The user denied access" })).toBeVisible();
+  await capture(page, testInfo, "auth-callback-error");
   await page.getByRole("link", { name: "Back to sign-in" }).click();
   await expect(page).toHaveURL(/\/login$/);
 });
