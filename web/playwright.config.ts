@@ -22,8 +22,9 @@ export default defineConfig({
   workers: 1,
   forbidOnly: !!process.env.CI,
   retries: 0,
-  timeout: 60_000,
-  expect: { timeout: 10_000 },
+  // Generous: the stack shares 2 cores with OpenClaw gateways booting.
+  expect: { timeout: 30_000 },
+  timeout: 90_000,
   reporter: [["list"], ["html", { open: "never", outputFolder: "playwright-report" }]],
   use: {
     baseURL: `http://127.0.0.1:${WEB_PORT}`,

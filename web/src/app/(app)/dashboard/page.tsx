@@ -118,7 +118,7 @@ function AssistantPage() {
   return (
     <>
       <PageHeader title="Assistant" description="Your personal OpenClaw agent on WhatsApp.">
-        {assistant.data ? <AssistantBadge status={pending?.kind === "delete" ? "PROVISIONING" : assistant.data.status} /> : null}
+        {assistant.data ? <AssistantBadge status={pending?.kind === "delete" ? "DELETING" : assistant.data.status} /> : null}
       </PageHeader>
       <div className="space-y-6">
         {loadError ? <ErrorNotice error={loadError} onRetry={() => void Promise.all([assistant.reload(), subscription.reload()])} /> : null}
