@@ -131,6 +131,8 @@ function AssistantPage() {
           </Card>
         ) : assistant.data && subscription.data ? (
           <>
+            {/* Announces READY / ERROR when they arrive by polling. */}
+            <div aria-live="polite">
             <StatusCard
               assistant={assistant.data}
               subscription={subscription.data}
@@ -145,6 +147,7 @@ function AssistantPage() {
               onRecreate={() => setConfirm("recreate")}
               onDelete={() => setConfirm("delete")}
             />
+            </div>
             {assistant.data.status !== "NONE" && pending?.kind !== "delete" ? (
               <ModelPicker
                 models={models.data}
