@@ -62,7 +62,9 @@ web-typecheck: web-install ## TypeScript check of the web app and its e2e tests
 
 web-test: web-typecheck web-build system-tools ## Web e2e: Playwright + Chromium against a fresh local stack
 	@echo "==> web e2e against a fresh local stack (ports $${E2E_WEB_PORT:-13000}, $${E2E_API_PORT:-18000}, $${E2E_DEVSIM_PORT:-18900})"
-	@cd web && CI=1 scripts/with-node.sh npx playwright test $(E2E_ARGS)
+	@cd web && CI=1 scripts/with-node.sh npx playwright test $(E2E_ARGS) || { \
+		echo "web e2e failed: report in web/playwright-report/, screenshots and traces in" \
+			"web/test-results/, the stack's log in web/.e2e-stack/stack.log"; exit 1; }
 
 test-fast: install ## Tests without the slow ones
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)

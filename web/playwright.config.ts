@@ -50,7 +50,8 @@ export default defineConfig({
     ? undefined
     : {
         // A fresh stack each run: a new database, so every test user is new.
-        command: `rm -rf "${DATA_DIR}" && .tools/bin/uv run --frozen --no-sync yourclaw-up`,
+        // Its output goes to <data dir>/stack.log, for when a test fails.
+        command: `rm -rf "${DATA_DIR}" && mkdir -p "${DATA_DIR}" && .tools/bin/uv run --frozen --no-sync yourclaw-up > "${DATA_DIR}/stack.log" 2>&1`,
         cwd: ROOT,
         url: `http://127.0.0.1:${WEB_PORT}/`,
         env: {
@@ -60,11 +61,11 @@ export default defineConfig({
           WEB_PORT: String(WEB_PORT),
           SUPABASE_URL,
           SUPABASE_ANON_KEY: "e2e-anon-key",
-          LOG_LEVEL: "WARNING",
+          LOG_LEVEL: "INFO",
         },
         reuseExistingServer: false,
         timeout: 180_000,
-        stdout: process.env.E2E_STACK_LOGS ? "pipe" : "ignore",
+        stdout: "ignore",
         stderr: "pipe",
         // SIGTERM lets yourclaw-up stop its OpenClaw gateways and services.
         gracefulShutdown: { signal: "SIGTERM", timeout: 60_000 },

@@ -72,8 +72,8 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
   await test.step("change the model", async () => {
     await page.getByRole("radio", { name: /Claude Haiku 4\.5/ }).click();
     await expect(page.getByRole("heading", { name: "Switching models" })).toBeVisible();
+    await expectReady(page);
     await expect(page.getByRole("radio", { name: /Claude Haiku 4\.5/ })).toHaveAttribute("aria-checked", "true");
-    // The switch finishes in the background; the keys are changed meanwhile.
   });
 
   await test.step("add and remove an API key; only its last 4 are shown", async () => {
@@ -97,7 +97,7 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await expect(page.getByText("No keys yet")).toBeVisible();
   });
 
-  await test.step("the assistant is READY again, on the new model", async () => {
+  await test.step("the assistant is READY again after the key changes", async () => {
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Assistant" }).click();
     await expectReady(page);
     await expect(page.getByRole("radio", { name: /Claude Haiku 4\.5/ })).toHaveAttribute("aria-checked", "true");
