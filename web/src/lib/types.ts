@@ -1,0 +1,47 @@
+export type AssistantStatus = "NONE" | "PROVISIONING" | "READY" | "ERROR";
+export type SubscriptionStatus = "NONE" | "ACTIVE" | "PAST_DUE" | "CANCELED";
+export type Provider = "ANTHROPIC" | "OPENAI" | "GOOGLE";
+
+export type Me = {
+  id: string;
+  email: string | null;
+  phone: string | null;
+  subscription_status: SubscriptionStatus;
+  assistant_status: AssistantStatus;
+  created_at: string;
+};
+
+export type Assistant = {
+  status: AssistantStatus;
+  model: string;
+  created_at: string | null;
+  updated_at: string | null;
+  last_message_at: string | null;
+  last_error: string | null;
+};
+
+export type Model = { id: string; display_name: string; description: string; provider: Provider; default: boolean };
+
+export type Subscription = { status: SubscriptionStatus; current_period_end: string | null };
+
+export type ApiKey = { provider: Provider; key_last4: string; created_at: string };
+
+export type UsageTotals = { inbound: number; outbound: number; tokens_in: number; tokens_out: number };
+export type UsageDay = UsageTotals & { date: string };
+export type Usage = { today: UsageDay; last_30_days: UsageTotals; days: UsageDay[] };
+
+export type Message = {
+  id: string;
+  direction: "INBOUND" | "OUTBOUND";
+  body: string;
+  status: string;
+  num_media: number;
+  created_at: string;
+};
+export type MessagePage = { messages: Message[]; next_before: string | null };
+
+export const PROVIDER_NAMES: Record<Provider, string> = {
+  ANTHROPIC: "Anthropic",
+  OPENAI: "OpenAI",
+  GOOGLE: "Google",
+};
