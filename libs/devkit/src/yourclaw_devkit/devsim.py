@@ -21,7 +21,13 @@ from yourclaw_common.logging import configure_logging, get_logger
 
 from yourclaw_devkit._llm_sim import RequestLog, llm_router
 from yourclaw_devkit._stripe_sim import StripeSim, StripeWebhooks, stripe_router
-from yourclaw_devkit._twilio_sim import MessageStore, StatusCallbacks, twilio_router
+from yourclaw_devkit._twilio_sim import (
+    Faults,
+    MediaStore,
+    MessageStore,
+    StatusCallbacks,
+    twilio_router,
+)
 from yourclaw_devkit.defaults import (
     DEV_API_URL,
     DEV_STRIPE_SECRET_KEY,
@@ -105,6 +111,8 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             auth_token=auth_token,
             store=messages,
             callbacks=callbacks,
+            faults=Faults(),
+            media=MediaStore(max_records=settings.devsim_max_records),
         )
     )
     app.include_router(
