@@ -93,7 +93,10 @@ async def _from_stream(resp: httpx.Response) -> AssistantReply:
         if not isinstance(chunk, dict):
             continue
         if isinstance(chunk.get("error"), dict):
-            raise AssistantUnavailable("assistant reported an error mid-stream")
+            message = str(chunk["error"].get("message") or "")[:300]
+            raise AssistantUnavailable(
+                f"assistant reported an error mid-stream: {message}"
+            )
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str):
