@@ -133,9 +133,10 @@ class Conversation:
                 num_media=event.num_media,
             )
             stored = await repository.replies_to(conn, event.message_sid)
+            state: repository.ConversationState | None = None
             if is_new and recipient:
                 await repository.bump_usage(conn, recipient.user_id, inbound=1)
-                await repository.touch_conversation(conn, recipient.user_id)
+                state = await repository.touch_conversation(conn, recipient.user_id)
                 # Counted in the same transaction as the message: a redelivery
                 # neither counts twice nor escapes the limit.
                 notice = await self._over_limit(conn, recipient.user_id)
@@ -179,7 +180,7 @@ class Conversation:
                 stored = await repository.replies_to(conn, event.message_sid)
             metrics.TURNS.labels("command").inc()
         else:
-            planned, tokens, model = await self._compose(event, recipient)
+            planned, tokens, model = await self._compose(event, recipient, state)
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._store(
                     conn,
@@ -300,7 +301,10 @@ class Conversation:
         )
 
     async def _compose(
-        self, event: InboundWhatsApp, recipient: Recipient | None
+        self,
+        event: InboundWhatsApp,
+        recipient: Recipient | None,
+        state: repository.ConversationState | None,
     ) -> tuple[_Planned, tuple[int, int], str]:
         """What to answer a new inbound message, the tokens spent, and the model."""
 
@@ -340,8 +344,9 @@ class Conversation:
                 error=exc.detail,
             )
             return notice(replies.APOLOGY, "apology")
-        async with self.pool.acquire() as conn:
-            state = await repository.conversation(conn, recipient.user_id)
+        if state is None:  # a redelivery: the first attempt recorded the message
+            async with self.pool.acquire() as conn:
+                state = await repository.conversation(conn, recipient.user_id)
         model = state.model_override or recipient.model
         label = model or "default"
         started = time.perf_counter()
