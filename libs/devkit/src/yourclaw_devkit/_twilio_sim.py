@@ -508,7 +508,9 @@ def twilio_router(
         created = message.to_twilio()
         # The stand-in hands the message over at once; the caller still sees "queued",
         # as from Twilio, and later reads show "sent".
-        store.add(replace(message, status="sent", date_sent=now))
+        # An asynchronous fault: accepted now, reported failed (with its code) later.
+        handed_over = "failed" if message.fail_code is not None else "sent"
+        store.add(replace(message, status=handed_over, date_sent=now))
         log.info("devsim.twilio.message_created", sid=message.sid, to=message.to)
         callbacks.schedule(message)
         return JSONResponse(created, status_code=201)
