@@ -173,3 +173,26 @@ class TestWhatsAppSimulator:
         )
         assert resp.status_code == 400
         assert "E.164" in resp.json()["detail"]
+
+    async def test_window_closed_at_twilio_falls_back_to_the_template(
+        self, stack, clean_db
+    ):
+        """Twilio accepts a free-form message, then reports 63016 in its signed
+        status callback: messaging sends the approved template instead."""
+        await stack.devsim.post(
+            "/_devsim/twilio/faults",
+            json={"to": f"whatsapp:{PHONE}", "code": 63016, "asynchronous": True},
+        )
+        sent = await stack.devsim.post(
+            "/_devsim/whatsapp/send", json={"from": PHONE, "body": "late answer"}
+        )
+        assert sent.status_code == 200
+
+        async def fell_back():
+            return len(await stack.thread()) == 3
+
+        await until(fell_back)
+        _, refused, template = await stack.thread()
+        assert (refused["body"], refused["status"]) == ("Echo: late answer", "failed")
+        assert template["template"] == TEMPLATE
+        assert "Echo: late answer" in template["body"]
