@@ -368,8 +368,11 @@ class TestWindowAndProactive:
         )
         await start_messaging(twilio_template_assistant_ready=TEMPLATE_READY)
         await publish(js, AssistantReady(user_id=user_id, assistant_id=assistant_id))
-        (msg,) = await settle(devsim, PHONE, 1)
+        (msg,) = await settle(devsim, PHONE, 1, wait=0)
         assert msg["content_sid"] == TEMPLATE_READY
+        # Ready again after a model change: the user already knows.
+        await publish(js, AssistantReady(user_id=user_id, assistant_id=assistant_id))
+        assert len(await settle(devsim, PHONE, 1, wait=1.5)) == 1
 
 
 class TestTwilioErrors:

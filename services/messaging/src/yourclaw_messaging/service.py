@@ -12,7 +12,7 @@ where the crashed attempt stopped:
 
 Every outbound message (replies, notices, proactive messages, templates) is a
 `messages` row keyed by `(in_reply_to, part)`: the inbound MessageSid for
-replies, `out:<event_id>` / `ready:<event_id>` for messages we send first and
+replies, `out:<event_id>` / `ready:<assistant_id>` for messages we send first and
 `fallback:<message id>` for a template that replaces a refused free-form message.
 """
 
@@ -502,8 +502,12 @@ class Conversation:
         )
 
     async def handle_ready(self, event: AssistantReady) -> None:
-        """Tell the user their assistant is ready: the approved template."""
-        key = f"ready:{event.event_id}"
+        """Tell the user their assistant is ready: the approved template.
+
+        Once per assistant: the provisioner also emits `assistant.ready` after a
+        model change or a re-create, which the user need not hear about.
+        """
+        key = f"ready:{event.assistant_id}"
         async with self.pool.acquire() as conn, conn.transaction():
             recipient = await repository.find_recipient_by_user(conn, event.user_id)
             if recipient is None:
