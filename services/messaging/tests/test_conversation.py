@@ -374,6 +374,21 @@ class TestWindowAndProactive:
         await publish(js, AssistantReady(user_id=user_id, assistant_id=assistant_id))
         assert len(await settle(devsim, PHONE, 1, wait=1.5)) == 1
 
+    async def test_ready_is_not_sent_to_a_user_already_chatting(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        assistant_id = await clean_db.fetchval(
+            "SELECT id FROM assistants WHERE user_id = $1", user_id
+        )
+        ready = AssistantReady(user_id=user_id, assistant_id=assistant_id)
+        await start_messaging(twilio_template_assistant_ready=TEMPLATE_READY)
+        await publish(js, inbound(PHONE, "are you up?"))
+        await settle(devsim, PHONE, 1, wait=0)
+        await publish(js, ready)  # emitted before they wrote, handled after
+        sent = await settle(devsim, PHONE, 1, wait=1.5)
+        assert [m["body"] for m in sent] == ["Echo: are you up?"]
+
 
 class TestTwilioErrors:
     async def test_20429_is_retried_and_the_reply_arrives_once(

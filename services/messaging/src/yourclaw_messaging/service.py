@@ -514,6 +514,15 @@ class Conversation:
                 log.info("messaging.ready.no_phone", user_id=str(event.user_id))
                 return
             stored = await repository.replies_to(conn, key)
+            state = await repository.conversation(conn, recipient.user_id)
+            if (
+                not stored
+                and state.last_inbound_at is not None
+                and state.last_inbound_at >= event.occurred_at
+            ):
+                # They are already talking to it: "it's ready" would only interrupt.
+                log.info("messaging.ready.already_chatting", user_id=str(event.user_id))
+                return
             if not stored:
                 if self.templates.assistant_ready:
                     planned = _Planned(
