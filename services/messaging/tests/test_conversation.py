@@ -77,6 +77,33 @@ class TestTurn:
         assert (usage["tokens_in"], usage["tokens_out"]) == (3, 4)
 
 
+class TestSessionSeeding:
+    async def test_assistant_at_a_new_address_gets_the_conversation_once(
+        self, start_messaging, register, js, devsim, clean_db, devsim_url
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "my door is blue"))
+        await settle(devsim, PHONE, 1, wait=0)
+        # The assistant was re-created on another host: same user, new address.
+        moved = devsim_url.replace("127.0.0.1", "localhost")
+        await clean_db.execute(
+            "UPDATE assistants SET base_url = $2 WHERE user_id = $1", user_id, moved
+        )
+        await publish(js, inbound(PHONE, "what colour is my door?"))
+        await settle(devsim, PHONE, 2, wait=0)
+        await publish(js, inbound(PHONE, "thanks"))
+        await settle(devsim, PHONE, 3, wait=0)
+        first, seeded, after = await llm_requests(devsim)
+        assert len(first["body"]["messages"]) == 1
+        assert seeded["body"]["messages"] == [
+            {"role": "user", "content": "my door is blue"},
+            {"role": "assistant", "content": "Echo: my door is blue"},
+            {"role": "user", "content": "what colour is my door?"},
+        ]
+        assert len(after["body"]["messages"]) == 1  # the new gateway has it now
+
+
 class TestLimits:
     async def test_daily_limit_across_two_replicas_sends_one_notice(
         self, start_messaging, register, js, devsim, clean_db

@@ -42,7 +42,9 @@ class AssistantClient:
         session: str,
         model: str | None,
         content: Content,
+        history: list[tuple[str, str]] | None = None,
     ) -> AssistantReply:
+        """One turn. `history` seeds a session the gateway does not have yet."""
         headers = {
             "Authorization": f"Bearer {token}",
             "x-openclaw-session-key": session,
@@ -53,7 +55,10 @@ class AssistantClient:
         payload: dict[str, Any] = {
             "model": "openclaw/default",
             "user": session,
-            "messages": [{"role": "user", "content": content}],
+            "messages": [
+                *({"role": role, "content": text} for role, text in history or ()),
+                {"role": "user", "content": content},
+            ],
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -209,6 +209,8 @@ class ConversationState:
     session_epoch: int
     model_override: str | None
     last_inbound_at: datetime | None
+    session_base_url: str | None = None
+    session_started_at: datetime | None = None
 
 
 async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationState:
@@ -218,7 +220,8 @@ async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationSta
         INSERT INTO conversations (user_id, last_inbound_at) VALUES ($1, now())
         ON CONFLICT (user_id) DO UPDATE
             SET last_inbound_at = now(), updated_at = now()
-        RETURNING session_epoch, model_override, last_inbound_at
+        RETURNING session_epoch, model_override, last_inbound_at, session_base_url,
+                  session_started_at
         """,
         user_id,
     )
@@ -228,8 +231,8 @@ async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationSta
 
 async def conversation(conn: Connection, user_id: UUID) -> ConversationState:
     row = await conn.fetchrow(
-        "SELECT session_epoch, model_override, last_inbound_at FROM conversations "
-        "WHERE user_id = $1",
+        "SELECT session_epoch, model_override, last_inbound_at, session_base_url, "
+        "session_started_at FROM conversations WHERE user_id = $1",
         user_id,
     )
     return ConversationState(**dict(row)) if row else ConversationState(0, None, None)
@@ -249,9 +252,11 @@ async def in_window(conn: Connection, user_id: UUID, *, hours: float) -> bool:
 async def reset_session(conn: Connection, user_id: UUID) -> int:
     epoch: int = await conn.fetchval(
         """
-        INSERT INTO conversations (user_id, session_epoch) VALUES ($1, 1)
+        INSERT INTO conversations (user_id, session_epoch, session_started_at)
+        VALUES ($1, 1, now())
         ON CONFLICT (user_id) DO UPDATE
-            SET session_epoch = conversations.session_epoch + 1, updated_at = now()
+            SET session_epoch = conversations.session_epoch + 1,
+                session_started_at = now(), session_base_url = NULL, updated_at = now()
         RETURNING session_epoch
         """,
         user_id,
@@ -378,3 +383,45 @@ def row_variables(row: asyncpg.Record) -> dict[str, Any] | None:
         return None
     value = json.loads(raw) if isinstance(raw, str) else raw
     return value if isinstance(value, dict) else None
+
+
+async def set_session_base_url(conn: Connection, user_id: UUID, base_url: str) -> None:
+    await conn.execute(
+        "UPDATE conversations SET session_base_url = $2, updated_at = now() "
+        "WHERE user_id = $1 AND session_base_url IS DISTINCT FROM $2",
+        user_id,
+        base_url,
+    )
+
+
+async def history(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    since: datetime | None,
+    before_sid: str,
+    limit: int,
+) -> list[tuple[str, str]]:
+    """The latest turns of the session, oldest first, as (role, text): what the
+    user wrote and the assistant's replies, not our notices or templates."""
+    rows = await conn.fetch(
+        """
+        SELECT direction, body FROM messages
+        WHERE user_id = $1
+          AND created_at >= COALESCE($2, '-infinity'::timestamptz)
+          AND created_at < (SELECT created_at FROM messages WHERE twilio_sid = $3)
+          AND body <> ''
+          AND (direction = 'INBOUND'
+               OR (kind = 'reply' AND status IN ('SENT', 'SENDING', 'PENDING')))
+        ORDER BY created_at DESC, part DESC NULLS LAST
+        LIMIT $4
+        """,
+        user_id,
+        since,
+        before_sid,
+        limit,
+    )
+    return [
+        ("user" if r["direction"] == "INBOUND" else "assistant", r["body"])
+        for r in reversed(rows)
+    ]

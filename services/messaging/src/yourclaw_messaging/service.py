@@ -63,6 +63,8 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 _TEMPLATE_TEXT_CHARS = 900
 _READY_TEXT = "Your YourClaw assistant is ready! Say hi here to get started."
 _SENT_STATES = ("SENT", "FAILED", "SKIPPED")
+# Messages replayed to a gateway that lost the session.
+HISTORY_TURNS = 20
 
 
 def phone_of(address: str) -> str:
@@ -189,6 +191,10 @@ class Conversation:
                     phone,
                     planned,
                 )
+                if recipient and recipient.base_url and planned.kind == "reply":
+                    await repository.set_session_base_url(
+                        conn, recipient.user_id, recipient.base_url
+                    )
                 if recipient and any(tokens):
                     await repository.bump_usage(
                         conn,
@@ -349,6 +355,23 @@ class Conversation:
                 state = await repository.conversation(conn, recipient.user_id)
         model = state.model_override or recipient.model
         label = model or "default"
+        seed: list[tuple[str, str]] = []
+        if state.session_base_url and state.session_base_url != recipient.base_url:
+            # The assistant answers from another address now (it moved hosts):
+            # that gateway has no session yet, so it gets the conversation.
+            async with self.pool.acquire() as conn:
+                seed = await repository.history(
+                    conn,
+                    recipient.user_id,
+                    since=state.session_started_at,
+                    before_sid=event.message_sid,
+                    limit=HISTORY_TURNS,
+                )
+            log.info(
+                "messaging.session.seeded",
+                user_id=str(recipient.user_id),
+                turns=len(seed),
+            )
         started = time.perf_counter()
         try:
             answer = await self.assistant.ask(
@@ -357,6 +380,7 @@ class Conversation:
                 session=session_key(str(recipient.user_id), state.session_epoch),
                 model=model,
                 content=content,
+                history=seed,
             )
         except AssistantUnavailable as exc:
             metrics.ASSISTANT_SECONDS.labels(label, "failed").observe(

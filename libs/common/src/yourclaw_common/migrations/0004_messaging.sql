@@ -9,6 +9,11 @@ CREATE TABLE conversations (
     session_epoch integer NOT NULL DEFAULT 0,
     model_override text,
     last_inbound_at timestamptz,
+    -- Where the session's gateway answered last, and when the session began: a
+    -- gateway at another address (the assistant moved hosts) starts without the
+    -- session, which is then seeded with the conversation since it began.
+    session_base_url text,
+    session_started_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
