@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -139,14 +139,14 @@ class TestLimits:
         if second > 45:
             await asyncio.sleep(61 - second)
         await start_messaging(rate_limit_msg_per_min=2)
+        window = datetime.now(UTC).replace(second=0, microsecond=0)
         for i in range(5):
             await publish(js, inbound(PHONE, f"quick {i}"))
         sent = await settle(devsim, PHONE, 3, wait=1.5)
         bodies = [m["body"] for m in sent]
         assert len(bodies) == 3
         (notice,) = [b for b in bodies if "limit of 2 messages per minute" in b]
-        nxt = datetime.now(UTC).replace(second=0, microsecond=0)
-        assert f"at {nxt.hour:02d}:{(nxt.minute + 1) % 60:02d} UTC" in notice
+        assert f"at {window + timedelta(minutes=1):%H:%M} UTC" in notice
 
     async def test_token_allowance_stops_the_assistant_for_the_day(
         self, start_messaging, register, js, devsim
