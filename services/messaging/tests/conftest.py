@@ -103,3 +103,26 @@ async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict]:
     )
     resp.raise_for_status()
     return list(reversed(resp.json()["messages"]))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def twilio_faults(devsim) -> AsyncIterator[Callable[..., Awaitable[None]]]:
+    """Make the Twilio stand-in fail the next sends to a phone with an error code."""
+
+    async def inject(phone: str, code: int, *, status: int = 400, **kw) -> None:
+        resp = await devsim.post(
+            "/_devsim/twilio/faults",
+            json={"to": f"whatsapp:{phone}", "code": code, "status": status, **kw},
+        )
+        resp.raise_for_status()
+
+    (await devsim.delete("/_devsim/twilio/faults")).raise_for_status()
+    yield inject
+    (await devsim.delete("/_devsim/twilio/faults")).raise_for_status()
+
+
+async def devsim_sent(devsim: httpx.AsyncClient, phone: str) -> list[dict]:
+    """Like `sent_to`, with what Twilio does not echo (ContentSid, variables)."""
+    resp = await devsim.get("/_devsim/messages", params={"to": f"whatsapp:{phone}"})
+    resp.raise_for_status()
+    return list(reversed(resp.json()["messages"]))

@@ -4,6 +4,13 @@ It answers `Echo: <the user's text>`, deterministically, in OpenAI's wire
 format, streaming (SSE) or not. Markers in the user's text drive tests:
 `#sleep=<seconds>` waits first, `#fail` (or `#fail=<status>`) returns an
 OpenAI-shaped error, `#long=<n>` answers with exactly n characters.
+
+Reminders are scripted as a real model would do them: "remind me in 2 minutes
+to stretch", when the request offers OpenClaw's `automations` tool, is answered
+with that tool call (a one-shot job whose finished run is delivered by webhook
+to the automation address in the agent's instructions); the tool's result is
+answered "Done: …"; the job's own turn ("REMINDER: stretch") is answered with
+the reminder text.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -24,7 +31,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from yourclaw_common.logging import get_logger
 
-__all__ = ["DEFAULT_MODEL", "RequestLog", "build_reply", "llm_router", "pick_user_text"]
+__all__ = [
+    "AUTOMATIONS_TOOL",
+    "DEFAULT_MODEL",
+    "RequestLog",
+    "build_reply",
+    "llm_router",
+    "pick_user_text",
+    "reminder_call",
+]
 
 log = get_logger(__name__)
 
@@ -52,6 +67,16 @@ _TIMESTAMP_PREFIX = re.compile(
 _SLEEP = re.compile(r"#sleep=(\d+(?:\.\d+)?)")
 _FAIL = re.compile(r"#fail(?:=(\d{3}))?\b")
 _LONG = re.compile(r"#long=(\d+)")
+_REMIND = re.compile(
+    r"remind me in (\d+(?:\.\d+)?) ?(s|sec|secs|seconds?|m|min|mins|minutes?)\b"
+    r"(?: to (.+))?",
+    re.IGNORECASE,
+)
+_REMINDER_TURN = "REMINDER:"
+# Where the agent's instructions say automations deliver (render_instructions).
+_NOTIFY_URL = re.compile(r"to:\s*(https?://\S+/notify)\b")
+AUTOMATIONS_TOOL = "automations"
+_TOOL_CALL = "tool_call"
 _SENTENCES = (
     "This is a long reply from the YourClaw dev simulator.",
     "It is made of plain sentences so that splitting can be checked.",
@@ -127,9 +152,79 @@ def _long_text(length: int) -> str:
 
 def build_reply(user_text: str) -> str:
     """What the stand-in answers to `user_text`."""
+    if _REMINDER_TURN in user_text:
+        # The job's own turn (OpenClaw may put a label in front of it).
+        what = user_text.partition(_REMINDER_TURN)[2].strip().splitlines()
+        return "Reminder: " + (what[0].strip() if what else "")
     if match := _LONG.search(user_text):
         return _long_text(min(int(match.group(1)), _MAX_LONG_CHARS))
     return f"Echo: {user_text}"
+
+
+def _offers_tool(body: dict[str, Any], name: str) -> bool:
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            if isinstance(function, dict) and function.get("name") == name:
+                return True
+            if tool.get("name") == name:
+                return True
+    return False
+
+
+def _notify_url(messages: list[Any]) -> str | None:
+    for message in messages:
+        if isinstance(message, dict):
+            if match := _NOTIFY_URL.search(_content_text(message.get("content"))):
+                return match.group(1)
+    return None
+
+
+def reminder_call(body: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """The `automations` tool call a model makes for "remind me in …", if any."""
+    match = _REMIND.search(text)
+    messages = body.get("messages") or []
+    direct = _offers_tool(body, AUTOMATIONS_TOOL)
+    # OpenClaw may offer long-tail tools only through Tool Search (`tool_call`).
+    if match is None or not (direct or _offers_tool(body, _TOOL_CALL)):
+        return None
+    if _after_tool(body):
+        return None  # the tool ran already: answer in words
+    amount = float(match.group(1))
+    seconds = amount * 60 if match.group(2).lower().startswith("m") else amount
+    what = (match.group(3) or "the thing you asked about").strip().rstrip(".!")
+    at = datetime.now(UTC) + timedelta(seconds=seconds)
+    job: dict[str, Any] = {
+        "name": f"Reminder: {what}"[:80],
+        "schedule": {"kind": "at", "at": at.isoformat(timespec="seconds")},
+        "sessionTarget": "isolated",
+        "payload": {"kind": "agentTurn", "message": f"{_REMINDER_TURN} {what}"},
+    }
+    if url := _notify_url(messages):
+        job["delivery"] = {"mode": "webhook", "to": url}
+    args: dict[str, Any] = {"action": "add", "job": job}
+    name = AUTOMATIONS_TOOL
+    if not direct:
+        name, args = _TOOL_CALL, {"id": AUTOMATIONS_TOOL, "args": args}
+    return {
+        "id": "call_" + secrets.token_hex(8),
+        "type": "function",
+        "function": {"name": name, "arguments": orjson.dumps(args).decode()},
+    }
+
+
+def _after_tool(body: dict[str, Any]) -> bool:
+    """Whether a tool already answered since the person's last message (OpenClaw
+    may add its own context message after the tool result)."""
+    seen_tool = False
+    for message in reversed(body.get("messages") or []):
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "tool":
+            seen_tool = True
+        elif message.get("role") == "user" and pick_user_text([message]):
+            return seen_tool
+    return seen_tool
 
 
 def _words(text: str) -> int:
@@ -192,6 +287,7 @@ async def _stream(
     reply: str,
     usage: dict[str, int] | None,
     delay: float,
+    tool_call: dict[str, Any] | None = None,
 ) -> AsyncIterator[bytes]:
     if delay:
         await asyncio.sleep(delay)
@@ -210,9 +306,13 @@ async def _stream(
         return _sse({**base, "choices": [choice], **extra})
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
-    for piece in _chunks(reply):
-        yield chunk({"content": piece})
-    yield chunk({}, "stop")
+    if tool_call is not None:
+        yield chunk({"tool_calls": [{"index": 0, **tool_call}]})
+        yield chunk({}, "tool_calls")
+    else:
+        for piece in _chunks(reply):
+            yield chunk({"content": piece})
+        yield chunk({}, "stop")
     if usage is not None:
         yield _sse({**base, "choices": [], "usage": usage})
     yield b"data: [DONE]\n\n"
@@ -289,7 +389,13 @@ def llm_router(
             if delay:
                 await asyncio.sleep(delay)
             return _failure(int(match.group(1) or 500))
-        reply = build_reply(text)
+        tool_call = reminder_call(body, text)
+        if tool_call is not None:
+            reply = ""
+        elif _after_tool(body) and _REMIND.search(text):
+            reply = "Done: I'll remind you."
+        else:
+            reply = build_reply(text)
         prompt_tokens = max(
             1,
             sum(
@@ -319,6 +425,7 @@ def llm_router(
                     reply=reply,
                     usage=usage if include_usage else None,
                     delay=delay,
+                    tool_call=tool_call,
                 ),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -336,11 +443,12 @@ def llm_router(
                         "index": 0,
                         "message": {
                             "role": "assistant",
-                            "content": reply,
+                            "content": reply if tool_call is None else None,
                             "refusal": None,
+                            **({"tool_calls": [tool_call]} if tool_call else {}),
                         },
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": "stop" if tool_call is None else "tool_calls",
                     }
                 ],
                 "usage": usage,

@@ -30,7 +30,14 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_devkit.signing import twilio_signature
 
-__all__ = ["MessageStore", "SentMessage", "StatusCallbacks", "twilio_router"]
+__all__ = [
+    "Faults",
+    "MediaStore",
+    "MessageStore",
+    "SentMessage",
+    "StatusCallbacks",
+    "twilio_router",
+]
 
 log = get_logger(__name__)
 
@@ -81,6 +88,8 @@ class SentMessage:
     content_variables: dict[str, Any] | None = None
     media_urls: list[str] = field(default_factory=list)
     status_callback: str | None = None
+    # Set by an injected fault: Twilio accepts, then reports `failed` with this code.
+    fail_code: int | None = None
 
     @property
     def uri(self) -> str:
@@ -97,7 +106,7 @@ class SentMessage:
             "date_sent": _rfc2822(self.date_sent),
             "date_updated": _rfc2822(self.date_updated),
             "direction": "outbound-api",
-            "error_code": None,
+            "error_code": self.fail_code if self.status == "failed" else None,
             "error_message": None,
             "from": self.from_,
             "messaging_service_sid": self.messaging_service_sid,
@@ -192,12 +201,18 @@ class StatusCallbacks:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, message: SentMessage) -> None:
+        if message.fail_code is not None:
+            self._store.set_status(message.sid, "failed")
+            await self._post(message, "failed", error_code=message.fail_code)
+            return
         await self._post(message, "sent")
         await asyncio.sleep(0.05)
         self._store.set_status(message.sid, "delivered")
         await self._post(message, "delivered")
 
-    async def _post(self, message: SentMessage, status: str) -> None:
+    async def _post(
+        self, message: SentMessage, status: str, *, error_code: int | None = None
+    ) -> None:
         assert self._client is not None
         assert message.status_callback is not None
         url = message.status_callback
@@ -211,6 +226,8 @@ class StatusCallbacks:
             "MessageStatus": status,
             "SmsStatus": status,
         }
+        if error_code is not None:
+            params["ErrorCode"] = str(error_code)
         if message.to.startswith("whatsapp:"):
             params["ChannelPrefix"] = "whatsapp"
             params["ChannelToAddress"] = message.to.removeprefix("whatsapp:")
@@ -231,6 +248,73 @@ class StatusCallbacks:
             message_status=status,
             http_status=response.status_code,
         )
+
+
+@dataclass
+class _Fault:
+    status: int
+    code: int
+    times: int
+    # True: the create succeeds and the failure comes in the status callback.
+    asynchronous: bool
+
+
+class Faults:
+    """Errors to answer for the next sends to one recipient (dev and tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_to: dict[str, list[_Fault]] = {}
+
+    def add(self, to: str, fault: _Fault) -> None:
+        with self._lock:
+            self._by_to.setdefault(to, []).append(fault)
+
+    def take(self, to: str) -> _Fault | None:
+        with self._lock:
+            queue = self._by_to.get(to)
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                queue.pop(0)
+            return replace(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_to.clear()
+
+
+class MediaStore:
+    """Files a simulated WhatsApp user attached, served as Twilio serves MediaUrlN."""
+
+    def __init__(self, *, max_records: int = 1000):
+        self._lock = threading.Lock()
+        self._files: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self._max = max_records
+
+    def add(self, data: bytes, content_type: str) -> str:
+        sid = "ME" + secrets.token_hex(16)
+        with self._lock:
+            self._files[sid] = (data, content_type)
+            while len(self._files) > self._max:
+                self._files.popitem(last=False)
+        return sid
+
+    def get(self, sid: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self._files.get(sid)
+
+
+_FAULT_MESSAGES = {
+    20429: "Too Many Requests",
+    21211: "Invalid 'To' Phone Number",
+    63003: "Channel could not find To address",
+    63016: "Failed to send freeform message because you are outside the allowed "
+    "window. If you want to send messages outside the allowed window, please use "
+    "a Template.",
+}
 
 
 def twilio_error(status: int, code: int, message: str) -> JSONResponse:
@@ -343,8 +427,13 @@ def twilio_router(
     auth_token: str,
     store: MessageStore,
     callbacks: StatusCallbacks,
+    faults: Faults | None = None,
+    media: MediaStore | None = None,
 ) -> APIRouter:
-    """Routes of the Messages resource and the dev-only `/_devsim/messages`."""
+    """Routes of the Messages resource (and its Media), and the dev-only
+    `/_devsim/messages`, `/_devsim/twilio/faults` and `/_devsim/media`."""
+    faults = faults or Faults()
+    media = media or MediaStore()
     router = APIRouter()
     collection = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
 
@@ -378,6 +467,11 @@ def twilio_router(
         form["MediaUrl"] = [str(u) for u in raw.getlist("MediaUrl") if str(u).strip()]
         if (invalid := _validate_create(form)) is not None:
             return invalid
+        fault = faults.take(form["To"])
+        if fault is not None and not fault.asynchronous:
+            return twilio_error(
+                fault.status, fault.code, _FAULT_MESSAGES.get(fault.code, "Error")
+            )
         variables: dict[str, Any] | None = None
         if form["ContentVariables"]:
             variables = _parse_variables(form["ContentVariables"])
@@ -409,11 +503,14 @@ def twilio_router(
             content_variables=variables,
             media_urls=form["MediaUrl"],
             status_callback=form["StatusCallback"] or None,
+            fail_code=fault.code if fault is not None else None,
         )
         created = message.to_twilio()
         # The stand-in hands the message over at once; the caller still sees "queued",
         # as from Twilio, and later reads show "sent".
-        store.add(replace(message, status="sent", date_sent=now))
+        # An asynchronous fault: accepted now, reported failed (with its code) later.
+        handed_over = "failed" if message.fail_code is not None else "sent"
+        store.add(replace(message, status=handed_over, date_sent=now))
         log.info("devsim.twilio.message_created", sid=message.sid, to=message.to)
         callbacks.schedule(message)
         return JSONResponse(created, status_code=201)
@@ -488,8 +585,75 @@ def twilio_router(
         return JSONResponse(found.to_twilio())
 
     @router.get("/_devsim/messages")
-    async def devsim_messages() -> dict[str, Any]:
-        return {"messages": [m.to_devsim() for m in store.newest_first()]}
+    async def devsim_messages(to: str | None = None) -> dict[str, Any]:
+        return {
+            "messages": [
+                m.to_devsim() for m in store.newest_first() if to is None or m.to == to
+            ]
+        }
+
+    @router.post("/_devsim/twilio/faults", status_code=201)
+    async def devsim_add_fault(request: Request) -> Response:
+        """`{"to", "code", "status"?, "times"?, "asynchronous"?}`: the next sends
+        to `to` fail with Twilio error `code` (at once, or in the status callback)."""
+        try:
+            spec = orjson.loads(await request.body())
+            fault = _Fault(
+                status=int(spec.get("status", 400)),
+                code=int(spec["code"]),
+                times=int(spec.get("times", 1)),
+                asynchronous=bool(spec.get("asynchronous", False)),
+            )
+            to = str(spec["to"])
+        except (
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+        ):
+            return JSONResponse(
+                {"detail": "expected {to, code, status?, times?, asynchronous?}"},
+                status_code=400,
+            )
+        faults.add(to, fault)
+        return JSONResponse({"to": to, "code": fault.code}, status_code=201)
+
+    @router.delete("/_devsim/twilio/faults")
+    async def devsim_clear_faults() -> dict[str, bool]:
+        faults.clear()
+        return {"cleared": True}
+
+    @router.post("/_devsim/media", status_code=201)
+    async def devsim_upload_media(request: Request) -> Response:
+        """Host a file as Twilio hosts an inbound attachment; returns its MediaUrl."""
+        content_type = request.headers.get("content-type", "application/octet-stream")
+        media_sid = media.add(await request.body(), content_type)
+        message_sid = "MM" + secrets.token_hex(16)
+        path = (
+            f"/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}"
+            f"/Media/{media_sid}"
+        )
+        return JSONResponse(
+            {"url": str(request.base_url).rstrip("/") + path, "sid": media_sid},
+            status_code=201,
+        )
+
+    @router.get(
+        f"/{API_VERSION}/Accounts/{{path_sid}}/Messages/{{message_sid}}/Media/{{media_sid}}"
+    )
+    async def fetch_media(
+        request: Request, path_sid: str, message_sid: str, media_sid: str
+    ) -> Response:
+        if (denied := guard(request, path_sid)) is not None:
+            return denied
+        found = media.get(media_sid)
+        if found is None:
+            return twilio_error(
+                404, 20404, f"The requested resource {request.url.path} was not found"
+            )
+        data, content_type = found
+        return Response(data, media_type=content_type)
 
     @router.delete("/_devsim/messages")
     async def devsim_clear_messages() -> dict[str, int]:

@@ -21,13 +21,21 @@ from yourclaw_common.logging import configure_logging, get_logger
 
 from yourclaw_devkit._llm_sim import RequestLog, llm_router
 from yourclaw_devkit._stripe_sim import StripeSim, StripeWebhooks, stripe_router
-from yourclaw_devkit._twilio_sim import MessageStore, StatusCallbacks, twilio_router
+from yourclaw_devkit._twilio_sim import (
+    Faults,
+    MediaStore,
+    MessageStore,
+    StatusCallbacks,
+    twilio_router,
+)
+from yourclaw_devkit._whatsapp_page import whatsapp_page_router
 from yourclaw_devkit.defaults import (
     DEV_API_URL,
     DEV_STRIPE_SECRET_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
+    DEV_WHATSAPP_NUMBER,
 )
 from yourclaw_devkit.serving import running_app
 
@@ -47,6 +55,10 @@ class DevsimSettings(BaseSettings):
     devsim_port: int = Field(default=8900, ge=0, le=65535)
     twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
     twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
+    # The WhatsApp simulator page writes as Twilio would: to this sender, signed,
+    # at gateway-api's inbound webhook.
+    twilio_whatsapp_number: str = DEV_WHATSAPP_NUMBER
+    devsim_twilio_webhook_url: str = DEV_API_URL + "/api/v1/webhooks/twilio/whatsapp"
     # Added to every chat completion, on top of any `#sleep=` in the message.
     devsim_llm_delay_seconds: float = Field(default=0.0, ge=0)
     # When set, chat completions need `Authorization: Bearer <this>`.
@@ -99,12 +111,25 @@ def create_app(settings: DevsimSettings) -> FastAPI:
         openapi_url="/_devsim/openapi.json",
         redoc_url=None,
     )
+    media = MediaStore(max_records=settings.devsim_max_records)
     app.include_router(
         twilio_router(
             account_sid=settings.twilio_account_sid,
             auth_token=auth_token,
             store=messages,
             callbacks=callbacks,
+            faults=Faults(),
+            media=media,
+        )
+    )
+    app.include_router(
+        whatsapp_page_router(
+            account_sid=settings.twilio_account_sid,
+            auth_token=auth_token,
+            whatsapp_number=settings.twilio_whatsapp_number,
+            webhook_url=settings.devsim_twilio_webhook_url,
+            store=messages,
+            media=media,
         )
     )
     app.include_router(

@@ -95,6 +95,12 @@ def dev_defaults(
         "TWILIO_AUTH_TOKEN": "dev-twilio-auth-token",
         "TWILIO_WHATSAPP_NUMBER": "whatsapp:+14155238886",
         "TWILIO_API_BASE": devsim,
+        # The stand-in posts signed delivery status callbacks here, accepts any
+        # template sid, and its WhatsApp simulator page posts to the webhook.
+        "TWILIO_STATUS_CALLBACK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/status",
+        "TWILIO_TEMPLATE_ASSISTANT_READY": "HXdev0000000000000000000000000ready",
+        "TWILIO_TEMPLATE_NOTIFICATION": "HXdev00000000000000000000000notify",
+        "DEVSIM_TWILIO_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/whatsapp",
         # Billing talks to the Stripe stand-in; its checkout page signs webhooks
         # with the same secret gateway-api verifies.
         "STRIPE_API_BASE": devsim,
@@ -460,6 +466,7 @@ YourClaw is running. Ctrl-C stops everything.
 {workers}
   Stripe webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/stripe
   Twilio stand-in {env["TWILIO_API_BASE"]}/2010-04-01/Accounts/{env["TWILIO_ACCOUNT_SID"]}/Messages.json
+  WhatsApp sim    {env["TWILIO_API_BASE"]}/_devsim/whatsapp (chat as any phone number)
   LLM stand-in    {env["DEV_ASSISTANT_URL"]}/v1/chat/completions
   Stripe stand-in {env["STRIPE_API_BASE"]}/v1 (hosted checkout pages included)
   NATS            {env["NATS_URL"]}

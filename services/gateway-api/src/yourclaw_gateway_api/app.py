@@ -32,6 +32,7 @@ from yourclaw_gateway_api.api import (
     billing,
     dev,
     health,
+    internal,
     ops,
     usage,
     users,
@@ -49,6 +50,7 @@ from yourclaw_gateway_api.webhooks.twilio import (
     TWILIO_WHATSAPP_PATH,
     TwilioWhatsAppWebhook,
 )
+from yourclaw_gateway_api.webhooks.twilio_status import twilio_status_router
 
 __all__ = ["GatewayApp", "app_factory", "create_app"]
 
@@ -250,9 +252,11 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     api.include_router(billing.router)
     api.include_router(api_keys.router)
     api.include_router(usage.router)
+    api.include_router(internal.router)
     if settings.dev_login_enabled:
         api.include_router(dev.router)
     api.include_router(stripe_webhook_router(settings))
+    api.include_router(twilio_status_router(settings))
     install_openapi(api, jwks=bool(settings.supabase_url))
     client_ip = ClientIp(settings.trusted_proxy_ips)
     limiter = (

@@ -11,14 +11,25 @@ from yourclaw_common.logging import configure_logging, get_logger
 from yourclaw_common.runtime import install_signal_handlers, open_runtime, run_consumers
 
 from yourclaw_messaging.assistant import AssistantClient
-from yourclaw_messaging.handlers import on_inbound_whatsapp
-from yourclaw_messaging.service import Conversation
+from yourclaw_messaging.handlers import (
+    on_assistant_ready,
+    on_inbound_whatsapp,
+    on_inbound_whatsapp_status,
+    on_outbound_whatsapp,
+)
+from yourclaw_messaging.sendrate import TokenBucket
+from yourclaw_messaging.service import Conversation, Limits, Templates
 from yourclaw_messaging.settings import MessagingSettings
 from yourclaw_messaging.twilio import TwilioClient
 
 log = get_logger(__name__)
 
-_CONSUMERS = [CONSUMERS.MESSAGING_INBOUND_WHATSAPP]
+_CONSUMERS = [
+    CONSUMERS.MESSAGING_INBOUND_WHATSAPP,
+    CONSUMERS.MESSAGING_INBOUND_STATUS,
+    CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
+    CONSUMERS.MESSAGING_ASSISTANT_READY,
+]
 
 
 async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
@@ -40,11 +51,38 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             secrets=secrets,
             sender=settings.twilio_whatsapp_number,
             app_url=settings.app_url,
+            limits=Limits(
+                per_minute=settings.rate_limit_msg_per_min,
+                per_day=settings.rate_limit_msg_per_day,
+                tokens_per_day=settings.rate_limit_tokens_per_day,
+            ),
+            templates=Templates(
+                assistant_ready=settings.twilio_template_assistant_ready,
+                notification=settings.twilio_template_notification,
+            ),
+            status_callback=settings.twilio_status_callback_url,
+            media_max_bytes=settings.media_max_bytes,
+            send_retries=settings.twilio_send_retries,
+            bucket=TokenBucket(settings.twilio_send_rate_per_second),
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(
             runtime,
-            [(CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound_whatsapp(conversation))],
+            [
+                (
+                    CONSUMERS.MESSAGING_INBOUND_WHATSAPP,
+                    on_inbound_whatsapp(conversation),
+                ),
+                (
+                    CONSUMERS.MESSAGING_INBOUND_STATUS,
+                    on_inbound_whatsapp_status(conversation),
+                ),
+                (
+                    CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
+                    on_outbound_whatsapp(conversation),
+                ),
+                (CONSUMERS.MESSAGING_ASSISTANT_READY, on_assistant_ready(conversation)),
+            ],
             concurrency=settings.messaging_concurrency,
         )
 

@@ -1,4 +1,4 @@
-"""The user's OpenClaw gateway: its OpenAI-compatible chat completions."""
+"""The user's OpenClaw gateway: its OpenAI-compatible chat completions, streamed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from yourclaw_messaging.errors import AssistantUnavailable
+
+# What a user turn may carry: plain text, or OpenAI content parts (text + images).
+Content = str | list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -17,9 +21,12 @@ class AssistantReply:
     tokens_out: int = 0
 
 
-def session_key(user_id: str) -> str:
-    """One stable OpenClaw session per user, so memory survives without history."""
-    return f"wa:{user_id}"
+def session_key(user_id: str, epoch: int = 0) -> str:
+    """One stable OpenClaw session per user, so memory survives without history.
+
+    `/reset` bumps the epoch: a new session (the workspace memory files stay).
+    """
+    return f"wa:{user_id}" if epoch == 0 else f"wa:{user_id}:{epoch}"
 
 
 class AssistantClient:
@@ -28,45 +35,100 @@ class AssistantClient:
         self._timeout = httpx.Timeout(timeout, connect=10)
 
     async def ask(
-        self, *, base_url: str, token: str, user_id: str, model: str | None, text: str
+        self,
+        *,
+        base_url: str,
+        token: str,
+        session: str,
+        model: str | None,
+        content: Content,
+        history: list[tuple[str, str]] | None = None,
     ) -> AssistantReply:
-        key = session_key(user_id)
+        """One turn. `history` seeds a session the gateway does not have yet."""
         headers = {
             "Authorization": f"Bearer {token}",
-            "x-openclaw-session-key": key,
+            "x-openclaw-session-key": session,
             "x-openclaw-message-channel": "whatsapp",
         }
         if model:
             headers["x-openclaw-model"] = model
         payload: dict[str, Any] = {
             "model": "openclaw/default",
-            "user": key,
-            "messages": [{"role": "user", "content": text}],
+            "user": session,
+            "messages": [
+                *({"role": role, "content": text} for role, text in history or ()),
+                {"role": "user", "content": content},
+            ],
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }
         url = f"{base_url.rstrip('/')}/v1/chat/completions"
         try:
-            resp = await self._http.post(
-                url, json=payload, headers=headers, timeout=self._timeout
-            )
+            async with self._http.stream(
+                "POST", url, json=payload, headers=headers, timeout=self._timeout
+            ) as resp:
+                if resp.status_code != 200:
+                    raise AssistantUnavailable(
+                        f"assistant answered HTTP {resp.status_code}"
+                    )
+                if resp.headers.get("content-type", "").startswith("application/json"):
+                    return _from_completion(await resp.aread())
+                return await _from_stream(resp)
         except httpx.HTTPError as exc:
             raise AssistantUnavailable(
                 f"assistant unreachable: {exc.__class__.__name__}"
             ) from exc
-        if resp.status_code != 200:
-            raise AssistantUnavailable(f"assistant answered HTTP {resp.status_code}")
+
+
+async def _from_stream(resp: httpx.Response) -> AssistantReply:
+    pieces: list[str] = []
+    usage: dict[str, Any] = {}
+    done = False
+    async for line in resp.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            done = True
+            break
         try:
-            data = resp.json()
-            content = data["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise AssistantUnavailable("assistant sent a malformed stream") from exc
+        if not isinstance(chunk, dict):
+            continue
+        if isinstance(chunk.get("error"), dict):
+            message = str(chunk["error"].get("message") or "")[:300]
             raise AssistantUnavailable(
-                "assistant answer is not a chat completion"
-            ) from exc
-        usage = data.get("usage") or {}
-        return AssistantReply(
-            text=_text_of(content),
-            tokens_in=int(usage.get("prompt_tokens") or 0),
-            tokens_out=int(usage.get("completion_tokens") or 0),
-        )
+                f"assistant reported an error mid-stream: {message}"
+            )
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                pieces.append(delta["content"])
+        if isinstance(chunk.get("usage"), dict):
+            usage = chunk["usage"]
+    if not done and not pieces:
+        raise AssistantUnavailable("assistant stream ended early")
+    return AssistantReply(
+        text="".join(pieces),
+        tokens_in=int(usage.get("prompt_tokens") or 0),
+        tokens_out=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _from_completion(raw: bytes) -> AssistantReply:
+    try:
+        data = orjson.loads(raw)
+        content = data["choices"][0]["message"]["content"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+        raise AssistantUnavailable("assistant answer is not a chat completion") from exc
+    usage = data.get("usage") or {}
+    return AssistantReply(
+        text=_text_of(content),
+        tokens_in=int(usage.get("prompt_tokens") or 0),
+        tokens_out=int(usage.get("completion_tokens") or 0),
+    )
 
 
 def _text_of(content: Any) -> str:

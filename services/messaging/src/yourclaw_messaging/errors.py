@@ -21,3 +21,9 @@ class AssistantUnavailable(TransientError):
     """The user's assistant did not answer usably."""
 
     code = "ASSISTANT_UNAVAILABLE"
+
+
+class MediaRejected(PermanentError):
+    """An inbound attachment we will not hand to the assistant (too large)."""
+
+    code = "MEDIA_REJECTED"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from yourclaw_common.events import InboundWhatsApp
+from yourclaw_common.events import (
+    AssistantReady,
+    InboundWhatsApp,
+    InboundWhatsAppStatus,
+    OutboundWhatsApp,
+)
 from yourclaw_common.nats import Handler, HandlerContext
 
 from yourclaw_messaging.service import Conversation
@@ -11,5 +16,26 @@ from yourclaw_messaging.service import Conversation
 def on_inbound_whatsapp(conversation: Conversation) -> Handler:
     async def handle(event: InboundWhatsApp, ctx: HandlerContext) -> None:
         await conversation.handle_inbound(event)
+
+    return handle
+
+
+def on_inbound_whatsapp_status(conversation: Conversation) -> Handler:
+    async def handle(event: InboundWhatsAppStatus, ctx: HandlerContext) -> None:
+        await conversation.handle_status(event)
+
+    return handle
+
+
+def on_outbound_whatsapp(conversation: Conversation) -> Handler:
+    async def handle(event: OutboundWhatsApp, ctx: HandlerContext) -> None:
+        await conversation.handle_outbound(event)
+
+    return handle
+
+
+def on_assistant_ready(conversation: Conversation) -> Handler:
+    async def handle(event: AssistantReady, ctx: HandlerContext) -> None:
+        await conversation.handle_ready(event)
 
     return handle

@@ -4,19 +4,47 @@ from prometheus_client import Counter, Histogram
 
 TURNS = Counter(
     "yourclaw_messaging_turns_total",
-    "Inbound messages handled, by outcome (replied, signup, not_ready, "
-    "inactive, apology, duplicate).",
+    "Inbound messages handled, by outcome (replied, command, rate_limited, media, "
+    "signup, not_ready, inactive, no_assistant, apology, signup_suppressed).",
     ["outcome"],
 )
 ASSISTANT_SECONDS = Histogram(
     "yourclaw_messaging_assistant_turn_seconds",
-    "Time the user's assistant took to answer.",
-    ["outcome"],
+    "Time the user's assistant took to answer, by model and outcome (ok, failed).",
+    ["model", "outcome"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+TOKENS = Counter(
+    "yourclaw_messaging_tokens_total",
+    "Tokens the assistants spent on WhatsApp turns, by model and kind "
+    "(prompt, completion).",
+    ["model", "kind"],
 )
 TWILIO_SENDS = Counter(
     "yourclaw_messaging_twilio_sends_total",
-    "Messages handed to Twilio, by outcome (sent, rejected, failed, reconciled) "
-    "and Twilio error code.",
+    "Messages handed to Twilio, by outcome (sent, rejected, failed, retried, "
+    "reconciled) and Twilio error code.",
     ["outcome", "error_code"],
+)
+RATE_LIMITED = Counter(
+    "yourclaw_messaging_rate_limited_total",
+    "Messages refused by a per-user limit (minute, day, tokens).",
+    ["limit"],
+)
+STATUS_CALLBACKS = Counter(
+    "yourclaw_messaging_status_callbacks_total",
+    "Twilio status callbacks handled, by the status reported.",
+    ["status"],
+)
+OUTBOUND = Counter(
+    "yourclaw_messaging_outbound_total",
+    "Outbound WhatsApp messages stored for sending, by kind "
+    "(reply, template, proactive, notice).",
+    ["kind"],
+)
+TEMPLATE_FALLBACKS = Counter(
+    "yourclaw_messaging_template_fallbacks_total",
+    "Free-form messages replaced by an approved template, by reason "
+    "(outside_window, twilio_63016, no_template).",
+    ["reason"],
 )

@@ -28,6 +28,42 @@ APOLOGY = (
     "Sorry, your assistant couldn't answer that just now. Please try again in a minute."
 )
 
+RATE_LIMITED = (
+    "You've reached your limit of {limit} messages per {period}. "
+    "You can write again {when}. Messages sent before then won't reach your assistant."
+)
+TOKENS_EXHAUSTED = (
+    "Your assistant has used today's allowance of {limit} tokens. "
+    "You can write again {when}."
+)
+MEDIA_UNSUPPORTED = (
+    "Sorry, your assistant can read images but not {kind} files yet. "
+    "Please send a photo or describe it in text."
+)
+MEDIA_UNREADABLE = (
+    "Sorry, that image couldn't be read (it may be too large: the limit is {mb} MB). "
+    "Please try a smaller photo."
+)
+NOTIFICATION_FALLBACK = "Your assistant has a message for you: {text}"
+
+HELP = """*YourClaw commands*
+/help: this list
+/status: your assistant, its model and today's usage
+/reset: start a fresh conversation (your assistant's memory files are kept)
+/model: list the models; /model <name> switches to one
+Anything else goes to your assistant."""
+RESET = (
+    "Started a fresh conversation. Your assistant's memory files are kept, "
+    "so it still knows what you asked it to remember."
+)
+MODEL_SWITCHED = "Switched to {name} ({model_id}). Your next message uses it."
+MODEL_UNKNOWN = 'There\'s no model called "{name}". Choose one of:\n{choices}'
+MODEL_LIST = "Your assistant uses {current}. Switch with /model <name>:\n{choices}"
+STATUS = """*Your assistant*: {status}
+*Model*: {model}
+*Today*: {inbound} messages from you, {outbound} replies, {tokens} tokens
+*Limits*: {per_min} messages/minute, {per_day} messages/day{token_limit}"""
+
 _BREAKS = (
     re.compile(r"\n\s*\n"),  # paragraphs
     re.compile(r"\n"),  # lines

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -14,6 +17,8 @@ class Recipient:
     """A signed-up user as messaging sees them."""
 
     user_id: UUID
+    phone: str
+    assistant_id: UUID | None
     assistant_status: str | None
     base_url: str | None
     gateway_token_encrypted: str | None
@@ -24,7 +29,8 @@ class Recipient:
 async def find_recipient(conn: Connection, phone: str) -> Recipient | None:
     row = await conn.fetchrow(
         """
-        SELECT p.user_id, a.status AS assistant_status, a.base_url,
+        SELECT p.user_id, p.phone_e164 AS phone, a.id AS assistant_id,
+               a.status AS assistant_status, a.base_url,
                a.gateway_token_encrypted, a.model, s.status AS subscription_status
         FROM user_phones p
         LEFT JOIN assistants a ON a.user_id = p.user_id
@@ -92,7 +98,8 @@ async def bump_usage(
 async def replies_to(conn: Connection, inbound_sid: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
-        SELECT id, user_id, phone_e164, body, part, status, twilio_sid, send_attempted_at
+        SELECT id, user_id, phone_e164, body, part, status, twilio_sid, send_attempted_at,
+               kind, content_sid, content_variables
         FROM messages WHERE in_reply_to = $1 ORDER BY part
         """,
         inbound_sid,
@@ -106,16 +113,36 @@ async def add_replies(
     user_id: UUID | None,
     phone: str,
     parts: list[str],
+    kind: str = "reply",
+    content_sid: str | None = None,
+    content_variables: dict[str, str] | None = None,
+    error_code: str | None = None,
 ) -> None:
-    """Store the reply parts before any is sent, so a redelivery sends the same ones."""
+    """Store the reply parts before any is sent, so a redelivery sends the same ones.
+
+    An empty part (or an `error_code`) is stored as SKIPPED: recorded, never sent.
+    """
+    variables = json.dumps(content_variables) if content_variables else None
     await conn.executemany(
         """
-        INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part, status)
-        VALUES ($1, $2, 'OUTBOUND', $3, $4, $5, $6)
+        INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part,
+                              status, kind, content_sid, content_variables, error_code)
+        VALUES ($1, $2, 'OUTBOUND', $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
         ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
         """,
         [
-            (user_id, phone, body, inbound_sid, i, "PENDING" if body else "SKIPPED")
+            (
+                user_id,
+                phone,
+                body,
+                inbound_sid,
+                i,
+                "PENDING" if (body or content_sid) and not error_code else "SKIPPED",
+                kind,
+                content_sid,
+                variables,
+                error_code,
+            )
             for i, body in enumerate(parts)
         ],
     )
@@ -131,7 +158,8 @@ async def mark_sending(conn: Connection, message_id: UUID) -> None:
 
 async def mark_sent(conn: Connection, message_id: UUID, twilio_sid: str) -> None:
     await conn.execute(
-        "UPDATE messages SET status = 'SENT', twilio_sid = $2, updated_at = now() WHERE id = $1",
+        "UPDATE messages SET status = 'SENT', twilio_sid = $2, delivery_status = 'queued', "
+        "updated_at = now() WHERE id = $1",
         message_id,
         twilio_sid,
     )
@@ -158,3 +186,242 @@ async def signup_reply_sent_recently(conn: Connection, phone: str) -> bool:
         phone,
     )
     return found is not None
+
+
+async def find_recipient_by_user(conn: Connection, user_id: UUID) -> Recipient | None:
+    row = await conn.fetchrow(
+        """
+        SELECT p.user_id, p.phone_e164 AS phone, a.id AS assistant_id,
+               a.status AS assistant_status, a.base_url,
+               a.gateway_token_encrypted, a.model, s.status AS subscription_status
+        FROM user_phones p
+        LEFT JOIN assistants a ON a.user_id = p.user_id
+        LEFT JOIN subscriptions s ON s.user_id = p.user_id
+        WHERE p.user_id = $1
+        """,
+        user_id,
+    )
+    return Recipient(**dict(row)) if row else None
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    session_epoch: int
+    model_override: str | None
+    last_inbound_at: datetime | None
+    session_base_url: str | None = None
+    session_started_at: datetime | None = None
+
+
+async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationState:
+    """Record that the user just wrote (opens WhatsApp's 24-hour window)."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO conversations (user_id, last_inbound_at) VALUES ($1, now())
+        ON CONFLICT (user_id) DO UPDATE
+            SET last_inbound_at = now(), updated_at = now()
+        RETURNING session_epoch, model_override, last_inbound_at, session_base_url,
+                  session_started_at
+        """,
+        user_id,
+    )
+    assert row is not None
+    return ConversationState(**dict(row))
+
+
+async def conversation(conn: Connection, user_id: UUID) -> ConversationState:
+    row = await conn.fetchrow(
+        "SELECT session_epoch, model_override, last_inbound_at, session_base_url, "
+        "session_started_at FROM conversations WHERE user_id = $1",
+        user_id,
+    )
+    return ConversationState(**dict(row)) if row else ConversationState(0, None, None)
+
+
+async def in_window(conn: Connection, user_id: UUID, *, hours: float) -> bool:
+    """Whether the user wrote within the last `hours` (free-form replies allowed)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM conversations WHERE user_id = $1 "
+        "AND last_inbound_at > now() - make_interval(secs => $2)",
+        user_id,
+        hours * 3600,
+    )
+    return found is not None
+
+
+async def reset_session(conn: Connection, user_id: UUID) -> int:
+    epoch: int = await conn.fetchval(
+        """
+        INSERT INTO conversations (user_id, session_epoch, session_started_at)
+        VALUES ($1, 1, now())
+        ON CONFLICT (user_id) DO UPDATE
+            SET session_epoch = conversations.session_epoch + 1,
+                session_started_at = now(), session_base_url = NULL, updated_at = now()
+        RETURNING session_epoch
+        """,
+        user_id,
+    )
+    return epoch
+
+
+async def set_model_override(conn: Connection, user_id: UUID, model: str) -> None:
+    await conn.execute(
+        """
+        INSERT INTO conversations (user_id, model_override) VALUES ($1, $2)
+        ON CONFLICT (user_id) DO UPDATE
+            SET model_override = EXCLUDED.model_override, updated_at = now()
+        """,
+        user_id,
+        model,
+    )
+
+
+async def count_in_window(
+    conn: Connection, user_id: UUID, scope: str, window_start: datetime
+) -> int:
+    """Add one to a shared window counter and return the new count (atomic)."""
+    count: int = await conn.fetchval(
+        """
+        INSERT INTO rate_windows (user_id, scope, window_start, count)
+        VALUES ($1, $2, $3, 1)
+        ON CONFLICT (user_id, scope, window_start)
+            DO UPDATE SET count = rate_windows.count + 1
+        RETURNING count
+        """,
+        user_id,
+        scope,
+        window_start,
+    )
+    return count
+
+
+async def claim_limit_notice(
+    conn: Connection, user_id: UUID, scope: str, window_start: datetime
+) -> bool:
+    """True for exactly one caller per window: the one that sends the notice."""
+    claimed = await conn.fetchval(
+        """
+        INSERT INTO rate_windows (user_id, scope, window_start, count, notified)
+        VALUES ($1, $2, $3, 0, true)
+        ON CONFLICT (user_id, scope, window_start) DO UPDATE SET notified = true
+            WHERE NOT rate_windows.notified
+        RETURNING 1
+        """,
+        user_id,
+        scope,
+        window_start,
+    )
+    return claimed is not None
+
+
+async def tokens_today(conn: Connection, user_id: UUID) -> int:
+    used = await conn.fetchval(
+        "SELECT tokens_in + tokens_out FROM usage_daily "
+        "WHERE user_id = $1 AND day = (now() AT TIME ZONE 'utc')::date",
+        user_id,
+    )
+    return int(used or 0)
+
+
+async def usage_today(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT inbound_count, outbound_count, tokens_in, tokens_out FROM usage_daily "
+        "WHERE user_id = $1 AND day = (now() AT TIME ZONE 'utc')::date",
+        user_id,
+    )
+
+
+async def record_twilio_status(
+    conn: Connection, sid: str, status: str, error_code: str | None
+) -> bool:
+    """Keep the furthest status Twilio reported for `sid`; False if this one is late."""
+    applied = await conn.fetchval(
+        """
+        INSERT INTO twilio_statuses (twilio_sid, status, error_code) VALUES ($1, $2, $3)
+        ON CONFLICT (twilio_sid) DO UPDATE
+            SET status = EXCLUDED.status,
+                error_code = COALESCE(EXCLUDED.error_code, twilio_statuses.error_code),
+                updated_at = now()
+            WHERE twilio_status_rank(EXCLUDED.status)
+                > twilio_status_rank(twilio_statuses.status)
+        RETURNING 1
+        """,
+        sid,
+        status,
+        error_code,
+    )
+    return applied is not None
+
+
+async def apply_twilio_status(conn: Connection, sid: str) -> asyncpg.Record | None:
+    """Copy the stored Twilio status onto the message with `sid`, never backwards.
+
+    Returns the message when its status changed.
+    """
+    return await conn.fetchrow(
+        """
+        UPDATE messages m
+        SET delivery_status = t.status,
+            error_code = COALESCE(t.error_code, m.error_code),
+            status = CASE WHEN t.status IN ('failed', 'undelivered') THEN 'FAILED'
+                          ELSE m.status END,
+            updated_at = now()
+        FROM twilio_statuses t
+        WHERE t.twilio_sid = $1 AND m.twilio_sid = $1
+          AND twilio_status_rank(t.status)
+              > twilio_status_rank(COALESCE(m.delivery_status, ''))
+        RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind, m.delivery_status,
+                  m.error_code
+        """,
+        sid,
+    )
+
+
+def row_variables(row: asyncpg.Record) -> dict[str, Any] | None:
+    raw = row["content_variables"]
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else None
+
+
+async def set_session_base_url(conn: Connection, user_id: UUID, base_url: str) -> None:
+    await conn.execute(
+        "UPDATE conversations SET session_base_url = $2, updated_at = now() "
+        "WHERE user_id = $1 AND session_base_url IS DISTINCT FROM $2",
+        user_id,
+        base_url,
+    )
+
+
+async def history(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    since: datetime | None,
+    before_sid: str,
+    limit: int,
+) -> list[tuple[str, str]]:
+    """The latest turns of the session, oldest first, as (role, text): what the
+    user wrote and the assistant's replies, not our notices or templates."""
+    rows = await conn.fetch(
+        """
+        SELECT direction, body FROM messages
+        WHERE user_id = $1
+          AND created_at >= COALESCE($2, '-infinity'::timestamptz)
+          AND created_at < (SELECT created_at FROM messages WHERE twilio_sid = $3)
+          AND body <> ''
+          AND (direction = 'INBOUND'
+               OR (kind = 'reply' AND status IN ('SENT', 'SENDING', 'PENDING')))
+        ORDER BY created_at DESC, part DESC NULLS LAST
+        LIMIT $4
+        """,
+        user_id,
+        since,
+        before_sid,
+        limit,
+    )
+    return [
+        ("user" if r["direction"] == "INBOUND" else "assistant", r["body"])
+        for r in reversed(rows)
+    ]

@@ -1,4 +1,5 @@
-"""One WhatsApp turn, from an inbound message to its reply parts at Twilio.
+"""The WhatsApp conversation: turns, commands, limits, the 24-hour window,
+proactive messages and Twilio's delivery status.
 
 A turn spans several short transactions around slow HTTP calls (the assistant,
 Twilio), so it takes the pool rather than one connection. Each step is
@@ -6,34 +7,93 @@ recorded before the next begins, which makes a redelivered message pick up
 where the crashed attempt stopped:
 
     inbound stored ─► reply parts stored (PENDING) ─► SENDING ─► SENT
-                      (assistant asked once)          (Twilio list consulted
+    (limits counted)  (assistant asked once)          (Twilio list consulted
                                                        if the outcome is unknown)
+
+Every outbound message (replies, notices, proactive messages, templates) is a
+`messages` row keyed by `(in_reply_to, part)`: the inbound MessageSid for
+replies, `out:<event_id>` / `ready:<assistant_id>` for messages we send first and
+`fallback:<message id>` for a template that replaces a refused free-form message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
 from weakref import WeakValueDictionary
 
 import asyncpg
 from yourclaw_common.crypto import SecretBox, SecretBoxError
-from yourclaw_common.events import InboundWhatsApp
+from yourclaw_common.db import Connection
+from yourclaw_common.events import (
+    AssistantReady,
+    InboundWhatsApp,
+    InboundWhatsAppStatus,
+    OutboundWhatsApp,
+)
 from yourclaw_common.logging import get_logger
 
-from yourclaw_messaging import metrics, replies, repository
-from yourclaw_messaging.assistant import AssistantClient
-from yourclaw_messaging.errors import AssistantUnavailable, TwilioRejected
+from yourclaw_messaging import commands, metrics, replies, repository
+from yourclaw_messaging.assistant import AssistantClient, Content, session_key
+from yourclaw_messaging.errors import (
+    AssistantUnavailable,
+    MediaRejected,
+    TwilioRejected,
+    TwilioSendError,
+)
 from yourclaw_messaging.repository import Recipient
-from yourclaw_messaging.twilio import TwilioClient
+from yourclaw_messaging.sendrate import TokenBucket
+from yourclaw_messaging.twilio import SentMessage, TwilioClient
 
 log = get_logger(__name__)
+
+# WhatsApp lets a business answer freely for 24 hours after the user's last message.
+WINDOW_HOURS = 24.0
+# Twilio's "outside the allowed window" error, synchronous or in a status callback.
+OUTSIDE_WINDOW_CODES = frozenset({"63016", "63015"})
+# Media the assistant can look at (OpenClaw takes images as data: URIs).
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+# A WhatsApp template variable is capped by Meta; keep the text well under it.
+_TEMPLATE_TEXT_CHARS = 900
+_READY_TEXT = "Your YourClaw assistant is ready! Say hi here to get started."
+_SENT_STATES = ("SENT", "FAILED", "SKIPPED")
+# Messages replayed to a gateway that lost the session.
+HISTORY_TURNS = 20
 
 
 def phone_of(address: str) -> str:
     """`whatsapp:+15551234567` → `+15551234567`."""
     return address.removeprefix("whatsapp:").strip()
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_minute: int
+    per_day: int
+    tokens_per_day: int
+
+
+@dataclass(frozen=True)
+class Templates:
+    assistant_ready: str
+    notification: str
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What to store for one outgoing message before sending it."""
+
+    parts: list[str]
+    kind: str
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
+    error_code: str | None = None
 
 
 @dataclass
@@ -44,10 +104,18 @@ class Conversation:
     secrets: SecretBox
     sender: str
     app_url: str
+    limits: Limits = field(default_factory=lambda: Limits(0, 0, 0))
+    templates: Templates = field(default_factory=lambda: Templates("", ""))
+    status_callback: str = ""
+    media_max_bytes: int = 5 * 1024 * 1024
+    send_retries: int = 3
+    bucket: TokenBucket = field(default_factory=lambda: TokenBucket(80.0))
 
     def __post_init__(self) -> None:
         # One turn at a time per phone in this replica, so replies keep order.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+
+    # --- inbound turns -------------------------------------------------------
 
     async def handle_inbound(self, event: InboundWhatsApp) -> None:
         phone = phone_of(event.from_number)
@@ -66,9 +134,23 @@ class Conversation:
                 body=event.body,
                 num_media=event.num_media,
             )
+            stored = await repository.replies_to(conn, event.message_sid)
+            state: repository.ConversationState | None = None
             if is_new and recipient:
                 await repository.bump_usage(conn, recipient.user_id, inbound=1)
-            stored = await repository.replies_to(conn, event.message_sid)
+                state = await repository.touch_conversation(conn, recipient.user_id)
+                # Counted in the same transaction as the message: a redelivery
+                # neither counts twice nor escapes the limit.
+                notice = await self._over_limit(conn, recipient.user_id)
+                if notice is not None and not stored:
+                    await self._store(
+                        conn,
+                        event.message_sid,
+                        recipient.user_id,
+                        phone,
+                        _Planned([notice], "notice"),
+                    )
+                    stored = await repository.replies_to(conn, event.message_sid)
             signup_sent = (
                 recipient is None
                 and not stored
@@ -87,16 +169,32 @@ class Conversation:
                 "messaging.turn.signup_already_sent", message_sid=event.message_sid
             )
             return
-        else:
-            parts, tokens = await self._compose(event, recipient)
+        elif recipient is not None and (command := commands.parse(event.body)):
             async with self.pool.acquire() as conn, conn.transaction():
-                await repository.add_replies(
+                text = await self._run_command(conn, command, recipient)
+                await self._store(
                     conn,
-                    inbound_sid=event.message_sid,
-                    user_id=recipient.user_id if recipient else None,
-                    phone=phone,
-                    parts=parts,
+                    event.message_sid,
+                    recipient.user_id,
+                    phone,
+                    _Planned(replies.split_reply(text), "reply"),
                 )
+                stored = await repository.replies_to(conn, event.message_sid)
+            metrics.TURNS.labels("command").inc()
+        else:
+            planned, tokens, model = await self._compose(event, recipient, state)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._store(
+                    conn,
+                    event.message_sid,
+                    recipient.user_id if recipient else None,
+                    phone,
+                    planned,
+                )
+                if recipient and recipient.base_url and planned.kind == "reply":
+                    await repository.set_session_base_url(
+                        conn, recipient.user_id, recipient.base_url
+                    )
                 if recipient and any(tokens):
                     await repository.bump_usage(
                         conn,
@@ -105,28 +203,139 @@ class Conversation:
                         tokens_out=tokens[1],
                     )
                 stored = await repository.replies_to(conn, event.message_sid)
+            if any(tokens):
+                metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
+                metrics.TOKENS.labels(model, "completion").inc(tokens[1])
         await self._deliver(stored, phone)
 
+    async def _over_limit(self, conn: Connection, user_id: UUID) -> str | None:
+        """None if the user may write now; else the notice to send ("" when one
+        went out already in this window)."""
+        now = datetime.now(UTC)
+        minute = now.replace(second=0, microsecond=0)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        hit: tuple[str, datetime, str] | None = None
+        if self.limits.per_minute:
+            count = await repository.count_in_window(conn, user_id, "minute", minute)
+            if count > self.limits.per_minute:
+                until = minute + timedelta(minutes=1)
+                hit = (
+                    "minute",
+                    minute,
+                    replies.RATE_LIMITED.format(
+                        limit=self.limits.per_minute,
+                        period="minute",
+                        when=f"at {until:%H:%M} UTC",
+                    ),
+                )
+        if self.limits.per_day:
+            count = await repository.count_in_window(conn, user_id, "day", day)
+            if count > self.limits.per_day:
+                hit = (
+                    "day",
+                    day,
+                    replies.RATE_LIMITED.format(
+                        limit=self.limits.per_day,
+                        period="day",
+                        when=_tomorrow(day),
+                    ),
+                )
+        if hit is None and self.limits.tokens_per_day:
+            used = await repository.tokens_today(conn, user_id)
+            if used >= self.limits.tokens_per_day:
+                hit = (
+                    "tokens",
+                    day,
+                    replies.TOKENS_EXHAUSTED.format(
+                        limit=self.limits.tokens_per_day, when=_tomorrow(day)
+                    ),
+                )
+        if hit is None:
+            return None
+        scope, window_start, text = hit
+        metrics.RATE_LIMITED.labels(scope).inc()
+        metrics.TURNS.labels("rate_limited").inc()
+        # One notice per window, however many replicas see the excess at once.
+        if await repository.claim_limit_notice(conn, user_id, scope, window_start):
+            log.info("messaging.limit.notice", user_id=str(user_id), limit=scope)
+            return text
+        return ""
+
+    async def _run_command(
+        self, conn: Connection, command: commands.Command, recipient: Recipient
+    ) -> str:
+        user_id = recipient.user_id
+        if command.name == "help":
+            return replies.HELP
+        if command.name == "reset":
+            epoch = await repository.reset_session(conn, user_id)
+            log.info("messaging.command.reset", user_id=str(user_id), epoch=epoch)
+            return replies.RESET
+        state = await repository.conversation(conn, user_id)
+        current = state.model_override or recipient.model
+        if command.name == "model":
+            if not command.arg:
+                return replies.MODEL_LIST.format(
+                    current=commands.model_name(current),
+                    choices=commands.model_choices(),
+                )
+            model = commands.find_model(command.arg)
+            if model is None:
+                return replies.MODEL_UNKNOWN.format(
+                    name=command.arg[:60], choices=commands.model_choices()
+                )
+            await repository.set_model_override(conn, user_id, model.id)
+            return replies.MODEL_SWITCHED.format(
+                name=model.display_name, model_id=model.id
+            )
+        usage = await repository.usage_today(conn, user_id)
+        tokens = (usage["tokens_in"] + usage["tokens_out"]) if usage else 0
+        token_limit = (
+            f", {self.limits.tokens_per_day} tokens/day"
+            if self.limits.tokens_per_day
+            else ""
+        )
+        return replies.STATUS.format(
+            status=(recipient.assistant_status or "NONE").lower().replace("_", " "),
+            model=commands.model_name(current),
+            inbound=usage["inbound_count"] if usage else 0,
+            outbound=usage["outbound_count"] if usage else 0,
+            tokens=tokens,
+            per_min=self.limits.per_minute or "no limit",
+            per_day=self.limits.per_day or "no limit",
+            token_limit=token_limit,
+        )
+
     async def _compose(
-        self, event: InboundWhatsApp, recipient: Recipient | None
-    ) -> tuple[list[str], tuple[int, int]]:
-        """The reply parts for a new inbound message, and the tokens spent."""
+        self,
+        event: InboundWhatsApp,
+        recipient: Recipient | None,
+        state: repository.ConversationState | None,
+    ) -> tuple[_Planned, tuple[int, int], str]:
+        """What to answer a new inbound message, the tokens spent, and the model."""
+
+        def notice(text: str, outcome: str) -> tuple[_Planned, tuple[int, int], str]:
+            metrics.TURNS.labels(outcome).inc()
+            return _Planned([text], "notice"), (0, 0), ""
+
         if recipient is None:
-            metrics.TURNS.labels("signup").inc()
-            return [replies.SIGNUP.format(app_url=self.app_url)], (0, 0)
+            return notice(replies.SIGNUP.format(app_url=self.app_url), "signup")
         if recipient.subscription_status not in ("ACTIVE", "PAST_DUE"):
-            metrics.TURNS.labels("inactive").inc()
-            return [replies.INACTIVE.format(app_url=self.app_url)], (0, 0)
+            return notice(replies.INACTIVE.format(app_url=self.app_url), "inactive")
         if recipient.assistant_status == "PROVISIONING":
-            metrics.TURNS.labels("not_ready").inc()
-            return [replies.NOT_READY], (0, 0)
+            return notice(replies.NOT_READY, "not_ready")
         if (
             recipient.assistant_status != "READY"
             or not recipient.base_url
             or not recipient.gateway_token_encrypted
         ):
-            metrics.TURNS.labels("no_assistant").inc()
-            return [replies.NO_ASSISTANT.format(app_url=self.app_url)], (0, 0)
+            return notice(
+                replies.NO_ASSISTANT.format(app_url=self.app_url), "no_assistant"
+            )
+        content = await self._content(event)
+        if isinstance(content, _Planned):
+            metrics.TURNS.labels("media").inc()
+            return content, (0, 0), ""
 
         try:
             token = self.secrets.decrypt(
@@ -134,48 +343,311 @@ class Conversation:
             )
         except SecretBoxError as exc:
             # A key rotation gone wrong must not leave users without any answer.
-            metrics.TURNS.labels("apology").inc()
             log.error(
                 "messaging.assistant.token_unreadable",
                 message_sid=event.message_sid,
                 user_id=str(recipient.user_id),
                 error=exc.detail,
             )
-            return [replies.APOLOGY], (0, 0)
+            return notice(replies.APOLOGY, "apology")
+        if state is None:  # a redelivery: the first attempt recorded the message
+            async with self.pool.acquire() as conn:
+                state = await repository.conversation(conn, recipient.user_id)
+        model = state.model_override or recipient.model
+        label = model or "default"
+        seed: list[tuple[str, str]] = []
+        if state.session_base_url and state.session_base_url != recipient.base_url:
+            # The assistant answers from another address now (it moved hosts):
+            # that gateway has no session yet, so it gets the conversation.
+            async with self.pool.acquire() as conn:
+                seed = await repository.history(
+                    conn,
+                    recipient.user_id,
+                    since=state.session_started_at,
+                    before_sid=event.message_sid,
+                    limit=HISTORY_TURNS,
+                )
+            log.info(
+                "messaging.session.seeded",
+                user_id=str(recipient.user_id),
+                turns=len(seed),
+            )
         started = time.perf_counter()
         try:
             answer = await self.assistant.ask(
                 base_url=recipient.base_url,
                 token=token,
-                user_id=str(recipient.user_id),
-                model=recipient.model,
-                text=event.body,
+                session=session_key(str(recipient.user_id), state.session_epoch),
+                model=model,
+                content=content,
+                history=seed,
             )
         except AssistantUnavailable as exc:
-            metrics.ASSISTANT_SECONDS.labels("failed").observe(
+            metrics.ASSISTANT_SECONDS.labels(label, "failed").observe(
                 time.perf_counter() - started
             )
-            metrics.TURNS.labels("apology").inc()
             log.warning(
                 "messaging.assistant.failed",
                 message_sid=event.message_sid,
                 user_id=str(recipient.user_id),
                 error=exc.detail,
             )
-            return [replies.APOLOGY], (0, 0)
-        metrics.ASSISTANT_SECONDS.labels("ok").observe(time.perf_counter() - started)
+            return notice(replies.APOLOGY, "apology")
+        metrics.ASSISTANT_SECONDS.labels(label, "ok").observe(
+            time.perf_counter() - started
+        )
         metrics.TURNS.labels("replied").inc()
         # An empty answer (the agent only used tools) is stored as SKIPPED, not sent.
         parts = replies.split_reply(answer.text) or [""]
-        return parts, (answer.tokens_in, answer.tokens_out)
+        return (
+            _Planned(parts, "reply"),
+            (answer.tokens_in, answer.tokens_out),
+            label,
+        )
+
+    async def _content(self, event: InboundWhatsApp) -> Content | _Planned:
+        """The user turn for the assistant, or a notice when its media can't go."""
+        if not event.media:
+            return event.body
+        for media in event.media:
+            kind = (media.content_type or "").lower()
+            if kind not in IMAGE_TYPES:
+                label = kind.partition("/")[0] or "these"
+                return _Planned(
+                    [replies.MEDIA_UNSUPPORTED.format(kind=label)], "notice"
+                )
+        parts: list[dict[str, Any]] = [
+            {"type": "text", "text": event.body or "(The user sent an image.)"}
+        ]
+        unreadable = _Planned(
+            [
+                replies.MEDIA_UNREADABLE.format(
+                    mb=round(self.media_max_bytes / 1024 / 1024, 1)
+                )
+            ],
+            "notice",
+        )
+        for media in event.media:
+            try:
+                data, content_type = await self.twilio.fetch_media(
+                    media.url, max_bytes=self.media_max_bytes
+                )
+            except MediaRejected as exc:
+                log.warning(
+                    "messaging.media.rejected",
+                    message_sid=event.message_sid,
+                    error=exc.detail,
+                )
+                return unreadable
+            if content_type not in IMAGE_TYPES:
+                log.warning(
+                    "messaging.media.wrong_type",
+                    message_sid=event.message_sid,
+                    content_type=content_type,
+                )
+                return unreadable
+            uri = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+            parts.append({"type": "image_url", "image_url": {"url": uri}})
+        return parts
+
+    # --- messages we send first ----------------------------------------------
+
+    async def handle_outbound(self, event: OutboundWhatsApp) -> None:
+        """A proactive message (an automation's result, a system notice)."""
+        key = f"out:{event.event_id}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            recipient = await repository.find_recipient_by_user(conn, event.user_id)
+            if recipient is None:
+                log.warning("messaging.outbound.no_phone", user_id=str(event.user_id))
+                return
+            stored = await repository.replies_to(conn, key)
+            if not stored:
+                planned = await self._plan_proactive(conn, recipient, event.body)
+                await self._store(
+                    conn, key, recipient.user_id, recipient.phone, planned
+                )
+                stored = await repository.replies_to(conn, key)
+        await self._deliver(stored, recipient.phone)
+
+    async def _plan_proactive(
+        self, conn: Connection, recipient: Recipient, text: str
+    ) -> _Planned:
+        if recipient.subscription_status not in ("ACTIVE", "PAST_DUE"):
+            return _Planned([text], "proactive", error_code="INACTIVE")
+        if await self._proactive_limited(conn, recipient.user_id):
+            return _Planned([text], "proactive", error_code="RATE_LIMITED")
+        if await repository.in_window(conn, recipient.user_id, hours=WINDOW_HOURS):
+            return _Planned(replies.split_reply(text) or [""], "proactive")
+        metrics.TEMPLATE_FALLBACKS.labels("outside_window").inc()
+        return self._notification_template(text)
+
+    async def _proactive_limited(self, conn: Connection, user_id: UUID) -> bool:
+        """Proactive messages have their own windows, with the users' limits."""
+        now = datetime.now(UTC)
+        checks = (
+            ("notify_minute", now.replace(second=0, microsecond=0), "minute"),
+            (
+                "notify_day",
+                now.replace(hour=0, minute=0, second=0, microsecond=0),
+                "day",
+            ),
+        )
+        for scope, start, limit_label in checks:
+            limit = (
+                self.limits.per_minute
+                if limit_label == "minute"
+                else self.limits.per_day
+            )
+            if not limit:
+                continue
+            if await repository.count_in_window(conn, user_id, scope, start) > limit:
+                metrics.RATE_LIMITED.labels(limit_label).inc()
+                log.warning(
+                    "messaging.outbound.rate_limited",
+                    user_id=str(user_id),
+                    limit=limit_label,
+                )
+                return True
+        return False
+
+    def _notification_template(self, text: str) -> _Planned:
+        if not self.templates.notification:
+            metrics.TEMPLATE_FALLBACKS.labels("no_template").inc()
+            log.error("messaging.template.not_configured", template="notification")
+            return _Planned([text], "template", error_code="NO_TEMPLATE")
+        short = text.strip()
+        if len(short) > _TEMPLATE_TEXT_CHARS:
+            short = short[: _TEMPLATE_TEXT_CHARS - 1].rstrip() + "…"
+        return _Planned(
+            [replies.NOTIFICATION_FALLBACK.format(text=short)],
+            "template",
+            content_sid=self.templates.notification,
+            content_variables={"1": short},
+        )
+
+    async def handle_ready(self, event: AssistantReady) -> None:
+        """Tell the user their assistant is ready: the approved template.
+
+        Once per assistant: the provisioner also emits `assistant.ready` after a
+        model change or a re-create, which the user need not hear about.
+        """
+        key = f"ready:{event.assistant_id}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            recipient = await repository.find_recipient_by_user(conn, event.user_id)
+            if recipient is None:
+                log.info("messaging.ready.no_phone", user_id=str(event.user_id))
+                return
+            stored = await repository.replies_to(conn, key)
+            state = await repository.conversation(conn, recipient.user_id)
+            if (
+                not stored
+                and state.last_inbound_at is not None
+                and state.last_inbound_at >= event.occurred_at
+            ):
+                # They are already talking to it: "it's ready" would only interrupt.
+                log.info("messaging.ready.already_chatting", user_id=str(event.user_id))
+                return
+            if not stored:
+                if self.templates.assistant_ready:
+                    planned = _Planned(
+                        [_READY_TEXT],
+                        "template",
+                        content_sid=self.templates.assistant_ready,
+                    )
+                elif await repository.in_window(
+                    conn, recipient.user_id, hours=WINDOW_HOURS
+                ):
+                    planned = _Planned([_READY_TEXT], "proactive")
+                else:
+                    log.error("messaging.template.not_configured", template="ready")
+                    planned = _Planned(
+                        [_READY_TEXT], "template", error_code="NO_TEMPLATE"
+                    )
+                await self._store(
+                    conn, key, recipient.user_id, recipient.phone, planned
+                )
+                stored = await repository.replies_to(conn, key)
+        await self._deliver(stored, recipient.phone)
+
+    # --- Twilio status callbacks ---------------------------------------------
+
+    async def handle_status(self, event: InboundWhatsAppStatus) -> None:
+        status = event.message_status.strip().lower()
+        metrics.STATUS_CALLBACKS.labels(status).inc()
+        async with self.pool.acquire() as conn, conn.transaction():
+            changed = await repository.record_twilio_status(
+                conn, event.message_sid, status, event.error_code or None
+            )
+            row = (
+                await repository.apply_twilio_status(conn, event.message_sid)
+                if changed
+                else None
+            )
+        if not changed:
+            log.info(
+                "messaging.status.stale",
+                message_sid=event.message_sid,
+                message_status=status,
+            )
+            return
+        if row is not None:
+            await self._after_status(row)
+
+    async def _after_status(self, row: asyncpg.Record) -> None:
+        """A message Twilio could not deliver because the window had closed gets
+        the approved template instead."""
+        if (
+            row["delivery_status"] in ("failed", "undelivered")
+            and row["error_code"] in OUTSIDE_WINDOW_CODES
+            and row["kind"] != "template"
+        ):
+            await self._fallback(row, reason="twilio_63016")
+
+    async def _fallback(self, row: asyncpg.Record, *, reason: str) -> None:
+        key = f"fallback:{row['id']}"
+        planned = self._notification_template(row["body"])
+        metrics.TEMPLATE_FALLBACKS.labels(reason).inc()
+        log.info(
+            "messaging.template.fallback", message_id=str(row["id"]), reason=reason
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._store(conn, key, row["user_id"], row["phone_e164"], planned)
+            stored = await repository.replies_to(conn, key)
+        await self._deliver(stored, row["phone_e164"])
+
+    # --- storing and sending ---------------------------------------------------
+
+    async def _store(
+        self,
+        conn: Connection,
+        key: str,
+        user_id: UUID | None,
+        phone: str,
+        planned: _Planned,
+    ) -> None:
+        await repository.add_replies(
+            conn,
+            inbound_sid=key,
+            user_id=user_id,
+            phone=phone,
+            parts=planned.parts,
+            kind=planned.kind,
+            content_sid=planned.content_sid,
+            content_variables=planned.content_variables,
+            error_code=planned.error_code,
+        )
+        if not planned.error_code:
+            sendable = sum(1 for p in planned.parts if p or planned.content_sid)
+            if sendable:
+                metrics.OUTBOUND.labels(planned.kind).inc(sendable)
 
     async def _deliver(self, stored: list[asyncpg.Record], phone: str) -> None:
         """Send every part not yet sent, in order."""
         to = f"whatsapp:{phone}"
         for row in stored:
-            if row["status"] in ("SENT", "FAILED", "SKIPPED"):
+            if row["status"] in _SENT_STATES:
                 continue
-            if row["status"] == "SENDING":
+            if row["status"] == "SENDING" and not row["content_sid"]:
                 # A previous attempt died after asking Twilio to send: did it?
                 sid = await self.twilio.find_sent(
                     to=to,
@@ -190,9 +662,7 @@ class Conversation:
             async with self.pool.acquire() as conn:
                 await repository.mark_sending(conn, row["id"])
             try:
-                sent = await self.twilio.send(
-                    to=to, from_=self.sender, body=row["body"]
-                )
+                sent = await self._send(row, to)
             except TwilioRejected as exc:
                 code = str(exc.context.get("twilio_code", ""))
                 metrics.TWILIO_SENDS.labels("rejected", code).inc()
@@ -204,15 +674,59 @@ class Conversation:
                 )
                 async with self.pool.acquire() as conn:
                     await repository.mark_failed(conn, row["id"], code)
+                if code in OUTSIDE_WINDOW_CODES and row["kind"] != "template":
+                    await self._fallback(row, reason="twilio_63016")
                 continue
-            except Exception:
-                metrics.TWILIO_SENDS.labels("failed", "").inc()
-                raise
             metrics.TWILIO_SENDS.labels("sent", "").inc()
             await self._mark_sent(row, sent.sid)
+
+    async def _send(self, row: asyncpg.Record, to: str) -> SentMessage:
+        """Hand one message to Twilio; 429 and 5xx answers are retried with backoff."""
+        attempt = 0
+        while True:
+            await self.bucket.acquire()
+            try:
+                return await self.twilio.send(
+                    to=to,
+                    from_=self.sender,
+                    body=row["body"],
+                    content_sid=row["content_sid"],
+                    content_variables=repository.row_variables(row),
+                    status_callback=self.status_callback or None,
+                )
+            except TwilioSendError as exc:
+                code = str(exc.context.get("twilio_code", ""))
+                http_status = exc.context.get("http_status")
+                # Only an answered 429/5xx surely did not create a message; a lost
+                # connection is left to the redelivery, which asks Twilio first.
+                retryable = http_status == 429 or (
+                    isinstance(http_status, int) and http_status >= 500
+                )
+                if not retryable or attempt >= self.send_retries:
+                    metrics.TWILIO_SENDS.labels("failed", code).inc()
+                    raise
+                metrics.TWILIO_SENDS.labels("retried", code).inc()
+                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.8, 1.2)  # noqa: S311
+                log.warning(
+                    "messaging.twilio.retry",
+                    message_id=str(row["id"]),
+                    twilio_code=code,
+                    http_status=http_status,
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
 
     async def _mark_sent(self, row: asyncpg.Record, sid: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await repository.mark_sent(conn, row["id"], sid)
             if row["user_id"] is not None:
                 await repository.bump_usage(conn, row["user_id"], outbound=1)
+            # A status callback may have beaten us here.
+            early = await repository.apply_twilio_status(conn, sid)
+        if early is not None:
+            await self._after_status(early)
+
+
+def _tomorrow(day: datetime) -> str:
+    return f"after midnight UTC ({(day + timedelta(days=1)):%Y-%m-%d} 00:00 UTC)"

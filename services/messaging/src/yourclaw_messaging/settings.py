@@ -12,6 +12,28 @@ class MessagingSettings(CommonSettings):
     # The shared sender, as Twilio spells it: "whatsapp:+14155238886".
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
     twilio_api_base: str = "https://api.twilio.com"
+    # gateway-api's status webhook as Twilio reaches it
+    # (<PUBLIC_BASE_URL>/api/v1/webhooks/twilio/status); empty: no status callbacks.
+    twilio_status_callback_url: str = ""
+    # Approved WhatsApp templates (Content API sids, HX…), for messages outside the
+    # 24-hour window. READY takes no variables; NOTIFICATION takes {{1}}: the text.
+    twilio_template_assistant_ready: str = ""
+    twilio_template_notification: str = ""
+    # Twilio queues at most ~80 messages/s per WhatsApp sender; a token bucket per
+    # sender and replica keeps us under it.
+    twilio_send_rate_per_second: float = Field(default=80.0, gt=0)
+    # Immediate retries of a send Twilio refused with 429 (20429) or a 5xx, with
+    # backoff; after that the turn is redelivered later by JetStream.
+    twilio_send_retries: int = Field(default=3, ge=0)
+
+    # Per user, counted across every replica in Postgres. 0 turns a limit off.
+    rate_limit_msg_per_min: int = Field(default=5, ge=0)
+    rate_limit_msg_per_day: int = Field(default=100, ge=0)
+    # Tokens (prompt + completion) a user may spend per UTC day; 0 = unlimited.
+    rate_limit_tokens_per_day: int = Field(default=0, ge=0)
+
+    # Largest inbound image fetched from Twilio and handed to the assistant.
+    media_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
 
     # Browser tasks can take minutes; the JetStream message is kept alive meanwhile.
     assistant_timeout_seconds: float = Field(default=600.0, gt=0)

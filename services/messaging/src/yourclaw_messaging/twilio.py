@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
-from yourclaw_messaging.errors import TwilioRejected, TwilioSendError
+from yourclaw_messaging.errors import MediaRejected, TwilioRejected, TwilioSendError
 
 # Errors that say "try later", not "this message is wrong": auth (a rotated or
 # missing token must not eat messages), rate limits, server trouble.
@@ -36,13 +38,29 @@ class TwilioClient:
         )
         self._auth = httpx.BasicAuth(account_sid, auth_token)
 
-    async def send(self, *, to: str, from_: str, body: str) -> SentMessage:
+    async def send(
+        self,
+        *,
+        to: str,
+        from_: str,
+        body: str = "",
+        content_sid: str | None = None,
+        content_variables: dict[str, Any] | None = None,
+        status_callback: str | None = None,
+    ) -> SentMessage:
+        data = {"To": to, "From": from_}
+        if content_sid:
+            # An approved template: Twilio renders it, no free-form Body.
+            data["ContentSid"] = content_sid
+            if content_variables:
+                data["ContentVariables"] = json.dumps(content_variables)
+        else:
+            data["Body"] = body
+        if status_callback:
+            data["StatusCallback"] = status_callback
         try:
             resp = await self._http.post(
-                self._base,
-                data={"To": to, "From": from_, "Body": body},
-                auth=self._auth,
-                timeout=30,
+                self._base, data=data, auth=self._auth, timeout=30
             )
         except httpx.HTTPError as exc:
             raise TwilioSendError(
@@ -56,6 +74,7 @@ class TwilioClient:
             raise TwilioSendError(
                 f"Twilio answered {resp.status_code} ({code}): {message}",
                 twilio_code=code,
+                http_status=resp.status_code,
             )
         raise TwilioRejected(
             f"Twilio rejected the message ({code}): {message}", twilio_code=code
@@ -94,6 +113,36 @@ class TwilioClient:
                 continue
             return str(message["sid"])
         return None
+
+    async def fetch_media(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
+        """An inbound attachment (`MediaUrlN`), fetched with the account credentials.
+
+        Raises MediaRejected when it is larger than `max_bytes`.
+        """
+        try:
+            async with self._http.stream(
+                "GET", url, auth=self._auth, timeout=30, follow_redirects=True
+            ) as resp:
+                if resp.status_code != 200:
+                    raise TwilioSendError(
+                        f"media fetch answered HTTP {resp.status_code}"
+                    )
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise MediaRejected(f"media is {declared} bytes")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MediaRejected(f"media is over {max_bytes} bytes")
+                    chunks.append(chunk)
+                content_type = resp.headers.get("content-type", "")
+        except httpx.HTTPError as exc:
+            raise TwilioSendError(
+                f"media fetch failed: {exc.__class__.__name__}"
+            ) from exc
+        return b"".join(chunks), content_type.split(";")[0].strip().lower()
 
 
 def _error_of(resp: httpx.Response) -> tuple[str, str]:

@@ -70,3 +70,5 @@ class OutboundWhatsApp(Event):
     user_id: UUID
     body: str
     kind: Literal["assistant_notification", "system"] = "system"
+    # The assistant whose automation produced it (proactive messages).
+    assistant_id: UUID | None = None

@@ -1,0 +1,256 @@
+"""Benchmark: the platform's own latency, from Twilio's webhook to the Twilio send.
+
+gateway-api, messaging and the stand-ins (devsim: Twilio Messages + a
+zero-latency OpenAI-compatible assistant) run as separate processes on real
+NATS JetStream and PostgreSQL. Signed webhooks go in; every reply is recorded
+(`messages` rows) and handed to the Twilio stand-in. Latency is the time from
+sending the webhook to messaging recording Twilio's answer (the outbound row's
+`updated_at`), so it includes the webhook, the JetStream hop, every Postgres
+write, the assistant call and the Twilio call.
+
+    uv run python bench/e2e_overhead.py
+    BENCH_LIGHT=200 BENCH_BURST=2000 uv run python bench/e2e_overhead.py
+
+Uses NATS_URL / DATABASE_URL when set, else starts embedded servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+from twilio.request_validator import RequestValidator
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.db import migrate
+from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_devkit.cli import register_dev_user
+
+LIGHT = int(os.environ.get("BENCH_LIGHT", "200"))
+LIGHT_RATE = float(os.environ.get("BENCH_LIGHT_RATE", "20"))
+BURST = int(os.environ.get("BENCH_BURST", "2000"))
+USERS = int(os.environ.get("BENCH_USERS", "200"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))
+SID = "ACbench" + "0" * 27
+TOKEN = "bench-twilio-auth-token"
+SENDER = "whatsapp:+14155238886"
+PATH = "/api/v1/webhooks/twilio/whatsapp"
+
+
+def _phone(i: int) -> str:
+    return f"+1555{i:07d}"
+
+
+async def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url, timeout=2)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(url)
+
+
+class Sender:
+    def __init__(self, client: httpx.AsyncClient, public_url: str):
+        self.client = client
+        self.url = public_url + PATH
+        self.validator = RequestValidator(TOKEN)
+        self.sent_at: dict[str, float] = {}
+
+    async def send(self, i: int) -> None:
+        sid = "SM" + uuid.uuid4().hex
+        form = {
+            "MessageSid": sid,
+            "SmsMessageSid": sid,
+            "AccountSid": SID,
+            "From": f"whatsapp:{_phone(i % USERS)}",
+            "To": SENDER,
+            "Body": f"bench {i}",
+            "NumMedia": "0",
+        }
+        signature = self.validator.compute_signature(self.url, form)
+        self.sent_at[sid] = time.time()
+        resp = await self.client.post(
+            PATH, data=form, headers={"X-Twilio-Signature": signature}
+        )
+        resp.raise_for_status()
+
+
+async def _sent_times(pool: asyncpg.Pool, sids: list[str]) -> dict[str, datetime]:
+    rows = await pool.fetch(
+        "SELECT in_reply_to, updated_at FROM messages "
+        "WHERE in_reply_to = ANY($1::text[]) AND status = 'SENT'",
+        sids,
+    )
+    return {r["in_reply_to"]: r["updated_at"] for r in rows}
+
+
+async def _wait_all(pool: asyncpg.Pool, sids: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = await pool.fetchval(
+            "SELECT count(*) FROM messages WHERE in_reply_to = ANY($1::text[]) "
+            "AND status = 'SENT'",
+            sids,
+        )
+        if done >= len(sids):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"only {done}/{len(sids)} replies sent")
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
+    box = SecretBox(key)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+        for i in range(USERS):
+            await register_dev_user(
+                conn, phone=_phone(i), endpoint=devsim, token="bench", box=box
+            )
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        sender = Sender(client, api)
+        # Warm up every path once.
+        await sender.send(0)
+        await _wait_all(pool, list(sender.sent_at), 60)
+        sender.sent_at.clear()
+
+        # Light load: one message at a time, LIGHT_RATE per second.
+        for i in range(LIGHT):
+            await sender.send(i)
+            await asyncio.sleep(1 / LIGHT_RATE)
+        sids = list(sender.sent_at)
+        await _wait_all(pool, sids, 120)
+        done = await _sent_times(pool, sids)
+        light = [
+            (done[s].timestamp() - sender.sent_at[s]) * 1000 for s in sids if s in done
+        ]
+        sender.sent_at.clear()
+
+        # Burst: BURST messages from USERS users, CONCURRENCY in flight.
+        queue = iter(range(BURST))
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            for i in queue:
+                await sender.send(i)
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        accepted = time.perf_counter() - started
+        sids = list(sender.sent_at)
+        await _wait_all(pool, sids, 600)
+        total = time.perf_counter() - started
+        done = await _sent_times(pool, sids)
+        burst = [(done[s].timestamp() - sender.sent_at[s]) * 1000 for s in sids]
+    await pool.close()
+
+    print(
+        f"""
+machine     {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}
+light load  {len(light)} messages at {LIGHT_RATE:g}/s, webhook → Twilio send recorded:
+            p50 {statistics.median(light):.1f} ms, p99 {_pct(light, 99):.1f} ms, \
+max {max(light):.1f} ms
+burst       {BURST} messages from {USERS} users, {CONCURRENCY} in flight:
+            webhooks accepted in {accepted:.1f} s ({BURST / accepted:.0f}/s), \
+all replies sent after {total:.1f} s
+            → {BURST / total:.0f} messages/s through gateway + messaging, \
+latency p50 {statistics.median(burst):.0f} ms, p99 {_pct(burst, 99):.0f} ms
+"""
+    )
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="yourclaw-e2e-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with local_infra(
+            tmp,
+            nats_url=os.environ.get("NATS_URL"),
+            database_url=os.environ.get("DATABASE_URL"),
+            database="bench_e2e",
+            fast=True,
+        ) as infra:
+            api_port, devsim_port = free_port(), free_port()
+            api = f"http://127.0.0.1:{api_port}"
+            devsim = f"http://127.0.0.1:{devsim_port}"
+            key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+            env = {
+                **os.environ,
+                "NATS_URL": infra.nats_url,
+                "DATABASE_URL": infra.database_url,
+                "ENCRYPTION_KEY": key,
+                "LOG_LEVEL": "WARNING",
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(api_port),
+                "PUBLIC_BASE_URL": api,
+                "WEBHOOK_RATE_LIMIT_PER_SECOND": "0",
+                "TWILIO_ACCOUNT_SID": SID,
+                "TWILIO_AUTH_TOKEN": TOKEN,
+                "TWILIO_WHATSAPP_NUMBER": SENDER,
+                "TWILIO_API_BASE": devsim,
+                "DEVSIM_PORT": str(devsim_port),
+                "DEVSIM_STATUS_CALLBACKS": "false",
+                "DEVSIM_LLM_DELAY_SECONDS": "0",
+                "RATE_LIMIT_MSG_PER_MIN": "0",
+                "RATE_LIMIT_MSG_PER_DAY": "0",
+                "MESSAGING_CONCURRENCY": str(CONCURRENCY),
+                "TWILIO_SEND_RATE_PER_SECOND": "100000",
+                "METRICS_PORT": "0",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "yourclaw_devkit.devsim"], env=env
+                )
+            )
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "yourclaw_gateway_api"], env=env
+                )
+            )
+            asyncio.run(_wait_http(f"{devsim}/_devsim/health"))
+            asyncio.run(_wait_http(f"{api}/healthz"))
+            procs.append(
+                subprocess.Popen([sys.executable, "-m", "yourclaw_messaging"], env=env)
+            )
+            try:
+                asyncio.run(_run(infra.database_url, api, devsim, key))
+            finally:
+                # Before NATS and PostgreSQL go away.
+                _stop(procs)
+    finally:
+        _stop(procs)
+
+
+if __name__ == "__main__":
+    main()
