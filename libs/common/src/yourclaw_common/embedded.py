@@ -131,6 +131,10 @@ class EmbeddedNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # Its own session: a signal to our process group (Ctrl-C in a
+            # terminal, a test runner stopping `make up`) must not stop it
+            # before what uses it has stopped; it still dies with us.
+            start_new_session=True,
         )
         wait_for_port("127.0.0.1", self.port, timeout=timeout, proc=self.proc, log=log)
         return self
@@ -272,6 +276,7 @@ class EmbeddedPostgres:
                 stdout=out,
                 stderr=out,
                 preexec_fn=_die_with_parent,
+                start_new_session=True,  # as NATS: we stop it, after its users
                 **as_user,  # type: ignore[call-overload]
             )
         wait_for_port("127.0.0.1", self.port, timeout=timeout, proc=self.proc, log=log)

@@ -189,7 +189,7 @@ def _stop_gateways(nats_url: str, host_id: str) -> None:
             await nc.close()
 
     try:
-        stopped = asyncio.run(stop_all())
+        stopped = asyncio.run(asyncio.wait_for(stop_all(), timeout=90))
     except Exception as exc:  # best effort: the agent may already be gone
         print(f"could not stop the OpenClaw gateways: {exc}", file=sys.stderr)
         return
