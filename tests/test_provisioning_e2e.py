@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,7 +36,6 @@ from yourclaw_devkit.defaults import (
 )
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
 from yourclaw_host_agent.app import run as run_host_agent
-from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME, ensure_openclaw
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_messaging.app import run as run_messaging
 from yourclaw_messaging.settings import MessagingSettings
@@ -46,18 +44,9 @@ from yourclaw_provisioner.settings import ProvisionerSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[1]
 PHONE = "+15557771234"
 # A gateway's first boot on a busy 2-core machine can take half a minute.
 BOOT_TIMEOUT = 180.0
-
-
-@pytest.fixture(scope="session")
-def openclaw_dir() -> Path:
-    configured = os.environ.get("OPENCLAW_INSTALL_DIR")
-    home = Path(configured) if configured else REPO / DEFAULT_OPENCLAW_HOME
-    ensure_openclaw(home)
-    return home.resolve()
 
 
 class Stack:
@@ -87,11 +76,17 @@ class Stack:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
-    service_env, devsim_url, devsim, clean_db, nats_client, openclaw_dir, tmp_path
+    service_env,
+    devsim_url,
+    devsim,
+    clean_db,
+    nats_client,
+    openclaw_dir,
+    gateway_host_dir,
 ) -> AsyncIterator[Stack]:
     env = {k.lower(): v for k, v in service_env.items()}
     host_id = f"e2e-{uuid.uuid4().hex[:8]}"
-    data_dir = tmp_path / "host"
+    data_dir = gateway_host_dir
     host_agent = HostAgentSettings(
         _env_file=None,
         **env,

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -43,7 +41,6 @@ from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_host_agent.app import run as run_host_agent
-from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME, ensure_openclaw
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_messaging.app import run as run_messaging
 from yourclaw_messaging.settings import MessagingSettings
@@ -52,17 +49,8 @@ from yourclaw_provisioner.settings import ProvisionerSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[1]
 PHONE = "+15557775678"
 BOOT_TIMEOUT = 180.0
-
-
-@pytest.fixture(scope="session")
-def openclaw_dir() -> Path:
-    configured = os.environ.get("OPENCLAW_INSTALL_DIR")
-    home = Path(configured) if configured else REPO / DEFAULT_OPENCLAW_HOME
-    ensure_openclaw(home)
-    return home.resolve()
 
 
 class Stack:
@@ -90,7 +78,13 @@ class Stack:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
-    service_env, devsim_url, devsim, clean_db, nats_client, openclaw_dir, tmp_path
+    service_env,
+    devsim_url,
+    devsim,
+    clean_db,
+    nats_client,
+    openclaw_dir,
+    gateway_host_dir,
 ) -> AsyncIterator[Stack]:
     env = {k.lower(): v for k, v in service_env.items()}
     host_id = f"remind-{uuid.uuid4().hex[:8]}"
@@ -108,7 +102,7 @@ async def stack(
         host_id=host_id,
         host_capacity=1,
         host_heartbeat_seconds=1,
-        host_data_dir=tmp_path / "host",
+        host_data_dir=gateway_host_dir,
         openclaw_install_dir=openclaw_dir,
     )
     provisioner = ProvisionerSettings(
