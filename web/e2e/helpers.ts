@@ -1,13 +1,10 @@
 import AxeBuilder from "@axe-core/playwright";
 import { expect, type Page, type TestInfo } from "@playwright/test";
-import { createHmac, randomBytes } from "node:crypto";
-import { API_PORT } from "../playwright.config";
+import { randomBytes } from "node:crypto";
+import { API_PORT, DEVSIM_PORT } from "../playwright.config";
 
 export const API_URL = `http://127.0.0.1:${API_PORT}`;
-// yourclaw-up's dev defaults (libs/devkit/src/yourclaw_devkit/up.py).
-const TWILIO_AUTH_TOKEN = process.env.TWILIO_AUTH_TOKEN ?? "dev-twilio-auth-token";
-const TWILIO_ACCOUNT_SID = "ACdev00000000000000000000000000000";
-const TWILIO_WHATSAPP_NUMBER = "whatsapp:+14155238886";
+export const DEVSIM_URL = `http://127.0.0.1:${DEVSIM_PORT}`;
 
 export const MOBILE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 800 };
@@ -40,36 +37,14 @@ export async function capture(page: Page, testInfo: TestInfo, name: string) {
   await screenshots(page, testInfo, name);
 }
 
-/** What Twilio sends for an incoming WhatsApp message, signed as Twilio signs it
- * (the same as `yourclaw-dev send`; used until devsim has a simulator page). */
-export async function sendWhatsApp(from: string, body: string) {
-  const sid = `SM${randomBytes(16).toString("hex")}`;
-  const form: Record<string, string> = {
-    SmsMessageSid: sid,
-    NumMedia: "0",
-    ProfileName: "E2E User",
-    MessageType: "text",
-    SmsSid: sid,
-    WaId: from.replace(/^\+/, ""),
-    SmsStatus: "received",
-    Body: body,
-    To: TWILIO_WHATSAPP_NUMBER,
-    NumSegments: "1",
-    ReferralNumMedia: "0",
-    MessageSid: sid,
-    AccountSid: TWILIO_ACCOUNT_SID,
-    From: `whatsapp:${from}`,
-    ApiVersion: "2010-04-01",
-  };
-  const url = `${API_URL}/api/v1/webhooks/twilio/whatsapp`;
-  const signed = url + Object.keys(form).sort().map((k) => k + form[k]).join("");
-  const signature = createHmac("sha1", TWILIO_AUTH_TOKEN).update(signed).digest("base64");
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature },
-    body: new URLSearchParams(form).toString(),
-  });
-  expect(response.status, await response.text()).toBe(200);
+/** The stand-ins' WhatsApp simulator, in a new tab, chatting as `phone`. */
+export async function whatsAppSimulator(page: Page, phone: string): Promise<Page> {
+  const simulator = await page.context().newPage();
+  await simulator.goto(`${DEVSIM_URL}/_devsim/whatsapp`);
+  const number = simulator.getByLabel("your phone number");
+  await number.fill(phone);
+  await number.press("Tab"); // its change event switches the thread
+  return simulator;
 }
 
 export function uniqueUser() {

@@ -1,5 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-import { API_URL, capture, devSignIn, sendWhatsApp, uniqueUser } from "./helpers";
+import { API_URL, capture, devSignIn, uniqueUser, whatsAppSimulator } from "./helpers";
 
 // OpenClaw's gateway boots in ~15–20 s on an idle machine; provisioning, a model
 // switch and a key change each restart it. Generous, for a busy 2-core box.
@@ -104,17 +104,26 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
   });
 
   await test.step("a WhatsApp message shows in Conversation and Usage", async () => {
-    await sendWhatsApp(user.phone, "Hello from the e2e test");
+    // As a developer does it: the WhatsApp simulator page of the stand-ins.
+    const simulator = await whatsAppSimulator(page, user.phone);
+    await simulator.getByPlaceholder("Type a message").fill("Hello from the e2e test");
+    await simulator.getByRole("button", { name: "Send" }).click();
+    await expect(simulator.getByText(/^Echo: Hello from the e2e test/)).toBeVisible({ timeout: 90_000 });
+    await capture(simulator, testInfo, "whatsapp-simulator");
+    await simulator.close();
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
     const messages = page.getByTestId("messages");
-    await expect(messages.getByText("Hello from the e2e test")).toBeVisible({ timeout: 30_000 });
-    // The reply comes back from OpenClaw (through the LLM stand-in).
-    await expect(messages.getByRole("listitem")).toHaveCount(2, { timeout: 90_000 });
+    await expect(messages.getByText("Hello from the e2e test", { exact: true })).toBeVisible({ timeout: 30_000 });
+    // The reply came back from OpenClaw (through the LLM stand-in).
+    await expect(messages.getByText(/^Echo: Hello from the e2e test/)).toBeVisible({ timeout: 90_000 });
+    // Before it, the "your assistant is ready" WhatsApp template messaging sent.
+    await expect(messages.getByRole("listitem")).toHaveCount(3);
     await capture(page, testInfo, "conversation");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
     const today = page.getByTestId("usage-today");
     await expect(today.getByText("Messages you sent").locator("..")).toContainText("1");
-    await expect(today.getByText("Replies").locator("..")).toContainText("1");
+    // The ready notification and the answer.
+    await expect(today.getByText("Replies").locator("..")).toContainText("2");
     await expect(page.getByRole("img", { name: "Messages per day over the last 30 days" })).toBeVisible();
     await capture(page, testInfo, "usage");
   });

@@ -197,7 +197,7 @@ _PAGE = """<!doctype html>
  .tpl{border-left:3px solid #25d366}
  form{display:flex;gap:6px;padding:8px;background:#f0f2f5}
  form input[type=text]{flex:1;font:inherit;padding:8px;border-radius:18px;border:0}
- button{font:inherit;background:#25d366;color:#fff;border:0;border-radius:18px;
+ button{font:inherit;background:#075e54;color:#fff;border:0;border-radius:18px;
         padding:0 16px}
 </style></head><body>
 <header><b>WhatsApp simulator</b> as
