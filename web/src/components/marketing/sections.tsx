@@ -51,11 +51,11 @@ export function TimeComparison() {
 }
 
 const features = [
-  { title: "Browses the web", text: "Searches, reads pages and fills in the details for you, with a real browser." },
-  { title: "Writes files", text: "Keeps notes, lists and drafts in its own workspace and sends you what you need." },
+  { title: "Searches the web", text: "Looks things up, reads pages and fills in the details for you." },
+  { title: "Messages you first", text: "Ask for a reminder or a daily summary and it arrives on WhatsApp by itself, on time." },
+  { title: "Reads your photos", text: "Send a picture of a receipt, a sign or a screenshot and ask about it." },
   { title: "Runs code", text: "Crunches numbers, converts files and automates small chores in its own sandbox." },
   { title: "Remembers", text: "Your assistant keeps its memory between conversations, so context carries over." },
-  { title: "Always on", text: "It runs day and night in its own private container. Message it whenever you like." },
   { title: "Your choice of model", text: "Claude, GPT-4o or Gemini: switch in the dashboard, or bring your own API keys." },
 ] as const;
 
