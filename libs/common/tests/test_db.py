@@ -2,7 +2,7 @@ import asyncio
 
 import asyncpg
 import pytest
-from yourclaw_common.db import Migration, load_migrations, migrate
+from yourclaw_common.db import Migration, create_pool, load_migrations, migrate
 
 
 class TestMigrate:
@@ -81,3 +81,23 @@ class TestMigrate:
                 await migrate(conn, changed)
         finally:
             await conn.close()
+
+
+class TestPool:
+    async def test_connection_left_in_a_transaction_comes_back_clean(
+        self, database_url
+    ):
+        pool = await create_pool(database_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS t_reset (n int)")
+                # A handler cancelled mid-transaction: never committed.
+                await conn.transaction().start()
+                await conn.execute("INSERT INTO t_reset VALUES (1)")
+            async with pool.acquire() as conn:  # the same connection (max_size=1)
+                assert not conn.is_in_transaction()
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO t_reset VALUES (2)")
+                assert await conn.fetchval("SELECT count(*) FROM t_reset") == 1
+        finally:
+            await pool.close()

@@ -37,12 +37,29 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         )
 
 
+async def _release_reset(conn: asyncpg.Connection) -> None:
+    """Reset a connection on its way back to the pool only when it needs it.
+
+    asyncpg's default reset runs `RESET ALL; UNLISTEN *; CLOSE ALL; SELECT
+    pg_advisory_unlock_all()` on every release: one more round trip, several
+    times per message. Our code leaves no session state behind (the migration
+    lock is released where it is taken), so only a connection left inside a
+    transaction (a cancelled handler) gets asyncpg's full reset, which rolls it
+    back and clears asyncpg's own record of it."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10
 ) -> asyncpg.Pool:
     """A pool whose connections encode and decode json/jsonb with orjson."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_release_reset,
     )
     assert pool is not None
     return pool
