@@ -9,7 +9,6 @@ stand-in; then a model change (same workspace, same token), then a deprovision
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from yourclaw_common.events import (
     HostVerb,
     InboundWhatsApp,
     ListContainers,
-    NamedContainer,
     container_name,
     host_command,
 )
@@ -34,7 +32,7 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_messaging.app import run as run_messaging
@@ -66,12 +64,7 @@ class Stack:
         return {c.name: c.state for c in reply.containers}
 
     async def replies(self) -> list[str]:
-        resp = await self.devsim.get(
-            MESSAGES_PATH,
-            params={"To": f"whatsapp:{PHONE}"},
-            auth=(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN),
-        )
-        return [m["body"] for m in reversed(resp.json()["messages"])]
+        return [m["body"] for m in await sent_to(self.devsim, PHONE)]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -125,15 +118,7 @@ async def stack(
     try:
         yield stack
     finally:
-        # The host-agent leaves gateways running when it stops (it re-adopts
-        # them); a failed test must not leave a 1.3 GB gateway behind.
-        with contextlib.suppress(Exception):
-            for name in await stack.containers():
-                await nats_client.request(
-                    host_command(host_id, HostVerb.REMOVE),
-                    NamedContainer(name=name).model_dump_json().encode(),
-                    timeout=60,
-                )
+        # Gateways left running are stopped by `gateway_host_dir`, after this.
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -12,7 +12,6 @@ Nobody writes in between. Slow: one gateway boot (~1.3 GB).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +25,6 @@ from yourclaw_common.events import (
     HostVerb,
     InboundWhatsApp,
     ListContainers,
-    NamedContainer,
     host_command,
 )
 from yourclaw_common.nats import publish
@@ -36,7 +34,7 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
@@ -68,12 +66,7 @@ class Stack:
         return [c.name for c in HostReply.model_validate_json(msg.data).containers]
 
     async def replies(self) -> list[str]:
-        resp = await self.devsim.get(
-            MESSAGES_PATH,
-            params={"To": f"whatsapp:{PHONE}"},
-            auth=(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN),
-        )
-        return [m["body"] for m in reversed(resp.json()["messages"])]
+        return [m["body"] for m in await sent_to(self.devsim, PHONE)]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -138,13 +131,7 @@ async def stack(
         async with running_app(create_app(gateway), port=api_port):
             yield stack
     finally:
-        with contextlib.suppress(Exception):
-            for name in await stack.containers():
-                await nats_client.request(
-                    host_command(host_id, HostVerb.REMOVE),
-                    NamedContainer(name=name).model_dump_json().encode(),
-                    timeout=60,
-                )
+        # Gateways left running are stopped by `gateway_host_dir`, after this.
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -21,7 +21,7 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
@@ -57,12 +57,7 @@ class Stack:
         )
 
     async def replies_to(self, phone: str) -> list[str]:
-        resp = await self.devsim.get(
-            MESSAGES_PATH,
-            params={"To": f"whatsapp:{phone}"},
-            auth=(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN),
-        )
-        return [m["body"] for m in reversed(resp.json()["messages"])]
+        return [m["body"] for m in await sent_to(self.devsim, phone)]
 
 
 @pytest_asyncio.fixture(loop_scope="session")

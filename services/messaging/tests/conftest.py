@@ -16,7 +16,6 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
 from yourclaw_messaging.app import run
 from yourclaw_messaging.settings import MessagingSettings
 
@@ -94,15 +93,6 @@ def inbound(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:
         to_number=DEV_WHATSAPP_NUMBER,
         body=body,
     )
-
-
-async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict]:
-    """What the Twilio stand-in was asked to send to `phone`, oldest first."""
-    resp = await devsim.get(
-        MESSAGES_PATH, params={"To": f"whatsapp:{phone}"}, auth=AUTH
-    )
-    resp.raise_for_status()
-    return list(reversed(resp.json()["messages"]))
 
 
 @pytest_asyncio.fixture(loop_scope="session")

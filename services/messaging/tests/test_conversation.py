@@ -23,9 +23,10 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_devkit._llm_sim import build_reply
 from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_WHATSAPP_NUMBER
+from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_messaging import repository
 
-from .conftest import devsim_sent, inbound, sent_to
+from .conftest import devsim_sent, inbound
 
 PHONE = "+15551240001"
 TEMPLATE_NOTIFY = "HX00000000000000000000000000000001"

@@ -14,9 +14,9 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
 from yourclaw_devkit.defaults import DEV_WHATSAPP_NUMBER
-from yourclaw_devkit.pytest_plugin import MESSAGES_PATH
+from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
 
-from .conftest import AUTH, inbound, sent_to
+from .conftest import AUTH, inbound
 
 PHONE = "+15551230001"
 STRANGER = "+15559870000"

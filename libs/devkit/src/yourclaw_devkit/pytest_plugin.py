@@ -8,6 +8,7 @@ it whose records were cleared for the test.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest_asyncio
@@ -16,6 +17,18 @@ from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOK
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{DEV_TWILIO_ACCOUNT_SID}/Messages.json"
+
+
+async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict[str, Any]]:
+    """What the Twilio stand-in was asked to send to `phone`, oldest first
+    (Twilio's Messages list, read as Twilio's API answers it)."""
+    resp = await devsim.get(
+        MESSAGES_PATH,
+        params={"To": f"whatsapp:{phone}"},
+        auth=(DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN),
+    )
+    resp.raise_for_status()
+    return list(reversed(resp.json()["messages"]))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
