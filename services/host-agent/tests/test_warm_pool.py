@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import psutil
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import HostVerb
 
@@ -126,8 +127,11 @@ async def test_remove_keeps_the_workspace_and_purge_deletes_the_spares_folder(
     assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
     user_dir = data_dir / str(spec.user_id)
     slot = user_dir.resolve()
+    pid = gateway_pid(user_dir)
 
     assert (await agent.request(HostVerb.REMOVE, {"name": spec.name})).ok
+    # The taken-over spare's process is the user's gateway: remove stops it.
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     assert not listening(spare_port) or spare_port in await spares_on(ports, 1)
     assert (user_dir / "workspace" / "notes.md").read_text() == "milk\n"
     assert not (user_dir / "config").exists()  # the token goes with the container
