@@ -7,6 +7,7 @@ import json
 import uuid
 
 import httpx
+import psutil
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import HostHeartbeat, HostVerb, Subject, container_name
 from yourclaw_common.testing import eventually
@@ -29,6 +30,21 @@ async def next_beat(
         return await asyncio.wait_for(found, timeout)
     finally:
         await sub.unsubscribe()
+
+
+def gateways_in(data_dir, spec) -> list[int]:
+    """Pids of the live gateway processes whose working directory is the user's
+    workspace, whatever the agent's files say."""
+    workspace = str((data_dir / str(spec.user_id) / "workspace").resolve())
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd", "cmdline", "status"]):
+        if (
+            proc.info["cwd"] == workspace
+            and "gateway" in (proc.info["cmdline"] or [])
+            and proc.info["status"] != psutil.STATUS_ZOMBIE
+        ):
+            found.append(proc.info["pid"])
+    return found
 
 
 class TestHeartbeat:
@@ -115,6 +131,47 @@ class TestAgentRestart:
         beat = await next_beat(host_nc, host_id, where=lambda b: bool(b.containers))
         assert beat.containers[0].state == "running"
         assert (await second.request(HostVerb.REMOVE, {"name": spec.name})).ok
+
+    async def test_a_gateway_no_pid_file_names_is_adopted_not_duplicated(
+        self, fake_runtime, start_agent, data_dir
+    ):
+        # An agent killed between spawning a gateway and writing its pid file.
+        host_id = f"h{uuid.uuid4().hex[:8]}"
+        first = await start_agent(fake_runtime(), host_id=host_id)
+        spec = make_spec()
+        assert (await first.request(HostVerb.CREATE, spec_payload(spec))).ok
+        pid_file = data_dir / str(spec.user_id) / "run" / "gateway.pid"
+        orphan = json.loads(pid_file.read_text())["pid"]
+        await first.shutdown()
+        pid_file.unlink()
+
+        second = await start_agent(fake_runtime(), host_id=host_id)
+        again = await second.request(HostVerb.CREATE, spec_payload(spec))
+
+        assert again.ok
+        assert json.loads(pid_file.read_text())["pid"] == orphan
+        assert gateways_in(data_dir, spec) == [orphan]
+        listed = await second.request(HostVerb.LIST, {})
+        assert [(c.name, c.state) for c in listed.containers] == [
+            (spec.name, "running")
+        ]
+
+    async def test_remove_stops_a_gateway_no_pid_file_names(
+        self, fake_runtime, start_agent, data_dir
+    ):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec()
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+        pid_file = data_dir / str(spec.user_id) / "run" / "gateway.pid"
+        orphan = json.loads(pid_file.read_text())["pid"]
+        pid_file.unlink()
+
+        assert (await agent.request(HostVerb.REMOVE, {"name": spec.name})).ok
+
+        assert gateways_in(data_dir, spec) == []
+        assert not psutil.pid_exists(orphan) or (
+            psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+        )
 
     async def test_a_crashed_gateway_is_restarted(
         self, fake_runtime, start_agent, data_dir, tmp_path

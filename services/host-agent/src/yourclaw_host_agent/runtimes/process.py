@@ -196,6 +196,36 @@ def _spawn(argv: list[str], env: dict[str, str], paths: UserPaths) -> _Pid:
     return _Pid(child.pid, created)
 
 
+def _port_arg(cmdline: Sequence[str]) -> int | None:
+    try:
+        return int(cmdline[list(cmdline).index("--port") + 1])
+    except (ValueError, IndexError):
+        return None
+
+
+def _untracked_gateways(workspace: Path) -> list[tuple[_Pid, int | None]]:
+    """Gateways running in this workspace, found by their working directory.
+
+    An agent killed between spawning a gateway and writing its pid file leaves
+    one no file names; without this it would run next to its replacement.
+    Returns each session leader (the gateway, not its helpers) with its port.
+    """
+    target = os.path.realpath(workspace)
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd", "create_time", "cmdline", "status"]):
+        info = proc.info
+        if info["cwd"] != target or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmdline = info["cmdline"] or []
+        try:
+            leader = os.getsid(info["pid"]) == info["pid"]
+        except OSError:
+            continue
+        if leader and "gateway" in cmdline:
+            found.append((_Pid(info["pid"], info["create_time"]), _port_arg(cmdline)))
+    return found
+
+
 def _spare_config() -> dict[str, object]:
     """What a spare boots with: the gateway block every rendered config has
     (a change there would make OpenClaw restart), and a token nobody knows."""
@@ -398,7 +428,29 @@ class ProcessRuntime:
         if not link.is_symlink() and not link.exists():
             link.symlink_to(Path("..") / "config")
 
+    async def _adopt_untracked(self, paths: UserPaths, record: _Record) -> bool:
+        """Track a gateway of this workspace that no pid file names, if it runs
+        on the record's port; any other is stopped. Whether one was adopted."""
+        adopted = False
+        for pid, port in await asyncio.to_thread(_untracked_gateways, paths.workspace):
+            if port == record.port and not adopted:
+                paths.run.mkdir(parents=True, exist_ok=True)
+                _write_json(paths.run / "gateway.pid", asdict(pid))
+                adopted = True
+                ADOPTED.inc()
+                log.warning(
+                    "host_agent.gateway.adopted_untracked",
+                    container=record.name,
+                    pid=pid.pid,
+                    port=port,
+                )
+            else:
+                await self._stop_group(record.name, pid, None)
+        return adopted
+
     async def _start_process(self, paths: UserPaths, record: _Record) -> None:
+        if await self._adopt_untracked(paths, record):
+            return
         if not _port_free(record.port):
             raise PortInUse(
                 f"port {record.port} is taken on this host", port=record.port
@@ -422,8 +474,16 @@ class ProcessRuntime:
         pid = self._read_pid(paths)
         if not self._alive(pid, record.port):
             (paths.run / "gateway.pid").unlink(missing_ok=True)
+            for orphan, _ in await asyncio.to_thread(
+                _untracked_gateways, paths.workspace
+            ):
+                await self._stop_group(record.name, orphan, timeout)
             return
         assert pid is not None
+        await self._stop_group(record.name, pid, timeout)
+        (paths.run / "gateway.pid").unlink(missing_ok=True)
+
+    async def _stop_group(self, name: str, pid: _Pid, timeout: float | None) -> None:
         # A session leader: its pid is the group id of the gateway and helpers.
         pgid = pid.pid
         with_kill = False
@@ -445,10 +505,9 @@ class ProcessRuntime:
                 with_kill = True
                 continue
             break
-        (paths.run / "gateway.pid").unlink(missing_ok=True)
         log.info(
             "host_agent.gateway.stopped",
-            container=record.name,
+            container=name,
             pid=pid.pid,
             killed=with_kill,
         )
@@ -475,6 +534,8 @@ class ProcessRuntime:
                     container=record.name,
                     port=record.port,
                 )
+            elif record and record.desired == "running":
+                await self._adopt_untracked(paths, record)
 
     async def close(self) -> None:
         # Users' gateways keep running; spares are nobody's and would only
