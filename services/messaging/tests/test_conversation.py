@@ -416,6 +416,10 @@ class TestWindowAndProactive:
         await publish(js, ready)  # emitted before they wrote, handled after
         sent = await settle(devsim, PHONE, 1, wait=1.5)
         assert [m["body"] for m in sent] == ["Echo: are you up?"]
+        # Ready again after a model change: still no news to them.
+        await publish(js, AssistantReady(user_id=user_id, assistant_id=assistant_id))
+        sent = await settle(devsim, PHONE, 1, wait=1.5)
+        assert [m["body"] for m in sent] == ["Echo: are you up?"]
 
 
 class TestTwilioErrors:

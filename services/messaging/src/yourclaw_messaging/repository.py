@@ -211,6 +211,8 @@ class ConversationState:
     last_inbound_at: datetime | None
     session_base_url: str | None = None
     session_started_at: datetime | None = None
+    # The assistant whose "ready" notice was left out (the user was chatting).
+    ready_skipped_for: UUID | None = None
 
 
 async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationState:
@@ -221,7 +223,7 @@ async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationSta
         ON CONFLICT (user_id) DO UPDATE
             SET last_inbound_at = now(), updated_at = now()
         RETURNING session_epoch, model_override, last_inbound_at, session_base_url,
-                  session_started_at
+                  session_started_at, ready_skipped_for
         """,
         user_id,
     )
@@ -232,10 +234,22 @@ async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationSta
 async def conversation(conn: Connection, user_id: UUID) -> ConversationState:
     row = await conn.fetchrow(
         "SELECT session_epoch, model_override, last_inbound_at, session_base_url, "
-        "session_started_at FROM conversations WHERE user_id = $1",
+        "session_started_at, ready_skipped_for FROM conversations WHERE user_id = $1",
         user_id,
     )
     return ConversationState(**dict(row)) if row else ConversationState(0, None, None)
+
+
+async def skip_ready_notice(
+    conn: Connection, user_id: UUID, assistant_id: UUID
+) -> None:
+    """Remember that this assistant's "ready" notice was left out, for good."""
+    await conn.execute(
+        "UPDATE conversations SET ready_skipped_for = $2, updated_at = now() "
+        "WHERE user_id = $1",
+        user_id,
+        assistant_id,
+    )
 
 
 async def in_window(conn: Connection, user_id: UUID, *, hours: float) -> bool:

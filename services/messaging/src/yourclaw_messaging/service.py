@@ -539,6 +539,8 @@ class Conversation:
                 return
             stored = await repository.replies_to(conn, key)
             state = await repository.conversation(conn, recipient.user_id)
+            if not stored and state.ready_skipped_for == event.assistant_id:
+                return  # left out the first time; a later ready is no news either
             if (
                 not stored
                 and state.last_inbound_at is not None
@@ -546,6 +548,9 @@ class Conversation:
             ):
                 # They are already talking to it: "it's ready" would only interrupt.
                 log.info("messaging.ready.already_chatting", user_id=str(event.user_id))
+                await repository.skip_ready_notice(
+                    conn, recipient.user_id, event.assistant_id
+                )
                 return
             if not stored:
                 if self.templates.assistant_ready:
