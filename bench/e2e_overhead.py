@@ -29,8 +29,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import httpx
+import psutil
 from twilio.request_validator import RequestValidator
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.db import migrate
@@ -66,7 +68,10 @@ async def _wait_http(url: str, timeout: float = 60) -> None:
 
 
 class Sender:
-    def __init__(self, client: httpx.AsyncClient, public_url: str):
+    """Twilio: signed webhooks (aiohttp: httpx would cost the shared CPUs about
+    1.5 ms a request, more than the platform's own share)."""
+
+    def __init__(self, client: aiohttp.ClientSession, public_url: str):
         self.client = client
         self.url = public_url + PATH
         self.validator = RequestValidator(TOKEN)
@@ -85,10 +90,13 @@ class Sender:
         }
         signature = self.validator.compute_signature(self.url, form)
         self.sent_at[sid] = time.time()
-        resp = await self.client.post(
-            PATH, data=form, headers={"X-Twilio-Signature": signature}
-        )
-        resp.raise_for_status()
+        async with self.client.post(
+            self.url,
+            data=form,
+            headers={"X-Twilio-Signature": signature},
+            raise_for_status=True,
+        ) as resp:
+            await resp.read()
 
 
 async def _sent_times(pool: asyncpg.Pool, sids: list[str]) -> dict[str, datetime]:
@@ -114,6 +122,30 @@ async def _wait_all(pool: asyncpg.Pool, sids: list[str], timeout: float) -> None
     raise TimeoutError(f"only {done}/{len(sids)} replies sent")
 
 
+_ROLES = (
+    ("yourclaw_gateway_api", "gateway-api"),
+    ("yourclaw_messaging", "messaging"),
+    ("yourclaw_devkit.devsim", "stand-ins (Twilio + assistant)"),
+    ("nats-server", "nats-server"),
+    ("postgres", "postgres"),
+)
+
+
+def _cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by this benchmark's processes, by role."""
+    me = psutil.Process()
+    used: dict[str, float] = {"benchmark client": sum(me.cpu_times()[:2])}
+    for proc in me.children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+            seconds = sum(proc.cpu_times()[:2])
+        except psutil.Error:
+            continue
+        role = next((r for key, r in _ROLES if key in cmdline), "other")
+        used[role] = used.get(role, 0.0) + seconds
+    return used
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -128,7 +160,10 @@ async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
             await register_dev_user(
                 conn, phone=_phone(i), endpoint=devsim, token="bench", box=box
             )
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as client:
         sender = Sender(client, api)
         # Warm up every path once.
         await sender.send(0)
@@ -149,6 +184,7 @@ async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
 
         # Burst: BURST messages from USERS users, CONCURRENCY in flight.
         queue = iter(range(BURST))
+        cpu_before = _cpu_by_role()
         started = time.perf_counter()
 
         async def worker() -> None:
@@ -160,9 +196,18 @@ async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
         sids = list(sender.sent_at)
         await _wait_all(pool, sids, 600)
         total = time.perf_counter() - started
+        cpu_after = _cpu_by_role()
         done = await _sent_times(pool, sids)
         burst = [(done[s].timestamp() - sender.sent_at[s]) * 1000 for s in sids]
     await pool.close()
+    cpu = {
+        role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / BURST
+        for role in cpu_after
+    }
+    cpu_lines = "\n".join(
+        f"            {role:<32} {ms:5.2f} ms"
+        for role, ms in sorted(cpu.items(), key=lambda item: -item[1])
+    )
 
     print(
         f"""
@@ -175,6 +220,9 @@ burst       {BURST} messages from {USERS} users, {CONCURRENCY} in flight:
 all replies sent after {total:.1f} s
             → {BURST / total:.0f} messages/s through gateway + messaging, \
 latency p50 {statistics.median(burst):.0f} ms, p99 {_pct(burst, 99):.0f} ms
+cpu/message during the burst ({sum(cpu.values()):.2f} ms in all, \
+{os.cpu_count() or 1} CPUs give {(os.cpu_count() or 1) * 1000:.0f} ms/s):
+{cpu_lines}
 """
     )
 

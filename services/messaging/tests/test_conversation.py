@@ -515,10 +515,38 @@ class TestStatusCallbacks:
         )
         async with clean_db.acquire() as conn:
             message_id = await conn.fetchval("SELECT id FROM messages")
-            await repository.mark_sent(conn, message_id, "SMearly")
-            changed = await repository.apply_twilio_status(conn, "SMearly")
+            changed = await repository.mark_sent(conn, message_id, "SMearly")
         assert changed is not None
         assert changed["delivery_status"] == "delivered"
+        row = await clean_db.fetchrow("SELECT status, twilio_sid FROM messages")
+        assert (row["status"], row["twilio_sid"]) == ("SENT", "SMearly")
+        assert await clean_db.fetchval(
+            "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
+        ) == (1)
+
+    async def test_an_early_failure_callback_fails_the_message_as_it_is_recorded(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        await clean_db.execute(
+            "INSERT INTO twilio_statuses (twilio_sid, status, error_code) "
+            "VALUES ('SMearlyfail', 'undelivered', '63016')"
+        )
+        user_id = await register(PHONE)
+        await clean_db.execute(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, status, kind) "
+            "VALUES ($1, $2, 'OUTBOUND', 'x', 'SENDING', 'reply')",
+            user_id,
+            PHONE,
+        )
+        async with clean_db.acquire() as conn:
+            message_id = await conn.fetchval("SELECT id FROM messages")
+            changed = await repository.mark_sent(conn, message_id, "SMearlyfail")
+        assert changed is not None
+        assert (changed["delivery_status"], changed["error_code"]) == (
+            "undelivered",
+            "63016",
+        )
+        assert await clean_db.fetchval("SELECT status FROM messages") == "FAILED"
 
 
 @pytest.mark.parametrize("status", ["sent", "delivered"])

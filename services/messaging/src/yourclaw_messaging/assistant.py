@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from yourclaw_messaging.errors import AssistantUnavailable
@@ -30,9 +31,9 @@ def session_key(user_id: str, epoch: int = 0) -> str:
 
 
 class AssistantClient:
-    def __init__(self, http: httpx.AsyncClient, *, timeout: float):
+    def __init__(self, http: aiohttp.ClientSession, *, timeout: float):
         self._http = http
-        self._timeout = httpx.Timeout(timeout, connect=10)
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=10)
 
     async def ask(
         self,
@@ -47,6 +48,7 @@ class AssistantClient:
         """One turn. `history` seeds a session the gateway does not have yet."""
         headers = {
             "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
             "x-openclaw-session-key": session,
             "x-openclaw-message-channel": "whatsapp",
         }
@@ -64,31 +66,44 @@ class AssistantClient:
         }
         url = f"{base_url.rstrip('/')}/v1/chat/completions"
         try:
-            async with self._http.stream(
-                "POST", url, json=payload, headers=headers, timeout=self._timeout
+            async with self._http.post(
+                url,
+                data=orjson.dumps(payload),
+                headers=headers,
+                timeout=self._timeout,
             ) as resp:
-                if resp.status_code != 200:
-                    raise AssistantUnavailable(
-                        f"assistant answered HTTP {resp.status_code}"
-                    )
-                if resp.headers.get("content-type", "").startswith("application/json"):
-                    return _from_completion(await resp.aread())
-                return await _from_stream(resp)
-        except httpx.HTTPError as exc:
+                if resp.status != 200:
+                    raise AssistantUnavailable(f"assistant answered HTTP {resp.status}")
+                if resp.content_type == "application/json":
+                    return _from_completion(await resp.read())
+                return await _from_stream(_lines(resp.content))
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise AssistantUnavailable(
                 f"assistant unreachable: {exc.__class__.__name__}"
             ) from exc
 
 
-async def _from_stream(resp: httpx.Response) -> AssistantReply:
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The body's lines, however long (a whole reply may come as one event)."""
+    pending = b""
+    async for chunk in stream.iter_any():
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending
+
+
+async def _from_stream(lines: AsyncIterator[bytes]) -> AssistantReply:
     pieces: list[str] = []
     usage: dict[str, Any] = {}
     done = False
-    async for line in resp.aiter_lines():
-        if not line.startswith("data:"):
+    async for line in lines:
+        if not line.startswith(b"data:"):
             continue
         data = line[5:].strip()
-        if data == "[DONE]":
+        if data == b"[DONE]":
             done = True
             break
         try:

@@ -26,73 +26,74 @@ class Recipient:
     subscription_status: str | None
 
 
-async def find_recipient(conn: Connection, phone: str) -> Recipient | None:
+@dataclass(frozen=True)
+class Received:
+    """An inbound message as recorded: who sent it, whether it is new, and (new,
+    from a user) their conversation with the window just opened."""
+
+    recipient: Recipient | None
+    is_new: bool
+    state: ConversationState | None
+
+
+async def receive(
+    conn: Connection, *, sid: str, phone: str, body: str, num_media: int
+) -> Received:
+    """Store an inbound message once and, the first time, count it in the
+    sender's usage and open their 24-hour window: one statement, one commit."""
     row = await conn.fetchrow(
         """
-        SELECT p.user_id, p.phone_e164 AS phone, a.id AS assistant_id,
-               a.status AS assistant_status, a.base_url,
-               a.gateway_token_encrypted, a.model, s.status AS subscription_status
-        FROM user_phones p
-        LEFT JOIN assistants a ON a.user_id = p.user_id
-        LEFT JOIN subscriptions s ON s.user_id = p.user_id
-        WHERE p.phone_e164 = $1
+        WITH r AS (
+            SELECT p.user_id, p.phone_e164 AS phone, a.id AS assistant_id,
+                   a.status AS assistant_status, a.base_url,
+                   a.gateway_token_encrypted, a.model, s.status AS subscription_status
+            FROM user_phones p
+            LEFT JOIN assistants a ON a.user_id = p.user_id
+            LEFT JOIN subscriptions s ON s.user_id = p.user_id
+            WHERE p.phone_e164 = $1
+        ), ins AS (
+            INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid,
+                                  status, num_media)
+            VALUES ((SELECT user_id FROM r), $1, 'INBOUND', $2, $3, 'RECEIVED', $4)
+            ON CONFLICT (twilio_sid) DO NOTHING
+            RETURNING user_id
+        ), usage AS (
+            INSERT INTO usage_daily (user_id, day, inbound_count)
+            SELECT user_id, (now() AT TIME ZONE 'utc')::date, 1
+            FROM ins WHERE user_id IS NOT NULL
+            ON CONFLICT (user_id, day) DO UPDATE
+                SET inbound_count = usage_daily.inbound_count + 1
+        ), conv AS (
+            INSERT INTO conversations (user_id, last_inbound_at)
+            SELECT user_id, now() FROM ins WHERE user_id IS NOT NULL
+            ON CONFLICT (user_id) DO UPDATE
+                SET last_inbound_at = now(), updated_at = now()
+            RETURNING session_epoch, model_override, last_inbound_at,
+                      session_base_url, session_started_at, ready_skipped_for
+        )
+        SELECT r.*, EXISTS (SELECT 1 FROM ins) AS is_new, conv.*
+        FROM (SELECT 1) AS one LEFT JOIN r ON true LEFT JOIN conv ON true
         """,
-        phone,
-    )
-    return Recipient(**dict(row)) if row else None
-
-
-async def record_inbound(
-    conn: Connection,
-    *,
-    sid: str,
-    user_id: UUID | None,
-    phone: str,
-    body: str,
-    num_media: int,
-) -> bool:
-    """Store an inbound message once; False if this MessageSid was stored before."""
-    inserted = await conn.fetchval(
-        """
-        INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status, num_media)
-        VALUES ($1, $2, 'INBOUND', $3, $4, 'RECEIVED', $5)
-        ON CONFLICT (twilio_sid) DO NOTHING
-        RETURNING 1
-        """,
-        user_id,
         phone,
         body,
         sid,
         num_media,
     )
-    return inserted is not None
-
-
-async def bump_usage(
-    conn: Connection,
-    user_id: UUID,
-    *,
-    inbound: int = 0,
-    outbound: int = 0,
-    tokens_in: int = 0,
-    tokens_out: int = 0,
-) -> None:
-    await conn.execute(
-        """
-        INSERT INTO usage_daily (user_id, day, inbound_count, outbound_count, tokens_in, tokens_out)
-        VALUES ($1, (now() AT TIME ZONE 'utc')::date, $2, $3, $4, $5)
-        ON CONFLICT (user_id, day) DO UPDATE SET
-            inbound_count = usage_daily.inbound_count + EXCLUDED.inbound_count,
-            outbound_count = usage_daily.outbound_count + EXCLUDED.outbound_count,
-            tokens_in = usage_daily.tokens_in + EXCLUDED.tokens_in,
-            tokens_out = usage_daily.tokens_out + EXCLUDED.tokens_out
-        """,
-        user_id,
-        inbound,
-        outbound,
-        tokens_in,
-        tokens_out,
+    assert row is not None
+    found = dict(row)
+    recipient = (
+        Recipient(**{f: found[f] for f in Recipient.__dataclass_fields__})
+        if found["user_id"] is not None
+        else None
     )
+    state = (
+        ConversationState(
+            **{f: found[f] for f in ConversationState.__dataclass_fields__}
+        )
+        if found["session_epoch"] is not None
+        else None
+    )
+    return Received(recipient, bool(found["is_new"]), state)
 
 
 async def replies_to(conn: Connection, inbound_sid: str) -> list[asyncpg.Record]:
@@ -117,35 +118,47 @@ async def add_replies(
     content_sid: str | None = None,
     content_variables: dict[str, str] | None = None,
     error_code: str | None = None,
-) -> None:
+    sending: bool = False,
+) -> list[asyncpg.Record] | None:
     """Store the reply parts before any is sent, so a redelivery sends the same ones.
 
     An empty part (or an `error_code`) is stored as SKIPPED: recorded, never sent.
+    `sending`: the caller sends them right after the commit, so they are stored
+    as SENDING (a redelivery asks Twilio before sending one again).
+    Returns the rows in order, or None when some part was stored before (by an
+    earlier attempt or another replica): read them with `replies_to`.
     """
     variables = json.dumps(content_variables) if content_variables else None
-    await conn.executemany(
+    ready = "SENDING" if sending else "PENDING"
+    statuses = [
+        ready if (body or content_sid) and not error_code else "SKIPPED"
+        for body in parts
+    ]
+    rows = await conn.fetch(
         """
         INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part,
-                              status, kind, content_sid, content_variables, error_code)
-        VALUES ($1, $2, 'OUTBOUND', $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
+                              status, kind, content_sid, content_variables, error_code,
+                              send_attempted_at)
+        SELECT $1, $2, 'OUTBOUND', t.body, $3, t.n - 1, t.status, $6, $7, $8::jsonb,
+               $9, CASE WHEN t.status = 'SENDING' THEN now() END
+        FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(body, status, n)
         ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
+        RETURNING id, user_id, phone_e164, body, part, status, twilio_sid,
+                  send_attempted_at, kind, content_sid, content_variables
         """,
-        [
-            (
-                user_id,
-                phone,
-                body,
-                inbound_sid,
-                i,
-                "PENDING" if (body or content_sid) and not error_code else "SKIPPED",
-                kind,
-                content_sid,
-                variables,
-                error_code,
-            )
-            for i, body in enumerate(parts)
-        ],
+        user_id,
+        phone,
+        inbound_sid,
+        parts,
+        statuses,
+        kind,
+        content_sid,
+        variables,
+        error_code,
     )
+    if len(rows) != len(parts):
+        return None
+    return sorted(rows, key=lambda row: int(row["part"]))
 
 
 async def mark_sending(conn: Connection, message_id: UUID) -> None:
@@ -156,13 +169,47 @@ async def mark_sending(conn: Connection, message_id: UUID) -> None:
     )
 
 
-async def mark_sent(conn: Connection, message_id: UUID, twilio_sid: str) -> None:
-    await conn.execute(
-        "UPDATE messages SET status = 'SENT', twilio_sid = $2, delivery_status = 'queued', "
-        "updated_at = now() WHERE id = $1",
+async def mark_sent(
+    conn: Connection, message_id: UUID, twilio_sid: str
+) -> asyncpg.Record | None:
+    """Record Twilio's sid, count the message in the user's usage and apply a
+    status callback that beat us here: one statement, one commit.
+
+    Returns the message when such an early status changed it (as
+    `apply_twilio_status` does), else None.
+    """
+    row = await conn.fetchrow(
+        """
+        WITH sent AS (
+            UPDATE messages m
+            SET twilio_sid = $2,
+                delivery_status = CASE
+                    WHEN twilio_status_rank(t.status) > twilio_status_rank('queued')
+                    THEN t.status ELSE 'queued' END,
+                status = CASE WHEN t.status IN ('failed', 'undelivered') THEN 'FAILED'
+                              ELSE 'SENT' END,
+                error_code = COALESCE(t.error_code, m.error_code),
+                updated_at = now()
+            FROM (SELECT 1) AS one
+            LEFT JOIN twilio_statuses t ON t.twilio_sid = $2
+            WHERE m.id = $1
+            RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
+                      m.delivery_status, m.error_code,
+                      twilio_status_rank(t.status) > twilio_status_rank('queued')
+                          AS early
+        ), usage AS (
+            INSERT INTO usage_daily (user_id, day, outbound_count)
+            SELECT user_id, (now() AT TIME ZONE 'utc')::date, 1
+            FROM sent WHERE user_id IS NOT NULL
+            ON CONFLICT (user_id, day) DO UPDATE
+                SET outbound_count = usage_daily.outbound_count + 1
+        )
+        SELECT * FROM sent
+        """,
         message_id,
         twilio_sid,
     )
+    return row if row is not None and row["early"] else None
 
 
 async def mark_failed(conn: Connection, message_id: UUID, error_code: str) -> None:
@@ -213,22 +260,6 @@ class ConversationState:
     session_started_at: datetime | None = None
     # The assistant whose "ready" notice was left out (the user was chatting).
     ready_skipped_for: UUID | None = None
-
-
-async def touch_conversation(conn: Connection, user_id: UUID) -> ConversationState:
-    """Record that the user just wrote (opens WhatsApp's 24-hour window)."""
-    row = await conn.fetchrow(
-        """
-        INSERT INTO conversations (user_id, last_inbound_at) VALUES ($1, now())
-        ON CONFLICT (user_id) DO UPDATE
-            SET last_inbound_at = now(), updated_at = now()
-        RETURNING session_epoch, model_override, last_inbound_at, session_base_url,
-                  session_started_at, ready_skipped_for
-        """,
-        user_id,
-    )
-    assert row is not None
-    return ConversationState(**dict(row))
 
 
 async def conversation(conn: Connection, user_id: UUID) -> ConversationState:
@@ -399,12 +430,34 @@ def row_variables(row: asyncpg.Record) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def set_session_base_url(conn: Connection, user_id: UUID, base_url: str) -> None:
+async def after_turn(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    base_url: str | None,
+    tokens_in: int,
+    tokens_out: int,
+) -> None:
+    """After the assistant answered: the address its session now lives at, and
+    the tokens it spent (one statement)."""
     await conn.execute(
-        "UPDATE conversations SET session_base_url = $2, updated_at = now() "
-        "WHERE user_id = $1 AND session_base_url IS DISTINCT FROM $2",
+        """
+        WITH session AS (
+            UPDATE conversations SET session_base_url = $2, updated_at = now()
+            WHERE user_id = $1 AND $2::text IS NOT NULL
+              AND session_base_url IS DISTINCT FROM $2
+        )
+        INSERT INTO usage_daily (user_id, day, tokens_in, tokens_out)
+        SELECT $1, (now() AT TIME ZONE 'utc')::date, $3::bigint, $4::bigint
+        WHERE $3::bigint > 0 OR $4::bigint > 0
+        ON CONFLICT (user_id, day) DO UPDATE SET
+            tokens_in = usage_daily.tokens_in + EXCLUDED.tokens_in,
+            tokens_out = usage_daily.tokens_out + EXCLUDED.tokens_out
+        """,
         user_id,
         base_url,
+        tokens_in,
+        tokens_out,
     )
 
 

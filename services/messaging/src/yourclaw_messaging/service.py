@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -78,6 +79,10 @@ class Limits:
     per_day: int
     tokens_per_day: int
 
+    @property
+    def any(self) -> bool:
+        return bool(self.per_minute or self.per_day or self.tokens_per_day)
+
 
 @dataclass(frozen=True)
 class Templates:
@@ -124,33 +129,37 @@ class Conversation:
             await self._handle(event, phone)
 
     async def _handle(self, event: InboundWhatsApp, phone: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            recipient = await repository.find_recipient(conn, phone)
-            is_new = await repository.record_inbound(
+        fresh = False
+        async with (
+            self.pool.acquire() as conn,
+            # The limits are counted in the same transaction as the message: a
+            # redelivery neither counts twice nor escapes them. Without limits
+            # the message, the usage and the window are one statement.
+            conn.transaction() if self.limits.any else contextlib.nullcontext(),
+        ):
+            received = await repository.receive(
                 conn,
                 sid=event.message_sid,
-                user_id=recipient.user_id if recipient else None,
                 phone=phone,
                 body=event.body,
                 num_media=event.num_media,
             )
-            stored = await repository.replies_to(conn, event.message_sid)
-            state: repository.ConversationState | None = None
-            if is_new and recipient:
-                await repository.bump_usage(conn, recipient.user_id, inbound=1)
-                state = await repository.touch_conversation(conn, recipient.user_id)
-                # Counted in the same transaction as the message: a redelivery
-                # neither counts twice nor escapes the limit.
+            recipient, state = received.recipient, received.state
+            stored = (
+                []
+                if received.is_new
+                else await repository.replies_to(conn, event.message_sid)
+            )
+            if received.is_new and recipient and self.limits.any:
                 notice = await self._over_limit(conn, recipient.user_id)
-                if notice is not None and not stored:
-                    await self._store(
+                if notice is not None:
+                    stored, fresh = await self._store(
                         conn,
                         event.message_sid,
                         recipient.user_id,
                         phone,
                         _Planned([notice], "notice"),
                     )
-                    stored = await repository.replies_to(conn, event.message_sid)
             signup_sent = (
                 recipient is None
                 and not stored
@@ -172,41 +181,36 @@ class Conversation:
         elif recipient is not None and (command := commands.parse(event.body)):
             async with self.pool.acquire() as conn, conn.transaction():
                 text = await self._run_command(conn, command, recipient)
-                await self._store(
+                stored, fresh = await self._store(
                     conn,
                     event.message_sid,
                     recipient.user_id,
                     phone,
                     _Planned(replies.split_reply(text), "reply"),
                 )
-                stored = await repository.replies_to(conn, event.message_sid)
             metrics.TURNS.labels("command").inc()
         else:
             planned, tokens, model = await self._compose(event, recipient, state)
             async with self.pool.acquire() as conn, conn.transaction():
-                await self._store(
+                stored, fresh = await self._store(
                     conn,
                     event.message_sid,
                     recipient.user_id if recipient else None,
                     phone,
                     planned,
                 )
-                if recipient and recipient.base_url and planned.kind == "reply":
-                    await repository.set_session_base_url(
-                        conn, recipient.user_id, recipient.base_url
-                    )
-                if recipient and any(tokens):
-                    await repository.bump_usage(
+                if recipient and planned.kind == "reply":
+                    await repository.after_turn(
                         conn,
                         recipient.user_id,
+                        base_url=recipient.base_url,
                         tokens_in=tokens[0],
                         tokens_out=tokens[1],
                     )
-                stored = await repository.replies_to(conn, event.message_sid)
             if any(tokens):
                 metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
-        await self._deliver(stored, phone)
+        await self._deliver(stored, phone, fresh=fresh)
 
     async def _over_limit(self, conn: Connection, user_id: UUID) -> str | None:
         """None if the user may write now; else the notice to send ("" when one
@@ -460,14 +464,13 @@ class Conversation:
             if recipient is None:
                 log.warning("messaging.outbound.no_phone", user_id=str(event.user_id))
                 return
-            stored = await repository.replies_to(conn, key)
+            stored, fresh = await repository.replies_to(conn, key), False
             if not stored:
                 planned = await self._plan_proactive(conn, recipient, event.body)
-                await self._store(
+                stored, fresh = await self._store(
                     conn, key, recipient.user_id, recipient.phone, planned
                 )
-                stored = await repository.replies_to(conn, key)
-        await self._deliver(stored, recipient.phone)
+        await self._deliver(stored, recipient.phone, fresh=fresh)
 
     async def _plan_proactive(
         self, conn: Connection, recipient: Recipient, text: str
@@ -532,6 +535,7 @@ class Conversation:
         model change or a re-create, which the user need not hear about.
         """
         key = f"ready:{event.assistant_id}"
+        fresh = False
         async with self.pool.acquire() as conn, conn.transaction():
             recipient = await repository.find_recipient_by_user(conn, event.user_id)
             if recipient is None:
@@ -568,11 +572,10 @@ class Conversation:
                     planned = _Planned(
                         [_READY_TEXT], "template", error_code="NO_TEMPLATE"
                     )
-                await self._store(
+                stored, fresh = await self._store(
                     conn, key, recipient.user_id, recipient.phone, planned
                 )
-                stored = await repository.replies_to(conn, key)
-        await self._deliver(stored, recipient.phone)
+        await self._deliver(stored, recipient.phone, fresh=fresh)
 
     # --- Twilio status callbacks ---------------------------------------------
 
@@ -616,9 +619,10 @@ class Conversation:
             "messaging.template.fallback", message_id=str(row["id"]), reason=reason
         )
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._store(conn, key, row["user_id"], row["phone_e164"], planned)
-            stored = await repository.replies_to(conn, key)
-        await self._deliver(stored, row["phone_e164"])
+            stored, fresh = await self._store(
+                conn, key, row["user_id"], row["phone_e164"], planned
+            )
+        await self._deliver(stored, row["phone_e164"], fresh=fresh)
 
     # --- storing and sending ---------------------------------------------------
 
@@ -629,8 +633,11 @@ class Conversation:
         user_id: UUID | None,
         phone: str,
         planned: _Planned,
-    ) -> None:
-        await repository.add_replies(
+    ) -> tuple[list[asyncpg.Record], bool]:
+        """Store what to send, to be sent right after the commit. Returns the
+        stored parts and whether this call stored them (else an earlier attempt
+        or another replica did, and they are as it left them)."""
+        stored = await repository.add_replies(
             conn,
             inbound_sid=key,
             user_id=user_id,
@@ -640,19 +647,26 @@ class Conversation:
             content_sid=planned.content_sid,
             content_variables=planned.content_variables,
             error_code=planned.error_code,
+            sending=True,
         )
+        if stored is None:
+            return await repository.replies_to(conn, key), False
         if not planned.error_code:
             sendable = sum(1 for p in planned.parts if p or planned.content_sid)
             if sendable:
                 metrics.OUTBOUND.labels(planned.kind).inc(sendable)
+        return stored, True
 
-    async def _deliver(self, stored: list[asyncpg.Record], phone: str) -> None:
-        """Send every part not yet sent, in order."""
+    async def _deliver(
+        self, stored: list[asyncpg.Record], phone: str, *, fresh: bool = False
+    ) -> None:
+        """Send every part not yet sent, in order. `fresh`: this attempt just
+        stored them (as SENDING), so none can have reached Twilio yet."""
         to = f"whatsapp:{phone}"
         for row in stored:
             if row["status"] in _SENT_STATES:
                 continue
-            if row["status"] == "SENDING" and not row["content_sid"]:
+            if row["status"] == "SENDING" and not row["content_sid"] and not fresh:
                 # A previous attempt died after asking Twilio to send: did it?
                 sid = await self.twilio.find_sent(
                     to=to,
@@ -664,8 +678,9 @@ class Conversation:
                     await self._mark_sent(row, sid)
                     metrics.TWILIO_SENDS.labels("reconciled", "").inc()
                     continue
-            async with self.pool.acquire() as conn:
-                await repository.mark_sending(conn, row["id"])
+            if row["status"] != "SENDING":
+                async with self.pool.acquire() as conn:
+                    await repository.mark_sending(conn, row["id"])
             try:
                 sent = await self._send(row, to)
             except TwilioRejected as exc:
@@ -723,12 +738,9 @@ class Conversation:
                 attempt += 1
 
     async def _mark_sent(self, row: asyncpg.Record, sid: str) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await repository.mark_sent(conn, row["id"], sid)
-            if row["user_id"] is not None:
-                await repository.bump_usage(conn, row["user_id"], outbound=1)
-            # A status callback may have beaten us here.
-            early = await repository.apply_twilio_status(conn, sid)
+        async with self.pool.acquire() as conn:
+            # Also applies a status callback that beat us here.
+            early = await repository.mark_sent(conn, row["id"], sid)
         if early is not None:
             await self._after_status(early)
 

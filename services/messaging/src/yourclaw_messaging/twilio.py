@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from yourclaw_messaging.errors import MediaRejected, TwilioRejected, TwilioSendError
+
+_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+_HTTP_ERRORS = (TimeoutError, aiohttp.ClientError)
 
 # Errors that say "try later", not "this message is wrong": auth (a rotated or
 # missing token must not eat messages), rate limits, server trouble.
@@ -26,7 +30,7 @@ class SentMessage:
 class TwilioClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         api_base: str,
         account_sid: str,
@@ -36,7 +40,9 @@ class TwilioClient:
         self._base = (
             f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         )
-        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        basic = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        # aiohttp drops it on a redirect to another host (media on a CDN).
+        self._auth = {"Authorization": f"Basic {basic}"}
 
     async def send(
         self,
@@ -59,22 +65,23 @@ class TwilioClient:
         if status_callback:
             data["StatusCallback"] = status_callback
         try:
-            resp = await self._http.post(
-                self._base, data=data, auth=self._auth, timeout=30
-            )
-        except httpx.HTTPError as exc:
+            async with self._http.post(
+                self._base, data=data, headers=self._auth, timeout=_TIMEOUT
+            ) as resp:
+                status, raw = resp.status, await resp.read()
+        except _HTTP_ERRORS as exc:
             raise TwilioSendError(
                 f"Twilio unreachable: {exc.__class__.__name__}"
             ) from exc
-        if resp.status_code in (200, 201):
-            data = resp.json()
-            return SentMessage(sid=data["sid"], status=data.get("status", "queued"))
-        code, message = _error_of(resp)
-        if resp.status_code >= 500 or resp.status_code in _RETRYABLE_STATUS:
+        if status in (200, 201):
+            sent = json.loads(raw)
+            return SentMessage(sid=sent["sid"], status=sent.get("status", "queued"))
+        code, message = _error_of(status, raw)
+        if status >= 500 or status in _RETRYABLE_STATUS:
             raise TwilioSendError(
-                f"Twilio answered {resp.status_code} ({code}): {message}",
+                f"Twilio answered {status} ({code}): {message}",
                 twilio_code=code,
-                http_status=resp.status_code,
+                http_status=status,
             )
         raise TwilioRejected(
             f"Twilio rejected the message ({code}): {message}", twilio_code=code
@@ -95,15 +102,19 @@ class TwilioClient:
             "PageSize": "100",
         }
         try:
-            resp = await self._http.get(
-                self._base, params=params, auth=self._auth, timeout=30
-            )
-            resp.raise_for_status()
-        except httpx.HTTPError as exc:
+            async with self._http.get(
+                self._base,
+                params=params,
+                headers=self._auth,
+                timeout=_TIMEOUT,
+                raise_for_status=True,
+            ) as resp:
+                listed = json.loads(await resp.read())
+        except _HTTP_ERRORS as exc:
             raise TwilioSendError(
                 f"Twilio list failed: {exc.__class__.__name__}"
             ) from exc
-        for message in resp.json().get("messages", []):
+        for message in listed.get("messages", []):
             if message.get("body") != body:
                 continue
             created = message.get("date_created")
@@ -120,36 +131,32 @@ class TwilioClient:
         Raises MediaRejected when it is larger than `max_bytes`.
         """
         try:
-            async with self._http.stream(
-                "GET", url, auth=self._auth, timeout=30, follow_redirects=True
+            async with self._http.get(
+                url, headers=self._auth, timeout=_TIMEOUT, allow_redirects=True
             ) as resp:
-                if resp.status_code != 200:
-                    raise TwilioSendError(
-                        f"media fetch answered HTTP {resp.status_code}"
-                    )
+                if resp.status != 200:
+                    raise TwilioSendError(f"media fetch answered HTTP {resp.status}")
                 declared = resp.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise MediaRejected(f"media is {declared} bytes")
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in resp.aiter_bytes():
+                async for chunk in resp.content.iter_chunked(64 * 1024):
                     size += len(chunk)
                     if size > max_bytes:
                         raise MediaRejected(f"media is over {max_bytes} bytes")
                     chunks.append(chunk)
                 content_type = resp.headers.get("content-type", "")
-        except httpx.HTTPError as exc:
+        except _HTTP_ERRORS as exc:
             raise TwilioSendError(
                 f"media fetch failed: {exc.__class__.__name__}"
             ) from exc
         return b"".join(chunks), content_type.split(";")[0].strip().lower()
 
 
-def _error_of(resp: httpx.Response) -> tuple[str, str]:
+def _error_of(status: int, raw: bytes) -> tuple[str, str]:
     try:
-        data = resp.json()
-        return str(data.get("code") or resp.status_code), str(
-            data.get("message") or ""
-        )[:300]
-    except ValueError:
-        return str(resp.status_code), resp.text[:300]
+        data = json.loads(raw)
+        return str(data.get("code") or status), str(data.get("message") or "")[:300]
+    except (ValueError, AttributeError):
+        return str(status), raw[:300].decode("utf-8", errors="replace")
