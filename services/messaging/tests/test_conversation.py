@@ -499,12 +499,15 @@ class TestStatusCallbacks:
             "SELECT delivery_status FROM messages WHERE twilio_sid = $1", sid
         ) == ("read")
 
-    async def test_callback_before_the_send_is_recorded_is_applied_later(
-        self, start_messaging, register, js, devsim, clean_db
-    ):
-        """Twilio may call back before its API answer reaches us."""
+    @staticmethod
+    async def _sent_after_callback(clean_db, register, sid, status, error_code=None):
+        """A callback for `sid` arrives before the send is recorded; then it is."""
         await clean_db.execute(
-            "INSERT INTO twilio_statuses (twilio_sid, status) VALUES ('SMearly', 'delivered')"
+            "INSERT INTO twilio_statuses (twilio_sid, status, error_code) "
+            "VALUES ($1, $2, $3)",
+            sid,
+            status,
+            error_code,
         )
         user_id = await register(PHONE)
         await clean_db.execute(
@@ -515,7 +518,16 @@ class TestStatusCallbacks:
         )
         async with clean_db.acquire() as conn:
             message_id = await conn.fetchval("SELECT id FROM messages")
-            changed = await repository.mark_sent(conn, message_id, "SMearly")
+            changed = await repository.mark_sent(conn, message_id, sid)
+        return user_id, changed
+
+    async def test_callback_before_the_send_is_recorded_is_applied_later(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """Twilio may call back before its API answer reaches us."""
+        user_id, changed = await self._sent_after_callback(
+            clean_db, register, "SMearly", "delivered"
+        )
         assert changed is not None
         assert changed["delivery_status"] == "delivered"
         row = await clean_db.fetchrow("SELECT status, twilio_sid FROM messages")
@@ -527,20 +539,9 @@ class TestStatusCallbacks:
     async def test_an_early_failure_callback_fails_the_message_as_it_is_recorded(
         self, start_messaging, register, js, devsim, clean_db
     ):
-        await clean_db.execute(
-            "INSERT INTO twilio_statuses (twilio_sid, status, error_code) "
-            "VALUES ('SMearlyfail', 'undelivered', '63016')"
+        _, changed = await self._sent_after_callback(
+            clean_db, register, "SMearlyfail", "undelivered", "63016"
         )
-        user_id = await register(PHONE)
-        await clean_db.execute(
-            "INSERT INTO messages (user_id, phone_e164, direction, body, status, kind) "
-            "VALUES ($1, $2, 'OUTBOUND', 'x', 'SENDING', 'reply')",
-            user_id,
-            PHONE,
-        )
-        async with clean_db.acquire() as conn:
-            message_id = await conn.fetchval("SELECT id FROM messages")
-            changed = await repository.mark_sent(conn, message_id, "SMearlyfail")
         assert changed is not None
         assert (changed["delivery_status"], changed["error_code"]) == (
             "undelivered",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,10 @@ class Recipient:
     subscription_status: str | None
 
 
+def _recipient(row: Mapping[str, Any]) -> Recipient:
+    return Recipient(**{f: row[f] for f in Recipient.__dataclass_fields__})
+
+
 @dataclass(frozen=True)
 class Received:
     """An inbound message as recorded: who sent it, whether it is new, and (new,
@@ -44,13 +49,7 @@ async def receive(
     row = await conn.fetchrow(
         """
         WITH r AS (
-            SELECT p.user_id, p.phone_e164 AS phone, a.id AS assistant_id,
-                   a.status AS assistant_status, a.base_url,
-                   a.gateway_token_encrypted, a.model, s.status AS subscription_status
-            FROM user_phones p
-            LEFT JOIN assistants a ON a.user_id = p.user_id
-            LEFT JOIN subscriptions s ON s.user_id = p.user_id
-            WHERE p.phone_e164 = $1
+            SELECT * FROM recipients WHERE phone = $1
         ), ins AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid,
                                   status, num_media)
@@ -81,11 +80,7 @@ async def receive(
     )
     assert row is not None
     found = dict(row)
-    recipient = (
-        Recipient(**{f: found[f] for f in Recipient.__dataclass_fields__})
-        if found["user_id"] is not None
-        else None
-    )
+    recipient = _recipient(found) if found["user_id"] is not None else None
     state = (
         ConversationState(
             **{f: found[f] for f in ConversationState.__dataclass_fields__}
@@ -238,17 +233,11 @@ async def signup_reply_sent_recently(conn: Connection, phone: str) -> bool:
 async def find_recipient_by_user(conn: Connection, user_id: UUID) -> Recipient | None:
     row = await conn.fetchrow(
         """
-        SELECT p.user_id, p.phone_e164 AS phone, a.id AS assistant_id,
-               a.status AS assistant_status, a.base_url,
-               a.gateway_token_encrypted, a.model, s.status AS subscription_status
-        FROM user_phones p
-        LEFT JOIN assistants a ON a.user_id = p.user_id
-        LEFT JOIN subscriptions s ON s.user_id = p.user_id
-        WHERE p.user_id = $1
+        SELECT * FROM recipients WHERE user_id = $1
         """,
         user_id,
     )
-    return Recipient(**dict(row)) if row else None
+    return _recipient(dict(row)) if row else None
 
 
 @dataclass(frozen=True)
