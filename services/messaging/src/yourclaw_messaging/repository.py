@@ -102,6 +102,16 @@ async def replies_to(conn: Connection, inbound_sid: str) -> list[asyncpg.Record]
     )
 
 
+@dataclass(frozen=True)
+class Turn:
+    """What an assistant's answer leaves besides the reply: the address its
+    session now lives at and the tokens it spent."""
+
+    base_url: str | None
+    tokens_in: int
+    tokens_out: int
+
+
 async def add_replies(
     conn: Connection,
     *,
@@ -114,6 +124,7 @@ async def add_replies(
     content_variables: dict[str, str] | None = None,
     error_code: str | None = None,
     sending: bool = False,
+    turn: Turn | None = None,
 ) -> list[asyncpg.Record] | None:
     """Store the reply parts before any is sent, so a redelivery sends the same ones.
 
@@ -122,6 +133,7 @@ async def add_replies(
     as SENDING (a redelivery asks Twilio before sending one again).
     Returns the rows in order, or None when some part was stored before (by an
     earlier attempt or another replica): read them with `replies_to`.
+    `turn` (with `user_id`) is recorded in the same statement, once.
     """
     variables = json.dumps(content_variables) if content_variables else None
     ready = "SENDING" if sending else "PENDING"
@@ -131,15 +143,31 @@ async def add_replies(
     ]
     rows = await conn.fetch(
         """
-        INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part,
-                              status, kind, content_sid, content_variables, error_code,
-                              send_attempted_at)
-        SELECT $1, $2, 'OUTBOUND', t.body, $3, t.n - 1, t.status, $6, $7, $8::jsonb,
-               $9, CASE WHEN t.status = 'SENDING' THEN now() END
-        FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(body, status, n)
-        ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
-        RETURNING id, user_id, phone_e164, body, part, status, twilio_sid,
-                  send_attempted_at, kind, content_sid, content_variables
+        WITH ins AS (
+            INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to,
+                                  part, status, kind, content_sid, content_variables,
+                                  error_code, send_attempted_at)
+            SELECT $1, $2, 'OUTBOUND', t.body, $3, t.n - 1, t.status, $6, $7,
+                   $8::jsonb, $9, CASE WHEN t.status = 'SENDING' THEN now() END
+            FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(body, status, n)
+            ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
+            RETURNING id, user_id, phone_e164, body, part, status, twilio_sid,
+                      send_attempted_at, kind, content_sid, content_variables
+        ), session AS (
+            UPDATE conversations SET session_base_url = $10, updated_at = now()
+            WHERE user_id = $1 AND $10::text IS NOT NULL
+              AND session_base_url IS DISTINCT FROM $10
+              AND EXISTS (SELECT 1 FROM ins)
+        ), usage AS (
+            INSERT INTO usage_daily (user_id, day, tokens_in, tokens_out)
+            SELECT $1, (now() AT TIME ZONE 'utc')::date, $11::bigint, $12::bigint
+            WHERE $1 IS NOT NULL AND ($11::bigint > 0 OR $12::bigint > 0)
+              AND EXISTS (SELECT 1 FROM ins)
+            ON CONFLICT (user_id, day) DO UPDATE SET
+                tokens_in = usage_daily.tokens_in + EXCLUDED.tokens_in,
+                tokens_out = usage_daily.tokens_out + EXCLUDED.tokens_out
+        )
+        SELECT * FROM ins
         """,
         user_id,
         phone,
@@ -150,6 +178,9 @@ async def add_replies(
         content_sid,
         variables,
         error_code,
+        turn.base_url if turn else None,
+        turn.tokens_in if turn else 0,
+        turn.tokens_out if turn else 0,
     )
     if len(rows) != len(parts):
         return None
@@ -417,37 +448,6 @@ def row_variables(row: asyncpg.Record) -> dict[str, Any] | None:
         return None
     value = json.loads(raw) if isinstance(raw, str) else raw
     return value if isinstance(value, dict) else None
-
-
-async def after_turn(
-    conn: Connection,
-    user_id: UUID,
-    *,
-    base_url: str | None,
-    tokens_in: int,
-    tokens_out: int,
-) -> None:
-    """After the assistant answered: the address its session now lives at, and
-    the tokens it spent (one statement)."""
-    await conn.execute(
-        """
-        WITH session AS (
-            UPDATE conversations SET session_base_url = $2, updated_at = now()
-            WHERE user_id = $1 AND $2::text IS NOT NULL
-              AND session_base_url IS DISTINCT FROM $2
-        )
-        INSERT INTO usage_daily (user_id, day, tokens_in, tokens_out)
-        SELECT $1, (now() AT TIME ZONE 'utc')::date, $3::bigint, $4::bigint
-        WHERE $3::bigint > 0 OR $4::bigint > 0
-        ON CONFLICT (user_id, day) DO UPDATE SET
-            tokens_in = usage_daily.tokens_in + EXCLUDED.tokens_in,
-            tokens_out = usage_daily.tokens_out + EXCLUDED.tokens_out
-        """,
-        user_id,
-        base_url,
-        tokens_in,
-        tokens_out,
-    )
 
 
 async def history(

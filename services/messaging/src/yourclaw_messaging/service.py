@@ -191,22 +191,17 @@ class Conversation:
             metrics.TURNS.labels("command").inc()
         else:
             planned, tokens, model = await self._compose(event, recipient, state)
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.pool.acquire() as conn:
                 stored, fresh = await self._store(
                     conn,
                     event.message_sid,
                     recipient.user_id if recipient else None,
                     phone,
                     planned,
+                    turn=repository.Turn(recipient.base_url, *tokens)
+                    if recipient and planned.kind == "reply"
+                    else None,
                 )
-                if recipient and planned.kind == "reply":
-                    await repository.after_turn(
-                        conn,
-                        recipient.user_id,
-                        base_url=recipient.base_url,
-                        tokens_in=tokens[0],
-                        tokens_out=tokens[1],
-                    )
             if any(tokens):
                 metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
@@ -633,6 +628,8 @@ class Conversation:
         user_id: UUID | None,
         phone: str,
         planned: _Planned,
+        *,
+        turn: repository.Turn | None = None,
     ) -> tuple[list[asyncpg.Record], bool]:
         """Store what to send, to be sent right after the commit. Returns the
         stored parts and whether this call stored them (else an earlier attempt
@@ -648,6 +645,7 @@ class Conversation:
             content_variables=planned.content_variables,
             error_code=planned.error_code,
             sending=True,
+            turn=turn,
         )
         if stored is None:
             return await repository.replies_to(conn, key), False
