@@ -42,7 +42,8 @@ from yourclaw_devkit.cli import register_dev_user
 LIGHT = int(os.environ.get("BENCH_LIGHT", "200"))
 LIGHT_RATE = float(os.environ.get("BENCH_LIGHT_RATE", "20"))
 BURST = int(os.environ.get("BENCH_BURST", "2000"))
-USERS = int(os.environ.get("BENCH_USERS", "200"))
+# Enough users that none passes the default limit of 5 messages a minute.
+USERS = int(os.environ.get("BENCH_USERS", "1000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))
 SID = "ACbench" + "0" * 27
 TOKEN = "bench-twilio-auth-token"
@@ -199,6 +200,11 @@ async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
         cpu_after = _cpu_by_role()
         done = await _sent_times(pool, sids)
         burst = [(done[s].timestamp() - sender.sent_at[s]) * 1000 for s in sids]
+        notices = await pool.fetchval(
+            "SELECT count(*) FROM messages WHERE kind <> 'reply' AND direction = 'OUTBOUND'"
+        )
+        if notices:
+            raise SystemExit(f"{notices} replies were notices, not turns: more users")
     await pool.close()
     cpu = {
         role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / BURST
@@ -247,7 +253,8 @@ def main() -> None:
             nats_url=os.environ.get("NATS_URL"),
             database_url=os.environ.get("DATABASE_URL"),
             database="bench_e2e",
-            fast=True,
+            # Durable: fsync and synchronous commit on, as in production.
+            fast=False,
         ) as infra:
             api_port, devsim_port = free_port(), free_port()
             api = f"http://127.0.0.1:{api_port}"
@@ -270,8 +277,6 @@ def main() -> None:
                 "DEVSIM_PORT": str(devsim_port),
                 "DEVSIM_STATUS_CALLBACKS": "false",
                 "DEVSIM_LLM_DELAY_SECONDS": "0",
-                "RATE_LIMIT_MSG_PER_MIN": "0",
-                "RATE_LIMIT_MSG_PER_DAY": "0",
                 "MESSAGING_CONCURRENCY": str(CONCURRENCY),
                 "TWILIO_SEND_RATE_PER_SECOND": "100000",
                 "METRICS_PORT": "0",

@@ -32,6 +32,21 @@ def _recipient(row: Mapping[str, Any]) -> Recipient:
 
 
 @dataclass(frozen=True)
+class LimitCheck:
+    """The limits an inbound message counts against (0: off), the windows it
+    falls in, and the notice for each limit."""
+
+    per_minute: int
+    per_day: int
+    tokens_per_day: int
+    minute: datetime
+    day: datetime
+    minute_notice: str
+    day_notice: str
+    tokens_notice: str
+
+
+@dataclass(frozen=True)
 class Received:
     """An inbound message as recorded: who sent it, whether it is new, and (new,
     from a user) their conversation with the window just opened."""
@@ -39,13 +54,28 @@ class Received:
     recipient: Recipient | None
     is_new: bool
     state: ConversationState | None
+    # The limit this message is over ("minute", "day", "tokens"), if any; its
+    # reply (the notice, or a SKIPPED row when one went out already) is stored.
+    limited: str | None = None
+    notified: bool = False
 
 
 async def receive(
-    conn: Connection, *, sid: str, phone: str, body: str, num_media: int
+    conn: Connection,
+    *,
+    sid: str,
+    phone: str,
+    body: str,
+    num_media: int,
+    limits: LimitCheck | None = None,
 ) -> Received:
     """Store an inbound message once and, the first time, count it in the
-    sender's usage and open their 24-hour window: one statement, one commit."""
+    sender's usage, open their 24-hour window and count it against `limits`.
+
+    One statement: a message over a limit gets its reply stored with it (the
+    notice for the first message over, a SKIPPED row for the rest), so neither
+    a redelivery nor another replica counts twice or lets one through.
+    """
     row = await conn.fetchrow(
         """
         WITH r AS (
@@ -62,6 +92,52 @@ async def receive(
             FROM ins WHERE user_id IS NOT NULL
             ON CONFLICT (user_id, day) DO UPDATE
                 SET inbound_count = usage_daily.inbound_count + 1
+            RETURNING tokens_in + tokens_out AS tokens
+        ), counted AS (
+            INSERT INTO rate_windows (user_id, scope, window_start, count)
+            SELECT ins.user_id, w.scope, w.start, 1
+            FROM ins, (VALUES ('minute', $5::timestamptz, $7::int),
+                              ('day', $6::timestamptz, $8::int)) AS w(scope, start, lim)
+            WHERE ins.user_id IS NOT NULL AND w.lim > 0
+            ON CONFLICT (user_id, scope, window_start)
+                DO UPDATE SET count = rate_windows.count + 1
+            RETURNING scope, count
+        ), hit AS (
+            -- The day's limit first, then the minute's, then the tokens'. The
+            -- count goes up one at a time, so exactly one message is the first
+            -- over a limit: that one carries the notice.
+            SELECT ins.user_id, h.scope, h.notice, h.first
+            FROM ins CROSS JOIN LATERAL (
+                SELECT 'day' AS scope, $11::text AS notice, c.count = $8 + 1 AS first,
+                       1 AS rank
+                FROM counted c WHERE c.scope = 'day' AND c.count > $8
+                UNION ALL
+                SELECT 'minute', $10::text, c.count = $7 + 1, 2
+                FROM counted c WHERE c.scope = 'minute' AND c.count > $7
+                UNION ALL
+                SELECT 'tokens', $12::text, NULL, 3
+                FROM usage u WHERE $9::bigint > 0 AND u.tokens >= $9::bigint
+                ORDER BY rank LIMIT 1
+            ) AS h
+        ), tokens_claim AS (
+            -- Tokens are not counted per message: the notice is claimed once a day.
+            INSERT INTO rate_windows (user_id, scope, window_start, count, notified)
+            SELECT user_id, 'tokens', $6::timestamptz, 0, true
+            FROM hit WHERE scope = 'tokens'
+            ON CONFLICT (user_id, scope, window_start) DO UPDATE SET notified = true
+                WHERE NOT rate_windows.notified
+            RETURNING 1
+        ), notice AS (
+            INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to,
+                                  part, status, kind, send_attempted_at)
+            SELECT hit.user_id, $1, 'OUTBOUND', CASE WHEN s.send THEN hit.notice ELSE '' END,
+                   $3, 0, CASE WHEN s.send THEN 'SENDING' ELSE 'SKIPPED' END, 'notice',
+                   CASE WHEN s.send THEN now() END
+            FROM hit, LATERAL (
+                SELECT COALESCE(hit.first, EXISTS (SELECT 1 FROM tokens_claim)) AS send
+            ) AS s
+            ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
+            RETURNING status
         ), conv AS (
             INSERT INTO conversations (user_id, last_inbound_at)
             SELECT user_id, now() FROM ins WHERE user_id IS NOT NULL
@@ -70,13 +146,23 @@ async def receive(
             RETURNING session_epoch, model_override, last_inbound_at,
                       session_base_url, session_started_at, ready_skipped_for
         )
-        SELECT r.*, EXISTS (SELECT 1 FROM ins) AS is_new, conv.*
+        SELECT r.*, EXISTS (SELECT 1 FROM ins) AS is_new, conv.*,
+               (SELECT scope FROM hit) AS limited,
+               EXISTS (SELECT 1 FROM notice WHERE status = 'SENDING') AS notified
         FROM (SELECT 1) AS one LEFT JOIN r ON true LEFT JOIN conv ON true
         """,
         phone,
         body,
         sid,
         num_media,
+        limits.minute if limits else None,
+        limits.day if limits else None,
+        limits.per_minute if limits else 0,
+        limits.per_day if limits else 0,
+        limits.tokens_per_day if limits else 0,
+        limits.minute_notice if limits else "",
+        limits.day_notice if limits else "",
+        limits.tokens_notice if limits else "",
     )
     assert row is not None
     found = dict(row)
@@ -88,7 +174,13 @@ async def receive(
         if found["session_epoch"] is not None
         else None
     )
-    return Received(recipient, bool(found["is_new"]), state)
+    return Received(
+        recipient,
+        bool(found["is_new"]),
+        state,
+        limited=found["limited"],
+        notified=bool(found["notified"]),
+    )
 
 
 async def replies_to(conn: Connection, inbound_sid: str) -> list[asyncpg.Record]:
@@ -358,34 +450,6 @@ async def count_in_window(
         window_start,
     )
     return count
-
-
-async def claim_limit_notice(
-    conn: Connection, user_id: UUID, scope: str, window_start: datetime
-) -> bool:
-    """True for exactly one caller per window: the one that sends the notice."""
-    claimed = await conn.fetchval(
-        """
-        INSERT INTO rate_windows (user_id, scope, window_start, count, notified)
-        VALUES ($1, $2, $3, 0, true)
-        ON CONFLICT (user_id, scope, window_start) DO UPDATE SET notified = true
-            WHERE NOT rate_windows.notified
-        RETURNING 1
-        """,
-        user_id,
-        scope,
-        window_start,
-    )
-    return claimed is not None
-
-
-async def tokens_today(conn: Connection, user_id: UUID) -> int:
-    used = await conn.fetchval(
-        "SELECT tokens_in + tokens_out FROM usage_daily "
-        "WHERE user_id = $1 AND day = (now() AT TIME ZONE 'utc')::date",
-        user_id,
-    )
-    return int(used or 0)
 
 
 async def usage_today(conn: Connection, user_id: UUID) -> asyncpg.Record | None:

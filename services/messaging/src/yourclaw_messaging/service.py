@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -130,35 +129,31 @@ class Conversation:
 
     async def _handle(self, event: InboundWhatsApp, phone: str) -> None:
         fresh = False
-        async with (
-            self.pool.acquire() as conn,
-            # The limits are counted in the same transaction as the message: a
-            # redelivery neither counts twice nor escapes them. Without limits
-            # the message, the usage and the window are one statement.
-            conn.transaction() if self.limits.any else contextlib.nullcontext(),
-        ):
+        async with self.pool.acquire() as conn:
             received = await repository.receive(
                 conn,
                 sid=event.message_sid,
                 phone=phone,
                 body=event.body,
                 num_media=event.num_media,
+                limits=self._limit_check() if self.limits.any else None,
             )
             recipient, state = received.recipient, received.state
             stored = (
                 []
-                if received.is_new
+                if received.is_new and not received.limited
                 else await repository.replies_to(conn, event.message_sid)
             )
-            if received.is_new and recipient and self.limits.any:
-                notice = await self._over_limit(conn, recipient.user_id)
-                if notice is not None:
-                    stored, fresh = await self._store(
-                        conn,
-                        event.message_sid,
-                        recipient.user_id,
-                        phone,
-                        _Planned([notice], "notice"),
+            if received.limited:  # its reply was stored with it
+                fresh = True
+                metrics.RATE_LIMITED.labels(received.limited).inc()
+                metrics.TURNS.labels("rate_limited").inc()
+                if received.notified:
+                    metrics.OUTBOUND.labels("notice").inc()
+                    log.info(
+                        "messaging.limit.notice",
+                        user_id=str(recipient.user_id) if recipient else None,
+                        limit=received.limited,
                     )
             signup_sent = (
                 recipient is None
@@ -207,58 +202,29 @@ class Conversation:
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
         await self._deliver(stored, phone, fresh=fresh)
 
-    async def _over_limit(self, conn: Connection, user_id: UUID) -> str | None:
-        """None if the user may write now; else the notice to send ("" when one
-        went out already in this window)."""
+    def _limit_check(self) -> repository.LimitCheck:
+        """The windows a message arriving now counts in, with their notices."""
         now = datetime.now(UTC)
         minute = now.replace(second=0, microsecond=0)
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        hit: tuple[str, datetime, str] | None = None
-        if self.limits.per_minute:
-            count = await repository.count_in_window(conn, user_id, "minute", minute)
-            if count > self.limits.per_minute:
-                until = minute + timedelta(minutes=1)
-                hit = (
-                    "minute",
-                    minute,
-                    replies.RATE_LIMITED.format(
-                        limit=self.limits.per_minute,
-                        period="minute",
-                        when=f"at {until:%H:%M} UTC",
-                    ),
-                )
-        if self.limits.per_day:
-            count = await repository.count_in_window(conn, user_id, "day", day)
-            if count > self.limits.per_day:
-                hit = (
-                    "day",
-                    day,
-                    replies.RATE_LIMITED.format(
-                        limit=self.limits.per_day,
-                        period="day",
-                        when=_tomorrow(day),
-                    ),
-                )
-        if hit is None and self.limits.tokens_per_day:
-            used = await repository.tokens_today(conn, user_id)
-            if used >= self.limits.tokens_per_day:
-                hit = (
-                    "tokens",
-                    day,
-                    replies.TOKENS_EXHAUSTED.format(
-                        limit=self.limits.tokens_per_day, when=_tomorrow(day)
-                    ),
-                )
-        if hit is None:
-            return None
-        scope, window_start, text = hit
-        metrics.RATE_LIMITED.labels(scope).inc()
-        metrics.TURNS.labels("rate_limited").inc()
-        # One notice per window, however many replicas see the excess at once.
-        if await repository.claim_limit_notice(conn, user_id, scope, window_start):
-            log.info("messaging.limit.notice", user_id=str(user_id), limit=scope)
-            return text
-        return ""
+        return repository.LimitCheck(
+            per_minute=self.limits.per_minute,
+            per_day=self.limits.per_day,
+            tokens_per_day=self.limits.tokens_per_day,
+            minute=minute,
+            day=day,
+            minute_notice=replies.RATE_LIMITED.format(
+                limit=self.limits.per_minute,
+                period="minute",
+                when=f"at {minute + timedelta(minutes=1):%H:%M} UTC",
+            ),
+            day_notice=replies.RATE_LIMITED.format(
+                limit=self.limits.per_day, period="day", when=_tomorrow(day)
+            ),
+            tokens_notice=replies.TOKENS_EXHAUSTED.format(
+                limit=self.limits.tokens_per_day, when=_tomorrow(day)
+            ),
+        )
 
     async def _run_command(
         self, conn: Connection, command: commands.Command, recipient: Recipient
