@@ -518,7 +518,7 @@ class TestStatusCallbacks:
         )
         async with clean_db.acquire() as conn:
             message_id = await conn.fetchval("SELECT id FROM messages")
-            changed = await repository.mark_sent(conn, message_id, sid)
+            (changed,) = await repository.mark_sent(conn, [(message_id, sid)])
         return user_id, changed
 
     async def test_callback_before_the_send_is_recorded_is_applied_later(
@@ -535,6 +535,35 @@ class TestStatusCallbacks:
         assert await clean_db.fetchval(
             "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
         ) == (1)
+
+    async def test_sends_recorded_together_count_each_message_once(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        ids = [
+            await clean_db.fetchval(
+                "INSERT INTO messages (user_id, phone_e164, direction, body, status, "
+                "kind) VALUES ($1, $2, 'OUTBOUND', $3, 'SENDING', 'reply') RETURNING id",
+                user_id,
+                PHONE,
+                f"part {i}",
+            )
+            for i in range(3)
+        ]
+        async with clean_db.acquire() as conn:
+            early = await repository.mark_sent(
+                conn, [(message_id, f"SMbatch{i}") for i, message_id in enumerate(ids)]
+            )
+        assert early == [None, None, None]
+        rows = await clean_db.fetch(
+            "SELECT id, status, twilio_sid FROM messages ORDER BY body"
+        )
+        assert [(r["id"], r["status"], r["twilio_sid"]) for r in rows] == [
+            (message_id, "SENT", f"SMbatch{i}") for i, message_id in enumerate(ids)
+        ]
+        assert await clean_db.fetchval(
+            "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
+        ) == (3)
 
     async def test_an_early_failure_callback_fails_the_message_as_it_is_recorded(
         self, start_messaging, register, js, devsim, clean_db

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -288,19 +288,21 @@ async def mark_sending(conn: Connection, message_id: UUID) -> None:
 
 
 async def mark_sent(
-    conn: Connection, message_id: UUID, twilio_sid: str
-) -> asyncpg.Record | None:
-    """Record Twilio's sid, count the message in the user's usage and apply a
-    status callback that beat us here: one statement, one commit.
+    conn: Connection, sends: Sequence[tuple[UUID, str]]
+) -> list[asyncpg.Record | None]:
+    """Record Twilio's sid of each (message id, sid), count the messages in their
+    users' usage and apply status callbacks that beat us here: one statement.
 
-    Returns the message when such an early status changed it (as
-    `apply_twilio_status` does), else None.
+    For each send, in order: the message when such an early status changed it
+    (as `apply_twilio_status` does), else None.
     """
-    row = await conn.fetchrow(
+    rows = await conn.fetch(
         """
-        WITH sent AS (
+        WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[]) AS i(id, sid)
+        ), sent AS (
             UPDATE messages m
-            SET twilio_sid = $2,
+            SET twilio_sid = i.sid,
                 delivery_status = CASE
                     WHEN twilio_status_rank(t.status) > twilio_status_rank('queued')
                     THEN t.status ELSE 'queued' END,
@@ -308,26 +310,28 @@ async def mark_sent(
                               ELSE 'SENT' END,
                 error_code = COALESCE(t.error_code, m.error_code),
                 updated_at = now()
-            FROM (SELECT 1) AS one
-            LEFT JOIN twilio_statuses t ON t.twilio_sid = $2
-            WHERE m.id = $1
+            FROM input i
+            LEFT JOIN twilio_statuses t ON t.twilio_sid = i.sid
+            WHERE m.id = i.id
             RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
                       m.delivery_status, m.error_code,
                       twilio_status_rank(t.status) > twilio_status_rank('queued')
                           AS early
         ), usage AS (
             INSERT INTO usage_daily (user_id, day, outbound_count)
-            SELECT user_id, (now() AT TIME ZONE 'utc')::date, 1
+            SELECT user_id, (now() AT TIME ZONE 'utc')::date, count(*)
             FROM sent WHERE user_id IS NOT NULL
+            GROUP BY user_id ORDER BY user_id
             ON CONFLICT (user_id, day) DO UPDATE
-                SET outbound_count = usage_daily.outbound_count + 1
+                SET outbound_count = usage_daily.outbound_count + EXCLUDED.outbound_count
         )
         SELECT * FROM sent
         """,
-        message_id,
-        twilio_sid,
+        [message_id for message_id, _ in sends],
+        [sid for _, sid in sends],
     )
-    return row if row is not None and row["early"] else None
+    early = {row["id"]: row for row in rows if row["early"]}
+    return [early.get(message_id) for message_id, _ in sends]
 
 
 async def mark_failed(conn: Connection, message_id: UUID, error_code: str) -> None:

@@ -41,6 +41,7 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import commands, metrics, replies, repository
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
+from yourclaw_messaging.batching import Batcher
 from yourclaw_messaging.errors import (
     AssistantUnavailable,
     MediaRejected,
@@ -118,6 +119,15 @@ class Conversation:
     def __post_init__(self) -> None:
         # One turn at a time per phone in this replica, so replies keep order.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
+            self._record_sent
+        )
+
+    async def _record_sent(
+        self, sends: list[tuple[UUID, str]]
+    ) -> list[asyncpg.Record | None]:
+        async with self.pool.acquire() as conn:
+            return await repository.mark_sent(conn, sends)
 
     # --- inbound turns -------------------------------------------------------
 
@@ -702,9 +712,9 @@ class Conversation:
                 attempt += 1
 
     async def _mark_sent(self, row: asyncpg.Record, sid: str) -> None:
-        async with self.pool.acquire() as conn:
-            # Also applies a status callback that beat us here.
-            early = await repository.mark_sent(conn, row["id"], sid)
+        # Batched with the other turns' (one statement, one commit); also
+        # applies a status callback that beat us here.
+        early = await self._sent((row["id"], sid))
         if early is not None:
             await self._after_status(early)
 

@@ -1,0 +1,59 @@
+"""Natural batching: calls that arrive while a batch is in flight go together.
+
+A lone call runs at once, so light load pays no wait; under load, the calls
+that queue up behind the one in flight share one statement and one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self,
+        run: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_size: int = 64,
+        max_in_flight: int = 2,
+    ):
+        """`run` gets the items of a batch and returns one result per item, in
+        order; if it raises, every call of that batch raises the same."""
+        self._run = run
+        self._max_size = max_size
+        self._max_in_flight = max_in_flight
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._in_flight = 0
+
+    async def __call__(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._in_flight < self._max_in_flight:
+            self._in_flight += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_size]
+                del self._pending[: self._max_size]
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._in_flight -= 1
