@@ -595,3 +595,58 @@ async def test_status_for_an_unknown_sid_is_kept_for_later(
         ),
         timeout=10,
     )
+
+
+class TestStoringReplies:
+    async def test_a_batch_stores_each_answer_once_and_counts_each_turn(
+        self, register, clean_db
+    ):
+        first = await register(PHONE)
+        second = await register("+15551240002")
+        await clean_db.execute(
+            "INSERT INTO conversations (user_id) VALUES ($1), ($2)", first, second
+        )
+
+        def answer(sid, user_id, phone, parts, tokens):
+            return repository.Replies(
+                inbound_sid=sid,
+                user_id=user_id,
+                phone=phone,
+                parts=parts,
+                sending=True,
+                turn=repository.Turn("http://gw:1", *tokens),
+            )
+
+        async with clean_db.acquire() as conn:
+            (earlier,) = await repository.add_many_replies(
+                conn, [answer("SMb", second, "+15551240002", ["old"], (1, 1))]
+            )
+            stored = await repository.add_many_replies(
+                conn,
+                [
+                    answer("SMa", first, PHONE, ["one", "two"], (10, 5)),
+                    answer("SMb", second, "+15551240002", ["new"], (7, 7)),
+                ],
+            )
+
+        assert earlier is not None
+        mine, theirs = stored
+        assert mine is not None
+        assert [(r["body"], r["part"], r["status"]) for r in mine] == [
+            ("one", 0, "SENDING"),
+            ("two", 1, "SENDING"),
+        ]
+        # Stored before: left as it was, and its turn not counted again.
+        assert theirs is None
+        assert await clean_db.fetchval(
+            "SELECT body FROM messages WHERE in_reply_to = 'SMb'"
+        ) == ("old")
+        usage = dict(
+            await clean_db.fetch(
+                "SELECT user_id, tokens_in + tokens_out FROM usage_daily"
+            )
+        )
+        assert usage == {first: 15, second: 2}
+        assert await clean_db.fetchval(
+            "SELECT session_base_url FROM conversations WHERE user_id = $1", first
+        ) == ("http://gw:1")

@@ -204,79 +204,120 @@ class Turn:
     tokens_out: int
 
 
-async def add_replies(
-    conn: Connection,
-    *,
-    inbound_sid: str,
-    user_id: UUID | None,
-    phone: str,
-    parts: list[str],
-    kind: str = "reply",
-    content_sid: str | None = None,
-    content_variables: dict[str, str] | None = None,
-    error_code: str | None = None,
-    sending: bool = False,
-    turn: Turn | None = None,
-) -> list[asyncpg.Record] | None:
-    """Store the reply parts before any is sent, so a redelivery sends the same ones.
+@dataclass(frozen=True)
+class Replies:
+    """What to store in answer to `inbound_sid` (a MessageSid, or a key such as
+    `ready:<assistant_id>` for messages we send first)."""
+
+    inbound_sid: str
+    user_id: UUID | None
+    phone: str
+    parts: list[str]
+    kind: str = "reply"
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
+    error_code: str | None = None
+    # Sent right after the commit: stored as SENDING (a redelivery asks Twilio
+    # before sending one again) rather than PENDING.
+    sending: bool = False
+    # Recorded with them, once (needs `user_id`).
+    turn: Turn | None = None
+
+    def statuses(self) -> list[str]:
+        ready = "SENDING" if self.sending else "PENDING"
+        return [
+            ready if (body or self.content_sid) and not self.error_code else "SKIPPED"
+            for body in self.parts
+        ]
+
+
+async def add_many_replies(
+    conn: Connection, batch: Sequence[Replies]
+) -> list[list[asyncpg.Record] | None]:
+    """Store reply parts before any is sent, so a redelivery sends the same ones:
+    one statement for the whole batch.
 
     An empty part (or an `error_code`) is stored as SKIPPED: recorded, never sent.
-    `sending`: the caller sends them right after the commit, so they are stored
-    as SENDING (a redelivery asks Twilio before sending one again).
-    Returns the rows in order, or None when some part was stored before (by an
-    earlier attempt or another replica): read them with `replies_to`.
-    `turn` (with `user_id`) is recorded in the same statement, once.
+    For each `Replies`, in order: its rows by part, or None when some part was
+    stored before (by an earlier attempt or another replica): read them with
+    `replies_to`.
     """
-    variables = json.dumps(content_variables) if content_variables else None
-    ready = "SENDING" if sending else "PENDING"
-    statuses = [
-        ready if (body or content_sid) and not error_code else "SKIPPED"
-        for body in parts
+    parts = [
+        (r, i, body, status)
+        for r in batch
+        for i, (body, status) in enumerate(zip(r.parts, r.statuses(), strict=True))
     ]
+    turns = [r for r in batch if r.turn is not None and r.user_id is not None]
     rows = await conn.fetch(
         """
         WITH ins AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to,
                                   part, status, kind, content_sid, content_variables,
                                   error_code, send_attempted_at)
-            SELECT $1, $2, 'OUTBOUND', t.body, $3, t.n - 1, t.status, $6, $7,
-                   $8::jsonb, $9, CASE WHEN t.status = 'SENDING' THEN now() END
-            FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS t(body, status, n)
+            SELECT i.user_id, i.phone, 'OUTBOUND', i.body, i.inbound_sid, i.part,
+                   i.status, i.kind, i.content_sid, i.variables::jsonb, i.error_code,
+                   CASE WHEN i.status = 'SENDING' THEN now() END
+            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[],
+                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+                AS i(inbound_sid, user_id, phone, body, part, status, kind,
+                     content_sid, variables, error_code)
             ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
             RETURNING id, user_id, phone_e164, body, part, status, twilio_sid,
-                      send_attempted_at, kind, content_sid, content_variables
+                      send_attempted_at, kind, content_sid, content_variables,
+                      in_reply_to
+        ), turns AS (
+            SELECT * FROM unnest($11::text[], $12::uuid[], $13::text[], $14::bigint[],
+                                 $15::bigint[])
+                AS t(inbound_sid, user_id, base_url, tokens_in, tokens_out)
+            WHERE EXISTS (SELECT 1 FROM ins WHERE ins.in_reply_to = t.inbound_sid)
         ), session AS (
-            UPDATE conversations SET session_base_url = $10, updated_at = now()
-            WHERE user_id = $1 AND $10::text IS NOT NULL
-              AND session_base_url IS DISTINCT FROM $10
-              AND EXISTS (SELECT 1 FROM ins)
+            UPDATE conversations c SET session_base_url = t.base_url, updated_at = now()
+            FROM turns t
+            WHERE c.user_id = t.user_id AND t.base_url IS NOT NULL
+              AND c.session_base_url IS DISTINCT FROM t.base_url
         ), usage AS (
             INSERT INTO usage_daily (user_id, day, tokens_in, tokens_out)
-            SELECT $1, (now() AT TIME ZONE 'utc')::date, $11::bigint, $12::bigint
-            WHERE $1 IS NOT NULL AND ($11::bigint > 0 OR $12::bigint > 0)
-              AND EXISTS (SELECT 1 FROM ins)
+            SELECT user_id, (now() AT TIME ZONE 'utc')::date, sum(tokens_in),
+                   sum(tokens_out)
+            FROM turns WHERE tokens_in > 0 OR tokens_out > 0
+            GROUP BY user_id ORDER BY user_id
             ON CONFLICT (user_id, day) DO UPDATE SET
                 tokens_in = usage_daily.tokens_in + EXCLUDED.tokens_in,
                 tokens_out = usage_daily.tokens_out + EXCLUDED.tokens_out
         )
         SELECT * FROM ins
         """,
-        user_id,
-        phone,
-        inbound_sid,
-        parts,
-        statuses,
-        kind,
-        content_sid,
-        variables,
-        error_code,
-        turn.base_url if turn else None,
-        turn.tokens_in if turn else 0,
-        turn.tokens_out if turn else 0,
+        [r.inbound_sid for r, *_ in parts],
+        [r.user_id for r, *_ in parts],
+        [r.phone for r, *_ in parts],
+        [body for _, _, body, _ in parts],
+        [i for _, i, _, _ in parts],
+        [status for *_, status in parts],
+        [r.kind for r, *_ in parts],
+        [r.content_sid for r, *_ in parts],
+        [
+            json.dumps(r.content_variables) if r.content_variables else None
+            for r, *_ in parts
+        ],
+        [r.error_code for r, *_ in parts],
+        [r.inbound_sid for r in turns],
+        [r.user_id for r in turns],
+        [r.turn.base_url for r in turns if r.turn],
+        [r.turn.tokens_in for r in turns if r.turn],
+        [r.turn.tokens_out for r in turns if r.turn],
     )
-    if len(rows) != len(parts):
-        return None
-    return sorted(rows, key=lambda row: int(row["part"]))
+    stored: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        stored.setdefault(row["in_reply_to"], []).append(row)
+    result: list[list[asyncpg.Record] | None] = []
+    for r in batch:
+        mine = stored.get(r.inbound_sid, [])
+        result.append(
+            sorted(mine, key=lambda row: int(row["part"]))
+            if len(mine) == len(r.parts)
+            else None
+        )
+    return result
 
 
 async def mark_sending(conn: Connection, message_id: UUID) -> None:

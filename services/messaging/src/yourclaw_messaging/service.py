@@ -122,6 +122,15 @@ class Conversation:
         self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
             self._record_sent
         )
+        self._batched_replies: Batcher[
+            repository.Replies, list[asyncpg.Record] | None
+        ] = Batcher(self._add_replies)
+
+    async def _add_replies(
+        self, batch: list[repository.Replies]
+    ) -> list[list[asyncpg.Record] | None]:
+        async with self.pool.acquire() as conn:
+            return await repository.add_many_replies(conn, batch)
 
     async def _record_sent(
         self, sends: list[tuple[UUID, str]]
@@ -196,17 +205,19 @@ class Conversation:
             metrics.TURNS.labels("command").inc()
         else:
             planned, tokens, model = await self._compose(event, recipient, state)
-            async with self.pool.acquire() as conn:
-                stored, fresh = await self._store(
-                    conn,
-                    event.message_sid,
-                    recipient.user_id if recipient else None,
-                    phone,
-                    planned,
-                    turn=repository.Turn(recipient.base_url, *tokens)
-                    if recipient and planned.kind == "reply"
-                    else None,
-                )
+            # Batched with the other turns' replies: one statement, one commit.
+            outgoing = self._replies(
+                event.message_sid,
+                recipient.user_id if recipient else None,
+                phone,
+                planned,
+                turn=repository.Turn(recipient.base_url, *tokens)
+                if recipient and planned.kind == "reply"
+                else None,
+            )
+            stored, fresh = await self._stored(
+                outgoing, await self._batched_replies(outgoing)
+            )
             if any(tokens):
                 metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
@@ -604,14 +615,24 @@ class Conversation:
         user_id: UUID | None,
         phone: str,
         planned: _Planned,
-        *,
-        turn: repository.Turn | None = None,
     ) -> tuple[list[asyncpg.Record], bool]:
         """Store what to send, to be sent right after the commit. Returns the
         stored parts and whether this call stored them (else an earlier attempt
         or another replica did, and they are as it left them)."""
-        stored = await repository.add_replies(
-            conn,
+        outgoing = self._replies(key, user_id, phone, planned)
+        (stored,) = await repository.add_many_replies(conn, [outgoing])
+        return await self._stored(outgoing, stored, conn)
+
+    @staticmethod
+    def _replies(
+        key: str,
+        user_id: UUID | None,
+        phone: str,
+        planned: _Planned,
+        *,
+        turn: repository.Turn | None = None,
+    ) -> repository.Replies:
+        return repository.Replies(
             inbound_sid=key,
             user_id=user_id,
             phone=phone,
@@ -623,12 +644,22 @@ class Conversation:
             sending=True,
             turn=turn,
         )
-        if stored is None:
-            return await repository.replies_to(conn, key), False
-        if not planned.error_code:
-            sendable = sum(1 for p in planned.parts if p or planned.content_sid)
+
+    async def _stored(
+        self,
+        outgoing: repository.Replies,
+        stored: list[asyncpg.Record] | None,
+        conn: Connection | None = None,
+    ) -> tuple[list[asyncpg.Record], bool]:
+        if stored is None:  # stored before: as the earlier attempt left them
+            if conn is not None:
+                return await repository.replies_to(conn, outgoing.inbound_sid), False
+            async with self.pool.acquire() as own:
+                return await repository.replies_to(own, outgoing.inbound_sid), False
+        if not outgoing.error_code:
+            sendable = sum(1 for p in outgoing.parts if p or outgoing.content_sid)
             if sendable:
-                metrics.OUTBOUND.labels(planned.kind).inc(sendable)
+                metrics.OUTBOUND.labels(outgoing.kind).inc(sendable)
         return stored, True
 
     async def _deliver(
