@@ -60,101 +60,133 @@ class Received:
     notified: bool = False
 
 
+@dataclass(frozen=True)
+class Inbound:
+    sid: str
+    phone: str
+    body: str
+    num_media: int
+
+
 async def receive(
     conn: Connection,
+    batch: Sequence[Inbound],
     *,
-    sid: str,
-    phone: str,
-    body: str,
-    num_media: int,
     limits: LimitCheck | None = None,
-) -> Received:
-    """Store an inbound message once and, the first time, count it in the
+) -> list[Received]:
+    """Store inbound messages once and, the first time, count each in its
     sender's usage, open their 24-hour window and count it against `limits`.
 
-    One statement: a message over a limit gets its reply stored with it (the
-    notice for the first message over, a SKIPPED row for the rest), so neither
-    a redelivery nor another replica counts twice or lets one through.
+    One statement for the batch: a message over a limit gets its reply stored
+    with it (the notice for the first message over, a SKIPPED row for the
+    rest), so neither a redelivery nor another replica counts twice or lets
+    one through. A batch holds at most one message per sender (Postgres
+    cannot upsert a row twice in one statement).
     """
-    row = await conn.fetchrow(
+    rows = await conn.fetch(
         """
-        WITH r AS (
-            SELECT * FROM recipients WHERE phone = $1
+        WITH input AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
+                WITH ORDINALITY AS i(phone, body, sid, num_media, n)
+        ), r AS (
+            SELECT i.n, rc.* FROM input i JOIN recipients rc ON rc.phone = i.phone
         ), ins AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid,
                                   status, num_media)
-            VALUES ((SELECT user_id FROM r), $1, 'INBOUND', $2, $3, 'RECEIVED', $4)
+            SELECT r.user_id, i.phone, 'INBOUND', i.body, i.sid, 'RECEIVED', i.num_media
+            FROM input i LEFT JOIN r ON r.n = i.n
             ON CONFLICT (twilio_sid) DO NOTHING
-            RETURNING user_id
+            RETURNING user_id, twilio_sid
         ), usage AS (
             INSERT INTO usage_daily (user_id, day, inbound_count)
             SELECT user_id, (now() AT TIME ZONE 'utc')::date, 1
-            FROM ins WHERE user_id IS NOT NULL
+            FROM ins WHERE user_id IS NOT NULL ORDER BY user_id
             ON CONFLICT (user_id, day) DO UPDATE
                 SET inbound_count = usage_daily.inbound_count + 1
-            RETURNING tokens_in + tokens_out AS tokens
+            RETURNING user_id, tokens_in + tokens_out AS tokens
         ), counted AS (
             INSERT INTO rate_windows (user_id, scope, window_start, count)
             SELECT ins.user_id, w.scope, w.start, 1
             FROM ins, (VALUES ('minute', $5::timestamptz, $7::int),
                               ('day', $6::timestamptz, $8::int)) AS w(scope, start, lim)
             WHERE ins.user_id IS NOT NULL AND w.lim > 0
+            ORDER BY ins.user_id
             ON CONFLICT (user_id, scope, window_start)
                 DO UPDATE SET count = rate_windows.count + 1
-            RETURNING scope, count
+            RETURNING user_id, scope, count
         ), hit AS (
-            -- The day's limit first, then the minute's, then the tokens'. The
+            -- The day's limit first, then the minute's, then the tokens'. A
             -- count goes up one at a time, so exactly one message is the first
             -- over a limit: that one carries the notice.
-            SELECT ins.user_id, h.scope, h.notice, h.first
+            SELECT ins.user_id, ins.twilio_sid, h.scope, h.notice, h.first
             FROM ins CROSS JOIN LATERAL (
                 SELECT 'day' AS scope, $11::text AS notice, c.count = $8 + 1 AS first,
                        1 AS rank
-                FROM counted c WHERE c.scope = 'day' AND c.count > $8
+                FROM counted c
+                WHERE c.user_id = ins.user_id AND c.scope = 'day' AND c.count > $8
                 UNION ALL
                 SELECT 'minute', $10::text, c.count = $7 + 1, 2
-                FROM counted c WHERE c.scope = 'minute' AND c.count > $7
+                FROM counted c
+                WHERE c.user_id = ins.user_id AND c.scope = 'minute' AND c.count > $7
                 UNION ALL
                 SELECT 'tokens', $12::text, NULL, 3
-                FROM usage u WHERE $9::bigint > 0 AND u.tokens >= $9::bigint
+                FROM usage u
+                WHERE u.user_id = ins.user_id AND $9::bigint > 0
+                  AND u.tokens >= $9::bigint
                 ORDER BY rank LIMIT 1
             ) AS h
         ), tokens_claim AS (
             -- Tokens are not counted per message: the notice is claimed once a day.
             INSERT INTO rate_windows (user_id, scope, window_start, count, notified)
             SELECT user_id, 'tokens', $6::timestamptz, 0, true
-            FROM hit WHERE scope = 'tokens'
+            FROM hit WHERE scope = 'tokens' ORDER BY user_id
             ON CONFLICT (user_id, scope, window_start) DO UPDATE SET notified = true
                 WHERE NOT rate_windows.notified
-            RETURNING 1
+            RETURNING user_id
         ), notice AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to,
                                   part, status, kind, send_attempted_at)
-            SELECT hit.user_id, $1, 'OUTBOUND', CASE WHEN s.send THEN hit.notice ELSE '' END,
-                   $3, 0, CASE WHEN s.send THEN 'SENDING' ELSE 'SKIPPED' END, 'notice',
+            SELECT hit.user_id, i.phone, 'OUTBOUND',
+                   CASE WHEN s.send THEN hit.notice ELSE '' END, hit.twilio_sid, 0,
+                   CASE WHEN s.send THEN 'SENDING' ELSE 'SKIPPED' END, 'notice',
                    CASE WHEN s.send THEN now() END
-            FROM hit, LATERAL (
-                SELECT COALESCE(hit.first, EXISTS (SELECT 1 FROM tokens_claim)) AS send
+            FROM hit JOIN input i ON i.sid = hit.twilio_sid, LATERAL (
+                SELECT COALESCE(
+                    hit.first,
+                    EXISTS (SELECT 1 FROM tokens_claim t WHERE t.user_id = hit.user_id)
+                ) AS send
             ) AS s
             ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
-            RETURNING status
+            RETURNING in_reply_to, status
         ), conv AS (
             INSERT INTO conversations (user_id, last_inbound_at)
-            SELECT user_id, now() FROM ins WHERE user_id IS NOT NULL
+            SELECT user_id, now() FROM ins WHERE user_id IS NOT NULL ORDER BY user_id
             ON CONFLICT (user_id) DO UPDATE
                 SET last_inbound_at = now(), updated_at = now()
-            RETURNING session_epoch, model_override, last_inbound_at,
+            RETURNING user_id, session_epoch, model_override, last_inbound_at,
                       session_base_url, session_started_at, ready_skipped_for
         )
-        SELECT r.*, EXISTS (SELECT 1 FROM ins) AS is_new, conv.*,
-               (SELECT scope FROM hit) AS limited,
-               EXISTS (SELECT 1 FROM notice WHERE status = 'SENDING') AS notified
-        FROM (SELECT 1) AS one LEFT JOIN r ON true LEFT JOIN conv ON true
+        SELECT r.user_id, r.phone, r.assistant_id, r.assistant_status, r.base_url,
+               r.gateway_token_encrypted, r.model, r.subscription_status,
+               ins.twilio_sid IS NOT NULL AS is_new,
+               conv.session_epoch, conv.model_override, conv.last_inbound_at,
+               conv.session_base_url, conv.session_started_at, conv.ready_skipped_for,
+               hit.scope AS limited,
+               EXISTS (
+                   SELECT 1 FROM notice
+                   WHERE notice.in_reply_to = i.sid AND notice.status = 'SENDING'
+               ) AS notified
+        FROM input i
+        LEFT JOIN r ON r.n = i.n
+        LEFT JOIN ins ON ins.twilio_sid = i.sid
+        LEFT JOIN conv ON conv.user_id = ins.user_id
+        LEFT JOIN hit ON hit.twilio_sid = i.sid
+        ORDER BY i.n
         """,
-        phone,
-        body,
-        sid,
-        num_media,
+        [m.phone for m in batch],
+        [m.body for m in batch],
+        [m.sid for m in batch],
+        [m.num_media for m in batch],
         limits.minute if limits else None,
         limits.day if limits else None,
         limits.per_minute if limits else 0,
@@ -164,8 +196,10 @@ async def receive(
         limits.day_notice if limits else "",
         limits.tokens_notice if limits else "",
     )
-    assert row is not None
-    found = dict(row)
+    return [_received(dict(row)) for row in rows]
+
+
+def _received(found: dict[str, Any]) -> Received:
     recipient = _recipient(found) if found["user_id"] is not None else None
     state = (
         ConversationState(

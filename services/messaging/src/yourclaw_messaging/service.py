@@ -122,9 +122,21 @@ class Conversation:
         self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
             self._record_sent
         )
+        self._receive: Batcher[repository.Inbound, repository.Received] = Batcher(
+            self._receive_batch
+        )
         self._batched_replies: Batcher[
             repository.Replies, list[asyncpg.Record] | None
         ] = Batcher(self._add_replies)
+
+    async def _receive_batch(
+        self, batch: list[repository.Inbound]
+    ) -> list[repository.Received]:
+        # At most one message per phone: a phone's turns take turns (its lock
+        # in handle_inbound), and a user has one phone.
+        limits = self._limit_check() if self.limits.any else None
+        async with self.pool.acquire() as conn:
+            return await repository.receive(conn, batch, limits=limits)
 
     async def _add_replies(
         self, batch: list[repository.Replies]
@@ -148,37 +160,33 @@ class Conversation:
 
     async def _handle(self, event: InboundWhatsApp, phone: str) -> None:
         fresh = False
-        async with self.pool.acquire() as conn:
-            received = await repository.receive(
-                conn,
-                sid=event.message_sid,
-                phone=phone,
-                body=event.body,
-                num_media=event.num_media,
-                limits=self._limit_check() if self.limits.any else None,
-            )
-            recipient, state = received.recipient, received.state
-            stored = (
-                []
-                if received.is_new and not received.limited
-                else await repository.replies_to(conn, event.message_sid)
-            )
-            if received.limited:  # its reply was stored with it
-                fresh = True
-                metrics.RATE_LIMITED.labels(received.limited).inc()
-                metrics.TURNS.labels("rate_limited").inc()
-                if received.notified:
-                    metrics.OUTBOUND.labels("notice").inc()
-                    log.info(
-                        "messaging.limit.notice",
-                        user_id=str(recipient.user_id) if recipient else None,
-                        limit=received.limited,
-                    )
-            signup_sent = (
-                recipient is None
-                and not stored
-                and await repository.signup_reply_sent_recently(conn, phone)
-            )
+        # Batched with the other turns' inbound messages: one statement.
+        received = await self._receive(
+            repository.Inbound(event.message_sid, phone, event.body, event.num_media)
+        )
+        recipient, state = received.recipient, received.state
+        stored: list[asyncpg.Record] = []
+        signup_sent = False
+        if not received.is_new or received.limited or recipient is None:
+            async with self.pool.acquire() as conn:
+                if not received.is_new or received.limited:
+                    stored = await repository.replies_to(conn, event.message_sid)
+                signup_sent = (
+                    recipient is None
+                    and not stored
+                    and await repository.signup_reply_sent_recently(conn, phone)
+                )
+        if received.limited:  # its reply was stored with it
+            fresh = True
+            metrics.RATE_LIMITED.labels(received.limited).inc()
+            metrics.TURNS.labels("rate_limited").inc()
+            if received.notified:
+                metrics.OUTBOUND.labels("notice").inc()
+                log.info(
+                    "messaging.limit.notice",
+                    user_id=str(recipient.user_id) if recipient else None,
+                    limit=received.limited,
+                )
 
         if stored:
             log.info(
