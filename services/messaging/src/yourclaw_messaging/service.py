@@ -189,11 +189,12 @@ class Conversation:
                 )
 
         if stored:
-            log.info(
-                "messaging.turn.resumed",
-                message_sid=event.message_sid,
-                parts=len(stored),
-            )
+            if not fresh:
+                log.info(
+                    "messaging.turn.resumed",
+                    message_sid=event.message_sid,
+                    parts=len(stored),
+                )
         elif signup_sent:
             metrics.TURNS.labels("signup_suppressed").inc()
             log.info(
