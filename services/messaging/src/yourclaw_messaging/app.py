@@ -17,7 +17,6 @@ from yourclaw_messaging.handlers import (
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
 )
-from yourclaw_messaging.sendrate import TokenBucket
 from yourclaw_messaging.service import Conversation, Limits, Templates
 from yourclaw_messaging.settings import MessagingSettings
 from yourclaw_messaging.twilio import TwilioClient
@@ -64,7 +63,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             status_callback=settings.twilio_status_callback_url,
             media_max_bytes=settings.media_max_bytes,
             send_retries=settings.twilio_send_retries,
-            bucket=TokenBucket(settings.twilio_send_rate_per_second),
+            send_rate=settings.twilio_send_rate_per_second,
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(

@@ -624,3 +624,27 @@ async def history(
         ("user" if r["direction"] == "INBOUND" else "assistant", r["body"])
         for r in reversed(rows)
     ]
+
+
+async def lease_send_tokens(
+    conn: Connection, sender: str, *, want: int, rate: float, capacity: float
+) -> int:
+    """Take up to `want` tokens from the sender's shared bucket (refilled at
+    `rate` per second, up to `capacity`); returns how many it got."""
+    granted: int = await conn.fetchval(
+        """
+        INSERT INTO send_tokens AS b (sender, tokens, refilled_at, last_grant)
+        VALUES ($1, $4 - LEAST($2, floor($4)), now(), LEAST($2, floor($4)))
+        ON CONFLICT (sender) DO UPDATE SET
+            tokens = send_tokens_at(b.tokens, b.refilled_at, now(), $3, $4)
+                     - LEAST($2, floor(send_tokens_at(b.tokens, b.refilled_at, now(), $3, $4))),
+            last_grant = LEAST($2, floor(send_tokens_at(b.tokens, b.refilled_at, now(), $3, $4))),
+            refilled_at = GREATEST(b.refilled_at, now())
+        RETURNING last_grant
+        """,
+        sender,
+        want,
+        rate,
+        capacity,
+    )
+    return granted

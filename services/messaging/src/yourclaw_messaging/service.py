@@ -49,7 +49,7 @@ from yourclaw_messaging.errors import (
     TwilioSendError,
 )
 from yourclaw_messaging.repository import Recipient
-from yourclaw_messaging.sendrate import TokenBucket
+from yourclaw_messaging.sendrate import SharedTokenBucket
 from yourclaw_messaging.twilio import SentMessage, TwilioClient
 
 log = get_logger(__name__)
@@ -114,11 +114,13 @@ class Conversation:
     status_callback: str = ""
     media_max_bytes: int = 5 * 1024 * 1024
     send_retries: int = 3
-    bucket: TokenBucket = field(default_factory=lambda: TokenBucket(80.0))
+    # Sends per second from `sender`, across every replica.
+    send_rate: float = 80.0
 
     def __post_init__(self) -> None:
         # One turn at a time per phone in this replica, so replies keep order.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._bucket = SharedTokenBucket(self.pool, self.sender, self.send_rate)
         self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
             self._record_sent
         )
@@ -718,7 +720,7 @@ class Conversation:
         """Hand one message to Twilio; 429 and 5xx answers are retried with backoff."""
         attempt = 0
         while True:
-            await self.bucket.acquire()
+            await self._bucket.acquire()
             try:
                 return await self.twilio.send(
                     to=to,

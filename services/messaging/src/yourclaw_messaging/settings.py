@@ -19,8 +19,8 @@ class MessagingSettings(CommonSettings):
     # 24-hour window. READY takes no variables; NOTIFICATION takes {{1}}: the text.
     twilio_template_assistant_ready: str = ""
     twilio_template_notification: str = ""
-    # Twilio queues at most ~80 messages/s per WhatsApp sender; a token bucket per
-    # sender and replica keeps us under it.
+    # Twilio queues at most ~80 messages/s per WhatsApp sender: a token bucket
+    # per sender in Postgres, shared by every replica, keeps us under it.
     twilio_send_rate_per_second: float = Field(default=80.0, gt=0)
     # Immediate retries of a send Twilio refused with 429 (20429) or a 5xx, with
     # backoff; after that the turn is redelivered later by JetStream.
