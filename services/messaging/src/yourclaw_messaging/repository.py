@@ -400,12 +400,12 @@ async def mark_sent(
             ON CONFLICT (user_id, day) DO UPDATE
                 SET outbound_count = usage_daily.outbound_count + EXCLUDED.outbound_count
         )
-        SELECT * FROM sent
+        SELECT * FROM sent WHERE early
         """,
         [message_id for message_id, _ in sends],
         [sid for _, sid in sends],
     )
-    early = {row["id"]: row for row in rows if row["early"]}
+    early = {row["id"]: row for row in rows}
     return [early.get(message_id) for message_id, _ in sends]
 
 
