@@ -291,10 +291,13 @@ async def consume(
     psub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
     in_flight: set[asyncio.Task[None]] = set()
     heartbeat_interval = max(0.2, ack_wait / 3)
+    # Fetch again once a quarter of the slots are free, not at every free slot:
+    # under load a fetch (a round trip) brings several messages, not one.
+    refill = max(1, concurrency // 4)
     log.info("nats.consume.started", consumer=spec.durable, stream=spec.stream)
     try:
         while not stop.is_set():
-            if len(in_flight) >= concurrency:
+            if concurrency - len(in_flight) < refill:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
