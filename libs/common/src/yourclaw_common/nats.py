@@ -301,8 +301,11 @@ async def consume(
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             try:
+                # Idle, wait for one message: a one-message request returns as
+                # it arrives, where a batch request can hold it until the next.
                 msgs = await psub.fetch(
-                    concurrency - len(in_flight), timeout=fetch_timeout
+                    concurrency - len(in_flight) if in_flight else 1,
+                    timeout=fetch_timeout,
                 )
             except (FetchTimeoutError, TimeoutError):
                 continue
