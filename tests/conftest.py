@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
+from yourclaw_common.events import HostReply, HostVerb, ListContainers, host_command
+from yourclaw_common.testing import eventually
+from yourclaw_devkit.pytest_plugin import messaging_settings, sent_to
+from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME, ensure_openclaw
 from yourclaw_host_agent.layout import DataLayout
 from yourclaw_host_agent.runtimes.process import ProcessRuntime
+from yourclaw_host_agent.settings import HostAgentSettings
+from yourclaw_messaging.app import run as run_messaging
+from yourclaw_provisioner.app import run as run_provisioner
+from yourclaw_provisioner.settings import ProvisionerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,3 +56,125 @@ async def gateway_host_dir(tmp_path: Path, openclaw_dir: Path) -> AsyncIterator[
     for info in await runtime.list():
         await runtime.remove(info.name)
     await runtime.close()  # and warm spares
+
+
+# A gateway's first boot on a busy 2-core machine can take half a minute.
+BOOT_TIMEOUT = 180.0
+
+
+@dataclass
+class GatewayStack:
+    """host-agent (process runtime, real OpenClaw), provisioner and messaging,
+    in-process on real NATS and PostgreSQL, with the stand-ins at `devsim`."""
+
+    host_id: str
+    data_dir: Path
+    nc: Any
+    devsim: httpx.AsyncClient
+
+    async def containers(self) -> dict[str, str]:
+        msg = await self.nc.request(
+            host_command(self.host_id, HostVerb.LIST),
+            ListContainers().model_dump_json().encode(),
+            timeout=10,
+        )
+        reply = HostReply.model_validate_json(msg.data)
+        return {c.name: c.state for c in reply.containers}
+
+    async def replies(self, phone: str) -> list[str]:
+        return [m["body"] for m in await sent_to(self.devsim, phone)]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def gateway_stack(
+    service_env,
+    devsim_url,
+    devsim,
+    clean_db,
+    nats_client,
+    openclaw_dir,
+    gateway_host_dir,
+) -> AsyncIterator[Callable[..., Awaitable[GatewayStack]]]:
+    """Start a `GatewayStack`: `capacity` gateways on the host, provisioner and
+    messaging settings overridable by field name. Stopped after the test; its
+    gateways are then stopped by `gateway_host_dir`."""
+    env = {k.lower(): v for k, v in service_env.items()}
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(
+        *,
+        capacity: int = 2,
+        public_base_url: str = "http://127.0.0.1:8000",
+        provisioner: dict[str, Any] | None = None,
+        messaging: dict[str, Any] | None = None,
+    ) -> GatewayStack:
+        host_id = f"e2e-{uuid.uuid4().hex[:8]}"
+        host_agent_settings = HostAgentSettings(
+            _env_file=None,
+            **env,
+            service_name="host-agent",
+            host_id=host_id,
+            host_capacity=capacity,
+            host_heartbeat_seconds=1,
+            host_data_dir=gateway_host_dir,
+            openclaw_install_dir=openclaw_dir,
+        )
+        provisioner_settings = ProvisionerSettings(
+            _env_file=None,
+            **{
+                **env,
+                "public_base_url": public_base_url,
+                "dev_llm_base_url": devsim_url,
+                "gateway_health_timeout_seconds": BOOT_TIMEOUT,
+                "provision_poll_interval_seconds": 0.2,
+                "reconcile_interval_seconds": 1,
+                **(provisioner or {}),
+            },
+        )
+        messaging_settings_ = messaging_settings(
+            service_env,
+            devsim_url,
+            **{"assistant_timeout_seconds": 120, **(messaging or {})},
+        )
+        tasks.extend(
+            [
+                asyncio.create_task(run_host_agent(host_agent_settings, stop)),
+                asyncio.create_task(run_provisioner(provisioner_settings, stop)),
+                asyncio.create_task(run_messaging(messaging_settings_, stop)),
+            ]
+        )
+        return GatewayStack(host_id, gateway_host_dir, nats_client, devsim)
+
+    try:
+        yield start
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_ready(pool, user_id, *, spec_hash_not: str | None = None):
+    """The user's assistant once READY (with another spec than `spec_hash_not`);
+    fails with the provisioning jobs when it goes to ERROR or never gets there."""
+
+    async def probe():
+        row = await pool.fetchrow(
+            "SELECT * FROM assistants WHERE user_id = $1", user_id
+        )
+        if row is None:
+            return None
+        if row["status"] == "ERROR":
+            raise AssertionError(f"provisioning failed: {row['last_error']}")
+        if row["status"] == "READY" and row["spec_hash"] != spec_hash_not:
+            return row
+        return None
+
+    try:
+        return await eventually(probe, timeout=BOOT_TIMEOUT + 60, interval=0.2)
+    except AssertionError as exc:
+        jobs = await pool.fetch(
+            "SELECT kind, status, attempts, last_error FROM provisioning_jobs "
+            "WHERE user_id = $1 ORDER BY created_at",
+            user_id,
+        )
+        raise AssertionError(f"{exc}; jobs: {[dict(j) for j in jobs]}") from None

@@ -21,12 +21,11 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import sent_to
+from yourclaw_devkit.pytest_plugin import messaging_settings, sent_to
 from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_messaging.app import run as run_messaging
-from yourclaw_messaging.settings import MessagingSettings
 
 PUBLIC_BASE_URL = "https://hooks.yourclaw.test"  # as behind a TLS proxy
 PATH = "/api/v1/webhooks/twilio/whatsapp"
@@ -71,14 +70,7 @@ async def stack(
         public_base_url=PUBLIC_BASE_URL,
         twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
     )
-    messaging = MessagingSettings(
-        _env_file=None,
-        **env,
-        twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
-        twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
-        twilio_whatsapp_number=DEV_WHATSAPP_NUMBER,
-        twilio_api_base=devsim_url,
-    )
+    messaging = messaging_settings(service_env, devsim_url)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_messaging(messaging, stop))
     async with clean_db.acquire() as conn:

@@ -24,14 +24,13 @@ from yourclaw_devkit.defaults import (
     DEV_GATEWAY_TOKEN,
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
-    DEV_WHATSAPP_NUMBER,
 )
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
+from yourclaw_devkit.pytest_plugin import messaging_settings
 from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_messaging.app import run as run_messaging
-from yourclaw_messaging.settings import MessagingSettings
 
 PHONE = "+15557771234"
 TEMPLATE = "HXsim000000000000000000000000notify"
@@ -73,13 +72,9 @@ async def stack(
             public_base_url=api_url,
             twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
         )
-        messaging = MessagingSettings(
-            _env_file=None,
-            **env,
-            twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
-            twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
-            twilio_whatsapp_number=DEV_WHATSAPP_NUMBER,
-            twilio_api_base=devsim_url,
+        messaging = messaging_settings(
+            service_env,
+            devsim_url,
             twilio_status_callback_url=f"{api_url}/api/v1/webhooks/twilio/status",
             twilio_template_notification=TEMPLATE,
         )

@@ -8,7 +8,6 @@ import httpx
 import pytest
 import pytest_asyncio
 from yourclaw_common.crypto import SecretBox
-from yourclaw_common.events import InboundWhatsApp
 from yourclaw_devkit.cli import register_dev_user
 from yourclaw_devkit.defaults import (
     DEV_GATEWAY_TOKEN,
@@ -16,8 +15,11 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
+from yourclaw_devkit.pytest_plugin import inbound_whatsapp as inbound
 from yourclaw_messaging.app import run
 from yourclaw_messaging.settings import MessagingSettings
+
+__all__ = ["inbound"]
 
 AUTH = (DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN)
 
@@ -83,16 +85,6 @@ async def register(
         return user.user_id
 
     return make
-
-
-def inbound(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:
-    return InboundWhatsApp(
-        message_sid=sid or f"SM{uuid.uuid4().hex}",
-        account_sid=DEV_TWILIO_ACCOUNT_SID,
-        from_number=f"whatsapp:{phone}",
-        to_number=DEV_WHATSAPP_NUMBER,
-        body=body,
-    )
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -7,13 +7,20 @@ it whose records were cleared for the test.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 import pytest_asyncio
+from yourclaw_common.events import InboundWhatsApp
+from yourclaw_messaging.settings import MessagingSettings
 
-from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN
+from yourclaw_devkit.defaults import (
+    DEV_TWILIO_ACCOUNT_SID,
+    DEV_TWILIO_AUTH_TOKEN,
+    DEV_WHATSAPP_NUMBER,
+)
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{DEV_TWILIO_ACCOUNT_SID}/Messages.json"
@@ -29,6 +36,33 @@ async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict[str, Any]]
     )
     resp.raise_for_status()
     return list(reversed(resp.json()["messages"]))
+
+
+def messaging_settings(
+    service_env: Mapping[str, str], devsim_url: str, **overrides: Any
+) -> MessagingSettings:
+    """Messaging as a test runs it: the dev Twilio account and sender, sending
+    through the stand-in at `devsim_url`; `overrides` by field name."""
+    values: dict[str, Any] = {k.lower(): v for k, v in service_env.items()}
+    values.update(
+        twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
+        twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
+        twilio_whatsapp_number=DEV_WHATSAPP_NUMBER,
+        twilio_api_base=devsim_url,
+    )
+    values.update(overrides)
+    return MessagingSettings(_env_file=None, **values)
+
+
+def inbound_whatsapp(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:
+    """What gateway-api publishes for a WhatsApp message from `phone`."""
+    return InboundWhatsApp(
+        message_sid=sid or f"SM{uuid.uuid4().hex}",
+        account_sid=DEV_TWILIO_ACCOUNT_SID,
+        from_number=f"whatsapp:{phone}",
+        to_number=DEV_WHATSAPP_NUMBER,
+        body=body,
+    )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
