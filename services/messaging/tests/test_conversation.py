@@ -613,7 +613,6 @@ class TestStoringReplies:
                 user_id=user_id,
                 phone=phone,
                 parts=parts,
-                sending=True,
                 turn=repository.Turn("http://gw:1", *tokens),
             )
 

@@ -251,16 +251,16 @@ class Replies:
     content_sid: str | None = None
     content_variables: dict[str, str] | None = None
     error_code: str | None = None
-    # Sent right after the commit: stored as SENDING (a redelivery asks Twilio
-    # before sending one again) rather than PENDING.
-    sending: bool = False
     # Recorded with them, once (needs `user_id`).
     turn: Turn | None = None
 
     def statuses(self) -> list[str]:
-        ready = "SENDING" if self.sending else "PENDING"
+        """Sent right after the commit, so stored as SENDING (a redelivery asks
+        Twilio before sending one again); empty or refused parts as SKIPPED."""
         return [
-            ready if (body or self.content_sid) and not self.error_code else "SKIPPED"
+            "SENDING"
+            if (body or self.content_sid) and not self.error_code
+            else "SKIPPED"
             for body in self.parts
         ]
 

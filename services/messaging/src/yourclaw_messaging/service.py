@@ -1,14 +1,15 @@
 """The WhatsApp conversation: turns, commands, limits, the 24-hour window,
 proactive messages and Twilio's delivery status.
 
-A turn spans several short transactions around slow HTTP calls (the assistant,
+A turn spans three short statements around slow HTTP calls (the assistant,
 Twilio), so it takes the pool rather than one connection. Each step is
 recorded before the next begins, which makes a redelivered message pick up
 where the crashed attempt stopped:
 
-    inbound stored ─► reply parts stored (PENDING) ─► SENDING ─► SENT
-    (limits counted)  (assistant asked once)          (Twilio list consulted
-                                                       if the outcome is unknown)
+    inbound stored ─► reply parts stored (SENDING) ─► SENT
+    (limits counted)  (assistant asked once;          (Twilio's sid)
+                       on a redelivery, Twilio's list
+                       is consulted before a resend)
 
 Every outbound message (replies, notices, proactive messages, templates) is a
 `messages` row keyed by `(in_reply_to, part)`: the inbound MessageSid for
@@ -652,7 +653,6 @@ class Conversation:
             content_sid=planned.content_sid,
             content_variables=planned.content_variables,
             error_code=planned.error_code,
-            sending=True,
             turn=turn,
         )
 
@@ -694,7 +694,7 @@ class Conversation:
                     await self._mark_sent(row, sid)
                     metrics.TWILIO_SENDS.labels("reconciled", "").inc()
                     continue
-            if row["status"] != "SENDING":
+            if row["status"] != "SENDING":  # PENDING, stored by an older release
                 async with self.pool.acquire() as conn:
                     await repository.mark_sending(conn, row["id"])
             try:
