@@ -88,6 +88,7 @@ migrate: install ## Apply migrations to DATABASE_URL
 bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
+	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
 
 IMAGE_TAG ?= dev
 images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
