@@ -8,7 +8,12 @@ import aiohttp
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import CONSUMERS
 from yourclaw_common.logging import configure_logging, get_logger
-from yourclaw_common.runtime import install_signal_handlers, open_runtime, run_consumers
+from yourclaw_common.runtime import (
+    install_signal_handlers,
+    open_runtime,
+    run_consumers,
+    tune_gc,
+)
 
 from yourclaw_messaging.assistant import AssistantClient
 from yourclaw_messaging.handlers import (
@@ -90,6 +95,8 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
 async def main() -> None:
     settings = MessagingSettings()
     configure_logging(settings.service_name, settings.log_level)
+    # Every turn allocates many short-lived objects, like a webhook does.
+    tune_gc()
     stop = asyncio.Event()
     install_signal_handlers(stop)
     await run(settings, stop)
