@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlencode
 
 import orjson
+import pytest
 from twilio.request_validator import RequestValidator
 from yourclaw_common.events import InboundWhatsAppStatus, Stream, Subject
 from yourclaw_gateway_api.webhooks.twilio_status import TWILIO_STATUS_PATH
@@ -25,15 +27,18 @@ def status_params(sid: str, status: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def post_status(gateway, params, *, token=None, signature=None, tamper=None):
-    url = gateway.public_url + TWILIO_STATUS_PATH
+async def post_status(
+    gateway, params, *, token=None, signature=None, tamper=None, query=""
+):
+    path = TWILIO_STATUS_PATH + (f"?{query}" if query else "")
+    url = gateway.public_url + path
     if signature is None:
         signature = RequestValidator(token or gateway.token).compute_signature(
             url, params
         )
     sent = {**params, **(tamper or {})}
     return await gateway.client.post(
-        TWILIO_STATUS_PATH,
+        path,
         content=urlencode(sent).encode(),
         headers={
             "content-type": "application/x-www-form-urlencoded",
@@ -59,6 +64,34 @@ class TestTwilioStatusWebhook:
             "failed",
             "63016",
         )
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            (
+                "0b7e9a52-3c1f-4d5e-9f60-1a2b3c4d5e6f",
+                "0b7e9a52-3c1f-4d5e-9f60-1a2b3c4d5e6f",
+            ),
+            ("not-a-uuid", None),
+        ],
+        ids=["ours", "garbled"],
+    )
+    async def test_the_message_id_on_the_callback_url_is_passed_on(
+        self, gateway, js, given, expected
+    ):
+        """Messaging names each message on its StatusCallback URL; Twilio signs
+        that URL, query included. A garbled id still applies the callback."""
+        sid = "SM" + uuid.uuid4().hex
+        response = await post_status(
+            gateway, status_params(sid, "sent"), query=f"message_id={given}"
+        )
+        assert response.status_code == 200
+        msg = await js.get_last_msg(
+            Stream.INBOUND, Subject.INBOUND_WHATSAPP_STATUS.value
+        )
+        event = InboundWhatsAppStatus.model_validate_json(msg.data)
+        assert event.message_sid == sid
+        assert (str(event.message_id) if event.message_id else None) == expected
 
     async def test_retried_callback_is_stored_once(self, gateway, js):
         params = status_params("SM" + "2" * 32, "delivered")

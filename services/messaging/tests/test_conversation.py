@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -23,10 +24,10 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_devkit._llm_sim import build_reply
 from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_WHATSAPP_NUMBER
-from yourclaw_devkit.pytest_plugin import sent_to
+from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
 from yourclaw_messaging import repository
 
-from .conftest import devsim_sent, inbound
+from .conftest import AUTH, devsim_sent, inbound
 
 PHONE = "+15551240001"
 TEMPLATE_NOTIFY = "HX00000000000000000000000000000001"
@@ -564,6 +565,111 @@ class TestStatusCallbacks:
         assert await clean_db.fetchval(
             "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
         ) == (3)
+
+    async def test_each_send_names_its_message_in_the_callback_url(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        await register(PHONE)
+        # Nothing listens there; the stand-in's callbacks fail quietly.
+        callback = "http://127.0.0.1:9/api/v1/webhooks/twilio/status?tenant=eu"
+        await start_messaging(twilio_status_callback_url=callback)
+        await publish(js, inbound(PHONE, "where does my status go"))
+        (msg,) = await settle(devsim, PHONE, 1, wait=0)
+        message_id = await eventually(
+            lambda: clean_db.fetchval(
+                "SELECT id FROM messages WHERE twilio_sid = $1", msg["sid"]
+            ),
+            timeout=10,
+        )
+        assert msg["status_callback"] == f"{callback}&message_id={message_id}"
+
+    async def test_a_template_twilio_took_before_a_crash_is_not_sent_again(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """A worker died after Twilio accepted a template, before recording it.
+
+        Twilio's message list shows a template's rendered text, not its
+        ContentSid, so the list cannot tell; the status callback names the
+        message, and a redelivered event then finds it sent.
+        """
+        user_id = await register(PHONE)
+        event = OutboundWhatsApp(user_id=user_id, body="Your report is done")
+        variables = json.dumps({"1": "Your report is done"})
+        message_id = await clean_db.fetchval(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, "
+            "part, status, kind, content_sid, content_variables, send_attempted_at) "
+            "VALUES ($1, $2, 'OUTBOUND', 'Your report is done', $3, 0, 'SENDING', "
+            "'template', $4, $5::jsonb, now()) RETURNING id",
+            user_id,
+            PHONE,
+            f"out:{event.event_id}",
+            TEMPLATE_NOTIFY,
+            variables,
+        )
+        accepted = await devsim.post(
+            MESSAGES_PATH,
+            data={
+                "To": f"whatsapp:{PHONE}",
+                "From": DEV_WHATSAPP_NUMBER,
+                "ContentSid": TEMPLATE_NOTIFY,
+                "ContentVariables": variables,
+            },
+            auth=AUTH,
+        )
+        assert accepted.status_code == 201
+        sid = accepted.json()["sid"]
+        await start_messaging(twilio_template_notification=TEMPLATE_NOTIFY)
+        # gateway-api publishes Twilio's callback with the id from its URL.
+        await publish(
+            js,
+            InboundWhatsAppStatus(
+                message_sid=sid, message_status="sent", message_id=message_id
+            ),
+        )
+        await eventually(
+            lambda: clean_db.fetchval(
+                "SELECT status = 'SENT' FROM messages WHERE id = $1", message_id
+            ),
+            timeout=10,
+        )
+        handled = {
+            "consumer": "messaging-outbound-whatsapp",
+            "subject": "outbound.whatsapp",
+            "outcome": "acked",
+        }
+        before = sample("yourclaw_messaging_events_consumed_total", **handled)
+        await publish(js, event)  # the event the dead worker had: redelivered
+
+        async def handled_again() -> bool:
+            return (
+                sample("yourclaw_messaging_events_consumed_total", **handled) > before
+            )
+
+        await eventually(handled_again, timeout=10)
+        assert len(await devsim_sent(devsim, PHONE)) == 1
+        row = await clean_db.fetchrow(
+            "SELECT status, twilio_sid, delivery_status FROM messages WHERE id = $1",
+            message_id,
+        )
+        assert tuple(row) == ("SENT", sid, "sent")
+        assert await clean_db.fetchval(
+            "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
+        ) == (1)
+
+    async def test_a_send_recorded_after_its_callback_is_counted_once(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """The callback named the message and recorded it; then the sender's own
+        record arrives, as it does when Twilio calls back before answering."""
+        user_id, _ = await self._sent_after_callback(
+            clean_db, register, "SMtwice", "sent"
+        )
+        message_id = await clean_db.fetchval("SELECT id FROM messages")
+        async with clean_db.acquire() as conn:
+            assert await repository.mark_sent(conn, [(message_id, "SMtwice")]) == [None]
+        assert await clean_db.fetchval(
+            "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
+        ) == (1)
 
     async def test_an_early_failure_callback_fails_the_message_as_it_is_recorded(
         self, start_messaging, register, js, devsim, clean_db

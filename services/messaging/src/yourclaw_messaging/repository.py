@@ -368,6 +368,9 @@ async def mark_sent(
     """Record Twilio's sid of each (message id, sid), count the messages in their
     users' usage and apply status callbacks that beat us here: one statement.
 
+    A message that already has a sid is left alone, so the send and a status
+    callback that names the message (whichever comes first) count it once.
+
     For each send, in order: the message when such an early status changed it
     (as `apply_twilio_status` does), else None.
     """
@@ -387,7 +390,7 @@ async def mark_sent(
                 updated_at = now()
             FROM input i
             LEFT JOIN twilio_statuses t ON t.twilio_sid = i.sid
-            WHERE m.id = i.id
+            WHERE m.id = i.id AND m.twilio_sid IS NULL
             RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
                       m.delivery_status, m.error_code,
                       twilio_status_rank(t.status) > twilio_status_rank('queued')

@@ -580,11 +580,17 @@ class Conversation:
             changed = await repository.record_twilio_status(
                 conn, event.message_sid, status, event.error_code or None
             )
-            row = (
-                await repository.apply_twilio_status(conn, event.message_sid)
-                if changed
-                else None
-            )
+            row = None
+            if changed and event.message_id is not None:
+                # Our message, named by its callback URL. If it has no sid yet,
+                # Twilio took it but the sender has not recorded that: still on
+                # its way, or it died in between. Recording it here means a
+                # redelivered turn finds it SENT and does not send it again.
+                (row,) = await repository.mark_sent(
+                    conn, [(event.message_id, event.message_sid)]
+                )
+            if changed and row is None:
+                row = await repository.apply_twilio_status(conn, event.message_sid)
         if not changed:
             log.info(
                 "messaging.status.stale",
@@ -728,7 +734,7 @@ class Conversation:
                     body=row["body"],
                     content_sid=row["content_sid"],
                     content_variables=repository.row_variables(row),
-                    status_callback=self.status_callback or None,
+                    status_callback=self._status_callback(row["id"]),
                 )
             except TwilioSendError as exc:
                 code = str(exc.context.get("twilio_code", ""))
@@ -752,6 +758,14 @@ class Conversation:
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
+
+    def _status_callback(self, message_id: UUID) -> str | None:
+        """Where Twilio reports this message's status; it names the message, since
+        Twilio's callback carries nothing else of our request."""
+        if not self.status_callback:
+            return None
+        joiner = "&" if "?" in self.status_callback else "?"
+        return f"{self.status_callback}{joiner}message_id={message_id}"
 
     async def _mark_sent(self, row: asyncpg.Record, sid: str) -> None:
         # Batched with the other turns' (one statement, one commit); also

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from time import perf_counter
 from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from yourclaw_common.errors import (
     BadRequest,
     Forbidden,
@@ -47,6 +48,15 @@ class UnsupportedMediaType(HTTPError):
 
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+def _message_id(raw: str | None) -> UUID | None:
+    """The `message_id` we put on the callback URL; a signed callback is never
+    refused over it (the URL is ours to have got wrong, not Twilio's)."""
+    try:
+        return UUID(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -111,6 +121,14 @@ def twilio_status_router(settings: GatewaySettings) -> APIRouter:
         request: Request,
         js: JetStream,
         x_twilio_signature: Annotated[str | None, Header()] = None,
+        message_id: Annotated[
+            str | None,
+            Query(
+                description="Ours: messaging puts the message's id on each "
+                "send's StatusCallback URL. Not a UUID: the callback is still "
+                "applied, by MessageSid alone."
+            ),
+        ] = None,
     ) -> Response:
         if signature is None:
             requests[WebhookOutcome.NOT_CONFIGURED].inc()
@@ -146,6 +164,7 @@ def twilio_status_router(settings: GatewaySettings) -> APIRouter:
             message_status=status,
             error_code=params.get("ErrorCode") or None,
             params=params,
+            message_id=_message_id(message_id),
         )
         started = perf_counter()
         try:

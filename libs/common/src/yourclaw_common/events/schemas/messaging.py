@@ -57,6 +57,10 @@ class InboundWhatsAppStatus(Event):
     message_status: str
     error_code: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
+    # Our `messages.id`, from the `message_id` query parameter messaging puts on
+    # each send's StatusCallback URL: Twilio echoes nothing else of the request,
+    # so it is how a send that Twilio accepted but we never recorded is found.
+    message_id: UUID | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.message_sid}:{self.message_status}"
