@@ -9,7 +9,7 @@ import orjson
 import pytest
 from twilio.request_validator import RequestValidator
 from yourclaw_common.events import InboundWhatsAppStatus, Stream, Subject
-from yourclaw_gateway_api.webhooks.twilio_status import TWILIO_STATUS_PATH
+from yourclaw_gateway_api.webhooks.twilio import TWILIO_STATUS_PATH
 
 
 def status_params(sid: str, status: str, **extra: str) -> dict[str, str]:

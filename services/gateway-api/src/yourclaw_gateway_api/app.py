@@ -47,10 +47,10 @@ from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter, send_rate_limi
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
 from yourclaw_gateway_api.webhooks.twilio import (
-    TWILIO_WHATSAPP_PATH,
-    TwilioWhatsAppWebhook,
+    TwilioWebhook,
+    twilio_status_webhook,
+    twilio_whatsapp_webhook,
 )
-from yourclaw_gateway_api.webhooks.twilio_status import twilio_status_router
 
 __all__ = ["GatewayApp", "app_factory", "create_app"]
 
@@ -162,29 +162,31 @@ def _lifespan(
 
 
 class GatewayApp:
-    """Sends the Twilio webhook path to its lean handler and the rest to FastAPI.
+    """Sends the Twilio webhook paths to their lean handlers and the rest to FastAPI.
 
     Lifespan and websocket scopes go to FastAPI, whose lifespan state the ASGI
-    server copies into every request scope, the webhook's included. HTTP requests
-    other than the two answered here go through `edge` (request id, CORS, rate
+    server copies into every request scope, the webhooks' included. HTTP requests
+    other than those answered here go through `edge` (request id, CORS, rate
     limit, body limit) to FastAPI.
     """
 
     def __init__(
         self,
         api: FastAPI,
-        twilio_whatsapp: TwilioWhatsAppWebhook,
+        twilio: list[TwilioWebhook],
         *,
         edge: ASGIApp | None = None,
         limiter: RateLimiter | None = None,
         client_ip: ClientIp | None = None,
     ):
         self.api = api
-        self._twilio_whatsapp = twilio_whatsapp
+        self._twilio = {hook.path: hook for hook in twilio}
         self._edge = edge or api
         self._limiter = limiter
         self._client_ip = client_ip or ClientIp()
-        self._twilio_seconds = API_REQUEST_SECONDS.labels(TWILIO_WHATSAPP_PATH)
+        self._twilio_seconds = {
+            hook.path: API_REQUEST_SECONDS.labels(hook.path) for hook in twilio
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -200,7 +202,8 @@ class GatewayApp:
                 await send(_NOT_ALLOWED_START)
                 await send(_NOT_ALLOWED_BODY)
             return
-        if path == TWILIO_WHATSAPP_PATH:
+        hook = self._twilio.get(path)
+        if hook is not None:
             # The same per-IP limit as the other webhooks (edge.WebhookRateLimit),
             # at the cost of a dict lookup.
             if self._limiter is not None:
@@ -209,12 +212,14 @@ class GatewayApp:
                     RATE_LIMITED.labels("twilio").inc()
                     await send_rate_limited(send, wait)
                     return
-            await self._twilio_counted(scope, receive, send)
+            await self._twilio_counted(hook, scope, receive, send)
             return
         await self._edge(scope, receive, send)
 
-    async def _twilio_counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The webhook, counted and timed like the routes `edge` serves."""
+    async def _twilio_counted(
+        self, hook: TwilioWebhook, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A webhook, counted and timed like the routes `edge` serves."""
         status = 0
         started = perf_counter()
 
@@ -226,12 +231,10 @@ class GatewayApp:
 
         try:
             with bind_correlation_id(uuid.uuid4().hex):
-                await self._twilio_whatsapp(scope, receive, send_status)
+                await hook(scope, receive, send_status)
         finally:
-            self._twilio_seconds.observe(perf_counter() - started)
-            API_REQUESTS.labels(
-                TWILIO_WHATSAPP_PATH, scope["method"], str(status)
-            ).inc()
+            self._twilio_seconds[hook.path].observe(perf_counter() - started)
+            API_REQUESTS.labels(hook.path, scope["method"], str(status)).inc()
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
@@ -256,7 +259,6 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     if settings.dev_login_enabled:
         api.include_router(dev.router)
     api.include_router(stripe_webhook_router(settings))
-    api.include_router(twilio_status_router(settings))
     install_openapi(api, jwks=bool(settings.supabase_url))
     client_ip = ClientIp(settings.trusted_proxy_ips)
     limiter = (
@@ -268,7 +270,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     )
     return GatewayApp(
         api,
-        TwilioWhatsAppWebhook(settings),
+        [twilio_whatsapp_webhook(settings), twilio_status_webhook(settings)],
         edge=build_edge(api, settings, limiter=limiter, client_ip=client_ip),
         limiter=limiter,
         client_ip=client_ip,

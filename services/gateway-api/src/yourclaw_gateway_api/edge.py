@@ -118,8 +118,8 @@ class RequestContext:
 class WebhookRateLimit:
     """429 + Retry-After for a client IP over its budget on the webhook routes.
 
-    The Twilio route never reaches FastAPI; `GatewayApp` applies the same
-    limiter to it before its lean handler.
+    The Twilio routes never reach FastAPI; `GatewayApp` applies the same
+    limiter to them before their lean handlers.
     """
 
     def __init__(self, app: ASGIApp, limiter: RateLimiter, client_ip: ClientIp):

@@ -19,7 +19,10 @@ from fastapi.openapi.utils import get_openapi
 
 from yourclaw_gateway_api.edge import REQUEST_ID_HEADER, WEBHOOKS_PREFIX
 from yourclaw_gateway_api.errors import ErrorBody
-from yourclaw_gateway_api.webhooks.twilio import TWILIO_WHATSAPP_PATH
+from yourclaw_gateway_api.webhooks.twilio import (
+    TWILIO_STATUS_PATH,
+    TWILIO_WHATSAPP_PATH,
+)
 
 __all__ = ["LIVENESS_PATH", "install_openapi"]
 
@@ -119,6 +122,70 @@ _GATEWAY_PATHS: dict[str, Any] = {
                 "500": _SHARED["500"],
                 "503": _error(
                     "PUBLISH_FAILED: could not queue the message; Twilio retries."
+                ),
+            },
+        }
+    },
+    TWILIO_STATUS_PATH: {
+        "post": {
+            "tags": ["webhooks"],
+            "summary": "Twilio: a status callback for a message we sent (signed)",
+            "description": "Checked exactly as the inbound webhook (X-Twilio-Signature "
+            "over the URL Twilio called, query included, and every form field), "
+            "queued on `inbound.whatsapp_status` and answered with empty TwiML; "
+            "messaging applies it, never backwards.",
+            "operationId": "twilio_status_webhook",
+            "parameters": [
+                {
+                    "name": "X-Twilio-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "message_id",
+                    "in": "query",
+                    "required": False,
+                    "description": "Ours: messaging puts the message's id on each "
+                    "send's StatusCallback URL. Not a UUID: the callback is still "
+                    "applied, by MessageSid alone.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "MessageSid": {"type": "string"},
+                                "MessageStatus": {"type": "string"},
+                                "ErrorCode": {"type": "string"},
+                            },
+                            "required": ["MessageSid", "MessageStatus"],
+                            "additionalProperties": {"type": "string"},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Queued: an empty TwiML response.",
+                    "content": {"text/xml": {"schema": {"type": "string"}}},
+                },
+                "400": _error("BAD_REQUEST: no MessageSid or MessageStatus."),
+                "403": _error(
+                    "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
+                    "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
+                ),
+                "405": _error("METHOD_NOT_ALLOWED: POST only."),
+                "413": _SHARED["413"],
+                "415": _error("UNSUPPORTED_MEDIA_TYPE: a form body is expected."),
+                "429": _SHARED["429"],
+                "500": _SHARED["500"],
+                "503": _error(
+                    "PUBLISH_FAILED: could not queue the callback; Twilio retries."
                 ),
             },
         }

@@ -1,21 +1,30 @@
-"""`POST /api/v1/webhooks/twilio/whatsapp`: the hot path, as a bare ASGI handler.
+"""Twilio's webhooks, the hot paths, as bare ASGI handlers: inbound WhatsApp
+messages (`POST /api/v1/webhooks/twilio/whatsapp`) and the status callbacks of
+the messages we send (`POST /api/v1/webhooks/twilio/status`), which come two or
+three per message.
 
 Verify, publish, answer. FastAPI/Starlette would add ~50 µs and python-multipart
 another ~50 µs per request (research/perf-baseline.md §3.2-3.3), so the dispatcher
-in `app.py` sends this path here before FastAPI sees it: raw body, one
+in `app.py` sends these paths here before FastAPI sees them: raw body, one
 lean form parse (`form.py`), a precomputed HMAC, orjson, and the PubAck awaited before answering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
+from uuid import UUID
 
 import orjson
 from nats.js import JetStreamContext
 from starlette.types import Receive, Scope, Send
-from yourclaw_common.events import InboundMedia, InboundWhatsApp, provider_event_id
+from yourclaw_common.events import (
+    InboundMedia,
+    InboundWhatsApp,
+    InboundWhatsAppStatus,
+    provider_event_id,
+)
 from yourclaw_common.logging import get_logger
 from yourclaw_common.nats import publish
 
@@ -29,13 +38,19 @@ from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.form import parse_form
 from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
 
-__all__ = ["TWILIO_WHATSAPP_PATH", "TwilioWhatsAppWebhook"]
+__all__ = [
+    "TWILIO_STATUS_PATH",
+    "TWILIO_WHATSAPP_PATH",
+    "TwilioWebhook",
+    "twilio_status_webhook",
+    "twilio_whatsapp_webhook",
+]
 
 log = get_logger(__name__)
 
 TWILIO_WHATSAPP_PATH = "/api/v1/webhooks/twilio/whatsapp"
+TWILIO_STATUS_PATH = "/api/v1/webhooks/twilio/status"
 
-_PROVIDER = "twilio"
 _FORM = b"application/x-www-form-urlencoded"
 _TWIML = b"<Response></Response>"
 _DRAIN_BYTES = 1024 * 1024
@@ -109,7 +124,11 @@ async def _send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-def _inbound_event(params: dict[str, str]) -> InboundWhatsApp:
+# An event from a verified form and the URL's query string, or _bad_request.
+EventOf = Callable[[dict[str, str], str], InboundWhatsApp | InboundWhatsAppStatus]
+
+
+def _inbound_event(params: dict[str, str], query: str) -> InboundWhatsApp:
     message_sid = params.get("MessageSid")
     from_number = params.get("From")
     if not message_sid or not from_number:
@@ -140,24 +159,84 @@ def _inbound_event(params: dict[str, str]) -> InboundWhatsApp:
     )
 
 
-class TwilioWhatsAppWebhook:
-    """The ASGI handler of `TWILIO_WHATSAPP_PATH`; JetStream comes from the
+def _status_event(params: dict[str, str], query: str) -> InboundWhatsAppStatus:
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    status = params.get("MessageStatus") or params.get("SmsStatus")
+    if not sid or not status:
+        raise _bad_request("MessageSid and MessageStatus are required", message_sid=sid)
+    return InboundWhatsAppStatus(
+        # Twilio retries a callback with the same sid and status: one event.
+        event_id=provider_event_id(f"{sid}:{status}"),
+        message_sid=sid,
+        message_status=status,
+        error_code=params.get("ErrorCode") or None,
+        params=params,
+        message_id=_message_id(query),
+    )
+
+
+def _message_id(query: str) -> UUID | None:
+    """The `message_id` messaging put on the callback URL. A signed callback is
+    never refused over it (the URL is ours to have got wrong, not Twilio's)."""
+    if "message_id=" not in query:
+        return None
+    for name, value in parse_form(query):
+        if name == "message_id":
+            try:
+                return UUID(value)
+            except ValueError:
+                return None
+    return None
+
+
+def twilio_whatsapp_webhook(settings: GatewaySettings) -> TwilioWebhook:
+    return TwilioWebhook(
+        settings,
+        path=TWILIO_WHATSAPP_PATH,
+        provider="twilio",
+        event_of=_inbound_event,
+        what="message",
+    )
+
+
+def twilio_status_webhook(settings: GatewaySettings) -> TwilioWebhook:
+    return TwilioWebhook(
+        settings,
+        path=TWILIO_STATUS_PATH,
+        provider="twilio_status",
+        event_of=_status_event,
+        what="callback",
+    )
+
+
+class TwilioWebhook:
+    """The ASGI handler of one Twilio webhook path; JetStream comes from the
     lifespan state (`scope["state"]["js"]`)."""
 
-    def __init__(self, settings: GatewaySettings):
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        path: str,
+        provider: str,
+        event_of: EventOf,
+        what: str,
+    ):
         token = settings.twilio_auth_token.get_secret_value()
+        self.path = path
         # No token means no check is possible: every request is refused.
         self._signature = (
-            TwilioSignature(token, settings.public_base_url + TWILIO_WHATSAPP_PATH)
-            if token
-            else None
+            TwilioSignature(token, settings.public_base_url + path) if token else None
         )
+        self._event_of = event_of
+        self._what = what
+        self._log = f"gateway.{provider}"
         self._max_body = settings.webhook_max_body_bytes
         self._publish_timeout = settings.webhook_publish_timeout_seconds
-        self._requests = webhook_requests(_PROVIDER)
+        self._requests = webhook_requests(provider)
         self._accepted = self._requests[WebhookOutcome.ACCEPTED]
-        self._signature_failures = WEBHOOK_SIGNATURE_FAILURES.labels(_PROVIDER)
-        self._publish_seconds = WEBHOOK_PUBLISH_SECONDS.labels(_PROVIDER)
+        self._signature_failures = WEBHOOK_SIGNATURE_FAILURES.labels(provider)
+        self._publish_seconds = WEBHOOK_PUBLISH_SECONDS.labels(provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -168,7 +247,7 @@ class TwilioWhatsAppWebhook:
                 self._signature_failures.inc()
             client = scope.get("client")
             log.warning(
-                "gateway.twilio.rejected",
+                f"{self._log}.rejected",
                 status=exc.status,
                 code=exc.code,
                 detail=exc.detail,
@@ -179,10 +258,10 @@ class TwilioWhatsAppWebhook:
                 send, exc.status, {"detail": exc.detail, "code": exc.code}, exc.headers
             )
         except _Disconnected:
-            log.debug("gateway.twilio.client_disconnected")
+            log.debug(f"{self._log}.client_disconnected")
         except Exception:
             self._requests[WebhookOutcome.ERROR].inc()
-            log.exception("gateway.twilio.failed")
+            log.exception(f"{self._log}.failed")
             await _send_json(
                 send, 500, {"detail": "internal error", "code": "INTERNAL_ERROR"}, []
             )
@@ -234,7 +313,7 @@ class TwilioWhatsAppWebhook:
         query = scope["query_string"].decode("latin-1")
         if not self._signature.is_valid(signature, pairs, query=query, body=body):
             raise _invalid_signature("mismatch")
-        event = _inbound_event(dict(pairs))
+        event = self._event_of(dict(pairs), query)
         js: JetStreamContext = scope["state"]["js"]
         started = perf_counter()
         try:
@@ -245,7 +324,7 @@ class TwilioWhatsAppWebhook:
             raise _Rejected(
                 503,
                 "PUBLISH_FAILED",
-                "could not queue the message, retry later",
+                f"could not queue the {self._what}, retry later",
                 WebhookOutcome.PUBLISH_FAILED,
                 message_sid=event.message_sid,
                 error=f"{type(exc).__name__}: {exc}"[:300],
@@ -254,7 +333,7 @@ class TwilioWhatsAppWebhook:
             self._publish_seconds.observe(perf_counter() - started)
         self._accepted.inc()
         log.debug(
-            "gateway.twilio.accepted",
+            f"{self._log}.accepted",
             message_sid=event.message_sid,
             duplicate=ack.duplicate,
             seq=ack.seq,
