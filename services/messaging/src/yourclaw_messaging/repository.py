@@ -372,7 +372,7 @@ async def mark_sent(
     callback that names the message (whichever comes first) count it once.
 
     For each send, in order: the message when such an early status changed it
-    (as `apply_status` does), else None.
+    (as `apply_twilio_status` does), else None.
     """
     rows = await conn.fetch(
         """
@@ -542,87 +542,49 @@ async def usage_today(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
     )
 
 
-@dataclass(frozen=True)
-class StatusApplied:
-    # False: Twilio had already reported this status or a later one.
-    changed: bool
-    # The message, when its status changed (or the callback recorded its send).
-    message: asyncpg.Record | None
-
-
-async def apply_status(
-    conn: Connection,
-    sid: str,
-    status: str,
-    error_code: str | None,
-    message_id: UUID | None = None,
-) -> StatusApplied:
-    """A Twilio status callback, in one statement.
-
-    Keeps the furthest status Twilio reported for `sid` (`twilio_statuses`, which
-    also holds it for a send not recorded yet), and copies it onto the message,
-    never backwards. A callback that names our message (`message_id`) while it
-    has no sid records the send, as `mark_sent` would: Twilio took it.
-    """
-    row = await conn.fetchrow(
+async def record_twilio_status(
+    conn: Connection, sid: str, status: str, error_code: str | None
+) -> bool:
+    """Keep the furthest status Twilio reported for `sid`; False if this one is late."""
+    applied = await conn.fetchval(
         """
-        WITH recorded AS (
-            INSERT INTO twilio_statuses (twilio_sid, status, error_code)
-            VALUES ($1, $2, $3)
-            ON CONFLICT (twilio_sid) DO UPDATE
-                SET status = EXCLUDED.status,
-                    error_code = COALESCE(EXCLUDED.error_code, twilio_statuses.error_code),
-                    updated_at = now()
-                WHERE twilio_status_rank(EXCLUDED.status)
-                    > twilio_status_rank(twilio_statuses.status)
-            RETURNING status, error_code
-        ), adopted AS (
-            UPDATE messages m
-            SET twilio_sid = $1,
-                delivery_status = CASE
-                    WHEN twilio_status_rank(r.status) > twilio_status_rank('queued')
-                    THEN r.status ELSE 'queued' END,
-                status = CASE WHEN r.status IN ('failed', 'undelivered') THEN 'FAILED'
-                              ELSE 'SENT' END,
-                error_code = COALESCE(r.error_code, m.error_code),
+        INSERT INTO twilio_statuses (twilio_sid, status, error_code) VALUES ($1, $2, $3)
+        ON CONFLICT (twilio_sid) DO UPDATE
+            SET status = EXCLUDED.status,
+                error_code = COALESCE(EXCLUDED.error_code, twilio_statuses.error_code),
                 updated_at = now()
-            FROM recorded r
-            WHERE m.id = $4 AND m.twilio_sid IS NULL
-            RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
-                      m.delivery_status, m.error_code
-        ), applied AS (
-            UPDATE messages m
-            SET delivery_status = r.status,
-                error_code = COALESCE(r.error_code, m.error_code),
-                status = CASE WHEN r.status IN ('failed', 'undelivered') THEN 'FAILED'
-                              ELSE m.status END,
-                updated_at = now()
-            FROM recorded r
-            WHERE m.twilio_sid = $1
-              AND twilio_status_rank(r.status)
-                  > twilio_status_rank(COALESCE(m.delivery_status, ''))
-            RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
-                      m.delivery_status, m.error_code
-        ), usage AS (
-            INSERT INTO usage_daily (user_id, day, outbound_count)
-            SELECT user_id, (now() AT TIME ZONE 'utc')::date, 1
-            FROM adopted WHERE user_id IS NOT NULL
-            ON CONFLICT (user_id, day) DO UPDATE
-                SET outbound_count = usage_daily.outbound_count + 1
-        ), changed AS (
-            SELECT * FROM adopted UNION ALL SELECT * FROM applied
-        )
-        SELECT EXISTS (SELECT 1 FROM recorded) AS changed, c.*
-        FROM (SELECT 1) AS one LEFT JOIN changed c ON true
+            WHERE twilio_status_rank(EXCLUDED.status)
+                > twilio_status_rank(twilio_statuses.status)
+        RETURNING 1
         """,
         sid,
         status,
         error_code,
-        message_id,
     )
-    assert row is not None
-    return StatusApplied(
-        changed=row["changed"], message=row if row["id"] is not None else None
+    return applied is not None
+
+
+async def apply_twilio_status(conn: Connection, sid: str) -> asyncpg.Record | None:
+    """Copy the stored Twilio status onto the message with `sid`, never backwards.
+
+    Returns the message when its status changed.
+    """
+    return await conn.fetchrow(
+        """
+        UPDATE messages m
+        SET delivery_status = t.status,
+            error_code = COALESCE(t.error_code, m.error_code),
+            status = CASE WHEN t.status IN ('failed', 'undelivered') THEN 'FAILED'
+                          ELSE m.status END,
+            updated_at = now()
+        FROM twilio_statuses t
+        WHERE t.twilio_sid = $1 AND m.twilio_sid = $1
+          AND twilio_status_rank(t.status)
+              > twilio_status_rank(COALESCE(m.delivery_status, ''))
+        RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind, m.delivery_status,
+                  m.error_code
+        """,
+        sid,
     )
 
 

@@ -576,18 +576,21 @@ class Conversation:
     async def handle_status(self, event: InboundWhatsAppStatus) -> None:
         status = event.message_status.strip().lower()
         metrics.STATUS_CALLBACKS.labels(status).inc()
-        # A callback that names our message while it has no sid records the
-        # send: Twilio took it, and the sender has not recorded that yet, or
-        # died in between. A redelivered turn then finds it SENT.
-        async with self.pool.acquire() as conn:
-            applied = await repository.apply_status(
-                conn,
-                event.message_sid,
-                status,
-                event.error_code or None,
-                event.message_id,
+        async with self.pool.acquire() as conn, conn.transaction():
+            changed = await repository.record_twilio_status(
+                conn, event.message_sid, status, event.error_code or None
             )
-        changed, row = applied.changed, applied.message
+            row = None
+            if changed and event.message_id is not None:
+                # Our message, named by its callback URL. If it has no sid yet,
+                # Twilio took it but the sender has not recorded that: still on
+                # its way, or it died in between. Recording it here means a
+                # redelivered turn finds it SENT and does not send it again.
+                (row,) = await repository.mark_sent(
+                    conn, [(event.message_id, event.message_sid)]
+                )
+            if changed and row is None:
+                row = await repository.apply_twilio_status(conn, event.message_sid)
         if not changed:
             log.info(
                 "messaging.status.stale",
