@@ -656,6 +656,47 @@ class TestStatusCallbacks:
             "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
         ) == (1)
 
+    async def test_callbacks_racing_for_unrecorded_sends_all_land(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """`sent` and `delivered` for the same message, taken at once by two
+        replicas while its send is not recorded yet: neither is lost, and the
+        send is counted once."""
+        user_id = await register(PHONE)
+        ids = [
+            await clean_db.fetchval(
+                "INSERT INTO messages (user_id, phone_e164, direction, body, status, "
+                "kind) VALUES ($1, $2, 'OUTBOUND', $3, 'SENDING', 'reply') RETURNING id",
+                user_id,
+                PHONE,
+                f"part {i}",
+            )
+            for i in range(80)
+        ]
+        await start_messaging()
+        await start_messaging()
+        for i, message_id in enumerate(ids):
+            for status in ("sent", "delivered"):
+                await publish(
+                    js,
+                    InboundWhatsAppStatus(
+                        message_sid=f"SMrace{i}",
+                        message_status=status,
+                        message_id=message_id,
+                    ),
+                )
+
+        async def all_delivered() -> bool:
+            delivered = await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE delivery_status = 'delivered'"
+            )
+            return bool(delivered == len(ids))
+
+        await eventually(all_delivered, timeout=20)
+        assert await clean_db.fetchval(
+            "SELECT outbound_count FROM usage_daily WHERE user_id = $1", user_id
+        ) == len(ids)
+
     async def test_a_send_recorded_after_its_callback_is_counted_once(
         self, start_messaging, register, js, devsim, clean_db
     ):
