@@ -27,15 +27,17 @@ import base64
 import os
 import secrets
 import signal
+import sys
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, cast
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httptools
 import orjson
 import uvloop
+from yourclaw_devkit.signing import twilio_signature
 
 _REASONS = {
     200: "OK",
@@ -48,13 +50,20 @@ _JSON = "application/json; charset=utf-8"
 _SSE = "text/event-stream"
 
 Answer = tuple[int, str, bytes]
+CALLBACK_CONNECTIONS = 32
 
 
 class Twilio:
     """`POST /2010-04-01/Accounts/{sid}/Messages.json`."""
 
-    def __init__(self, account_sid: str, auth_token: str):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        callbacks: StatusCallbacks | None = None,
+    ):
         self.account_sid = account_sid
+        self.callbacks = callbacks
         self.path = f"/2010-04-01/Accounts/{account_sid}/Messages.json".encode()
         basic = base64.b64encode(f"{account_sid}:{auth_token}".encode())
         self.auth = b"Basic " + basic
@@ -126,6 +135,8 @@ class Twilio:
             "to": to,
             "uri": f"{uri}.json",
         }
+        if self.callbacks is not None and form.get("StatusCallback"):
+            self.callbacks.schedule(form["StatusCallback"], sid, to, from_)
         return 201, _JSON, orjson.dumps(message)
 
 
@@ -213,6 +224,129 @@ class Assistant:
         return 200, _SSE, b"".join(events)
 
 
+class _Exchange(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.answered: asyncio.Future[int] | None = None
+        self.keep_alive = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_message_complete(self) -> None:
+        # Asked here: once parsing returns, the parser has reset and says False.
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_result(self.parser.get_status_code())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_exception(ConnectionError("the server closed"))
+
+
+class KeepAliveClient:
+    """A bare HTTP/1.1 client: keep-alive connections to one server, each
+    carrying one request at a time; requests are prepared bytes."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.idle: list[_Exchange] = []
+
+    async def send(self, request: bytes) -> int:
+        """Send `request`; the response's status once it has fully arrived."""
+        loop = asyncio.get_running_loop()
+        while self.idle and self.idle[-1].transport is None:
+            self.idle.pop()
+        if self.idle:
+            exchange = self.idle.pop()
+        else:
+            _, exchange = await loop.create_connection(_Exchange, self.host, self.port)
+        exchange.answered = loop.create_future()
+        assert exchange.transport is not None
+        exchange.transport.write(request)
+        status = await exchange.answered
+        if exchange.keep_alive:
+            self.idle.append(exchange)
+        elif exchange.transport is not None:
+            exchange.transport.close()
+        return status
+
+
+def signed_form_post(url: str, form: dict[str, str], auth_token: str) -> bytes:
+    """A whole form POST to `url`, with the X-Twilio-Signature Twilio would send."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    body = urlencode(form).encode()
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "User-Agent: TwilioProxy/1.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Twilio-Signature: {twilio_signature(url, form, auth_token)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class StatusCallbacks:
+    """Signed `sent`, then `delivered`, to a message's StatusCallback URL, as
+    Twilio posts them (with BENCH_STATUS_CALLBACKS=1)."""
+
+    def __init__(self, account_sid: str, auth_token: str):
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.clients: dict[str, KeepAliveClient] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Connections at once (as Twilio's own pool); the rest wait their turn.
+        self.slots = asyncio.Semaphore(CALLBACK_CONNECTIONS)
+
+    def schedule(self, url: str, sid: str, to: str, from_: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._post(url, sid, to, from_))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _post(self, url: str, sid: str, to: str, from_: str) -> None:
+        netloc = urlsplit(url).netloc
+        client = self.clients.setdefault(netloc, KeepAliveClient(url))
+        async with self.slots:
+            await self._post_each(client, url, sid, to, from_)
+
+    async def _post_each(
+        self, client: KeepAliveClient, url: str, sid: str, to: str, from_: str
+    ) -> None:
+        for status in ("sent", "delivered"):
+            form = {
+                "AccountSid": self.account_sid,
+                "ApiVersion": "2010-04-01",
+                "From": from_,
+                "To": to,
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "ChannelPrefix": "whatsapp",
+                "ChannelToAddress": to.removeprefix("whatsapp:"),
+            }
+            try:
+                answered = await client.send(
+                    signed_form_post(url, form, self.auth_token)
+                )
+            except OSError as exc:
+                answered = 0
+                print(f"status callback for {sid} failed: {exc}", file=sys.stderr)
+            if answered != 200:
+                print(f"status callback for {sid}: HTTP {answered}", file=sys.stderr)
+                return
+
+
 class _Connection(asyncio.Protocol):
     """HTTP/1.1 with keep-alive; one request at a time, answered in order."""
 
@@ -288,7 +422,14 @@ async def serve(port: int, twilio: Twilio, assistant: Assistant) -> None:
 
 
 def main() -> None:
-    twilio = Twilio(os.environ["TWILIO_ACCOUNT_SID"], os.environ["TWILIO_AUTH_TOKEN"])
+    account_sid, auth_token = (
+        os.environ["TWILIO_ACCOUNT_SID"],
+        os.environ["TWILIO_AUTH_TOKEN"],
+    )
+    callbacks = None
+    if os.environ.get("BENCH_STATUS_CALLBACKS") == "1":
+        callbacks = StatusCallbacks(account_sid, auth_token)
+    twilio = Twilio(account_sid, auth_token, callbacks)
     assistant = Assistant(os.environ["BENCH_ASSISTANT_TOKEN"])
     uvloop.run(serve(int(os.environ["BENCH_STANDIN_PORT"]), twilio, assistant))
 

@@ -33,15 +33,12 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import cast
-from urllib.parse import urlencode, urlsplit
 
 import asyncpg
-import httptools
 import httpx
 import psutil
 import uvloop
-from twilio.request_validator import RequestValidator
+from _standins import KeepAliveClient, signed_form_post
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.db import migrate
 from yourclaw_common.embedded import free_port, local_infra
@@ -58,6 +55,11 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "64"))
 STANDINS = os.environ.get("BENCH_STANDINS", "lean")
 # Messaging replicas, each its own process (they share the consumer).
 REPLICAS = int(os.environ.get("BENCH_MESSAGING_REPLICAS", "1"))
+# Twilio's status callbacks (sent, delivered) for every reply, as production
+# has them: two more signed webhooks, events and statements per message.
+CALLBACKS = os.environ.get("BENCH_STATUS_CALLBACKS", "0") == "1"
+# What "done" means for a reply, and what its latency is measured to.
+DONE = "status = 'SENT'" + (" AND delivery_status = 'delivered'" if CALLBACKS else "")
 SID = "ACbench" + "0" * 27
 TOKEN = "bench-twilio-auth-token"
 SENDER = "whatsapp:+14155238886"
@@ -82,50 +84,19 @@ async def _wait_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError(url)
 
 
-class _Exchange(asyncio.Protocol):
-    """One keep-alive connection to gateway-api; one request at a time."""
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.answered: asyncio.Future[int] | None = None
-        self.keep_alive = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio's.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_message_complete(self) -> None:
-        # Asked here: once parsing returns, the parser has reset and says False.
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.answered is not None and not self.answered.done():
-            self.answered.set_result(self.parser.get_status_code())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.answered is not None and not self.answered.done():
-            self.answered.set_exception(ConnectionError("gateway-api closed"))
-
-
 class Sender:
     """Twilio: signed webhooks over keep-alive connections.
 
-    A bare HTTP/1.1 client (httptools) rather than aiohttp or httpx: the load
-    generator shares the CPUs with the platform, and those clients cost
-    0.2-1.5 ms a request here. Requests can be signed ahead of time, as Twilio
-    signs on its own machines.
+    A bare HTTP/1.1 client (`_standins.KeepAliveClient`) rather than aiohttp or
+    httpx: the load generator shares the CPUs with the platform, and those
+    clients cost 0.2-1.5 ms a request here. Requests can be signed ahead of
+    time, as Twilio signs on its own machines.
     """
 
     def __init__(self, public_url: str):
         self.url = public_url + PATH
-        parts = urlsplit(public_url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.validator = RequestValidator(TOKEN)
+        self.client = KeepAliveClient(self.url)
         self.sent_at: dict[str, float] = {}
-        self.idle: list[_Exchange] = []
 
     def signed(self, i: int) -> tuple[str, bytes]:
         """The webhook for message `i`: its MessageSid and the whole request."""
@@ -139,35 +110,13 @@ class Sender:
             "Body": f"bench {i}",
             "NumMedia": "0",
         }
-        signature = self.validator.compute_signature(self.url, form)
-        body = urlencode(form).encode()
-        head = (
-            f"POST {PATH} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            "User-Agent: TwilioProxy/1.1\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\nX-Twilio-Signature: {signature}\r\n\r\n"
-        )
-        return sid, head.encode() + body
+        return sid, signed_form_post(self.url, form, TOKEN)
 
     async def post(self, sid: str, request: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        while self.idle and self.idle[-1].transport is None:
-            self.idle.pop()
-        if self.idle:
-            exchange = self.idle.pop()
-        else:
-            _, exchange = await loop.create_connection(_Exchange, self.host, self.port)
-        exchange.answered = loop.create_future()
         self.sent_at[sid] = time.time()
-        assert exchange.transport is not None
-        exchange.transport.write(request)
-        status = await exchange.answered
+        status = await self.client.send(request)
         if not 200 <= status < 300:
             raise RuntimeError(f"gateway-api answered HTTP {status} to {sid}")
-        if exchange.keep_alive:
-            self.idle.append(exchange)
-        elif exchange.transport is not None:
-            exchange.transport.close()
 
     async def send(self, i: int) -> None:
         await self.post(*self.signed(i))
@@ -176,7 +125,7 @@ class Sender:
 async def _sent_times(pool: asyncpg.Pool, sids: list[str]) -> dict[str, datetime]:
     rows = await pool.fetch(
         "SELECT in_reply_to, updated_at FROM messages "
-        "WHERE in_reply_to = ANY($1::text[]) AND status = 'SENT'",
+        f"WHERE in_reply_to = ANY($1::text[]) AND {DONE}",
         sids,
     )
     return {r["in_reply_to"]: r["updated_at"] for r in rows}
@@ -187,7 +136,7 @@ async def _wait_all(pool: asyncpg.Pool, sids: list[str], timeout: float) -> None
     while time.monotonic() < deadline:
         done = await pool.fetchval(
             "SELECT count(*) FROM messages WHERE in_reply_to = ANY($1::text[]) "
-            "AND status = 'SENT'",
+            f"AND {DONE}",
             sids,
         )
         if done >= len(sids):
@@ -228,6 +177,9 @@ def _cpu_by_role() -> dict[str, float]:
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+MEASURED_TO = "'delivered' callback recorded" if CALLBACKS else "Twilio send recorded"
 
 
 async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
@@ -300,13 +252,14 @@ async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
     print(
         f"""
 machine     {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}
-stand-ins   {STANDINS} (BENCH_STANDINS: lean or devsim)
-light load  {len(light)} messages at {LIGHT_RATE:g}/s, webhook → Twilio send recorded:
+stand-ins   {STANDINS} (BENCH_STANDINS: lean or devsim), status callbacks \
+{"on" if CALLBACKS else "off"} (BENCH_STATUS_CALLBACKS)
+light load  {len(light)} messages at {LIGHT_RATE:g}/s, webhook → {MEASURED_TO}:
             p50 {statistics.median(light):.1f} ms, p99 {_pct(light, 99):.1f} ms, \
 max {max(light):.1f} ms
 burst       {BURST} messages from {USERS} users, {CONCURRENCY} in flight, {REPLICAS} messaging replica(s):
             webhooks accepted in {accepted:.1f} s ({BURST / accepted:.0f}/s), \
-all replies sent after {total:.1f} s
+all replies {"delivered" if CALLBACKS else "sent"} after {total:.1f} s
             → {BURST / total:.0f} messages/s through gateway + messaging, \
 latency p50 {statistics.median(burst):.0f} ms, p99 {_pct(burst, 99):.0f} ms
 cpu/message during the burst ({sum(cpu.values()):.2f} ms in all, \
@@ -363,7 +316,11 @@ def main() -> None:
                 "DEVSIM_PORT": str(devsim_port),
                 "BENCH_STANDIN_PORT": str(devsim_port),
                 "BENCH_ASSISTANT_TOKEN": ASSISTANT_TOKEN,
-                "DEVSIM_STATUS_CALLBACKS": "false",
+                "DEVSIM_STATUS_CALLBACKS": "true" if CALLBACKS else "false",
+                "BENCH_STATUS_CALLBACKS": "1" if CALLBACKS else "0",
+                "TWILIO_STATUS_CALLBACK_URL": (
+                    f"{api}/api/v1/webhooks/twilio/status" if CALLBACKS else ""
+                ),
                 "DEVSIM_LLM_DELAY_SECONDS": "0",
                 "MESSAGING_CONCURRENCY": str(CONCURRENCY),
                 "TWILIO_SEND_RATE_PER_SECOND": "100000",
