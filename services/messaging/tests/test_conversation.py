@@ -472,6 +472,20 @@ class TestTwilioErrors:
         assert len(await llm_requests(devsim)) == 1
 
 
+async def sending_replies(clean_db, user_id, count: int) -> list[uuid.UUID]:
+    """`count` reply parts handed to Twilio, whose sids are not recorded yet."""
+    return [
+        await clean_db.fetchval(
+            "INSERT INTO messages (user_id, phone_e164, direction, body, status, "
+            "kind) VALUES ($1, $2, 'OUTBOUND', $3, 'SENDING', 'reply') RETURNING id",
+            user_id,
+            PHONE,
+            f"part {i}",
+        )
+        for i in range(count)
+    ]
+
+
 class TestStatusCallbacks:
     async def test_status_never_moves_backwards(
         self, start_messaging, register, js, devsim, clean_db
@@ -541,16 +555,7 @@ class TestStatusCallbacks:
         self, start_messaging, register, js, devsim, clean_db
     ):
         user_id = await register(PHONE)
-        ids = [
-            await clean_db.fetchval(
-                "INSERT INTO messages (user_id, phone_e164, direction, body, status, "
-                "kind) VALUES ($1, $2, 'OUTBOUND', $3, 'SENDING', 'reply') RETURNING id",
-                user_id,
-                PHONE,
-                f"part {i}",
-            )
-            for i in range(3)
-        ]
+        ids = await sending_replies(clean_db, user_id, 3)
         async with clean_db.acquire() as conn:
             early = await repository.mark_sent(
                 conn, [(message_id, f"SMbatch{i}") for i, message_id in enumerate(ids)]
@@ -663,16 +668,7 @@ class TestStatusCallbacks:
         replicas while its send is not recorded yet: neither is lost, and the
         send is counted once."""
         user_id = await register(PHONE)
-        ids = [
-            await clean_db.fetchval(
-                "INSERT INTO messages (user_id, phone_e164, direction, body, status, "
-                "kind) VALUES ($1, $2, 'OUTBOUND', $3, 'SENDING', 'reply') RETURNING id",
-                user_id,
-                PHONE,
-                f"part {i}",
-            )
-            for i in range(80)
-        ]
+        ids = await sending_replies(clean_db, user_id, 80)
         await start_messaging()
         await start_messaging()
         for i, message_id in enumerate(ids):

@@ -74,96 +74,41 @@ _TWILIO_FIELDS = (
     "WaId",
 )
 
-_GATEWAY_PATHS: dict[str, Any] = {
-    TWILIO_WHATSAPP_PATH: {
+_TWILIO_SIGNATURE = {
+    "name": "X-Twilio-Signature",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def _twilio_webhook(
+    *,
+    summary: str,
+    description: str,
+    operation_id: str,
+    fields: dict[str, Any],
+    required: list[str],
+    bad_request: str,
+    queued: str,
+    query: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Twilio webhook as the lean handler in `webhooks/twilio.py` answers it."""
+    return {
         "post": {
             "tags": ["webhooks"],
-            "summary": "Twilio: an inbound WhatsApp message (signed by Twilio)",
-            "description": "Verified with X-Twilio-Signature over PUBLIC_BASE_URL "
-            "and every form field, queued on `inbound.whatsapp`, answered with "
-            "empty TwiML; the reply goes out later through the Messages API.",
-            "operationId": "twilio_whatsapp_webhook",
-            "parameters": [
-                {
-                    "name": "X-Twilio-Signature",
-                    "in": "header",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "summary": summary,
+            "description": description,
+            "operationId": operation_id,
+            "parameters": [_TWILIO_SIGNATURE, *(query or [])],
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/x-www-form-urlencoded": {
                         "schema": {
                             "type": "object",
-                            "properties": {
-                                name: {"type": "string"} for name in _TWILIO_FIELDS
-                            },
-                            "required": ["MessageSid", "From"],
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "Queued: an empty TwiML response.",
-                    "content": {"text/xml": {"schema": {"type": "string"}}},
-                },
-                "400": _error("BAD_REQUEST: a required field is missing or bad."),
-                "403": _error(
-                    "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
-                    "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
-                ),
-                "405": _error("METHOD_NOT_ALLOWED: POST only."),
-                "413": _SHARED["413"],
-                "415": _error("UNSUPPORTED_MEDIA_TYPE: a form body is expected."),
-                "429": _SHARED["429"],
-                "500": _SHARED["500"],
-                "503": _error(
-                    "PUBLISH_FAILED: could not queue the message; Twilio retries."
-                ),
-            },
-        }
-    },
-    TWILIO_STATUS_PATH: {
-        "post": {
-            "tags": ["webhooks"],
-            "summary": "Twilio: a status callback for a message we sent (signed)",
-            "description": "Checked exactly as the inbound webhook (X-Twilio-Signature "
-            "over the URL Twilio called, query included, and every form field), "
-            "queued on `inbound.whatsapp_status` and answered with empty TwiML; "
-            "messaging applies it, never backwards.",
-            "operationId": "twilio_status_webhook",
-            "parameters": [
-                {
-                    "name": "X-Twilio-Signature",
-                    "in": "header",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "message_id",
-                    "in": "query",
-                    "required": False,
-                    "description": "Ours: messaging puts the message's id on each "
-                    "send's StatusCallback URL. Not a UUID: the callback is still "
-                    "applied, by MessageSid alone.",
-                    "schema": {"type": "string"},
-                },
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "MessageSid": {"type": "string"},
-                                "MessageStatus": {"type": "string"},
-                                "ErrorCode": {"type": "string"},
-                            },
-                            "required": ["MessageSid", "MessageStatus"],
+                            "properties": fields,
+                            "required": required,
                             "additionalProperties": {"type": "string"},
                         }
                     }
@@ -174,7 +119,7 @@ _GATEWAY_PATHS: dict[str, Any] = {
                     "description": "Queued: an empty TwiML response.",
                     "content": {"text/xml": {"schema": {"type": "string"}}},
                 },
-                "400": _error("BAD_REQUEST: no MessageSid or MessageStatus."),
+                "400": _error(f"BAD_REQUEST: {bad_request}"),
                 "403": _error(
                     "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
                     "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
@@ -185,11 +130,51 @@ _GATEWAY_PATHS: dict[str, Any] = {
                 "429": _SHARED["429"],
                 "500": _SHARED["500"],
                 "503": _error(
-                    "PUBLISH_FAILED: could not queue the callback; Twilio retries."
+                    f"PUBLISH_FAILED: could not queue the {queued}; Twilio retries."
                 ),
             },
         }
-    },
+    }
+
+
+_GATEWAY_PATHS: dict[str, Any] = {
+    TWILIO_WHATSAPP_PATH: _twilio_webhook(
+        summary="Twilio: an inbound WhatsApp message (signed by Twilio)",
+        description="Verified with X-Twilio-Signature over PUBLIC_BASE_URL "
+        "and every form field, queued on `inbound.whatsapp`, answered with "
+        "empty TwiML; the reply goes out later through the Messages API.",
+        operation_id="twilio_whatsapp_webhook",
+        fields={name: {"type": "string"} for name in _TWILIO_FIELDS},
+        required=["MessageSid", "From"],
+        bad_request="a required field is missing or bad.",
+        queued="message",
+    ),
+    TWILIO_STATUS_PATH: _twilio_webhook(
+        summary="Twilio: a status callback for a message we sent (signed)",
+        description="Checked exactly as the inbound webhook (X-Twilio-Signature "
+        "over the URL Twilio called, query included, and every form field), "
+        "queued on `inbound.whatsapp_status` and answered with empty TwiML; "
+        "messaging applies it, never backwards.",
+        operation_id="twilio_status_webhook",
+        fields={
+            name: {"type": "string"}
+            for name in ("MessageSid", "MessageStatus", "ErrorCode")
+        },
+        required=["MessageSid", "MessageStatus"],
+        bad_request="no MessageSid or MessageStatus.",
+        queued="callback",
+        query=[
+            {
+                "name": "message_id",
+                "in": "query",
+                "required": False,
+                "description": "Ours: messaging puts the message's id on each "
+                "send's StatusCallback URL. Not a UUID: the callback is still "
+                "applied, by MessageSid alone.",
+                "schema": {"type": "string"},
+            }
+        ],
+    ),
     LIVENESS_PATH: {
         "get": {
             "tags": ["ops"],
