@@ -10,11 +10,15 @@ and a streamed chat completion (`data:` events, usage in the last chunk when
 
 What they leave out is what costs devsim most of its CPU and that no
 production counterpart runs on our machines: FastAPI's routing and
-validation, the request log, the simulator's message store, status
-callbacks, fault injection and chunked streaming. In production, Twilio and
-the assistants are other machines; here they share the two CPUs with the
+validation, the request log, the simulator's message store, fault injection
+and chunked streaming. Status callbacks (signed `sent` and `delivered`) are
+posted only with BENCH_STATUS_CALLBACKS=1. In production, Twilio and the
+assistants are other machines; here they share the two CPUs with the
 platform, so the cheaper they are, the closer the measured figure is to the
 platform's own.
+
+`KeepAliveClient` and `signed_form_post` are the bare HTTP/1.1 client the
+callbacks and the benchmark's webhook sender share.
 
     BENCH_STANDIN_PORT=8901 TWILIO_ACCOUNT_SID=AC… TWILIO_AUTH_TOKEN=… \
         BENCH_ASSISTANT_TOKEN=… python bench/_standins.py
