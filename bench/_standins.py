@@ -1,21 +1,21 @@
 """Lean stand-ins for the end-to-end benchmark: Twilio's Messages resource and a
 zero-latency OpenAI-compatible assistant, on one port.
 
-They answer on the same wire formats as devsim (`yourclaw_devkit.devsim`), so
-messaging cannot tell them apart: Basic auth with the account sid and auth
-token, a form-encoded create answered with a 201 Message resource (string
-counters, RFC 2822 dates, Twilio's error body on a bad request); Bearer auth
-and a streamed chat completion (`data:` events, usage in the last chunk when
-`stream_options.include_usage`, then `[DONE]`).
+They answer with devsim's own pieces (`yourclaw_devkit._twilio_sim` and
+`_llm_sim`: the create's validation and Twilio's error body, the Message
+resource, the reply, its usage and the streamed events), so messaging cannot
+tell them apart: Basic auth with the account sid and auth token, a 201 Message
+resource; Bearer auth and a streamed chat completion (`data:` events, usage in
+the last chunk when `stream_options.include_usage`, then `[DONE]`).
 
 What they leave out is what costs devsim most of its CPU and that no
-production counterpart runs on our machines: FastAPI's routing and
-validation, the request log, the simulator's message store, fault injection
-and chunked streaming. Status callbacks (signed `sent` and `delivered`) are
-posted only with BENCH_STATUS_CALLBACKS=1. In production, Twilio and the
-assistants are other machines; here they share the two CPUs with the
-platform, so the cheaper they are, the closer the measured figure is to the
-platform's own.
+production counterpart runs on our machines: FastAPI's routing, the request
+log, the simulator's message store, fault injection, scripted turns and
+chunked streaming (the events go in one Content-Length body). Status callbacks
+(signed `sent` and `delivered`) are posted only with BENCH_STATUS_CALLBACKS=1.
+In production, Twilio and the assistants are other machines; here they share
+the two CPUs with the platform, so the cheaper they are, the closer the
+measured figure is to the platform's own.
 
 `KeepAliveClient` and `signed_form_post` are the bare HTTP/1.1 client the
 callbacks and the benchmark's webhook sender share.
@@ -34,13 +34,23 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httptools
 import orjson
 import uvloop
+from starlette.responses import JSONResponse
+from yourclaw_devkit._llm_sim import (
+    DEFAULT_MODEL,
+    build_reply,
+    completion,
+    openai_error,
+    pick_user_text,
+    stream_events,
+    usage_of,
+)
+from yourclaw_devkit._twilio_sim import SentMessage, twilio_error, validate_create
 from yourclaw_devkit.signing import twilio_signature
 
 _REASONS = {
@@ -54,11 +64,26 @@ _JSON = "application/json; charset=utf-8"
 _SSE = "text/event-stream"
 
 Answer = tuple[int, str, bytes]
+# The create's fields that devsim's validation reads.
+_FIELDS = (
+    "To",
+    "From",
+    "Body",
+    "MessagingServiceSid",
+    "ContentSid",
+    "ContentVariables",
+    "StatusCallback",
+)
 CALLBACK_CONNECTIONS = 32
 
 
+def _answer(response: JSONResponse) -> Answer:
+    return response.status_code, _JSON, bytes(response.body)
+
+
 class Twilio:
-    """`POST /2010-04-01/Accounts/{sid}/Messages.json`."""
+    """`POST /2010-04-01/Accounts/{sid}/Messages.json`: devsim's validation and
+    Message resource, without its store, faults and FastAPI."""
 
     def __init__(
         self,
@@ -71,160 +96,74 @@ class Twilio:
         self.path = f"/2010-04-01/Accounts/{account_sid}/Messages.json".encode()
         basic = base64.b64encode(f"{account_sid}:{auth_token}".encode())
         self.auth = b"Basic " + basic
-        self._second = 0
-        self._date = ""
-
-    def _now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._date = format_datetime(datetime.fromtimestamp(second, UTC))
-        return self._date
-
-    @staticmethod
-    def _error(status: int, code: int, message: str) -> Answer:
-        body = {
-            "code": code,
-            "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": status,
-        }
-        return status, _JSON, orjson.dumps(body)
 
     def create(self, headers: dict[bytes, bytes], body: bytes) -> Answer:
         if headers.get(b"authorization") != self.auth:
-            return self._error(401, 20003, "Authenticate")
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        to, from_ = form.get("To", ""), form.get("From", "")
-        if not to:
-            return self._error(400, 21604, "A 'To' phone number is required.")
-        if not from_:
-            return self._error(400, 21603, "A 'From' phone number is required.")
-        text = form.get("Body", "")
-        if not text and not form.get("ContentSid"):
-            return self._error(
-                400, 21619, "A text message body or media urls must be specified."
+            return _answer(twilio_error(401, 20003, "Authenticate"))
+        raw = parse_qs(body.decode(), keep_blank_values=True)
+        form: dict[str, Any] = {name: raw.get(name, [""])[0] for name in _FIELDS}
+        form["MediaUrl"] = raw.get("MediaUrl", [])
+        if (refused := validate_create(form)) is not None:
+            return _answer(refused)
+        now = datetime.now(UTC).replace(microsecond=0)
+        message = SentMessage(
+            sid="SM" + secrets.token_hex(16),
+            account_sid=self.account_sid,
+            to=form["To"],
+            from_=form["From"],
+            body=form["Body"],
+            status="queued",
+            date_created=now,
+            date_sent=None,
+            date_updated=now,
+        )
+        if self.callbacks is not None and form["StatusCallback"]:
+            self.callbacks.schedule(
+                form["StatusCallback"], message.sid, message.to, message.from_
             )
-        if len(text) > 1600:
-            return self._error(
-                400,
-                21617,
-                "The concatenated message body exceeds the 1600 character limit.",
-            )
-        sid = "SM" + secrets.token_hex(16)
-        now = self._now()
-        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
-        message = {
-            "account_sid": self.account_sid,
-            "api_version": "2010-04-01",
-            "body": text,
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": from_,
-            "messaging_service_sid": None,
-            "num_media": "0",
-            "num_segments": "1",
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "queued",
-            "subresource_uris": {
-                "media": f"{uri}/Media.json",
-                "feedback": f"{uri}/Feedback.json",
-            },
-            "to": to,
-            "uri": f"{uri}.json",
-        }
-        if self.callbacks is not None and form.get("StatusCallback"):
-            self.callbacks.schedule(form["StatusCallback"], sid, to, from_)
-        return 201, _JSON, orjson.dumps(message)
+        return 201, _JSON, orjson.dumps(message.to_twilio())
 
 
 class Assistant:
-    """`POST /v1/chat/completions`, answered at once."""
+    """`POST /v1/chat/completions`, answered at once: devsim's reply, usage and
+    events, without its request log, scripted turns and FastAPI."""
 
     def __init__(self, token: str):
         self.auth = f"Bearer {token}".encode()
 
-    @staticmethod
-    def _error(status: int, message: str, kind: str) -> Answer:
-        body = {
-            "error": {"message": message, "type": kind, "param": None, "code": None}
-        }
-        return status, _JSON, orjson.dumps(body)
-
     def complete(self, headers: dict[bytes, bytes], body: bytes) -> Answer:
         if headers.get(b"authorization") != self.auth:
-            return self._error(
-                401, "Incorrect API key provided.", "invalid_request_error"
+            return _answer(
+                openai_error(
+                    401, "Incorrect API key provided.", kind="invalid_request_error"
+                )
             )
         try:
             request = orjson.loads(body)
-            messages = request["messages"]
-            asked = next(m for m in reversed(messages) if m.get("role") == "user")
-        except (orjson.JSONDecodeError, KeyError, TypeError, StopIteration):
-            return self._error(
-                400, "'messages' must hold a user message.", "invalid_request_error"
+        except orjson.JSONDecodeError:
+            request = None
+        messages = request.get("messages") if isinstance(request, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return _answer(
+                openai_error(
+                    400,
+                    "'messages' must be a non-empty array.",
+                    kind="invalid_request_error",
+                )
             )
-        content = asked.get("content")
-        text = content if isinstance(content, str) else "(parts)"
-        reply = f"Echo: {text}"
-        usage = {
-            "prompt_tokens": len(text.split()) or 1,
-            "completion_tokens": len(reply.split()),
-            "total_tokens": len(text.split()) + len(reply.split()) or 1,
-        }
-        base = {
-            "id": "chatcmpl-" + secrets.token_hex(12),
+        reply = build_reply(pick_user_text(messages))
+        answer: dict[str, Any] = {
+            "completion_id": "chatcmpl-" + secrets.token_hex(12),
             "created": int(time.time()),
-            "model": str(request.get("model") or "openclaw/default"),
-            "system_fingerprint": None,
+            "model": str(request.get("model") or DEFAULT_MODEL),
+            "reply": reply,
         }
+        usage = usage_of(messages, reply)
         if request.get("stream") is not True:
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-            completion = {
-                **base,
-                "object": "chat.completion",
-                "choices": [choice],
-                "usage": usage,
-            }
-            return 200, _JSON, orjson.dumps(completion)
+            return 200, _JSON, orjson.dumps(completion(**answer, usage=usage))
         options = request.get("stream_options")
         with_usage = isinstance(options, dict) and options.get("include_usage") is True
-        extra: dict[str, Any] = {"usage": None} if with_usage else {}
-        chunk = {**base, "object": "chat.completion.chunk"}
-
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {
-                "index": 0,
-                "delta": delta,
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-            return (
-                b"data: "
-                + orjson.dumps({**chunk, "choices": [choice], **extra})
-                + b"\n\n"
-            )
-
-        events = [
-            event({"role": "assistant", "content": "", "refusal": None}),
-            event({"content": reply}),
-            event({}, "stop"),
-        ]
-        if with_usage:
-            last = {**chunk, "choices": [], "usage": usage}
-            events.append(b"data: " + orjson.dumps(last) + b"\n\n")
-        events.append(b"data: [DONE]\n\n")
+        events = stream_events(**answer, usage=usage if with_usage else None)
         return 200, _SSE, b"".join(events)
 
 

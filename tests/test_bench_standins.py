@@ -3,7 +3,8 @@
 `bench/e2e_overhead.py` measures the platform against `bench/_standins.py`.
 Were they to drift from the wire formats messaging's Twilio and assistant
 clients read, the benchmark would measure something other than production.
-Each case runs the same call against both stand-ins.
+Each case but the last runs the same call against both stand-ins (devsim in
+the tests takes any gateway token).
 """
 
 from __future__ import annotations

@@ -36,9 +36,13 @@ __all__ = [
     "DEFAULT_MODEL",
     "RequestLog",
     "build_reply",
+    "completion",
     "llm_router",
+    "openai_error",
     "pick_user_text",
     "reminder_call",
+    "stream_events",
+    "usage_of",
 ]
 
 log = get_logger(__name__)
@@ -279,18 +283,75 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-async def _stream(
+def usage_of(messages: list[Any], reply: str) -> dict[str, int]:
+    """Token usage as the stand-in counts it: words, at least one each way."""
+    prompt_tokens = max(
+        1,
+        sum(
+            _words(_content_text(m.get("content")))
+            for m in messages
+            if isinstance(m, dict)
+        ),
+    )
+    completion_tokens = max(1, _words(reply))
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    reply: str,
+    usage: dict[str, int],
+    tool_call: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A whole (not streamed) chat completion."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": reply if tool_call is None else None,
+                    "refusal": None,
+                    **({"tool_calls": [tool_call]} if tool_call else {}),
+                },
+                "logprobs": None,
+                "finish_reason": "stop" if tool_call is None else "tool_calls",
+            }
+        ],
+        "usage": usage,
+        "system_fingerprint": None,
+    }
+
+
+async def _stream(*, delay: float, **events: Any) -> AsyncIterator[bytes]:
+    if delay:
+        await asyncio.sleep(delay)
+    for event in stream_events(**events):
+        yield event
+
+
+def stream_events(
     *,
     completion_id: str,
     created: int,
     model: str,
     reply: str,
     usage: dict[str, int] | None,
-    delay: float,
     tool_call: dict[str, Any] | None = None,
-) -> AsyncIterator[bytes]:
-    if delay:
-        await asyncio.sleep(delay)
+) -> list[bytes]:
+    """A streamed chat completion's `data:` events, `[DONE]` last."""
+    events: list[bytes] = []
     base = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -305,17 +366,17 @@ async def _stream(
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return _sse({**base, "choices": [choice], **extra})
 
-    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    events.append(chunk({"role": "assistant", "content": "", "refusal": None}))
     if tool_call is not None:
-        yield chunk({"tool_calls": [{"index": 0, **tool_call}]})
-        yield chunk({}, "tool_calls")
+        events.append(chunk({"tool_calls": [{"index": 0, **tool_call}]}))
+        events.append(chunk({}, "tool_calls"))
     else:
-        for piece in _chunks(reply):
-            yield chunk({"content": piece})
-        yield chunk({}, "stop")
+        events.extend(chunk({"content": piece}) for piece in _chunks(reply))
+        events.append(chunk({}, "stop"))
     if usage is not None:
-        yield _sse({**base, "choices": [], "usage": usage})
-    yield b"data: [DONE]\n\n"
+        events.append(_sse({**base, "choices": [], "usage": usage}))
+    events.append(b"data: [DONE]\n\n")
+    return events
 
 
 def llm_router(
@@ -396,20 +457,7 @@ def llm_router(
             reply = "Done: I'll remind you."
         else:
             reply = build_reply(text)
-        prompt_tokens = max(
-            1,
-            sum(
-                _words(_content_text(m.get("content")))
-                for m in messages
-                if isinstance(m, dict)
-            ),
-        )
-        completion_tokens = max(1, _words(reply))
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        usage = usage_of(messages, reply)
         created = int(time.time())
         log.info("devsim.llm.completion", id=completion_id, stream=stream, model=model)
         if stream:
@@ -433,27 +481,14 @@ def llm_router(
         if delay:
             await asyncio.sleep(delay)
         return JSONResponse(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": reply if tool_call is None else None,
-                            "refusal": None,
-                            **({"tool_calls": [tool_call]} if tool_call else {}),
-                        },
-                        "logprobs": None,
-                        "finish_reason": "stop" if tool_call is None else "tool_calls",
-                    }
-                ],
-                "usage": usage,
-                "system_fingerprint": None,
-            }
+            completion(
+                completion_id=completion_id,
+                created=created,
+                model=model,
+                reply=reply,
+                usage=usage,
+                tool_call=tool_call,
+            )
         )
 
     def model_object(model_id: str) -> dict[str, Any]:

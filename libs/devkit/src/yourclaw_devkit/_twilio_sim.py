@@ -36,7 +36,9 @@ __all__ = [
     "MessageStore",
     "SentMessage",
     "StatusCallbacks",
+    "twilio_error",
     "twilio_router",
+    "validate_create",
 ]
 
 log = get_logger(__name__)
@@ -354,7 +356,8 @@ def _address_ok(address: str) -> bool:
     return bool(_E164.match(address.removeprefix("whatsapp:")))
 
 
-def _validate_create(form: dict[str, Any]) -> JSONResponse | None:
+def validate_create(form: dict[str, Any]) -> JSONResponse | None:
+    """Twilio's error for a create it would refuse, else None."""
     to, from_ = form["To"], form["From"]
     if not to:
         return twilio_error(400, 21604, "A 'To' phone number is required.")
@@ -465,7 +468,7 @@ def twilio_router(
         }
         form["Body"] = str(raw.get("Body") or "")
         form["MediaUrl"] = [str(u) for u in raw.getlist("MediaUrl") if str(u).strip()]
-        if (invalid := _validate_create(form)) is not None:
+        if (invalid := validate_create(form)) is not None:
             return invalid
         fault = faults.take(form["To"])
         if fault is not None and not fault.asynchronous:
