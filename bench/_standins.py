@@ -50,7 +50,12 @@ from yourclaw_devkit._llm_sim import (
     stream_events,
     usage_of,
 )
-from yourclaw_devkit._twilio_sim import SentMessage, twilio_error, validate_create
+from yourclaw_devkit._twilio_sim import (
+    SentMessage,
+    create_form,
+    twilio_error,
+    validate_create,
+)
 from yourclaw_devkit.signing import twilio_signature
 
 _REASONS = {
@@ -64,16 +69,6 @@ _JSON = "application/json; charset=utf-8"
 _SSE = "text/event-stream"
 
 Answer = tuple[int, str, bytes]
-# The create's fields that devsim's validation reads.
-_FIELDS = (
-    "To",
-    "From",
-    "Body",
-    "MessagingServiceSid",
-    "ContentSid",
-    "ContentVariables",
-    "StatusCallback",
-)
 CALLBACK_CONNECTIONS = 32
 
 
@@ -101,8 +96,7 @@ class Twilio:
         if headers.get(b"authorization") != self.auth:
             return _answer(twilio_error(401, 20003, "Authenticate"))
         raw = parse_qs(body.decode(), keep_blank_values=True)
-        form: dict[str, Any] = {name: raw.get(name, [""])[0] for name in _FIELDS}
-        form["MediaUrl"] = raw.get("MediaUrl", [])
+        form = create_form({k: v[0] for k, v in raw.items()}, raw.get("MediaUrl", []))
         if (refused := validate_create(form)) is not None:
             return _answer(refused)
         now = datetime.now(UTC).replace(microsecond=0)

@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -36,6 +37,7 @@ __all__ = [
     "MessageStore",
     "SentMessage",
     "StatusCallbacks",
+    "create_form",
     "twilio_error",
     "twilio_router",
     "validate_create",
@@ -356,6 +358,24 @@ def _address_ok(address: str) -> bool:
     return bool(_E164.match(address.removeprefix("whatsapp:")))
 
 
+def create_form(values: Mapping[str, Any], media_urls: Iterable[Any]) -> dict[str, Any]:
+    """A create's parameters as `validate_create` reads them; `values` holds
+    each parameter's first value."""
+    form = {
+        name: str(values.get(name) or "").strip()
+        for name in (
+            "To",
+            "From",
+            "MessagingServiceSid",
+            "ContentSid",
+            "ContentVariables",
+            "StatusCallback",
+        )
+    }
+    form["Body"] = str(values.get("Body") or "")
+    return {**form, "MediaUrl": [str(u) for u in media_urls if str(u).strip()]}
+
+
 def validate_create(form: dict[str, Any]) -> JSONResponse | None:
     """Twilio's error for a create it would refuse, else None."""
     to, from_ = form["To"], form["From"]
@@ -454,20 +474,7 @@ def twilio_router(
         if (denied := guard(request, account_sid)) is not None:
             return denied
         raw = await request.form()
-        form: dict[str, Any] = {
-            name: str(raw.get(name) or "").strip()
-            for name in (
-                "To",
-                "From",
-                "Body",
-                "MessagingServiceSid",
-                "ContentSid",
-                "ContentVariables",
-                "StatusCallback",
-            )
-        }
-        form["Body"] = str(raw.get("Body") or "")
-        form["MediaUrl"] = [str(u) for u in raw.getlist("MediaUrl") if str(u).strip()]
+        form = create_form(raw, raw.getlist("MediaUrl"))
         if (invalid := validate_create(form)) is not None:
             return invalid
         fault = faults.take(form["To"])
