@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from uuid import UUID
@@ -68,13 +69,18 @@ class DataLayout:
         return self.user(user_id_of(name))
 
 
-def remove_tree(path: Path) -> None:
+def remove_tree(path: Path, *, data_root: Path | None = None) -> None:
     """Delete a folder, or a link to one and what it points at (a user's folder
-    is a link when their gateway was a warm spare); missing is fine."""
+    is a link when their gateway was a warm spare); missing is fine.
+
+    A link is followed only into the host's data dir: one a tenant planted
+    (`config -> /etc`) is removed, never what it points at.
+    """
     if path.is_symlink():
         target = path.resolve()
         path.unlink()
-        shutil.rmtree(target, ignore_errors=True)
+        if data_root is not None and target.is_relative_to(data_root.resolve()):
+            shutil.rmtree(target, ignore_errors=True)
     else:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -102,27 +108,91 @@ def validate_spec(spec: ContainerSpec) -> None:
             raise InvalidSpec(f"bad environment variable name {key[:60]!r}")
 
 
-def _write_atomic(path: Path, content: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir(parent_fd: int, name: str, *, mode: int, create: bool) -> int:
+    """Open (or make) one folder below `parent_fd` without following a link.
+
+    A tenant can write its own config and workspace, so it can plant a link
+    where we later write (`workspace/notes -> /etc`). Walking with O_NOFOLLOW
+    from an already opened folder refuses such a link instead of writing
+    through it.
+    """
+    if create:
+        try:
+            os.mkdir(name, mode, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.chmod(tmp, mode)
-        # A rename, so a gateway watching its config never reads half a file.
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        raise InvalidSpec(
+            f"refusing to write through {name!r}: not a plain folder ({exc.strerror})"
+        ) from None
 
 
-def write_files(paths: UserPaths, files: dict[str, str]) -> None:
-    """Write a spec's files; config (it holds the gateway token) stays private."""
-    for folder in (paths.root, paths.config, paths.run):
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
-    paths.workspace.mkdir(parents=True, exist_ok=True)
-    for rel, content in files.items():
-        target = paths.root / rel
-        private = PurePosixPath(rel).parts[0] == "config"
-        _write_atomic(target, content, 0o600 if private else 0o644)
+def _write_atomic(root_fd: int, rel: PurePosixPath, content: str, mode: int) -> None:
+    fds = [root_fd]
+    try:
+        for part in rel.parts[:-1]:
+            fds.append(_open_dir(fds[-1], part, mode=0o755, create=True))
+        parent = fds[-1]
+        tmp = f".{rel.name}.{secrets.token_hex(6)}"
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=parent,
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
+                os.fchmod(handle.fileno(), mode)
+            # A rename, so a gateway watching its config never reads half a
+            # file; it replaces a planted link itself, never what it points at.
+            os.replace(tmp, rel.name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=parent)
+            raise
+    finally:
+        for fd in fds[1:]:
+            os.close(fd)
+
+
+def _user_root_fd(paths: UserPaths, data_root: Path | None) -> int:
+    """The user's folder, opened; it may be a link (a warm spare's folder),
+    but only to somewhere inside the host's data dir."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if data_root is not None:
+        real = paths.root.resolve()
+        if not real.is_relative_to(data_root.resolve()):
+            raise InvalidSpec(f"{paths.root} leads outside the host's data dir")
+    return os.open(paths.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def write_files(
+    paths: UserPaths, files: dict[str, str], *, data_root: Path | None = None
+) -> None:
+    """Write a spec's files; config (it holds the gateway token) stays private.
+
+    Nothing is written outside the user's folder, and no link the tenant
+    planted in its config or workspace is followed.
+    """
+    root_fd = _user_root_fd(paths, data_root)
+    try:
+        os.fchmod(root_fd, 0o700)
+        for name, mode in (("config", 0o700), ("run", 0o700), ("workspace", 0o755)):
+            fd = _open_dir(root_fd, name, mode=mode, create=True)
+            try:
+                if mode == 0o700:
+                    os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+        for rel, content in files.items():
+            path = PurePosixPath(rel)
+            private = path.parts[0] == "config"
+            _write_atomic(root_fd, path, content, 0o600 if private else 0o644)
+    finally:
+        os.close(root_fd)

@@ -77,7 +77,9 @@ class HostService:
                 await self.runtime.stop(spec.name)
             paths = self.layout.user(spec.user_id)
             await self.runtime.prepare(spec, paths)
-            await asyncio.to_thread(write_files, paths, dict(spec.files))
+            await asyncio.to_thread(
+                write_files, paths, dict(spec.files), data_root=self.layout.root
+            )
             info = await self.runtime.run(spec, paths)
             log.info(
                 "host_agent.create.done",
@@ -118,7 +120,7 @@ class HostService:
             # The config holds the gateway token: it goes with the container. The
             # workspace stays unless the account is gone.
             target = paths.root if purge_workspace else paths.config
-            await asyncio.to_thread(remove_tree, target)
+            await asyncio.to_thread(remove_tree, target, data_root=self.layout.root)
             log.info("host_agent.remove.done", container=name, purged=purge_workspace)
         self._on_change()
         return ContainerInfo(name=name, state="missing")
