@@ -251,6 +251,7 @@ async def real_openclaw(
         _env_file=None,
         nats_url=nats_url,
         database_url=database_url,
+        host_runtime="process",
         host_id=f"bench-real-{warm_pool}",
         host_capacity=REAL_USERS,
         host_heartbeat_seconds=1,

@@ -114,6 +114,7 @@ async def gateway_stack(
             _env_file=None,
             **env,
             service_name="host-agent",
+            host_runtime="process",
             host_id=host_id,
             host_capacity=capacity,
             host_heartbeat_seconds=1,

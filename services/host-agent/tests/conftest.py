@@ -147,6 +147,7 @@ async def start_agent(
             "host_data_dir": data_dir,
             "host_heartbeat_seconds": 0.2,
             "host_capacity": 4,
+            "host_runtime": "process",
         }
         values.update(overrides)
         settings = HostAgentSettings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from yourclaw_common.events import ContainerSpec, HostVerb, container_name
-from yourclaw_host_agent.errors import InvalidSpec
+from yourclaw_host_agent.errors import InvalidSpec, RuntimeFailure
 from yourclaw_host_agent.layout import DataLayout
 from yourclaw_host_agent.runtimes.docker import DockerRuntime, create_payload
 
@@ -291,12 +291,14 @@ class TestCreatePayload:
         assert "noexec" in host["Tmpfs"]["/tmp"]
         assert "nosuid" in host["Tmpfs"]["/tmp"]
         assert body["User"] == "1000:1000"
-        assert host["NetworkMode"] == f"{spec.name}-net"
+        assert host["NetworkMode"] == "yourclaw-tenants"
         assert host["PortBindings"] == {
             "18789/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(spec.port)}]
         }
         assert host["RestartPolicy"] == {"Name": "unless-stopped"}
-        assert host["Init"] is True
+        # tini is the image's entrypoint; Docker's own init would be a second.
+        assert host["Init"] is False
+        assert host["ExtraHosts"] == ["host.docker.internal:host-gateway"]
         assert "NetworkMode" in host
         assert host["NetworkMode"] != "host"
         assert "PidMode" not in host
@@ -315,10 +317,11 @@ class TestCreatePayload:
         assert env["OPENCLAW_CONFIG_PATH"] == "/home/node/.openclaw/openclaw.json"
         assert body["Labels"]["yourclaw.spec_hash"] == "h1"
         assert body["Cmd"][-4:] == ["--bind", "lan", "--port", "18789"]
-        # The tenant network separates cells.
-        net = state.networks[f"{spec.name}-net"]
+        # One shared tenant bridge, cells cut off from each other on it.
+        net = state.networks["yourclaw-tenants"]
         assert net["Driver"] == "bridge"
         assert net["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        assert net["Options"]["com.docker.network.bridge.name"] == "yc-tenants"
 
     async def test_publish_ip_is_configurable(self, engine, data_dir):
         state, sock = engine
@@ -396,20 +399,32 @@ class TestLifecycle:
         assert removed_again.ok
         assert inspect.container.state == "missing"
         assert state.containers == {}
-        assert f"{spec.name}-net" not in state.networks
+        # The shared tenant network stays for the other tenants.
+        assert "yourclaw-tenants" in state.networks
 
-    async def test_missing_image_is_pulled(self, docker, engine, data_dir):
+    async def test_missing_image_is_a_readable_error(self, docker, engine, data_dir):
         state, _ = engine
+        spec = _spec().model_copy(update={"image": "yourclaw-openclaw:missing"})
+
+        with pytest.raises(RuntimeFailure, match=r"not on this host.*make images"):
+            await docker.run(spec, DataLayout(data_dir).user(spec.user_id))
+
+        # No registry is asked unless the operator allows pulls.
+        assert state.pulls == []
+
+    async def test_missing_image_is_pulled_when_allowed(self, engine, data_dir):
+        state, sock = engine
+        runtime = DockerRuntime(socket_path=sock, chown_to=None, pull_missing=True)
         spec = _spec().model_copy(
-            update={"image": "ghcr.io/openclaw/openclaw:2026.9.6"}
+            update={"image": "registry.example/openclaw:2026.9.6"}
         )
 
-        info = await docker.run(spec, DataLayout(data_dir).user(spec.user_id))
+        info = await runtime.run(spec, DataLayout(data_dir).user(spec.user_id))
 
         assert info.state == "running"
-        assert state.pulls == ["ghcr.io/openclaw/openclaw:2026.9.6"]
-        assert ("POST", "/images/create") in state.requests
-        await docker.remove(spec.name)
+        assert state.pulls == ["registry.example/openclaw:2026.9.6"]
+        await runtime.remove(spec.name)
+        await runtime.close()
 
     async def test_engine_down_is_a_clear_error(self, tmp_path, start_agent):
         runtime = DockerRuntime(

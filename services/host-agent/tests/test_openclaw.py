@@ -140,6 +140,7 @@ async def agent_env(nats_url, tmp_path, openclaw_dir) -> AsyncIterator[dict[str,
         "HOST_ID": f"oc{uuid.uuid4().hex[:8]}",
         "HOST_DATA_DIR": str(data),
         "HOST_HEARTBEAT_SECONDS": "1",
+        "HOST_RUNTIME": "process",
         "OPENCLAW_INSTALL_DIR": str(openclaw_dir),
         "LOG_LEVEL": "INFO",
     }

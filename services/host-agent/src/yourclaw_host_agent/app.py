@@ -45,14 +45,37 @@ _STATES = ("running", "starting", "stopped", "exited")
 def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerRuntime:
     """The runtime HOST_RUNTIME names."""
     if settings.host_runtime == "docker":
-        from yourclaw_host_agent.runtimes.docker import DockerRuntime
+        from yourclaw_host_agent.firewall import EgressAllow
+        from yourclaw_host_agent.runtimes.docker import DockerRuntime, FirewallSettings
 
+        firewall = None
+        if settings.tenant_firewall:
+            firewall = FirewallSettings(
+                host_ports=tuple(settings.tenant_host_ports),
+                egress_allow=tuple(
+                    EgressAllow.parse(e) for e in settings.tenant_egress_allow
+                ),
+            )
         return DockerRuntime(
             socket_path=settings.docker_socket,
             publish_ip=settings.docker_publish_ip,
             stop_timeout=settings.gateway_stop_timeout_seconds,
+            network=settings.tenant_network,
+            bridge=settings.tenant_bridge,
+            subnet=settings.tenant_subnet or None,
+            firewall=firewall,
+            pull_missing=settings.docker_pull_missing,
         )
     from yourclaw_host_agent.runtimes.process import ProcessRuntime
+
+    log.warning(
+        "host_agent.process_runtime.not_isolated",
+        message=(
+            "HOST_RUNTIME=process: assistants run as bare processes under this "
+            "agent's user and can read each other's files and this agent's "
+            "environment. Use it for tests and machines without Docker only."
+        ),
+    )
 
     return ProcessRuntime(
         layout,

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 from yourclaw_common.settings import CommonSettings
 
+from yourclaw_host_agent.firewall import EgressAllow
 from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME
 
 # One NATS subject token: `host.<host_id>.<verb>`.
@@ -19,7 +22,9 @@ class HostAgentSettings(CommonSettings):
     host_id: str = "local"
     # What other machines use to reach the ports published on this host.
     host_address: str = "127.0.0.1"
-    host_runtime: Literal["process", "docker"] = "process"
+    # docker: hardened containers (tenancy). process: bare `openclaw` processes
+    # that isolate nothing, for fast tests and machines without an engine only.
+    host_runtime: Literal["process", "docker"] = "docker"
     # How many gateways this host takes (~1.3 GB RSS each when warm).
     host_capacity: int = Field(default=4, ge=0)
     host_heartbeat_seconds: float = Field(default=5.0, gt=0)
@@ -41,6 +46,24 @@ class HostAgentSettings(CommonSettings):
     # docker runtime: Engine API over its unix socket; ports publish on this IP only.
     docker_host: str = "unix:///var/run/docker.sock"
     docker_publish_ip: str = "127.0.0.1"
+    # The one bridge every tenant container joins (inter-container traffic off)
+    # and its Linux interface, which the firewall rules name (≤ 15 characters).
+    tenant_network: str = "yourclaw-tenants"
+    tenant_bridge: str = Field(default="yc-tenants", max_length=15)
+    # Its subnet; empty lets Docker pick one from its address pools.
+    tenant_subnet: str = ""
+    # The host firewall around tenants (iptables, needs root). Off only where
+    # the operator filters tenant traffic some other way.
+    tenant_firewall: bool = True
+    # Host ports tenants may reach on this host: the LLM proxy's tenant port.
+    tenant_host_ports: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [8790]
+    )
+    # Private addresses tenants may reach (`ip[:port]` or a CIDR), e.g. an LLM
+    # proxy on another machine; every other private range is dropped.
+    tenant_egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Pull a missing image from a registry (none is reachable in dev).
+    docker_pull_missing: bool = False
 
     @field_validator("host_id")
     @classmethod
@@ -49,6 +72,30 @@ class HostAgentSettings(CommonSettings):
             raise ValueError(
                 "HOST_ID must be letters, digits, '-' or '_' (a NATS token)"
             )
+        return value
+
+    @field_validator("tenant_host_ports", "tenant_egress_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        # `TENANT_HOST_PORTS=8790,8791`, or a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [v.strip() for v in text.split(",") if v.strip()]
+        return value
+
+    @field_validator("tenant_egress_allow")
+    @classmethod
+    def _egress_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                EgressAllow.parse(entry)
+            except ValueError:
+                raise ValueError(
+                    f"TENANT_EGRESS_ALLOW entry {entry!r} is not an IPv4 "
+                    "address, address:port or network"
+                ) from None
         return value
 
     @field_validator("host_data_dir", mode="before")

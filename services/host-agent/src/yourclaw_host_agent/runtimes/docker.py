@@ -1,12 +1,16 @@
 """The `docker` runtime: the Docker Engine API over its unix socket (no CLI).
 
 Every tenant container gets the hardened profile of OpenClaw's multi-tenant
-"fleet" cells (docs/cli/fleet.md, research/reliability.md §4): all capabilities
-dropped, no-new-privileges, pids/memory/cpu limits, the non-root `node` user
-(1000:1000), a read-only root filesystem with a tmpfs /tmp, its own bridge
-network, its port published on one host IP (loopback by default) and only the
-user's config and workspace mounted. The Docker socket is never mounted: it is
-root on the host.
+"fleet" cells: all capabilities dropped, no-new-privileges, pids/memory/cpu
+limits, the non-root `node` user (1000:1000), a read-only root filesystem with
+a tmpfs /tmp, its port published on one host IP (loopback by default) and only
+the user's config and workspace mounted. The Docker socket is never mounted: it
+is root on the host.
+
+All tenants share one bridge network with inter-container traffic off (one
+network per tenant would exhaust Docker's address pools after a few dozen
+users); the host firewall (`firewall.py`) keeps that bridge from everything but
+the internet and the LLM proxy.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import json
 import os
 import struct
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -29,9 +34,23 @@ from yourclaw_host_agent.errors import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
+from yourclaw_host_agent.firewall import (
+    EgressAllow,
+    Firewall,
+    TenantFirewallPlan,
+    local_networks,
+    resolvers,
+)
 from yourclaw_host_agent.layout import UserPaths
 
-__all__ = ["CONTAINER_PORT", "DockerRuntime", "create_payload", "network_name"]
+__all__ = [
+    "CONTAINER_PORT",
+    "PROXY_HOSTNAME",
+    "TENANT_BRIDGE",
+    "TENANT_NETWORK",
+    "DockerRuntime",
+    "create_payload",
+]
 
 log = get_logger(__name__)
 
@@ -44,11 +63,12 @@ _TMPFS_TMP = "rw,noexec,nosuid,nodev,size=256m"
 _MIB = 1024 * 1024
 # Folders that hold (or are) the Engine's socket: never a tenant's mount source.
 _SOCKET_DIRS = ("", "/var/run", "/run", "/run/docker", "/var/run/docker")
-
-
-def network_name(name: str) -> str:
-    """Each tenant's own bridge network: cells cannot reach each other."""
-    return f"{name}-net"
+TENANT_NETWORK = "yourclaw-tenants"
+# The Linux interface of that network, which the firewall rules name.
+TENANT_BRIDGE = "yc-tenants"
+# The name tenants reach the host by (the LLM proxy listens there): Docker maps
+# it to the host's bridge address (`host-gateway`).
+PROXY_HOSTNAME = "host.docker.internal"
 
 
 def _refuse_socket_mounts(mounts: list[dict[str, Any]]) -> None:
@@ -63,8 +83,20 @@ def _refuse_socket_mounts(mounts: list[dict[str, Any]]) -> None:
             raise InvalidSpec("refusing to mount a runtime socket into a tenant")
 
 
+@dataclass(frozen=True)
+class FirewallSettings:
+    """What tenants may reach besides the internet."""
+
+    host_ports: tuple[int, ...] = ()
+    egress_allow: tuple[EgressAllow, ...] = ()
+
+
 def create_payload(
-    spec: ContainerSpec, paths: UserPaths, *, publish_ip: str
+    spec: ContainerSpec,
+    paths: UserPaths,
+    *,
+    publish_ip: str,
+    network: str = TENANT_NETWORK,
 ) -> dict[str, Any]:
     """The body of `POST /containers/create` for one tenant."""
     env = dict(spec.env)
@@ -141,9 +173,11 @@ def create_payload(
             # Same as Memory: no swap on top of the limit.
             "MemorySwap": spec.memory_mb * _MIB,
             "NanoCpus": int(spec.cpus * 1e9),
-            "Init": True,
+            # The image's entrypoint is tini: it reaps the gateway's helpers.
+            "Init": False,
             "RestartPolicy": {"Name": "unless-stopped"},
-            "NetworkMode": network_name(spec.name),
+            "NetworkMode": network,
+            "ExtraHosts": [f"{PROXY_HOSTNAME}:host-gateway"],
             "PortBindings": {
                 port_key: [{"HostIp": publish_ip, "HostPort": str(spec.port)}]
             },
@@ -213,6 +247,11 @@ class DockerRuntime:
         stop_timeout: float = 20.0,
         chown_to: tuple[int, int] | None = (1000, 1000),
         client: httpx.AsyncClient | None = None,
+        network: str = TENANT_NETWORK,
+        bridge: str = TENANT_BRIDGE,
+        subnet: str | None = None,
+        firewall: FirewallSettings | None = None,
+        pull_missing: bool = False,
     ):
         self._socket_path = socket_path
         self._publish_ip = publish_ip
@@ -220,6 +259,13 @@ class DockerRuntime:
         self._chown_to = chown_to
         self._client = client
         self._owns_client = client is None
+        self._network = network
+        self._bridge = bridge
+        self._subnet = subnet
+        self._firewall_settings = firewall
+        self._pull_missing = pull_missing
+        self.firewall: Firewall | None = None
+        self._network_ready = False
         self.probe_host = "127.0.0.1" if publish_ip in ("0.0.0.0", "") else publish_ip  # noqa: S104
 
     @property
@@ -250,6 +296,10 @@ class DockerRuntime:
     async def open(self) -> None:
         if not await self.ping():
             log.warning("host_agent.docker.unreachable", socket=self._socket_path)
+            return
+        await self._ensure_network()
+        if self._firewall_settings is not None:
+            await self._apply_firewall(self._firewall_settings)
 
     async def close(self) -> None:
         if self._owns_client and self._client is not None:
@@ -262,23 +312,46 @@ class DockerRuntime:
         except (RuntimeUnavailable, RuntimeFailure):
             return False
 
-    async def _ensure_network(self, name: str, spec: ContainerSpec) -> None:
-        net = network_name(name)
-        if (await self._call("GET", f"/networks/{net}")).status_code == 200:
+    async def _ensure_network(self) -> None:
+        if self._network_ready:
             return
-        resp = await self._call(
-            "POST",
-            "/networks/create",
-            json={
+        net = self._network
+        if (await self._call("GET", f"/networks/{net}")).status_code != 200:
+            body: dict[str, Any] = {
                 "Name": net,
                 "Driver": "bridge",
-                "Internal": False,  # egress stays open; filter with DOCKER-USER
-                "Labels": {_LABEL: "true", "yourclaw.user_id": str(spec.user_id)},
-                "Options": {"com.docker.network.bridge.enable_icc": "false"},
-            },
+                "CheckDuplicate": True,
+                # Egress stays open for the internet; the firewall drops the rest.
+                "Internal": False,
+                "Labels": {_LABEL: "true"},
+                "Options": {
+                    "com.docker.network.bridge.enable_icc": "false",
+                    "com.docker.network.bridge.name": self._bridge,
+                },
+            }
+            if self._subnet:
+                body["IPAM"] = {"Config": [{"Subnet": self._subnet}]}
+            resp = await self._call("POST", "/networks/create", json=body)
+            if resp.status_code not in (200, 201, 409):
+                raise RuntimeFailure(f"cannot create network {net}: {_message(resp)}")
+        self._network_ready = True
+
+    async def _apply_firewall(self, settings: FirewallSettings) -> None:
+        if not Firewall.available():
+            raise RuntimeFailure(
+                "iptables is missing: tenant containers would reach the host's "
+                "services and private networks (install the iptables package)"
+            )
+        self.firewall = Firewall(
+            TenantFirewallPlan(
+                bridge=self._bridge,
+                host_ports=tuple(settings.host_ports),
+                egress_allow=tuple(settings.egress_allow),
+                host_networks=await asyncio.to_thread(local_networks, self._bridge),
+                dns_servers=await asyncio.to_thread(resolvers),
+            )
         )
-        if resp.status_code not in (200, 201, 409):
-            raise RuntimeFailure(f"cannot create network {net}: {_message(resp)}")
+        await self.firewall.apply()
 
     def _own_mounts(self, paths: UserPaths) -> None:
         # The container runs as 1000:1000; its two mounts must be writable by it.
@@ -316,12 +389,19 @@ class DockerRuntime:
     async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
         name = spec.name
         await self._delete(name)
-        await self._ensure_network(name, spec)
+        await self._ensure_network()
         await asyncio.to_thread(self._own_mounts, paths)
-        payload = create_payload(spec, paths, publish_ip=self._publish_ip)
+        payload = create_payload(
+            spec, paths, publish_ip=self._publish_ip, network=self._network
+        )
         path = f"/containers/create?name={quote(name)}"
         resp = await self._call("POST", path, json=payload)
-        if resp.status_code == 404:
+        if resp.status_code == 404 and "image" in _message(resp).lower():
+            if not self._pull_missing:
+                raise RuntimeFailure(
+                    f"the assistant image {spec.image} is not on this host "
+                    "(build it with `make images`, or load it on the host)"
+                )
             await self._pull(spec.image)
             resp = await self._call("POST", path, json=payload)
         if resp.status_code != 201:
@@ -379,8 +459,6 @@ class DockerRuntime:
 
     async def remove(self, name: str) -> None:
         await self._delete(name)
-        # 404: already gone; 409/403: still in use, left for the next remove.
-        await self._call("DELETE", f"/networks/{network_name(name)}")
 
     async def inspect(self, name: str) -> ContainerInfo:
         resp = await self._call("GET", f"/containers/{name}/json")

@@ -1,0 +1,422 @@
+"""Tenancy on the real Docker Engine: a tenant's OpenClaw in its hardened
+container, probed from outside (`docker inspect`, `iptables -S`) and from
+inside, as an attacker holding the tenant's shell would.
+
+Packets go only to this machine: the tenant bridge's host side, the docker
+bridge's gateway, containers these tests start, and loopback. The metadata
+and private ranges are proven closed by reading the firewall rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from yourclaw_common.events import (
+    ContainerSpec,
+    CreateContainer,
+    HostReply,
+    HostVerb,
+    host_command,
+)
+from yourclaw_common.testing import eventually
+from yourclaw_devkit.devsim import DevsimSettings, running_devsim
+from yourclaw_host_agent.app import run as run_host_agent
+from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
+from yourclaw_host_agent.settings import HostAgentSettings
+from yourclaw_provisioner.render import DevProvider, GatewaySecrets, build_spec
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SOCKET = "/var/run/docker.sock"
+IMAGE = os.environ.get("OPENCLAW_IMAGE", f"yourclaw-openclaw:{OPENCLAW_VERSION}")
+BOOT_TIMEOUT = 180.0
+
+
+def _engine_answers() -> bool:
+    try:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=SOCKET), base_url="http://docker"
+        ) as client:
+            return client.get("/_ping", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def docker(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def inspect(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(docker("inspect", name))[0]
+    return data
+
+
+def bridge_gateway() -> str:
+    """The host side of Docker's default bridge (`host-gateway`)."""
+    ipam = json.loads(docker("network", "inspect", "bridge"))[0]["IPAM"]["Config"]
+    return str(ipam[0].get("Gateway") or "172.17.0.1")
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def engine() -> None:
+    if not _engine_answers():
+        pytest.skip(f"no Docker Engine answers on {SOCKET} (run `make engine`)")
+    if not docker("images", "-q", IMAGE):
+        pytest.fail(f"the tenant image {IMAGE} is missing: run `make images`")
+
+
+@dataclass
+class Tenant:
+    name: str
+    spec: ContainerSpec
+    token: str
+
+    def exec(self, script: str, *, user: str = "1000:1000") -> tuple[int, str]:
+        proc = subprocess.run(
+            ["docker", "exec", "-u", user, self.name, "bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+    def can_connect(self, host: str, port: int) -> bool:
+        code, _ = self.exec(f"timeout 3 bash -c 'echo > /dev/tcp/{host}/{port}'")
+        return code == 0
+
+
+@dataclass
+class Cell:
+    """One real host-agent (docker runtime) with a running tenant."""
+
+    host_id: str
+    nc: Any
+    bridge: str
+    network: str
+    llm_port: int
+    gateway_ip: str
+    tenant: Tenant
+    data_dir: Path
+    settings: HostAgentSettings
+    agent: asyncio.Task[None] | None = None
+    stop: asyncio.Event | None = None
+
+    def start_agent(self) -> None:
+        self.stop = asyncio.Event()
+        self.agent = asyncio.create_task(run_host_agent(self.settings, self.stop))
+
+    async def stop_agent(self) -> None:
+        if self.agent is not None and self.stop is not None:
+            self.stop.set()
+            await asyncio.wait_for(self.agent, 60)
+            self.agent = None
+
+    async def request(self, verb: HostVerb, payload: dict[str, Any]) -> HostReply:
+        msg = await self.nc.request(
+            host_command(self.host_id, verb), json.dumps(payload).encode(), timeout=60
+        )
+        return HostReply.model_validate_json(msg.data)
+
+
+class _Listener:
+    """A TCP service on all of the host's addresses, like a careless deploy."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("0.0.0.0", 0))
+        self.sock.listen(8)
+        self.port = int(self.sock.getsockname()[1])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def open_service() -> Iterator[_Listener]:
+    listener = _Listener()
+    yield listener
+    listener.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cell(engine, nats_url, nats_client, tmp_path_factory) -> AsyncIterator[Cell]:
+    suffix = uuid.uuid4().hex[:6]
+    bridge, network = f"yct{suffix}", f"yourclaw-test-{suffix}"
+    gateway_ip = bridge_gateway()
+    llm_port = free_port(gateway_ip)
+    data_dir = tmp_path_factory.mktemp("docker-host")
+    host_id = f"dk{suffix}"
+    settings = HostAgentSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        nats_url=nats_url,
+        service_name="host-agent",
+        host_id=host_id,
+        host_runtime="docker",
+        host_capacity=2,
+        host_heartbeat_seconds=1,
+        host_data_dir=data_dir,
+        tenant_network=network,
+        tenant_bridge=bridge,
+        tenant_host_ports=[llm_port],
+    )
+    devsim_settings = DevsimSettings(
+        devsim_llm_api_key=None, devsim_llm_delay_seconds=0, _env_file=None
+    )
+    names: list[str] = []
+    async with running_devsim(devsim_settings, host=gateway_ip, port=llm_port):
+        token = uuid.uuid4().hex
+        spec = build_spec(
+            user_id=uuid.uuid4(),
+            assistant_id=uuid.uuid4(),
+            port=free_port("127.0.0.1"),
+            model="openai/gpt-4o",
+            secrets=GatewaySecrets(gateway_token=token, notify_secret="n" * 32),
+            llm_env={},
+            public_base_url="http://127.0.0.1:8000",
+            image=IMAGE,
+            dev=DevProvider(base_url=f"http://host.docker.internal:{llm_port}"),
+        )
+        names.append(spec.name)
+        this = Cell(
+            host_id=host_id,
+            nc=nats_client,
+            bridge=bridge,
+            network=network,
+            llm_port=llm_port,
+            gateway_ip=gateway_ip,
+            tenant=Tenant(spec.name, spec, token),
+            data_dir=data_dir,
+            settings=settings,
+        )
+        this.start_agent()
+        try:
+            created = await eventually(
+                lambda: _try_create(nats_client, host_id, spec), timeout=60
+            )
+            assert created.ok, created
+            await _wait_ready(spec.port)
+            yield this
+        finally:
+            await this.stop_agent()
+            for name in names:
+                docker("rm", "-f", name, check=False)
+            await _drop_firewall(bridge)
+            docker("network", "rm", network, check=False)
+
+
+async def _try_create(nc: Any, host_id: str, spec: ContainerSpec) -> HostReply | None:
+    try:
+        msg = await nc.request(
+            host_command(host_id, HostVerb.CREATE),
+            CreateContainer(spec=spec).model_dump_json().encode(),
+            timeout=120,
+        )
+    except Exception:  # no responder yet: the agent is still starting
+        return None
+    return HostReply.model_validate_json(msg.data)
+
+
+async def _wait_ready(port: int) -> None:
+    async with httpx.AsyncClient(timeout=3) as client:
+
+        async def ready() -> bool:
+            try:
+                return (
+                    await client.get(f"http://127.0.0.1:{port}/readyz")
+                ).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(ready, timeout=BOOT_TIMEOUT, interval=0.5)
+
+
+async def _drop_firewall(bridge: str) -> None:
+    from yourclaw_host_agent.firewall import Firewall, TenantFirewallPlan
+
+    await Firewall(TenantFirewallPlan(bridge=bridge)).remove()
+
+
+class TestHardening:
+    def test_the_profile_reads_back_from_the_engine(self, cell):
+        data = inspect(cell.tenant.name)
+        host, config = data["HostConfig"], data["Config"]
+
+        assert host["CapDrop"] == ["ALL"]
+        assert not host.get("CapAdd")
+        assert "no-new-privileges:true" in host["SecurityOpt"]
+        assert host["Privileged"] is False
+        assert host["ReadonlyRootfs"] is True
+        assert host["Memory"] == cell.tenant.spec.memory_mb * 1024 * 1024
+        assert host["MemorySwap"] == host["Memory"]
+        assert host["NanoCpus"] == int(cell.tenant.spec.cpus * 1e9)
+        assert host["PidsLimit"] == cell.tenant.spec.pids_limit
+        assert config["User"] == "1000:1000"
+        assert config["Labels"]["yourclaw.managed"] == "true"
+        assert config["Labels"]["yourclaw.user_id"] == str(cell.tenant.spec.user_id)
+        bindings = host["PortBindings"]["18789/tcp"]
+        assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+        assert list(data["NetworkSettings"]["Networks"]) == [cell.network]
+        mounts = {m["Destination"]: m["Source"] for m in data["Mounts"]}
+        assert set(mounts) == {"/home/node/.openclaw", "/home/node/.openclaw/workspace"}
+        assert all(str(cell.data_dir.resolve()) in src for src in mounts.values())
+        assert "docker.sock" not in json.dumps(data)
+
+    def test_inside_it_is_an_unprivileged_user_under_tini(self, cell):
+        assert cell.tenant.exec("id -u")[1] == "1000"
+        code, pid1 = cell.tenant.exec("tr '\\0' ' ' < /proc/1/cmdline")
+        assert code == 0
+        assert "tini" in pid1.split()[0]
+        # The root filesystem is read-only; only the workspace and /tmp take writes.
+        assert cell.tenant.exec("touch /usr/evil")[0] != 0
+        assert (
+            cell.tenant.exec("touch /tmp/ok && touch ~/.openclaw/workspace/ok")[0] == 0
+        )
+        # No way to the engine from inside.
+        assert cell.tenant.exec("test -e /var/run/docker.sock")[0] != 0
+        assert cell.tenant.exec("command -v docker")[0] != 0
+
+    def test_no_provider_key_or_platform_secret_inside(self, cell):
+        env = "\n".join(inspect(cell.tenant.name)["Config"]["Env"])
+        code, inner = cell.tenant.exec("cat /proc/1/environ | tr '\\0' '\\n'; env")
+        assert code == 0
+        for text in (env, inner):
+            for marker in ("API_KEY", "DATABASE_URL", "NATS_URL", "STRIPE", "TWILIO"):
+                assert marker not in text
+
+
+class TestNetwork:
+    def test_the_allowed_port_is_reachable_and_nothing_else_on_the_host(
+        self, cell, open_service, nats_url
+    ):
+        tenant = cell.tenant
+        # The one host port tenants may use (the LLM proxy's; here the stand-in).
+        assert tenant.can_connect(cell.gateway_ip, cell.llm_port)
+        # A service listening on every host address is still out of reach.
+        assert not tenant.can_connect(cell.gateway_ip, open_service.port)
+        tenant_gw = json.loads(docker("network", "inspect", cell.network))[0]["IPAM"][
+            "Config"
+        ][0]["Gateway"]
+        assert not tenant.can_connect(tenant_gw, open_service.port)
+        # NATS, and the Docker API's TCP ports, through the host's side.
+        nats_port = int(nats_url.rsplit(":", 1)[1])
+        for port in (nats_port, 5432, 2375, 2376):
+            assert not tenant.can_connect(cell.gateway_ip, port)
+        # Loopback inside the container is its own.
+        assert not tenant.can_connect("127.0.0.1", nats_port)
+
+    def test_another_tenant_is_unreachable(self, cell):
+        other = f"yourclaw-probe-{uuid.uuid4().hex[:8]}"
+        docker(
+            "run", "-d", "--rm", "--name", other, "--network", cell.network,
+            "--user", "1000:1000", "--entrypoint", "node", IMAGE, "-e",
+            "require('net').createServer(s=>s.end('hi')).listen(18789)",
+        )  # fmt: skip
+        try:
+            ip = inspect(other)["NetworkSettings"]["Networks"][cell.network][
+                "IPAddress"
+            ]
+
+            def host_reaches() -> bool:
+                with contextlib.suppress(OSError):
+                    socket.create_connection((ip, 18789), timeout=2).close()
+                    return True
+                return False
+
+            # The host reaches it (so the probe below is meaningful) ...
+            for _ in range(50):
+                if host_reaches():
+                    break
+                subprocess.run(["sleep", "0.1"], check=False)
+            assert host_reaches()
+            # ... but a tenant does not.
+            assert not cell.tenant.can_connect(ip, 18789)
+        finally:
+            docker("rm", "-f", other, check=False)
+
+    def test_the_firewall_drops_metadata_and_private_ranges(self, cell):
+        fwd = subprocess.run(
+            ["iptables", "-S", f"YC-FWD-{cell.bridge}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        for net in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+            [rule] = [r for r in fwd.splitlines() if f"-d {net} " in r]
+            assert rule.endswith("-j DROP")
+        assert fwd.strip().splitlines()[-1].endswith("-j RETURN")
+        inp = subprocess.run(
+            ["iptables", "-S", f"YC-IN-{cell.bridge}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"--dport {cell.llm_port}" in inp
+        assert inp.strip().splitlines()[-1].endswith("-j DROP")
+        jumps = subprocess.run(
+            ["iptables", "-S"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"-A DOCKER-USER -i {cell.bridge} -j YC-FWD-{cell.bridge}" in jumps
+        assert f"-A INPUT -i {cell.bridge} -j YC-IN-{cell.bridge}" in jumps
+
+
+class TestGateway:
+    async def test_a_chat_turn_through_the_container(self, cell):
+        async with httpx.AsyncClient(timeout=120) as client:
+            resp = await client.post(
+                f"http://127.0.0.1:{cell.tenant.spec.port}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {cell.tenant.token}"},
+                json={
+                    "model": "openclaw/default",
+                    "user": "containers-test",
+                    "messages": [{"role": "user", "content": "hello from a container"}],
+                },
+            )
+        assert resp.status_code == 200, resp.text
+        answer = resp.json()["choices"][0]["message"]["content"]
+        assert answer
+
+    async def test_the_agent_adopts_it_after_a_restart(self, cell):
+        before = inspect(cell.tenant.name)["Id"]
+
+        await cell.stop_agent()
+        # The gateway outlives its agent ...
+        assert inspect(cell.tenant.name)["State"]["Running"] is True
+        cell.start_agent()
+        listed = await eventually(
+            lambda: _try_list(cell), timeout=60, message="the new agent answers"
+        )
+
+        # ... and the new agent adopts the same container, not a new one.
+        assert [(c.name, c.state) for c in listed.containers] == [
+            (cell.tenant.name, "running")
+        ]
+        assert inspect(cell.tenant.name)["Id"] == before
+
+
+async def _try_list(cell: Cell) -> HostReply | None:
+    try:
+        return await cell.request(HostVerb.LIST, {})
+    except Exception:  # no responder yet
+        return None
