@@ -36,8 +36,9 @@ openclaw: install ## Install the pinned OpenClaw gateway + Node 24 into .tools/o
 system-tools: ## Debian packages some tests drive: chromium, docker-compose, promtool
 	@scripts/ensure-system-tools.sh
 
+# YOURCLAW_WATCH_PID: a SIGTERM to this make alone stops the stack too.
 up: install openclaw web-build ## Run the whole product locally (Ctrl-C stops everything)
-	@$(UV) run --frozen --no-sync yourclaw-up
+	@YOURCLAW_WATCH_PID=$$PPID $(UV) run --frozen --no-sync yourclaw-up
 
 test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL, then the web e2e
 	@echo "==> running the test suite"
@@ -97,5 +98,14 @@ images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
 	done
 	docker build -f deploy/openclaw/Dockerfile -t yourclaw-openclaw:latest deploy/openclaw
 
-clean: ## Remove local state (.data: the embedded databases of `make up`; web build output)
+clean: ## Stop what `make up` started (services, assistants) and remove local state (.data, web build output)
+	@if [ -f .data/up.pid ] && kill -0 "$$(cat .data/up.pid)" 2>/dev/null; then \
+	  echo "==> stopping the running make up (pid $$(cat .data/up.pid))"; \
+	  kill -TERM "$$(cat .data/up.pid)"; \
+	  for _ in $$(seq 240); do kill -0 "$$(cat .data/up.pid 2>/dev/null)" 2>/dev/null || break; sleep 0.5; done; \
+	fi
+	@if [ -x .venv/bin/python ] && [ -d .data/host/local ]; then \
+	  echo "==> removing the assistants' gateways of .data/host/local"; \
+	  HOST_ID=local HOST_DATA_DIR=.data/host/local .venv/bin/python -m yourclaw_host_agent sweep || true; \
+	fi
 	rm -rf .data web/.next web/.e2e-stack web/test-results web/playwright-report

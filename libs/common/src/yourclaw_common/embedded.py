@@ -88,6 +88,17 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -
         proc.wait(5)
 
 
+def _is_postgres(pid: int) -> bool:
+    """Whether `pid` is a live (not zombie) PostgreSQL process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state != "Z" and comm.startswith("postgres")
+
+
 def _nats_binary() -> str:
     beside_python = Path(sys.executable).parent / "nats-server"
     if beside_python.exists():
@@ -141,6 +152,15 @@ class EmbeddedNats:
 
     def stop(self) -> None:
         _stop(self.proc, signal.SIGTERM)
+
+    def alive(self) -> bool:
+        """Whether the server still runs (reaps it when it has exited)."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart(self) -> None:
+        """Start it again on the same port, with the same store."""
+        self.stop()
+        self.start()
 
 
 def _pg_bin() -> Path:
@@ -245,6 +265,7 @@ class EmbeddedPostgres:
             )
             if done.returncode != 0:
                 raise RuntimeError(f"initdb failed in {data}:\n{done.stderr[-2000:]}")
+        self._clear_stale_pid_file()
         self.port = self.port or free_port()
         log = data / "postgres.log"
         if as_user:
@@ -338,6 +359,28 @@ class EmbeddedPostgres:
         # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
         _stop(self.proc, signal.SIGINT, timeout=30)
 
+    def alive(self) -> bool:
+        """Whether the postmaster still runs (reaps it when it has exited: an
+        unreaped one keeps its pid, which its postmaster.pid then names)."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart(self) -> None:
+        """Start it again on the same port; a stale postmaster.pid is cleared."""
+        self.stop()
+        self.start()
+
+    def _clear_stale_pid_file(self) -> None:
+        # A postmaster killed with SIGKILL leaves postmaster.pid behind, and
+        # PostgreSQL refuses to start while the pid it names is alive, even
+        # when that pid now belongs to another program.
+        pid_file = self.data_dir.resolve() / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return
+        if not _is_postgres(pid):
+            pid_file.unlink(missing_ok=True)
+
 
 @dataclass(frozen=True)
 class LocalInfra:
@@ -346,6 +389,8 @@ class LocalInfra:
     nats_url: str
     database_url: str
     started: tuple[str, ...]
+    # The servers started here, for a supervisor to watch and restart.
+    servers: tuple[EmbeddedNats | EmbeddedPostgres, ...] = ()
 
 
 @contextmanager
@@ -381,6 +426,7 @@ def local_infra(
             nats_url=nats_url,
             database_url=database_url,
             started=tuple(type(s).__name__ for s in started),
+            servers=tuple(started),
         )
     finally:
         for server in reversed(started):

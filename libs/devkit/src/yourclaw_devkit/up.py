@@ -5,6 +5,12 @@ applies migrations, starts the stand-ins and every service with dev defaults
 (any variable set in the environment wins), prints where everything is, and
 stops it all on Ctrl-C, like `docker compose up`.
 
+It supervises what it started, as compose's `restart: unless-stopped` does: a
+service that exits is started again with backoff, and so are the embedded
+NATS and PostgreSQL. Ctrl-C, SIGTERM, or the `make` that ran it going away
+stops everything: the provisioner first (its reconcile would re-create
+gateways), then the assistants, then the rest.
+
 The web app (web/, built by `make web-build`) is served on WEB_PORT next to the
 rest. YOURCLAW_DATA_DIR (default .data) and the *_PORT variables let a second,
 isolated stack run beside a developer's (the web e2e tests start one).
@@ -27,7 +33,12 @@ from pathlib import Path
 import httpx
 import nats
 from yourclaw_common.crypto import generate_key
-from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_common.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    free_port,
+    local_infra,
+)
 from yourclaw_common.events import (
     HostReply,
     HostVerb,
@@ -45,6 +56,8 @@ from yourclaw_devkit.defaults import (
 
 DATA = Path(os.environ.get("YOURCLAW_DATA_DIR") or ".data")
 DEV_ENV_FILE = DATA / "dev.env"
+# Our pid while we run: `make clean` stops a running stack through it.
+PID_FILE = DATA / "up.pid"
 _SECRETS_FILE = DATA / "secrets.env"
 # The Next.js app, relative to the repository root `make up` runs from.
 WEB_DIR = Path("web")
@@ -124,6 +137,12 @@ def dev_defaults(
     }
 
 
+# A crashed service waits this long before its next start: 1, 2, 4 ... 30 s;
+# one that had run for a minute starts over at 1 s.
+_BACKOFF_MAX = 30.0
+_BACKOFF_RESET_AFTER = 60.0
+
+
 @dataclass
 class Child:
     name: str
@@ -132,6 +151,9 @@ class Child:
     color: str
     proc: subprocess.Popen[bytes] | None = None
     tail: list[str] = field(default_factory=list)
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -142,18 +164,44 @@ class Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop children in order.
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.started_at = time.monotonic()
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
-    def _pump(self) -> None:
-        assert self.proc is not None
-        assert self.proc.stdout is not None
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
         prefix = f"{self.color}{self.name:<12}|{_RESET} "
-        for raw in self.proc.stdout:
+        for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.tail = [*self.tail[-40:], line]
             print(prefix + line, flush=True)
 
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def supervise(self, now: float) -> None:
+        """Schedule a restart of an exited service, or start it when due."""
+        if not self.exited():
+            return
+        if self.next_start is None:
+            assert self.proc is not None
+            if now - self.started_at >= _BACKOFF_RESET_AFTER:
+                self.restarts = 0
+            delay = min(_BACKOFF_MAX, 2.0**self.restarts)
+            self.restarts += 1
+            self.next_start = now + delay
+            print(
+                f"\n{self.name} exited with {self.proc.returncode}; "
+                f"starting it again in {delay:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif now >= self.next_start:
+            self.next_start = None
+            _say(f"starting {self.name} again (restart {self.restarts})")
+            self.start()
+
     def stop(self, timeout: float = 15) -> None:
+        self.next_start = None
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
@@ -162,6 +210,16 @@ class Child:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stop_gateways(nats_url: str, host_id: str) -> None:
@@ -241,6 +299,8 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
+    DATA.mkdir(parents=True, exist_ok=True)
+    PID_FILE.write_text(f"{os.getpid()}\n")
 
     env = {
         **dev_defaults(api_port, devsim_port, web_port),
@@ -259,11 +319,14 @@ def main() -> int:
             say=_say,
         ) as infra:
             env["NATS_URL"], env["DATABASE_URL"] = infra.nats_url, infra.database_url
-            return _run_stack(env, api_port, devsim_port, stop_requested)
+            return _run_stack(
+                env, api_port, devsim_port, stop_requested, servers=infra.servers
+            )
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         print(f"\nmake up failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        PID_FILE.unlink(missing_ok=True)
         _say("stopped")
 
 
@@ -272,8 +335,11 @@ def _run_stack(
     api_port: int,
     devsim_port: int,
     stop_requested: threading.Event,
+    *,
+    servers: tuple[EmbeddedNats | EmbeddedPostgres, ...] = (),
 ) -> int:
-    """Migrate, start the services, wait for Ctrl-C; stops the services on exit."""
+    """Migrate, start the services, supervise them until asked to stop; stops
+    them on exit."""
     _say("applying database migrations")
     applied = asyncio.run(migrate(env["DATABASE_URL"]))
     _say(f"migrations applied now: {applied or 'none (up to date)'}")
@@ -354,24 +420,36 @@ def _run_stack(
             web=any(c.name == "web" for c in children),
         )
 
+        watch = int(env.get("YOURCLAW_WATCH_PID") or 0)
         while not stop_requested.is_set():
+            if watch and not _pid_alive(watch):
+                _say(f"the process that started us ({watch}) is gone: stopping")
+                break
+            for server in servers:
+                if not server.alive():
+                    name = type(server).__name__.removeprefix("Embedded")
+                    _say(f"embedded {name} exited: starting it again")
+                    try:
+                        server.restart()
+                    except (RuntimeError, TimeoutError) as exc:
+                        print(f"could not restart {name}: {exc}", file=sys.stderr)
+            now = time.monotonic()
             for child in children:
-                if child.proc is not None and child.proc.poll() is not None:
-                    print(
-                        f"\n{child.name} exited with {child.proc.returncode}; "
-                        "stopping everything",
-                        file=sys.stderr,
-                    )
-                    return 1
+                child.supervise(now)
             stop_requested.wait(0.5)
         return 0
     finally:
         _say("stopping")
-        if any(c.name == "host-agent" for c in children):
+        by_name = {c.name: c for c in children}
+        # The provisioner first: its reconcile would re-create the gateways
+        # stopped next.
+        if "provisioner" in by_name:
+            by_name["provisioner"].stop()
+        if "host-agent" in by_name and not by_name["host-agent"].exited():
             # OpenClaw gateways outlive their host-agent on purpose (an agent
             # restart must not take users' assistants down); under `make up`,
-            # Ctrl-C stops them too. Their files stay: the next `make up` starts
-            # them again (the provisioner's reconcile loop).
+            # stopping stops them too. Their files stay: the next `make up`
+            # starts them again (the provisioner's reconcile loop).
             _stop_gateways(env["NATS_URL"], env["HOST_ID"])
         for child in reversed(children):
             child.stop()

@@ -1,5 +1,6 @@
 """`python -m yourclaw_host_agent` runs the agent; `… bootstrap --help` sets up a
-new host over SSH; `… install-openclaw` installs the pinned openclaw."""
+new host over SSH; `… install-openclaw` installs the pinned openclaw; `… sweep`
+stops and removes every gateway of this host's data dir (files stay)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ def run() -> None:
 
         install(args[1:])
         return
+    if args and args[0] == "sweep":
+        from yourclaw_host_agent.app import sweep
+
+        asyncio.run(sweep())
+        return
     if args and args[0] not in ("serve",):
         sys.exit(
-            f"unknown command {args[0]!r}: use serve, bootstrap or install-openclaw"
+            f"unknown command {args[0]!r}: "
+            "use serve, bootstrap, install-openclaw or sweep"
         )
 
     from yourclaw_host_agent.app import main

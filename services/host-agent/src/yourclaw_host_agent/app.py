@@ -236,6 +236,43 @@ async def run(
         log.info("host_agent.stopped", host_id=settings.host_id)
 
 
+async def sweep(settings: HostAgentSettings | None = None) -> int:
+    """Stop and remove every gateway of this host's data dir, whichever runtime
+    started it (`make clean`); the files stay. Returns how many went."""
+    settings = settings or HostAgentSettings()
+    data_dir = settings.data_dir.resolve()
+    removed = 0
+    from yourclaw_host_agent.runtimes.process import ProcessRuntime
+
+    process = ProcessRuntime(
+        DataLayout(data_dir),
+        openclaw_dir=settings.openclaw_install_dir,
+        install=False,
+        stop_timeout=settings.gateway_stop_timeout_seconds,
+    )
+    try:
+        for info in await process.list():
+            await process.remove(info.name)
+            removed += 1
+    finally:
+        await process.close()
+    from yourclaw_host_agent.runtimes.docker import DockerRuntime
+
+    docker = DockerRuntime(
+        socket_path=settings.docker_socket,
+        stop_timeout=settings.gateway_stop_timeout_seconds,
+    )
+    try:
+        if await docker.ping():
+            for info in await docker.list(data_dir=str(data_dir)):
+                await docker.remove(info.name)
+                removed += 1
+    finally:
+        await docker.close()
+    print(f"removed {removed} gateway(s) of {data_dir}", flush=True)  # noqa: T201
+    return removed
+
+
 async def main() -> None:
     settings = HostAgentSettings()
     configure_logging(settings.service_name, settings.log_level)

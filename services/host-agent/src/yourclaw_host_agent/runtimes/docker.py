@@ -144,6 +144,9 @@ def create_payload(
         "Labels": {
             _LABEL: "true",
             "yourclaw.user_id": str(spec.user_id),
+            # The host data dir the user's files are in: `make clean` of one
+            # checkout removes its own containers only.
+            "yourclaw.data_dir": os.path.abspath(paths.root.parent),
             "yourclaw.spec_hash": spec.spec_hash,
             "yourclaw.port": str(spec.port),
         },
@@ -476,8 +479,11 @@ class DockerRuntime:
             labels,
         )
 
-    async def list(self) -> list[ContainerInfo]:
-        filters = json.dumps({"label": [f"{_LABEL}=true"]})
+    async def list(self, *, data_dir: str | None = None) -> list[ContainerInfo]:
+        labels = [f"{_LABEL}=true"]
+        if data_dir is not None:
+            labels.append(f"yourclaw.data_dir={data_dir}")
+        filters = json.dumps({"label": labels})
         resp = await self._call(
             "GET", f"/containers/json?all=true&filters={quote(filters)}"
         )
