@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import pytest_asyncio
 from yourclaw_common.events import (
@@ -164,7 +165,7 @@ def open_service() -> Iterator[_Listener]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def cell(engine, nats_url, nats_client, tmp_path_factory) -> AsyncIterator[Cell]:
+async def cell(engine, nats_url, tmp_path_factory) -> AsyncIterator[Cell]:
     suffix = uuid.uuid4().hex[:6]
     bridge, network = f"yct{suffix}", f"yourclaw-test-{suffix}"
     gateway_ip = bridge_gateway()
@@ -188,6 +189,7 @@ async def cell(engine, nats_url, nats_client, tmp_path_factory) -> AsyncIterator
         devsim_llm_api_key=None, devsim_llm_delay_seconds=0, _env_file=None
     )
     names: list[str] = []
+    nats_client = await nats.connect(nats_url)
     async with running_devsim(devsim_settings, host=gateway_ip, port=llm_port):
         token = uuid.uuid4().hex
         spec = build_spec(
@@ -227,6 +229,7 @@ async def cell(engine, nats_url, nats_client, tmp_path_factory) -> AsyncIterator
                 docker("rm", "-f", name, check=False)
             await _drop_firewall(bridge)
             docker("network", "rm", network, check=False)
+            await nats_client.close()
 
 
 async def _try_create(nc: Any, host_id: str, spec: ContainerSpec) -> HostReply | None:
