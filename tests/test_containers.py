@@ -36,6 +36,7 @@ from yourclaw_common.testing import eventually
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
+from yourclaw_host_agent.runtimes.docker import DockerRuntime
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_provisioner.render import DevProvider, GatewaySecrets, build_spec
 
@@ -423,3 +424,54 @@ async def _try_list(cell: Cell) -> HostReply | None:
         return await cell.request(HostVerb.LIST, {})
     except Exception:  # no responder yet
         return None
+
+
+class TestMemory:
+    """Last in the module: these restart the tenant."""
+
+    async def test_a_gateway_over_its_memory_ceiling_is_restarted_gracefully(
+        self, cell
+    ):
+        before = inspect(cell.tenant.name)["State"]["StartedAt"]
+        # A ceiling every gateway is over: 1 % of its limit.
+        runtime = DockerRuntime(
+            socket_path=SOCKET,
+            network=cell.network,
+            bridge=cell.bridge,
+            rss_ceiling_percent=1,
+            restart_grace_seconds=30,
+        )
+        try:
+            rss, limit = await runtime.memory_of(cell.tenant.name) or (0, 0)
+            assert rss > 0
+            assert limit == cell.tenant.spec.memory_mb * 1024 * 1024
+
+            await runtime.supervise()
+            await asyncio.gather(*runtime._restarting.values())
+        finally:
+            await runtime.close()
+
+        after = inspect(cell.tenant.name)
+        assert after["State"]["StartedAt"] != before
+        assert after["State"]["Running"] is True
+        # The same container and workspace: it answers again.
+        await _wait_ready(cell.tenant.spec.port)
+
+    async def test_an_oom_kill_is_noticed(self, cell):
+        runtime = DockerRuntime(socket_path=SOCKET, rss_ceiling_percent=0)
+        try:
+            await runtime.supervise()  # from now on
+            # Inside the tenant, as its user: eat memory until the kernel kills.
+            cell.tenant.exec(
+                "node -e 'const a=[];for(;;)a.push(Buffer.alloc(64*1024*1024,1))'"
+            )
+
+            async def noticed() -> bool:
+                await runtime.supervise()
+                return cell.tenant.name in runtime.oom_killed
+
+            await eventually(noticed, timeout=60, interval=1)
+        finally:
+            await runtime.close()
+        # The Engine keeps it running (or restarts it).
+        await _wait_ready(cell.tenant.spec.port)

@@ -65,6 +65,9 @@ def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerR
             subnet=settings.tenant_subnet or None,
             firewall=firewall,
             pull_missing=settings.docker_pull_missing,
+            rss_ceiling_percent=settings.gateway_rss_ceiling_percent,
+            rss_check_seconds=settings.gateway_rss_check_seconds,
+            restart_grace_seconds=settings.gateway_restart_grace_seconds,
         )
     from yourclaw_host_agent.runtimes.process import ProcessRuntime
 

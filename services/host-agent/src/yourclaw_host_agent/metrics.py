@@ -27,6 +27,16 @@ GATEWAY_RESTARTS = Counter(
     "yourclaw_host_agent_gateway_restarts_total",
     "Gateways the process runtime restarted after they died on their own.",
 )
+GATEWAY_OOM_KILLS = Counter(
+    "yourclaw_host_agent_gateway_oom_kills_total",
+    "Tenant containers the kernel killed at their memory limit (the Engine "
+    "restarts them).",
+)
+GATEWAY_RSS_RESTARTS = Counter(
+    "yourclaw_host_agent_gateway_rss_restarts_total",
+    "Tenant containers restarted gracefully because their resident memory "
+    "passed the ceiling (GATEWAY_RSS_CEILING_PERCENT of their limit).",
+)
 ADOPTED = Counter(
     "yourclaw_host_agent_gateways_adopted_total",
     "Running gateways found and adopted at start (agent restarts).",

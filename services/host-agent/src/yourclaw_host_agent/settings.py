@@ -64,6 +64,13 @@ class HostAgentSettings(CommonSettings):
     tenant_egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Pull a missing image from a registry (none is reachable in dev).
     docker_pull_missing: bool = False
+    # docker runtime: a gateway whose resident memory passes this share of its
+    # container's limit is restarted gracefully (OpenClaw finishes running
+    # turns first), before the kernel OOM-kills it mid-turn. 0 = off.
+    gateway_rss_ceiling_percent: int = Field(default=85, ge=0, le=100)
+    gateway_rss_check_seconds: float = Field(default=60.0, gt=0)
+    # How long such a restart waits for running turns before it kills.
+    gateway_restart_grace_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("host_id")
     @classmethod

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -42,6 +43,7 @@ from yourclaw_host_agent.firewall import (
     resolvers,
 )
 from yourclaw_host_agent.layout import UserPaths
+from yourclaw_host_agent.metrics import GATEWAY_OOM_KILLS, GATEWAY_RSS_RESTARTS
 
 __all__ = [
     "CONTAINER_PORT",
@@ -255,6 +257,9 @@ class DockerRuntime:
         subnet: str | None = None,
         firewall: FirewallSettings | None = None,
         pull_missing: bool = False,
+        rss_ceiling_percent: int = 85,
+        rss_check_seconds: float = 60.0,
+        restart_grace_seconds: float = 300.0,
     ):
         self._socket_path = socket_path
         self._publish_ip = publish_ip
@@ -269,6 +274,14 @@ class DockerRuntime:
         self._pull_missing = pull_missing
         self.firewall: Firewall | None = None
         self._network_ready = False
+        self._rss_ceiling_percent = rss_ceiling_percent
+        self._rss_check_seconds = rss_check_seconds
+        self._restart_grace = int(restart_grace_seconds)
+        self._last_rss_check = 0.0
+        self._events_since = int(time.time())
+        self._restarting: dict[str, asyncio.Task[None]] = {}
+        # Containers the kernel OOM-killed since the last heartbeat took them.
+        self.oom_killed: list[str] = []
         self.probe_host = "127.0.0.1" if publish_ip in ("0.0.0.0", "") else publish_ip  # noqa: S104
 
     @property
@@ -521,8 +534,100 @@ class DockerRuntime:
         return _demux(resp.content)
 
     async def supervise(self) -> None:
-        # The Engine restarts crashed containers itself (unless-stopped).
-        return None
+        # The Engine restarts crashed and OOM-killed containers itself
+        # (unless-stopped); we notice the OOM kills and restart, between turns,
+        # a gateway whose memory grew past the ceiling (OpenClaw leaks).
+        await self._note_oom_kills()
+        now = time.monotonic()
+        if self._rss_ceiling_percent and now - self._last_rss_check >= (
+            self._rss_check_seconds
+        ):
+            self._last_rss_check = now
+            await self._restart_over_ceiling()
+
+    async def _note_oom_kills(self) -> None:
+        until = int(time.time())
+        filters = json.dumps(
+            {"type": ["container"], "event": ["oom"], "label": [f"{_LABEL}=true"]}
+        )
+        resp = await self._call(
+            "GET",
+            f"/events?since={self._events_since}&until={until}"
+            f"&filters={quote(filters)}",
+        )
+        if resp.status_code != 200:
+            return
+        self._events_since = until
+        for line in resp.text.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            name = str((event.get("Actor") or {}).get("Attributes", {}).get("name", ""))
+            if name.startswith("yourclaw-"):
+                GATEWAY_OOM_KILLS.inc()
+                log.warning("host_agent.gateway.oom_killed", container=name)
+                self.oom_killed.append(name)
+
+    async def memory_of(self, name: str) -> tuple[int, int] | None:
+        """(resident bytes, limit bytes) of a running container, or None."""
+        resp = await self._call(
+            "GET", f"/containers/{name}/stats?stream=false&one-shot=true"
+        )
+        if resp.status_code != 200:
+            return None
+        mem = resp.json().get("memory_stats") or {}
+        inner = mem.get("stats") or {}
+        # cgroup v1 names anonymous memory rss (total_rss with hierarchy), v2 anon.
+        rss = inner.get("total_rss", inner.get("rss", inner.get("anon")))
+        limit = mem.get("limit")
+        if rss is None or not limit:
+            return None
+        return int(rss), int(limit)
+
+    async def _restart_over_ceiling(self) -> None:
+        for info in await self.list():
+            if info.state != "running" or info.name in self._restarting:
+                continue
+            usage = await self.memory_of(info.name)
+            if usage is None:
+                continue
+            rss, limit = usage
+            if rss * 100 < limit * self._rss_ceiling_percent:
+                continue
+            log.warning(
+                "host_agent.gateway.rss_ceiling",
+                container=info.name,
+                rss_mb=rss // _MIB,
+                limit_mb=limit // _MIB,
+                ceiling_percent=self._rss_ceiling_percent,
+            )
+            GATEWAY_RSS_RESTARTS.inc()
+            task = asyncio.create_task(self._graceful_restart(info.name))
+            self._restarting[info.name] = task
+
+    async def _graceful_restart(self, name: str) -> None:
+        # SIGTERM closes OpenClaw's admission and waits for running turns to
+        # finish before it exits (a turn is never cut); new turns meanwhile are
+        # refused and messaging retries them. The grace bounds a stuck turn.
+        try:
+            resp = await self._call(
+                "POST",
+                f"/containers/{name}/restart?t={self._restart_grace}",
+                timeout=httpx.Timeout(10.0, read=self._restart_grace + 60.0),
+            )
+            if resp.status_code not in (204, 404):
+                log.warning(
+                    "host_agent.gateway.restart_failed",
+                    container=name,
+                    error=_message(resp),
+                )
+        except (RuntimeUnavailable, RuntimeFailure) as exc:
+            log.warning(
+                "host_agent.gateway.restart_failed", container=name, error=str(exc)
+            )
+        finally:
+            self._restarting.pop(name, None)
 
 
 def _message(resp: httpx.Response) -> str:
