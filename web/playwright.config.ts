@@ -59,6 +59,11 @@ export default defineConfig({
           API_PORT: String(API_PORT),
           DEVSIM_PORT: String(DEVSIM_PORT),
           WEB_PORT: String(WEB_PORT),
+          // Its own LLM proxy port and tenant network (with its own firewall
+          // chains), beside a developer's `make up`.
+          LLM_PROXY_PORT: process.env.E2E_LLM_PROXY_PORT ?? "18790",
+          TENANT_NETWORK: "yourclaw-e2e",
+          TENANT_BRIDGE: "yc-e2e",
           SUPABASE_URL,
           SUPABASE_ANON_KEY: "e2e-anon-key",
           LOG_LEVEL: "INFO",

@@ -91,10 +91,64 @@ def _persistent_secrets() -> dict[str, str]:
     return values
 
 
+# The tenant image `make images` builds, which the provisioner's default names.
+TENANT_IMAGE = "yourclaw-openclaw:latest"
+
+
+def docker_gateway(docker_host: str = "unix:///var/run/docker.sock") -> str | None:
+    """The host side of Docker's default bridge when an engine answers and the
+    tenant image is there (assistants then run in containers), else None."""
+    socket_path = docker_host.removeprefix("unix://")
+    try:
+        with httpx.Client(
+            transport=httpx.HTTPTransport(uds=socket_path), base_url="http://docker"
+        ) as engine:
+            if engine.get("/_ping", timeout=3).status_code != 200:
+                return None
+            if engine.get(f"/images/{TENANT_IMAGE}/json", timeout=5).status_code != 200:
+                _say(f"the tenant image {TENANT_IMAGE} is missing (make images)")
+                return None
+            bridge = engine.get("/networks/bridge", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    config = (bridge.get("IPAM") or {}).get("Config") or [{}]
+    return str(config[0].get("Gateway") or "172.17.0.1")
+
+
+def _runtime_defaults(gateway: str | None, proxy_port: str) -> dict[str, str]:
+    if gateway is None:
+        return {
+            "HOST_RUNTIME": "process",
+            # One spare gateway kept booted: a new subscriber is READY in seconds.
+            "WARM_POOL_SIZE": "1",
+            "LLM_PROXY_HOST": "127.0.0.1",
+            "LLM_PROXY_URL": f"http://127.0.0.1:{proxy_port}",
+        }
+    return {
+        # Each assistant in a hardened container; tenants reach the host (and
+        # so the LLM proxy, the one port the firewall opens) as
+        # host.docker.internal, Docker's bridge address.
+        "HOST_RUNTIME": "docker",
+        "WARM_POOL_SIZE": "0",
+        "LLM_PROXY_HOST": gateway,
+        "LLM_PROXY_URL": f"http://host.docker.internal:{proxy_port}",
+        "TENANT_HOST_PORTS": proxy_port,
+    }
+
+
 def dev_defaults(
-    api_port: int, devsim_port: int, web_port: int = 3000
+    api_port: int,
+    devsim_port: int,
+    web_port: int = 3000,
+    *,
+    docker_bridge: str | None = None,
+    proxy_port: str = "8790",
 ) -> dict[str, str]:
-    """The local stack's settings; the caller's environment overrides each one."""
+    """The local stack's settings; the caller's environment overrides each one.
+
+    With `docker_bridge` (an engine answers), assistants run in containers;
+    without, as bare processes that isolate nothing.
+    """
     devsim = f"http://127.0.0.1:{devsim_port}"
     return {
         "API_HOST": "127.0.0.1",
@@ -125,12 +179,11 @@ def dev_defaults(
         "DEV_ASSISTANT_URL": devsim,
         # Provisioned OpenClaw gateways use the LLM stand-in as their provider.
         "DEV_LLM_BASE_URL": devsim,
-        # One local container host running real `openclaw gateway` processes.
+        # One local container host.
         "HOST_ID": "local",
-        "HOST_RUNTIME": "process",
         "HOST_DATA_DIR": str(DATA / "host" / "local"),
-        # One spare gateway kept booted: a new subscriber is READY in seconds.
-        "WARM_POOL_SIZE": "1",
+        "LLM_PROXY_PORT": proxy_port,
+        **_runtime_defaults(docker_bridge, proxy_port),
         "LOG_LEVEL": "INFO",
         # Email-only sign-in for local runs (POST /api/v1/dev/login).
         "DEV_LOGIN_ENABLED": "true",
@@ -255,6 +308,19 @@ def _stop_gateways(nats_url: str, host_id: str) -> None:
         _say(f"stopped {stopped} OpenClaw gateway(s)")
 
 
+def _warn_not_isolated() -> None:
+    bar = "!" * 78
+    print(
+        f"""{bar}
+  No Docker Engine answers here (or the tenant image is missing): assistants
+  will run as bare `openclaw` processes that are NOT isolated from each other
+  or from this machine. `make engine images` sets up the engine (as root).
+{bar}""",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _wait_http(url: str, child: Child, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -302,11 +368,28 @@ def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     PID_FILE.write_text(f"{os.getpid()}\n")
 
+    wanted = env_in.get("HOST_RUNTIME", "docker")
+    bridge = None
+    if wanted == "docker":
+        bridge = docker_gateway(
+            env_in.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        )
+        if bridge is None:
+            _warn_not_isolated()
     env = {
-        **dev_defaults(api_port, devsim_port, web_port),
+        **dev_defaults(
+            api_port,
+            devsim_port,
+            web_port,
+            docker_bridge=bridge,
+            proxy_port=env_in.get("LLM_PROXY_PORT", "8790"),
+        ),
         **_persistent_secrets(),
         **env_in,
     }
+    if wanted == "docker" and bridge is None:
+        env["HOST_RUNTIME"] = "process"
+    _say(f"assistants run on the {env['HOST_RUNTIME']} runtime")
     for given in ("NATS_URL", "DATABASE_URL"):
         if given in env_in:
             _say(f"using {given} from the environment")
