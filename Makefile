@@ -11,6 +11,8 @@ PYTHON ?= python3
 # Tests run in parallel workers, each with its own NATS and PostgreSQL; a given
 # NATS_URL is shared, so then they run in one process.
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
+# Tests that share one expensive fixture (a tenant container) stay on one worker.
+PYTEST_DIST ?= $(if $(filter 0,$(PYTEST_WORKERS)),,--dist loadgroup)
 
 .PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
 	images web-install web-build web-typecheck web-test
@@ -42,7 +44,8 @@ up: install openclaw web-build ## Run the whole product locally (Ctrl-C stops ev
 
 test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL, then the web e2e
 	@echo "==> running the test suite"
-	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
+	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) -p no:cacheprovider \
+		-v --durations=15 $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory web-test
 
 # npm writes node_modules/.package-lock.json on every install: the stamp.

@@ -40,7 +40,12 @@ from yourclaw_host_agent.runtimes.docker import DockerRuntime
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_provisioner.render import DevProvider, GatewaySecrets, build_spec
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# One worker runs them all: they share one tenant container (a gateway boot).
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("tenant-container"),
+]
 
 SOCKET = "/var/run/docker.sock"
 IMAGE = os.environ.get("OPENCLAW_IMAGE", f"yourclaw-openclaw:{OPENCLAW_VERSION}")

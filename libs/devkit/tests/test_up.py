@@ -22,7 +22,8 @@ import psutil
 import pytest
 from yourclaw_common.embedded import free_port
 
-pytestmark = pytest.mark.slow
+# One worker runs them all, in order: they share one stack, which the last stops.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up-stack")]
 
 REPO = Path(__file__).resolve().parents[3]
 START_TIMEOUT = 240.0
