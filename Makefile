@@ -36,8 +36,9 @@ openclaw: install ## Install the pinned OpenClaw gateway + Node 24 into .tools/o
 system-tools: ## Debian packages some tests drive: chromium, docker-compose, promtool
 	@scripts/ensure-system-tools.sh
 
+# YOURCLAW_ENV=dev: dev sign-in and the stand-ins refuse to start without it.
 up: install openclaw web-build ## Run the whole product locally (Ctrl-C stops everything)
-	@$(UV) run --frozen --no-sync yourclaw-up
+	@YOURCLAW_ENV=dev $(UV) run --frozen --no-sync yourclaw-up
 
 test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL, then the web e2e
 	@echo "==> running the test suite"

@@ -246,3 +246,24 @@ def test_host_agent_unit_is_what_bootstrap_installs():
         line.split("=", 1)[0] for line in render_env(opts, capacity=1).splitlines()
     }
     assert "METRICS_PORT=9464" in example
+
+
+def test_production_refuses_dev_only_paths(production, monkeypatch, tmp_path):
+    from pydantic import ValidationError
+    from yourclaw_gateway_api.settings import GatewaySettings
+
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    assert config["YOURCLAW_ENV"] == "production"
+    for doc in production.values():
+        for container in _pod_containers(doc):
+            names = {env["name"] for env in container.get("env", [])}
+            assert not names & {"YOURCLAW_ENV", "DEV_LOGIN_ENABLED"}, container["name"]
+    assert "DEV_LOGIN_ENABLED" not in config
+    # gateway-api with production's settings and dev sign-in switched on: refused.
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DEV_LOGIN_ENABLED", "true")
+    monkeypatch.setenv("DEV_LOGIN_SECRET", "d" * 40)
+    with pytest.raises(ValidationError, match="unless YOURCLAW_ENV=dev"):
+        GatewaySettings()

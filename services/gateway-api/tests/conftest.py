@@ -344,7 +344,11 @@ async def api(
 @pytest.fixture(scope="session")
 def dev_login() -> dict[str, Any]:
     """Settings that turn dev sign-in on."""
-    return {"dev_login_enabled": True, "dev_login_secret": DEV_LOGIN_SECRET}
+    return {
+        "yourclaw_env": "dev",
+        "dev_login_enabled": True,
+        "dev_login_secret": DEV_LOGIN_SECRET,
+    }
 
 
 @dataclass

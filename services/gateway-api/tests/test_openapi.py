@@ -21,7 +21,9 @@ def operations(doc):
 
 class TestOpenApiDocument:
     def test_every_route_is_documented(self):
-        app, doc = document(dev_login_enabled=True, dev_login_secret="d" * 40)
+        app, doc = document(
+            yourclaw_env="dev", dev_login_enabled=True, dev_login_secret="d" * 40
+        )
 
         for route in app.api.routes:
             if isinstance(route, APIRoute):
@@ -39,7 +41,9 @@ class TestOpenApiDocument:
 
     def test_dev_login_is_documented_only_when_served(self):
         _, off = document()
-        _, on = document(dev_login_enabled=True, dev_login_secret="d" * 40)
+        _, on = document(
+            yourclaw_env="dev", dev_login_enabled=True, dev_login_secret="d" * 40
+        )
 
         assert "/api/v1/dev/login" not in off["paths"]
         assert "/api/v1/dev/login" in on["paths"]

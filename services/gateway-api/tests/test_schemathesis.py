@@ -110,6 +110,7 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
         twilio_auth_token=TWILIO_TOKEN,
         supabase_url=SUPABASE_URL,
         supabase_jwt_secret=JWT_SECRET,
+        yourclaw_env="dev",
         dev_login_enabled=True,
         dev_login_secret=DEV_SECRET,
         app_url="https://app.yourclaw.test",

@@ -32,8 +32,9 @@ class GatewaySettings(CommonSettings):
     supabase_url: str = ""
     # The legacy HS256 project secret; empty means HS256 tokens are refused.
     supabase_jwt_secret: SecretStr = SecretStr("")
-    # Local runs only: POST /api/v1/dev/login mints tokens from a separate issuer
-    # signed with DEV_LOGIN_SECRET. Off: the route is 404 and such tokens are refused.
+    # Local runs only (YOURCLAW_ENV=dev, else the settings are refused): POST
+    # /api/v1/dev/login mints tokens from a separate issuer signed with
+    # DEV_LOGIN_SECRET. Off: the route is 404 and such tokens are refused.
     dev_login_enabled: bool = False
     dev_login_secret: SecretStr = SecretStr("")
     # The dashboard's origin, the only one CORS lets call the API.
@@ -79,6 +80,13 @@ class GatewaySettings(CommonSettings):
 
     @model_validator(mode="after")
     def _check_dev_login(self) -> GatewaySettings:
+        # Dev sign-in gives a token for any email: a production server that had it
+        # on would let anyone be anyone, so it refuses to start instead.
+        if self.dev_login_enabled and self.yourclaw_env != "dev":
+            raise ValueError(
+                "DEV_LOGIN_ENABLED is refused unless YOURCLAW_ENV=dev "
+                f"(YOURCLAW_ENV={self.yourclaw_env})"
+            )
         if self.dev_login_enabled and len(self.dev_login_secret) < 32:
             raise ValueError(
                 "DEV_LOGIN_ENABLED needs DEV_LOGIN_SECRET of at least 32 characters"
