@@ -145,6 +145,12 @@ def start_gateway(service_env: dict[str, str]) -> GatewayFactory:
             "db_pool_max_size": 4,
             "api_port": port,
             "encryption_key": service_env["ENCRYPTION_KEY"],
+            # Tests share one client IP and a few users: /api/v1's limits are
+            # off unless a test sets them (test_ratelimit.py).
+            "api_rate_limit_ip_per_minute": 0,
+            "api_rate_limit_user_per_minute": 0,
+            "api_sensitive_rate_limit_ip_per_minute": 0,
+            "api_sensitive_rate_limit_user_per_minute": 0,
         }
         values.update(overrides)
         settings = GatewaySettings(**values)

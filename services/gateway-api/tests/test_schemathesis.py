@@ -114,6 +114,11 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
         dev_login_enabled=True,
         dev_login_secret=DEV_SECRET,
         app_url="https://app.yourclaw.test",
+        # The fuzzer sends thousands of requests from one IP as one user.
+        api_rate_limit_ip_per_minute=0,
+        api_rate_limit_user_per_minute=0,
+        api_sensitive_rate_limit_ip_per_minute=0,
+        api_sensitive_rate_limit_user_per_minute=0,
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
