@@ -4,13 +4,16 @@ Retry-After, the same answer whichever budget ran out."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
+from yourclaw_common.crypto import SecretBox
 
 LIMITED = {"detail": "too many requests, retry later", "code": "RATE_LIMITED"}
 # Budgets the tests run out of quickly; refilled at 1 a minute, i.e. not at all.
 SLOW = 1.0
+NOTIFY_SECRET = "notify-secret-0123456789"
 
 
 @pytest.fixture
@@ -75,6 +78,48 @@ class TestPerIp:
 
         assert probes == {200}
         assert hooks == [200] * 3
+
+    async def test_the_assistants_notify_route_spends_only_when_refused(
+        self, start_api, clean_db, encryption_key
+    ):
+        # A container host's tenants share its address: their notifications are
+        # not limited by it, their failures are (as the webhooks').
+        user_id = uuid.uuid4()
+        await clean_db.execute("INSERT INTO users (id) VALUES ($1)", user_id)
+        assistant_id = await clean_db.fetchval(
+            "INSERT INTO assistants (user_id, status, notify_secret_encrypted) "
+            "VALUES ($1, 'READY', $2) RETURNING id",
+            user_id,
+            SecretBox(encryption_key).encrypt(NOTIFY_SECRET, owner=str(user_id)),
+        )
+        path = f"/api/v1/internal/assistants/{assistant_id}/notify"
+        async with start_api(
+            api_rate_limit_ip_per_minute=SLOW,
+            api_rate_limit_ip_burst=1,
+            webhook_rate_limit_per_second=0.001,
+            webhook_rate_limit_burst=2,
+        ) as gw:
+            accepted = [
+                (
+                    await gw.client.post(
+                        path,
+                        json={"text": f"reminder {n}"},
+                        headers={"authorization": f"Bearer {NOTIFY_SECRET}"},
+                    )
+                ).status_code
+                for n in range(4)
+            ]
+            guessed = [
+                (
+                    await gw.client.post(
+                        path, json={"text": "x"}, headers={"authorization": "Bearer no"}
+                    )
+                ).status_code
+                for _ in range(3)
+            ]
+
+        assert accepted == [202] * 4
+        assert guessed == [401, 401, 429]
 
     async def test_a_browser_can_read_the_429(self, start_api):
         origin = "http://127.0.0.1:3000"

@@ -51,6 +51,10 @@ log = get_logger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
 WEBHOOKS_PREFIX = "/api/v1/webhooks/"
 API_PREFIX = "/api/v1/"
+# Called by the tenants' gateways with a per-assistant secret; many share a
+# container host's address, as users' messages share Twilio's, so they are
+# limited like the webhooks.
+_INTERNAL_PREFIX = "/api/v1/internal/"
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 # A caller's own id is kept only if it is short and plain (it goes into logs).
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -129,11 +133,13 @@ class RequestContext:
 class RateLimit:
     """429 + Retry-After for a client IP over its budget.
 
-    Webhooks: only refused requests (4xx: bad signature, bad body) spend from the
-    IP's budget, and an IP with none left waits; a provider that signs correctly
-    is never limited, so its fan-in and retries always get through. The Twilio
-    routes never reach FastAPI; `GatewayApp` does the same before their lean
-    handlers. The rest of /api/v1: every request spends from the IP's budget.
+    Webhooks and the assistants' internal routes: only refused requests (4xx:
+    bad signature or secret, bad body) spend from the IP's budget, and an IP with
+    none left waits; a caller that signs correctly is never limited, so Twilio's
+    fan-in and retries, and a busy container host's notifications, always get
+    through. The Twilio routes never reach FastAPI; `GatewayApp` does the same
+    before their lean handlers. The rest of /api/v1: every request spends from
+    the IP's budget.
     """
 
     def __init__(
@@ -154,7 +160,7 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(WEBHOOKS_PREFIX):
+        if path.startswith((WEBHOOKS_PREFIX, _INTERNAL_PREFIX)):
             if self._webhooks is not None:
                 await self._webhook(self._webhooks, scope, receive, send)
                 return

@@ -41,11 +41,12 @@ class GatewaySettings(CommonSettings):
     app_url: str = "http://127.0.0.1:3000"
     # Largest request body /api/v1 accepts (webhooks: WEBHOOK_MAX_BODY_BYTES).
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
-    # Per client IP and process, on every webhook route: a token bucket refilled at
-    # this rate (0 = off) holding up to BURST requests. Only refused requests (bad
-    # signature, bad body: 4xx) spend from it, so a provider that signs correctly
-    # is never limited however many users' messages it fans in; an IP whose
-    # bucket is empty gets 429 until it refills.
+    # Per client IP and process, on every webhook route and the assistants' notify
+    # route: a token bucket refilled at this rate (0 = off) holding up to BURST
+    # requests. Only refused requests (bad signature or secret, bad body: 4xx)
+    # spend from it, so a caller that signs correctly is never limited however
+    # many users' messages it fans in; an IP whose bucket is empty gets 429 until
+    # it refills.
     webhook_rate_limit_per_second: float = Field(default=100.0, ge=0)
     webhook_rate_limit_burst: int = Field(default=500, ge=1)
     # /api/v1 (webhooks aside), per process, as requests a minute (0 = off) and
