@@ -309,6 +309,8 @@ def main() -> None:
                 "API_PORT": str(api_port),
                 "PUBLIC_BASE_URL": api,
                 "WEBHOOK_RATE_LIMIT_PER_SECOND": "0",
+                # devsim serves only in a dev environment.
+                "YOURCLAW_ENV": "dev",
                 "TWILIO_ACCOUNT_SID": SID,
                 "TWILIO_AUTH_TOKEN": TOKEN,
                 "TWILIO_WHATSAPP_NUMBER": SENDER,

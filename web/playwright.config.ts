@@ -67,6 +67,8 @@ export default defineConfig({
           SUPABASE_URL,
           SUPABASE_ANON_KEY: "e2e-anon-key",
           LOG_LEVEL: "INFO",
+          // Dev sign-in and the stand-ins refuse to start without it.
+          YOURCLAW_ENV: "dev",
         },
         reuseExistingServer: false,
         timeout: 180_000,

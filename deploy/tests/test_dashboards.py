@@ -186,6 +186,8 @@ def exported_by_service(tmp_path_factory) -> dict[str, set[str]]:
         # the same without it.
         WARM_POOL_SIZE="0",
         PYTHONUNBUFFERED="1",
+        # Dev sign-in and the stand-ins need it (what `make up` sets).
+        YOURCLAW_ENV="dev",
         # The openclaw `make test` installed (`make openclaw`), as `make up` in
         # the repository finds it: no second npm install from the temp dir.
         OPENCLAW_INSTALL_DIR=str(ROOT / ".tools" / "openclaw"),

@@ -246,3 +246,129 @@ def test_host_agent_unit_is_what_bootstrap_installs():
         line.split("=", 1)[0] for line in render_env(opts, capacity=1).splitlines()
     }
     assert "METRICS_PORT=9464" in example
+
+
+def test_production_refuses_dev_only_paths(production, monkeypatch, tmp_path):
+    from pydantic import ValidationError
+    from yourclaw_gateway_api.settings import GatewaySettings
+
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    assert config["YOURCLAW_ENV"] == "production"
+    for doc in production.values():
+        for container in _pod_containers(doc):
+            names = {env["name"] for env in container.get("env", [])}
+            assert not names & {"YOURCLAW_ENV", "DEV_LOGIN_ENABLED"}, container["name"]
+    assert "DEV_LOGIN_ENABLED" not in config
+    # gateway-api with production's settings and dev sign-in switched on: refused.
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name, value in config.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DEV_LOGIN_ENABLED", "true")
+    monkeypatch.setenv("DEV_LOGIN_SECRET", "d" * 40)
+    with pytest.raises(ValidationError, match="unless YOURCLAW_ENV=dev"):
+        GatewaySettings()
+
+
+def _routed(ingress: Doc, host: str, path: str) -> str | None:
+    """The backend service the ingress sends `host` + `path` to, or None."""
+    for rule in ingress["spec"]["rules"]:
+        if rule["host"] != host:
+            continue
+        for item in rule["http"]["paths"]:
+            prefix = item["path"]
+            matches = (
+                path == prefix
+                if item["pathType"] == "Exact"
+                else path == prefix or path.startswith(prefix.rstrip("/") + "/")
+            )
+            if matches:
+                return str(item["backend"]["service"]["name"])
+    return None
+
+
+def test_the_ingress_serves_only_public_routes(production):
+    from yourclaw_gateway_api.app import create_app
+    from yourclaw_gateway_api.settings import GatewaySettings
+
+    ingress = production[("Ingress", "yourclaw")]
+    api = "api.yourclaw.example"
+    served = set(create_app(GatewaySettings(_env_file=None)).api.openapi()["paths"])
+    served |= {"/docs", "/docs/oauth2-redirect", "/openapi.json"}
+    public = {path for path in served if path.startswith("/api/v1/")}
+    # The REST API, both webhooks and the assistants' notify route are public...
+    assert {
+        "/api/v1/users/me",
+        "/api/v1/webhooks/twilio/whatsapp",
+        "/api/v1/webhooks/stripe",
+        "/api/v1/internal/assistants/{assistant_id}/notify",
+    } <= public
+    for path in public:
+        assert _routed(ingress, api, path) == "gateway-api", path
+    # ...and nothing else gateway-api serves: probes, metrics and the API docs.
+    assert {"/metrics", "/readyz", "/healthz", "/docs", "/openapi.json"} <= (
+        served - public
+    )
+    for path in served - public:
+        assert _routed(ingress, api, path) is None, path
+    assert _routed(ingress, "app.yourclaw.example", "/dashboard") == "web"
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _egress(production: dict[tuple[str, str], Doc], app: str) -> set[tuple[Any, ...]]:
+    """What pods of `app` may reach: (namespace or CIDR, port, end port, protocol)."""
+    labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "yourclaw"}
+    allowed: set[tuple[Any, ...]] = set()
+    for (kind, _), doc in production.items():
+        if kind != "NetworkPolicy" or "Egress" not in doc["spec"]["policyTypes"]:
+            continue
+        spec = doc["spec"]
+        if not _selects(spec["podSelector"], labels):
+            continue
+        for rule in spec.get("egress", []):
+            for peer in rule["to"]:
+                target = (
+                    peer["ipBlock"]["cidr"]
+                    if "ipBlock" in peer
+                    else peer["namespaceSelector"]["matchLabels"][
+                        "kubernetes.io/metadata.name"
+                    ]
+                )
+                for port in rule["ports"]:
+                    allowed.add(
+                        (
+                            target,
+                            port["port"],
+                            port.get("endPort"),
+                            port.get("protocol", "TCP"),
+                        )
+                    )
+    return allowed
+
+
+def test_egress_is_denied_by_default_and_opened_per_service(production):
+    deny = production[("NetworkPolicy", "default-deny-egress")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Egress"]}
+    dns = {("kube-system", 53, None, "UDP"), ("kube-system", 53, None, "TCP")}
+    bus_and_db = {("nats", 4222, None, "TCP"), ("0.0.0.0/0", 5432, None, "TCP")}
+    https = {("0.0.0.0/0", 443, None, "TCP")}
+    hosts = {("0.0.0.0/0", 19100, 29999, "TCP")}
+    expected = {
+        "web": dns,  # the browser calls gateway-api, not the web server
+        "provisioner": dns | bus_and_db,  # hosts are commanded over NATS
+        "billing": dns | bus_and_db | https,  # Stripe
+        "gateway-api": dns | bus_and_db | https,  # Supabase's JWKS
+        "messaging": dns | bus_and_db | https | hosts,  # Twilio, tenants' gateways
+    }
+    for app, allowed in expected.items():
+        assert production[("Deployment", app)]
+        assert _egress(production, app) == allowed, app

@@ -145,6 +145,12 @@ def start_gateway(service_env: dict[str, str]) -> GatewayFactory:
             "db_pool_max_size": 4,
             "api_port": port,
             "encryption_key": service_env["ENCRYPTION_KEY"],
+            # Tests share one client IP and a few users: /api/v1's limits are
+            # off unless a test sets them (test_ratelimit.py).
+            "api_rate_limit_ip_per_minute": 0,
+            "api_rate_limit_user_per_minute": 0,
+            "api_sensitive_rate_limit_ip_per_minute": 0,
+            "api_sensitive_rate_limit_user_per_minute": 0,
         }
         values.update(overrides)
         settings = GatewaySettings(**values)
@@ -344,7 +350,11 @@ async def api(
 @pytest.fixture(scope="session")
 def dev_login() -> dict[str, Any]:
     """Settings that turn dev sign-in on."""
-    return {"dev_login_enabled": True, "dev_login_secret": DEV_LOGIN_SECRET}
+    return {
+        "yourclaw_env": "dev",
+        "dev_login_enabled": True,
+        "dev_login_secret": DEV_LOGIN_SECRET,
+    }
 
 
 @dataclass

@@ -1,4 +1,5 @@
 import json
+import uuid
 
 import pytest
 from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter
@@ -142,6 +143,35 @@ class TestBodyLimit:
 
         assert response.status_code == 413
 
+    async def test_every_route_has_the_limit(self, api):
+        # Over the webhooks' limit too, which is the larger one.
+        settings = api.settings
+        size = max(settings.api_max_body_bytes, settings.webhook_max_body_bytes) + 1
+        answers = {}
+        for template, operations in api.app.api.openapi()["paths"].items():
+            if template == "/healthz":
+                continue  # answered before any body is read
+            path = template.replace("{assistant_id}", str(uuid.uuid4()))
+            path = path.replace("{provider}", "openai")
+            for method in operations:
+                response = await api.client.request(
+                    method,
+                    path,
+                    content=b"x" * size,
+                    # What the Twilio routes check before reading the body.
+                    headers={
+                        "content-type": "application/x-www-form-urlencoded",
+                        "x-twilio-signature": "checked-after-the-size",
+                    },
+                )
+                answers[method, template] = (
+                    response.status_code,
+                    response.json().get("code"),
+                )
+
+        assert len(answers) > 15
+        assert set(answers.values()) == {(413, "PAYLOAD_TOO_LARGE")}, answers
+
 
 class TestRequestId:
     async def test_a_new_id_on_every_answer(self, api):
@@ -192,7 +222,7 @@ class TestRequestId:
 
 
 class TestWebhookRateLimit:
-    async def test_the_twilio_route_answers_429_over_the_budget(
+    async def test_forged_twilio_requests_spend_the_budget_then_429(
         self, start_gateway, twilio, js
     ):
         async with start_gateway(
@@ -200,18 +230,39 @@ class TestWebhookRateLimit:
         ) as gw:
             codes = [
                 (
-                    await gw.post_twilio(twilio.inbound_params(sid=f"SM{n:032d}"))
+                    await gw.post_twilio(
+                        twilio.inbound_params(sid=f"SM{n:032d}"), signature="forged"
+                    )
                 ).status_code
                 for n in range(3)
             ]
+            # The IP spent its budget on forgeries: even a good request waits.
             limited = await gw.post_twilio(twilio.inbound_params(sid="SM" + "9" * 32))
 
-        assert codes == [200, 200, 429]
+        assert codes == [403, 403, 429]
+        assert limited.status_code == 429
         assert limited.json() == {
             "detail": "too many requests, retry later",
             "code": "RATE_LIMITED",
         }
         assert int(limited.headers["retry-after"]) >= 1
+
+    async def test_signed_twilio_requests_are_never_limited(
+        self, start_gateway, twilio, js
+    ):
+        # Twilio fans in every user's messages from a few IPs: accepted requests
+        # spend nothing, however many there are.
+        async with start_gateway(
+            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
+        ) as gw:
+            codes = [
+                (
+                    await gw.post_twilio(twilio.inbound_params(sid=f"SM{n:032d}"))
+                ).status_code
+                for n in range(10)
+            ]
+
+        assert codes == [200] * 10
 
     async def test_other_webhook_routes_are_limited_too(self, start_gateway, js):
         async with start_gateway(
@@ -224,7 +275,7 @@ class TestWebhookRateLimit:
         assert second.status_code == 429
         assert "retry-after" in second.headers
 
-    async def test_api_routes_are_not_limited(self, start_gateway, js):
+    async def test_api_routes_are_not_limited_by_it(self, start_gateway, js):
         async with start_gateway(
             webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
         ) as gw:
@@ -256,6 +307,16 @@ class TestRateLimiter:
         clock.now += 0.5
         assert limiter.retry_after("a") == 0
         assert limiter.retry_after("a") > 0
+
+    def test_waiting_counts_nothing(self):
+        clock = _Clock()
+        limiter = RateLimiter(rate=1, burst=1, clock=clock)
+
+        assert [limiter.waiting("a") for _ in range(3)] == [0, 0, 0]
+        assert limiter.retry_after("a") == 0
+        assert limiter.waiting("a") == pytest.approx(1.0)
+        clock.now += 1
+        assert limiter.waiting("a") == 0
 
     def test_keys_have_their_own_buckets(self):
         limiter = RateLimiter(rate=1, burst=1, clock=_Clock())

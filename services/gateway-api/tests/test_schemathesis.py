@@ -110,9 +110,15 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
         twilio_auth_token=TWILIO_TOKEN,
         supabase_url=SUPABASE_URL,
         supabase_jwt_secret=JWT_SECRET,
+        yourclaw_env="dev",
         dev_login_enabled=True,
         dev_login_secret=DEV_SECRET,
         app_url="https://app.yourclaw.test",
+        # The fuzzer sends thousands of requests from one IP as one user.
+        api_rate_limit_ip_per_minute=0,
+        api_rate_limit_user_per_minute=0,
+        api_sensitive_rate_limit_ip_per_minute=0,
+        api_sensitive_rate_limit_user_per_minute=0,
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()

@@ -10,6 +10,9 @@ ENV_NAMES = [
     "TWILIO_AUTH_TOKEN",
     "WEBHOOK_MAX_BODY_BYTES",
     "SERVICE_NAME",
+    "YOURCLAW_ENV",
+    "DEV_LOGIN_ENABLED",
+    "DEV_LOGIN_SECRET",
 ]
 
 
@@ -64,3 +67,46 @@ class TestGatewaySettings:
     def test_public_base_url_must_be_an_http_base(self, clean_env, url):
         with pytest.raises(ValidationError, match="public_base_url"):
             GatewaySettings(public_base_url=url)
+
+
+DEV_SECRET = "d" * 40
+
+
+class TestDevLoginNeedsDevEnvironment:
+    def test_unset_environment_is_production(self, clean_env):
+        assert GatewaySettings().yourclaw_env == "production"
+
+    def test_dev_login_is_refused_by_default(self, clean_env):
+        clean_env.setenv("DEV_LOGIN_ENABLED", "true")
+        clean_env.setenv("DEV_LOGIN_SECRET", DEV_SECRET)
+
+        with pytest.raises(ValidationError, match="unless YOURCLAW_ENV=dev"):
+            GatewaySettings()
+
+    def test_dev_login_is_refused_in_production(self, clean_env):
+        clean_env.setenv("YOURCLAW_ENV", "production")
+        clean_env.setenv("DEV_LOGIN_ENABLED", "true")
+        clean_env.setenv("DEV_LOGIN_SECRET", DEV_SECRET)
+
+        with pytest.raises(ValidationError, match="unless YOURCLAW_ENV=dev"):
+            GatewaySettings()
+
+    def test_an_unknown_environment_is_refused(self, clean_env):
+        clean_env.setenv("YOURCLAW_ENV", "develop")
+
+        with pytest.raises(ValidationError, match="yourclaw_env"):
+            GatewaySettings()
+
+    def test_dev_login_starts_in_dev(self, clean_env):
+        clean_env.setenv("YOURCLAW_ENV", "dev")
+        clean_env.setenv("DEV_LOGIN_ENABLED", "true")
+        clean_env.setenv("DEV_LOGIN_SECRET", DEV_SECRET)
+
+        settings = GatewaySettings()
+
+        assert (settings.yourclaw_env, settings.dev_login_enabled) == ("dev", True)
+
+    def test_dev_environment_alone_does_not_turn_dev_login_on(self, clean_env):
+        clean_env.setenv("YOURCLAW_ENV", "dev")
+
+        assert GatewaySettings().dev_login_enabled is False

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings"]
+__all__ = ["CommonSettings", "Environment"]
+
+# Where a process runs. Only "dev" allows what must never reach production
+# (email-only sign-in, the stand-ins); anything else is refused, so a typo is not
+# a way in.
+Environment = Literal["dev", "production"]
 
 
 class CommonSettings(BaseSettings):
@@ -22,6 +29,8 @@ class CommonSettings(BaseSettings):
     )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS URL.")
     service_name: str = "yourclaw"
+    # Unset means production: dev-only paths need YOURCLAW_ENV=dev said outright.
+    yourclaw_env: Environment = "production"
     log_level: str = "INFO"
     db_pool_min_size: int = Field(default=1, ge=0)
     db_pool_max_size: int = Field(default=10, ge=1)

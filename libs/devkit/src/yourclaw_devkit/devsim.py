@@ -39,7 +39,14 @@ from yourclaw_devkit.defaults import (
 )
 from yourclaw_devkit.serving import running_app
 
-__all__ = ["DevsimSettings", "cli", "create_app", "running_devsim"]
+__all__ = [
+    "DevsimSettings",
+    "NotDevError",
+    "cli",
+    "create_app",
+    "require_dev",
+    "running_devsim",
+]
 
 log = get_logger(__name__)
 
@@ -51,6 +58,9 @@ class DevsimSettings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    # The stand-ins accept any card and sign webhooks with well-known secrets:
+    # they serve only when YOURCLAW_ENV=dev is said outright (unset = production).
+    yourclaw_env: str = "production"
     devsim_host: str = "127.0.0.1"
     devsim_port: int = Field(default=8900, ge=0, le=65535)
     twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
@@ -73,6 +83,19 @@ class DevsimSettings(BaseSettings):
     stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     devsim_stripe_webhook_url: str = DEV_API_URL + "/api/v1/webhooks/stripe"
     log_level: str = "INFO"
+
+
+class NotDevError(RuntimeError):
+    """The stand-ins were asked to serve outside a dev environment."""
+
+
+def require_dev(settings: DevsimSettings) -> None:
+    """Raise `NotDevError` unless YOURCLAW_ENV=dev."""
+    if settings.yourclaw_env != "dev":
+        raise NotDevError(
+            "devsim serves fake Twilio, Stripe and LLM APIs and refuses to start "
+            f"unless YOURCLAW_ENV=dev (YOURCLAW_ENV={settings.yourclaw_env})"
+        )
 
 
 def create_app(settings: DevsimSettings) -> FastAPI:
@@ -174,9 +197,14 @@ def cli(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="default: DEVSIM_PORT or 8900")
     args = parser.parse_args(argv)
     settings = DevsimSettings()
+    configure_logging("devsim", settings.log_level)
+    try:
+        require_dev(settings)
+    except NotDevError as exc:
+        log.error("devsim.refused", reason=str(exc))
+        raise SystemExit(f"yourclaw-devsim: {exc}") from None
     host = args.host or settings.devsim_host
     port = settings.devsim_port if args.port is None else args.port
-    configure_logging("devsim", settings.log_level)
     log.info(
         "devsim.starting", host=host, port=port, account_sid=settings.twilio_account_sid
     )

@@ -185,7 +185,9 @@ def dev_defaults(
         "LLM_PROXY_PORT": proxy_port,
         **_runtime_defaults(docker_bridge, proxy_port),
         "LOG_LEVEL": "INFO",
-        # Email-only sign-in for local runs (POST /api/v1/dev/login).
+        # Email-only sign-in for local runs (POST /api/v1/dev/login); dev
+        # sign-in and the stand-ins refuse to start outside YOURCLAW_ENV=dev.
+        "YOURCLAW_ENV": "dev",
         "DEV_LOGIN_ENABLED": "true",
     }
 

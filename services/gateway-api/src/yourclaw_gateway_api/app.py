@@ -39,11 +39,16 @@ from yourclaw_gateway_api.api import (
 )
 from yourclaw_gateway_api.auth import DevIssuer, Jwks, KnownUsers, TokenVerifier
 from yourclaw_gateway_api.dependencies import State
-from yourclaw_gateway_api.edge import build_edge
+from yourclaw_gateway_api.edge import build_edge, refused
 from yourclaw_gateway_api.errors import install_error_handlers
 from yourclaw_gateway_api.metrics import API_REQUEST_SECONDS, API_REQUESTS, RATE_LIMITED
 from yourclaw_gateway_api.openapi import LIVENESS_PATH, install_openapi
-from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter, send_rate_limited
+from yourclaw_gateway_api.ratelimit import (
+    ApiLimits,
+    ClientIp,
+    RateLimiter,
+    send_rate_limited,
+)
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
 from yourclaw_gateway_api.webhooks.twilio import (
@@ -110,7 +115,7 @@ async def _stop(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 
 def _lifespan(
-    settings: GatewaySettings,
+    settings: GatewaySettings, limits: ApiLimits, client_ip: ClientIp
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -156,6 +161,8 @@ def _lifespan(
                 "known_users": KnownUsers(),
                 "box": SecretBox(key) if key else None,
                 "dev": dev_issuer,
+                "limits": limits,
+                "client_ip": client_ip,
             }
 
     return lifespan
@@ -204,22 +211,28 @@ class GatewayApp:
             return
         hook = self._twilio.get(path)
         if hook is not None:
-            # The same per-IP limit as the other webhooks (edge.WebhookRateLimit),
-            # at the cost of a dict lookup.
-            if self._limiter is not None:
-                wait = self._limiter.retry_after(self._client_ip(scope))
-                if wait:
-                    RATE_LIMITED.labels("twilio").inc()
-                    await send_rate_limited(send, wait)
-                    return
-            await self._twilio_counted(hook, scope, receive, send)
+            # The same per-IP limit as the other webhooks (edge.RateLimit): only
+            # refused requests spend, so Twilio's fan-in is never limited. The
+            # cost on the hot path is a dict lookup.
+            limiter = self._limiter
+            if limiter is None:
+                await self._twilio_counted(hook, scope, receive, send)
+                return
+            ip = self._client_ip(scope)
+            wait = limiter.waiting(ip)
+            if wait:
+                RATE_LIMITED.labels("twilio").inc()
+                await send_rate_limited(send, wait)
+                return
+            if refused(await self._twilio_counted(hook, scope, receive, send)):
+                limiter.retry_after(ip)
             return
         await self._edge(scope, receive, send)
 
     async def _twilio_counted(
         self, hook: TwilioWebhook, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """A webhook, counted and timed like the routes `edge` serves."""
+    ) -> int:
+        """A webhook, counted and timed like the routes `edge` serves; its status."""
         status = 0
         started = perf_counter()
 
@@ -235,16 +248,37 @@ class GatewayApp:
         finally:
             self._twilio_seconds[hook.path].observe(perf_counter() - started)
             API_REQUESTS.labels(hook.path, scope["method"], str(status)).inc()
+        return status
+
+
+def _api_limits(settings: GatewaySettings) -> ApiLimits:
+    return ApiLimits.per_minute(
+        ip=(settings.api_rate_limit_ip_per_minute, settings.api_rate_limit_ip_burst),
+        user=(
+            settings.api_rate_limit_user_per_minute,
+            settings.api_rate_limit_user_burst,
+        ),
+        sensitive_ip=(
+            settings.api_sensitive_rate_limit_ip_per_minute,
+            settings.api_sensitive_rate_limit_ip_burst,
+        ),
+        sensitive_user=(
+            settings.api_sensitive_rate_limit_user_per_minute,
+            settings.api_sensitive_rate_limit_user_burst,
+        ),
+    )
 
 
 def create_app(settings: GatewaySettings) -> ASGIApp:
+    client_ip = ClientIp(settings.trusted_proxy_ips)
+    limits = _api_limits(settings)
     api = FastAPI(
         title="YourClaw API",
         version=version("yourclaw-gateway-api"),
         description="The public HTTP edge of YourClaw: the dashboard's REST API "
         "(Supabase bearer tokens) and the Twilio and Stripe webhooks. Every error "
         'is `{"detail": "...", "code": "MACHINE_CODE"}`.',
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, limits, client_ip),
         redoc_url=None,
     )
     install_error_handlers(api)
@@ -260,7 +294,6 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         api.include_router(dev.router)
     api.include_router(stripe_webhook_router(settings))
     install_openapi(api, jwks=bool(settings.supabase_url))
-    client_ip = ClientIp(settings.trusted_proxy_ips)
     limiter = (
         RateLimiter(
             settings.webhook_rate_limit_per_second, settings.webhook_rate_limit_burst
@@ -271,7 +304,9 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     return GatewayApp(
         api,
         [twilio_whatsapp_webhook(settings), twilio_status_webhook(settings)],
-        edge=build_edge(api, settings, limiter=limiter, client_ip=client_ip),
+        edge=build_edge(
+            api, settings, limiter=limiter, api_limits=limits, client_ip=client_ip
+        ),
         limiter=limiter,
         client_ip=client_ip,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, TypedDict
 
 import asyncpg
@@ -11,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from yourclaw_common.crypto import SecretBox
-from yourclaw_common.errors import ServiceUnavailable
+from yourclaw_common.errors import ServiceUnavailable, TooManyRequests
 
 from yourclaw_gateway_api import service
 from yourclaw_gateway_api.auth import (
@@ -21,6 +22,8 @@ from yourclaw_gateway_api.auth import (
     TokenVerifier,
     auth_required,
 )
+from yourclaw_gateway_api.metrics import API_RATE_LIMITED
+from yourclaw_gateway_api.ratelimit import ApiLimits, ClientIp, RateLimiter
 from yourclaw_gateway_api.settings import GatewaySettings
 
 __all__ = [
@@ -30,6 +33,8 @@ __all__ = [
     "JetStream",
     "Nats",
     "Pool",
+    "SensitiveIp",
+    "SensitiveUser",
     "Settings",
     "State",
 ]
@@ -49,6 +54,8 @@ class State(TypedDict):
     box: SecretBox | None
     # None unless DEV_LOGIN_ENABLED.
     dev: DevIssuer | None
+    limits: ApiLimits
+    client_ip: ClientIp
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -94,6 +101,26 @@ _bearer = HTTPBearer(
 )
 
 
+def _spend(limiter: RateLimiter | None, key: str, name: str) -> None:
+    if limiter is None:
+        return
+    wait = limiter.retry_after(key)
+    if wait:
+        API_RATE_LIMITED.labels(name).inc()
+        # The same answer whichever budget ran out: it names no account.
+        raise TooManyRequests(
+            "too many requests, retry later",
+            code="RATE_LIMITED",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def _sensitive_ip(request: Request) -> None:
+    limits: ApiLimits = request.state.limits
+    client_ip: ClientIp = request.state.client_ip
+    _spend(limits.sensitive_ip, client_ip(request.scope), "sensitive_ip")
+
+
 async def _current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -103,12 +130,24 @@ async def _current_user(
     verifier: TokenVerifier = request.state.verifier
     user = await verifier.verify(credentials.credentials)
     request.state.user_id = str(user.id)  # for the request's log line
+    limits: ApiLimits = request.state.limits
+    _spend(limits.user, str(user.id), "user")
     known: KnownUsers = request.state.known_users
     if user not in known:
         pool: asyncpg.Pool = request.state.pool
         async with pool.acquire() as conn:
             await service.ensure_user(conn, user)
         known.add(user)
+    return user
+
+
+async def _sensitive_user(
+    request: Request,
+    user: Annotated[TokenUser, Depends(_current_user)],
+    _: Annotated[None, Depends(_sensitive_ip)],
+) -> TokenUser:
+    limits: ApiLimits = request.state.limits
+    _spend(limits.sensitive_user, str(user.id), "sensitive_user")
     return user
 
 
@@ -119,3 +158,8 @@ Settings = Annotated[GatewaySettings, Depends(_settings)]
 Box = Annotated[SecretBox, Depends(_box)]
 Dev = Annotated[DevIssuer, Depends(_dev)]
 CurrentUser = Annotated[TokenUser, Depends(_current_user)]
+# The signed-in user of a sensitive route (phone, API keys, checkout, portal):
+# their and their IP's tight budgets are spent too.
+SensitiveUser = Annotated[TokenUser, Depends(_sensitive_user)]
+# For a sensitive route without a user (dev sign-in): the IP's tight budget.
+SensitiveIp = Depends(_sensitive_ip)

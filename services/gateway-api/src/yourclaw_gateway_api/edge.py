@@ -1,6 +1,8 @@
 """What stands in front of FastAPI (never in front of the lean Twilio path):
 
-request id → CORS → webhook rate limit → body limit → FastAPI
+request id → CORS → rate limit by client IP → body limit → FastAPI
+
+(The per-user limits need the verified token: `dependencies.py` applies them.)
 
 Plain ASGI classes rather than Starlette `BaseHTTPMiddleware`, and outside
 FastAPI's own stack, so that even the 500 FastAPI renders for a crash carries the
@@ -20,26 +22,39 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yourclaw_common.logging import bind_correlation_id, get_logger
 
 from yourclaw_gateway_api.metrics import (
+    API_RATE_LIMITED,
     API_REQUEST_SECONDS,
     API_REQUESTS,
     RATE_LIMITED,
 )
-from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter, send_rate_limited
+from yourclaw_gateway_api.ratelimit import (
+    ApiLimits,
+    ClientIp,
+    RateLimiter,
+    send_rate_limited,
+)
 from yourclaw_gateway_api.settings import GatewaySettings
 
 __all__ = [
+    "API_PREFIX",
     "REQUEST_ID_HEADER",
     "WEBHOOKS_PREFIX",
     "BodyLimit",
+    "RateLimit",
     "RequestContext",
-    "WebhookRateLimit",
     "build_edge",
+    "refused",
 ]
 
 log = get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 WEBHOOKS_PREFIX = "/api/v1/webhooks/"
+API_PREFIX = "/api/v1/"
+# Called by the tenants' gateways with a per-assistant secret; many share a
+# container host's address, as users' messages share Twilio's, so they are
+# limited like the webhooks.
+_INTERNAL_PREFIX = "/api/v1/internal/"
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 # A caller's own id is kept only if it is short and plain (it goes into logs).
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -115,27 +130,74 @@ class RequestContext:
                 )
 
 
-class WebhookRateLimit:
-    """429 + Retry-After for a client IP over its budget on the webhook routes.
+class RateLimit:
+    """429 + Retry-After for a client IP over its budget.
 
-    The Twilio routes never reach FastAPI; `GatewayApp` applies the same
-    limiter to them before their lean handlers.
+    Webhooks and the assistants' internal routes: only refused requests (4xx:
+    bad signature or secret, bad body) spend from the IP's budget, and an IP with
+    none left waits; a caller that signs correctly is never limited, so Twilio's
+    fan-in and retries, and a busy container host's notifications, always get
+    through. The Twilio routes never reach FastAPI; `GatewayApp` does the same
+    before their lean handlers. The rest of /api/v1: every request spends from
+    the IP's budget.
     """
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, client_ip: ClientIp):
+    def __init__(
+        self,
+        app: ASGIApp,
+        client_ip: ClientIp,
+        *,
+        webhooks: RateLimiter | None,
+        api: ApiLimits,
+    ):
         self.app = app
-        self._limiter = limiter
         self._client_ip = client_ip
+        self._webhooks = webhooks
+        self._api_ip = api.ip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(WEBHOOKS_PREFIX):
-            wait = self._limiter.retry_after(self._client_ip(scope))
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith((WEBHOOKS_PREFIX, _INTERNAL_PREFIX)):
+            if self._webhooks is not None:
+                await self._webhook(self._webhooks, scope, receive, send)
+                return
+        elif path.startswith(API_PREFIX) and self._api_ip is not None:
+            wait = self._api_ip.retry_after(self._client_ip(scope))
             if wait:
-                # Not the path: anyone can send any path (label cardinality).
-                RATE_LIMITED.labels("other").inc()
+                API_RATE_LIMITED.labels("ip").inc()
                 await send_rate_limited(send, wait)
                 return
         await self.app(scope, receive, send)
+
+    async def _webhook(
+        self, limiter: RateLimiter, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        ip = self._client_ip(scope)
+        wait = limiter.waiting(ip)
+        if wait:
+            # Not the path: anyone can send any path (label cardinality).
+            RATE_LIMITED.labels("other").inc()
+            await send_rate_limited(send, wait)
+            return
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_status)
+        if refused(status):
+            limiter.retry_after(ip)
+
+
+def refused(status: int) -> bool:
+    """A webhook answer that spends from the caller's budget: its fault, not ours."""
+    return 400 <= status < 500 and status != 429
 
 
 class _Disconnected(Exception):
@@ -246,6 +308,7 @@ def build_edge(
     settings: GatewaySettings,
     *,
     limiter: RateLimiter | None,
+    api_limits: ApiLimits,
     client_ip: ClientIp,
 ) -> ASGIApp:
     """FastAPI wrapped in the edge layers, outermost first as in the docstring."""
@@ -254,8 +317,7 @@ def build_edge(
         api_limit=settings.api_max_body_bytes,
         webhook_limit=settings.webhook_max_body_bytes,
     )
-    if limiter is not None:
-        app = WebhookRateLimit(app, limiter, client_ip)
+    app = RateLimit(app, client_ip, webhooks=limiter, api=api_limits)
     if settings.app_url:
         app = CORSMiddleware(
             app,

@@ -8,6 +8,7 @@ from prometheus_client import Counter, Histogram
 from yourclaw_common.metrics import metric_prefix
 
 __all__ = [
+    "API_RATE_LIMITED",
     "API_REQUESTS",
     "API_REQUEST_SECONDS",
     "AUTH_FAILURES",
@@ -72,6 +73,12 @@ RATE_LIMITED = Counter(
     f"{_P}_rate_limited_total",
     "Webhook requests refused with 429 by the per-IP rate limit.",
     ["webhook"],
+)
+API_RATE_LIMITED = Counter(
+    f"{_P}_api_rate_limited_total",
+    "/api/v1 requests refused with 429, by the budget that ran out "
+    "(ip, user, sensitive_ip, sensitive_user).",
+    ["limit"],
 )
 
 

@@ -3,7 +3,8 @@
 FastAPI documents the routes it serves; this adds what it cannot see:
 - the errors every route shares, all as `{"detail","code"}` (FastAPI's own 422
   schema is not what we send), the 401 of authenticated routes, the 400 and 413
-  of routes with a body, the 429 of webhooks, the 500 anything can answer;
+  of routes with a body, the 429 of /api/v1 (rate limits), the 500 anything can
+  answer;
 - the `X-Request-Id` header of every answer that passes through `edge.py`;
 - the two paths `GatewayApp` answers before FastAPI: the Twilio webhook and
   `/healthz`.
@@ -17,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from yourclaw_gateway_api.edge import REQUEST_ID_HEADER, WEBHOOKS_PREFIX
+from yourclaw_gateway_api.edge import API_PREFIX, REQUEST_ID_HEADER, WEBHOOKS_PREFIX
 from yourclaw_gateway_api.errors import ErrorBody
 from yourclaw_gateway_api.webhooks.twilio import (
     TWILIO_STATUS_PATH,
@@ -57,7 +58,8 @@ _SHARED = {
     "413": _error("PAYLOAD_TOO_LARGE: the body is over the limit."),
     "422": _error("VALIDATION_ERROR: the request does not match this document."),
     "429": _error(
-        "RATE_LIMITED: too many requests from this address.", Retry_After=_RETRY_AFTER
+        "RATE_LIMITED: too many requests from this address or account.",
+        Retry_After=_RETRY_AFTER,
     ),
     "500": _error("INTERNAL_ERROR: a bug on our side; it has been logged."),
 }
@@ -219,7 +221,7 @@ def _complete(path: str, operation: dict[str, Any], *, jwks: bool) -> None:
         responses.setdefault("400", _shared("400"))
     if "requestBody" in operation or path.startswith(WEBHOOKS_PREFIX):
         responses.setdefault("413", _shared("413"))
-    if path.startswith(WEBHOOKS_PREFIX):
+    if path.startswith(API_PREFIX):
         responses.setdefault("429", _shared("429"))
     responses.setdefault("500", _shared("500"))
     for response in responses.values():

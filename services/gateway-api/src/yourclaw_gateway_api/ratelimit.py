@@ -1,6 +1,10 @@
-"""Per-client-IP rate limiting of the webhook routes, cheap enough for the Twilio
-hot path: one dict lookup and a little arithmetic per request, no lock (one event
-loop), no I/O. Limits are per process: N workers allow N times the rate."""
+"""Rate limits of the edge, cheap enough for the Twilio hot path: one dict lookup
+and a little arithmetic per request, no lock (one event loop), no I/O.
+
+Limits are per process: N workers or replicas allow up to N times the rate (the
+load balancer spreads a client over them). Shared counters (PostgreSQL, NATS KV)
+would cost a round trip per request; docs/security.md says what that leaves.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 import orjson
 from starlette.types import Scope, Send
 
-__all__ = ["ClientIp", "RateLimiter", "send_rate_limited"]
+__all__ = ["ApiLimits", "ClientIp", "RateLimiter", "send_rate_limited"]
 
 _Network = IPv4Network | IPv6Network
 
@@ -38,6 +42,14 @@ class RateLimiter:
         self._clock = clock
         # key -> [tokens left, when they were counted]
         self._buckets: dict[str, list[float]] = {}
+
+    def waiting(self, key: str) -> float:
+        """Like `retry_after`, but counts nothing: 0.0 when `key` has a token left."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = bucket[0] + (self._clock() - bucket[1]) * self._rate
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
 
     def retry_after(self, key: str) -> float:
         """0.0 when a request of `key` may go ahead now (and counts it), else the
@@ -68,6 +80,48 @@ class RateLimiter:
             del self._buckets[key]
         if len(self._buckets) >= self._max_keys:
             self._buckets.clear()
+
+
+def _per_minute(per_minute: float, burst: int) -> RateLimiter | None:
+    return RateLimiter(per_minute / 60.0, burst) if per_minute > 0 else None
+
+
+class ApiLimits:
+    """The budgets of `/api/v1` (webhooks aside), each None when set to 0: every
+    request by client IP and by signed-in user, and the sensitive routes (phone,
+    keys, checkout, portal, dev sign-in) by both again, far tighter."""
+
+    __slots__ = ("ip", "sensitive_ip", "sensitive_user", "user")
+
+    def __init__(
+        self,
+        *,
+        ip: RateLimiter | None = None,
+        user: RateLimiter | None = None,
+        sensitive_ip: RateLimiter | None = None,
+        sensitive_user: RateLimiter | None = None,
+    ):
+        self.ip = ip
+        self.user = user
+        self.sensitive_ip = sensitive_ip
+        self.sensitive_user = sensitive_user
+
+    @classmethod
+    def per_minute(
+        cls,
+        *,
+        ip: tuple[float, int],
+        user: tuple[float, int],
+        sensitive_ip: tuple[float, int],
+        sensitive_user: tuple[float, int],
+    ) -> ApiLimits:
+        """From (requests a minute, burst) pairs; 0 a minute turns one off."""
+        return cls(
+            ip=_per_minute(*ip),
+            user=_per_minute(*user),
+            sensitive_ip=_per_minute(*sensitive_ip),
+            sensitive_user=_per_minute(*sensitive_user),
+        )
 
 
 class ClientIp:

@@ -32,19 +32,35 @@ class GatewaySettings(CommonSettings):
     supabase_url: str = ""
     # The legacy HS256 project secret; empty means HS256 tokens are refused.
     supabase_jwt_secret: SecretStr = SecretStr("")
-    # Local runs only: POST /api/v1/dev/login mints tokens from a separate issuer
-    # signed with DEV_LOGIN_SECRET. Off: the route is 404 and such tokens are refused.
+    # Local runs only (YOURCLAW_ENV=dev, else the settings are refused): POST
+    # /api/v1/dev/login mints tokens from a separate issuer signed with
+    # DEV_LOGIN_SECRET. Off: the route is 404 and such tokens are refused.
     dev_login_enabled: bool = False
     dev_login_secret: SecretStr = SecretStr("")
     # The dashboard's origin, the only one CORS lets call the API.
     app_url: str = "http://127.0.0.1:3000"
     # Largest request body /api/v1 accepts (webhooks: WEBHOOK_MAX_BODY_BYTES).
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
-    # Per client IP and process, on every webhook route: a token bucket refilled at
-    # this rate (0 = off) holding up to BURST requests. Twilio sends every user's
-    # messages from a few IPs, so keep it well above the peak legitimate rate.
+    # Per client IP and process, on every webhook route and the assistants' notify
+    # route: a token bucket refilled at this rate (0 = off) holding up to BURST
+    # requests. Only refused requests (bad signature or secret, bad body: 4xx)
+    # spend from it, so a caller that signs correctly is never limited however
+    # many users' messages it fans in; an IP whose bucket is empty gets 429 until
+    # it refills.
     webhook_rate_limit_per_second: float = Field(default=100.0, ge=0)
     webhook_rate_limit_burst: int = Field(default=500, ge=1)
+    # /api/v1 (webhooks aside), per process, as requests a minute (0 = off) and
+    # the burst a bucket holds: every request by client IP and by signed-in user;
+    # the sensitive routes (phone, API keys, checkout, portal, dev sign-in) by
+    # user and by IP on top. Over budget: 429 RATE_LIMITED with Retry-After.
+    api_rate_limit_ip_per_minute: float = Field(default=600.0, ge=0)
+    api_rate_limit_ip_burst: int = Field(default=120, ge=1)
+    api_rate_limit_user_per_minute: float = Field(default=300.0, ge=0)
+    api_rate_limit_user_burst: int = Field(default=60, ge=1)
+    api_sensitive_rate_limit_user_per_minute: float = Field(default=6.0, ge=0)
+    api_sensitive_rate_limit_user_burst: int = Field(default=10, ge=1)
+    api_sensitive_rate_limit_ip_per_minute: float = Field(default=30.0, ge=0)
+    api_sensitive_rate_limit_ip_burst: int = Field(default=30, ge=1)
     # Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client,
     # e.g. the TLS proxy in front of us. Empty: the socket peer is the client.
     trusted_proxy_ips: str = ""
@@ -79,6 +95,13 @@ class GatewaySettings(CommonSettings):
 
     @model_validator(mode="after")
     def _check_dev_login(self) -> GatewaySettings:
+        # Dev sign-in gives a token for any email: a production server that had it
+        # on would let anyone be anyone, so it refuses to start instead.
+        if self.dev_login_enabled and self.yourclaw_env != "dev":
+            raise ValueError(
+                "DEV_LOGIN_ENABLED is refused unless YOURCLAW_ENV=dev "
+                f"(YOURCLAW_ENV={self.yourclaw_env})"
+            )
         if self.dev_login_enabled and len(self.dev_login_secret) < 32:
             raise ValueError(
                 "DEV_LOGIN_ENABLED needs DEV_LOGIN_SECRET of at least 32 characters"

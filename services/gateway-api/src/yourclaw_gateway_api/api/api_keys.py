@@ -10,7 +10,13 @@ from fastapi import APIRouter, Body, Response
 from yourclaw_common.models import LlmProvider
 
 from yourclaw_gateway_api import service
-from yourclaw_gateway_api.dependencies import Box, CurrentUser, Pool, Settings
+from yourclaw_gateway_api.dependencies import (
+    Box,
+    CurrentUser,
+    Pool,
+    SensitiveUser,
+    Settings,
+)
 from yourclaw_gateway_api.errors import error_responses
 from yourclaw_gateway_api.schemas import ApiKeyIn, ApiKeyOut
 
@@ -35,7 +41,7 @@ async def list_api_keys(user: CurrentUser, pool: Pool) -> list[ApiKeyOut]:
 )
 async def store_api_key(
     body: Annotated[ApiKeyIn, Body()],
-    user: CurrentUser,
+    user: SensitiveUser,
     pool: Pool,
     box: Box,
     settings: Settings,
@@ -58,7 +64,7 @@ async def store_api_key(
     responses=error_responses({404: "API_KEY_NOT_FOUND: no key for that provider"}),
 )
 async def delete_api_key(
-    provider: LlmProvider, user: CurrentUser, pool: Pool, settings: Settings
+    provider: LlmProvider, user: SensitiveUser, pool: Pool, settings: Settings
 ) -> Response:
     async with pool.acquire() as conn, conn.transaction():
         await service.remove_api_key(

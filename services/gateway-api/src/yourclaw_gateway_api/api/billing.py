@@ -7,7 +7,13 @@ from fastapi import APIRouter
 from yourclaw_common.events import CreateCheckout, CreatePortal, Subject
 
 from yourclaw_gateway_api import service
-from yourclaw_gateway_api.dependencies import CurrentUser, Nats, Pool, Settings
+from yourclaw_gateway_api.dependencies import (
+    CurrentUser,
+    Nats,
+    Pool,
+    SensitiveUser,
+    Settings,
+)
 from yourclaw_gateway_api.errors import error_responses
 from yourclaw_gateway_api.schemas import CheckoutOut, PortalOut, SubscriptionOut
 
@@ -30,7 +36,7 @@ _BILLING_DOWN = {
     ),
 )
 async def create_checkout(
-    user: CurrentUser, nc: Nats, settings: Settings
+    user: SensitiveUser, nc: Nats, settings: Settings
 ) -> CheckoutOut:
     url = await service.billing_url(
         nc,
@@ -48,7 +54,7 @@ async def create_checkout(
         _BILLING_DOWN | {404: "NO_CUSTOMER: the user never went through checkout"}
     ),
 )
-async def create_portal(user: CurrentUser, nc: Nats, settings: Settings) -> PortalOut:
+async def create_portal(user: SensitiveUser, nc: Nats, settings: Settings) -> PortalOut:
     url = await service.billing_url(
         nc,
         Subject.BILLING_PORTAL_CREATE,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from yourclaw_gateway_api.dependencies import Dev
+from yourclaw_gateway_api.dependencies import Dev, SensitiveIp
 from yourclaw_gateway_api.schemas import DevLoginIn, DevLoginOut
 
 __all__ = ["router"]
@@ -16,7 +16,11 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/dev", tags=["dev"])
 
 
-@router.post("/login", summary="Local runs only: a token for any email, no password")
+@router.post(
+    "/login",
+    summary="Local runs only: a token for any email, no password",
+    dependencies=[SensitiveIp],
+)
 async def dev_login(body: DevLoginIn, dev: Dev) -> DevLoginOut:
     token, user = dev.mint(body.email)
     return DevLoginOut(access_token=token, expires_in=dev.ttl_seconds, user_id=user.id)

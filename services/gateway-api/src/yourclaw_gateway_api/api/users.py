@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from yourclaw_gateway_api import service
-from yourclaw_gateway_api.dependencies import CurrentUser, Pool
+from yourclaw_gateway_api.dependencies import CurrentUser, Pool, SensitiveUser
 from yourclaw_gateway_api.errors import error_responses
 from yourclaw_gateway_api.schemas import PhoneIn, PhoneOut, UserOut
 
@@ -31,6 +31,6 @@ async def get_me(user: CurrentUser, pool: Pool) -> UserOut:
         {409: "PHONE_TAKEN: the number is linked to another account"}
     ),
 )
-async def set_phone(body: PhoneIn, user: CurrentUser, pool: Pool) -> PhoneOut:
+async def set_phone(body: PhoneIn, user: SensitiveUser, pool: Pool) -> PhoneOut:
     async with pool.acquire() as conn, conn.transaction():
         return await service.set_phone(conn, user.id, body.phone)

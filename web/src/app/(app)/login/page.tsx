@@ -5,14 +5,11 @@ import { Suspense, useEffect, useState } from "react";
 import { devLogin } from "@/lib/api";
 import { clearDevToken, getAccessToken, storeDevToken } from "@/lib/auth";
 import { useConfig } from "@/lib/config";
+import { safeNext } from "@/lib/safe-next";
 import { supabase } from "@/lib/supabase";
 import { Logo } from "@/components/logo";
 import { Button, Card, Spinner } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
-
-function safeNext(next: string | null): string {
-  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/dashboard";
-}
 
 function LoginForm() {
   const config = useConfig();

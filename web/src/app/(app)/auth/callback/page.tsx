@@ -3,6 +3,7 @@
 import { useRouter } from "next/navigation";
 import { useEffect, useState } from "react";
 import { useConfig } from "@/lib/config";
+import { safeNext } from "@/lib/safe-next";
 import { supabase } from "@/lib/supabase";
 import { Logo } from "@/components/logo";
 import { ButtonLink, Loading } from "@/components/ui";
@@ -17,8 +18,7 @@ export default function AuthCallback() {
 
   useEffect(() => {
     const params = new URLSearchParams(window.location.search);
-    const next = params.get("next");
-    const target = next && next.startsWith("/") && !next.startsWith("//") ? next : "/dashboard";
+    const target = safeNext(params.get("next"));
     const client = supabase(config);
     if (!client) {
       setError(new Error("Google sign-in isn't configured on this server."));
