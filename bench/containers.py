@@ -133,6 +133,7 @@ async def run_stack(
         nats_url=nats_url,
         database_url=database_url,
         host_runtime=runtime,  # type: ignore[arg-type]
+        yourclaw_env="dev",
         host_id=f"bench-{runtime}-{suffix}",
         host_capacity=USERS,
         host_heartbeat_seconds=1,

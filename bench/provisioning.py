@@ -252,6 +252,7 @@ async def real_openclaw(
         nats_url=nats_url,
         database_url=database_url,
         host_runtime="process",
+        yourclaw_env="dev",
         host_id=f"bench-real-{warm_pool}",
         host_capacity=REAL_USERS,
         host_heartbeat_seconds=1,

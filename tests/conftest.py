@@ -115,6 +115,7 @@ async def gateway_stack(
             **env,
             service_name="host-agent",
             host_runtime="process",
+            yourclaw_env="dev",
             host_id=host_id,
             host_capacity=capacity,
             host_heartbeat_seconds=1,

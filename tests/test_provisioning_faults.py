@@ -111,6 +111,7 @@ class Host:
             "SERVICE_NAME": "host-agent",
             "HOST_ID": self.host_id,
             "HOST_RUNTIME": "process",
+            "YOURCLAW_ENV": "dev",
             "HOST_DATA_DIR": str(self.data_dir),
             "HOST_HEARTBEAT_SECONDS": "0.3",
             "HOST_CAPACITY": "2",

@@ -148,6 +148,7 @@ async def start_agent(
             "host_heartbeat_seconds": 0.2,
             "host_capacity": 4,
             "host_runtime": "process",
+            "yourclaw_env": "dev",
         }
         values.update(overrides)
         settings = HostAgentSettings(_env_file=None, **values)  # type: ignore[call-arg]

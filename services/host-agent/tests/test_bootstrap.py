@@ -199,6 +199,7 @@ class TestBootstrap:
         env = _env_file(ssh_host.root / ".yourclaw-bootstrap" / "host-agent.env")
         assert env["HOST_CAPACITY"] == "3"
         assert env["HOST_RUNTIME"] == "process"
+        assert env["YOURCLAW_ENV"] == "dev"
         assert env["OPENCLAW_INSTALL_DIR"] == "/opt/yourclaw/openclaw"
 
     async def test_a_failing_step_stops_with_its_name(self, ssh_host, nats_url):

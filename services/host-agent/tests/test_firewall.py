@@ -88,6 +88,16 @@ class TestSettings:
     def test_docker_is_the_default_runtime(self):
         assert HostAgentSettings(_env_file=None).host_runtime == "docker"  # type: ignore[call-arg]
 
+    def test_production_refuses_the_process_runtime(self):
+        with pytest.raises(ValidationError, match="for YOURCLAW_ENV=dev only"):
+            HostAgentSettings(_env_file=None, host_runtime="process")  # type: ignore[call-arg]
+        dev = HostAgentSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            host_runtime="process",
+            yourclaw_env="dev",
+        )
+        assert dev.host_runtime == "process"
+
 
 def test_resolvers_reads_ipv4_name_servers(tmp_path):
     conf = tmp_path / "resolv.conf"

@@ -141,6 +141,7 @@ async def agent_env(nats_url, tmp_path, openclaw_dir) -> AsyncIterator[dict[str,
         "HOST_DATA_DIR": str(data),
         "HOST_HEARTBEAT_SECONDS": "1",
         "HOST_RUNTIME": "process",
+        "YOURCLAW_ENV": "dev",
         "OPENCLAW_INSTALL_DIR": str(openclaw_dir),
         "LOG_LEVEL": "INFO",
     }

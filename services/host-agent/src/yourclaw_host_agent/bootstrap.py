@@ -103,6 +103,9 @@ def render_env(opts: BootstrapOptions, *, capacity: int) -> str:
         "OPENCLAW_INSTALL_DIR": f"{opts.prefix}/openclaw",
         "METRICS_PORT": str(opts.metrics_port),
         "METRICS_HOST": "127.0.0.1",
+        # The process runtime isolates nothing: the agent refuses it outside
+        # dev, so such a host is a dev host, and says so.
+        **({"YOURCLAW_ENV": "dev"} if opts.runtime == "process" else {}),
         **opts.extra_env,
     }
     for key, value in values.items():

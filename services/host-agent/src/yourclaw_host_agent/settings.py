@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 from yourclaw_common.settings import CommonSettings
 
@@ -110,6 +110,16 @@ class HostAgentSettings(CommonSettings):
     def _empty_is_default(cls, value: object) -> object:
         # `HOST_DATA_DIR=` in a .env means "the default", not the current folder.
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _process_runtime_only_in_dev(self) -> HostAgentSettings:
+        if self.host_runtime == "process" and self.yourclaw_env != "dev":
+            raise ValueError(
+                "HOST_RUNTIME=process runs assistants as bare processes that can "
+                "read each other's files: it is for YOURCLAW_ENV=dev only; "
+                "production runs HOST_RUNTIME=docker"
+            )
+        return self
 
     @property
     def port_grid(self) -> range:
