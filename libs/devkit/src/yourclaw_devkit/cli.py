@@ -4,6 +4,7 @@
                                                         # (says at once when rate-limited)
     yourclaw-dev register --phone +15551234567          # a ready user, no provisioning
     yourclaw-dev messages --phone +15551234567          # what the Twilio stand-in sent
+    yourclaw-dev pay --email you@example.com            # complete the dev checkout
 
 Settings come from the environment under the names the services use.
 """
@@ -30,6 +31,7 @@ from pydantic_settings import SettingsConfigDict
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.settings import CommonSettings
 
+from yourclaw_devkit import checkout
 from yourclaw_devkit.defaults import (
     DEV_API_URL,
     DEV_GATEWAY_TOKEN,
@@ -492,6 +494,52 @@ def _cmd_register(settings: DevCliSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pay -------------------------------------------------------------------
+
+
+async def _pay(settings: DevCliSettings, args: argparse.Namespace) -> int:
+    conn: asyncpg.Connection | None = None
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        try:
+            if args.email:
+                url, status = await checkout.checkout_for_email(
+                    client, settings.api_url, args.email
+                )
+            else:
+                conn = await asyncpg.connect(settings.database_url)
+                url, status = await checkout.checkout_for_user(
+                    settings.nats_url, conn, args.user
+                )
+            who = args.email or args.user
+            print(f"checkout for {who}: {url}")
+            if await checkout.press_pay(client, url):
+                print("pressed Pay: the Stripe stand-in sends the signed webhooks")
+            else:
+                print("this checkout was paid before")
+            if args.timeout <= 0:
+                return 0
+            found = await checkout.wait_for_active(status, timeout=args.timeout)
+        except checkout.AlreadySubscribed as exc:
+            print(f"nothing to pay: {exc}")
+            return 0
+        except (
+            checkout.CheckoutError,
+            httpx.HTTPError,
+            OSError,
+            asyncpg.PostgresError,
+        ) as exc:
+            print(f"pay failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if conn is not None:
+                await conn.close()
+    if found != "ACTIVE":
+        print(f"subscription still {found} after {args.timeout:g}s", file=sys.stderr)
+        return 1
+    print("subscription ACTIVE: the provisioner is starting the assistant")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------
 
 
@@ -558,6 +606,22 @@ def _parser() -> argparse.ArgumentParser:
         "--model", help="assistant model (default: keep/seed default)"
     )
 
+    pay = commands.add_parser(
+        "pay",
+        help="complete a user's dev checkout (the Stripe stand-in's Pay button)",
+    )
+    who = pay.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--email", help="sign in as this email (as Dev sign-in does) and pay"
+    )
+    who.add_argument("--user", type=uuid.UUID, help="pay for this user id")
+    pay.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the subscription to be ACTIVE (0: don't)",
+    )
+
     messages = commands.add_parser("messages", help="what the Twilio stand-in sent")
     messages.add_argument(
         "--phone", type=_phone_arg, help="only messages to this number"
@@ -577,6 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_send(settings, args)
     if args.command == "register":
         return _cmd_register(settings, args)
+    if args.command == "pay":
+        return asyncio.run(_pay(settings, args))
     return _cmd_messages(settings, args)
 
 
