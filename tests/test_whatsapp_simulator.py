@@ -64,6 +64,7 @@ async def stack(
         twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
         twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
         devsim_twilio_webhook_url=f"{api_url}/api/v1/webhooks/twilio/whatsapp",
+        twilio_template_notification=TEMPLATE,
     )
     async with running_devsim(devsim_settings) as devsim_url:
         gateway = GatewaySettings(
@@ -161,6 +162,8 @@ class TestWhatsAppSimulator:
         (msg,) = await stack.thread()
         assert msg["template"] == TEMPLATE
         assert msg["direction"] == "out"
+        # Rendered as Twilio shows it, not as its sid and variables.
+        assert msg["body"] == "Your assistant has a message for you: Reminder: gym"
 
     async def test_bad_phone_number_is_refused_clearly(self, stack):
         resp = await stack.devsim.post(

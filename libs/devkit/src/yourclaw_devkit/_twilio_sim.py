@@ -38,6 +38,7 @@ __all__ = [
     "SentMessage",
     "StatusCallbacks",
     "create_form",
+    "render_template",
     "twilio_error",
     "twilio_router",
     "validate_create",
@@ -414,6 +415,22 @@ def _parse_variables(raw: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def render_template(
+    content_sid: str, text: str | None, variables: Mapping[str, Any] | None
+) -> str:
+    """The body Twilio shows for a Content template: its text with `{{1}}`…
+    filled in. A sid the stand-in was not given the text of shows as
+    `[template HX…] {variables}`."""
+    if text is None:
+        shown = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS).decode()
+        return f"[template {content_sid}] {shown}"
+    values = variables or {}
+    return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), text)
+
+
 @dataclass(frozen=True)
 class _DateFilter:
     op: str  # "=", ">" (on or after), "<" (on or before)
@@ -452,9 +469,16 @@ def twilio_router(
     callbacks: StatusCallbacks,
     faults: Faults | None = None,
     media: MediaStore | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> APIRouter:
     """Routes of the Messages resource (and its Media), and the dev-only
-    `/_devsim/messages`, `/_devsim/twilio/faults` and `/_devsim/media`."""
+    `/_devsim/messages`, `/_devsim/twilio/faults` and `/_devsim/media`.
+
+    `templates` are the account's approved Content templates (sid → text with
+    `{{1}}` placeholders): a message sent with their ContentSid shows as the
+    rendered text, as on Twilio.
+    """
+    templates = dict(templates or {})
     faults = faults or Faults()
     media = media or MediaStore()
     router = APIRouter()
@@ -491,11 +515,9 @@ def twilio_router(
                 )
         body = form["Body"]
         if form["ContentSid"] and not body:
-            # Twilio renders the template; we show which one and with what.
-            rendered = orjson.dumps(
-                variables or {}, option=orjson.OPT_SORT_KEYS
-            ).decode()
-            body = f"[template {form['ContentSid']}] {rendered}"
+            body = render_template(
+                form["ContentSid"], templates.get(form["ContentSid"]), variables
+            )
         now = datetime.now(UTC).replace(microsecond=0)
         prefix = "MM" if form["MediaUrl"] else "SM"
         message = SentMessage(

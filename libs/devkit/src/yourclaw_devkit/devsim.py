@@ -39,7 +39,14 @@ from yourclaw_devkit.defaults import (
 )
 from yourclaw_devkit.serving import running_app
 
-__all__ = ["DevsimSettings", "cli", "create_app", "running_devsim"]
+__all__ = [
+    "ASSISTANT_READY_TEMPLATE",
+    "NOTIFICATION_TEMPLATE",
+    "DevsimSettings",
+    "cli",
+    "create_app",
+    "running_devsim",
+]
 
 log = get_logger(__name__)
 
@@ -65,6 +72,12 @@ class DevsimSettings(BaseSettings):
     devsim_llm_api_key: SecretStr | None = None
     # POST signed `sent`/`delivered` callbacks to a message's StatusCallback URL.
     devsim_status_callbacks: bool = True
+    # The approved WhatsApp templates, under messaging's variable names: a
+    # message with one of these ContentSids shows as the template's text.
+    twilio_template_assistant_ready: str = ""
+    twilio_template_notification: str = ""
+    # Any other templates the account has: {"HX…": "text with {{1}}"} (JSON).
+    devsim_twilio_templates: dict[str, str] = Field(default_factory=dict)
     # Per store; the oldest records go first.
     devsim_max_records: int = Field(default=10_000, ge=1)
     # The key billing sends (STRIPE_SECRET_KEY), and the endpoint and secret the
@@ -73,6 +86,23 @@ class DevsimSettings(BaseSettings):
     stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     devsim_stripe_webhook_url: str = DEV_API_URL + "/api/v1/webhooks/stripe"
     log_level: str = "INFO"
+
+
+# What the approved templates say (their text lives in the Twilio account, not
+# in our code): the notification carries the assistant's message as {{1}}.
+ASSISTANT_READY_TEMPLATE = (
+    "Your YourClaw assistant is ready! Say hi here to get started."
+)
+NOTIFICATION_TEMPLATE = "Your assistant has a message for you: {{1}}"
+
+
+def _templates(settings: DevsimSettings) -> dict[str, str]:
+    known = {
+        settings.twilio_template_assistant_ready: ASSISTANT_READY_TEMPLATE,
+        settings.twilio_template_notification: NOTIFICATION_TEMPLATE,
+    }
+    known.pop("", None)
+    return known | settings.devsim_twilio_templates
 
 
 def create_app(settings: DevsimSettings) -> FastAPI:
@@ -120,6 +150,7 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             callbacks=callbacks,
             faults=Faults(),
             media=media,
+            templates=_templates(settings),
         )
     )
     app.include_router(
