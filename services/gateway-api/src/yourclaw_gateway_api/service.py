@@ -52,7 +52,8 @@ from yourclaw_common.nats import CORRELATION_HEADER, publish
 
 from yourclaw_gateway_api import repository
 from yourclaw_gateway_api.auth import TokenUser
-from yourclaw_gateway_api.errors import PaymentRequired
+from yourclaw_gateway_api.errors import InvalidPhone, PaymentRequired
+from yourclaw_gateway_api.phones import InvalidPhoneNumber, to_e164
 from yourclaw_gateway_api.schemas import (
     ApiKeyOut,
     AssistantOut,
@@ -138,7 +139,11 @@ async def me(conn: Connection, user_id: UUID) -> UserOut:
     )
 
 
-async def set_phone(conn: Connection, user_id: UUID, phone: str) -> PhoneOut:
+async def set_phone(conn: Connection, user_id: UUID, typed: str) -> PhoneOut:
+    try:
+        phone = to_e164(typed)
+    except InvalidPhoneNumber as exc:
+        raise InvalidPhone(str(exc)) from None
     try:
         row = await repository.set_phone(conn, user_id, phone)
     except asyncpg.UniqueViolationError:
