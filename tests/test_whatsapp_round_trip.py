@@ -189,7 +189,7 @@ class TestDevCliSend:
         assert "<- Echo: first" in capsys.readouterr().out
         assert await asyncio.to_thread(send, "second") == 0
         notice = capsys.readouterr().out
-        assert "You've reached your limit of 1 messages per day" in notice
+        assert "You've reached your limit of 1 message per day" in notice
 
         started = time.monotonic()
         assert await asyncio.to_thread(send, "third") == 1
