@@ -178,7 +178,8 @@ class MessageStore:
 
 
 class StatusCallbacks:
-    """POSTs signed `sent` and `delivered` callbacks, as Twilio does, in the background."""
+    """POSTs signed `sent` and `delivered` callbacks, as Twilio does, in the
+    background, and `read` ones when the simulated user reads the chat."""
 
     def __init__(self, *, auth_token: str, store: MessageStore, enabled: bool = True):
         self._auth_token = auth_token
@@ -214,6 +215,21 @@ class StatusCallbacks:
         await asyncio.sleep(0.05)
         self._store.set_status(message.sid, "delivered")
         await self._post(message, "delivered")
+
+    def read(self, messages: Iterable[SentMessage]) -> int:
+        """The recipient opened the chat: delivered messages become `read`, with
+        their callbacks, as WhatsApp's read receipts make Twilio do."""
+        count = 0
+        for message in messages:
+            if message.status != "delivered":
+                continue
+            self._store.set_status(message.sid, "read")
+            count += 1
+            if self._enabled and message.status_callback and self._client:
+                task = asyncio.create_task(self._post(message, "read"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return count
 
     async def _post(
         self, message: SentMessage, status: str, *, error_code: int | None = None

@@ -161,6 +161,7 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             webhook_url=settings.devsim_twilio_webhook_url,
             store=messages,
             media=media,
+            callbacks=callbacks,
         )
     )
     app.include_router(

@@ -19,6 +19,7 @@ __all__ = [
     "AssistantOut",
     "AssistantStatus",
     "CheckoutOut",
+    "DeliveryStatus",
     "DevLoginIn",
     "DevLoginOut",
     "MessageOut",
@@ -168,11 +169,25 @@ class UsageOut(BaseModel):
     days: list[UsageDay]
 
 
+# An outbound message on its way, as WhatsApp's ticks show it.
+DeliveryStatus = Literal["pending", "sent", "delivered", "read", "failed"]
+
+
 class MessageOut(BaseModel):
     id: UUID
     direction: Literal["INBOUND", "OUTBOUND"]
     body: str
-    status: str
+    status: str = Field(
+        description="Our own record: RECEIVED (inbound); PENDING, SENDING, SENT, "
+        "FAILED or SKIPPED (never sent: an empty part, or a limit notice already "
+        "given)."
+    )
+    delivery_status: DeliveryStatus | None = Field(
+        description="Outbound only, from Twilio's status callbacks: pending (not "
+        "yet handed to Twilio), sent (accepted; on its way to WhatsApp), delivered "
+        "(on the phone), read, failed (failed or undelivered). Moves only forward. "
+        "null for inbound and skipped messages."
+    )
     num_media: int
     created_at: dt.datetime
 
