@@ -7,6 +7,8 @@ assistant (LLM stand-in) → Twilio Messages resource (stand-in).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,7 +16,12 @@ import httpx
 import pytest_asyncio
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.testing import eventually
-from yourclaw_devkit.cli import inbound_whatsapp_form, register_dev_user, sign_webhook
+from yourclaw_devkit.cli import (
+    inbound_whatsapp_form,
+    main,
+    register_dev_user,
+    sign_webhook,
+)
 from yourclaw_devkit.defaults import (
     DEV_GATEWAY_TOKEN,
     DEV_TWILIO_ACCOUNT_SID,
@@ -59,9 +66,9 @@ class Stack:
         return [m["body"] for m in await sent_to(self.devsim, phone)]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def stack(
-    service_env, devsim_url, devsim, clean_db, nats_client, encryption_key
+@contextlib.asynccontextmanager
+async def running_stack(
+    service_env, devsim_url, devsim, clean_db, encryption_key, **messaging_overrides
 ) -> AsyncIterator[Stack]:
     env = {k.lower(): v for k, v in service_env.items()}
     gateway = GatewaySettings(
@@ -70,7 +77,7 @@ async def stack(
         public_base_url=PUBLIC_BASE_URL,
         twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
     )
-    messaging = messaging_settings(service_env, devsim_url)
+    messaging = messaging_settings(service_env, devsim_url, **messaging_overrides)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_messaging(messaging, stop))
     async with clean_db.acquire() as conn:
@@ -87,6 +94,16 @@ async def stack(
     finally:
         stop.set()
         await worker
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(
+    service_env, devsim_url, devsim, clean_db, nats_client, encryption_key
+) -> AsyncIterator[Stack]:
+    async with running_stack(
+        service_env, devsim_url, devsim, clean_db, encryption_key
+    ) as running:
+        yield running
 
 
 async def settled(stack: Stack, phone: str, count: int) -> list[str]:
@@ -131,3 +148,55 @@ class TestWhatsAppRoundTrip:
         (reply,) = await settled(stack, STRANGER, 1)
         assert "isn't linked to an account yet" in reply
         assert "Sign up at" in reply
+
+
+class TestDevCliSend:
+    """`yourclaw-dev send` against the real gateway-api and messaging."""
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def limited(
+        self, service_env, devsim_url, devsim, clean_db, nats_client, encryption_key
+    ) -> AsyncIterator[Stack]:
+        # A day's limit: a minute's could roll over between the messages.
+        async with running_stack(
+            service_env,
+            devsim_url,
+            devsim,
+            clean_db,
+            encryption_key,
+            rate_limit_msg_per_day=1,
+        ) as running:
+            yield running
+
+    async def test_rate_limited_message_is_reported_at_once(
+        self, limited, devsim_url, database_url, monkeypatch, capsys
+    ):
+        for name, value in {
+            "API_URL": str(limited.api.base_url),
+            "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            "TWILIO_API_BASE": devsim_url,
+            "TWILIO_ACCOUNT_SID": DEV_TWILIO_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
+            "TWILIO_WHATSAPP_NUMBER": DEV_WHATSAPP_NUMBER,
+            "DATABASE_URL": database_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+
+        def send(text: str) -> int:
+            return main(["send", "--from", USER_PHONE, "--timeout", "30", text])
+
+        assert await asyncio.to_thread(send, "first") == 0
+        assert "<- Echo: first" in capsys.readouterr().out
+        assert await asyncio.to_thread(send, "second") == 0
+        notice = capsys.readouterr().out
+        assert "You've reached your limit of 1 message per day" in notice
+
+        started = time.monotonic()
+        assert await asyncio.to_thread(send, "third") == 1
+        elapsed = time.monotonic() - started
+
+        out = capsys.readouterr().out
+        assert "rate-limited" in out
+        assert "You've reached your limit" in out  # the earlier notice, quoted
+        assert f"no reply to {USER_PHONE}" not in out
+        assert elapsed < 10, f"waited {elapsed:.1f}s before saying so"

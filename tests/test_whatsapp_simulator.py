@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import jwt
 import pytest_asyncio
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.embedded import free_port
@@ -28,11 +30,14 @@ from yourclaw_devkit.defaults import (
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_devkit.pytest_plugin import messaging_settings
 from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.signing import twilio_signature
 from yourclaw_gateway_api.app import create_app
+from yourclaw_gateway_api.auth import AUDIENCE, DEV_ISSUER
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_messaging.app import run as run_messaging
 
 PHONE = "+15557771234"
+DEV_LOGIN_SECRET = "simulator-dev-login-secret-0123456789"
 TEMPLATE = "HXsim000000000000000000000000notify"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -43,6 +48,29 @@ PNG = base64.b64decode(
 class Stack:
     devsim: httpx.AsyncClient
     user_id: object
+    api_url: str
+
+    async def api_messages(self) -> list[dict]:
+        """`GET /api/v1/messages` as the registered user, newest first."""
+        now = int(time.time())
+        token = jwt.encode(
+            {
+                "iss": DEV_ISSUER,
+                "aud": AUDIENCE,
+                "sub": str(self.user_id),
+                "role": "authenticated",
+                "iat": now,
+                "exp": now + 600,
+            },
+            DEV_LOGIN_SECRET,
+            algorithm="HS256",
+        )
+        async with httpx.AsyncClient(base_url=self.api_url, timeout=10) as api:
+            resp = await api.get(
+                "/api/v1/messages", headers={"Authorization": f"Bearer {token}"}
+            )
+        resp.raise_for_status()
+        return list(resp.json()["messages"])
 
     async def thread(self) -> list[dict]:
         resp = await self.devsim.get(
@@ -64,6 +92,7 @@ async def stack(
         twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
         twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
         devsim_twilio_webhook_url=f"{api_url}/api/v1/webhooks/twilio/whatsapp",
+        twilio_template_notification=TEMPLATE,
     )
     async with running_devsim(devsim_settings) as devsim_url:
         gateway = GatewaySettings(
@@ -71,6 +100,8 @@ async def stack(
             **env,
             public_base_url=api_url,
             twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
+            dev_login_enabled=True,
+            dev_login_secret=DEV_LOGIN_SECRET,
         )
         messaging = messaging_settings(
             service_env,
@@ -93,7 +124,7 @@ async def stack(
                 running_app(create_app(gateway), port=api_port),
                 httpx.AsyncClient(base_url=devsim_url, timeout=10) as client,
             ):
-                yield Stack(client, user.user_id)
+                yield Stack(client, user.user_id, api_url)
         finally:
             stop.set()
             await worker
@@ -130,6 +161,56 @@ class TestWhatsAppSimulator:
             )
         )
 
+    async def test_read_receipts_show_in_the_api_and_never_go_back(
+        self, stack, clean_db
+    ):
+        await stack.devsim.post(
+            "/_devsim/whatsapp/send", json={"from": PHONE, "body": "tick tock"}
+        )
+
+        async def stored(status):
+            found = await stack.api_messages()
+            return found if found and found[0]["delivery_status"] == status else None
+
+        (reply, inbound) = await eventually(lambda: stored("delivered"), timeout=15)
+        assert reply["body"] == "Echo: tick tock"
+        assert reply["status"] == "SENT"
+        assert inbound["delivery_status"] is None
+
+        # The simulated user opens the chat: WhatsApp's read receipt.
+        read = await stack.devsim.post(
+            "/_devsim/whatsapp/read", params={"phone": PHONE}
+        )
+        assert read.json() == {"read": 1}
+        await eventually(lambda: stored("read"), timeout=15)
+
+        # A late "delivered" (callbacks can arrive out of order) changes nothing.
+        (sent,) = [
+            m
+            for m in (await stack.devsim.get("/_devsim/messages")).json()["messages"]
+            if m["body"] == "Echo: tick tock"
+        ]
+        url = f"{stack.api_url}/api/v1/webhooks/twilio/status"
+        query = sent["status_callback"].partition("?")[2]
+        params = {
+            "AccountSid": DEV_TWILIO_ACCOUNT_SID,
+            "MessageSid": sent["sid"],
+            "MessageStatus": "delivered",
+        }
+        signed = f"{url}?{query}" if query else url
+        late = await stack.devsim.post(
+            signed,
+            data=params,
+            headers={
+                "X-Twilio-Signature": twilio_signature(
+                    signed, params, DEV_TWILIO_AUTH_TOKEN
+                )
+            },
+        )
+        assert late.status_code == 200
+        await asyncio.sleep(1.0)
+        assert (await stack.api_messages())[0]["delivery_status"] == "read"
+
     async def test_image_from_the_page_reaches_the_assistant(self, stack):
         sent = await stack.devsim.post(
             "/_devsim/whatsapp/send",
@@ -161,6 +242,8 @@ class TestWhatsAppSimulator:
         (msg,) = await stack.thread()
         assert msg["template"] == TEMPLATE
         assert msg["direction"] == "out"
+        # Rendered as Twilio shows it, not as its sid and variables.
+        assert msg["body"] == "Your assistant has a message for you: Reminder: gym"
 
     async def test_bad_phone_number_is_refused_clearly(self, stack):
         resp = await stack.devsim.post(

@@ -30,7 +30,8 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await page.getByLabel("Country").selectOption("US");
     await page.getByLabel("WhatsApp number").fill("12");
     await page.getByRole("button", { name: "Continue" }).click();
-    await expect(page.getByText("isn't a valid international number")).toBeVisible();
+    // gateway-api's sentence, shown under the field.
+    await expect(page.getByTestId("phone-help")).toHaveText(/^That number has 3 digits; with its country code/);
     await capture(page, testInfo, "onboarding-invalid");
     await page.getByLabel("WhatsApp number").fill(user.national);
     await expect(page.getByText(`We'll save ${user.phone}.`)).toBeVisible();
@@ -109,6 +110,8 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await simulator.getByPlaceholder("Type a message").fill("Hello from the e2e test");
     await simulator.getByRole("button", { name: "Send" }).click();
     await expect(simulator.getByText(/^Echo: Hello from the e2e test/)).toBeVisible({ timeout: 90_000 });
+    // The open chat reads the reply: the stand-in sends Twilio's "read" callback.
+    await expect(simulator.getByText(/^read · /).last()).toBeVisible({ timeout: 30_000 });
     await capture(simulator, testInfo, "whatsapp-simulator");
     await simulator.close();
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
@@ -118,6 +121,10 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await expect(messages.getByText(/^Echo: Hello from the e2e test/)).toBeVisible({ timeout: 90_000 });
     // Before it, the "your assistant is ready" WhatsApp template messaging sent.
     await expect(messages.getByRole("listitem")).toHaveCount(3);
+    // WhatsApp's blue ticks: Twilio's read receipt reached the dashboard.
+    const reply = messages.getByRole("listitem").filter({ hasText: "Echo: Hello from the e2e test" });
+    await expect(reply.getByRole("img", { name: "Read" })).toBeVisible({ timeout: 30_000 });
+    await expect(messages.getByRole("listitem").filter({ hasText: "Hello from the e2e test" }).first().getByTestId("delivery")).toHaveCount(0);
     await capture(page, testInfo, "conversation");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
     const today = page.getByTestId("usage-today");
@@ -173,11 +180,59 @@ test("errors show the API's words; a second account can't take the same number",
   const other = await browser.newPage();
   await devSignIn(other, `other-${first.email}`);
   await expect(other).toHaveURL(/\/onboarding$/);
-  await other.getByLabel("WhatsApp number").fill(`+1${first.national}`);
+  // A number gateway-api cannot read gets its sentence (INVALID_PHONE), not a pattern.
+  await other.getByLabel("WhatsApp number").fill("+0 415 555 0100");
+  await other.getByRole("button", { name: "Continue" }).click();
+  await expect(other.getByTestId("phone-help")).toHaveText(/^A country code never starts with 0/);
+  await expect(other.getByLabel("WhatsApp number")).toHaveAttribute("aria-invalid", "true");
+  // Typed the way people write it: normalised by gateway-api, so the number is taken.
+  const [area, rest] = [first.national.slice(0, 3), first.national.slice(3)];
+  await other.getByLabel("WhatsApp number").fill(`+1 (${area}) ${rest.slice(0, 3)}-${rest.slice(3)}`);
   await other.getByRole("button", { name: "Continue" }).click();
   await expect(other.getByRole("alert").filter({ hasText: "linked to another account" })).toBeVisible();
   await expect(other.getByRole("alert").filter({ hasText: "PHONE_TAKEN" })).toBeVisible();
   await other.close();
+});
+
+test("Conversation shows WhatsApp's ticks for each delivery status", async ({ page }, testInfo) => {
+  const user = uniqueUser();
+  await devSignIn(page, user.email);
+  await page.getByLabel("WhatsApp number").fill(user.national);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  // One message in each state the API reports (its own tests cover how they come about).
+  const statuses = ["pending", "sent", "delivered", "read", "failed"] as const;
+  const at = (n: number) => new Date(Date.UTC(2026, 4, 1, 12, n)).toISOString();
+  const messages = [
+    { id: "00000000-0000-4000-8000-000000000010", direction: "INBOUND", body: "hi", status: "RECEIVED", delivery_status: null, num_media: 0, created_at: at(0) },
+    ...statuses.map((s, n) => ({
+      id: `00000000-0000-4000-8000-00000000000${n}`,
+      direction: "OUTBOUND",
+      body: `reply ${s}`,
+      status: s === "failed" ? "FAILED" : s === "pending" ? "SENDING" : "SENT",
+      delivery_status: s,
+      num_media: 0,
+      created_at: at(n + 1),
+    })),
+    { id: "00000000-0000-4000-8000-000000000011", direction: "OUTBOUND", body: "", status: "SKIPPED", delivery_status: null, num_media: 0, created_at: at(9) },
+  ].reverse();
+  await page.route(`${API_URL}/api/v1/messages**`, (route) => route.fulfill({ json: { messages, next_before: null } }));
+  await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
+  const list = page.getByTestId("messages");
+  await expect(list.getByRole("listitem")).toHaveCount(6); // the skipped one is not shown
+  const tick = (status: string) => list.getByRole("listitem").filter({ hasText: `reply ${status}` }).getByTestId("delivery");
+  await expect(tick("pending")).toHaveAccessibleName("Sending");
+  await expect(tick("sent")).toHaveAccessibleName("Sent");
+  await expect(tick("sent")).toHaveText("✓");
+  await expect(tick("delivered")).toHaveAccessibleName("Delivered");
+  await expect(tick("delivered")).toHaveText("✓✓");
+  await expect(tick("read")).toHaveAccessibleName("Read");
+  await expect(tick("read")).toHaveText("✓✓");
+  await expect(tick("read")).toHaveClass(/text-sky-400/);
+  await expect(tick("delivered")).not.toHaveClass(/text-sky-400/);
+  await expect(tick("failed")).toHaveAccessibleName("Not delivered");
+  await expect(list.getByRole("listitem").filter({ hasText: "hi" }).getByTestId("delivery")).toHaveCount(0);
+  await capture(page, testInfo, "conversation-ticks");
 });
 
 test("the offline backend has its own look, and the page recovers", async ({ page }, testInfo) => {

@@ -16,7 +16,11 @@ from yourclaw_common.testing import eventually
 from yourclaw_devkit._llm_sim import pick_user_text
 from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID as SID
 from yourclaw_devkit.defaults import DEV_TWILIO_AUTH_TOKEN as TOKEN
-from yourclaw_devkit.devsim import DevsimSettings, running_devsim
+from yourclaw_devkit.devsim import (
+    ASSISTANT_READY_TEMPLATE,
+    DevsimSettings,
+    running_devsim,
+)
 from yourclaw_devkit.serving import running_app
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -179,6 +183,41 @@ class TestCreateMessage:
         assert "HX" + "a" * 32 in response.json()["body"]
         assert recorded[0]["content_sid"] == "HX" + "a" * 32
         assert recorded[0]["content_variables"] == {"1": "Ada"}
+
+    async def test_known_template_shows_as_its_rendered_text(self):
+        ready, notify = "HX" + "r" * 32, "HX" + "n" * 32
+        settings = DevsimSettings(
+            _env_file=None,
+            twilio_template_assistant_ready=ready,
+            twilio_template_notification=notify,
+            devsim_twilio_templates={"HX" + "c" * 32: "Hi {{ 1 }}, {{2}} and {{3}}"},
+        )
+        async with (
+            running_devsim(settings) as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            bodies = []
+            for sid, variables in (
+                (ready, None),
+                (notify, {"1": "Reminder: stretch"}),
+                ("HX" + "c" * 32, {"1": "Ada", "2": "you"}),
+            ):
+                data = {"To": USER, "From": SENDER, "ContentSid": sid}
+                if variables:
+                    data["ContentVariables"] = orjson.dumps(variables).decode()
+                response = await client.post(MESSAGES_PATH, data=data, auth=AUTH)
+                assert response.status_code == 201
+                bodies.append(response.json()["body"])
+            listed = (
+                await client.get(MESSAGES_PATH, params={"To": USER}, auth=AUTH)
+            ).json()["messages"]
+
+        assert bodies == [
+            ASSISTANT_READY_TEMPLATE,
+            "Your assistant has a message for you: Reminder: stretch",
+            "Hi Ada, you and {{3}}",
+        ]
+        assert [m["body"] for m in reversed(listed)] == bodies
 
     async def test_media_urls_make_an_mm_sid(self, devsim):
         response = await devsim.post(

@@ -184,3 +184,43 @@ class TestListMessages:
 
         assert [m["body"] for m in eve_page["messages"]] == ["message 0"]
         assert probe["messages"] == []
+
+    async def test_delivery_status_is_what_whatsapps_ticks_would_show(
+        self, api, sign_in, clean_db
+    ):
+        caller = sign_in()
+        await clean_db.execute("INSERT INTO users (id) VALUES ($1)", caller.id)
+        rows = [
+            # (direction, our status, Twilio's last status) -> shown
+            ("INBOUND", "RECEIVED", None, None),
+            ("OUTBOUND", "SENDING", None, "pending"),
+            ("OUTBOUND", "SENT", "queued", "sent"),
+            ("OUTBOUND", "SENT", None, "sent"),
+            ("OUTBOUND", "SENT", "sent", "sent"),
+            ("OUTBOUND", "SENT", "delivered", "delivered"),
+            ("OUTBOUND", "SENT", "read", "read"),
+            ("OUTBOUND", "FAILED", "undelivered", "failed"),
+            ("OUTBOUND", "FAILED", "failed", "failed"),
+            ("OUTBOUND", "FAILED", None, "failed"),
+            ("OUTBOUND", "SKIPPED", None, None),
+        ]
+        start = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+        for n, (direction, status, twilio_status, _) in enumerate(rows):
+            await clean_db.execute(
+                """
+                INSERT INTO messages (user_id, phone_e164, direction, body, status,
+                                      delivery_status, created_at)
+                VALUES ($1, '+15551234567', $2, $3, $4, $5, $6)
+                """,
+                caller.id,
+                direction,
+                f"m{n}",
+                status,
+                twilio_status,
+                start + dt.timedelta(minutes=n),
+            )
+
+        body = (await api.client.get("/api/v1/messages", headers=caller.headers)).json()
+
+        shown = {m["body"]: m["delivery_status"] for m in body["messages"]}
+        assert shown == {f"m{n}": row[3] for n, row in enumerate(rows)}

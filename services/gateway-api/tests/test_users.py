@@ -1,3 +1,6 @@
+import pytest
+
+
 class TestGetMe:
     async def test_a_new_user_has_nothing_yet(self, api, sign_in):
         caller = sign_in(email="ada@example.com")
@@ -76,21 +79,63 @@ class TestSetPhone:
             )
             assert response.status_code == 200
 
-    async def test_invalid_numbers_are_422(self, api, sign_in):
+    @pytest.mark.parametrize(
+        "typed",
+        [
+            "+1 (415) 555-0100",
+            "+1 415 555 0100",
+            "+1-415-555-0100",
+            "+1.415.555.0100",
+            "001 415 555 0100",
+            " +14155550100 ",
+            "+14155550100",
+        ],
+    )
+    async def test_common_spellings_are_stored_as_e164(
+        self, api, sign_in, clean_db, typed
+    ):
         caller = sign_in()
-        for phone in (
-            "15551234567",
-            "+0551234567",
-            "+1 555 123 4567",
-            "+1555",
-            "+1234567890123456",
-            "whatsapp:+15551234567",
-        ):
-            response = await api.client.post(
-                "/api/v1/users/me/phone", json={"phone": phone}, headers=caller.headers
-            )
-            assert response.status_code == 422, phone
-            assert response.json()["code"] == "VALIDATION_ERROR"
+
+        response = await api.client.post(
+            "/api/v1/users/me/phone", json={"phone": typed}, headers=caller.headers
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["phone"] == "+14155550100"
+        stored = await clean_db.fetchval(
+            "SELECT phone_e164 FROM user_phones WHERE user_id = $1", caller.id
+        )
+        assert stored == "+14155550100"
+
+    @pytest.mark.parametrize(
+        ("typed", "says"),
+        [
+            ("15551234567", "Start the number with + (or 00) and its country code"),
+            ("+0551234567", "A country code never starts with 0"),
+            ("+1555", "That number has 4 digits"),
+            ("+1234567890123456", "That number has 16 digits"),
+            ("whatsapp:+15551234567", "can only contain digits"),
+            ("+1 555 CALL NOW", "can only contain digits"),
+            ("", "Enter your WhatsApp number"),
+            ("+1" + "0" * 60, "too long"),
+        ],
+    )
+    async def test_a_wrong_number_gets_a_sentence_saying_what_to_fix(
+        self, api, sign_in, typed, says
+    ):
+        response = await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": typed},
+            headers=sign_in().headers,
+        )
+
+        assert response.status_code == 422, typed
+        body = response.json()
+        assert body["code"] == "INVALID_PHONE"
+        assert says in body["detail"]
+        assert body["detail"].endswith(".")
+        for regex_bit in ("^", "[0-9]", "pattern", "\\+"):
+            assert regex_bit not in body["detail"]
 
     async def test_unknown_fields_are_422(self, api, sign_in):
         response = await api.client.post(

@@ -189,8 +189,8 @@ class TestCommands:
         status = sent[1]["body"]
         assert "ready" in status
         assert "Claude Sonnet 4.5" in status
-        assert "2 messages from you, 1 replies" in status
-        assert "5 messages/minute, 100 messages/day" in status
+        assert "2 messages from you, 1 reply, " in status
+        assert "5 messages a minute, 100 messages a day" in status
         assert len(await llm_requests(devsim)) == 1
 
     async def test_model_switches_the_model_of_the_next_turns(

@@ -30,11 +30,15 @@ export type UsageTotals = { inbound: number; outbound: number; tokens_in: number
 export type UsageDay = UsageTotals & { date: string };
 export type Usage = { today: UsageDay; last_30_days: UsageTotals; days: UsageDay[] };
 
+/** An outbound message on its way, from Twilio's status callbacks (only forward). */
+export type DeliveryStatus = "pending" | "sent" | "delivered" | "read" | "failed";
+
 export type Message = {
   id: string;
   direction: "INBOUND" | "OUTBOUND";
   body: string;
   status: string;
+  delivery_status: DeliveryStatus | null;
   num_media: number;
   created_at: string;
 };

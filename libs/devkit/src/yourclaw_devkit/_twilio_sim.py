@@ -38,6 +38,7 @@ __all__ = [
     "SentMessage",
     "StatusCallbacks",
     "create_form",
+    "render_template",
     "twilio_error",
     "twilio_router",
     "validate_create",
@@ -177,7 +178,8 @@ class MessageStore:
 
 
 class StatusCallbacks:
-    """POSTs signed `sent` and `delivered` callbacks, as Twilio does, in the background."""
+    """POSTs signed `sent` and `delivered` callbacks, as Twilio does, in the
+    background, and `read` ones when the simulated user reads the chat."""
 
     def __init__(self, *, auth_token: str, store: MessageStore, enabled: bool = True):
         self._auth_token = auth_token
@@ -213,6 +215,21 @@ class StatusCallbacks:
         await asyncio.sleep(0.05)
         self._store.set_status(message.sid, "delivered")
         await self._post(message, "delivered")
+
+    def read(self, messages: Iterable[SentMessage]) -> int:
+        """The recipient opened the chat: delivered messages become `read`, with
+        their callbacks, as WhatsApp's read receipts make Twilio do."""
+        count = 0
+        for message in messages:
+            if message.status != "delivered":
+                continue
+            self._store.set_status(message.sid, "read")
+            count += 1
+            if self._enabled and message.status_callback and self._client:
+                task = asyncio.create_task(self._post(message, "read"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return count
 
     async def _post(
         self, message: SentMessage, status: str, *, error_code: int | None = None
@@ -414,6 +431,22 @@ def _parse_variables(raw: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def render_template(
+    content_sid: str, text: str | None, variables: Mapping[str, Any] | None
+) -> str:
+    """The body Twilio shows for a Content template: its text with `{{1}}`…
+    filled in. A sid the stand-in was not given the text of shows as
+    `[template HX…] {variables}`."""
+    if text is None:
+        shown = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS).decode()
+        return f"[template {content_sid}] {shown}"
+    values = variables or {}
+    return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), text)
+
+
 @dataclass(frozen=True)
 class _DateFilter:
     op: str  # "=", ">" (on or after), "<" (on or before)
@@ -452,9 +485,16 @@ def twilio_router(
     callbacks: StatusCallbacks,
     faults: Faults | None = None,
     media: MediaStore | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> APIRouter:
     """Routes of the Messages resource (and its Media), and the dev-only
-    `/_devsim/messages`, `/_devsim/twilio/faults` and `/_devsim/media`."""
+    `/_devsim/messages`, `/_devsim/twilio/faults` and `/_devsim/media`.
+
+    `templates` are the account's approved Content templates (sid → text with
+    `{{1}}` placeholders): a message sent with their ContentSid shows as the
+    rendered text, as on Twilio.
+    """
+    templates = dict(templates or {})
     faults = faults or Faults()
     media = media or MediaStore()
     router = APIRouter()
@@ -491,11 +531,9 @@ def twilio_router(
                 )
         body = form["Body"]
         if form["ContentSid"] and not body:
-            # Twilio renders the template; we show which one and with what.
-            rendered = orjson.dumps(
-                variables or {}, option=orjson.OPT_SORT_KEYS
-            ).decode()
-            body = f"[template {form['ContentSid']}] {rendered}"
+            body = render_template(
+                form["ContentSid"], templates.get(form["ContentSid"]), variables
+            )
         now = datetime.now(UTC).replace(microsecond=0)
         prefix = "MM" if form["MediaUrl"] else "SM"
         message = SentMessage(

@@ -3,7 +3,8 @@
 Typing a message makes the stand-in do what Twilio does for a real WhatsApp
 message: a signed form POST to gateway-api's webhook (with an uploaded image as
 `MediaUrl0`, served by the Media stand-in). Replies, templates and proactive
-messages show up as messaging sends them to the Messages stand-in.
+messages show up as messaging sends them to the Messages stand-in; while the
+page is visible, what was delivered is read (signed `read` status callbacks).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from yourclaw_common.logging import get_logger
 
-from yourclaw_devkit._twilio_sim import API_VERSION, MediaStore, MessageStore
+from yourclaw_devkit._twilio_sim import (
+    API_VERSION,
+    MediaStore,
+    MessageStore,
+    StatusCallbacks,
+)
 from yourclaw_devkit.signing import twilio_signature
 
 __all__ = ["whatsapp_page_router"]
@@ -58,6 +64,7 @@ def whatsapp_page_router(
     webhook_url: str,
     store: MessageStore,
     media: MediaStore,
+    callbacks: StatusCallbacks,
 ) -> APIRouter:
     """`/_devsim/whatsapp` (the page) and the JSON routes it calls."""
     router = APIRouter()
@@ -143,6 +150,15 @@ def whatsapp_page_router(
             status_code=200 if answer.status_code == 200 else 502,
         )
 
+    @router.post("/_devsim/whatsapp/read")
+    async def read(phone: str) -> dict[str, int]:
+        """The user has the chat open: what was delivered to `phone` is read."""
+        return {
+            "read": callbacks.read(
+                m for m in store.newest_first() if m.to == f"whatsapp:{phone}"
+            )
+        }
+
     @router.get("/_devsim/whatsapp/thread")
     async def thread(phone: str) -> dict[str, Any]:
         """Both sides of one phone's chat, oldest first."""
@@ -225,6 +241,11 @@ async function refresh(){
       +new Date(m.at).toLocaleTimeString();
     d.append(meta);return d;}));
   if(atEnd)log.scrollTop=log.scrollHeight;
+  // Looking at the chat reads it: WhatsApp's read receipts (blue ticks).
+  if(document.visibilityState==='visible'
+     &&messages.some(m=>m.direction==='out'&&m.status==='delivered'))
+    fetch('/_devsim/whatsapp/read?phone='+encodeURIComponent($('phone').value),
+      {method:'POST'});
 }
 $('f').onsubmit=async e=>{
   e.preventDefault();const body=$('body').value;const file=$('img').files[0];

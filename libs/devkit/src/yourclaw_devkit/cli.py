@@ -1,8 +1,10 @@
 """`yourclaw-dev`: talk to the local stack like WhatsApp and Twilio would.
 
     yourclaw-dev send --from +15551234567 "hello"      # a signed inbound webhook
+                                                        # (says at once when rate-limited)
     yourclaw-dev register --phone +15551234567          # a ready user, no provisioning
     yourclaw-dev messages --phone +15551234567          # what the Twilio stand-in sent
+    yourclaw-dev pay --email you@example.com            # complete the dev checkout
 
 Settings come from the environment under the names the services use.
 """
@@ -17,7 +19,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +31,7 @@ from pydantic_settings import SettingsConfigDict
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.settings import CommonSettings
 
+from yourclaw_devkit import checkout
 from yourclaw_devkit.defaults import (
     DEV_API_URL,
     DEV_GATEWAY_TOKEN,
@@ -60,6 +63,8 @@ _DEV_USER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "dev-users.yourclaw.local")
 # After the first reply, wait this long for more parts of a split reply.
 _SETTLE_SECONDS = 1.5
 _POLL_SECONDS = 0.3
+# The database is optional (see `_Outcomes`): don't hang on an unreachable one.
+_DB_CONNECT_SECONDS = 2.0
 
 
 class DevCliSettings(CommonSettings):
@@ -227,11 +232,80 @@ def _cmd_send(settings: DevCliSettings, args: argparse.Namespace) -> int:
             return 1
         if args.timeout <= 0:
             return 0
-        replies = _wait_for_replies(client, settings, sender, baseline, args.timeout)
+        with _Outcomes(settings.database_url) as outcomes:
+            replies, limited = _wait_for_replies(
+                client,
+                settings,
+                sender,
+                baseline,
+                args.timeout,
+                lambda: outcomes.limit_notice(form["MessageSid"]),
+            )
+    if limited is not None:
+        print(
+            f"rate-limited: {phone} is over a message limit, so this message "
+            "reaches no assistant and gets no reply; the one notice per limit "
+            "went out with the first message over it"
+            + (f":\n   {limited}" if limited else ".")
+        )
+        return 1
     if not replies:
         print(f"no reply to {phone} within {args.timeout:g}s")
         return 1
     return 0
+
+
+class _Outcomes:
+    """What messaging recorded for an inbound message, read from PostgreSQL.
+
+    Optional: when the database is out of reach (another machine's stack), the
+    CLI only watches the Twilio stand-in.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._runner = asyncio.Runner()
+        self._conn: asyncpg.Connection | None = None
+
+    def __enter__(self) -> _Outcomes:
+        try:
+            self._conn = self._runner.run(
+                asyncpg.connect(self._database_url, timeout=_DB_CONNECT_SECONDS)
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            self._conn = None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            self._runner.run(self._conn.close())
+        self._runner.close()
+
+    def limit_notice(self, message_sid: str) -> str | None:
+        """The notice an earlier message got, when messaging stored this one's
+        reply as skipped because its sender is over a limit; else None."""
+        if self._conn is None:
+            return None
+        try:
+            row = self._runner.run(self._conn.fetchrow(_LIMITED_SQL, message_sid))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return None
+        if row is None:
+            return None
+        notice: str | None = row["notice"]
+        return notice or ""
+
+
+# Over a limit, messaging stores the reply as one SKIPPED notice row (only the
+# first message over a limit carries the notice text and is sent).
+_LIMITED_SQL = """
+SELECT (SELECT n.body FROM messages n
+        WHERE n.user_id = m.user_id AND n.kind = 'notice' AND n.status <> 'SKIPPED'
+        ORDER BY n.created_at DESC LIMIT 1) AS notice
+FROM messages m
+WHERE m.in_reply_to = $1 AND m.part = 0 AND m.kind = 'notice'
+  AND m.status = 'SKIPPED'
+"""
 
 
 def _wait_for_replies(
@@ -240,7 +314,10 @@ def _wait_for_replies(
     sender: str,
     baseline: set[str],
     timeout: float,
-) -> list[dict[str, Any]]:
+    limited: Callable[[], str | None],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The replies Twilio was asked to send, printed as they come, or the limit
+    notice (see `_Outcomes`) as soon as messaging skipped the reply."""
     seen: list[dict[str, Any]] = []
     known = set(baseline)
     deadline = time.monotonic() + timeout
@@ -260,8 +337,10 @@ def _wait_for_replies(
             print(f"<- {message['body']}")
         if last_new is not None and time.monotonic() - last_new >= _SETTLE_SECONDS:
             break
+        if last_new is None and (notice := limited()) is not None:
+            return seen, notice
         time.sleep(_POLL_SECONDS)
-    return seen
+    return seen, None
 
 
 def _cmd_messages(settings: DevCliSettings, args: argparse.Namespace) -> int:
@@ -415,6 +494,52 @@ def _cmd_register(settings: DevCliSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pay -------------------------------------------------------------------
+
+
+async def _pay(settings: DevCliSettings, args: argparse.Namespace) -> int:
+    conn: asyncpg.Connection | None = None
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        try:
+            if args.email:
+                url, status = await checkout.checkout_for_email(
+                    client, settings.api_url, args.email
+                )
+            else:
+                conn = await asyncpg.connect(settings.database_url)
+                url, status = await checkout.checkout_for_user(
+                    settings.nats_url, conn, args.user
+                )
+            who = args.email or args.user
+            print(f"checkout for {who}: {url}")
+            if await checkout.press_pay(client, url):
+                print("pressed Pay: the Stripe stand-in sends the signed webhooks")
+            else:
+                print("this checkout was paid before")
+            if args.timeout <= 0:
+                return 0
+            found = await checkout.wait_for_active(status, timeout=args.timeout)
+        except checkout.AlreadySubscribed as exc:
+            print(f"nothing to pay: {exc}")
+            return 0
+        except (
+            checkout.CheckoutError,
+            httpx.HTTPError,
+            OSError,
+            asyncpg.PostgresError,
+        ) as exc:
+            print(f"pay failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if conn is not None:
+                await conn.close()
+    if found != "ACTIVE":
+        print(f"subscription still {found} after {args.timeout:g}s", file=sys.stderr)
+        return 1
+    print("subscription ACTIVE: the provisioner is starting the assistant")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------
 
 
@@ -481,6 +606,22 @@ def _parser() -> argparse.ArgumentParser:
         "--model", help="assistant model (default: keep/seed default)"
     )
 
+    pay = commands.add_parser(
+        "pay",
+        help="complete a user's dev checkout (the Stripe stand-in's Pay button)",
+    )
+    who = pay.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--email", help="sign in as this email (as Dev sign-in does) and pay"
+    )
+    who.add_argument("--user", type=uuid.UUID, help="pay for this user id")
+    pay.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the subscription to be ACTIVE (0: don't)",
+    )
+
     messages = commands.add_parser("messages", help="what the Twilio stand-in sent")
     messages.add_argument(
         "--phone", type=_phone_arg, help="only messages to this number"
@@ -500,6 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_send(settings, args)
     if args.command == "register":
         return _cmd_register(settings, args)
+    if args.command == "pay":
+        return asyncio.run(_pay(settings, args))
     return _cmd_messages(settings, args)
 
 

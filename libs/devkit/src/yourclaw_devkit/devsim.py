@@ -40,6 +40,8 @@ from yourclaw_devkit.defaults import (
 from yourclaw_devkit.serving import running_app
 
 __all__ = [
+    "ASSISTANT_READY_TEMPLATE",
+    "NOTIFICATION_TEMPLATE",
     "DevsimSettings",
     "NotDevError",
     "cli",
@@ -75,6 +77,12 @@ class DevsimSettings(BaseSettings):
     devsim_llm_api_key: SecretStr | None = None
     # POST signed `sent`/`delivered` callbacks to a message's StatusCallback URL.
     devsim_status_callbacks: bool = True
+    # The approved WhatsApp templates, under messaging's variable names: a
+    # message with one of these ContentSids shows as the template's text.
+    twilio_template_assistant_ready: str = ""
+    twilio_template_notification: str = ""
+    # Any other templates the account has: {"HX…": "text with {{1}}"} (JSON).
+    devsim_twilio_templates: dict[str, str] = Field(default_factory=dict)
     # Per store; the oldest records go first.
     devsim_max_records: int = Field(default=10_000, ge=1)
     # The key billing sends (STRIPE_SECRET_KEY), and the endpoint and secret the
@@ -96,6 +104,23 @@ def require_dev(settings: DevsimSettings) -> None:
             "devsim serves fake Twilio, Stripe and LLM APIs and refuses to start "
             f"unless YOURCLAW_ENV=dev (YOURCLAW_ENV={settings.yourclaw_env})"
         )
+
+
+# What the approved templates say (their text lives in the Twilio account, not
+# in our code): the notification carries the assistant's message as {{1}}.
+ASSISTANT_READY_TEMPLATE = (
+    "Your YourClaw assistant is ready! Say hi here to get started."
+)
+NOTIFICATION_TEMPLATE = "Your assistant has a message for you: {{1}}"
+
+
+def _templates(settings: DevsimSettings) -> dict[str, str]:
+    known = {
+        settings.twilio_template_assistant_ready: ASSISTANT_READY_TEMPLATE,
+        settings.twilio_template_notification: NOTIFICATION_TEMPLATE,
+    }
+    known.pop("", None)
+    return known | settings.devsim_twilio_templates
 
 
 def create_app(settings: DevsimSettings) -> FastAPI:
@@ -143,6 +168,7 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             callbacks=callbacks,
             faults=Faults(),
             media=media,
+            templates=_templates(settings),
         )
     )
     app.include_router(
@@ -153,6 +179,7 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             webhook_url=settings.devsim_twilio_webhook_url,
             store=messages,
             media=media,
+            callbacks=callbacks,
         )
     )
     app.include_router(

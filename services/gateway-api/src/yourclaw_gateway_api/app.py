@@ -39,6 +39,7 @@ from yourclaw_gateway_api.api import (
 )
 from yourclaw_gateway_api.auth import DevIssuer, Jwks, KnownUsers, TokenVerifier
 from yourclaw_gateway_api.dependencies import State
+from yourclaw_gateway_api.docs_page import install_docs
 from yourclaw_gateway_api.edge import build_edge, refused
 from yourclaw_gateway_api.errors import install_error_handlers
 from yourclaw_gateway_api.metrics import API_REQUEST_SECONDS, API_REQUESTS, RATE_LIMITED
@@ -279,9 +280,11 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
         "(Supabase bearer tokens) and the Twilio and Stripe webhooks. Every error "
         'is `{"detail": "...", "code": "MACHINE_CODE"}`.',
         lifespan=_lifespan(settings, limits, client_ip),
+        docs_url=None,  # install_docs: Swagger UI from our own files
         redoc_url=None,
     )
     install_error_handlers(api)
+    install_docs(api)
     api.include_router(health.router)
     api.include_router(ops.router)
     api.include_router(users.router)

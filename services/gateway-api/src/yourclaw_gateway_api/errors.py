@@ -16,6 +16,7 @@ from yourclaw_common.errors import HTTPError, error_body
 
 __all__ = [
     "ErrorBody",
+    "InvalidPhone",
     "PaymentRequired",
     "error_responses",
     "install_error_handlers",
@@ -35,6 +36,13 @@ class PaymentRequired(HTTPError):
 
     status_code = 402
     code = "PAYMENT_REQUIRED"
+
+
+class InvalidPhone(HTTPError):
+    """422: a phone number we cannot read; the detail says what to fix."""
+
+    status_code = 422
+    code = "INVALID_PHONE"
 
 
 def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:

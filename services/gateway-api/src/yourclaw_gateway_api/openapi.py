@@ -208,7 +208,12 @@ def _shared(status: str) -> dict[str, Any]:
 def _complete(path: str, operation: dict[str, Any], *, jwks: bool) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if "422" in responses:
+        own = responses["422"].get("description", "")
         responses["422"] = _shared("422")
+        if own and own != "Validation Error":  # FastAPI's own, for every body
+            responses["422"]["description"] = (
+                f"{own}; {responses['422']['description']}"
+            )
     if operation.get("security"):
         responses.setdefault("401", _shared("401"))
         if jwks:

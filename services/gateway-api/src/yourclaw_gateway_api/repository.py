@@ -151,7 +151,8 @@ async def messages_before(
     if before is None:
         return await conn.fetch(
             """
-            SELECT id, direction, body, status, num_media, created_at FROM messages
+            SELECT id, direction, body, status, delivery_status, num_media, created_at
+            FROM messages
             WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2
             """,
             user_id,
@@ -159,7 +160,8 @@ async def messages_before(
         )
     return await conn.fetch(
         """
-        SELECT m.id, m.direction, m.body, m.status, m.num_media, m.created_at
+        SELECT m.id, m.direction, m.body, m.status, m.delivery_status, m.num_media,
+               m.created_at
         FROM messages m,
              (SELECT created_at, id FROM messages WHERE id = $3 AND user_id = $1) c
         WHERE m.user_id = $1 AND (m.created_at, m.id) < (c.created_at, c.id)

@@ -9,6 +9,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from yourclaw_common.models import LlmProvider, ModelId
 
+from yourclaw_gateway_api.phones import INPUT_PATTERN, MAX_INPUT_CHARS
+
 __all__ = [
     "E164_PATTERN",
     "ApiKeyIn",
@@ -17,6 +19,7 @@ __all__ = [
     "AssistantOut",
     "AssistantStatus",
     "CheckoutOut",
+    "DeliveryStatus",
     "DevLoginIn",
     "DevLoginOut",
     "MessageOut",
@@ -47,10 +50,13 @@ class _Request(BaseModel):
 
 
 class PhoneIn(_Request):
+    # Read by `phones.to_e164`, so a number it cannot read gets its sentence
+    # (422 INVALID_PHONE) rather than a pattern; the document shows the pattern.
     phone: str = Field(
-        pattern=E164_PATTERN,
-        description="WhatsApp number in E.164 form, e.g. +15551234567.",
-        examples=["+15551234567"],
+        description="WhatsApp number with its country code: E.164 (+15551234567) "
+        "or a common spelling of it (+1 (555) 123-4567, 0044 7700 900123).",
+        examples=["+15551234567", "+1 (415) 555-0100"],
+        json_schema_extra={"pattern": INPUT_PATTERN, "maxLength": MAX_INPUT_CHARS},
     )
 
 
@@ -163,11 +169,25 @@ class UsageOut(BaseModel):
     days: list[UsageDay]
 
 
+# An outbound message on its way, as WhatsApp's ticks show it.
+DeliveryStatus = Literal["pending", "sent", "delivered", "read", "failed"]
+
+
 class MessageOut(BaseModel):
     id: UUID
     direction: Literal["INBOUND", "OUTBOUND"]
     body: str
-    status: str
+    status: str = Field(
+        description="Our own record: RECEIVED (inbound); PENDING, SENDING, SENT, "
+        "FAILED or SKIPPED (never sent: an empty part, or a limit notice already "
+        "given)."
+    )
+    delivery_status: DeliveryStatus | None = Field(
+        description="Outbound only, from Twilio's status callbacks: pending (not "
+        "yet handed to Twilio), sent (accepted; on its way to WhatsApp), delivered "
+        "(on the phone), read, failed (failed or undelivered). Moves only forward. "
+        "null for inbound and skipped messages."
+    )
     num_media: int
     created_at: dt.datetime
 

@@ -52,10 +52,12 @@ from yourclaw_common.nats import CORRELATION_HEADER, publish
 
 from yourclaw_gateway_api import repository
 from yourclaw_gateway_api.auth import TokenUser
-from yourclaw_gateway_api.errors import PaymentRequired
+from yourclaw_gateway_api.errors import InvalidPhone, PaymentRequired
+from yourclaw_gateway_api.phones import InvalidPhoneNumber, to_e164
 from yourclaw_gateway_api.schemas import (
     ApiKeyOut,
     AssistantOut,
+    DeliveryStatus,
     MessageOut,
     MessagePage,
     PhoneOut,
@@ -72,6 +74,7 @@ __all__ = [
     "assistant",
     "billing_url",
     "change_model",
+    "delivery_status",
     "deprovision",
     "ensure_user",
     "me",
@@ -138,7 +141,11 @@ async def me(conn: Connection, user_id: UUID) -> UserOut:
     )
 
 
-async def set_phone(conn: Connection, user_id: UUID, phone: str) -> PhoneOut:
+async def set_phone(conn: Connection, user_id: UUID, typed: str) -> PhoneOut:
+    try:
+        phone = to_e164(typed)
+    except InvalidPhoneNumber as exc:
+        raise InvalidPhone(str(exc)) from None
     try:
         row = await repository.set_phone(conn, user_id, phone)
     except asyncpg.UniqueViolationError:
@@ -359,13 +366,49 @@ async def usage(
     return UsageOut(today=current, last_30_days=total, days=days)
 
 
+# Twilio's statuses before "sent": accepted, not yet handed to WhatsApp. We show
+# them as sent (one tick) once Twilio took the message: without status
+# callbacks (TWILIO_STATUS_CALLBACK_URL empty) nothing more ever arrives.
+_TWILIO_DELIVERY: dict[str, DeliveryStatus] = {
+    "read": "read",
+    "delivered": "delivered",
+    "failed": "failed",
+    "undelivered": "failed",
+    "canceled": "failed",
+}
+
+
+def delivery_status(
+    direction: str, status: str, twilio_status: str | None
+) -> DeliveryStatus | None:
+    """What WhatsApp's ticks would show for a message: from the Twilio status
+    messaging stored (which only moves forward), else from our own send state."""
+    if direction != "OUTBOUND" or status == "SKIPPED":
+        return None
+    if twilio_status in _TWILIO_DELIVERY:
+        return _TWILIO_DELIVERY[twilio_status]
+    if status == "FAILED":
+        return "failed"
+    if status == "SENT":
+        return "sent"
+    return "pending"
+
+
 async def messages(
     conn: Connection, user_id: UUID, *, limit: int, before: UUID | None
 ) -> MessagePage:
     rows = await repository.messages_before(
         conn, user_id, limit=limit + 1, before=before
     )
-    page = [MessageOut(**dict(row)) for row in rows[:limit]]
+    page = [
+        MessageOut(
+            **{k: v for k, v in row.items() if k != "delivery_status"},
+            delivery_status=delivery_status(
+                row["direction"], row["status"], row["delivery_status"]
+            ),
+        )
+        for row in rows[:limit]
+    ]
     return MessagePage(
         messages=page, next_before=page[-1].id if len(rows) > limit else None
     )

@@ -28,13 +28,13 @@ APOLOGY = (
     "Sorry, your assistant couldn't answer that just now. Please try again in a minute."
 )
 
+# Counts go in through `counted`, so they read "1 reply", "2 replies".
 RATE_LIMITED = (
-    "You've reached your limit of {limit} messages per {period}. "
+    "You've reached your limit of {limit} per {period}. "
     "You can write again {when}. Messages sent before then won't reach your assistant."
 )
 TOKENS_EXHAUSTED = (
-    "Your assistant has used today's allowance of {limit} tokens. "
-    "You can write again {when}."
+    "Your assistant has used today's allowance of {limit}. You can write again {when}."
 )
 MEDIA_UNSUPPORTED = (
     "Sorry, your assistant can read images but not {kind} files yet. "
@@ -61,8 +61,19 @@ MODEL_UNKNOWN = 'There\'s no model called "{name}". Choose one of:\n{choices}'
 MODEL_LIST = "Your assistant uses {current}. Switch with /model <name>:\n{choices}"
 STATUS = """*Your assistant*: {status}
 *Model*: {model}
-*Today*: {inbound} messages from you, {outbound} replies, {tokens} tokens
-*Limits*: {per_min} messages/minute, {per_day} messages/day{token_limit}"""
+*Today*: {inbound} from you, {outbound}, {tokens}
+*Limits*: {per_min}, {per_day}{token_limit}"""
+
+
+def counted(n: int, singular: str, plural: str = "") -> str:
+    """`n` and its noun as a person writes them: "1 reply", "2 replies", "0 tokens"."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
+
+def limit_per(n: int, period: str) -> str:
+    """A per-period message limit for /status ("5 messages a minute"); 0 is off."""
+    return f"{counted(n, 'message')} a {period}" if n else f"no limit per {period}"
+
 
 _BREAKS = (
     re.compile(r"\n\s*\n"),  # paragraphs

@@ -247,15 +247,18 @@ class Conversation:
             minute=minute,
             day=day,
             minute_notice=replies.RATE_LIMITED.format(
-                limit=self.limits.per_minute,
+                limit=replies.counted(self.limits.per_minute, "message"),
                 period="minute",
                 when=f"at {minute + timedelta(minutes=1):%H:%M} UTC",
             ),
             day_notice=replies.RATE_LIMITED.format(
-                limit=self.limits.per_day, period="day", when=_tomorrow(day)
+                limit=replies.counted(self.limits.per_day, "message"),
+                period="day",
+                when=_tomorrow(day),
             ),
             tokens_notice=replies.TOKENS_EXHAUSTED.format(
-                limit=self.limits.tokens_per_day, when=_tomorrow(day)
+                limit=replies.counted(self.limits.tokens_per_day, "token"),
+                when=_tomorrow(day),
             ),
         )
 
@@ -289,18 +292,20 @@ class Conversation:
         usage = await repository.usage_today(conn, user_id)
         tokens = (usage["tokens_in"] + usage["tokens_out"]) if usage else 0
         token_limit = (
-            f", {self.limits.tokens_per_day} tokens/day"
+            f", {replies.counted(self.limits.tokens_per_day, 'token')} a day"
             if self.limits.tokens_per_day
             else ""
         )
         return replies.STATUS.format(
             status=(recipient.assistant_status or "NONE").lower().replace("_", " "),
             model=commands.model_name(current),
-            inbound=usage["inbound_count"] if usage else 0,
-            outbound=usage["outbound_count"] if usage else 0,
-            tokens=tokens,
-            per_min=self.limits.per_minute or "no limit",
-            per_day=self.limits.per_day or "no limit",
+            inbound=replies.counted(usage["inbound_count"] if usage else 0, "message"),
+            outbound=replies.counted(
+                usage["outbound_count"] if usage else 0, "reply", "replies"
+            ),
+            tokens=replies.counted(tokens, "token"),
+            per_min=replies.limit_per(self.limits.per_minute, "minute"),
+            per_day=replies.limit_per(self.limits.per_day, "day"),
             token_limit=token_limit,
         )
 

@@ -28,7 +28,11 @@ async def get_me(user: CurrentUser, pool: Pool) -> UserOut:
     "/me/phone",
     summary="Set (or change) the user's WhatsApp number",
     responses=error_responses(
-        {409: "PHONE_TAKEN: the number is linked to another account"}
+        {
+            409: "PHONE_TAKEN: the number is linked to another account",
+            422: "INVALID_PHONE: not a phone number with its country code; "
+            "`detail` says what to fix",
+        }
     ),
 )
 async def set_phone(body: PhoneIn, user: SensitiveUser, pool: Pool) -> PhoneOut:

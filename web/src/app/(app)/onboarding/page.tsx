@@ -2,7 +2,7 @@
 
 import { useRouter } from "next/navigation";
 import { useState } from "react";
-import { api } from "@/lib/api";
+import { api, ApiError } from "@/lib/api";
 import { useConfig } from "@/lib/config";
 import { COUNTRIES, E164, toE164 } from "@/lib/countries";
 import { Logo } from "@/components/logo";
@@ -10,31 +10,40 @@ import { RequireSession, useSession } from "@/components/app/session";
 import { Button, Card, Spinner } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
 
+/** What to send: a number typed with + or 00 as typed (gateway-api reads the
+ * usual spellings), otherwise the picked country's code before it, without a
+ * national trunk "0". */
+function toSend(dial: string, typed: string): string {
+  const trimmed = typed.trim();
+  if (trimmed.startsWith("+") || trimmed.startsWith("00")) return trimmed;
+  return `+${dial} ${trimmed.replace(/^0+/, "")}`;
+}
+
 function PhoneForm() {
   const config = useConfig();
   const router = useRouter();
   const { me } = useSession();
   const [country, setCountry] = useState<string>("US");
   const [number, setNumber] = useState(me.phone ?? "");
-  const [touched, setTouched] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(null);
+  // gateway-api's sentence for a number it cannot read (INVALID_PHONE).
+  const [invalid, setInvalid] = useState<string | null>(null);
   const dial = COUNTRIES.find((c) => c.code === country)?.dial ?? "1";
   const phone = toE164(dial, number);
-  const valid = E164.test(phone);
-  const showInvalid = touched && number.trim() !== "" && !valid;
+  const preview = E164.test(phone) && /^[\s0-9+().-]*$/.test(number);
 
   async function submit(event: React.FormEvent) {
     event.preventDefault();
-    setTouched(true);
-    if (!valid) return;
     setBusy(true);
     setError(null);
+    setInvalid(null);
     try {
-      await api(config, "/users/me/phone", { method: "POST", body: { phone } });
+      await api(config, "/users/me/phone", { method: "POST", body: { phone: toSend(dial, number) } });
       router.replace("/dashboard");
     } catch (e) {
-      setError(e instanceof Error ? e : new Error(String(e)));
+      if (e instanceof ApiError && e.code === "INVALID_PHONE") setInvalid(e.detail);
+      else setError(e instanceof Error ? e : new Error(String(e)));
       setBusy(false);
     }
   }
@@ -72,20 +81,26 @@ function PhoneForm() {
               autoComplete="tel-national"
               required
               value={number}
-              onChange={(e) => setNumber(e.target.value)}
-              onBlur={() => setTouched(true)}
+              onChange={(e) => {
+                setNumber(e.target.value);
+                setInvalid(null);
+              }}
               placeholder="555 123 4567"
-              aria-invalid={showInvalid}
+              aria-invalid={invalid !== null}
               aria-describedby="phone-help"
               className="w-full rounded-r-lg bg-transparent px-3 py-2 text-zinc-100 placeholder:text-zinc-500 focus:outline-none"
             />
           </div>
-          <p id="phone-help" className={`mt-1 text-xs ${showInvalid ? "text-red-300" : "text-zinc-400"}`}>
-            {showInvalid
-              ? `“${phone}” isn't a valid international number. Check the country and the digits.`
-              : number.trim()
+          <p
+            id="phone-help"
+            data-testid="phone-help"
+            role={invalid ? "alert" : undefined}
+            className={`mt-1 text-xs ${invalid ? "text-red-300" : "text-zinc-400"}`}
+          >
+            {invalid ??
+              (number.trim() && preview
                 ? `We'll save ${phone}.`
-                : "Type your number without the country code, or a full number starting with +."}
+                : "Type your number without the country code, or a full number starting with +.")}
           </p>
         </div>
         {error ? <ErrorNotice error={error} /> : null}

@@ -4,10 +4,43 @@ import { useState } from "react";
 import { api } from "@/lib/api";
 import { useConfig } from "@/lib/config";
 import { formatDate } from "@/lib/format";
-import type { Message, MessagePage } from "@/lib/types";
+import type { DeliveryStatus, Message, MessagePage } from "@/lib/types";
 import { useResource } from "@/lib/use-resource";
 import { Button, Card, Empty, PageHeader, Skeleton, Spinner } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
+
+const TICKS: Record<DeliveryStatus, { label: string; mark: string; className: string }> = {
+  pending: { label: "Sending", mark: "", className: "text-zinc-400" },
+  sent: { label: "Sent", mark: "✓", className: "text-zinc-300" },
+  delivered: { label: "Delivered", mark: "✓✓", className: "text-zinc-300" },
+  read: { label: "Read", mark: "✓✓", className: "text-sky-400" },
+  failed: { label: "Not delivered", mark: "!", className: "font-bold text-red-300" },
+};
+
+/** WhatsApp's ticks for one of the assistant's messages. */
+function Ticks({ status }: { status: DeliveryStatus }) {
+  const tick = TICKS[status];
+  return (
+    <span
+      role="img"
+      aria-label={tick.label}
+      title={tick.label}
+      data-testid="delivery"
+      data-status={status}
+      className={`ml-1 inline-block tracking-[-0.25em] ${tick.className}`}
+    >
+      {status === "pending" ? (
+        // A clock, drawn: emoji fonts are not everywhere.
+        <svg viewBox="0 0 12 12" className="inline h-[1em] w-[1em] align-[-0.15em]" aria-hidden="true">
+          <circle cx="6" cy="6" r="4.75" fill="none" stroke="currentColor" strokeWidth="1.2" />
+          <path d="M6 3.5V6l1.75 1.25" fill="none" stroke="currentColor" strokeWidth="1.2" strokeLinecap="round" />
+        </svg>
+      ) : (
+        tick.mark
+      )}
+    </span>
+  );
+}
 
 function Bubble({ message }: { message: Message }) {
   const mine = message.direction === "INBOUND";
@@ -18,7 +51,8 @@ function Bubble({ message }: { message: Message }) {
         <p className="whitespace-pre-wrap break-words">{message.body || (message.num_media ? "📎 Attachment" : "")}</p>
         <p className="mt-1 text-right text-[11px] text-zinc-300">
           {formatDate(message.created_at, true)}
-          {message.status === "failed" || message.status === "undelivered" ? <span className="ml-1 text-red-300">· not delivered</span> : null}
+          {message.delivery_status ? <Ticks status={message.delivery_status} /> : null}
+          {message.delivery_status === "failed" ? <span className="ml-1.5 text-red-300">not delivered</span> : null}
         </p>
       </div>
     </li>
@@ -35,7 +69,10 @@ export default function ConversationPage() {
 
   const next = cursor === undefined ? latest.data?.next_before ?? null : cursor;
   const seen = new Set(latest.data?.messages.map((m) => m.id));
-  const all = [...(latest.data?.messages ?? []), ...older.filter((m) => !seen.has(m.id))].reverse();
+  const all = [...(latest.data?.messages ?? []), ...older.filter((m) => !seen.has(m.id))]
+    // Never sent (an empty part, a limit notice already given): nothing to show.
+    .filter((m) => m.status !== "SKIPPED")
+    .reverse();
 
   async function loadOlder() {
     if (!next) return;

@@ -1,6 +1,6 @@
 "use client";
 
-import { formatNumber } from "@/lib/format";
+import { counted, formatNumber } from "@/lib/format";
 import type { Usage, UsageDay } from "@/lib/types";
 import { useResource } from "@/lib/use-resource";
 import { Card, Empty, PageHeader, Skeleton } from "@/components/ui";
@@ -36,7 +36,7 @@ function Chart({ days }: { days: UsageDay[] }) {
         {days.map((d) => {
           const total = d.inbound + d.outbound;
           return (
-            <div key={d.date} className="group relative flex h-full flex-1 flex-col justify-end" title={`${label(d)}: ${total} messages`}>
+            <div key={d.date} className="group relative flex h-full flex-1 flex-col justify-end" title={`${label(d)}: ${counted(total, "message")}`}>
               <div className="w-full rounded-t bg-brand-400/80 group-hover:bg-brand-300" style={{ height: `${(total / max) * 100}%`, minHeight: total ? 3 : 1 }} />
             </div>
           );
@@ -90,8 +90,8 @@ export default function UsagePage() {
               <div className="flex flex-wrap items-baseline justify-between gap-2">
                 <h2 id="month-title" className="text-lg font-semibold text-white">Last 30 days</h2>
                 <p className="text-sm text-zinc-400" data-testid="usage-30d">
-                  {formatNumber(u.last_30_days.inbound + u.last_30_days.outbound)} messages
-                  {tokensKnown ? ` · ${formatNumber(u.last_30_days.tokens_in + u.last_30_days.tokens_out)} tokens` : ""}
+                  {counted(u.last_30_days.inbound + u.last_30_days.outbound, "message")}
+                  {tokensKnown ? ` · ${counted(u.last_30_days.tokens_in + u.last_30_days.tokens_out, "token")}` : ""}
                 </p>
               </div>
               <div className="mt-6">
