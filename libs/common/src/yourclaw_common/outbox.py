@@ -1,4 +1,4 @@
-"""Inbox (idempotent handlers) and outbox (publish after commit), STYLE.md §3."""
+"""Inbox (idempotent handlers) and outbox (publish after commit)."""
 
 from __future__ import annotations
 

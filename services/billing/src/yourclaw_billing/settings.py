@@ -11,7 +11,7 @@ __all__ = ["BillingSettings"]
 class BillingSettings(CommonSettings):
     service_name: str = "billing"
 
-    # Stripe keys live only here (DESIGN.md). Required: billing refuses to start
+    # Stripe keys live only here (docs/security.md). Required: billing refuses to start
     # without them.
     stripe_secret_key: SecretStr = SecretStr("")
     # stripe-python's `api_base`: the local stand-in (devsim) or localstripe in dev

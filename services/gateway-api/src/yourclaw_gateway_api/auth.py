@@ -2,8 +2,7 @@
 
 Supabase signs user access tokens either with the project's asymmetric keys
 (ES256/RS256, published with their `kid` at `<SUPABASE_URL>/auth/v1/.well-known/
-jwks.json`) or, on projects still using it, the legacy HS256 secret
-(research/reliability.md §5). Each accepted issuer has its own pinned keys and
+jwks.json`) or, on projects still using it, the legacy HS256 secret. Each accepted issuer has its own pinned keys and
 algorithms; `iss`, `aud == "authenticated"`, `exp`, `iat`, `sub` and
 `role == "authenticated"` are checked on every token. The anon and service-role
 keys are JWTs too: they fail the issuer, audience and role checks.

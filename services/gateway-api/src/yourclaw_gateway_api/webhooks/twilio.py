@@ -4,7 +4,7 @@ the messages we send (`POST /api/v1/webhooks/twilio/status`), which come two or
 three per message.
 
 Verify, publish, answer. FastAPI/Starlette would add ~50 µs and python-multipart
-another ~50 µs per request (research/perf-baseline.md §3.2-3.3), so the dispatcher
+another ~50 µs per request (profiled; docs/benchmarks.md), so the dispatcher
 in `app.py` sends these paths here before FastAPI sees them: raw body, one
 lean form parse (`form.py`), a precomputed HMAC, orjson, and the PubAck awaited before answering.
 """

@@ -2,7 +2,7 @@
 
 `RequestValidator.validate` costs ~73 µs per request (two signatures, pure-Python
 compare); this one feeds the precomputed URL into HMAC once at start-up and costs a
-few µs (research/perf-baseline.md §3.3). The tests check that both agree.
+few µs. The tests check that both agree.
 """
 
 from __future__ import annotations
