@@ -19,6 +19,7 @@ from yourclaw_common.events import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
     Stream,
+    Subject,
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
@@ -193,28 +194,49 @@ class TestCommands:
         assert "5 messages a minute, 100 messages a day" in status
         assert len(await llm_requests(devsim)) == 1
 
-    async def test_model_switches_the_model_of_the_next_turns(
+    async def test_model_in_chat_changes_the_assistant_as_the_dashboard_does(
         self, start_messaging, register, js, devsim, clean_db
     ):
         user_id = await register(PHONE)
         await start_messaging()
+        provision = await js.pull_subscribe(
+            Subject.ASSISTANT_PROVISION_REQUESTED.value, stream=Stream.ASSISTANTS
+        )
         await publish(js, inbound(PHONE, "/model opus"))
         await settle(devsim, PHONE, 1, wait=0)
         await publish(js, inbound(PHONE, "/model banana"))
         await settle(devsim, PHONE, 2, wait=0)
-        await publish(js, inbound(PHONE, "who are you"))
-        sent = await settle(devsim, PHONE, 3)
-        assert sent[0]["body"].startswith("Switched to Claude Opus 4.5")
+        await publish(js, inbound(PHONE, "/model sonnet"))
+        sent = await settle(devsim, PHONE, 3, wait=0)
+        assert sent[0]["body"].startswith("Switching to Claude Opus 4.5")
+        assert "dashboard" in sent[0]["body"]
         assert 'no model called "banana"' in sent[1]["body"]
         assert "/model gpt-4o-mini" in sent[1]["body"]
-        (req,) = await llm_requests(devsim)
-        assert (
-            req["headers"]["x-openclaw-model"] == "anthropic/claude-opus-4-5-20251101"
+        assert sent[2]["body"] == "Your assistant already uses Claude Sonnet 4.5."
+        # The same request the dashboard's model switch publishes, and only one.
+        (msg,) = await provision.fetch(1, timeout=5)
+        event = json.loads(msg.data)
+        assert (event["user_id"], event["reason"], event["model"]) == (
+            str(user_id),
+            "model_changed",
+            "anthropic/claude-opus-4-5-20251101",
         )
-        # The assistant row (the provisioner's) is untouched; messaging keeps the pick.
-        assert await clean_db.fetchval(
-            "SELECT model FROM assistants WHERE user_id = $1", user_id
-        ) == ("anthropic/claude-sonnet-4-5-20250929")
+        with pytest.raises(asyncio.TimeoutError):
+            await provision.fetch(1, timeout=1)
+
+        # Turns use the assistant's model, wherever it was changed: here the
+        # provisioner has recorded another pick (the dashboard's).
+        await clean_db.execute(
+            "UPDATE assistants SET model = 'openai/gpt-4o-mini' WHERE user_id = $1",
+            user_id,
+        )
+        await publish(js, inbound(PHONE, "who are you"))
+        sent = await settle(devsim, PHONE, 4)
+        (req,) = await llm_requests(devsim)
+        assert req["headers"]["x-openclaw-model"] == "openai/gpt-4o-mini"
+        await publish(js, inbound(PHONE, "/status"))
+        sent = await settle(devsim, PHONE, 5)
+        assert "GPT-4o Mini" in sent[4]["body"]
 
     async def test_reset_starts_a_new_session(
         self, start_messaging, register, js, devsim

@@ -56,7 +56,11 @@ RESET = (
     "Started a fresh conversation. Your assistant's memory files are kept, "
     "so it still knows what you asked it to remember."
 )
-MODEL_SWITCHED = "Switched to {name} ({model_id}). Your next message uses it."
+MODEL_SWITCHED = (
+    "Switching to {name} ({model_id}). Your assistant restarts with it, which "
+    "takes a few seconds; your dashboard shows the new model too."
+)
+MODEL_ALREADY = "Your assistant already uses {name}."
 MODEL_UNKNOWN = 'There\'s no model called "{name}". Choose one of:\n{choices}'
 MODEL_LIST = "Your assistant uses {current}. Switch with /model <name>:\n{choices}"
 STATUS = """*Your assistant*: {status}

@@ -163,13 +163,13 @@ async def receive(
             SELECT user_id, now() FROM ins WHERE user_id IS NOT NULL ORDER BY user_id
             ON CONFLICT (user_id) DO UPDATE
                 SET last_inbound_at = now(), updated_at = now()
-            RETURNING user_id, session_epoch, model_override, last_inbound_at,
+            RETURNING user_id, session_epoch, last_inbound_at,
                       session_base_url, session_started_at, ready_skipped_for
         )
         SELECT r.user_id, r.phone, r.assistant_id, r.assistant_status, r.base_url,
                r.gateway_token_encrypted, r.model, r.subscription_status,
                ins.twilio_sid IS NOT NULL AS is_new,
-               conv.session_epoch, conv.model_override, conv.last_inbound_at,
+               conv.session_epoch, conv.last_inbound_at,
                conv.session_base_url, conv.session_started_at, conv.ready_skipped_for,
                hit.scope AS limited,
                EXISTS (
@@ -448,7 +448,6 @@ async def find_recipient_by_user(conn: Connection, user_id: UUID) -> Recipient |
 @dataclass(frozen=True)
 class ConversationState:
     session_epoch: int
-    model_override: str | None
     last_inbound_at: datetime | None
     session_base_url: str | None = None
     session_started_at: datetime | None = None
@@ -458,11 +457,11 @@ class ConversationState:
 
 async def conversation(conn: Connection, user_id: UUID) -> ConversationState:
     row = await conn.fetchrow(
-        "SELECT session_epoch, model_override, last_inbound_at, session_base_url, "
+        "SELECT session_epoch, last_inbound_at, session_base_url, "
         "session_started_at, ready_skipped_for FROM conversations WHERE user_id = $1",
         user_id,
     )
-    return ConversationState(**dict(row)) if row else ConversationState(0, None, None)
+    return ConversationState(**dict(row)) if row else ConversationState(0, None)
 
 
 async def skip_ready_notice(
@@ -501,18 +500,6 @@ async def reset_session(conn: Connection, user_id: UUID) -> int:
         user_id,
     )
     return epoch
-
-
-async def set_model_override(conn: Connection, user_id: UUID, model: str) -> None:
-    await conn.execute(
-        """
-        INSERT INTO conversations (user_id, model_override) VALUES ($1, $2)
-        ON CONFLICT (user_id) DO UPDATE
-            SET model_override = EXCLUDED.model_override, updated_at = now()
-        """,
-        user_id,
-        model,
-    )
 
 
 async def count_in_window(

@@ -30,9 +30,11 @@ from uuid import UUID
 from weakref import WeakValueDictionary
 
 import asyncpg
+from yourclaw_common import outbox
 from yourclaw_common.crypto import SecretBox, SecretBoxError
 from yourclaw_common.db import Connection
 from yourclaw_common.events import (
+    AssistantProvisionRequested,
     AssistantReady,
     InboundWhatsApp,
     InboundWhatsAppStatus,
@@ -117,6 +119,8 @@ class Conversation:
     send_retries: int = 3
     # Sends per second from `sender`, across every replica.
     send_rate: float = 80.0
+    # Names this service's outbox rows (the relay publishes those).
+    service_name: str = "messaging"
 
     def __post_init__(self) -> None:
         # One turn at a time per phone in this replica, so replies keep order.
@@ -272,8 +276,9 @@ class Conversation:
             epoch = await repository.reset_session(conn, user_id)
             log.info("messaging.command.reset", user_id=str(user_id), epoch=epoch)
             return replies.RESET
-        state = await repository.conversation(conn, user_id)
-        current = state.model_override or recipient.model
+        # The assistant's model has one home, the assistant (the provisioner's
+        # row): a pick in chat goes the same way as one on the dashboard.
+        current = recipient.model
         if command.name == "model":
             if not command.arg:
                 return replies.MODEL_LIST.format(
@@ -285,7 +290,18 @@ class Conversation:
                 return replies.MODEL_UNKNOWN.format(
                     name=command.arg[:60], choices=commands.model_choices()
                 )
-            await repository.set_model_override(conn, user_id, model.id)
+            if model.id == current:
+                return replies.MODEL_ALREADY.format(name=model.display_name)
+            # Through the outbox, committed with the reply: the provisioner
+            # records the model and re-creates the gateway with it.
+            await outbox.add(
+                conn,
+                AssistantProvisionRequested(
+                    user_id=user_id, reason="model_changed", model=model.id
+                ),
+                service=self.service_name,
+            )
+            log.info("messaging.command.model", user_id=str(user_id), model=model.id)
             return replies.MODEL_SWITCHED.format(
                 name=model.display_name, model_id=model.id
             )
@@ -356,7 +372,7 @@ class Conversation:
         if state is None:  # a redelivery: the first attempt recorded the message
             async with self.pool.acquire() as conn:
                 state = await repository.conversation(conn, recipient.user_id)
-        model = state.model_override or recipient.model
+        model = recipient.model
         label = model or "default"
         seed: list[tuple[str, str]] = []
         if state.session_base_url and state.session_base_url != recipient.base_url:
