@@ -15,13 +15,14 @@ import pytest
 import pytest_asyncio
 from yourclaw_common.events import HostReply, HostVerb, ListContainers, host_command
 from yourclaw_common.testing import eventually
-from yourclaw_devkit.pytest_plugin import messaging_settings, sent_to
+from yourclaw_devkit.pytest_plugin import messaging_values, sent_to
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME, ensure_openclaw
 from yourclaw_host_agent.layout import DataLayout
 from yourclaw_host_agent.runtimes.process import ProcessRuntime
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_messaging.app import run as run_messaging
+from yourclaw_messaging.settings import MessagingSettings
 from yourclaw_provisioner.app import run as run_provisioner
 from yourclaw_provisioner.settings import ProvisionerSettings
 
@@ -134,10 +135,13 @@ async def gateway_stack(
                 **(provisioner or {}),
             },
         )
-        messaging_settings_ = messaging_settings(
-            service_env,
-            devsim_url,
-            **{"assistant_timeout_seconds": 120, **(messaging or {})},
+        messaging_settings_ = MessagingSettings(
+            _env_file=None,
+            **messaging_values(
+                service_env,
+                devsim_url,
+                **{"assistant_timeout_seconds": 120, **(messaging or {})},
+            ),
         )
         tasks.extend(
             [

@@ -28,11 +28,12 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import messaging_settings, sent_to
+from yourclaw_devkit.pytest_plugin import messaging_values, sent_to
 from yourclaw_devkit.serving import running_app
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_messaging.app import run as run_messaging
+from yourclaw_messaging.settings import MessagingSettings
 
 PUBLIC_BASE_URL = "https://hooks.yourclaw.test"  # as behind a TLS proxy
 PATH = "/api/v1/webhooks/twilio/whatsapp"
@@ -77,7 +78,10 @@ async def running_stack(
         public_base_url=PUBLIC_BASE_URL,
         twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
     )
-    messaging = messaging_settings(service_env, devsim_url, **messaging_overrides)
+    messaging = MessagingSettings(
+        _env_file=None,
+        **messaging_values(service_env, devsim_url, **messaging_overrides),
+    )
     stop = asyncio.Event()
     worker = asyncio.create_task(run_messaging(messaging, stop))
     async with clean_db.acquire() as conn:

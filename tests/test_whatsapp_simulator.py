@@ -28,13 +28,14 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
 )
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
-from yourclaw_devkit.pytest_plugin import messaging_settings
+from yourclaw_devkit.pytest_plugin import messaging_values
 from yourclaw_devkit.serving import running_app
 from yourclaw_devkit.signing import twilio_signature
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.auth import AUDIENCE, DEV_ISSUER
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_messaging.app import run as run_messaging
+from yourclaw_messaging.settings import MessagingSettings
 
 PHONE = "+15557771234"
 DEV_LOGIN_SECRET = "simulator-dev-login-secret-0123456789"
@@ -100,14 +101,18 @@ async def stack(
             **env,
             public_base_url=api_url,
             twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
+            yourclaw_env="dev",
             dev_login_enabled=True,
             dev_login_secret=DEV_LOGIN_SECRET,
         )
-        messaging = messaging_settings(
-            service_env,
-            devsim_url,
-            twilio_status_callback_url=f"{api_url}/api/v1/webhooks/twilio/status",
-            twilio_template_notification=TEMPLATE,
+        messaging = MessagingSettings(
+            _env_file=None,
+            **messaging_values(
+                service_env,
+                devsim_url,
+                twilio_status_callback_url=f"{api_url}/api/v1/webhooks/twilio/status",
+                twilio_template_notification=TEMPLATE,
+            ),
         )
         async with clean_db.acquire() as conn:
             user = await register_dev_user(

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest_asyncio
 from yourclaw_common.events import InboundWhatsApp
-from yourclaw_messaging.settings import MessagingSettings
 
 from yourclaw_devkit.defaults import (
     DEV_TWILIO_ACCOUNT_SID,
@@ -38,11 +37,12 @@ async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict[str, Any]]
     return list(reversed(resp.json()["messages"]))
 
 
-def messaging_settings(
+def messaging_values(
     service_env: Mapping[str, str], devsim_url: str, **overrides: Any
-) -> MessagingSettings:
-    """Messaging as a test runs it: the dev Twilio account and sender, sending
-    through the stand-in at `devsim_url`; `overrides` by field name."""
+) -> dict[str, Any]:
+    """Messaging's settings as a test runs it, by field name (for
+    `MessagingSettings(_env_file=None, **values)`): the dev Twilio account and
+    sender, sending through the stand-in at `devsim_url`; then `overrides`."""
     values: dict[str, Any] = {k.lower(): v for k, v in service_env.items()}
     values.update(
         twilio_account_sid=DEV_TWILIO_ACCOUNT_SID,
@@ -51,7 +51,7 @@ def messaging_settings(
         twilio_api_base=devsim_url,
     )
     values.update(overrides)
-    return MessagingSettings(_env_file=None, **values)
+    return values
 
 
 def inbound_whatsapp(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:
