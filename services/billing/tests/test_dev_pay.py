@@ -25,6 +25,7 @@ async def api_url(service_env, stripe_sim, js) -> AsyncIterator[str]:
         _env_file=None,
         database_url=service_env["DATABASE_URL"],
         nats_url=service_env["NATS_URL"],
+        yourclaw_env="dev",
         dev_login_enabled=True,
         dev_login_secret="x" * 32,
         stripe_webhook_secret=DEV_STRIPE_WEBHOOK_SECRET,
