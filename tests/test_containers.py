@@ -445,6 +445,7 @@ class TestMemory:
             bridge=cell.bridge,
             rss_ceiling_percent=1,
             restart_grace_seconds=30,
+            data_dir=str(cell.data_dir.resolve()),
         )
         try:
             rss, limit = await runtime.memory_of(cell.tenant.name) or (0, 0)
@@ -463,7 +464,11 @@ class TestMemory:
         await _wait_ready(cell.tenant.spec.port)
 
     async def test_an_oom_kill_is_noticed(self, cell):
-        runtime = DockerRuntime(socket_path=SOCKET, rss_ceiling_percent=0)
+        runtime = DockerRuntime(
+            socket_path=SOCKET,
+            rss_ceiling_percent=0,
+            data_dir=str(cell.data_dir.resolve()),
+        )
         try:
             await runtime.supervise()  # from now on
             # Inside the tenant, as its user: eat memory until the kernel kills.

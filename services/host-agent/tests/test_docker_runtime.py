@@ -402,6 +402,27 @@ class TestLifecycle:
         # The shared tenant network stays for the other tenants.
         assert "yourclaw-tenants" in state.networks
 
+    async def test_an_agent_sees_only_its_own_data_dirs_containers(
+        self, engine, data_dir, tmp_path
+    ):
+        _, sock = engine
+        layout = DataLayout(data_dir)
+        mine = DockerRuntime(socket_path=sock, chown_to=None, data_dir=str(data_dir))
+        other = DockerRuntime(
+            socket_path=sock, chown_to=None, data_dir=str(tmp_path / "other-host")
+        )
+        try:
+            spec = _spec()
+            await mine.run(spec, layout.user(spec.user_id))
+
+            # Two agents on one engine (two checkouts, a test beside make up):
+            # neither adopts, reports or removes the other's tenants.
+            assert [c.name for c in await mine.list()] == [spec.name]
+            assert await other.list() == []
+        finally:
+            await mine.close()
+            await other.close()
+
     async def test_missing_image_is_a_readable_error(self, docker, engine, data_dir):
         state, _ = engine
         spec = _spec().model_copy(update={"image": "yourclaw-openclaw:missing"})

@@ -68,6 +68,7 @@ def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerR
             rss_ceiling_percent=settings.gateway_rss_ceiling_percent,
             rss_check_seconds=settings.gateway_rss_check_seconds,
             restart_grace_seconds=settings.gateway_restart_grace_seconds,
+            data_dir=str(layout.root),
         )
     from yourclaw_host_agent.runtimes.process import ProcessRuntime
 

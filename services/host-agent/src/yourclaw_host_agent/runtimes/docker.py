@@ -260,7 +260,12 @@ class DockerRuntime:
         rss_ceiling_percent: int = 85,
         rss_check_seconds: float = 60.0,
         restart_grace_seconds: float = 300.0,
+        data_dir: str | None = None,
     ):
+        # The host data dir this agent serves: it lists, adopts and watches
+        # only the containers labelled with it, never another agent's on the
+        # same engine.
+        self._data_dir = data_dir
         self._socket_path = socket_path
         self._publish_ip = publish_ip
         self._stop_timeout = int(stop_timeout)
@@ -492,10 +497,15 @@ class DockerRuntime:
             labels,
         )
 
-    async def list(self, *, data_dir: str | None = None) -> list[ContainerInfo]:
+    def _labels(self, data_dir: str | None = None) -> list[str]:
         labels = [f"{_LABEL}=true"]
-        if data_dir is not None:
-            labels.append(f"yourclaw.data_dir={data_dir}")
+        scope = data_dir or self._data_dir
+        if scope is not None:
+            labels.append(f"yourclaw.data_dir={scope}")
+        return labels
+
+    async def list(self, *, data_dir: str | None = None) -> list[ContainerInfo]:
+        labels = self._labels(data_dir)
         filters = json.dumps({"label": labels})
         resp = await self._call(
             "GET", f"/containers/json?all=true&filters={quote(filters)}"
@@ -548,7 +558,7 @@ class DockerRuntime:
     async def _note_oom_kills(self) -> None:
         until = int(time.time())
         filters = json.dumps(
-            {"type": ["container"], "event": ["oom"], "label": [f"{_LABEL}=true"]}
+            {"type": ["container"], "event": ["oom"], "label": self._labels()}
         )
         resp = await self._call(
             "GET",
