@@ -103,6 +103,75 @@ class TestTenantImage:
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("Chromium ")
 
+    def test_the_browser_tool_drives_chromium_under_the_hardened_profile(self, tenant):
+        """One real MCP tool call over stdio: playwright-mcp opens a page in
+        Debian's Chromium, with the runtime's restrictions and no network."""
+        page = "data:text/html,<title>hello-yourclaw</title><h1>Hi</h1>"
+        messages = [
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            },
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "browser_navigate", "arguments": {"url": page}},
+            },
+        ]
+        with subprocess.Popen(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-i",
+                "--network",
+                "none",
+                "--read-only",
+                "--tmpfs",
+                "/tmp:rw,nosuid,nodev,size=256m",
+                "--cap-drop",
+                "ALL",
+                "--security-opt",
+                "no-new-privileges",
+                "--memory",
+                "1g",
+                "--pids-limit",
+                "256",
+                "--env",
+                "XDG_CACHE_HOME=/tmp/cache",
+                tenant,
+                "playwright-mcp",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as server:
+            assert server.stdin
+            assert server.stdout
+            replies: dict[int, dict] = {}
+            for message in messages:
+                server.stdin.write(json.dumps(message) + "\n")
+                server.stdin.flush()
+                while "id" in message and message["id"] not in replies:
+                    line = server.stdout.readline()
+                    assert line, server.stderr.read() if server.stderr else ""
+                    reply = json.loads(line)
+                    replies[reply.get("id", -1)] = reply
+            server.stdin.close()
+            server.wait(timeout=60)
+        assert replies[1]["result"]["serverInfo"]["name"] == "Playwright"
+        text = replies[2]["result"]["content"][0]["text"]
+        assert "Page Title: hello-yourclaw" in text, text
+
     def test_has_no_docker_cli_or_socket(self, tenant):
         done = run_in(
             tenant,
