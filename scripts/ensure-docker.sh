@@ -5,7 +5,8 @@
 #   - `dockerd` is installed but not running     -> starts /usr/sbin/dockerd in the
 #     background (log .data/docker/dockerd.log, pid .data/docker/dockerd.pid) and
 #     waits until `docker info` answers (DOCKER_WAIT seconds, default 60).
-# It also installs iptables when missing: the host-agent manages firewall rules.
+# It also installs, when missing, iptables (the host-agent manages firewall rules)
+# and mmdebstrap (`make images` builds the base image's root filesystem with it).
 #
 # Why root: installing packages and running dockerd (it creates network bridges,
 # firewall rules, cgroups and overlay mounts) need root. As another user it uses
@@ -47,6 +48,7 @@ apt_install() {
 missing=()
 [ -x "$DOCKERD" ] || missing+=(docker.io)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 
 if [ ${#missing[@]} -eq 0 ] && engine_answers; then
   say "a Docker Engine already answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')); nothing to do"
@@ -55,14 +57,14 @@ fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 \
-    || die "missing ${missing[*]} and no apt-get here: install Docker Engine and iptables with your package manager"
+    || die "missing ${missing[*]} and no apt-get here: install Docker Engine, iptables and mmdebstrap with your package manager"
   need_root "installing ${missing[*]}"
   apt_install "${missing[@]}"
   command -v docker >/dev/null 2>&1 || die "docker.io is installed but no docker CLI is on PATH"
 fi
 
 if engine_answers; then
-  say "a Docker Engine answers (started by the package); nothing more to do"
+  say "a Docker Engine answers; nothing more to do"
   exit 0
 fi
 

@@ -1,12 +1,16 @@
-"""The images `make images` builds, checked on the real engine: the tenant image
-(and the services image) from the outside with `docker run --rm` and
+"""The images `make images` builds, checked on the real engine: the tenant,
+services and web images from the outside with `docker run` and
 `docker inspect`. A cold build takes minutes; afterwards the builder finds the
 images up to date by their inputs label and these tests take seconds.
 """
 
 import json
+import os
 import re
 import subprocess
+import time
+import tomllib
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 
@@ -14,6 +18,7 @@ import pytest
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
@@ -27,7 +32,7 @@ def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 def built(builder: ModuleType) -> dict[str, str]:
     if not builder.engine_answers():
         pytest.skip("no Docker Engine answers here (`make engine` starts one)")
-    return builder.build_images(["openclaw", "services"])
+    return builder.build_images(builder.TARGETS)
 
 
 @pytest.fixture(scope="module")
@@ -190,19 +195,18 @@ class TestTenantImage:
 
 
 class TestServicesImage:
-    @pytest.mark.parametrize(
-        "module",
-        [
-            "yourclaw_gateway_api",
-            "yourclaw_messaging",
-            "yourclaw_billing",
-            "yourclaw_provisioner",
-            "yourclaw_host_agent",
-        ],
-    )
-    def test_every_service_is_installed(self, built, module):
+    @pytest.mark.parametrize("service", SERVICES)
+    def test_every_service_is_installed_with_its_commands(self, built, service):
+        """Every services/<name> (a new one too): `python -m yourclaw_<name>`
+        and the console scripts its pyproject declares."""
+        module = "yourclaw_" + service.replace("-", "_")
         done = run_in(built["services"], "python", "-c", f"import {module}.__main__")
         assert done.returncode == 0, done.stderr
+        project = tomllib.loads(
+            (ROOT / "services" / service / "pyproject.toml").read_text()
+        )
+        for script in project["project"].get("scripts", {}):
+            assert run_in(built["services"], "sh", "-c", f"command -v {script}").stdout
 
     def test_runs_non_root_on_debians_python_311(self, built):
         assert run_in(built["services"], "id", "-u").stdout.strip() == "10001"
@@ -211,6 +215,71 @@ class TestServicesImage:
 
     def test_a_rebuild_with_nothing_changed_reuses_the_image(self, builder, built):
         assert builder.build_images(["services"])["services"] == built["services"]
+
+
+class TestWebImage:
+    def test_serves_the_app_as_node_with_its_settings_read_at_run_time(self, built):
+        name = f"yourclaw-web-test-{os.getpid()}"
+        started = _docker(
+            "run", "--detach", "--rm", "--name", name,
+            "--publish", "127.0.0.1::3000",
+            "--env", "PUBLIC_BASE_URL=http://api.example.test",
+            "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/app/.next/cache",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            built["web"],
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        try:
+            port = _docker("port", name, "3000/tcp").stdout.split(":")[-1].strip()
+            deadline = time.monotonic() + 60
+            page = ""
+            while time.monotonic() < deadline and not page:
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/", timeout=5
+                    ) as r:
+                        page = r.read().decode()
+                except OSError:
+                    time.sleep(0.5)
+            assert page, _docker("logs", name).stderr
+            assert "<html" in page
+            user = _docker("exec", name, "id", "-u").stdout.strip()
+            assert user == "1000"
+        finally:
+            _docker("rm", "--force", name)
+
+
+def test_the_make_up_and_test_step_takes_seconds_when_the_images_are_built(built):
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(ROOT / "scripts/ensure-containers.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    for repo in ("base", "openclaw", "services", "web"):
+        assert re.search(rf"yourclaw-{repo}:\S+ is up to date", done.stderr)
+    assert elapsed < 20, f"{elapsed:.1f} s"
+
+
+def test_without_root_or_engine_make_up_and_test_say_so_in_one_line_and_go_on():
+    """As an unprivileged user (no sudo, no access to the engine's socket)."""
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         str(ROOT / "scripts/ensure-containers.sh"),
+         "assistants will run as bare processes (dev only)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    assert "needs root" in lines[0]
+    assert "assistants will run as bare processes (dev only)" in lines[0]
 
 
 def test_make_engine_changes_nothing_when_an_engine_answers(builder):
