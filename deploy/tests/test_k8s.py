@@ -10,6 +10,7 @@ output must be the same.
 """
 
 import copy
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -163,7 +164,8 @@ def test_every_service_is_probed_sized_and_protected(production, name):
     assert container["resources"]["limits"]["memory"]
     assert container["readinessProbe"]["httpGet"]["path"] in ("/readyz", "/")
     assert container["livenessProbe"]["httpGet"]["path"] in ("/healthz", "/")
-    assert container["image"].startswith(f"registry.example/yourclaw-{name}:")
+    image = "yourclaw-web" if name == "web" else "yourclaw-services"
+    assert container["image"].startswith(f"registry.example/{image}:")
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert production[("PodDisruptionBudget", name)]["spec"]["minAvailable"] >= 1
@@ -182,6 +184,16 @@ def test_python_services_probe_healthz_and_readyz_and_are_scraped(production, na
     if name != "gateway-api":  # workers: /metrics only with METRICS_PORT set
         assert int(config["METRICS_PORT"]) == port
         assert config["METRICS_HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_python_services_run_the_one_services_image_with_their_module(production, name):
+    (container,) = production[("Deployment", name)]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    module = "yourclaw_" + name.replace("-", "_")
+    assert container["command"] == ["python", "-m", module]
+    assert importlib.util.find_spec(module) is not None
 
 
 @pytest.mark.parametrize("name", SERVICES)
