@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from yourclaw_common.events import HostReply, HostVerb, ListContainers, host_command
+from yourclaw_common.nats_auth import host_user
 from yourclaw_common.testing import eventually
 from yourclaw_devkit.pytest_plugin import messaging_values, sent_to
 from yourclaw_host_agent.app import run as run_host_agent
@@ -95,6 +96,7 @@ async def gateway_stack(
     nats_client,
     openclaw_dir,
     gateway_host_dir,
+    nats_identity,
 ) -> AsyncIterator[Callable[..., Awaitable[GatewayStack]]]:
     """Start a `GatewayStack`: `capacity` gateways on the host, provisioner and
     messaging settings overridable by field name. Stopped after the test; its
@@ -114,6 +116,7 @@ async def gateway_stack(
         host_agent_settings = HostAgentSettings(
             _env_file=None,
             **env,
+            **nats_identity(host_user(host_id)),
             service_name="host-agent",
             host_runtime="process",
             yourclaw_env="dev",
@@ -127,6 +130,7 @@ async def gateway_stack(
             _env_file=None,
             **{
                 **env,
+                **nats_identity("provisioner"),
                 "public_base_url": public_base_url,
                 "dev_llm_base_url": devsim_url,
                 "gateway_health_timeout_seconds": BOOT_TIMEOUT,
@@ -140,6 +144,7 @@ async def gateway_stack(
             **messaging_values(
                 service_env,
                 devsim_url,
+                **nats_identity("messaging"),
                 **{"assistant_timeout_seconds": 120, **(messaging or {})},
             ),
         )

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from yourclaw_billing.settings import BillingSettings
+from yourclaw_common.nats_auth import password_env, users_for
 from yourclaw_common.settings import CommonSettings
 from yourclaw_devkit.cli import DevCliSettings
 from yourclaw_devkit.devsim import DevsimSettings
@@ -35,6 +36,8 @@ EXTRA = {
     # The web app's own (web/src/lib/server-config.ts), and where `make up` serves it.
     "SUPABASE_ANON_KEY",
     "WEB_PORT",
+    # docker-compose.yml's NATS users' passwords (deploy/nats/auth.conf).
+    *(password_env(user) for user in users_for(["compose"])),
 }
 
 

@@ -3,7 +3,9 @@ message gets its reply, and Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 from yourclaw_common.embedded import free_port
@@ -70,6 +73,24 @@ def _listening(port: int) -> bool:
 
 
 @pytest.mark.slow
+def _nats_answer(url: str) -> str:
+    """What the server says to a CONNECT with the URL's credentials (if any)
+    and a PING, in the NATS wire protocol: `PONG` when it lets us in."""
+    parts = urlsplit(url)
+    connect = {"verbose": False, "pedantic": False, "protocol": 1}
+    if parts.username:
+        connect |= {
+            "user": unquote(parts.username),
+            "pass": unquote(parts.password or ""),
+        }
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        stream = sock.makefile("rwb")
+        stream.readline()  # INFO {...}
+        stream.write(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+        stream.flush()
+        return stream.readline().decode().strip()
+
+
 def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
     api_port, devsim_port = free_port(), free_port()
     env = {
@@ -102,7 +123,15 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
         output = _Output(up)
         banner = output.wait_for("YourClaw is running", up, timeout=120)
         assert f"http://127.0.0.1:{api_port}" in banner
-        assert (tmp_path / ".data" / "dev.env").exists()
+        dev_env = (tmp_path / ".data" / "dev.env").read_text()
+        # The bus takes only its users: the operator's URL is in dev.env for
+        # the tools; the same server without credentials refuses.
+        nats_url = re.search(r"^NATS_URL=(\S+)$", dev_env, re.M).group(1)
+        anonymous = urlsplit(nats_url)._replace(
+            netloc=urlsplit(nats_url).netloc.split("@")[-1]
+        )
+        assert "Authorization Violation" in _nats_answer(urlunsplit(anonymous))
+        assert _nats_answer(nats_url) == "PONG"
 
         registered = _run_dev(["register", "--phone", "+15551234567"], tmp_path, env)
         assert registered.returncode == 0, registered.stderr

@@ -69,18 +69,30 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    service_env, devsim_url, devsim, clean_db, encryption_key, **messaging_overrides
+    service_env,
+    devsim_url,
+    devsim,
+    clean_db,
+    encryption_key,
+    nats_identity,
+    **messaging_overrides,
 ) -> AsyncIterator[Stack]:
     env = {k.lower(): v for k, v in service_env.items()}
     gateway = GatewaySettings(
         _env_file=None,
         **env,
+        **nats_identity("gateway-api"),
         public_base_url=PUBLIC_BASE_URL,
         twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
     )
     messaging = MessagingSettings(
         _env_file=None,
-        **messaging_values(service_env, devsim_url, **messaging_overrides),
+        **messaging_values(
+            service_env,
+            devsim_url,
+            **nats_identity("messaging"),
+            **messaging_overrides,
+        ),
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(run_messaging(messaging, stop))
@@ -102,10 +114,16 @@ async def running_stack(
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
-    service_env, devsim_url, devsim, clean_db, nats_client, encryption_key
+    service_env,
+    devsim_url,
+    devsim,
+    clean_db,
+    nats_client,
+    encryption_key,
+    nats_identity,
 ) -> AsyncIterator[Stack]:
     async with running_stack(
-        service_env, devsim_url, devsim, clean_db, encryption_key
+        service_env, devsim_url, devsim, clean_db, encryption_key, nats_identity
     ) as running:
         yield running
 
@@ -159,7 +177,14 @@ class TestDevCliSend:
 
     @pytest_asyncio.fixture(loop_scope="session")
     async def limited(
-        self, service_env, devsim_url, devsim, clean_db, nats_client, encryption_key
+        self,
+        service_env,
+        devsim_url,
+        devsim,
+        clean_db,
+        nats_client,
+        encryption_key,
+        nats_identity,
     ) -> AsyncIterator[Stack]:
         # A day's limit: a minute's could roll over between the messages.
         async with running_stack(
@@ -168,6 +193,7 @@ class TestDevCliSend:
             devsim,
             clean_db,
             encryption_key,
+            nats_identity,
             rate_limit_msg_per_day=1,
         ) as running:
             yield running

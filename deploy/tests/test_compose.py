@@ -5,11 +5,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from yourclaw_common.nats_auth import host_user, password_env, users_for
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 from yourclaw_provisioner.render import PLAYWRIGHT_MCP_COMMAND
 
@@ -17,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SERVICES = ["gateway-api", "messaging", "billing", "provisioner", "host-agent"]
 WORKERS = ["messaging", "billing", "provisioner", "host-agent"]
+COMPOSE_HOST = "compose"
 SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|_KEY)$")
 
 
@@ -35,9 +38,14 @@ def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
         )
 
 
+NATS_PASSWORDS = {
+    password_env(user): f"test-{user}" for user in users_for([COMPOSE_HOST])
+}
+
+
 @pytest.fixture(scope="module")
 def config() -> dict:
-    result = compose_config(ENCRYPTION_KEY="test-key")
+    result = compose_config(ENCRYPTION_KEY="test-key", **NATS_PASSWORDS)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -54,9 +62,42 @@ def test_compose_file_is_valid(config):
 
 
 def test_the_encryption_key_must_come_from_the_environment():
-    result = compose_config()
+    result = compose_config(**NATS_PASSWORDS)
     assert result.returncode != 0
     assert "ENCRYPTION_KEY" in result.stderr
+
+
+def test_nats_passwords_must_come_from_the_environment():
+    result = compose_config(ENCRYPTION_KEY="test-key")
+    assert result.returncode != 0
+    assert "NATS_PASSWORD_" in result.stderr
+
+
+def test_nats_takes_the_committed_users_with_their_passwords(config):
+    nats = config["services"]["nats"]
+    assert nats["command"][:2] == ["-c", "/etc/nats/auth.conf"]
+    assert any(
+        v.endswith(":/etc/nats/auth.conf:ro")
+        or (isinstance(v, dict) and v.get("target") == "/etc/nats/auth.conf")
+        for v in nats["volumes"]
+    )
+    # The committed file is what the renderer writes for this compose host.
+    rendered = subprocess.run(
+        [sys.executable, "-m", "yourclaw_common.nats_auth", "--host", COMPOSE_HOST],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (ROOT / "deploy/nats/auth.conf").read_text() == rendered
+    assert set(nats["environment"]) == set(NATS_PASSWORDS)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_connects_as_its_own_nats_user(config, name):
+    env = config["services"][name]["environment"]
+    user = host_user(env["HOST_ID"]) if name == "host-agent" else name
+    assert env["NATS_USER"] == user
+    assert env["NATS_PASSWORD"] == NATS_PASSWORDS[password_env(user)]
 
 
 def test_secrets_are_referenced_never_written_in_the_file():

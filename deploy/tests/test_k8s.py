@@ -20,6 +20,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from yourclaw_common.nats_auth import helm_users, password_env, users_for
 from yourclaw_host_agent.bootstrap import BootstrapOptions, render_env, render_unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,6 +209,29 @@ def test_secrets_are_referenced_not_inlined(production, name):
         if any(w in e["name"] for w in ("TOKEN", "SECRET", "KEY", "PASSWORD")):
             assert "value" not in e, e["name"]
     assert ("Secret", "yourclaw-secrets") not in production
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_connects_to_nats_as_its_own_user(production, name):
+    (container,) = production[("Deployment", name)]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NATS_USER"]["value"] == name
+    ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "yourclaw-secrets", "key": f"nats-password-{name}"}
+
+
+def test_nats_takes_only_its_users_with_their_grants():
+    values = yaml.safe_load((K8S / "nats/values.yaml").read_text())
+    users = values["config"]["merge"]["authorization"]["users"]
+    # What the renderer writes: the operator and every service, each with its
+    # grant; passwords only as references to the server's environment.
+    assert users == helm_users(users_for([]))
+    env = values["container"]["env"]
+    for user in users_for([]):
+        ref = env[password_env(user)]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "nats-users", "key": user}
 
 
 def test_gateway_and_messaging_autoscale_on_cpu(production):

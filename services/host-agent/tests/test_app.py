@@ -25,7 +25,7 @@ async def next_beat(
         if beat.host_id == host_id and where(beat) and not found.done():
             found.set_result(beat)
 
-    sub = await nc.subscribe(Subject.HOST_HEARTBEAT.value, cb=on_beat)
+    sub = await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.*", cb=on_beat)
     try:
         return await asyncio.wait_for(found, timeout)
     finally:

@@ -21,6 +21,7 @@ from yourclaw_host_agent.bootstrap import (
     BootstrapOptions,
     bootstrap,
     capacity_for,
+    render_env,
     render_unit,
 )
 
@@ -236,3 +237,28 @@ def test_capacity_leaves_room_for_the_os():
     assert capacity_for(4 * gib) == 1
     assert capacity_for(24 * gib) == 14
     assert capacity_for(1 * gib) == 1
+
+
+class TestEnvFile:
+    def test_the_agent_connects_as_its_hosts_nats_user(self):
+        opts = BootstrapOptions(
+            host="10.0.0.9",
+            host_id="eu-7",
+            nats_url="nats://nats:4222",
+            nats_password="s3cret pass",
+        )
+
+        env = dict(
+            line.split("=", 1) for line in render_env(opts, capacity=2).splitlines()
+        )
+
+        assert env["NATS_USER"] == "host-agent-eu-7"
+        assert env["NATS_PASSWORD"] == "'s3cret pass'"
+
+    def test_without_a_password_it_connects_as_the_url_says(self):
+        opts = BootstrapOptions(host="h", host_id="eu-7", nats_url="nats://n:4222")
+
+        text = render_env(opts, capacity=2)
+
+        assert "NATS_USER" not in text
+        assert "NATS_PASSWORD" not in text

@@ -12,6 +12,7 @@ from yourclaw_common.events import (
     AssistantFailed,
     AssistantProvisionRequested,
     AssistantReady,
+    HostHeartbeat,
     Stream,
     SubscriptionActivated,
     SubscriptionCanceled,
@@ -380,6 +381,32 @@ class TestHeartbeats:
             "process",
         )
         assert row["last_heartbeat_at"] is not None
+
+    async def test_a_heartbeat_on_another_hosts_subject_is_ignored(
+        self, start_provisioner, fake_host, nats_client, clean_db
+    ):
+        await start_provisioner()
+        await fake_host("h-real")
+
+        async def recorded():
+            return await clean_db.fetchrow("SELECT * FROM hosts WHERE id = 'h-real'")
+
+        await eventually(recorded)
+        # Host h-real's user may publish heartbeat.h-real only: a beat there
+        # claiming to be h-forged (or one naming h-real elsewhere) is forged.
+        forged = HostHeartbeat(
+            host_id="h-forged",
+            address="127.0.0.1",
+            runtime="process",
+            capacity=50,
+            used=0,
+        )
+        await nats_client.publish("heartbeat.h-real", forged.model_dump_json().encode())
+        await nats_client.flush()
+        await asyncio.sleep(1)
+
+        hosts = await clean_db.fetch("SELECT id FROM hosts")
+        assert [h["id"] for h in hosts] == ["h-real"]
 
     async def test_silent_host_goes_offline_and_flags_then_recovers(
         self, start_provisioner, fake_host, make_user, js, clean_db

@@ -24,6 +24,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yourclaw_common.nats_auth import (
+    OPERATOR,
+    new_passwords,
+    render_authorization,
+    users_for,
+)
+
 __all__ = [
     "EmbeddedNats",
     "EmbeddedPostgres",
@@ -109,25 +116,73 @@ def _nats_binary() -> str:
     return found
 
 
+# What nats-server logs once a SIGHUP's new config is in force.
+_RELOADED = "Reloaded server configuration"
+
+
 @dataclass
 class EmbeddedNats:
-    """`nats-server -js` on a free loopback port, storing under `store_dir`."""
+    """`nats-server -js` on a free loopback port, storing under `store_dir`.
+
+    With `passwords` (NATS user → password, see `yourclaw_common.nats_auth`)
+    it accepts only those users, each with its grant; `add_users` adds more
+    (a new host) without a restart.
+    """
 
     store_dir: Path
     port: int = 0
+    passwords: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    def url_for(self, user: str) -> str:
+        """The URL with `user`'s credentials in it (for tools and tests)."""
+        if self.passwords is None:
+            return self.url
+        return f"nats://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
+
+    @property
+    def _config(self) -> Path:
+        return self.store_dir / "nats-server.conf"
+
+    def _write_config(self) -> None:
+        assert self.passwords is not None
+        self._config.touch(mode=0o600)
+        self._config.write_text(render_authorization(self.passwords))
+
+    def add_users(self, passwords: dict[str, str], *, timeout: float = 10) -> None:
+        """Let these users in too, by a config reload (no restart); returns once
+        the server has reloaded."""
+        assert self.passwords is not None, "the server was started without users"
+        self.passwords.update(passwords)
+        self._write_config()
+        if not self.alive():
+            return
+        assert self.proc is not None
+        log = self.store_dir / "nats-server.log"
+        reloads = log.read_text(errors="replace").count(_RELOADED)
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while log.read_text(errors="replace").count(_RELOADED) <= reloads:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"NATS did not reload its config; see {log}")
+            time.sleep(0.02)
+
     def start(self, *, timeout: float = 20) -> EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         log = self.store_dir / "nats-server.log"
+        config: list[str] = []
+        if self.passwords is not None:
+            self._write_config()
+            config = ["-c", str(self._config)]
         self.proc = subprocess.Popen(
             [
                 _nats_binary(),
+                *config,
                 "-a",
                 "127.0.0.1",
                 "-p",
@@ -391,6 +446,22 @@ class LocalInfra:
     started: tuple[str, ...]
     # The servers started here, for a supervisor to watch and restart.
     servers: tuple[EmbeddedNats | EmbeddedPostgres, ...] = ()
+    # NATS user → password of the NATS started here; empty for a given NATS
+    # (connect to that one as its URL says).
+    nats_passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def operator_url(self) -> str:
+        """`nats_url` with the operator's credentials (tools, tests)."""
+        for server in self.servers:
+            if isinstance(server, EmbeddedNats):
+                return server.url_for(OPERATOR)
+        return self.nats_url
+
+    @property
+    def nats(self) -> EmbeddedNats | None:
+        """The NATS started here, if any."""
+        return next((s for s in self.servers if isinstance(s, EmbeddedNats)), None)
 
 
 @contextmanager
@@ -401,18 +472,27 @@ def local_infra(
     database_url: str | None = None,
     database: str | None = None,
     fast: bool = False,
+    nats_hosts: tuple[str, ...] = (),
     say: Callable[[str], None] = lambda _: None,
 ) -> Iterator[LocalInfra]:
     """Use the given NATS / PostgreSQL, or start embedded ones under `data_dir`.
 
+    An embedded NATS authenticates as production does: one user per service,
+    one per host of `nats_hosts` (more can be added), and the operator, with
+    fresh passwords (`LocalInfra.nats_passwords`).
     With `database`, the embedded server gets that database and the URL names it;
     a given `database_url` is used as it is. Servers we started stop on exit.
     """
     started: list[EmbeddedNats | EmbeddedPostgres] = []
+    passwords: dict[str, str] = {}
     try:
         if not nats_url:
-            say(f"starting NATS with JetStream (embedded, data in {data_dir / 'nats'})")
-            nats = EmbeddedNats(data_dir / "nats").start()
+            say(
+                f"starting NATS with JetStream, a user per service (embedded, "
+                f"data in {data_dir / 'nats'})"
+            )
+            passwords = new_passwords(users_for(nats_hosts))
+            nats = EmbeddedNats(data_dir / "nats", passwords=dict(passwords)).start()
             started.append(nats)
             nats_url = nats.url
         if not database_url:
@@ -427,6 +507,7 @@ def local_infra(
             database_url=database_url,
             started=tuple(type(s).__name__ for s in started),
             servers=tuple(started),
+            nats_passwords=passwords,
         )
     finally:
         for server in reversed(started):

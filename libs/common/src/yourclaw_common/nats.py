@@ -22,12 +22,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import FetchTimeoutError
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from yourclaw_common.errors import PermanentError
 from yourclaw_common.events import ConsumerSpec, Event, Stream, model_for
 from yourclaw_common.logging import bind_correlation_id, get_correlation_id, get_logger
 from yourclaw_common.metrics import RunnerMetrics
+from yourclaw_common.nats_auth import inbox_prefix
+from yourclaw_common.settings import CommonSettings
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -35,6 +37,7 @@ __all__ = [
     "HandlerContext",
     "backoff_seconds",
     "connect",
+    "connect_as",
     "consume",
     "count_dead_letters",
     "publish",
@@ -50,8 +53,19 @@ _MAX_REASON_CHARS = 400
 E = TypeVar("E", bound=Event)
 
 
-async def connect(url: str, *, name: str, **options: Any) -> NATS:
-    """Connect to NATS, reconnecting forever (services outlive NATS restarts)."""
+async def connect(
+    url: str,
+    *,
+    name: str,
+    user: str = "",
+    password: SecretStr | str = "",
+    **options: Any,
+) -> NATS:
+    """Connect to NATS, reconnecting forever (services outlive NATS restarts).
+
+    With `user`, as that NATS user, replies arriving on its own inbox prefix
+    (the only one its permissions let it subscribe to).
+    """
 
     async def _on_error(exc: Exception) -> None:
         log.warning("nats.client.error", error=str(exc))
@@ -71,8 +85,24 @@ async def connect(url: str, *, name: str, **options: Any) -> NATS:
         "disconnected_cb": _on_disconnect,
         "reconnected_cb": _on_reconnect,
     }
+    if user:
+        secret = (
+            password.get_secret_value() if isinstance(password, SecretStr) else password
+        )
+        defaults.update(user=user, password=secret, inbox_prefix=inbox_prefix(user))
     defaults.update(options)
     return await nats.connect(url, **defaults)
+
+
+async def connect_as(settings: CommonSettings, *, name: str, **options: Any) -> NATS:
+    """`connect` with a service's settings: its URL and NATS identity."""
+    return await connect(
+        settings.nats_url,
+        name=name,
+        user=settings.nats_user,
+        password=settings.nats_password,
+        **options,
+    )
 
 
 async def publish(

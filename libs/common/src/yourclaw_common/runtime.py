@@ -19,7 +19,7 @@ from yourclaw_common.db import create_pool, migrate
 from yourclaw_common.events import ConsumerSpec, ensure_topology
 from yourclaw_common.logging import get_logger
 from yourclaw_common.metrics import runner_metrics
-from yourclaw_common.nats import Handler, connect, consume, watch_consumers
+from yourclaw_common.nats import Handler, connect_as, consume, watch_consumers
 from yourclaw_common.ops import serve_ops
 from yourclaw_common.outbox import relay_forever
 from yourclaw_common.settings import CommonSettings
@@ -139,7 +139,7 @@ async def open_runtime(
     nc: NATS | None = None
     ops: asyncio.Server | None = None
     try:
-        nc = await connect(settings.nats_url, name=settings.service_name)
+        nc = await connect_as(settings, name=settings.service_name)
         js = nc.jetstream()
         await ensure_topology(
             js,

@@ -28,6 +28,10 @@ class CommonSettings(BaseSettings):
         description="PostgreSQL DSN.",
     )
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS URL.")
+    # This process's NATS identity (yourclaw_common.nats_auth): the service's
+    # name, or `host-agent-<host id>`. Empty: connect as the URL says.
+    nats_user: str = ""
+    nats_password: SecretStr = SecretStr("")
     service_name: str = "yourclaw"
     # Unset means production: dev-only paths need YOURCLAW_ENV=dev said outright.
     yourclaw_env: Environment = "production"

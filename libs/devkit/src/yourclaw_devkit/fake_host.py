@@ -28,7 +28,6 @@ from yourclaw_common.events import (
     HostHeartbeat,
     HostReply,
     NamedContainer,
-    Subject,
 )
 
 __all__ = ["FakeContainer", "FakeHost"]
@@ -138,9 +137,7 @@ class FakeHost:
                 for c in self.containers.values()
             ),
         )
-        await self.nc.publish(
-            Subject.HOST_HEARTBEAT.value, hb.model_dump_json().encode()
-        )
+        await self.nc.publish(hb.publish_subject(), hb.model_dump_json().encode())
 
     async def _heartbeats(self) -> None:
         while True:

@@ -47,6 +47,7 @@ from yourclaw_common.events import (
     host_command,
 )
 from yourclaw_common.migrate import run as migrate
+from yourclaw_common.nats_auth import host_user
 
 from yourclaw_devkit.defaults import (
     DEV_STRIPE_PRICE_ID,
@@ -401,11 +402,17 @@ def main() -> int:
             nats_url=env_in.get("NATS_URL"),
             database_url=env_in.get("DATABASE_URL"),
             database="yourclaw",
+            nats_hosts=(env["HOST_ID"],),
             say=_say,
         ) as infra:
             env["NATS_URL"], env["DATABASE_URL"] = infra.nats_url, infra.database_url
             return _run_stack(
-                env, api_port, devsim_port, stop_requested, servers=infra.servers
+                env,
+                api_port,
+                devsim_port,
+                stop_requested,
+                servers=infra.servers,
+                nats=_NatsAccess(infra.operator_url, infra.nats_passwords),
             )
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
         print(f"\nmake up failed: {exc}", file=sys.stderr)
@@ -422,6 +429,7 @@ def _run_stack(
     stop_requested: threading.Event,
     *,
     servers: tuple[EmbeddedNats | EmbeddedPostgres, ...] = (),
+    nats: _NatsAccess,
 ) -> int:
     """Migrate, start the services, supervise them until asked to stop; stops
     them on exit."""
@@ -429,8 +437,11 @@ def _run_stack(
     applied = asyncio.run(migrate(env["DATABASE_URL"]))
     _say(f"migrations applied now: {applied or 'none (up to date)'}")
 
+    # The operator's NATS identity, for `yourclaw-dev` and the DLQ tool.
+    dev_env = {**env, "NATS_URL": nats.operator_url}
+    DEV_ENV_FILE.touch(mode=0o600)
     DEV_ENV_FILE.write_text(
-        "".join(f"{k}={env[k]}\n" for k in sorted(env) if k in _DEV_ENV_KEYS)
+        "".join(f"{k}={dev_env[k]}\n" for k in sorted(dev_env) if k in _DEV_ENV_KEYS)
     )
     DEV_ENV_FILE.chmod(0o600)
 
@@ -487,7 +498,10 @@ def _run_stack(
         for i, (name, argv, extra) in enumerate(specs):
             _say(f"starting {name}")
             base = _web_env(env) if name == "web" else env
-            child = Child(name, argv, {**base, **extra}, _COLORS[i % len(_COLORS)])
+            identity = nats.identity(name, env["HOST_ID"])
+            child = Child(
+                name, argv, {**base, **extra, **identity}, _COLORS[i % len(_COLORS)]
+            )
             child.start()
             children.append(child)
 
@@ -535,7 +549,7 @@ def _run_stack(
             # restart must not take users' assistants down); under `make up`,
             # stopping stops them too. Their files stay: the next `make up`
             # starts them again (the provisioner's reconcile loop).
-            _stop_gateways(env["NATS_URL"], env["HOST_ID"])
+            _stop_gateways(nats.operator_url, env["HOST_ID"])
         for child in reversed(children):
             child.stop()
 
@@ -589,6 +603,22 @@ def _web_command(port: int) -> list[str] | None:
         "-p",
         str(port),
     ]
+
+
+@dataclass(frozen=True)
+class _NatsAccess:
+    """The NATS users of the stack (none when NATS_URL was given)."""
+
+    operator_url: str
+    passwords: dict[str, str]
+
+    def identity(self, child: str, host_id: str) -> dict[str, str]:
+        """NATS_USER / NATS_PASSWORD of a child: its service's user, the
+        host's for the host-agent; nothing for the others."""
+        user = host_user(host_id) if child == "host-agent" else child
+        if user not in self.passwords:
+            return {}
+        return {"NATS_USER": user, "NATS_PASSWORD": self.passwords[user]}
 
 
 # What `yourclaw-dev` needs to reach the running stack.

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from yourclaw_common.events import CONSUMERS, Subject
 from yourclaw_common.logging import configure_logging, get_logger
-from yourclaw_common.nats import connect
+from yourclaw_common.nats import connect_as
 from yourclaw_common.runtime import (
     connect_postgres,
     install_signal_handlers,
@@ -111,7 +111,7 @@ async def run_reconcile(settings: BillingSettings, *, days: float) -> ReconcileR
     stripe = _stripe_api(settings)
     pool = await connect_postgres(settings)
     try:
-        nc = await connect(settings.nats_url, name=f"{settings.service_name}-reconcile")
+        nc = await connect_as(settings, name=f"{settings.service_name}-reconcile")
         try:
             return await reconcile(
                 pool,

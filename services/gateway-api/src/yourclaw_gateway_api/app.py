@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
-from yourclaw_common.nats import connect
+from yourclaw_common.nats import connect_as
 from yourclaw_common.outbox import relay_forever
 from yourclaw_common.runtime import connect_postgres, tune_gc
 
@@ -123,7 +123,7 @@ def _lifespan(
         async with AsyncExitStack() as stack:  # closes in reverse order
             pool = await connect_postgres(settings)
             stack.push_async_callback(pool.close)
-            nc = await connect(settings.nats_url, name=settings.service_name)
+            nc = await connect_as(settings, name=settings.service_name)
             stack.push_async_callback(_close_nats, nc)
             js = nc.jetstream()
             # The gateway only publishes: it declares the streams, no consumers.

@@ -22,7 +22,7 @@ from yourclaw_common.logging import (
     configure_logging,
     get_logger,
 )
-from yourclaw_common.nats import CORRELATION_HEADER, connect
+from yourclaw_common.nats import CORRELATION_HEADER, connect_as
 from yourclaw_common.ops import serve_ops
 from yourclaw_common.runtime import install_signal_handlers
 
@@ -91,7 +91,7 @@ def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerR
 
 
 class HostAgent:
-    """Serves `host.<host_id>.<verb>` and announces the host on `host.heartbeat`."""
+    """Serves `host.<host_id>.<verb>` and announces the host on `heartbeat.<host_id>`."""
 
     def __init__(
         self,
@@ -199,7 +199,7 @@ async def run(
     nc: NATS | None = None
     try:
         async with httpx.AsyncClient() as http:
-            nc = await connect(settings.nats_url, name=f"host-agent-{settings.host_id}")
+            nc = await connect_as(settings, name=f"host-agent-{settings.host_id}")
             wake = asyncio.Event()
             service = HostService(
                 runtime,

@@ -6,7 +6,7 @@
 Installs the runtime (Docker Engine for `docker`; Node from the wheel plus the
 pinned openclaw for `process`), a Python 3.11 venv with the host-agent from the
 given wheels, a systemd unit and its env file; starts the agent; then waits for
-its first `host.heartbeat`, which is what registers the host with the
+its first heartbeat (`heartbeat.<host id>`), which is what registers the host with the
 provisioner. Every step is idempotent: re-running it upgrades the agent.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from typing import Literal
 
 import asyncssh
 from pydantic import ValidationError
-from yourclaw_common.events import HostHeartbeat, Subject
+from yourclaw_common.events import HostHeartbeat
 from yourclaw_common.nats import connect
+from yourclaw_common.nats_auth import heartbeat_subject, host_user
 
 __all__ = [
     "BootstrapError",
@@ -83,6 +85,9 @@ class BootstrapOptions:
     wait_heartbeat_seconds: float = 60.0
     # NATS as seen from where bootstrap runs (default: nats_url).
     check_nats_url: str | None = None
+    # The password of this host's NATS user (host-agent-<host id>); the agent
+    # connects as that user when it is set.
+    nats_password: str = ""
 
 
 def capacity_for(mem_bytes: int) -> int:
@@ -100,6 +105,11 @@ def render_env(opts: BootstrapOptions, *, capacity: int) -> str:
         "HOST_CAPACITY": str(capacity),
         "HOST_DATA_DIR": opts.data_dir,
         "NATS_URL": opts.nats_url,
+        **(
+            {"NATS_USER": host_user(opts.host_id), "NATS_PASSWORD": opts.nats_password}
+            if opts.nats_password
+            else {}
+        ),
         "OPENCLAW_INSTALL_DIR": f"{opts.prefix}/openclaw",
         "METRICS_PORT": str(opts.metrics_port),
         "METRICS_HOST": "127.0.0.1",
@@ -187,7 +197,7 @@ async def _wait_heartbeat(url: str, host_id: str, timeout: float) -> HostHeartbe
             found.set_result(beat)
 
     try:
-        await nc.subscribe(Subject.HOST_HEARTBEAT.value, cb=on_beat)
+        await nc.subscribe(heartbeat_subject(host_id), cb=on_beat)
         async with asyncio.timeout(timeout):
             return await found
     finally:
@@ -347,6 +357,12 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--check-nats-url", help="NATS as this machine reaches it (default --nats-url)"
     )
+    parser.add_argument(
+        "--nats-password-env",
+        metavar="VAR",
+        help="environment variable holding the password of the host's NATS user "
+        "host-agent-<host id> (not on the command line: ps shows that)",
+    )
     parser.add_argument("--runtime", choices=["docker", "process"], default="docker")
     parser.add_argument("--address", help="HOST_ADDRESS (default --host)")
     parser.add_argument(
@@ -392,6 +408,9 @@ def cli(argv: list[str] | None = None) -> None:
         extra_env=extra,
         wait_heartbeat_seconds=args.wait,
         check_nats_url=args.check_nats_url,
+        nats_password=os.environ.get(args.nats_password_env, "")
+        if args.nats_password_env
+        else "",
     )
 
     def say(text: str) -> None:

@@ -20,7 +20,7 @@ CONTAINERS = Gauge(
 )
 HEARTBEATS = Counter(
     "yourclaw_host_agent_heartbeats_total",
-    "Heartbeats published on host.heartbeat, by outcome (sent, failed).",
+    "Heartbeats published on heartbeat.<host id>, by outcome (sent, failed).",
     ["outcome"],
 )
 GATEWAY_RESTARTS = Counter(

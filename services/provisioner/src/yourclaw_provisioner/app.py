@@ -61,7 +61,7 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
         )
         fleet = Fleet(runtime.pool, provisioner.wake)
         heartbeats = await runtime.nc.subscribe(
-            Subject.HOST_HEARTBEAT.value, cb=fleet.on_message
+            f"{Subject.HOST_HEARTBEAT.value}.*", cb=fleet.on_message
         )
         pool = runtime.pool
         log.info(

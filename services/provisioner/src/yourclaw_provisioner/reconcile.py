@@ -65,6 +65,15 @@ class Fleet:
         except ValidationError as exc:
             log.warning("provisioner.heartbeat.invalid", error=str(exc)[:300])
             return
+        if msg.subject != hb.publish_subject():
+            # Each host's NATS user may publish only its own subject: a beat
+            # naming another host is forged (or from a misconfigured agent).
+            log.warning(
+                "provisioner.heartbeat.forged",
+                subject=msg.subject,
+                claimed_host_id=hb.host_id,
+            )
+            return
         try:
             await self.record(hb)
         except (OSError, asyncpg.PostgresError) as exc:

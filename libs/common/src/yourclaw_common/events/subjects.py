@@ -32,8 +32,9 @@ class Subject(StrEnum):
 
     OUTBOUND_WHATSAPP = "outbound.whatsapp"
 
-    # Core NATS (not stored in a stream).
-    HOST_HEARTBEAT = "host.heartbeat"
+    # Core NATS (not stored in a stream): `heartbeat.<host id>`, so a host's
+    # NATS user may publish its own heartbeat and no other's.
+    HOST_HEARTBEAT = "heartbeat"
     # Core NATS request/reply served by billing. Two tokens after `billing`, so the
     # BILLING stream (`billing.*`) never captures them.
     BILLING_CHECKOUT_CREATE = "billing.checkout.create"

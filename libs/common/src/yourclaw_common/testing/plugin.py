@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -25,7 +25,8 @@ from nats.js import JetStreamContext
 
 from yourclaw_common.crypto import generate_key
 from yourclaw_common.db import Connection, create_pool, migrate
-from yourclaw_common.embedded import local_infra
+from yourclaw_common.embedded import EmbeddedNats, local_infra
+from yourclaw_common.nats_auth import new_passwords
 from yourclaw_common.testing.helpers import reset_streams
 
 # Short, so tests of crashes and redelivery do not wait 30 s.
@@ -39,6 +40,9 @@ class Infra:
     nats_url: str
     database_url: str
     tmp_dir: Path
+    # The NATS started for this session (None for a given NATS_URL): it takes
+    # only its users; `nats_url` carries the operator's credentials.
+    nats: EmbeddedNats | None = None
 
 
 def _worker_id() -> str:
@@ -66,7 +70,10 @@ def infra() -> Iterator[Infra]:
             fast=True,
         ) as local:
             yield Infra(
-                nats_url=local.nats_url, database_url=local.database_url, tmp_dir=tmp
+                nats_url=local.operator_url,
+                database_url=local.database_url,
+                tmp_dir=tmp,
+                nats=local.nats,
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -94,6 +101,22 @@ async def database_url(infra: Infra) -> str:
 @pytest.fixture(scope="session")
 def nats_url(infra: Infra) -> str:
     return infra.nats_url
+
+
+@pytest.fixture(scope="session")
+def nats_identity(infra: Infra) -> Callable[[str], dict[str, str]]:
+    """`nats_identity(user)`: the settings (`nats_user`, `nats_password`) that
+    connect as that NATS user: a service's name or `host_user(host_id)`, added
+    to the server when new. `{}` on a given NATS_URL (no users to have)."""
+
+    def identity(user: str) -> dict[str, str]:
+        if infra.nats is None or infra.nats.passwords is None:
+            return {}
+        if user not in infra.nats.passwords:
+            infra.nats.add_users(new_passwords([user]))
+        return {"nats_user": user, "nats_password": infra.nats.passwords[user]}
+
+    return identity
 
 
 @pytest.fixture(scope="session")

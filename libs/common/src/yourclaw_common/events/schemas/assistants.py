@@ -81,3 +81,6 @@ class HostHeartbeat(Event):
     capacity: int
     used: int
     containers: tuple[ContainerState, ...] = ()
+
+    def publish_subject(self) -> str:
+        return f"{self.subject.value}.{self.host_id}"
