@@ -240,7 +240,7 @@ def main() -> None:
             asyncio.run(_migrate(infra.database_url))
             env = {
                 **os.environ,
-                "NATS_URL": infra.nats_url,
+                "NATS_URL": infra.operator_url,
                 "DATABASE_URL": infra.database_url,
                 "ENCRYPTION_KEY": generate_key(),
                 "SERVICE_NAME": "provisioner",
@@ -255,7 +255,7 @@ def main() -> None:
             )
             results = [
                 asyncio.run(
-                    run_stack(runtime, infra.nats_url, infra.database_url, env, tmp)
+                    run_stack(runtime, infra.operator_url, infra.database_url, env, tmp)
                 )
                 for runtime in ("process", "docker")
             ]

@@ -301,7 +301,7 @@ def main() -> None:
             key = base64.urlsafe_b64encode(os.urandom(32)).decode()
             env = {
                 **os.environ,
-                "NATS_URL": infra.nats_url,
+                "NATS_URL": infra.operator_url,
                 "DATABASE_URL": infra.database_url,
                 "ENCRYPTION_KEY": key,
                 "LOG_LEVEL": "WARNING",

@@ -323,7 +323,7 @@ def main() -> None:
             asyncio.run(_migrate(infra.database_url))
             env = {
                 **os.environ,
-                "NATS_URL": infra.nats_url,
+                "NATS_URL": infra.operator_url,
                 "DATABASE_URL": infra.database_url,
                 "ENCRYPTION_KEY": generate_key(),
                 "SERVICE_NAME": "provisioner",
@@ -335,13 +335,13 @@ def main() -> None:
             print(
                 f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
             )
-            asyncio.run(stand_in(infra.nats_url, infra.database_url, env))
+            asyncio.run(stand_in(infra.operator_url, infra.database_url, env))
             if REAL_USERS > 0:
                 # The baseline (cold boots) and the warm pool, in the same run.
                 for warm in (0, 1):
                     asyncio.run(
                         real_openclaw(
-                            infra.nats_url, infra.database_url, env, tmp, warm_pool=warm
+                            infra.operator_url, infra.database_url, env, tmp, warm_pool=warm
                         )
                     )
 

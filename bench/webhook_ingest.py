@@ -160,7 +160,7 @@ def main() -> None:
             database="bench",
             fast=True,
         ) as infra:
-            nats_url, db_url = infra.nats_url, infra.database_url
+            nats_url, db_url = infra.operator_url, infra.database_url
             try:
                 port = free_port()
                 base = f"http://127.0.0.1:{port}"
@@ -181,6 +181,15 @@ def main() -> None:
                         "WEBHOOK_RATE_LIMIT_PER_SECOND", "1000000000"
                     ),
                     "WEBHOOK_RATE_LIMIT_BURST": "1000000",
+                    # As in production: its own NATS user, permissions checked.
+                    **(
+                        {
+                            "NATS_USER": "gateway-api",
+                            "NATS_PASSWORD": infra.nats_passwords["gateway-api"],
+                        }
+                        if infra.nats_passwords
+                        else {}
+                    ),
                 }
                 gateway = subprocess.Popen(
                     [sys.executable, "-m", "yourclaw_gateway_api"], env=env
