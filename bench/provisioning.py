@@ -341,7 +341,11 @@ def main() -> None:
                 for warm in (0, 1):
                     asyncio.run(
                         real_openclaw(
-                            infra.operator_url, infra.database_url, env, tmp, warm_pool=warm
+                            infra.operator_url,
+                            infra.database_url,
+                            env,
+                            tmp,
+                            warm_pool=warm,
                         )
                     )
 
