@@ -28,6 +28,7 @@ import pytest_asyncio
 from yourclaw_common.events import (
     ContainerSpec,
     CreateContainer,
+    HostHeartbeat,
     HostReply,
     HostVerb,
     host_command,
@@ -478,9 +479,29 @@ class TestMemory:
 
             async def noticed() -> bool:
                 await runtime.supervise()
-                return cell.tenant.name in runtime.oom_killed
+                return cell.tenant.name in runtime.oom_kills()
 
             await eventually(noticed, timeout=60, interval=1)
+            # The host's own agent reports it in its heartbeat (the provisioner
+            # turns that into the user's one notice).
+            beats: list[HostHeartbeat] = []
+
+            async def on_beat(msg) -> None:
+                beats.append(HostHeartbeat.model_validate_json(msg.data))
+
+            sub = await cell.nc.subscribe(f"heartbeat.{cell.host_id}", cb=on_beat)
+            try:
+
+                async def reported() -> bool:
+                    return any(
+                        c.name == cell.tenant.name and c.oom_killed_at
+                        for beat in beats
+                        for c in beat.containers
+                    )
+
+                await eventually(reported, timeout=30, interval=0.5)
+            finally:
+                await sub.unsubscribe()
         finally:
             await runtime.close()
         # The Engine keeps it running (or restarts it).

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 from yourclaw_common.events import (
     AssistantReady,
+    AssistantRestarted,
     InboundMedia,
     InboundWhatsApp,
     InboundWhatsAppStatus,
@@ -443,6 +444,37 @@ class TestWindowAndProactive:
         await publish(js, AssistantReady(user_id=user_id, assistant_id=assistant_id))
         sent = await settle(devsim, PHONE, 1, wait=1.5)
         assert [m["body"] for m in sent] == ["Echo: are you up?"]
+
+
+class TestRestartNotice:
+    async def test_a_user_who_was_chatting_hears_once_of_an_oom_restart(
+        self, start_messaging, register, js, devsim
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "plan my week"))
+        await settle(devsim, PHONE, 1, wait=0)
+        killed = AssistantRestarted(
+            event_id=uuid.uuid4(), user_id=user_id, killed_at=1_780_000_000
+        )
+
+        await publish(js, killed)
+        await publish(js, killed.model_copy())  # another replica's copy
+        sent = await settle(devsim, PHONE, 2, wait=1.5)
+
+        assert len(sent) == 2
+        assert "ran out of memory and has restarted" in sent[1]["body"]
+        assert "send it again" in sent[1]["body"]
+
+    async def test_a_user_who_was_not_chatting_is_not_disturbed(
+        self, start_messaging, register, js, devsim
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+
+        await publish(js, AssistantRestarted(user_id=user_id, killed_at=1_780_000_000))
+
+        assert await settle(devsim, PHONE, 0, wait=1.5) == []
 
 
 class TestTwilioErrors:

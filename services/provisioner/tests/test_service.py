@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 from yourclaw_common.embedded import free_port
@@ -381,6 +382,35 @@ class TestHeartbeats:
             "process",
         )
         assert row["last_heartbeat_at"] is not None
+
+    async def test_an_oom_kill_a_host_reports_becomes_one_restarted_event(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+
+        host.oom_kills[container_name(user_id)] = 1_780_000_000
+        await asyncio.sleep(2)  # several heartbeats carry the same kill
+
+        async def told():
+            return await published(js, "assistant.restarted") or None
+
+        (data,) = await eventually(told)
+        event = json.loads(data)
+        assert (event["user_id"], event["killed_at"]) == (str(user_id), 1_780_000_000)
+        # A second kill later is news again.
+        host.oom_kills[container_name(user_id)] = 1_780_000_900
+
+        async def twice():
+            found = await published(js, "assistant.restarted")
+            return found if len(found) == 2 else None
+
+        await eventually(twice)
+        await asyncio.sleep(1)
+        assert len(await published(js, "assistant.restarted")) == 2
 
     async def test_a_heartbeat_on_another_hosts_subject_is_ignored(
         self, start_provisioner, fake_host, nats_client, clean_db

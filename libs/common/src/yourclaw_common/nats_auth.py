@@ -96,7 +96,12 @@ PLATFORM_GRANTS: Mapping[str, Grant] = {
         jetstream=True,
     ),
     "provisioner": Grant(
-        publish=_events(Subject.ASSISTANT_READY, Subject.ASSISTANT_FAILED, "host.*.*"),
+        publish=_events(
+            Subject.ASSISTANT_READY,
+            Subject.ASSISTANT_FAILED,
+            Subject.ASSISTANT_RESTARTED,
+            "host.*.*",
+        ),
         subscribe=_events(f"{Subject.HOST_HEARTBEAT.value}.*"),
         jetstream=True,
     ),

@@ -73,6 +73,8 @@ class FakeHost:
     heartbeats_paused: bool = False
     # Cut off from NATS: no heartbeats, commands go unanswered.
     partitioned: bool = False
+    # Container name → when the kernel "killed it for memory" (reported).
+    oom_kills: dict[str, int] = field(default_factory=dict)
     # When set, creates wait on it (after `create_received` is set).
     hold_creates: asyncio.Event | None = None
     create_received: asyncio.Event = field(default_factory=asyncio.Event)
@@ -133,7 +135,12 @@ class FakeHost:
             capacity=self.capacity,
             used=len(self.containers),
             containers=tuple(
-                ContainerState(name=c.name, state=c.state, port=c.spec.port)
+                ContainerState(
+                    name=c.name,
+                    state=c.state,
+                    port=c.spec.port,
+                    oom_killed_at=self.oom_kills.get(c.name),
+                )
                 for c in self.containers.values()
             ),
         )

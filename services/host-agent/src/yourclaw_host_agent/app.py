@@ -137,6 +137,7 @@ class HostAgent:
 
     async def heartbeat(self) -> HostHeartbeat:
         containers = await self.service.list()
+        oom_kills = self.service.runtime.oom_kills()
         counts: Counter[str] = Counter(c.state for c in containers)
         for state in _STATES:
             CONTAINERS.labels(state).set(counts[state])
@@ -147,7 +148,12 @@ class HostAgent:
             capacity=self.settings.host_capacity,
             used=len(containers),
             containers=tuple(
-                ContainerState(name=c.name, state=c.state, port=c.port)
+                ContainerState(
+                    name=c.name,
+                    state=c.state,
+                    port=c.port,
+                    oom_killed_at=oom_kills.get(c.name),
+                )
                 for c in containers
             ),
         )

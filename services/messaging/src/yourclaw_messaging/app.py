@@ -18,6 +18,7 @@ from yourclaw_common.runtime import (
 from yourclaw_messaging.assistant import AssistantClient
 from yourclaw_messaging.handlers import (
     on_assistant_ready,
+    on_assistant_restarted,
     on_inbound_whatsapp,
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
@@ -33,6 +34,7 @@ _CONSUMERS = [
     CONSUMERS.MESSAGING_INBOUND_STATUS,
     CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
     CONSUMERS.MESSAGING_ASSISTANT_READY,
+    CONSUMERS.MESSAGING_ASSISTANT_RESTARTED,
 ]
 
 
@@ -88,6 +90,10 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                     on_outbound_whatsapp(conversation),
                 ),
                 (CONSUMERS.MESSAGING_ASSISTANT_READY, on_assistant_ready(conversation)),
+                (
+                    CONSUMERS.MESSAGING_ASSISTANT_RESTARTED,
+                    on_assistant_restarted(conversation),
+                ),
             ],
             concurrency=settings.messaging_concurrency,
         )

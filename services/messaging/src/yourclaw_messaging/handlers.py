@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from yourclaw_common.events import (
     AssistantReady,
+    AssistantRestarted,
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
@@ -30,6 +31,13 @@ def on_inbound_whatsapp_status(conversation: Conversation) -> Handler:
 def on_outbound_whatsapp(conversation: Conversation) -> Handler:
     async def handle(event: OutboundWhatsApp, ctx: HandlerContext) -> None:
         await conversation.handle_outbound(event)
+
+    return handle
+
+
+def on_assistant_restarted(conversation: Conversation) -> Handler:
+    async def handle(event: AssistantRestarted, ctx: HandlerContext) -> None:
+        await conversation.handle_restarted(event)
 
     return handle
 

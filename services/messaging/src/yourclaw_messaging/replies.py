@@ -60,6 +60,10 @@ MODEL_SWITCHED = (
     "Switching to {name} ({model_id}). Your assistant restarts with it, which "
     "takes a few seconds; your dashboard shows the new model too."
 )
+RESTARTED = (
+    "Your assistant ran out of memory and has restarted. If your last message "
+    "got no answer, please send it again."
+)
 MODEL_ALREADY = "Your assistant already uses {name}."
 MODEL_UNKNOWN = 'There\'s no model called "{name}". Choose one of:\n{choices}'
 MODEL_LIST = "Your assistant uses {current}. Switch with /model <name>:\n{choices}"

@@ -36,6 +36,7 @@ from yourclaw_common.db import Connection
 from yourclaw_common.events import (
     AssistantProvisionRequested,
     AssistantReady,
+    AssistantRestarted,
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
@@ -589,6 +590,34 @@ class Conversation:
                     )
                 stored, fresh = await self._store(
                     conn, key, recipient.user_id, recipient.phone, planned
+                )
+        await self._deliver(stored, recipient.phone, fresh=fresh)
+
+    async def handle_restarted(self, event: AssistantRestarted) -> None:
+        """The assistant was killed for memory and restarted: one notice, to a
+        user who wrote within the window (their last message may have gone
+        unanswered); nobody else lost anything."""
+        key = f"restart:{event.event_id}"
+        fresh = False
+        async with self.pool.acquire() as conn, conn.transaction():
+            recipient = await repository.find_recipient_by_user(conn, event.user_id)
+            if recipient is None:
+                return
+            stored = await repository.replies_to(conn, key)
+            if not stored:
+                if not await repository.in_window(
+                    conn, recipient.user_id, hours=WINDOW_HOURS
+                ):
+                    log.info(
+                        "messaging.restarted.not_chatting", user_id=str(event.user_id)
+                    )
+                    return
+                stored, fresh = await self._store(
+                    conn,
+                    key,
+                    recipient.user_id,
+                    recipient.phone,
+                    _Planned([replies.RESTARTED], "proactive"),
                 )
         await self._deliver(stored, recipient.phone, fresh=fresh)
 

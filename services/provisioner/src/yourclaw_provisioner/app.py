@@ -59,7 +59,7 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
             settings=settings,
             replica=replica_id(),
         )
-        fleet = Fleet(runtime.pool, provisioner.wake)
+        fleet = Fleet(runtime.pool, provisioner.wake, service=settings.service_name)
         heartbeats = await runtime.nc.subscribe(
             f"{Subject.HOST_HEARTBEAT.value}.*", cb=fleet.on_message
         )

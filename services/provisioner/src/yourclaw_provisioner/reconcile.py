@@ -26,8 +26,14 @@ from uuid import UUID
 import asyncpg
 from nats.aio.msg import Msg
 from pydantic import ValidationError
+from yourclaw_common import outbox
 from yourclaw_common.db import Connection
-from yourclaw_common.events import ContainerState, HostHeartbeat
+from yourclaw_common.events import (
+    AssistantRestarted,
+    ContainerState,
+    HostHeartbeat,
+    provider_event_id,
+)
 from yourclaw_common.logging import get_logger
 
 from yourclaw_provisioner import metrics, repository
@@ -58,6 +64,8 @@ class Fleet:
     pool: asyncpg.Pool
     wake: asyncio.Event
     seen: dict[str, Seen] = field(default_factory=dict)
+    # Names this service's outbox rows.
+    service: str = "provisioner"
 
     async def on_message(self, msg: Msg) -> None:
         try:
@@ -88,6 +96,7 @@ class Fleet:
                 await repository.clear_host_flags(conn, hb.host_id, flag=HOST_LOST_FLAG)
             if previous in ("NEW", "OFFLINE"):
                 await repository.hurry_jobs_waiting_for_a_host(conn)
+            await self._tell_of_oom_kills(conn, hb)
         self.seen[hb.host_id] = Seen(received, hb.containers)
         metrics.HEARTBEATS.inc()
         if previous in ("NEW", "OFFLINE"):
@@ -99,6 +108,33 @@ class Fleet:
             )
             # Jobs waiting for room may fit now.
             self.wake.set()
+
+    async def _tell_of_oom_kills(self, conn: Connection, hb: HostHeartbeat) -> None:
+        """An OOM kill the host reports for the first time → `assistant.restarted`
+        (its user may have lost a turn). The event id is the kill's, so replicas
+        and repeated heartbeats queue it once (the outbox keeps one per id)."""
+        before = self.seen.get(hb.host_id)
+        known = {c.name: c.oom_killed_at for c in before.containers} if before else {}
+        for container in hb.containers:
+            killed_at = container.oom_killed_at
+            if killed_at is None or known.get(container.name) == killed_at:
+                continue
+            try:
+                user_id = UUID(container.name.removeprefix(_CONTAINER_PREFIX))
+            except ValueError:
+                continue
+            event = AssistantRestarted(
+                event_id=provider_event_id(f"oom:{container.name}:{killed_at}"),
+                user_id=user_id,
+                killed_at=killed_at,
+            )
+            await outbox.add(conn, event, service=self.service)
+            log.warning(
+                "provisioner.assistant.oom_killed",
+                host_id=hb.host_id,
+                user_id=str(user_id),
+                killed_at=killed_at,
+            )
 
 
 class Reconciler:

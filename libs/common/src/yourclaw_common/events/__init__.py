@@ -7,6 +7,7 @@ from yourclaw_common.events.schemas.assistants import (
     AssistantFailed,
     AssistantProvisionRequested,
     AssistantReady,
+    AssistantRestarted,
     ContainerState,
     HostHeartbeat,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "AssistantFailed",
     "AssistantProvisionRequested",
     "AssistantReady",
+    "AssistantRestarted",
     "BillingReply",
     "ConsumerSpec",
     "ContainerInfo",

@@ -8,6 +8,7 @@ from yourclaw_common.events.schemas.assistants import (
     AssistantFailed,
     AssistantProvisionRequested,
     AssistantReady,
+    AssistantRestarted,
     HostHeartbeat,
 )
 from yourclaw_common.events.schemas.billing import (
@@ -39,6 +40,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssistantDeprovisionRequested,
         AssistantReady,
         AssistantFailed,
+        AssistantRestarted,
         HostHeartbeat,
     )
 }

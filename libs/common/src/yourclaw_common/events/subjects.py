@@ -29,6 +29,7 @@ class Subject(StrEnum):
     ASSISTANT_DEPROVISION_REQUESTED = "assistant.deprovision_requested"
     ASSISTANT_READY = "assistant.ready"
     ASSISTANT_FAILED = "assistant.failed"
+    ASSISTANT_RESTARTED = "assistant.restarted"
 
     OUTBOUND_WHATSAPP = "outbound.whatsapp"
 

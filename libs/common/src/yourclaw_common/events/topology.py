@@ -130,6 +130,9 @@ class CONSUMERS:
     MESSAGING_ASSISTANT_READY = ConsumerSpec(
         "messaging-assistant-ready", Subject.ASSISTANT_READY
     )
+    MESSAGING_ASSISTANT_RESTARTED = ConsumerSpec(
+        "messaging-assistant-restarted", Subject.ASSISTANT_RESTARTED
+    )
     MESSAGING_OUTBOUND_WHATSAPP = ConsumerSpec(
         "messaging-outbound-whatsapp", Subject.OUTBOUND_WHATSAPP
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Protocol
 
 from yourclaw_common.events import ContainerInfo, ContainerSpec
@@ -61,3 +62,7 @@ class ContainerRuntime(Protocol):
 
     async def supervise(self) -> None:
         """Called every heartbeat: restart gateways that died on their own."""
+
+    def oom_kills(self) -> Mapping[str, int]:
+        """Container name → when (Unix seconds) it was last killed for memory
+        and restarted, since this runtime opened."""

@@ -20,6 +20,7 @@ import json
 import os
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -285,8 +286,9 @@ class DockerRuntime:
         self._last_rss_check = 0.0
         self._events_since = int(time.time())
         self._restarting: dict[str, asyncio.Task[None]] = {}
-        # Containers the kernel OOM-killed since the last heartbeat took them.
-        self.oom_killed: list[str] = []
+        # Container name → when the kernel last OOM-killed it (the Engine
+        # restarts it: unless-stopped).
+        self._oom_kills: dict[str, int] = {}
         self.probe_host = "127.0.0.1" if publish_ip in ("0.0.0.0", "") else publish_ip  # noqa: S104
 
     @property
@@ -577,7 +579,10 @@ class DockerRuntime:
             if name.startswith("yourclaw-"):
                 GATEWAY_OOM_KILLS.inc()
                 log.warning("host_agent.gateway.oom_killed", container=name)
-                self.oom_killed.append(name)
+                self._oom_kills[name] = int(event.get("time") or until)
+
+    def oom_kills(self) -> Mapping[str, int]:
+        return dict(self._oom_kills)
 
     async def memory_of(self, name: str) -> tuple[int, int] | None:
         """(resident bytes, limit bytes) of a running container, or None."""

@@ -34,7 +34,7 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -740,6 +740,10 @@ class ProcessRuntime:
         if self._record(paths) is None:
             raise ContainerNotFound(f"{name} does not exist on this host")
         return await asyncio.to_thread(_tail, paths.run / "gateway.log", tail)
+
+    def oom_kills(self) -> Mapping[str, int]:
+        # A bare process has no memory limit of its own to be killed at.
+        return {}
 
     async def supervise(self) -> None:
         if self._warm_pool > 0:

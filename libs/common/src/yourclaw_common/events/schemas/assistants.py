@@ -50,6 +50,22 @@ class AssistantReady(Event):
     assistant_id: UUID
 
 
+class AssistantRestarted(Event):
+    """The assistant's gateway was killed (out of memory) and its host started
+    it again: a message the user sent just then may have gone unanswered.
+
+    One per kill: the event id derives from the container and the kill's time,
+    so every provisioner replica that sees it publishes the same event.
+    """
+
+    subject: ClassVar[Subject] = Subject.ASSISTANT_RESTARTED
+
+    user_id: UUID
+    reason: Literal["out_of_memory"] = "out_of_memory"
+    # When the host noticed the kill (Unix seconds).
+    killed_at: int
+
+
 class AssistantFailed(Event):
     """Provisioning gave up; `reason` is shown to the user."""
 
@@ -68,6 +84,10 @@ class ContainerState(BaseModel):
     name: str
     state: str
     port: int | None = None
+    # When the Engine last killed it for memory (Unix seconds), if it did since
+    # the agent started. Needs provisioners that know the field (deploy them
+    # first: they refuse unknown fields).
+    oom_killed_at: int | None = None
 
 
 class HostHeartbeat(Event):
