@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import pytest
 import pytest_asyncio
+from nats.js.errors import NotFoundError
+from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import (
+    STREAMS,
     AssistantDeprovisionRequested,
     AssistantProvisionRequested,
     container_name,
@@ -41,8 +44,27 @@ async def turn(stack, text: str, count: int) -> str:
     return await eventually(answered, timeout=120, interval=0.2)
 
 
+async def stored_on_the_bus(js) -> bytes:
+    """Every message every JetStream stream holds, headers included, joined."""
+    found: list[bytes] = []
+    for stream in STREAMS:
+        info = await js.stream_info(stream.name)
+        if not info.state.messages:
+            continue
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                msg = await js.get_msg(stream.name, seq)
+            except NotFoundError:  # deleted or aged out
+                continue
+            found.append(msg.data or b"")
+            found.append(repr(msg.headers).encode())
+    return b"\n".join(found)
+
+
 class TestProvisioningEndToEnd:
-    async def test_provision_chat_change_model_deprovision(self, stack, clean_db):
+    async def test_provision_chat_change_model_deprovision(
+        self, stack, clean_db, encryption_key
+    ):
         user_id = await subscribed_user(clean_db, phone=PHONE)
         name = container_name(user_id)
 
@@ -56,6 +78,17 @@ class TestProvisioningEndToEnd:
 
         reply = await turn(stack, "hello from whatsapp", 1)
         assert reply.startswith("Echo: hello from whatsapp")
+        # No secret of the assistant, nor the platform's key, is stored on the
+        # bus (host commands are core request/reply, never in a stream).
+        box = SecretBox(encryption_key)
+        secrets_ = [
+            box.decrypt(first[column], owner=str(user_id)).encode()
+            for column in ("gateway_token_encrypted", "notify_secret_encrypted")
+        ]
+        bus = await stored_on_the_bus(stack.nc.jetstream())
+        assert b"hello from whatsapp" in bus  # the reader sees the streams
+        for secret in [*secrets_, encryption_key.encode()]:
+            assert secret not in bus
         requests = [
             r
             for r in (await stack.devsim.get("/_devsim/llm/requests")).json()[
