@@ -37,6 +37,7 @@ from yourclaw_common.events.schemas.messaging import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
 )
+from yourclaw_common.events.schemas.usage import UsageCapReached
 from yourclaw_common.events.subjects import HostVerb, Subject, host_command
 from yourclaw_common.events.topology import (
     CONSUMERS,
@@ -82,6 +83,7 @@ __all__ = [
     "SubscriptionCanceled",
     "SubscriptionPastDue",
     "TailLogs",
+    "UsageCapReached",
     "container_name",
     "ensure_topology",
     "host_command",

@@ -22,6 +22,7 @@ from yourclaw_common.events.schemas.messaging import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
 )
+from yourclaw_common.events.schemas.usage import UsageCapReached
 from yourclaw_common.events.subjects import Subject
 
 __all__ = ["EVENT_TYPES", "model_for"]
@@ -40,6 +41,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssistantReady,
         AssistantFailed,
         HostHeartbeat,
+        UsageCapReached,
     )
 }
 EVENT_TYPES.update(

@@ -32,6 +32,8 @@ class Subject(StrEnum):
 
     OUTBOUND_WHATSAPP = "outbound.whatsapp"
 
+    USAGE_CAP_REACHED = "usage.cap_reached"
+
     # Core NATS (not stored in a stream).
     HOST_HEARTBEAT = "host.heartbeat"
     # Core NATS request/reply served by billing. Two tokens after `billing`, so the

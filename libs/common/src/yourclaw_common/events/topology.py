@@ -40,6 +40,7 @@ class Stream:
     SUBSCRIPTIONS = "SUBSCRIPTIONS"
     ASSISTANTS = "ASSISTANTS"
     OUTBOUND = "OUTBOUND"
+    USAGE = "USAGE"
     DEAD_LETTER = "DEAD_LETTER"
 
 
@@ -72,6 +73,7 @@ STREAMS: tuple[StreamConfig, ...] = (
     _stream(Stream.SUBSCRIPTIONS, ["subscription.*"], max_age_days=30),
     _stream(Stream.ASSISTANTS, ["assistant.*"], max_age_days=30),
     _stream(Stream.OUTBOUND, ["outbound.*"]),
+    _stream(Stream.USAGE, ["usage.*"], max_age_days=30),
     _stream(Stream.DEAD_LETTER, _DEAD_LETTER_SUBJECTS, max_age_days=30),
 )
 
