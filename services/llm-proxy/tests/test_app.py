@@ -400,7 +400,7 @@ class TestBadInput:
             # A model of another provider than the path names.
             (
                 "/openai/v1/chat/completions",
-                b'{"model": "gemini-2.0-flash"}',
+                b'{"model": "gemini-2.5-flash"}',
                 400,
                 "UNKNOWN_MODEL",
             ),

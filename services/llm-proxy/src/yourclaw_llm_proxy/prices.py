@@ -97,8 +97,8 @@ PRICES: dict[str, Price] = {
     "whisper-1": Price(_O, 0.0, per_minute=0.006),
     "gpt-4o-mini-transcribe": Price(_O, 1.25, 5.00, per_minute=0.003),
     "gpt-4o-transcribe": Price(_O, 2.50, 10.00, per_minute=0.006),
-    "gemini-2.0-flash": Price(_G, 0.10, 0.40, 0.025),
-    "gemini-2.0-flash-lite": Price(_G, 0.075, 0.30),
+    "gemini-2.5-flash": Price(_G, 0.30, 2.50, 0.03),
+    "gemini-2.5-flash-lite": Price(_G, 0.10, 0.40, 0.01),
 }
 
 

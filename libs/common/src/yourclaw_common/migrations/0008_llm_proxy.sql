@@ -56,3 +56,10 @@ CREATE TABLE llm_usage_monthly (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, month)
 );
+
+-- Google shut Gemini 2.0 Flash down (OpenClaw refuses it); 2.5 replaces it in
+-- the catalog, and for whoever had picked it.
+UPDATE assistants SET model = replace(model, 'google/gemini-2.0-flash', 'google/gemini-2.5-flash')
+    WHERE model LIKE 'google/gemini-2.0-flash%';
+UPDATE conversations SET model_override = replace(model_override, 'google/gemini-2.0-flash', 'google/gemini-2.5-flash')
+    WHERE model_override LIKE 'google/gemini-2.0-flash%';
