@@ -82,6 +82,7 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
         API_PORT=str(api_port),
         DEVSIM_PORT=str(devsim_port),
         WEB_PORT=str(free_port()),
+        LLM_PROXY_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
         # What `make openclaw` installed (make up runs it first); the default
         # is relative to the working directory, which is a fresh one here.
