@@ -159,8 +159,17 @@ def _stand_in_app(log: list[dict[str, Any]]) -> Starlette:
             {"text": "hi", "usage": {"type": "duration", "seconds": 30}}
         )
 
+    async def notify(request: Request) -> Response:
+        await remember(request)
+        return JSONResponse({"queued": True}, status_code=202)
+
     return Starlette(
         routes=[
+            Route(
+                "/api/v1/internal/assistants/{assistant_id}/notify",
+                notify,
+                methods=["POST"],
+            ),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
@@ -193,6 +202,7 @@ async def start_proxy(clean_db, encryption_key, stand_in):
         values: dict[str, Any] = {
             "encryption_key": encryption_key,
             "dev_llm_base_url": stand_in.url,
+            "gateway_api_url": stand_in.url,
             "llm_proxy_credential_cache_seconds": 0,
             **overrides,
         }

@@ -446,3 +446,32 @@ class TestBadInput:
         for path in ("/metrics", "/healthz", "/readyz"):
             response = await proxy.client.get(path)
             assert response.status_code == 404, path
+
+
+class TestNotify:
+    async def test_automation_webhook_is_passed_on_to_gateway_api(
+        self, start_proxy, stand_in
+    ):
+        proxy = await start_proxy()
+        assistant_id = "0b5b3a4e-1f65-4d0c-8c1e-3f3c9f4a2b10"
+
+        response = await proxy.client.post(
+            f"/notify/{assistant_id}",
+            json={"summary": "Stretch!"},
+            headers={"authorization": "Bearer notify-secret"},
+        )
+
+        assert response.status_code == 202
+        assert response.json() == {"queued": True}
+        [sent] = stand_in.requests
+        assert sent["path"] == f"/api/v1/internal/assistants/{assistant_id}/notify"
+        assert sent["headers"]["authorization"] == "Bearer notify-secret"
+        assert orjson.loads(sent["body"]) == {"summary": "Stretch!"}
+
+    async def test_not_an_assistant_id_is_404(self, start_proxy, stand_in):
+        proxy = await start_proxy()
+
+        response = await proxy.client.post("/notify/..%2Fadmin", json={})
+
+        assert response.status_code == 404
+        assert stand_in.requests == []

@@ -1,7 +1,8 @@
 """Every SQL statement of gateway-api.
 
 It writes `users`, `user_phones`, `api_keys` (and its own outbox rows) and only
-reads `assistants`, `subscriptions`, `messages`, `usage_daily`. Every query of a
+reads `assistants`, `subscriptions`, `messages`, `usage_daily` and llm-proxy's
+`llm_calls`. Every query of a
 user's data is filtered by the id of the token's user, never by a client's id.
 """
 
@@ -17,6 +18,7 @@ __all__ = [
     "assistant",
     "delete_api_key",
     "list_api_keys",
+    "llm_days_since",
     "messages_before",
     "set_phone",
     "subscription",
@@ -128,6 +130,29 @@ async def delete_api_key(conn: Connection, user_id: UUID, provider: str) -> bool
         provider,
     )
     return deleted is not None
+
+
+async def llm_days_since(
+    conn: Connection, user_id: UUID, since: dt.datetime
+) -> list[asyncpg.Record]:
+    """The user's metered model calls per UTC day since `since`, oldest first."""
+    return await conn.fetch(
+        """
+        SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+            count(*) AS calls,
+            sum(input_tokens)::bigint AS input_tokens,
+            sum(output_tokens)::bigint AS output_tokens,
+            sum(cache_read_tokens)::bigint AS cache_read_tokens,
+            sum(cache_write_tokens)::bigint AS cache_write_tokens,
+            sum(cost_microusd)::bigint AS cost_microusd,
+            (sum(cost_microusd) FILTER (WHERE key_source = 'PLATFORM'))::bigint
+                AS platform_cost_microusd
+        FROM llm_calls WHERE user_id = $1 AND created_at >= $2
+        GROUP BY 1 ORDER BY 1
+        """,
+        user_id,
+        since,
+    )
 
 
 async def usage_since(

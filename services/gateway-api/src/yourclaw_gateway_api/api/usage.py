@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from yourclaw_gateway_api import service
-from yourclaw_gateway_api.dependencies import CurrentUser, Pool
+from yourclaw_gateway_api.dependencies import CurrentUser, Pool, Settings
 from yourclaw_gateway_api.schemas import MessagePage, UsageOut
 
 __all__ = ["router"]
@@ -16,10 +16,16 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["usage"])
 
 
-@router.get("/usage", summary="Messages and tokens today and over the last 30 days")
-async def get_usage(user: CurrentUser, pool: Pool) -> UsageOut:
+@router.get(
+    "/usage",
+    summary="Messages and tokens today and over the last 30 days; this month's "
+    "model spend against the allowance, by day",
+)
+async def get_usage(user: CurrentUser, pool: Pool, settings: Settings) -> UsageOut:
     async with pool.acquire() as conn:
-        return await service.usage(conn, user.id)
+        return await service.usage(
+            conn, user.id, llm_allowance_usd=settings.llm_monthly_allowance_usd
+        )
 
 
 @router.get(
