@@ -92,7 +92,7 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 
 IMAGE_TAG ?= dev
 images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
-	@for svc in gateway-api messaging billing provisioner host-agent web; do \
+	@for svc in gateway-api messaging billing provisioner host-agent llm-proxy web; do \
 	  docker build -f deploy/$$svc/Dockerfile -t yourclaw-$$svc:$(IMAGE_TAG) . || exit 1; \
 	done
 	docker build -f deploy/openclaw/Dockerfile -t yourclaw-openclaw:latest deploy/openclaw
