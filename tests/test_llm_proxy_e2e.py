@@ -102,21 +102,25 @@ class TestProductionConfigThroughTheProxy:
         async with httpx.AsyncClient(
             base_url=row["base_url"], timeout=120, trust_env=False
         ) as gateway:
-            for model in AVAILABLE_MODELS:
-                (await stack.devsim.delete("/_devsim/llm/requests")).raise_for_status()
-                response = await gateway.post(
+
+            async def turn(model_id: str, text: str) -> httpx.Response:
+                return await gateway.post(
                     "/v1/chat/completions",
                     headers={
                         "authorization": f"Bearer {token}",
-                        "x-openclaw-model": model.id,
-                        "x-openclaw-session-key": f"e2e:{model.id}",
+                        "x-openclaw-model": model_id,
+                        "x-openclaw-session-key": f"e2e:{model_id}",
                     },
                     json={
                         "model": "openclaw/default",
-                        "user": f"e2e:{model.id}",
-                        "messages": [{"role": "user", "content": f"ping {model.id}"}],
+                        "user": f"e2e:{model_id}",
+                        "messages": [{"role": "user", "content": text}],
                     },
                 )
+
+            for model in AVAILABLE_MODELS:
+                (await stack.devsim.delete("/_devsim/llm/requests")).raise_for_status()
+                response = await turn(model.id, f"ping {model.id}")
                 assert response.status_code == 200, (model.id, response.text)
                 reply = response.json()["choices"][0]["message"]["content"]
                 assert reply.startswith(f"Echo: ping {model.id}"), reply
@@ -133,14 +137,28 @@ class TestProductionConfigThroughTheProxy:
                 )
                 assert request["path"] == expected
                 assert request["model"] == model.id.partition("/")[2]
+            # A second turn in an Anthropic session reads the prefix from cache.
+            anthropic_model = next(
+                m.id for m in AVAILABLE_MODELS if m.provider is LlmProvider.ANTHROPIC
+            )
+            again = await turn(anthropic_model, "and again")
+            assert again.status_code == 200, again.text
 
         async def metered():
             rows = await clean_db.fetch(
-                "SELECT model, key_source FROM llm_calls WHERE user_id = $1", user_id
+                "SELECT model, key_source, cache_read_tokens, cache_write_tokens "
+                "FROM llm_calls WHERE user_id = $1 ORDER BY id",
+                user_id,
             )
-            return rows if len(rows) >= len(AVAILABLE_MODELS) else None
+            return rows if len(rows) > len(AVAILABLE_MODELS) else None
 
         rows = await eventually(metered, timeout=10)
+        # Anthropic's stable prefix is marked for caching: the first turn of a
+        # session writes it, the next one reads it.
+        anthropic = [r for r in rows if r["model"].startswith("claude")]
+        assert all(r["cache_write_tokens"] > 0 for r in anthropic[:-1])
+        assert anthropic[-1]["cache_read_tokens"] > 0
+
         sources = {r["model"]: r["key_source"] for r in rows}
         assert set(sources) == {m.id.partition("/")[2] for m in AVAILABLE_MODELS}
         # The user's own OpenAI key for OpenAI models; the platform's for others.

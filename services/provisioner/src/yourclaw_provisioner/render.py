@@ -209,16 +209,26 @@ def render_openclaw_config(
 
 
 def _proxy_model(provider: str, model_id: str) -> dict[str, Any]:
-    return {
+    model: dict[str, Any] = {
         "id": model_id,
         "name": model_id,
         "reasoning": False,
         "input": ["text", "image"],
         # The proxy meters and prices every call; OpenClaw's own estimate is off.
         "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-        "contextWindow": _CONTEXT_WINDOWS[provider],
+        "contextWindow": _CONTEXT_WINDOWS.get(provider, 128_000),
         "maxTokens": 8192,
     }
+    if provider == "anthropic":
+        # Anthropic caches only what a request marks with cache_control, and
+        # OpenClaw marks the stable prefix for a custom base URL only when
+        # asked: later turns then read it at a tenth of the input price.
+        model["params"] = {"cacheRetention": "short"}
+    elif provider == "openai":
+        # OpenAI caches long prefixes by itself; the key keeps a session's
+        # turns on one cache (OpenClaw sends it to a proxy only when told).
+        model["compat"] = {"supportsPromptCacheKey": True}
+    return model
 
 
 def _proxy_providers(proxy: str, token: str, model: str) -> dict[str, Any]:
