@@ -345,6 +345,67 @@ class TestAllowance:
         assert payload["user_id"] == str(who.user_id)
         assert payload["allowance_usd"] == 0.001
 
+    async def test_eighty_percent_gets_one_warning(
+        self, start_proxy, make_assistant, clean_db
+    ):
+        # One gpt-4o call of the stand-in costs $0.00202: 80 % of $0.0025.
+        proxy = await start_proxy(llm_monthly_allowance_usd=0.0025)
+        who = await make_assistant()
+
+        for model in ("gpt-4o", MINI, MINI):
+            response = await proxy.client.post(
+                "/v1/chat/completions", json=chat(model), headers=who.bearer
+            )
+            assert response.status_code == 200
+        await wait_calls(clean_db, who.user_id, count=3)
+        await proxy.proxy.drain()
+
+        events = await clean_db.fetch("SELECT subject, payload FROM outbox")
+        assert [e["subject"] for e in events] == ["usage.allowance_warning"]
+        assert events[0]["payload"]["allowance_usd"] == 0.0025
+
+    async def test_users_own_cap_refuses_their_own_keys_calls_too(
+        self, start_proxy, make_assistant, stand_in, clean_db, encryption_key
+    ):
+        proxy = await start_proxy(llm_monthly_allowance_usd=100)
+        who = await make_assistant()
+        own_key = "sk-users-own-key-capped-0001"
+        await clean_db.execute(
+            "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
+            "VALUES ($1, 'OPENAI', $2, $3)",
+            who.user_id,
+            SecretBox(encryption_key).encrypt(own_key, owner=str(who.user_id)),
+            own_key[-4:],
+        )
+        # A cent, of which 0.9 were spent earlier this month.
+        await clean_db.execute(
+            "UPDATE users SET llm_monthly_cap_usd = 0.01 WHERE id = $1", who.user_id
+        )
+        await clean_db.execute(
+            "INSERT INTO llm_usage_monthly (user_id, month, cost_microusd) "
+            "VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC'), 9000)",
+            who.user_id,
+        )
+        first = await proxy.client.post(
+            "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
+        )
+        assert first.status_code == 200
+        await wait_calls(clean_db, who.user_id)
+        await proxy.proxy.drain()
+        stand_in.clear()
+
+        refused = await proxy.client.post(
+            "/v1/chat/completions", json=chat(), headers=who.bearer
+        )
+
+        assert refused.status_code == 402
+        assert "cap you set of $0.01" in refused.json()["detail"]
+        assert stand_in.requests == []
+        [event] = await clean_db.fetch(
+            "SELECT payload FROM outbox WHERE subject = 'usage.cap_reached'"
+        )
+        assert event["payload"]["allowance_usd"] == 0.01
+
 
 class TestRateLimits:
     async def test_calls_a_minute_over_the_limit_get_429(

@@ -31,7 +31,7 @@ from yourclaw_common.outbox import relay_forever
 from yourclaw_common.runtime import install_signal_handlers, open_runtime, tune_gc
 
 from yourclaw_llm_proxy import metrics
-from yourclaw_llm_proxy.caps import RateLimiter, platform_spend
+from yourclaw_llm_proxy.caps import RateLimiter
 from yourclaw_llm_proxy.credentials import CredentialStore, Tenant
 from yourclaw_llm_proxy.errors import (
     AllowanceExhausted,
@@ -52,6 +52,7 @@ from yourclaw_llm_proxy.metering import (
     next_month,
     notify_cap_reached,
     record,
+    spend_of,
     usage_from_body,
 )
 from yourclaw_llm_proxy.prices import Provider, Usage, price_of
@@ -196,8 +197,7 @@ class Proxy:
                 raise ProviderNotConfigured(
                     f"no key configured for {provider.value}", provider=provider
                 )
-            if byok_key is None:
-                await self._check_allowance(tenant)
+            await self._check_allowance(tenant, byok=byok_key is not None)
             outgoing = self.http.build_request(
                 "POST",
                 upstream.url(endpoint),
@@ -314,11 +314,12 @@ class Proxy:
             raise BadRequest("the body has no `model`", code="MISSING_MODEL")
         return model, payload
 
-    async def _check_allowance(self, tenant: Tenant) -> None:
+    async def _check_allowance(self, tenant: Tenant, *, byok: bool) -> None:
         now = datetime.now(UTC)
         async with self.pool.acquire() as conn:
-            spent = await platform_spend(conn, tenant.user_id, at=now)
-            if spent < self.allowance_microusd:
+            spend = await spend_of(conn, tenant.user_id, at=now)
+            reached = spend.reached(byok=byok, allowance=self.allowance_microusd)
+            if reached is None:
                 return
             month = month_of(now)
             async with conn.transaction():
@@ -327,14 +328,15 @@ class Proxy:
                     tenant.user_id,
                     month,
                     assistant_id=tenant.assistant_id,
-                    spent_microusd=spent,
-                    allowance_microusd=self.allowance_microusd,
+                    spent_microusd=reached[0],
+                    allowance_microusd=reached[1],
                     service=self.settings.service_name,
                 )
         resets = next_month(month)
+        which = "cap you set" if reached[1] == spend.cap else "allowance"
         raise AllowanceExhausted(
-            f"this month's allowance of ${self.allowance_microusd / 1e6:.2f} is "
-            f"used up; it renews on {resets.date().isoformat()}",
+            f"this month's {which} of ${reached[1] / 1e6:.2f} is used up; "
+            f"it renews on {resets.date().isoformat()}",
             resets_at=resets.isoformat(),
         )
 

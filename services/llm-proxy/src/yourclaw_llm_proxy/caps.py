@@ -1,37 +1,15 @@
-"""The monthly allowance and the per-assistant rate limits.
-
-The allowance caps what a user spends on platform keys in a UTC calendar
-month (LLM_MONTHLY_ALLOWANCE_USD); calls paid with the user's own key are
-metered but not capped. Rate limits are per assistant and per replica: calls
-a minute (a sliding window) and calls in flight at once.
+"""The per-assistant rate limits: per replica, calls a minute (a sliding
+window) and calls in flight at once. The monthly allowance and the user's own
+cap are in `metering` (`Spend`), next to the totals they read.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from datetime import UTC, datetime
 from uuid import UUID
 
-from yourclaw_common.db import Connection
-
-from yourclaw_llm_proxy.metering import month_of
-
-__all__ = ["RateLimiter", "platform_spend"]
-
-
-async def platform_spend(
-    conn: Connection, user_id: UUID, *, at: datetime | None = None
-) -> int:
-    """Micro-dollars the user spent on platform keys this month."""
-    month = month_of(at or datetime.now(UTC))
-    spent = await conn.fetchval(
-        "SELECT platform_cost_microusd FROM llm_usage_monthly "
-        "WHERE user_id = $1 AND month = $2",
-        user_id,
-        month,
-    )
-    return int(spent or 0)
+__all__ = ["RateLimiter"]
 
 
 class RateLimiter:

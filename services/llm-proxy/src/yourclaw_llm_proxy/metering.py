@@ -14,25 +14,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import orjson
 from yourclaw_common import outbox
 from yourclaw_common.db import Connection
-from yourclaw_common.events import UsageCapReached
+from yourclaw_common.events import UsageAllowanceWarning, UsageCapReached
 
 from yourclaw_llm_proxy import metrics
 from yourclaw_llm_proxy.prices import PRICE_VERSION, Price, Provider, Usage
 
 __all__ = [
+    "WARN_SHARE",
     "Call",
+    "Spend",
     "StreamUsage",
     "month_of",
     "next_month",
+    "notify_cap_reached",
     "record",
+    "spend_of",
     "usage_from_body",
 ]
+
+# The share of the allowance (or the user's cap) at which the user hears once.
+WARN_SHARE = 0.8
 
 
 def _int(value: Any) -> int:
@@ -139,6 +146,54 @@ def next_month(month: date) -> datetime:
 
 
 @dataclass(frozen=True)
+class Spend:
+    """A user's spend this month (micro-dollars) and their own cap, if set.
+
+    Two limits: the plan's allowance caps what platform keys paid; the user's
+    cap, when set, caps everything, their own keys' calls included.
+    """
+
+    platform: int = 0
+    total: int = 0
+    cap: int | None = None
+
+    def reached(
+        self, *, byok: bool, allowance: int, share: float = 1.0
+    ) -> tuple[int, int] | None:
+        """(spent, limit) of the first limit a call of this kind has reached
+        `share` of; None when it may go ahead."""
+        if self.cap is not None and self.total >= self.cap * share:
+            return self.total, self.cap
+        if not byok and self.platform >= allowance * share:
+            return self.platform, allowance
+        return None
+
+
+async def spend_of(
+    conn: Connection, user_id: UUID, *, at: datetime | None = None
+) -> Spend:
+    """The user's spend this month and their own cap."""
+    row = await conn.fetchrow(
+        """
+        SELECT m.platform_cost_microusd, m.cost_microusd, u.llm_monthly_cap_usd
+        FROM users u
+        LEFT JOIN llm_usage_monthly m ON m.user_id = u.id AND m.month = $2
+        WHERE u.id = $1
+        """,
+        user_id,
+        month_of(at or datetime.now(UTC)),
+    )
+    if row is None:
+        return Spend()
+    cap = row["llm_monthly_cap_usd"]
+    return Spend(
+        platform=int(row["platform_cost_microusd"] or 0),
+        total=int(row["cost_microusd"] or 0),
+        cap=None if cap is None else round(cap * 1_000_000),
+    )
+
+
+@dataclass(frozen=True)
 class Call:
     """One provider call to meter."""
 
@@ -195,7 +250,7 @@ async def record(
         at,
     )
     month = month_of(at)
-    platform_cost = await conn.fetchval(
+    totals = await conn.fetchrow(
         """
         INSERT INTO llm_usage_monthly AS m (user_id, month, calls, input_tokens,
             output_tokens, cache_read_tokens, cache_write_tokens, cost_microusd,
@@ -211,7 +266,8 @@ async def record(
             platform_cost_microusd = m.platform_cost_microusd
                 + EXCLUDED.platform_cost_microusd,
             updated_at = now()
-        RETURNING platform_cost_microusd
+        RETURNING platform_cost_microusd, cost_microusd,
+            (SELECT llm_monthly_cap_usd FROM users WHERE id = $1) AS cap
         """,
         call.user_id,
         month,
@@ -226,14 +282,36 @@ async def record(
         if tokens:
             metrics.TOKENS.labels(call.model, kind).inc(tokens)
     metrics.COST.labels(call.model, key_source).inc(cost / 1_000_000)
-    if not call.byok and platform_cost >= allowance_microusd:
+    assert totals is not None  # an upsert returns its row
+    cap = totals["cap"]
+    spend = Spend(
+        platform=totals["platform_cost_microusd"],
+        total=totals["cost_microusd"],
+        cap=None if cap is None else round(cap * 1_000_000),
+    )
+    if reached := spend.reached(byok=call.byok, allowance=allowance_microusd):
         await notify_cap_reached(
             conn,
             call.user_id,
             month,
             assistant_id=call.assistant_id,
-            spent_microusd=platform_cost,
-            allowance_microusd=allowance_microusd,
+            spent_microusd=reached[0],
+            allowance_microusd=reached[1],
+            service=service,
+        )
+    elif near := spend.reached(
+        byok=call.byok, allowance=allowance_microusd, share=WARN_SHARE
+    ):
+        await _notify_once(
+            conn,
+            "warned_at",
+            UsageAllowanceWarning(
+                user_id=call.user_id,
+                month=month,
+                spent_usd=near[0] / 1_000_000,
+                allowance_usd=near[1] / 1_000_000,
+                resets_at=next_month(month),
+            ),
             service=service,
         )
     return cost
@@ -250,21 +328,9 @@ async def notify_cap_reached(
     service: str,
 ) -> bool:
     """Queue `usage.cap_reached` unless it was already this month."""
-    claimed = await conn.fetchval(
-        """
-        INSERT INTO llm_usage_monthly AS m (user_id, month, cap_notified_at)
-        VALUES ($1, $2, now())
-        ON CONFLICT (user_id, month) DO UPDATE SET cap_notified_at = now()
-            WHERE m.cap_notified_at IS NULL
-        RETURNING 1
-        """,
-        user_id,
-        month,
-    )
-    if not claimed:
-        return False
-    await outbox.add(
+    return await _notify_once(
         conn,
+        "cap_notified_at",
         UsageCapReached(
             user_id=user_id,
             assistant_id=assistant_id,
@@ -275,4 +341,28 @@ async def notify_cap_reached(
         ),
         service=service,
     )
+
+
+async def _notify_once(
+    conn: Connection,
+    column: Literal["cap_notified_at", "warned_at"],
+    event: UsageCapReached | UsageAllowanceWarning,
+    *,
+    service: str,
+) -> bool:
+    """Queue `event` unless the month's `column` says it was already."""
+    claimed = await conn.fetchval(
+        f"""
+        INSERT INTO llm_usage_monthly AS m (user_id, month, {column})
+        VALUES ($1, $2, now())
+        ON CONFLICT (user_id, month) DO UPDATE SET {column} = now()
+            WHERE m.{column} IS NULL
+        RETURNING 1
+        """,  # noqa: S608 (the column is one of two literals)
+        event.user_id,
+        event.month,
+    )
+    if not claimed:
+        return False
+    await outbox.add(conn, event, service=service)
     return True

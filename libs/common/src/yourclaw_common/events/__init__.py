@@ -37,7 +37,7 @@ from yourclaw_common.events.schemas.messaging import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
 )
-from yourclaw_common.events.schemas.usage import UsageCapReached
+from yourclaw_common.events.schemas.usage import UsageAllowanceWarning, UsageCapReached
 from yourclaw_common.events.subjects import HostVerb, Subject, host_command
 from yourclaw_common.events.topology import (
     CONSUMERS,
@@ -83,6 +83,7 @@ __all__ = [
     "SubscriptionCanceled",
     "SubscriptionPastDue",
     "TailLogs",
+    "UsageAllowanceWarning",
     "UsageCapReached",
     "container_name",
     "ensure_topology",

@@ -22,7 +22,7 @@ from yourclaw_common.events.schemas.messaging import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
 )
-from yourclaw_common.events.schemas.usage import UsageCapReached
+from yourclaw_common.events.schemas.usage import UsageAllowanceWarning, UsageCapReached
 from yourclaw_common.events.subjects import Subject
 
 __all__ = ["EVENT_TYPES", "model_for"]
@@ -41,6 +41,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssistantReady,
         AssistantFailed,
         HostHeartbeat,
+        UsageAllowanceWarning,
         UsageCapReached,
     )
 }

@@ -33,6 +33,7 @@ class Subject(StrEnum):
     OUTBOUND_WHATSAPP = "outbound.whatsapp"
 
     USAGE_CAP_REACHED = "usage.cap_reached"
+    USAGE_ALLOWANCE_WARNING = "usage.allowance_warning"
 
     # Core NATS (not stored in a stream).
     HOST_HEARTBEAT = "host.heartbeat"

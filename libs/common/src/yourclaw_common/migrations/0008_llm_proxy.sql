@@ -40,7 +40,9 @@ CREATE TABLE llm_calls (
 CREATE INDEX llm_calls_user_created_idx ON llm_calls (user_id, created_at);
 
 -- llm-proxy. Running totals per user and UTC calendar month: the allowance check
--- reads one row. `cap_notified_at`: usage.cap_reached was emitted this month.
+-- reads one row. `cap_notified_at`: usage.cap_reached was emitted this month;
+-- `warned_at`: usage.allowance_warning (80 %) was. gateway-api clears both when
+-- the user raises their own cap above what they spent.
 CREATE TABLE llm_usage_monthly (
     user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     month date NOT NULL CHECK (extract(day FROM month) = 1),
@@ -53,9 +55,16 @@ CREATE TABLE llm_usage_monthly (
     -- The part paid with platform keys: what the allowance caps.
     platform_cost_microusd bigint NOT NULL DEFAULT 0,
     cap_notified_at timestamptz,
+    warned_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, month)
 );
+
+-- gateway-api writes, llm-proxy reads: a monthly cap the user sets below the
+-- plan's allowance (USD). It caps every call, the ones paid with the user's own
+-- keys included; NULL: the plan's allowance alone.
+ALTER TABLE users ADD COLUMN llm_monthly_cap_usd numeric(10, 2)
+    CHECK (llm_monthly_cap_usd >= 0);
 
 -- Google shut Gemini 2.0 Flash down (OpenClaw refuses it); 2.5 replaces it in
 -- the catalog, and for whoever had picked it.

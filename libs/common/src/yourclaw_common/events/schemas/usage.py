@@ -9,7 +9,7 @@ from uuid import UUID
 from yourclaw_common.events.base import Event
 from yourclaw_common.events.subjects import Subject
 
-__all__ = ["UsageCapReached"]
+__all__ = ["UsageAllowanceWarning", "UsageCapReached"]
 
 
 class UsageCapReached(Event):
@@ -21,6 +21,19 @@ class UsageCapReached(Event):
     user_id: UUID
     assistant_id: UUID | None = None
     # The first day of the (UTC) month the cap applies to.
+    month: date
+    spent_usd: float
+    allowance_usd: float
+    resets_at: datetime
+
+
+class UsageAllowanceWarning(Event):
+    """The user spent 80 % of this month's allowance (or of their own cap).
+    Emitted once per user and month."""
+
+    subject: ClassVar[Subject] = Subject.USAGE_ALLOWANCE_WARNING
+
+    user_id: UUID
     month: date
     spent_usd: float
     allowance_usd: float
