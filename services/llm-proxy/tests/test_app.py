@@ -53,6 +53,16 @@ async def wait_calls(pool, user_id, count=1):
     return await eventually(probe, timeout=5)
 
 
+async def add_own_openai_key(db, encryption_key, who, key):
+    await db.execute(
+        "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
+        "VALUES ($1, 'OPENAI', $2, $3)",
+        who.user_id,
+        SecretBox(encryption_key).encrypt(key, owner=str(who.user_id)),
+        key[-4:],
+    )
+
+
 def test_the_stand_in_reports_what_these_tests_expect(stand_in):
     assert stand_in.openai_usage == OPENAI_USAGE
     assert stand_in.anthropic_usage == ANTHROPIC_USAGE
@@ -283,13 +293,7 @@ class TestCredentials:
         proxy = await start_proxy(llm_monthly_allowance_usd=0)
         who = await make_assistant()
         own_key = "sk-users-own-key-abcdef123456"
-        await clean_db.execute(
-            "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
-            "VALUES ($1, 'OPENAI', $2, $3)",
-            who.user_id,
-            SecretBox(encryption_key).encrypt(own_key, owner=str(who.user_id)),
-            own_key[-4:],
-        )
+        await add_own_openai_key(clean_db, encryption_key, who, own_key)
 
         response = await proxy.client.post(
             "/openai/v1/chat/completions", json=chat(), headers=who.bearer
@@ -370,13 +374,7 @@ class TestAllowance:
         proxy = await start_proxy(llm_monthly_allowance_usd=100)
         who = await make_assistant()
         own_key = "sk-users-own-key-capped-0001"
-        await clean_db.execute(
-            "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
-            "VALUES ($1, 'OPENAI', $2, $3)",
-            who.user_id,
-            SecretBox(encryption_key).encrypt(own_key, owner=str(who.user_id)),
-            own_key[-4:],
-        )
+        await add_own_openai_key(clean_db, encryption_key, who, own_key)
         # A cent, of which 0.9 were spent earlier this month.
         await clean_db.execute(
             "UPDATE users SET llm_monthly_cap_usd = 0.01 WHERE id = $1", who.user_id

@@ -21,6 +21,7 @@ from yourclaw_messaging.handlers import (
     on_inbound_whatsapp,
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
+    on_usage_notice,
 )
 from yourclaw_messaging.service import Conversation, Limits, Templates
 from yourclaw_messaging.settings import MessagingSettings
@@ -33,6 +34,7 @@ _CONSUMERS = [
     CONSUMERS.MESSAGING_INBOUND_STATUS,
     CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
     CONSUMERS.MESSAGING_ASSISTANT_READY,
+    CONSUMERS.MESSAGING_USAGE_NOTICES,
 ]
 
 
@@ -69,6 +71,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             media_max_bytes=settings.media_max_bytes,
             send_retries=settings.twilio_send_retries,
             send_rate=settings.twilio_send_rate_per_second,
+            llm_allowance_usd=settings.llm_monthly_allowance_usd,
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(
@@ -87,6 +90,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                     on_outbound_whatsapp(conversation),
                 ),
                 (CONSUMERS.MESSAGING_ASSISTANT_READY, on_assistant_ready(conversation)),
+                (CONSUMERS.MESSAGING_USAGE_NOTICES, on_usage_notice(conversation)),
             ],
             concurrency=settings.messaging_concurrency,
         )

@@ -7,6 +7,8 @@ from yourclaw_common.events import (
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
+    UsageAllowanceWarning,
+    UsageCapReached,
 )
 from yourclaw_common.nats import Handler, HandlerContext
 
@@ -37,5 +39,14 @@ def on_outbound_whatsapp(conversation: Conversation) -> Handler:
 def on_assistant_ready(conversation: Conversation) -> Handler:
     async def handle(event: AssistantReady, ctx: HandlerContext) -> None:
         await conversation.handle_ready(event)
+
+    return handle
+
+
+def on_usage_notice(conversation: Conversation) -> Handler:
+    async def handle(
+        event: UsageCapReached | UsageAllowanceWarning, ctx: HandlerContext
+    ) -> None:
+        await conversation.handle_usage(event)
 
     return handle

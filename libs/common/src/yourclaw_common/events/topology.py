@@ -135,6 +135,11 @@ class CONSUMERS:
     MESSAGING_OUTBOUND_WHATSAPP = ConsumerSpec(
         "messaging-outbound-whatsapp", Subject.OUTBOUND_WHATSAPP
     )
+    MESSAGING_USAGE_NOTICES = ConsumerSpec(
+        "messaging-usage-notices",
+        Subject.USAGE_CAP_REACHED,
+        extra_subjects=(Subject.USAGE_ALLOWANCE_WARNING,),
+    )
     PROVISIONER_PROVISION_REQUESTED = ConsumerSpec(
         "provisioner-provision-requested", Subject.ASSISTANT_PROVISION_REQUESTED
     )
