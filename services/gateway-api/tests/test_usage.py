@@ -255,3 +255,75 @@ class TestListMessages:
 
         assert [m["body"] for m in eve_page["messages"]] == ["message 0"]
         assert probe["messages"] == []
+
+
+class TestSetUsageCap:
+    async def test_a_cap_below_the_allowance_is_kept_and_shown(
+        self, api, sign_in, clean_db
+    ):
+        caller = sign_in()
+        month = utc_today().replace(day=1)
+        # Told this month about the allowance; a new cap starts the notices over.
+        await add_llm_call(clean_db, caller.id, dt.datetime.now(dt.UTC), cost=3_000_000)
+        await clean_db.execute(
+            "INSERT INTO llm_usage_monthly (user_id, month, cap_notified_at, "
+            "warned_at) VALUES ($1, $2, now(), now())",
+            caller.id,
+            month,
+        )
+
+        response = await api.client.put(
+            "/api/v1/usage/cap", json={"cap_usd": 2.504}, headers=caller.headers
+        )
+
+        assert response.status_code == 200
+        assert response.json()["cap_usd"] == 2.5
+        assert response.json()["spent_usd"] == 3.0
+        usage = await api.client.get("/api/v1/usage", headers=caller.headers)
+        assert usage.json()["llm"]["cap_usd"] == 2.5
+        notices = await clean_db.fetchrow(
+            "SELECT cap_notified_at, warned_at FROM llm_usage_monthly "
+            "WHERE user_id = $1",
+            caller.id,
+        )
+        assert tuple(notices) == (None, None)
+
+        removed = await api.client.put(
+            "/api/v1/usage/cap", json={"cap_usd": None}, headers=caller.headers
+        )
+        assert removed.json()["cap_usd"] is None
+        assert (
+            await clean_db.fetchval(
+                "SELECT llm_monthly_cap_usd FROM users WHERE id = $1", caller.id
+            )
+            is None
+        )
+
+    @pytest.mark.parametrize(
+        ("body", "status", "code"),
+        [
+            ({"cap_usd": 8.01}, 400, "CAP_ABOVE_ALLOWANCE"),
+            ({"cap_usd": -1}, 422, "VALIDATION_ERROR"),
+            ({}, 422, "VALIDATION_ERROR"),
+        ],
+    )
+    async def test_refused(self, api, sign_in, clean_db, body, status, code):
+        caller = sign_in()
+
+        response = await api.client.put(
+            "/api/v1/usage/cap", json=body, headers=caller.headers
+        )
+
+        assert response.status_code == status
+        assert response.json()["code"] == code
+        assert (
+            await clean_db.fetchval(
+                "SELECT llm_monthly_cap_usd FROM users WHERE id = $1", caller.id
+            )
+            is None
+        )
+
+    async def test_needs_a_signed_in_user(self, api):
+        response = await api.client.put("/api/v1/usage/cap", json={"cap_usd": 1})
+
+        assert response.status_code == 401

@@ -2,7 +2,8 @@
 
 It writes `users`, `user_phones`, `api_keys` (and its own outbox rows) and only
 reads `assistants`, `subscriptions`, `messages`, `usage_daily` and llm-proxy's
-`llm_calls`. Every query of a
+`llm_calls`; of llm-proxy's `llm_usage_monthly` it clears the month's notices
+when the user changes their own cap. Every query of a
 user's data is filtered by the id of the token's user, never by a client's id.
 """
 
@@ -18,8 +19,10 @@ __all__ = [
     "assistant",
     "delete_api_key",
     "list_api_keys",
+    "llm_cap",
     "llm_days_since",
     "messages_before",
+    "set_llm_cap",
     "set_phone",
     "subscription",
     "upsert_api_key",
@@ -152,6 +155,29 @@ async def llm_days_since(
         """,
         user_id,
         since,
+    )
+
+
+async def llm_cap(conn: Connection, user_id: UUID) -> float | None:
+    cap = await conn.fetchval(
+        "SELECT llm_monthly_cap_usd FROM users WHERE id = $1", user_id
+    )
+    return None if cap is None else float(cap)
+
+
+async def set_llm_cap(
+    conn: Connection, user_id: UUID, cap_usd: float | None, *, month: dt.date
+) -> None:
+    """Set the user's own cap. This month's notices were about the old limit:
+    llm-proxy sends them again when the new one is reached."""
+    await conn.execute(
+        "UPDATE users SET llm_monthly_cap_usd = $2 WHERE id = $1", user_id, cap_usd
+    )
+    await conn.execute(
+        "UPDATE llm_usage_monthly SET cap_notified_at = NULL, warned_at = NULL "
+        "WHERE user_id = $1 AND month = $2",
+        user_id,
+        month,
     )
 
 

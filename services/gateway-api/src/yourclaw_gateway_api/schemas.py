@@ -179,6 +179,9 @@ class LlmSpend(BaseModel):
     # Paid with platform keys: what the allowance caps.
     spent_usd: float
     remaining_usd: float
+    # The lower monthly cap the user set (it caps every call, their own keys'
+    # included); null: the allowance alone.
+    cap_usd: float | None = None
     # Everything metered, the user's own keys (BYOK) included.
     total_cost_usd: float
     calls: int
@@ -188,6 +191,14 @@ class LlmSpend(BaseModel):
     cache_write_tokens: int
     # Days with any model call this month, oldest first.
     days: list[LlmSpendDay]
+
+
+class LlmCapIn(BaseModel):
+    """The user's own monthly cap on model spend; null removes it."""
+
+    cap_usd: float | None = Field(
+        ge=0, description="USD a month, at most the plan's allowance; null: none."
+    )
 
 
 class UsageOut(BaseModel):

@@ -359,6 +359,7 @@ async def llm_spend(
     ]
     spent = sum(r["platform_cost_microusd"] or 0 for r in rows) / 1e6
     return LlmSpend(
+        cap_usd=await repository.llm_cap(conn, user_id),
         month=start.date(),
         resets_at=resets,
         allowance_usd=allowance_usd,
@@ -372,6 +373,30 @@ async def llm_spend(
         cache_write_tokens=sum(d.cache_write_tokens for d in days),
         days=days,
     )
+
+
+async def set_llm_cap(
+    conn: Connection,
+    user_id: UUID,
+    cap_usd: float | None,
+    *,
+    allowance_usd: float,
+    today: dt.date | None = None,
+) -> LlmSpend:
+    """Set (or with None remove) the user's own monthly cap on model spend."""
+    if cap_usd is not None and cap_usd > allowance_usd:
+        raise BadRequest(
+            f"the cap can be at most the plan's allowance of ${allowance_usd:.2f}",
+            code="CAP_ABOVE_ALLOWANCE",
+        )
+    today = today or _utc_today()
+    await repository.set_llm_cap(
+        conn,
+        user_id,
+        None if cap_usd is None else round(cap_usd, 2),
+        month=today.replace(day=1),
+    )
+    return await llm_spend(conn, user_id, allowance_usd=allowance_usd, today=today)
 
 
 async def usage(
