@@ -89,6 +89,7 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
+	@$(UV) run --frozen --no-sync python bench/llm_cost.py
 
 IMAGE_TAG ?= dev
 images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
