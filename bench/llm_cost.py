@@ -25,7 +25,6 @@ import asyncio
 import copy
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -39,13 +38,13 @@ import asyncpg
 import httpx
 from yourclaw_common.db import migrate
 from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_common.testing.factories import assistant_with_proxy_credential
 from yourclaw_host_agent.install_openclaw import (
     DEFAULT_OPENCLAW_HOME,
     ensure_openclaw,
     node_bin_dir,
     openclaw_entry,
 )
-from yourclaw_llm_proxy.credentials import hash_token
 from yourclaw_provisioner.render import (
     INJECTED_INSTRUCTIONS,
     GatewaySecrets,
@@ -103,22 +102,7 @@ async def _wait_http(url: str, timeout: float = 120) -> None:
 
 
 async def _assistant(pool: asyncpg.Pool) -> tuple[uuid.UUID, str]:
-    user_id, assistant_id = uuid.uuid4(), uuid.uuid4()
-    token = secrets.token_urlsafe(32)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-        await conn.execute(
-            "INSERT INTO assistants (id, user_id, status) VALUES ($1, $2, 'READY')",
-            assistant_id,
-            user_id,
-        )
-        await conn.execute(
-            "INSERT INTO proxy_credentials (assistant_id, user_id, token_sha256) "
-            "VALUES ($1, $2, $3)",
-            assistant_id,
-            user_id,
-            hash_token(token),
-        )
+    _, assistant_id, token = await assistant_with_proxy_credential(pool)
     return assistant_id, token
 
 

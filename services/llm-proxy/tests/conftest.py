@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from yourclaw_common.crypto import SecretBox
+from yourclaw_common.testing import assistant_with_proxy_credential
 from yourclaw_devkit.serving import running_app
 from yourclaw_llm_proxy.app import Proxy, build_app
-from yourclaw_llm_proxy.credentials import hash_token
 from yourclaw_llm_proxy.settings import LlmProxySettings
 
 OPENAI_USAGE = {
@@ -239,22 +238,6 @@ async def make_assistant(clean_db):
     """A user, their assistant and its proxy credential."""
 
     async def make() -> Assistant:
-        user_id, assistant_id = uuid.uuid4(), uuid.uuid4()
-        token = secrets.token_urlsafe(32)
-        async with clean_db.acquire() as conn, conn.transaction():
-            await conn.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-            await conn.execute(
-                "INSERT INTO assistants (id, user_id, status) VALUES ($1, $2, 'READY')",
-                assistant_id,
-                user_id,
-            )
-            await conn.execute(
-                "INSERT INTO proxy_credentials (assistant_id, user_id, token_sha256) "
-                "VALUES ($1, $2, $3)",
-                assistant_id,
-                user_id,
-                hash_token(token),
-            )
-        return Assistant(user_id, assistant_id, token)
+        return Assistant(*await assistant_with_proxy_credential(clean_db))
 
     return make
