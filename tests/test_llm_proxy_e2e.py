@@ -8,6 +8,7 @@ environment. A plain turn is exactly one model call. Slow: one gateway boot.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
@@ -21,6 +22,7 @@ from yourclaw_common.events import AssistantProvisionRequested
 from yourclaw_common.models import AVAILABLE_MODELS, LlmProvider
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually, subscribed_user
+from yourclaw_devkit.pytest_plugin import inbound_whatsapp
 
 from .conftest import wait_ready
 
@@ -167,3 +169,48 @@ class TestProductionConfigThroughTheProxy:
             assert sources[model.id.partition("/")[2]] == (
                 "BYOK" if byok else "PLATFORM"
             )
+
+
+class TestWhatsAppThroughTheProxy:
+    async def test_failing_provider_and_the_cap_each_get_one_readable_message(
+        self, stack, clean_db
+    ):
+        phone = "+15557779013"
+        user_id = await subscribed_user(clean_db, phone=phone)
+        await publish(
+            stack.nc.jetstream(), AssistantProvisionRequested(user_id=user_id)
+        )
+        await wait_ready(clean_db, user_id)
+        js = stack.nc.jetstream()
+
+        async def replies(count):
+            async def probe():
+                found = [r for r in await stack.replies(phone) if not r.startswith("[")]
+                return found if len(found) >= count else None
+
+            return await eventually(probe, timeout=180, interval=0.5)
+
+        # The provider fails: the user hears an apology, not silence.
+        await publish(js, inbound_whatsapp(phone, "please #fail=503"))
+        (apology,) = await replies(1)
+        assert apology.startswith("Sorry"), apology
+
+        # This month's allowance was spent (say, the user lowered their cap
+        # below what they had spent): one notice, and no provider call.
+        await clean_db.execute(
+            "INSERT INTO llm_usage_monthly (user_id, month, platform_cost_microusd) "
+            "VALUES ($1, date_trunc('month', now() AT TIME ZONE 'utc')::date, "
+            "9000000) ON CONFLICT (user_id, month) DO UPDATE "
+            "SET platform_cost_microusd = 9000000",
+            user_id,
+        )
+        (await stack.devsim.delete("/_devsim/llm/requests")).raise_for_status()
+        await publish(js, inbound_whatsapp(phone, "hello?"))
+        await publish(js, inbound_whatsapp(phone, "anyone there?"))
+        sent = await replies(2)
+        await asyncio.sleep(5)
+        sent = [r for r in await stack.replies(phone) if not r.startswith("[")]
+        assert len(sent) == 2, sent
+        assert "used this month's allowance of $8.00" in sent[1]
+        requests = (await stack.devsim.get("/_devsim/llm/requests")).json()
+        assert requests["requests"] == []

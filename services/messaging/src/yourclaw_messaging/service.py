@@ -432,6 +432,14 @@ class Conversation:
                 user_id=str(recipient.user_id),
                 error=exc.detail,
             )
+            async with self.pool.acquire() as conn:
+                if await repository.model_calls_refused(
+                    conn, recipient.user_id, model or DEFAULT_MODEL
+                ):
+                    # The proxy refused it over the cap and told the user so
+                    # (usage.cap_reached): an apology on top would be a second
+                    # message about the same thing.
+                    return notice("", "over_allowance")
             return notice(replies.APOLOGY, "apology")
         metrics.ASSISTANT_SECONDS.labels(label, "ok").observe(
             time.perf_counter() - started
