@@ -58,3 +58,14 @@ class TestBuildSpec:
             assert provider["apiKey"] == "ycp_1"
             assert provider["baseUrl"].startswith("http://127.0.0.1:8790/")
         assert config["memory"]["search"]["remote"]["apiKey"] == "ycp_1"
+
+    def test_openclaws_instruction_templates_are_removed_the_users_notes_kept(self):
+        removed = spec().remove_files
+        assert set(removed) == {
+            "workspace/AGENTS.md",
+            "workspace/SOUL.md",
+            "workspace/BOOTSTRAP.md",
+        }
+        assert "workspace/USER.md" not in removed
+        # Our instructions are not among them.
+        assert not set(removed) & set(spec().files)

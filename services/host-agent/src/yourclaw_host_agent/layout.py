@@ -85,7 +85,7 @@ def validate_spec(spec: ContainerSpec) -> None:
         raise InvalidSpec(
             f"name {spec.name[:80]!r} is not {container_name(spec.user_id)!r}"
         )
-    for rel in spec.files:
+    for rel in (*spec.files, *spec.remove_files):
         path = PurePosixPath(rel)
         if (
             path.is_absolute()
@@ -116,8 +116,11 @@ def _write_atomic(path: Path, content: str, mode: int) -> None:
         raise
 
 
-def write_files(paths: UserPaths, files: dict[str, str]) -> None:
-    """Write a spec's files; config (it holds the gateway token) stays private."""
+def write_files(
+    paths: UserPaths, files: dict[str, str], remove: tuple[str, ...] = ()
+) -> None:
+    """Write a spec's files, config (it holds the gateway token) private, and
+    delete the ones it removes."""
     for folder in (paths.root, paths.config, paths.run):
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
@@ -126,3 +129,5 @@ def write_files(paths: UserPaths, files: dict[str, str]) -> None:
         target = paths.root / rel
         private = PurePosixPath(rel).parts[0] == "config"
         _write_atomic(target, content, 0o600 if private else 0o644)
+    for rel in remove:
+        (paths.root / rel).unlink(missing_ok=True)

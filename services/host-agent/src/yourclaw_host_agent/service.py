@@ -77,7 +77,9 @@ class HostService:
                 await self.runtime.stop(spec.name)
             paths = self.layout.user(spec.user_id)
             await self.runtime.prepare(spec, paths)
-            await asyncio.to_thread(write_files, paths, dict(spec.files))
+            await asyncio.to_thread(
+                write_files, paths, dict(spec.files), spec.remove_files
+            )
             info = await self.runtime.run(spec, paths)
             log.info(
                 "host_agent.create.done",

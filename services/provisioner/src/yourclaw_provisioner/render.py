@@ -17,6 +17,7 @@ from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerSpec, container
 from yourclaw_common.models import AVAILABLE_MODELS
 
 __all__ = [
+    "BOOTSTRAP_TEMPLATES",
     "CONFIG_FILE",
     "GATEWAY_PORT",
     "INJECTED_INSTRUCTIONS",
@@ -56,6 +57,16 @@ _PROVIDER_ROUTES: dict[str, tuple[str, str]] = {
 _CONTEXT_WINDOWS = {"anthropic": 200_000, "openai": 128_000, "google": 1_000_000}
 # Memory search embeds MEMORY.md through the proxy too (no key in the tenant).
 _EMBEDDING_MODEL = "text-embedding-3-small"
+
+# OpenClaw's bootstrap templates that gateways created before `skipBootstrap`
+# and that hold only OpenClaw's own instructions (ours come through the hook
+# below): most of the ~19 KB they add to every turn. USER.md and IDENTITY.md
+# stay: the assistant writes what it learns about its user there.
+BOOTSTRAP_TEMPLATES: tuple[str, ...] = (
+    "workspace/AGENTS.md",
+    "workspace/SOUL.md",
+    "workspace/BOOTSTRAP.md",
+)
 
 # The browser tools: Playwright's MCP server over stdio, as OpenClaw's own
 # `mcp.servers` entry (the seed's `openclaw-mcp-adapter` plugin is not a package
@@ -323,6 +334,7 @@ def build_spec(
             INSTRUCTIONS_FILE: instructions,
             f"workspace/{INJECTED_INSTRUCTIONS}": instructions,
         },
+        "remove_files": list(BOOTSTRAP_TEMPLATES),
         "env": {},
     }
     defaults = ContainerSpec.model_fields
