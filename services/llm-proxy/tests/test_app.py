@@ -349,6 +349,28 @@ class TestAllowance:
         assert payload["user_id"] == str(who.user_id)
         assert payload["allowance_usd"] == 0.001
 
+    async def test_a_cached_spend_is_read_again_once_a_call_is_metered(
+        self, start_proxy, make_assistant, stand_in, clean_db
+    ):
+        proxy = await start_proxy(
+            llm_monthly_allowance_usd=0.001, llm_proxy_credential_cache_seconds=60
+        )
+        who = await make_assistant()
+        first = await proxy.client.post(
+            "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
+        )
+        assert first.status_code == 200
+        await wait_calls(clean_db, who.user_id)
+        await proxy.proxy.drain()
+        stand_in.clear()
+
+        refused = await proxy.client.post(
+            "/v1/chat/completions", json=chat(), headers=who.bearer
+        )
+
+        assert refused.status_code == 402
+        assert stand_in.requests == []
+
     async def test_eighty_percent_gets_one_warning(
         self, start_proxy, make_assistant, clean_db
     ):

@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Generator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -47,6 +47,7 @@ from yourclaw_llm_proxy.errors import (
 )
 from yourclaw_llm_proxy.metering import (
     Call,
+    Spend,
     StreamUsage,
     month_of,
     next_month,
@@ -131,6 +132,12 @@ class Proxy:
         )
         self.allowance_microusd = round(settings.llm_monthly_allowance_usd * 1e6)
         self._background: set[asyncio.Task[None]] = set()
+        # Each user's spend, read at most every LLM_PROXY_CREDENTIAL_CACHE_SECONDS
+        # and dropped when this replica meters one of their calls: a call costs
+        # no query most of the time, and another replica's spend is late by at
+        # most that long.
+        self._spend: dict[UUID, tuple[float, date, Spend]] = {}
+        self._spend_ttl = settings.llm_proxy_credential_cache_seconds
 
     # Model calls.
 
@@ -314,24 +321,37 @@ class Proxy:
             raise BadRequest("the body has no `model`", code="MISSING_MODEL")
         return model, payload
 
+    async def _spend_of(self, user_id: UUID, now: datetime) -> Spend:
+        clock, month = time.monotonic(), month_of(now)
+        cached = self._spend.get(user_id)
+        # A new month starts from nothing, however fresh the cached figure.
+        if cached is not None and cached[0] > clock and cached[1] == month:
+            return cached[2]
+        async with self.pool.acquire() as conn:
+            spend = await spend_of(conn, user_id, at=now)
+        if self._spend_ttl > 0:
+            if len(self._spend) >= 100_000:
+                self._spend.clear()
+            self._spend[user_id] = (clock + self._spend_ttl, month, spend)
+        return spend
+
     async def _check_allowance(self, tenant: Tenant, *, byok: bool) -> None:
         now = datetime.now(UTC)
-        async with self.pool.acquire() as conn:
-            spend = await spend_of(conn, tenant.user_id, at=now)
-            reached = spend.reached(byok=byok, allowance=self.allowance_microusd)
-            if reached is None:
-                return
-            month = month_of(now)
-            async with conn.transaction():
-                await notify_cap_reached(
-                    conn,
-                    tenant.user_id,
-                    month,
-                    assistant_id=tenant.assistant_id,
-                    spent_microusd=reached[0],
-                    allowance_microusd=reached[1],
-                    service=self.settings.service_name,
-                )
+        spend = await self._spend_of(tenant.user_id, now)
+        reached = spend.reached(byok=byok, allowance=self.allowance_microusd)
+        if reached is None:
+            return
+        month = month_of(now)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await notify_cap_reached(
+                conn,
+                tenant.user_id,
+                month,
+                assistant_id=tenant.assistant_id,
+                spent_microusd=reached[0],
+                allowance_microusd=reached[1],
+                service=self.settings.service_name,
+            )
         resets = next_month(month)
         which = "cap you set" if reached[1] == spend.cap else "allowance"
         raise AllowanceExhausted(
@@ -369,6 +389,9 @@ class Proxy:
                 user_id=str(call.user_id),
                 model=call.model,
             )
+        finally:
+            # Read again on the user's next call, committed spend included.
+            self._spend.pop(call.user_id, None)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
