@@ -63,6 +63,21 @@ async def add_own_openai_key(db, encryption_key, who, key):
     )
 
 
+async def spend_then_call_again(proxy, who, db, stand_in):
+    """One gpt-4o call ($0.00202 at the stand-in's usage), metered; then
+    another, with the stand-in's log cleared in between."""
+    first = await proxy.client.post(
+        "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
+    )
+    assert first.status_code == 200
+    await wait_calls(db, who.user_id)
+    await proxy.proxy.drain()
+    stand_in.clear()
+    return await proxy.client.post(
+        "/v1/chat/completions", json=chat(), headers=who.bearer
+    )
+
+
 def test_the_stand_in_reports_what_these_tests_expect(stand_in):
     assert stand_in.openai_usage == OPENAI_USAGE
     assert stand_in.anthropic_usage == ANTHROPIC_USAGE
@@ -356,17 +371,7 @@ class TestAllowance:
             llm_monthly_allowance_usd=0.001, llm_proxy_credential_cache_seconds=60
         )
         who = await make_assistant()
-        first = await proxy.client.post(
-            "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
-        )
-        assert first.status_code == 200
-        await wait_calls(clean_db, who.user_id)
-        await proxy.proxy.drain()
-        stand_in.clear()
-
-        refused = await proxy.client.post(
-            "/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        refused = await spend_then_call_again(proxy, who, clean_db, stand_in)
 
         assert refused.status_code == 402
         assert stand_in.requests == []
@@ -406,17 +411,7 @@ class TestAllowance:
             "VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC'), 9000)",
             who.user_id,
         )
-        first = await proxy.client.post(
-            "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
-        )
-        assert first.status_code == 200
-        await wait_calls(clean_db, who.user_id)
-        await proxy.proxy.drain()
-        stand_in.clear()
-
-        refused = await proxy.client.post(
-            "/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        refused = await spend_then_call_again(proxy, who, clean_db, stand_in)
 
         assert refused.status_code == 402
         assert "cap you set of $0.01" in refused.json()["detail"]

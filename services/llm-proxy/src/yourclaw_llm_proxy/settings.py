@@ -41,6 +41,8 @@ class LlmProxySettings(CommonSettings):
     llm_proxy_max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     # How long a checked credential (and the user's BYOK keys) is trusted
     # before it is read again; a revoked credential works at most this long.
+    # A user's monthly spend is reused as long (re-read after each call this
+    # replica meters), so another replica's calls count late by at most that.
     llm_proxy_credential_cache_seconds: float = Field(default=5.0, ge=0)
     llm_proxy_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     # A streamed answer may take minutes between its first and last token.
