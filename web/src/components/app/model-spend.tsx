@@ -84,7 +84,6 @@ export function ModelSpend({ llm, onChange }: { llm: LlmSpend; onChange: () => P
             type="number"
             inputMode="decimal"
             min={0}
-            max={llm.allowance_usd}
             step={0.01}
             value={cap}
             onChange={(e) => setCap(e.target.value)}
