@@ -38,3 +38,15 @@ class TestWriteFiles:
     def test_a_removal_outside_config_or_workspace_is_refused(self, rel):
         with pytest.raises(InvalidSpec):
             validate_spec(_spec(remove_files=(rel,)))
+
+    def test_a_removal_through_a_planted_link_deletes_nothing_outside(self, tmp_path):
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "AGENTS.md").write_text("host file")
+        paths = DataLayout(tmp_path / "data").user(USER)
+        paths.root.mkdir(parents=True)
+        paths.workspace.symlink_to(outside)
+
+        write_files(paths, {}, ("workspace/AGENTS.md",))
+
+        assert (outside / "AGENTS.md").read_text() == "host file"

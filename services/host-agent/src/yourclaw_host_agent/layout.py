@@ -129,5 +129,11 @@ def write_files(
         target = paths.root / rel
         private = PurePosixPath(rel).parts[0] == "config"
         _write_atomic(target, content, 0o600 if private else 0o644)
+    root = paths.root.resolve()
     for rel in remove:
-        (paths.root / rel).unlink(missing_ok=True)
+        target = paths.root / rel
+        # Only inside the user's folder: a folder on the way that the tenant
+        # replaced with a link must not point the deletion elsewhere (a link
+        # at the file itself is removed, not followed).
+        if target.parent.resolve().is_relative_to(root):
+            target.unlink(missing_ok=True)
