@@ -47,6 +47,9 @@ async def stack(gateway_stack):
         llm_proxy={
             "anthropic_api_key": PLATFORM_ANTHROPIC,
             "openai_api_key": PLATFORM_OPENAI,
+            # The tests write spend behind the proxy's back, as another
+            # replica would: read it on every call.
+            "llm_proxy_credential_cache_seconds": 0,
         },
     )
 
