@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from yourclaw_common.embedded import free_port
 from yourclaw_common.events import HostReply, HostVerb, ListContainers, host_command
 from yourclaw_common.nats_auth import host_user
 from yourclaw_common.testing import eventually
@@ -22,6 +23,8 @@ from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME, ensure_o
 from yourclaw_host_agent.layout import DataLayout
 from yourclaw_host_agent.runtimes.process import ProcessRuntime
 from yourclaw_host_agent.settings import HostAgentSettings
+from yourclaw_llm_proxy.app import run as run_llm_proxy
+from yourclaw_llm_proxy.settings import LlmProxySettings
 from yourclaw_messaging.app import run as run_messaging
 from yourclaw_messaging.settings import MessagingSettings
 from yourclaw_provisioner.app import run as run_provisioner
@@ -108,9 +111,11 @@ async def gateway_stack(
     async def start(
         *,
         capacity: int = 2,
+        # gateway-api, where the proxy passes automation webhooks on.
         public_base_url: str = "http://127.0.0.1:8000",
         provisioner: dict[str, Any] | None = None,
         messaging: dict[str, Any] | None = None,
+        llm_proxy: dict[str, Any] | None = None,
     ) -> GatewayStack:
         host_id = f"e2e-{uuid.uuid4().hex[:8]}"
         host_agent_settings = HostAgentSettings(
@@ -126,13 +131,27 @@ async def gateway_stack(
             host_data_dir=gateway_host_dir,
             openclaw_install_dir=openclaw_dir,
         )
+        # Every model call of the gateways goes through the proxy to the
+        # stand-in; their automation webhooks through it to gateway-api.
+        proxy_port = free_port()
+        llm_proxy_settings = LlmProxySettings(
+            _env_file=None,
+            **{
+                **env,
+                **nats_identity("llm-proxy"),
+                "service_name": "llm-proxy",
+                "llm_proxy_port": proxy_port,
+                "dev_llm_base_url": devsim_url,
+                "gateway_api_url": public_base_url,
+                **(llm_proxy or {}),
+            },
+        )
         provisioner_settings = ProvisionerSettings(
             _env_file=None,
             **{
                 **env,
                 **nats_identity("provisioner"),
-                "public_base_url": public_base_url,
-                "dev_llm_base_url": devsim_url,
+                "llm_proxy_url": f"http://127.0.0.1:{proxy_port}",
                 "gateway_health_timeout_seconds": BOOT_TIMEOUT,
                 "provision_poll_interval_seconds": 0.2,
                 "reconcile_interval_seconds": 1,
@@ -150,6 +169,7 @@ async def gateway_stack(
         )
         tasks.extend(
             [
+                asyncio.create_task(run_llm_proxy(llm_proxy_settings, stop)),
                 asyncio.create_task(run_host_agent(host_agent_settings, stop)),
                 asyncio.create_task(run_provisioner(provisioner_settings, stop)),
                 asyncio.create_task(run_messaging(messaging_settings_, stop)),

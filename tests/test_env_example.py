@@ -12,6 +12,7 @@ from yourclaw_devkit.cli import DevCliSettings
 from yourclaw_devkit.devsim import DevsimSettings
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_host_agent.settings import HostAgentSettings
+from yourclaw_llm_proxy.settings import LlmProxySettings
 from yourclaw_messaging.settings import MessagingSettings
 from yourclaw_provisioner.settings import ProvisionerSettings
 
@@ -23,6 +24,7 @@ SETTINGS = [
     BillingSettings,
     HostAgentSettings,
     ProvisionerSettings,
+    LlmProxySettings,
     DevsimSettings,
     DevCliSettings,
 ]
@@ -32,6 +34,7 @@ EXTRA = {
     "BILLING_METRICS_PORT",
     "PROVISIONER_METRICS_PORT",
     "HOST_AGENT_METRICS_PORT",
+    "LLM_PROXY_METRICS_PORT",
     "YOURCLAW_DATA_DIR",
     # The web app's own (web/src/lib/server-config.ts), and where `make up` serves it.
     "SUPABASE_ANON_KEY",

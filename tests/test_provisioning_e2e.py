@@ -99,8 +99,18 @@ class TestProvisioningEndToEnd:
         # Our instructions reach the model (in the agent turn's system prompt)
         # through OpenClaw's bootstrap hook.
         assert any(
-            "WhatsApp formatting only" in str(r["body"]["messages"]) for r in requests
+            "WhatsApp formatting only"
+            in str(r["body"].get("system")) + str(r["body"]["messages"])
+            for r in requests
         )
+        # Through the LLM proxy, with the platform's (stand-in) key, metered.
+        assert {r["path"] for r in requests} == {"/v1/messages"}
+        calls = await clean_db.fetch(
+            "SELECT model, key_source FROM llm_calls WHERE user_id = $1", user_id
+        )
+        assert {(c["model"], c["key_source"]) for c in calls} == {
+            ("claude-sonnet-4-5-20250929", "PLATFORM")
+        }
 
         workspace = stack.data_dir / str(user_id) / "workspace"
         (workspace / "NOTES.md").write_text("remember me")

@@ -17,8 +17,15 @@ from yourclaw_provisioner.render import PLAYWRIGHT_MCP_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-SERVICES = ["gateway-api", "messaging", "billing", "provisioner", "host-agent"]
-WORKERS = ["messaging", "billing", "provisioner", "host-agent"]
+SERVICES = [
+    "gateway-api",
+    "messaging",
+    "billing",
+    "provisioner",
+    "host-agent",
+    "llm-proxy",
+]
+WORKERS = ["messaging", "billing", "provisioner", "host-agent", "llm-proxy"]
 COMPOSE_HOST = "compose"
 SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|_KEY)$")
 
@@ -126,6 +133,13 @@ def test_every_worker_serves_metrics_where_prometheus_scrapes(config, name):
 def test_prometheus_scrapes_the_api_on_its_port(config):
     port = config["services"]["gateway-api"]["environment"]["API_PORT"]
     assert f"gateway-api:{port}" in _scrape_targets()["yourclaw-gateway-api"]
+
+
+def test_provider_keys_are_given_to_the_llm_proxy_only(config):
+    for name, service in config["services"].items():
+        env = service.get("environment") or {}
+        has_keys = any(k in env for k in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"))
+        assert has_keys == (name == "llm-proxy"), name
 
 
 def test_host_agent_drives_the_engine_with_the_docker_runtime(config):

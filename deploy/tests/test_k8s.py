@@ -26,7 +26,7 @@ from yourclaw_host_agent.bootstrap import BootstrapOptions, render_env, render_u
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"
-SERVICES = ["gateway-api", "messaging", "billing", "provisioner"]
+SERVICES = ["gateway-api", "messaging", "billing", "provisioner", "llm-proxy"]
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 Doc = dict[str, Any]

@@ -132,7 +132,23 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     // The ready notification and the answer.
     await expect(today.getByText("Replies").locator("..")).toContainText("2");
     await expect(page.getByRole("img", { name: "Messages per day over the last 30 days" })).toBeVisible();
+    // The turn's model call, metered by the LLM proxy, against the allowance.
+    await expect(page.getByRole("heading", { name: "Model spend this month" })).toBeVisible();
+    await expect(page.getByTestId("model-spend")).toContainText("of $8.00 (your plan's allowance)");
+    await expect(page.getByTestId("model-tokens")).toContainText(/[1-9][\d,]* tokens in [1-9]/);
     await capture(page, testInfo, "usage");
+  });
+
+  await test.step("a lower monthly cap is set on Usage", async () => {
+    await page.getByLabel("Monthly cap (USD)").fill("5");
+    await page.getByRole("button", { name: "Save cap" }).click();
+    await expect(page.getByText("Cap set to $5.00 a month.")).toBeVisible();
+    await expect(page.getByTestId("model-spend")).toContainText("of $5.00 (your cap)");
+    await page.getByLabel("Monthly cap (USD)").fill("50");
+    await page.getByRole("button", { name: "Save cap" }).click();
+    await expect(page.getByText(/at most the plan's allowance of \$8\.00/)).toBeVisible();
+    await page.getByRole("button", { name: "Remove cap" }).click();
+    await expect(page.getByText("Cap removed: your plan's allowance applies.")).toBeVisible();
   });
 
   await test.step("billing shows the active subscription", async () => {

@@ -16,8 +16,8 @@ SEED_MODELS = [
     "anthropic/claude-haiku-4-5-20251001",
     "openai/gpt-4o",
     "openai/gpt-4o-mini",
-    "google/gemini-2.0-flash",
-    "google/gemini-2.0-flash-lite",
+    "google/gemini-2.5-flash",
+    "google/gemini-2.5-flash-lite",
 ]
 
 

@@ -587,6 +587,136 @@ class TestChatCompletions:
         assert response.json()["data"][0]["object"] == "model"
 
 
+class TestRealisticUsage:
+    async def test_prompt_tokens_follow_the_request_size(self, devsim):
+        short = await devsim.post("/v1/chat/completions", json=completion_body("hi"))
+        long = await devsim.post(
+            "/v1/chat/completions", json=completion_body("hi " + "word " * 400)
+        )
+
+        assert long.json()["usage"]["prompt_tokens"] > (
+            short.json()["usage"]["prompt_tokens"] + 400
+        )
+
+    async def test_a_repeated_long_prefix_is_read_from_cache(self, devsim):
+        system = {"role": "system", "content": "You are helpful. " * 400}
+        first = [system, {"role": "user", "content": "first question"}]
+        second = [
+            *first,
+            {"role": "assistant", "content": "Echo: first question"},
+            {"role": "user", "content": "second question"},
+        ]
+
+        one = await devsim.post(
+            "/v1/chat/completions", json={"model": "m", "messages": first}
+        )
+        two = await devsim.post(
+            "/v1/chat/completions", json={"model": "m", "messages": second}
+        )
+
+        assert "prompt_tokens_details" not in one.json()["usage"]
+        usage = two.json()["usage"]
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        assert 1024 <= cached < usage["prompt_tokens"]
+
+
+def anthropic_body(text: str, **extra) -> dict:
+    return {
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": text}],
+        **extra,
+    }
+
+
+class TestAnthropicMessages:
+    async def test_non_stream_echoes_with_usage(self, devsim):
+        response = await devsim.post(
+            "/v1/messages",
+            json=anthropic_body("hello there"),
+            headers={"x-api-key": "anything", "anthropic-version": "2023-06-01"},
+        )
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["type"] == "message"
+        assert body["content"] == [{"type": "text", "text": "Echo: hello there"}]
+        assert body["stop_reason"] == "end_turn"
+        assert body["usage"]["input_tokens"] > 0
+        assert body["usage"]["output_tokens"] > 0
+
+    async def test_stream_sends_anthropic_events(self, devsim):
+        response = await devsim.post(
+            "/v1/messages", json=anthropic_body("stream me a reply please", stream=True)
+        )
+
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [
+            orjson.loads(line[5:])
+            for line in response.text.splitlines()
+            if line.startswith("data:")
+        ]
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "message_start"
+        assert kinds[-2:] == ["message_delta", "message_stop"]
+        text = "".join(
+            e["delta"]["text"] for e in events if e["type"] == "content_block_delta"
+        )
+        assert text == "Echo: stream me a reply please"
+        assert events[-2]["usage"]["output_tokens"] > 0
+
+    async def test_cache_control_prefix_is_written_then_read(self, devsim):
+        system = [
+            {
+                "type": "text",
+                "text": "You are helpful. " * 400,
+                "cache_control": {"type": "ephemeral"},
+            }
+        ]
+        first = anthropic_body("first question", system=system)
+        second = {
+            **first,
+            "messages": [
+                *first["messages"],
+                {"role": "assistant", "content": "Echo: first question"},
+                {"role": "user", "content": "second question"},
+            ],
+        }
+
+        one = (await devsim.post("/v1/messages", json=first)).json()["usage"]
+        two = (await devsim.post("/v1/messages", json=second)).json()["usage"]
+
+        assert one["cache_read_input_tokens"] == 0
+        assert one["cache_creation_input_tokens"] > 1000
+        assert two["cache_read_input_tokens"] >= one["cache_creation_input_tokens"]
+
+    async def test_reminder_is_a_tool_use_block(self, devsim):
+        body = anthropic_body(
+            "remind me in 2 minutes to stretch",
+            system="Automations deliver with\n    mode: webhook\n    to: "
+            "http://127.0.0.1:8790/notify/0b5b3a4e-1f65-4d0c-8c1e-3f3c9f4a2b10\n",
+            tools=[{"name": "automations", "input_schema": {"type": "object"}}],
+        )
+
+        response = await devsim.post("/v1/messages", json=body)
+
+        message = response.json()
+        assert message["stop_reason"] == "tool_use"
+        (block,) = message["content"]
+        assert block["name"] == "automations"
+        assert block["input"]["job"]["delivery"] == {
+            "mode": "webhook",
+            "to": "http://127.0.0.1:8790/notify/0b5b3a4e-1f65-4d0c-8c1e-3f3c9f4a2b10",
+        }
+
+    async def test_bad_request_is_400_anthropic_shaped(self, devsim):
+        response = await devsim.post("/v1/messages", json={"model": "m"})
+
+        assert response.status_code == 400
+        assert response.json()["type"] == "error"
+        assert response.json()["error"]["type"] == "invalid_request_error"
+
+
 class TestChatCompletionsApiKey:
     async def test_configured_key_is_required(self):
         settings = DevsimSettings(devsim_llm_api_key="k-123", _env_file=None)

@@ -225,7 +225,7 @@ class TestChangeModel:
 
         response = await api.client.patch(
             "/api/v1/assistants",
-            json={"model": "google/gemini-2.0-flash"},
+            json={"model": "google/gemini-2.5-flash"},
             headers=caller.headers,
         )
 
@@ -233,7 +233,7 @@ class TestChangeModel:
         assert response.json() == {"status": "PROVISIONING"}
         [event] = await requested(db, js)
         assert event["reason"] == "model_changed"
-        assert event["model"] == "google/gemini-2.0-flash"
+        assert event["model"] == "google/gemini-2.5-flash"
         # The provisioner owns the row: the gateway did not touch it.
         model = await clean_db.fetchval(
             "SELECT model FROM assistants WHERE user_id = $1", caller.id

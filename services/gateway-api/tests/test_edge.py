@@ -44,6 +44,20 @@ class TestCors:
         assert response.headers["access-control-allow-origin"] == APP_URL
         assert "PATCH" in response.headers["access-control-allow-methods"]
 
+    async def test_the_dashboard_may_put_its_cap(self, start_gateway, clean_db):
+        async with start_gateway(app_url=APP_URL) as gw:
+            response = await gw.client.options(
+                "/api/v1/usage/cap",
+                headers={
+                    "Origin": APP_URL,
+                    "Access-Control-Request-Method": "PUT",
+                    "Access-Control-Request-Headers": "authorization, content-type",
+                },
+            )
+
+        assert response.status_code == 200
+        assert "PUT" in response.headers["access-control-allow-methods"]
+
     async def test_another_origin_gets_no_cors_headers(self, start_gateway, clean_db):
         async with start_gateway(app_url=APP_URL) as gw:
             simple = await gw.client.get(

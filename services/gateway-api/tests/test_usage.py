@@ -96,6 +96,77 @@ class TestGetUsage:
         assert body["days"] == []
 
 
+async def add_llm_call(pool, user_id, at, *, cost, key_source="PLATFORM", **tokens):
+    """What llm-proxy would have metered."""
+    await pool.execute(
+        "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING", user_id
+    )
+    await pool.execute(
+        """
+        INSERT INTO llm_calls (user_id, assistant_id, provider, model, endpoint,
+            key_source, status, input_tokens, output_tokens, cache_read_tokens,
+            cache_write_tokens, cost_microusd, price_version, created_at)
+        VALUES ($1, $2, 'anthropic', 'claude-sonnet-4-5-20250929', 'messages',
+            $3, 200, $4, $5, $6, $7, $8, 'test', $9)
+        """,
+        user_id,
+        uuid.uuid4(),
+        key_source,
+        tokens.get("input", 0),
+        tokens.get("output", 0),
+        tokens.get("cache_read", 0),
+        tokens.get("cache_write", 0),
+        cost,
+        at,
+    )
+
+
+class TestModelSpend:
+    async def test_nothing_spent_yet(self, api, sign_in):
+        body = (await api.client.get("/api/v1/usage", headers=sign_in().headers)).json()
+
+        llm = body["llm"]
+        today = utc_today()
+        assert llm["month"] == today.replace(day=1).isoformat()
+        assert llm["allowance_usd"] == 8.0
+        assert (llm["spent_usd"], llm["remaining_usd"], llm["calls"]) == (0, 8.0, 0)
+        assert llm["days"] == []
+        assert llm["resets_at"] > today.isoformat()
+
+    async def test_this_months_spend_by_day(self, api, sign_in, clean_db):
+        caller = sign_in()
+        now = dt.datetime.now(dt.UTC)
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        await add_llm_call(clean_db, caller.id, start, cost=1_500_000, input=100)
+        await add_llm_call(
+            clean_db, caller.id, now, cost=250_000, output=20, cache_read=3000
+        )
+        await add_llm_call(
+            clean_db, caller.id, now, cost=100_000, key_source="BYOK", input=7
+        )
+        # Last month's and another user's calls do not count.
+        await add_llm_call(
+            clean_db, caller.id, start - dt.timedelta(seconds=1), cost=9_000_000
+        )
+        await add_llm_call(clean_db, uuid.uuid4(), now, cost=9_000_000)
+
+        llm = (await api.client.get("/api/v1/usage", headers=caller.headers)).json()[
+            "llm"
+        ]
+
+        assert llm["spent_usd"] == pytest.approx(1.75)
+        assert llm["remaining_usd"] == pytest.approx(6.25)
+        assert llm["total_cost_usd"] == pytest.approx(1.85)
+        assert llm["calls"] == 3
+        assert (llm["input_tokens"], llm["output_tokens"]) == (107, 20)
+        assert llm["cache_read_tokens"] == 3000
+        days = {d["date"]: d for d in llm["days"]}
+        assert days[now.date().isoformat()]["calls"] == (
+            3 if now.date() == start.date() else 2
+        )
+        assert days[start.date().isoformat()]["cost_usd"] >= 1.5
+
+
 class TestListMessages:
     async def test_newest_first(self, api, sign_in, clean_db):
         caller = sign_in()
@@ -224,3 +295,75 @@ class TestListMessages:
 
         shown = {m["body"]: m["delivery_status"] for m in body["messages"]}
         assert shown == {f"m{n}": row[3] for n, row in enumerate(rows)}
+
+
+class TestSetUsageCap:
+    async def test_a_cap_below_the_allowance_is_kept_and_shown(
+        self, api, sign_in, clean_db
+    ):
+        caller = sign_in()
+        month = utc_today().replace(day=1)
+        # Told this month about the allowance; a new cap starts the notices over.
+        await add_llm_call(clean_db, caller.id, dt.datetime.now(dt.UTC), cost=3_000_000)
+        await clean_db.execute(
+            "INSERT INTO llm_usage_monthly (user_id, month, cap_notified_at, "
+            "warned_at) VALUES ($1, $2, now(), now())",
+            caller.id,
+            month,
+        )
+
+        response = await api.client.put(
+            "/api/v1/usage/cap", json={"cap_usd": 2.504}, headers=caller.headers
+        )
+
+        assert response.status_code == 200
+        assert response.json()["cap_usd"] == 2.5
+        assert response.json()["spent_usd"] == 3.0
+        usage = await api.client.get("/api/v1/usage", headers=caller.headers)
+        assert usage.json()["llm"]["cap_usd"] == 2.5
+        notices = await clean_db.fetchrow(
+            "SELECT cap_notified_at, warned_at FROM llm_usage_monthly "
+            "WHERE user_id = $1",
+            caller.id,
+        )
+        assert tuple(notices) == (None, None)
+
+        removed = await api.client.put(
+            "/api/v1/usage/cap", json={"cap_usd": None}, headers=caller.headers
+        )
+        assert removed.json()["cap_usd"] is None
+        assert (
+            await clean_db.fetchval(
+                "SELECT llm_monthly_cap_usd FROM users WHERE id = $1", caller.id
+            )
+            is None
+        )
+
+    @pytest.mark.parametrize(
+        ("body", "status", "code"),
+        [
+            ({"cap_usd": 8.01}, 400, "CAP_ABOVE_ALLOWANCE"),
+            ({"cap_usd": -1}, 422, "VALIDATION_ERROR"),
+            ({}, 422, "VALIDATION_ERROR"),
+        ],
+    )
+    async def test_refused(self, api, sign_in, clean_db, body, status, code):
+        caller = sign_in()
+
+        response = await api.client.put(
+            "/api/v1/usage/cap", json=body, headers=caller.headers
+        )
+
+        assert response.status_code == status
+        assert response.json()["code"] == code
+        assert (
+            await clean_db.fetchval(
+                "SELECT llm_monthly_cap_usd FROM users WHERE id = $1", caller.id
+            )
+            is None
+        )
+
+    async def test_needs_a_signed_in_user(self, api):
+        response = await api.client.put("/api/v1/usage/cap", json={"cap_usd": 1})
+
+        assert response.status_code == 401

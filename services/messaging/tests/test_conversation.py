@@ -24,7 +24,7 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
-from yourclaw_devkit._llm_sim import build_reply
+from yourclaw_devkit._llm_sim import PromptCache, build_reply, estimate_tokens
 from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_WHATSAPP_NUMBER
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
 from yourclaw_messaging import repository
@@ -77,8 +77,13 @@ class TestTurn:
         usage = await clean_db.fetchrow(
             "SELECT tokens_in, tokens_out FROM usage_daily WHERE user_id = $1", user_id
         )
-        # The stand-in counts words: "count my tokens" in, "Echo: count my tokens" out.
-        assert (usage["tokens_in"], usage["tokens_out"]) == (3, 4)
+        # The stand-in counts about four characters a token of the request
+        # (messages, tools, system) and of the reply.
+        prompt, _ = PromptCache().read(req["body"])
+        assert (usage["tokens_in"], usage["tokens_out"]) == (
+            prompt,
+            estimate_tokens("Echo: count my tokens"),
+        )
 
 
 class TestSessionSeeding:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import sys
 
 import pytest
 from yourclaw_common.crypto import SecretBox, generate_key
-from yourclaw_common.events import Stream
+from yourclaw_common.events import Stream, UsageAllowanceWarning, UsageCapReached
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
@@ -294,4 +295,102 @@ class TestUnreadableToken:
         sent = await replies_settle(devsim, PHONE, 1)
         assert len(sent) == 1
         assert sent[0]["body"].startswith("Sorry")
+        assert await llm_requests(devsim) == []
+
+
+async def spent_this_month(db, user_id, *, platform_usd, tokens=0, capped=False):
+    """llm-proxy's totals for the user, as after their model calls."""
+    await db.execute(
+        "INSERT INTO llm_usage_monthly (user_id, month, calls, input_tokens, "
+        "cost_microusd, platform_cost_microusd, cap_notified_at) "
+        "VALUES ($1, date_trunc('month', now() AT TIME ZONE 'utc')::date, 3, $2, "
+        "$3, $3, CASE WHEN $4 THEN now() END)",
+        user_id,
+        tokens,
+        round(platform_usd * 1_000_000),
+        capped,
+    )
+
+
+def usage_event(kind, user_id, *, spent, allowance=8.0):
+    now = dt.datetime.now(dt.UTC)
+    month = now.date().replace(day=1)
+    resets = dt.datetime.combine(
+        (month + dt.timedelta(days=32)).replace(day=1), dt.time(), dt.UTC
+    )
+    return kind(
+        user_id=user_id,
+        month=month,
+        spent_usd=spent,
+        allowance_usd=allowance,
+        resets_at=resets,
+    )
+
+
+class TestModelAllowance:
+    async def test_over_the_allowance_one_notice_and_no_model_call(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "hello", sid="SMcap1"))
+        await replies_settle(devsim, PHONE, 1, wait=0)
+        (await devsim.delete("/_devsim/llm/requests")).raise_for_status()
+
+        # llm-proxy refused a call and said so (once a month, on the bus).
+        await spent_this_month(clean_db, user_id, platform_usd=8.01, capped=True)
+        await publish(js, usage_event(UsageCapReached, user_id, spent=8.01))
+        await publish(js, usage_event(UsageCapReached, user_id, spent=8.01))
+        await publish(js, inbound(PHONE, "are you there?", sid="SMcap2"))
+        await publish(js, inbound(PHONE, "hello??", sid="SMcap3"))
+
+        sent = await replies_settle(devsim, PHONE, 2, wait=1.5)
+        assert len(sent) == 2, [m["body"] for m in sent]
+        notice = sent[1]["body"]
+        assert "used this month's allowance of $8.00" in notice
+        assert "paused until" in notice
+        assert await llm_requests(devsim) == []
+        statuses = await clean_db.fetch(
+            "SELECT status FROM messages WHERE in_reply_to IN ('SMcap2', 'SMcap3')"
+        )
+        assert [r["status"] for r in statuses] == ["SKIPPED", "SKIPPED"]
+
+        # Commands still answer, with the spend.
+        await publish(js, inbound(PHONE, "/usage", sid="SMcap4"))
+        sent = await replies_settle(devsim, PHONE, 3, wait=0)
+        assert "$8.01 of your $8.00 allowance (100%)" in sent[2]["body"]
+
+    async def test_eighty_percent_gets_one_heads_up(
+        self, start_messaging, register, js, devsim
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "hello", sid="SMwarn1"))
+        await replies_settle(devsim, PHONE, 1, wait=0)
+
+        for _ in range(2):
+            await publish(js, usage_event(UsageAllowanceWarning, user_id, spent=6.5))
+
+        sent = await replies_settle(devsim, PHONE, 2, wait=1.5)
+        assert len(sent) == 2
+        assert sent[1]["body"].startswith(
+            "Heads-up: your assistant has used 81% of this month's allowance "
+            "($6.50 of $8.00)."
+        )
+
+    async def test_usage_and_status_show_the_month_in_dollars_and_tokens(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await start_messaging()
+        await spent_this_month(clean_db, user_id, platform_usd=2.0, tokens=123_456)
+
+        await publish(js, inbound(PHONE, "/usage", sid="SMusage1"))
+        await publish(js, inbound(PHONE, "/status", sid="SMusage2"))
+
+        sent = await replies_settle(devsim, PHONE, 2, wait=0)
+        usage, status = sent[0]["body"], sent[1]["body"]
+        assert "*Spent*: $2.00 of your $8.00 allowance (25%)" in usage
+        assert "*Tokens*: 123,456 in 3 model calls" in usage
+        assert "*This month*: $2.00 of $8.00 (25%), 123,456 tokens" in status
         assert await llm_requests(devsim) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import httpx
@@ -24,7 +25,6 @@ from yourclaw_common.testing import eventually
 from yourclaw_provisioner.service import HOST_LOST_FLAG
 
 from .conftest import (
-    PUBLIC_BASE_URL,
     SHARED_OPENAI,
     assistant,
     config_of,
@@ -86,34 +86,55 @@ class TestProvision:
         assert config["agents"]["defaults"]["model"]["primary"] == "openai/gpt-4o"
         hook = config["hooks"]["internal"]["entries"]["bootstrap-extra-files"]
         assert hook == {"enabled": True, "paths": ["yourclaw/AGENTS.md"]}
-        assert config["tools"]["profile"] == "full"
-        assert "browser" in config["tools"]["deny"]
+        # The prompt diet: an allowlist without shell or file-system tools.
+        assert "profile" not in config["tools"]
+        assert "automations" in config["tools"]["allow"]
+        assert {"group:runtime", "group:fs"} <= set(config["tools"]["deny"])
         assert config["tools"]["web"]["search"]["enabled"] is True
+        assert config["agents"]["defaults"]["skipBootstrap"] is True
+        assert config["agents"]["defaults"]["heartbeat"] == {"every": "0m"}
         assert config["browser"]["enabled"] is False
         playwright = config["mcp"]["servers"]["playwright"]
-        assert playwright["command"] == "mcp-server-playwright"
-        assert "plugins" not in config
+        assert playwright["command"] == "playwright-mcp"
+        proxy_url = "http://127.0.0.1:8790"
+        notify = f"{proxy_url}/notify/{row['id']}"
         assert config["cron"] == {
             "webhookToken": notify_secret,
-            "webhookSsrfPolicy": {"allowedHostnames": ["api.yourclaw.test"]},
+            "webhookSsrfPolicy": {"allowedHostnames": ["127.0.0.1"]},
         }
-        assert "models" not in config
+
+        # Every provider at the proxy, with this assistant's own credential,
+        # whose hash (only) is where the proxy reads it.
+        proxy_token = box.decrypt(row["proxy_token_encrypted"], owner=owner)
+        providers = config["models"]["providers"]
+        assert set(providers) == {"anthropic", "openai", "google"}
+        assert providers["anthropic"]["baseUrl"] == f"{proxy_url}/anthropic"
+        assert providers["anthropic"]["api"] == "anthropic-messages"
+        assert providers["openai"]["baseUrl"] == f"{proxy_url}/openai/v1"
+        assert {p["apiKey"] for p in providers.values()} == {proxy_token}
+        credential = await clean_db.fetchrow(
+            "SELECT * FROM proxy_credentials WHERE assistant_id = $1", row["id"]
+        )
+        assert credential["user_id"] == user_id
+        assert (
+            credential["token_sha256"]
+            == hashlib.sha256(proxy_token.encode()).hexdigest()
+        )
+        assert credential["revoked_at"] is None
 
         instructions = spec.files["workspace/CLAUDE.md"]
         assert "WhatsApp" in instructions
         assert "command line" in instructions
-        assert (
-            f"{PUBLIC_BASE_URL}/api/v1/internal/assistants/{row['id']}/notify"
-            in instructions
-        )
+        assert notify in instructions
         assert token not in instructions
         assert spec.files["workspace/yourclaw/AGENTS.md"] == instructions
 
-        # BYOK over shared, per provider; no key, no variable.
-        assert spec.env == {
-            "ANTHROPIC_API_KEY": "sk-ant-users-own-1234",
-            "OPENAI_API_KEY": SHARED_OPENAI,
-        }
+        # No provider key anywhere in what the tenant gets: the user's own
+        # (BYOK) key stays with the proxy, like the platform's.
+        assert spec.env == {}
+        rendered = spec.model_dump_json()
+        assert "sk-ant-users-own-1234" not in rendered
+        assert SHARED_OPENAI not in rendered
 
         (job,) = await jobs_of(clean_db, user_id)
         assert (job["status"], job["kind"], job["attempts"]) == (
@@ -147,31 +168,74 @@ class TestProvision:
         hold.set()
         await wait_status(clean_db, user_id, "READY")
 
-    async def test_dev_llm_base_url_points_the_gateway_at_the_stand_in(
+    async def test_llm_proxy_url_is_where_the_gateway_reaches_models(
         self, start_provisioner, fake_host, make_user, js, clean_db
     ):
         host = await fake_host("h1")
         user_id = await make_user()
-        await start_provisioner(dev_llm_base_url="http://127.0.0.1:8900")
+        proxy = "http://host.docker.internal:8790"
+        await start_provisioner(llm_proxy_url=proxy)
 
         await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        row = await wait_status(clean_db, user_id, "READY")
 
         config = config_of(host.creates()[0])
-        # The production config; only the endpoint is the stand-in's.
+        # The production config, in dev too: the proxy picks the upstream.
         assert config["agents"]["defaults"]["model"]["primary"] == (
             "anthropic/claude-sonnet-4-5-20250929"
         )
         providers = config["models"]["providers"]
-        assert config["models"]["mode"] == "merge"
-        assert set(providers) == {"anthropic", "openai", "google"}
-        for provider in providers.values():
-            assert provider["baseUrl"] == "http://127.0.0.1:8900/v1"
-            assert provider["api"] == "openai-completions"
+        assert {p["baseUrl"].split("/")[2] for p in providers.values()} == {
+            "host.docker.internal:8790"
+        }
         assert [m["id"] for m in providers["openai"]["models"]] == [
             "gpt-4o",
             "gpt-4o-mini",
         ]
+        assert config["cron"]["webhookSsrfPolicy"] == {
+            "allowedHostnames": ["host.docker.internal"]
+        }
+        assert (
+            f"{proxy}/notify/{row['id']}"
+            in host.creates()[0].files["workspace/CLAUDE.md"]
+        )
+
+    async def test_deprovision_revokes_the_proxy_credential_and_reprovision_rotates_it(
+        self, start_provisioner, fake_host, make_user, js, clean_db, box
+    ):
+        await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        first = await wait_status(clean_db, user_id, "READY")
+        first_hash = await clean_db.fetchval(
+            "SELECT token_sha256 FROM proxy_credentials WHERE user_id = $1", user_id
+        )
+
+        await publish(js, AssistantDeprovisionRequested(user_id=user_id))
+
+        async def revoked():
+            return await clean_db.fetchval(
+                "SELECT revoked_at IS NOT NULL FROM proxy_credentials "
+                "WHERE user_id = $1",
+                user_id,
+            )
+
+        await eventually(revoked)
+        await wait_status(clean_db, user_id, "NONE")
+        assert (await assistant(clean_db, user_id))["proxy_token_encrypted"] is None
+
+        await publish(
+            js, AssistantProvisionRequested(user_id=user_id, reason="recreated")
+        )
+        second = await wait_status(clean_db, user_id, "READY")
+        credential = await clean_db.fetchrow(
+            "SELECT * FROM proxy_credentials WHERE user_id = $1", user_id
+        )
+        assert credential["revoked_at"] is None
+        assert credential["token_sha256"] != first_hash
+        assert credential["previous_token_sha256"] is None
+        assert second["id"] == first["id"]
 
     async def test_failed_create_is_retried(
         self, start_provisioner, fake_host, make_user, js, clean_db

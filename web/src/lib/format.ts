@@ -19,3 +19,7 @@ export function waLink(number: string, text?: string): string {
   const digits = number.replace(/[^0-9]/g, "");
   return `https://wa.me/${digits}${text ? `?text=${encodeURIComponent(text)}` : ""}`;
 }
+
+export function formatUsd(value: number): string {
+  return new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" }).format(value);
+}

@@ -28,7 +28,33 @@ export type ApiKey = { provider: Provider; key_last4: string; created_at: string
 
 export type UsageTotals = { inbound: number; outbound: number; tokens_in: number; tokens_out: number };
 export type UsageDay = UsageTotals & { date: string };
-export type Usage = { today: UsageDay; last_30_days: UsageTotals; days: UsageDay[] };
+export type LlmSpendDay = {
+  date: string;
+  calls: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  cost_usd: number;
+};
+/** This UTC month's model spend: `spent_usd` (platform keys) against `allowance_usd`;
+ * `total_cost_usd` includes the user's own keys, which only `cap_usd` caps. */
+export type LlmSpend = {
+  month: string;
+  resets_at: string;
+  allowance_usd: number;
+  spent_usd: number;
+  remaining_usd: number;
+  cap_usd: number | null;
+  total_cost_usd: number;
+  calls: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  days: LlmSpendDay[];
+};
+export type Usage = { today: UsageDay; last_30_days: UsageTotals; days: UsageDay[]; llm: LlmSpend };
 
 /** An outbound message on its way, from Twilio's status callbacks (only forward). */
 export type DeliveryStatus = "pending" | "sent" | "delivered" | "read" | "failed";

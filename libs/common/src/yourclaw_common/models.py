@@ -37,8 +37,8 @@ ModelId = Literal[
     "anthropic/claude-haiku-4-5-20251001",
     "openai/gpt-4o",
     "openai/gpt-4o-mini",
-    "google/gemini-2.0-flash",
-    "google/gemini-2.0-flash-lite",
+    "google/gemini-2.5-flash",
+    "google/gemini-2.5-flash-lite",
 ]
 
 
@@ -76,14 +76,14 @@ AVAILABLE_MODELS: tuple[ModelInfo, ...] = (
         "openai/gpt-4o-mini", "GPT-4o Mini", "Fast and affordable", LlmProvider.OPENAI
     ),
     ModelInfo(
-        "google/gemini-2.0-flash",
-        "Gemini 2.0 Flash",
+        "google/gemini-2.5-flash",
+        "Gemini 2.5 Flash",
         "Google's fast model",
         LlmProvider.GOOGLE,
     ),
     ModelInfo(
-        "google/gemini-2.0-flash-lite",
-        "Gemini 2.0 Flash Lite",
+        "google/gemini-2.5-flash-lite",
+        "Gemini 2.5 Flash Lite",
         "Lightweight and fast",
         LlmProvider.GOOGLE,
     ),

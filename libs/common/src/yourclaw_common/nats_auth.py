@@ -105,6 +105,10 @@ PLATFORM_GRANTS: Mapping[str, Grant] = {
         subscribe=_events(f"{Subject.HOST_HEARTBEAT.value}.*"),
         jetstream=True,
     ),
+    "llm-proxy": Grant(
+        publish=_events(Subject.USAGE_CAP_REACHED, Subject.USAGE_ALLOWANCE_WARNING),
+        jetstream=True,
+    ),
     "messaging": Grant(
         publish=_events(Subject.ASSISTANT_PROVISION_REQUESTED),  # `/model` in chat
         jetstream=True,

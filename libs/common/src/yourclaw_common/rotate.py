@@ -26,6 +26,7 @@ ENCRYPTED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("api_keys", "encrypted_key"),
     ("assistants", "gateway_token_encrypted"),
     ("assistants", "notify_secret_encrypted"),
+    ("assistants", "proxy_token_encrypted"),
 )
 
 

@@ -1,7 +1,10 @@
-"""An OpenAI-compatible chat completions provider that echoes the user.
+"""An OpenAI- and Anthropic-compatible provider that echoes the user.
 
-It answers `Echo: <the user's text>`, deterministically, in OpenAI's wire
-format, streaming (SSE) or not. Markers in the user's text drive tests:
+It answers `Echo: <the user's text>`, deterministically, in OpenAI's chat
+completions and Anthropic's Messages wire formats, streaming (SSE) or not.
+Usage is derived from the request's size (about four characters a token), and
+a prompt whose leading messages were sent before reports that prefix as read
+from cache, as the providers' prompt caches do. Markers in the user's text drive tests:
 `#sleep=<seconds>` waits first, `#fail` (or `#fail=<status>`) returns an
 OpenAI-shaped error, `#long=<n>` answers with exactly n characters.
 
@@ -16,6 +19,7 @@ the reminder text.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 import secrets
@@ -34,9 +38,15 @@ from yourclaw_common.logging import get_logger
 __all__ = [
     "AUTOMATIONS_TOOL",
     "DEFAULT_MODEL",
+    "PromptCache",
     "RequestLog",
+    "anthropic_as_openai",
+    "anthropic_events",
+    "anthropic_message",
+    "anthropic_usage",
     "build_reply",
     "completion",
+    "estimate_tokens",
     "llm_router",
     "openai_error",
     "pick_user_text",
@@ -78,7 +88,7 @@ _REMIND = re.compile(
 )
 _REMINDER_TURN = "REMINDER:"
 # Where the agent's instructions say automations deliver (render_instructions).
-_NOTIFY_URL = re.compile(r"to:\s*(https?://\S+/notify)\b")
+_NOTIFY_URL = re.compile(r"to:\s*(https?://\S*/notify(?:/[0-9a-fA-F-]{36})?)(?![\w/-])")
 AUTOMATIONS_TOOL = "automations"
 _TOOL_CALL = "tool_call"
 _SENTENCES = (
@@ -231,8 +241,197 @@ def _after_tool(body: dict[str, Any]) -> bool:
     return seen_tool
 
 
-def _words(text: str) -> int:
-    return len(text.split())
+# OpenAI caches a prompt prefix from this many tokens on.
+_OPENAI_CACHE_MINIMUM = 1024
+
+
+def anthropic_as_openai(body: dict[str, Any]) -> dict[str, Any]:
+    """A Messages create read as a chat completion request (system first, tool
+    results as `tool` messages, tools by name), for the shared reply logic."""
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        messages.append({"role": "system", "content": system})
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(content, list):
+            messages.append({"role": role, "content": content})
+            continue
+        blocks = [b for b in content if isinstance(b, dict)]
+        uses = [b for b in blocks if b.get("type") == "tool_use"]
+        results = [b for b in blocks if b.get("type") == "tool_result"]
+        rest = [b for b in blocks if b not in uses and b not in results]
+        messages.extend(
+            {
+                "role": "tool",
+                "tool_call_id": r.get("tool_use_id"),
+                "content": r.get("content"),
+            }
+            for r in results
+        )
+        if rest or not (uses or results):
+            messages.append({"role": role, "content": rest})
+        if uses:
+            messages.append(
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": u.get("id"), "function": {"name": u.get("name")}}
+                        for u in uses
+                    ],
+                }
+            )
+    tools = [
+        {"type": "function", "function": {"name": t.get("name")}}
+        for t in body.get("tools") or []
+        if isinstance(t, dict)
+    ]
+    return {"messages": messages, "tools": tools}
+
+
+def anthropic_usage(
+    body: dict[str, Any], reply: str, prompt: tuple[int, int]
+) -> dict[str, int]:
+    """Anthropic-style usage. With `cache_control` in the request the prefix
+    before the last message is written to the cache, or read from it when it
+    was sent before; without, everything is plain input."""
+    total, cached = prompt
+    usage = {
+        "input_tokens": total,
+        "output_tokens": estimate_tokens(reply),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    if b"cache_control" not in orjson.dumps(body):
+        return usage
+    messages = body.get("messages") or []
+    last = estimate_tokens(orjson.dumps(messages[-1]).decode()) if messages else 0
+    fresh = min(total, last)
+    usage["input_tokens"] = fresh
+    usage["cache_read_input_tokens"] = min(cached, total - fresh)
+    usage["cache_creation_input_tokens"] = (
+        total - fresh - usage["cache_read_input_tokens"]
+    )
+    return usage
+
+
+def _tool_use(tool_call: dict[str, Any]) -> dict[str, Any]:
+    function = tool_call["function"]
+    return {
+        "type": "tool_use",
+        "id": "toolu_" + tool_call["id"].removeprefix("call_"),
+        "name": function["name"],
+        "input": orjson.loads(function["arguments"]),
+    }
+
+
+def anthropic_message(
+    *,
+    message_id: str,
+    model: str,
+    reply: str,
+    usage: dict[str, int],
+    tool_call: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A whole (not streamed) Messages response."""
+    content = [_tool_use(tool_call)] if tool_call else [{"type": "text", "text": reply}]
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if tool_call else "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _event(kind: str, payload: dict[str, Any]) -> bytes:
+    return f"event: {kind}\n".encode() + _sse({"type": kind, **payload})
+
+
+def anthropic_events(
+    *,
+    message_id: str,
+    model: str,
+    reply: str,
+    usage: dict[str, int],
+    tool_call: dict[str, Any] | None = None,
+) -> list[bytes]:
+    """A streamed Messages response's events, `message_stop` last."""
+    start = {
+        **anthropic_message(message_id=message_id, model=model, reply="", usage=usage),
+        "content": [],
+        "stop_reason": None,
+    }
+    start["usage"] = {**usage, "output_tokens": 1}
+    events = [_event("message_start", {"message": start})]
+    if tool_call is not None:
+        block = _tool_use(tool_call)
+        events.append(
+            _event(
+                "content_block_start",
+                {"index": 0, "content_block": {**block, "input": {}}},
+            )
+        )
+        events.append(
+            _event(
+                "content_block_delta",
+                {
+                    "index": 0,
+                    "delta": {
+                        "type": "input_json_delta",
+                        "partial_json": orjson.dumps(block["input"]).decode(),
+                    },
+                },
+            )
+        )
+    else:
+        events.append(
+            _event(
+                "content_block_start",
+                {"index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
+        events.extend(
+            _event(
+                "content_block_delta",
+                {"index": 0, "delta": {"type": "text_delta", "text": piece}},
+            )
+            for piece in _chunks(reply)
+        )
+    events.append(_event("content_block_stop", {"index": 0}))
+    events.append(
+        _event(
+            "message_delta",
+            {
+                "delta": {
+                    "stop_reason": "tool_use" if tool_call else "end_turn",
+                    "stop_sequence": None,
+                },
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+    )
+    events.append(_event("message_stop", {}))
+    return events
+
+
+async def _anthropic_stream(*, delay: float, **answer: Any) -> AsyncIterator[bytes]:
+    if delay:
+        await asyncio.sleep(delay)
+    for event in anthropic_events(**answer):
+        yield event
+
+
+def _anthropic_error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse(
+        {"type": "error", "error": {"type": kind, "message": message}},
+        status_code=status,
+    )
 
 
 def openai_error(
@@ -283,22 +482,79 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def usage_of(messages: list[Any], reply: str) -> dict[str, int]:
-    """Token usage as the stand-in counts it: words, at least one each way."""
-    prompt_tokens = max(
-        1,
-        sum(
-            _words(_content_text(m.get("content")))
-            for m in messages
-            if isinstance(m, dict)
-        ),
-    )
-    completion_tokens = max(1, _words(reply))
-    return {
+def estimate_tokens(text: str) -> int:
+    """Tokens as the stand-in counts them: about four characters each, at least one."""
+    return max(1, -(-len(text) // 4))
+
+
+def _segments(body: dict[str, Any]) -> list[str]:
+    """The prompt in the order a provider caches it: tools and system, then
+    each message."""
+    head = orjson.dumps(
+        {"tools": body.get("tools") or [], "system": body.get("system") or ""},
+        option=orjson.OPT_SORT_KEYS,
+    ).decode()
+    return [head] + [
+        orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode()
+        for m in body.get("messages") or []
+    ]
+
+
+class PromptCache:
+    """Which prompt prefixes were sent before (a bounded, thread-safe set)."""
+
+    def __init__(self, *, max_entries: int = 100_000):
+        self._lock = threading.Lock()
+        self._seen: dict[str, None] = {}
+        self._max = max_entries
+
+    def read(self, body: dict[str, Any], *, minimum: int = 0) -> tuple[int, int]:
+        """(prompt tokens, of which read from cache) for a request, and remember
+        its prefixes. A cached prefix under `minimum` tokens counts as uncached
+        (OpenAI caches from 1,024)."""
+        segments = _segments(body)
+        total = estimate_tokens("".join(segments))
+        digest = hashlib.sha256()
+        prefixes: list[tuple[str, int]] = []
+        size = 0
+        # The last message is new by definition; the ones before it may be cached.
+        for segment in segments:
+            digest.update(segment.encode())
+            size += len(segment)
+            prefixes.append((digest.hexdigest(), size))
+        cached_chars = 0
+        with self._lock:
+            for key, chars in prefixes[:-1]:
+                if key in self._seen:
+                    cached_chars = chars
+            for key, _ in prefixes:
+                self._seen[key] = None
+            while len(self._seen) > self._max:
+                self._seen.pop(next(iter(self._seen)))
+        cached = min(total, cached_chars // 4)
+        return total, cached if cached >= minimum else 0
+
+
+def usage_of(
+    messages: list[Any], reply: str, *, prompt: tuple[int, int] | None = None
+) -> dict[str, int]:
+    """OpenAI-style usage: the prompt's size (or `prompt` = (tokens, cached)
+    from a PromptCache) and the reply's."""
+    if prompt is None:
+        text = "".join(
+            _content_text(m.get("content")) for m in messages if isinstance(m, dict)
+        )
+        prompt = (estimate_tokens(text), 0)
+    prompt_tokens, cached = prompt
+    completion_tokens = estimate_tokens(reply)
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
 
 
 def completion(
@@ -382,16 +638,18 @@ def stream_events(
 def llm_router(
     *, api_key: str | None, delay_seconds: float, requests_log: RequestLog
 ) -> APIRouter:
-    """`/v1/chat/completions`, `/v1/models` and the dev-only `/_devsim/llm/requests`."""
+    """`/v1/chat/completions`, `/v1/messages` (Anthropic), `/v1/models` and the
+    dev-only `/_devsim/llm/requests`."""
     router = APIRouter()
+    cache = PromptCache()
 
     def unauthorized(request: Request) -> JSONResponse | None:
         if not api_key:
             return None
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            given.encode(), api_key.encode()
-        ):
+        if scheme.lower() != "bearer":
+            given = request.headers.get("x-api-key", "")  # Anthropic's header
+        if hmac.compare_digest(given.encode(), api_key.encode()):
             return None
         return openai_error(
             401,
@@ -431,6 +689,7 @@ def llm_router(
                 "model": body.get("model"),
                 "user": body.get("user"),
                 "stream": stream,
+                "path": request.url.path,
                 "session_key": request.headers.get("x-openclaw-session-key"),
                 "has_authorization": "authorization" in request.headers,
                 "headers": {
@@ -457,7 +716,9 @@ def llm_router(
             reply = "Done: I'll remind you."
         else:
             reply = build_reply(text)
-        usage = usage_of(messages, reply)
+        usage = usage_of(
+            messages, reply, prompt=cache.read(body, minimum=_OPENAI_CACHE_MINIMUM)
+        )
         created = int(time.time())
         log.info("devsim.llm.completion", id=completion_id, stream=stream, model=model)
         if stream:
@@ -490,6 +751,86 @@ def llm_router(
                 tool_call=tool_call,
             )
         )
+
+    @router.post("/v1/messages")
+    async def messages_create(request: Request) -> Response:
+        if unauthorized(request) is not None:
+            return _anthropic_error(401, "invalid x-api-key", "authentication_error")
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return _anthropic_error(400, "invalid JSON body", "invalid_request_error")
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("messages"), list)
+            or not body["messages"]
+            or not isinstance(body.get("max_tokens"), int)
+        ):
+            return _anthropic_error(
+                400,
+                "messages: non-empty array and max_tokens: integer are required",
+                "invalid_request_error",
+            )
+        as_openai = anthropic_as_openai(body)
+        text = pick_user_text(as_openai["messages"])
+        message_id = "msg_" + secrets.token_hex(12)
+        model = str(body.get("model") or DEFAULT_MODEL)
+        stream = body.get("stream") is True
+        requests_log.add(
+            {
+                "id": message_id,
+                "received_at": datetime.now(UTC).isoformat(),
+                "model": body.get("model"),
+                "path": request.url.path,
+                "user": (body.get("metadata") or {}).get("user_id"),
+                "stream": stream,
+                "session_key": request.headers.get("x-openclaw-session-key"),
+                "has_authorization": "x-api-key" in request.headers
+                or "authorization" in request.headers,
+                "headers": {
+                    k: v
+                    for k, v in request.headers.items()
+                    if k.lower() not in _SECRET_HEADERS
+                },
+                "user_text": text,
+                "body": body,
+            }
+        )
+        delay = delay_seconds
+        if match := _SLEEP.search(text):
+            delay += float(match.group(1))
+        delay = min(delay, _MAX_SLEEP_SECONDS)
+        if match := _FAIL.search(text):
+            if delay:
+                await asyncio.sleep(delay)
+            status = int(match.group(1) or 500)
+            kind = "rate_limit_error" if status == 429 else "api_error"
+            return _anthropic_error(status, f"devsim #fail={status}", kind)
+        tool_call = reminder_call(as_openai, text)
+        if tool_call is not None:
+            reply = ""
+        elif _after_tool(as_openai) and _REMIND.search(text):
+            reply = "Done: I'll remind you."
+        else:
+            reply = build_reply(text)
+        usage = anthropic_usage(body, reply, cache.read(body))
+        log.info("devsim.llm.message", id=message_id, stream=stream, model=model)
+        answer: dict[str, Any] = {
+            "message_id": message_id,
+            "model": model,
+            "reply": reply,
+            "usage": usage,
+            "tool_call": tool_call,
+        }
+        if stream:
+            return StreamingResponse(
+                _anthropic_stream(delay=delay, **answer),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        if delay:
+            await asyncio.sleep(delay)
+        return JSONResponse(anthropic_message(**answer))
 
     def model_object(model_id: str) -> dict[str, Any]:
         return {

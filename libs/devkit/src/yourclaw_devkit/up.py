@@ -445,6 +445,11 @@ def _run_stack(
     )
     DEV_ENV_FILE.chmod(0o600)
 
+    # The assistants' only way to a model (devsim behind it) and to gateway-api.
+    proxy_port = env.setdefault("LLM_PROXY_PORT", "8790")
+    env.setdefault("LLM_PROXY_URL", f"http://127.0.0.1:{proxy_port}")
+    env.setdefault("GATEWAY_API_URL", f"http://127.0.0.1:{api_port}")
+
     py = sys.executable
     specs = [
         ("devsim", [py, "-m", "yourclaw_devkit.devsim"], {"SERVICE_NAME": "devsim"}),
@@ -475,6 +480,14 @@ def _run_stack(
             {
                 "SERVICE_NAME": "provisioner",
                 "METRICS_PORT": env.get("PROVISIONER_METRICS_PORT") or str(free_port()),
+            },
+        ),
+        (
+            "llm-proxy",
+            [py, "-m", "yourclaw_llm_proxy"],
+            {
+                "SERVICE_NAME": "llm-proxy",
+                "METRICS_PORT": env.get("LLM_PROXY_METRICS_PORT") or str(free_port()),
             },
         ),
         (

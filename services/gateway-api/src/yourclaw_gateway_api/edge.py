@@ -62,7 +62,7 @@ _QUIET_PATHS = frozenset({"/readyz", "/metrics"})
 # Read and dropped past the limit so the client gets our 413 rather than a reset.
 _DRAIN_BYTES = 1024 * 1024
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1")
-_CORS_METHODS = ["GET", "POST", "PATCH", "DELETE"]
+_CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
 
 

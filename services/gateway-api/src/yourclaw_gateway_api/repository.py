@@ -1,7 +1,9 @@
 """Every SQL statement of gateway-api.
 
 It writes `users`, `user_phones`, `api_keys` (and its own outbox rows) and only
-reads `assistants`, `subscriptions`, `messages`, `usage_daily`. Every query of a
+reads `assistants`, `subscriptions`, `messages`, `usage_daily` and llm-proxy's
+`llm_calls`; of llm-proxy's `llm_usage_monthly` it clears the month's notices
+when the user changes their own cap. Every query of a
 user's data is filtered by the id of the token's user, never by a client's id.
 """
 
@@ -17,7 +19,10 @@ __all__ = [
     "assistant",
     "delete_api_key",
     "list_api_keys",
+    "llm_cap",
+    "llm_days_since",
     "messages_before",
+    "set_llm_cap",
     "set_phone",
     "subscription",
     "upsert_api_key",
@@ -128,6 +133,52 @@ async def delete_api_key(conn: Connection, user_id: UUID, provider: str) -> bool
         provider,
     )
     return deleted is not None
+
+
+async def llm_days_since(
+    conn: Connection, user_id: UUID, since: dt.datetime
+) -> list[asyncpg.Record]:
+    """The user's metered model calls per UTC day since `since`, oldest first."""
+    return await conn.fetch(
+        """
+        SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+            count(*) AS calls,
+            sum(input_tokens)::bigint AS input_tokens,
+            sum(output_tokens)::bigint AS output_tokens,
+            sum(cache_read_tokens)::bigint AS cache_read_tokens,
+            sum(cache_write_tokens)::bigint AS cache_write_tokens,
+            sum(cost_microusd)::bigint AS cost_microusd,
+            (sum(cost_microusd) FILTER (WHERE key_source = 'PLATFORM'))::bigint
+                AS platform_cost_microusd
+        FROM llm_calls WHERE user_id = $1 AND created_at >= $2
+        GROUP BY 1 ORDER BY 1
+        """,
+        user_id,
+        since,
+    )
+
+
+async def llm_cap(conn: Connection, user_id: UUID) -> float | None:
+    cap = await conn.fetchval(
+        "SELECT llm_monthly_cap_usd FROM users WHERE id = $1", user_id
+    )
+    return None if cap is None else float(cap)
+
+
+async def set_llm_cap(
+    conn: Connection, user_id: UUID, cap_usd: float | None, *, month: dt.date
+) -> None:
+    """Set the user's own cap. This month's notices were about the old limit:
+    llm-proxy sends them again when the new one is reached."""
+    await conn.execute(
+        "UPDATE users SET llm_monthly_cap_usd = $2 WHERE id = $1", user_id, cap_usd
+    )
+    await conn.execute(
+        "UPDATE llm_usage_monthly SET cap_notified_at = NULL, warned_at = NULL "
+        "WHERE user_id = $1 AND month = $2",
+        user_id,
+        month,
+    )
 
 
 async def usage_since(

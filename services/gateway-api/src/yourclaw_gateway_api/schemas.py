@@ -22,6 +22,8 @@ __all__ = [
     "DeliveryStatus",
     "DevLoginIn",
     "DevLoginOut",
+    "LlmSpend",
+    "LlmSpendDay",
     "MessageOut",
     "MessagePage",
     "ModelChange",
@@ -162,11 +164,55 @@ class UsageDay(UsageTotals):
     date: dt.date
 
 
+class LlmSpendDay(BaseModel):
+    """One UTC day's metered model calls, priced at list price."""
+
+    date: dt.date
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+
+class LlmSpend(BaseModel):
+    """This UTC month's model spend against the plan's allowance."""
+
+    month: dt.date = Field(description="First day of the (UTC) month.")
+    resets_at: dt.datetime
+    allowance_usd: float
+    # Paid with platform keys: what the allowance caps.
+    spent_usd: float
+    remaining_usd: float
+    # The lower monthly cap the user set (it caps every call, their own keys'
+    # included); null: the allowance alone.
+    cap_usd: float | None = None
+    # Everything metered, the user's own keys (BYOK) included.
+    total_cost_usd: float
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    # Days with any model call this month, oldest first.
+    days: list[LlmSpendDay]
+
+
+class LlmCapIn(BaseModel):
+    """The user's own monthly cap on model spend; null removes it."""
+
+    cap_usd: float | None = Field(
+        ge=0, description="USD a month, at most the plan's allowance; null: none."
+    )
+
+
 class UsageOut(BaseModel):
     today: UsageDay
     last_30_days: UsageTotals
     # Days with any activity in the last 30 (UTC), newest first.
     days: list[UsageDay]
+    llm: LlmSpend
 
 
 # An outbound message on its way, as WhatsApp's ticks show it.

@@ -58,6 +58,8 @@ from yourclaw_gateway_api.schemas import (
     ApiKeyOut,
     AssistantOut,
     DeliveryStatus,
+    LlmSpend,
+    LlmSpendDay,
     MessageOut,
     MessagePage,
     PhoneOut,
@@ -337,8 +339,79 @@ def _utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+def _month_bounds(today: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime(today.year, today.month, 1, tzinfo=dt.UTC)
+    if today.month == 12:
+        return start, dt.datetime(today.year + 1, 1, 1, tzinfo=dt.UTC)
+    return start, dt.datetime(today.year, today.month + 1, 1, tzinfo=dt.UTC)
+
+
+async def llm_spend(
+    conn: Connection, user_id: UUID, *, allowance_usd: float, today: dt.date
+) -> LlmSpend:
+    """This month's metered model calls (llm-proxy's `llm_calls`)."""
+    start, resets = _month_bounds(today)
+    rows = await repository.llm_days_since(conn, user_id, start)
+    days = [
+        LlmSpendDay(
+            date=r["day"],
+            calls=r["calls"],
+            input_tokens=r["input_tokens"],
+            output_tokens=r["output_tokens"],
+            cache_read_tokens=r["cache_read_tokens"],
+            cache_write_tokens=r["cache_write_tokens"],
+            cost_usd=r["cost_microusd"] / 1e6,
+        )
+        for r in rows
+    ]
+    spent = sum(r["platform_cost_microusd"] or 0 for r in rows) / 1e6
+    return LlmSpend(
+        cap_usd=await repository.llm_cap(conn, user_id),
+        month=start.date(),
+        resets_at=resets,
+        allowance_usd=allowance_usd,
+        spent_usd=spent,
+        remaining_usd=max(0.0, allowance_usd - spent),
+        total_cost_usd=sum(d.cost_usd for d in days),
+        calls=sum(d.calls for d in days),
+        input_tokens=sum(d.input_tokens for d in days),
+        output_tokens=sum(d.output_tokens for d in days),
+        cache_read_tokens=sum(d.cache_read_tokens for d in days),
+        cache_write_tokens=sum(d.cache_write_tokens for d in days),
+        days=days,
+    )
+
+
+async def set_llm_cap(
+    conn: Connection,
+    user_id: UUID,
+    cap_usd: float | None,
+    *,
+    allowance_usd: float,
+    today: dt.date | None = None,
+) -> LlmSpend:
+    """Set (or with None remove) the user's own monthly cap on model spend."""
+    if cap_usd is not None and cap_usd > allowance_usd:
+        raise BadRequest(
+            f"the cap can be at most the plan's allowance of ${allowance_usd:.2f}",
+            code="CAP_ABOVE_ALLOWANCE",
+        )
+    today = today or _utc_today()
+    await repository.set_llm_cap(
+        conn,
+        user_id,
+        None if cap_usd is None else round(cap_usd, 2),
+        month=today.replace(day=1),
+    )
+    return await llm_spend(conn, user_id, allowance_usd=allowance_usd, today=today)
+
+
 async def usage(
-    conn: Connection, user_id: UUID, *, today: dt.date | None = None
+    conn: Connection,
+    user_id: UUID,
+    *,
+    llm_allowance_usd: float,
+    today: dt.date | None = None,
 ) -> UsageOut:
     today = today or _utc_today()
     since = today - dt.timedelta(days=USAGE_DAYS - 1)
@@ -363,7 +436,8 @@ async def usage(
         tokens_in=sum(d.tokens_in for d in days),
         tokens_out=sum(d.tokens_out for d in days),
     )
-    return UsageOut(today=current, last_30_days=total, days=days)
+    llm = await llm_spend(conn, user_id, allowance_usd=llm_allowance_usd, today=today)
+    return UsageOut(today=current, last_30_days=total, days=days, llm=llm)
 
 
 # Twilio's statuses before "sent": accepted, not yet handed to WhatsApp. We show

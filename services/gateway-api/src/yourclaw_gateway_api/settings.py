@@ -13,6 +13,8 @@ __all__ = ["GatewaySettings"]
 
 class GatewaySettings(CommonSettings):
     service_name: str = "gateway-api"
+    # The plan's monthly model allowance llm-proxy enforces; shown in /usage.
+    llm_monthly_allowance_usd: float = Field(default=8.0, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_workers: int = Field(default=1, ge=1)

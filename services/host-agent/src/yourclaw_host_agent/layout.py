@@ -91,7 +91,7 @@ def validate_spec(spec: ContainerSpec) -> None:
         raise InvalidSpec(
             f"name {spec.name[:80]!r} is not {container_name(spec.user_id)!r}"
         )
-    for rel in spec.files:
+    for rel in (*spec.files, *spec.remove_files):
         path = PurePosixPath(rel)
         if (
             path.is_absolute()
@@ -173,12 +173,18 @@ def _user_root_fd(paths: UserPaths, data_root: Path | None) -> int:
 
 
 def write_files(
-    paths: UserPaths, files: dict[str, str], *, data_root: Path | None = None
+    paths: UserPaths,
+    files: dict[str, str],
+    remove: tuple[str, ...] = (),
+    *,
+    data_root: Path | None = None,
 ) -> None:
-    """Write a spec's files; config (it holds the gateway token) stays private.
+    """Write a spec's files (config, which holds the gateway token, stays
+    private) and delete the ones it removes.
 
-    Nothing is written outside the user's folder, and no link the tenant
-    planted in its config or workspace is followed.
+    Nothing is written or deleted outside the user's folder, and no link the
+    tenant planted in its config or workspace is followed (a link at a removed
+    file is itself removed).
     """
     root_fd = _user_root_fd(paths, data_root)
     try:
@@ -194,5 +200,22 @@ def write_files(
             path = PurePosixPath(rel)
             private = path.parts[0] == "config"
             _write_atomic(root_fd, path, content, 0o600 if private else 0o644)
+        for rel in remove:
+            _remove(root_fd, PurePosixPath(rel))
     finally:
         os.close(root_fd)
+
+
+def _remove(root_fd: int, rel: PurePosixPath) -> None:
+    fds = [root_fd]
+    try:
+        for part in rel.parts[:-1]:
+            try:
+                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+            except OSError:
+                return  # gone, or a planted link: nothing of ours to delete
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(rel.name, dir_fd=fds[-1])
+    finally:
+        for fd in fds[1:]:
+            os.close(fd)

@@ -78,7 +78,11 @@ class HostService:
             paths = self.layout.user(spec.user_id)
             await self.runtime.prepare(spec, paths)
             await asyncio.to_thread(
-                write_files, paths, dict(spec.files), data_root=self.layout.root
+                write_files,
+                paths,
+                dict(spec.files),
+                spec.remove_files,
+                data_root=self.layout.root,
             )
             info = await self.runtime.run(spec, paths)
             log.info(

@@ -22,6 +22,7 @@ from yourclaw_messaging.handlers import (
     on_inbound_whatsapp,
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
+    on_usage_notice,
 )
 from yourclaw_messaging.service import Conversation, Limits, Templates
 from yourclaw_messaging.settings import MessagingSettings
@@ -35,6 +36,7 @@ _CONSUMERS = [
     CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
     CONSUMERS.MESSAGING_ASSISTANT_READY,
     CONSUMERS.MESSAGING_ASSISTANT_RESTARTED,
+    CONSUMERS.MESSAGING_USAGE_NOTICES,
 ]
 
 
@@ -72,6 +74,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             send_retries=settings.twilio_send_retries,
             send_rate=settings.twilio_send_rate_per_second,
             service_name=settings.service_name,
+            llm_allowance_usd=settings.llm_monthly_allowance_usd,
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(
@@ -94,6 +97,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                     CONSUMERS.MESSAGING_ASSISTANT_RESTARTED,
                     on_assistant_restarted(conversation),
                 ),
+                (CONSUMERS.MESSAGING_USAGE_NOTICES, on_usage_notice(conversation)),
             ],
             concurrency=settings.messaging_concurrency,
         )

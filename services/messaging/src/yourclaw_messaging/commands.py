@@ -1,4 +1,4 @@
-"""The commands a user types in WhatsApp: /help, /status, /reset, /model."""
+"""The commands a user types in WhatsApp: /help, /status, /usage, /reset, /model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from yourclaw_common.models import AVAILABLE_MODELS, ModelInfo
 
-KNOWN = ("help", "status", "reset", "model")
+KNOWN = ("help", "status", "usage", "reset", "model")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from yourclaw_common.events import (
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
+    UsageAllowanceWarning,
+    UsageCapReached,
 )
 from yourclaw_common.nats import Handler, HandlerContext
 
@@ -45,5 +47,14 @@ def on_assistant_restarted(conversation: Conversation) -> Handler:
 def on_assistant_ready(conversation: Conversation) -> Handler:
     async def handle(event: AssistantReady, ctx: HandlerContext) -> None:
         await conversation.handle_ready(event)
+
+    return handle
+
+
+def on_usage_notice(conversation: Conversation) -> Handler:
+    async def handle(
+        event: UsageCapReached | UsageAllowanceWarning, ctx: HandlerContext
+    ) -> None:
+        await conversation.handle_usage(event)
 
     return handle

@@ -49,6 +49,7 @@ NOTIFICATION_FALLBACK = "Your assistant has a message for you: {text}"
 HELP = """*YourClaw commands*
 /help: this list
 /status: your assistant, its model and today's usage
+/usage: this month's model spend against your allowance
 /reset: start a fresh conversation (your assistant's memory files are kept)
 /model: list the models; /model <name> switches to one
 Anything else goes to your assistant."""
@@ -70,7 +71,24 @@ MODEL_LIST = "Your assistant uses {current}. Switch with /model <name>:\n{choice
 STATUS = """*Your assistant*: {status}
 *Model*: {model}
 *Today*: {inbound} from you, {outbound}, {tokens}
-*Limits*: {per_min}, {per_day}{token_limit}"""
+*Limits*: {per_min}, {per_day}{token_limit}
+*This month*: {month}"""
+
+# One line: this month's model spend against the allowance, in dollars and tokens.
+MONTH = "${spent:.2f} of ${limit:.2f} ({share:.0f}%), {tokens:,} tokens"
+USAGE = """*Model use this month* (renews {renews})
+*Spent*: ${spent:.2f} of your ${limit:.2f} {which} ({share:.0f}%)
+*Tokens*: {tokens:,} in {calls:,} model calls, {cached:,} of them read from cache{own}
+Set a lower cap at {app_url}/dashboard"""
+CAP_REACHED = (
+    "Your assistant has used this month's {which} of ${limit:.2f}, so it is "
+    "paused until {renews} (00:00 UTC). Messages you send before then won't "
+    "reach it; /usage shows your spend. {app_url}/dashboard"
+)
+ALLOWANCE_WARNING = (
+    "Heads-up: your assistant has used {share:.0f}% of this month's {which} "
+    "(${spent:.2f} of ${limit:.2f}). It renews on {renews}; /usage shows more."
+)
 
 
 def counted(n: int, singular: str, plural: str = "") -> str:

@@ -13,7 +13,8 @@ where the crashed attempt stopped:
 
 Every outbound message (replies, notices, proactive messages, templates) is a
 `messages` row keyed by `(in_reply_to, part)`: the inbound MessageSid for
-replies, `out:<event_id>` / `ready:<assistant_id>` for messages we send first and
+replies, `out:<event_id>` / `ready:<assistant_id>` / `usage:<cap|warn>:<user>:<month>` for
+messages we send first and
 `fallback:<message id>` for a template that replaces a refused free-form message.
 """
 
@@ -40,8 +41,11 @@ from yourclaw_common.events import (
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
+    UsageAllowanceWarning,
+    UsageCapReached,
 )
 from yourclaw_common.logging import get_logger
+from yourclaw_common.models import DEFAULT_MODEL
 
 from yourclaw_messaging import commands, metrics, replies, repository
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
@@ -122,6 +126,8 @@ class Conversation:
     send_rate: float = 80.0
     # Names this service's outbox rows (the relay publishes those).
     service_name: str = "messaging"
+    # What llm-proxy lets a user spend on platform keys a month (USD).
+    llm_allowance_usd: float = 8.0
 
     def __post_init__(self) -> None:
         # One turn at a time per phone in this replica, so replies keep order.
@@ -306,6 +312,26 @@ class Conversation:
             return replies.MODEL_SWITCHED.format(
                 name=model.display_name, model_id=model.id
             )
+        spend = await repository.model_spend(conn, user_id)
+        spent, limit, which = self._month_limit(spend)
+        share = 100 * spent / limit if limit else 100.0
+        if command.name == "usage":
+            return replies.USAGE.format(
+                renews=_next_month(datetime.now(UTC)),
+                spent=spent,
+                limit=limit,
+                which=which,
+                share=share,
+                tokens=spend.tokens,
+                calls=spend.calls,
+                cached=spend.cache_read_tokens,
+                own=(
+                    f"\n*Paid with your own keys*: ${spend.cost_usd - spend.platform_usd:.2f}"
+                    if spend.cost_usd > spend.platform_usd
+                    else ""
+                ),
+                app_url=self.app_url,
+            )
         usage = await repository.usage_today(conn, user_id)
         tokens = (usage["tokens_in"] + usage["tokens_out"]) if usage else 0
         token_limit = (
@@ -324,7 +350,17 @@ class Conversation:
             per_min=replies.limit_per(self.limits.per_minute, "minute"),
             per_day=replies.limit_per(self.limits.per_day, "day"),
             token_limit=token_limit,
+            month=replies.MONTH.format(
+                spent=spent, limit=limit, share=share, tokens=spend.tokens
+            ),
         )
+
+    def _month_limit(self, spend: repository.ModelSpend) -> tuple[float, float, str]:
+        """(spent, limit, its name): the user's own cap counts every call, the
+        plan's allowance only those paid with platform keys."""
+        if spend.cap_usd is not None and spend.cap_usd <= self.llm_allowance_usd:
+            return spend.cost_usd, spend.cap_usd, "cap"
+        return spend.platform_usd, self.llm_allowance_usd, "allowance"
 
     async def _compose(
         self,
@@ -370,10 +406,16 @@ class Conversation:
                 error=exc.detail,
             )
             return notice(replies.APOLOGY, "apology")
-        if state is None:  # a redelivery: the first attempt recorded the message
-            async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
+            if state is None:  # a redelivery: the first attempt recorded it
                 state = await repository.conversation(conn, recipient.user_id)
-        model = recipient.model
+            model = recipient.model
+            if await repository.model_calls_refused(
+                conn, recipient.user_id, model or DEFAULT_MODEL
+            ):
+                # Told once when the cap was reached (usage.cap_reached); a
+                # notice per message would only nag. Stored as SKIPPED.
+                return notice("", "over_allowance")
         label = model or "default"
         seed: list[tuple[str, str]] = []
         if state.session_base_url and state.session_base_url != recipient.base_url:
@@ -412,6 +454,14 @@ class Conversation:
                 user_id=str(recipient.user_id),
                 error=exc.detail,
             )
+            async with self.pool.acquire() as conn:
+                if await repository.model_calls_refused(
+                    conn, recipient.user_id, model or DEFAULT_MODEL
+                ):
+                    # The proxy refused it over the cap and told the user so
+                    # (usage.cap_reached): an apology on top would be a second
+                    # message about the same thing.
+                    return notice("", "over_allowance")
             return notice(replies.APOLOGY, "apology")
         metrics.ASSISTANT_SECONDS.labels(label, "ok").observe(
             time.perf_counter() - started
@@ -474,15 +524,46 @@ class Conversation:
 
     async def handle_outbound(self, event: OutboundWhatsApp) -> None:
         """A proactive message (an automation's result, a system notice)."""
-        key = f"out:{event.event_id}"
+        await self._proactive(event.user_id, f"out:{event.event_id}", event.body)
+
+    async def handle_usage(
+        self, event: UsageCapReached | UsageAllowanceWarning
+    ) -> None:
+        """Tell the user, once a month each, that their assistant used 80 % of
+        the allowance or all of it (llm-proxy emits each event once)."""
+        which = "allowance" if event.allowance_usd >= self.llm_allowance_usd else "cap"
+        renews = f"{event.resets_at:%Y-%m-%d}"
+        if isinstance(event, UsageCapReached):
+            kind = "cap"
+            text = replies.CAP_REACHED.format(
+                which=which,
+                limit=event.allowance_usd,
+                renews=renews,
+                app_url=self.app_url,
+            )
+        else:
+            kind = "warn"
+            text = replies.ALLOWANCE_WARNING.format(
+                share=100 * event.spent_usd / (event.allowance_usd or 1),
+                which=which,
+                spent=event.spent_usd,
+                limit=event.allowance_usd,
+                renews=renews,
+            )
+        log.info("messaging.usage.notice", user_id=str(event.user_id), kind=kind)
+        await self._proactive(
+            event.user_id, f"usage:{kind}:{event.user_id}:{event.month}", text
+        )
+
+    async def _proactive(self, user_id: UUID, key: str, text: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            recipient = await repository.find_recipient_by_user(conn, event.user_id)
+            recipient = await repository.find_recipient_by_user(conn, user_id)
             if recipient is None:
-                log.warning("messaging.outbound.no_phone", user_id=str(event.user_id))
+                log.warning("messaging.outbound.no_phone", user_id=str(user_id))
                 return
             stored, fresh = await repository.replies_to(conn, key), False
             if not stored:
-                planned = await self._plan_proactive(conn, recipient, event.body)
+                planned = await self._plan_proactive(conn, recipient, text)
                 stored, fresh = await self._store(
                     conn, key, recipient.user_id, recipient.phone, planned
                 )
@@ -823,6 +904,11 @@ class Conversation:
         early = await self._sent((row["id"], sid))
         if early is not None:
             await self._after_status(early)
+
+
+def _next_month(now: datetime) -> str:
+    first = now.date().replace(day=1) + timedelta(days=32)
+    return f"{first.replace(day=1):%Y-%m-%d}"
 
 
 def _tomorrow(day: datetime) -> str:

@@ -32,6 +32,10 @@ class MessagingSettings(CommonSettings):
     # Tokens (prompt + completion) a user may spend per UTC day; 0 = unlimited.
     rate_limit_tokens_per_day: int = Field(default=0, ge=0)
 
+    # What llm-proxy lets a user spend on platform keys a month (USD), as /usage
+    # and /status show it (the same variable the proxy enforces).
+    llm_monthly_allowance_usd: float = Field(default=8.0, ge=0)
+
     # Largest inbound image fetched from Twilio and handed to the assistant.
     media_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
 

@@ -67,7 +67,7 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
         log.info(
             "provisioner.started",
             replica=provisioner.replica,
-            dev_llm=bool(settings.dev_llm_base_url),
+            llm_proxy_url=settings.llm_proxy_url,
         )
         try:
             async with asyncio.TaskGroup() as tg:

@@ -14,16 +14,16 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerSpec, container_name
-from yourclaw_common.models import AVAILABLE_MODELS, LlmProvider
+from yourclaw_common.models import AVAILABLE_MODELS
 
 __all__ = [
+    "BOOTSTRAP_TEMPLATES",
     "CONFIG_FILE",
     "GATEWAY_PORT",
     "INJECTED_INSTRUCTIONS",
     "INSTRUCTIONS_FILE",
     "MODEL_CATALOG",
-    "PROVIDER_ENV",
-    "DevProvider",
+    "PLAYWRIGHT_MCP_COMMAND",
     "GatewaySecrets",
     "build_spec",
     "notify_url",
@@ -43,23 +43,38 @@ INJECTED_INSTRUCTIONS = "yourclaw/AGENTS.md"
 # runtime passes --port instead).
 GATEWAY_PORT = GATEWAY_CONFIG_PORT
 
-# The models the dashboard offers (served by the stand-in in dev mode).
+# The models the dashboard offers; every one is in the rendered config.
 MODEL_CATALOG: tuple[str, ...] = tuple(m.id for m in AVAILABLE_MODELS)
 
-# api_keys.provider → the variable OpenClaw reads it from.
-PROVIDER_ENV: dict[str, str] = {
-    LlmProvider.ANTHROPIC: "ANTHROPIC_API_KEY",
-    LlmProvider.OPENAI: "OPENAI_API_KEY",
-    LlmProvider.GOOGLE: "GOOGLE_API_KEY",
+# How OpenClaw reaches each provider through the LLM proxy: the proxy's path
+# prefix (the SDK's base URL) and the wire API. Google goes through its
+# OpenAI-compatible API.
+_PROVIDER_ROUTES: dict[str, tuple[str, str]] = {
+    "anthropic": ("/anthropic", "anthropic-messages"),
+    "openai": ("/openai/v1", "openai-completions"),
+    "google": ("/google/v1", "openai-completions"),
 }
+_CONTEXT_WINDOWS = {"anthropic": 200_000, "openai": 128_000, "google": 1_000_000}
+# Memory search embeds MEMORY.md through the proxy too (no key in the tenant).
+_EMBEDDING_MODEL = "text-embedding-3-small"
+
+# OpenClaw's bootstrap templates that gateways created before `skipBootstrap`
+# and that hold only OpenClaw's own instructions (ours come through the hook
+# below): most of the ~19 KB they add to every turn. USER.md and IDENTITY.md
+# stay: the assistant writes what it learns about its user there.
+BOOTSTRAP_TEMPLATES: tuple[str, ...] = (
+    "workspace/AGENTS.md",
+    "workspace/SOUL.md",
+    "workspace/BOOTSTRAP.md",
+)
 
 # The browser tools: Playwright's MCP server over stdio, as OpenClaw's own
 # `mcp.servers` entry (the seed's `openclaw-mcp-adapter` plugin is not a package
 # OpenClaw 2026.9 can load: it only logs "plugin package is missing"). The
-# tenant image (deploy/openclaw/Dockerfile) installs `@playwright/mcp` and puts
-# `mcp-server-playwright` on PATH with Debian's Chromium. Where it is missing
-# (the process runtime of local runs), OpenClaw logs it and runs without them.
-PLAYWRIGHT_MCP_COMMAND = "mcp-server-playwright"
+# tenant image installs `@playwright/mcp`, whose 0.0.83 names its command
+# `playwright-mcp`, with Debian's Chromium. Where it is missing (the process
+# runtime of local runs), OpenClaw logs it and runs without them.
+PLAYWRIGHT_MCP_COMMAND = "playwright-mcp"
 _PLAYWRIGHT_MCP = {
     "command": PLAYWRIGHT_MCP_COMMAND,
     "args": [
@@ -78,35 +93,26 @@ class GatewaySecrets:
 
     gateway_token: str
     notify_secret: str
+    # The assistant's credential for the LLM proxy (the only key it holds).
+    proxy_token: str = ""
 
 
-@dataclass(frozen=True)
-class DevProvider:
-    """An OpenAI-compatible provider that stands in for the real ones (offline)."""
-
-    base_url: str
-
-    @property
-    def openai_base_url(self) -> str:
-        """The base URL with its `/v1`, as OpenAI-compatible clients expect it."""
-        base = self.base_url.rstrip("/")
-        return base if base.endswith("/v1") else base + "/v1"
-
-
-def notify_url(public_base_url: str, assistant_id: UUID) -> str:
-    """gateway-api's route that turns a finished automation into a WhatsApp message."""
-    return f"{public_base_url.rstrip('/')}/api/v1/internal/assistants/{assistant_id}/notify"
+def notify_url(llm_proxy_url: str, assistant_id: UUID) -> str:
+    """Where the assistant's automations deliver finished runs: the proxy, which
+    passes them on to gateway-api (tenants reach no other platform service)."""
+    return f"{llm_proxy_url.rstrip('/')}/notify/{assistant_id}"
 
 
 def render_openclaw_config(
     *,
     model: str,
     secrets: GatewaySecrets,
-    public_base_url: str,
-    dev: DevProvider | None = None,
+    llm_proxy_url: str,
 ) -> dict[str, Any]:
-    """The seed's production config, plus automation webhooks and the dev provider."""
-    notify_host = urlsplit(public_base_url).hostname or "127.0.0.1"
+    """The seed's production config, every provider behind the LLM proxy, and
+    the prompt diet (see the comments)."""
+    proxy = llm_proxy_url.rstrip("/")
+    notify_host = urlsplit(proxy).hostname or "127.0.0.1"
     config: dict[str, Any] = {
         "agents": {
             "defaults": {
@@ -116,20 +122,75 @@ def render_openclaw_config(
                 "thinkingDefault": "low",
                 "blockStreamingDefault": "on",
                 "compaction": {"memoryFlush": {"enabled": True}},
+                # No AGENTS/SOUL/IDENTITY/USER/BOOTSTRAP.md templates: about
+                # 19 KB of prompt on every turn. Our instructions come through
+                # the hook below.
+                "skipBootstrap": True,
+                # No per-turn "activity recap" call to a small model.
+                "utilityModel": "",
+                # No heartbeat turns: an idle assistant makes no model call.
+                "heartbeat": {"every": "0m"},
             }
+        },
+        "models": {
+            "mode": "merge",
+            "providers": _proxy_providers(proxy, secrets.proxy_token, model),
+            # No remote model-catalog fetch.
+            "catalogRefresh": {"enabled": False},
         },
         "gateway": {
             "mode": "local",
             "port": GATEWAY_PORT,
             "auth": {"mode": "token", "token": secrets.gateway_token},
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+            "controlUi": {"enabled": False},
         },
+        # What the product promises (reminders, web search and fetch, images,
+        # memory, the browser through Tool Search) and nothing more: no shell,
+        # process or file-system tools. Tools not allowed are not sent to the
+        # model, which keeps the prompt small.
         "tools": {
-            "profile": "full",
-            "deny": ["browser", "playwright_browser_install"],
+            "allow": [
+                "automations",
+                "web_search",
+                "web_fetch",
+                "view_image",
+                "memory_search",
+                "memory_get",
+                "bundle-mcp",
+            ],
+            "deny": ["group:runtime", "group:fs", "browser"],
             "web": {"search": {"enabled": True}, "fetch": {"enabled": True}},
             "media": {"image": {"enabled": True}},
         },
+        # The skills list needs `read`, which is denied.
+        "skills": {
+            "allowBundled": [],
+            "workshop": {"autonomous": {"mode": "off"}},
+        },
+        # Memory from MEMORY.md only, not from every transcript: no embeddings
+        # call per turn. Embeddings go through the proxy as well.
+        "memory": {
+            "search": {
+                "sources": ["memory"],
+                "rememberAcrossConversations": False,
+                "provider": "openai",
+                "model": _EMBEDDING_MODEL,
+                "fallback": "none",
+                "remote": {
+                    "baseUrl": proxy + _PROVIDER_ROUTES["openai"][0],
+                    "apiKey": secrets.proxy_token,
+                },
+            }
+        },
+        # Only the plugins used: memory (tools and embeddings through the
+        # OpenAI-compatible provider); the other 11 OpenClaw loads by default
+        # (canvas, device pairing, ...) serve nothing here and slow its start.
+        "plugins": {
+            "allow": ["memory-core", "openai"],
+            "entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}},
+        },
+        "diagnostics": {"enabled": False},
         "mcp": {"servers": {"playwright": _PLAYWRIGHT_MCP}},
         "browser": {"enabled": False},
         "commands": {"restart": True},
@@ -146,38 +207,46 @@ def render_openclaw_config(
                 },
             }
         },
-        # Automations deliver finished runs to gateway-api, which sends them on
-        # WhatsApp. The bearer token proves which assistant is calling, and the
-        # SSRF guard (strict by default) lets exactly that host through.
+        # Automations deliver finished runs to the proxy's notify route, which
+        # passes them to gateway-api. The bearer token proves which assistant
+        # is calling, and the SSRF guard (strict by default) lets exactly the
+        # proxy's host through.
         "cron": {
             "webhookToken": secrets.notify_secret,
             "webhookSsrfPolicy": {"allowedHostnames": [notify_host]},
         },
     }
-    if dev is not None:
-        config["models"] = {"mode": "merge", "providers": _dev_providers(dev, model)}
     return config
 
 
-def _dev_model(model_id: str) -> dict[str, Any]:
-    return {
+def _proxy_model(provider: str, model_id: str) -> dict[str, Any]:
+    model: dict[str, Any] = {
         "id": model_id,
-        "name": f"Dev stand-in ({model_id})",
+        "name": model_id,
         "reasoning": False,
         "input": ["text", "image"],
+        # The proxy meters and prices every call; OpenClaw's own estimate is off.
         "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
-        "contextWindow": 200_000,
-        "contextTokens": 200_000,
+        "contextWindow": _CONTEXT_WINDOWS.get(provider, 128_000),
         "maxTokens": 8192,
     }
+    if provider == "anthropic":
+        # Anthropic caches only what a request marks with cache_control, and
+        # OpenClaw marks the stable prefix for a custom base URL only when
+        # asked: later turns then read it at a tenth of the input price.
+        model["params"] = {"cacheRetention": "short"}
+    elif provider == "openai":
+        # OpenAI caches long prefixes by itself; the key keeps a session's
+        # turns on one cache (OpenClaw sends it to a proxy only when told).
+        model["compat"] = {"supportsPromptCacheKey": True}
+    return model
 
 
-def _dev_providers(dev: DevProvider, model: str) -> dict[str, Any]:
-    """The stand-in under the real providers' names, with every model offered.
+def _proxy_providers(proxy: str, token: str, model: str) -> dict[str, Any]:
+    """Every provider of the catalog, at the proxy, with the assistant's credential.
 
-    The config stays the production one (the primary is the user's model, so a
-    model change re-creates the gateway as it does in production) and so does
-    messaging's per-request `x-openclaw-model`; only the endpoint differs.
+    The primary is the user's model (a model change re-creates the gateway) and
+    messaging's per-request `x-openclaw-model` picks any other of the catalog.
     """
     by_provider: dict[str, list[str]] = {}
     for model_ref in (*MODEL_CATALOG, model):
@@ -185,15 +254,16 @@ def _dev_providers(dev: DevProvider, model: str) -> dict[str, Any]:
         ids = by_provider.setdefault(provider, [])
         if model_id and model_id not in ids:
             ids.append(model_id)
-    return {
-        provider: {
-            "baseUrl": dev.openai_base_url,
-            "apiKey": "dev",
-            "api": "openai-completions",
-            "models": [_dev_model(i) for i in ids],
+    providers: dict[str, Any] = {}
+    for provider, ids in by_provider.items():
+        path, api = _PROVIDER_ROUTES.get(provider, ("/openai/v1", "openai-completions"))
+        providers[provider] = {
+            "baseUrl": proxy + path,
+            "apiKey": token,
+            "api": api,
+            "models": [_proxy_model(provider, i) for i in ids],
         }
-        for provider, ids in by_provider.items()
-    }
+    return providers
 
 
 def render_instructions(*, notify: str) -> str:
@@ -243,15 +313,15 @@ def build_spec(
     port: int,
     model: str,
     secrets: GatewaySecrets,
-    llm_env: dict[str, str],
-    public_base_url: str,
+    llm_proxy_url: str,
     image: str,
-    dev: DevProvider | None = None,
 ) -> ContainerSpec:
-    """The ContainerSpec a host needs to run this user's gateway."""
-    notify = notify_url(public_base_url, assistant_id)
+    """The ContainerSpec a host needs to run this user's gateway.
+
+    No provider key anywhere: not in the env (empty), not in the files."""
+    notify = notify_url(llm_proxy_url, assistant_id)
     config = render_openclaw_config(
-        model=model, secrets=secrets, public_base_url=public_base_url, dev=dev
+        model=model, secrets=secrets, llm_proxy_url=llm_proxy_url
     )
     instructions = render_instructions(notify=notify)
     fields: dict[str, Any] = {
@@ -264,7 +334,8 @@ def build_spec(
             INSTRUCTIONS_FILE: instructions,
             f"workspace/{INJECTED_INSTRUCTIONS}": instructions,
         },
-        "env": dict(sorted(llm_env.items())),
+        "remove_files": list(BOOTSTRAP_TEMPLATES),
+        "env": {},
     }
     defaults = ContainerSpec.model_fields
     for name in ("memory_mb", "cpus", "pids_limit"):

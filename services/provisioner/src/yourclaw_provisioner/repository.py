@@ -226,11 +226,12 @@ class Assistant:
     gateway_token_encrypted: str | None
     notify_secret_encrypted: str | None
     spec_hash: str | None
+    proxy_token_encrypted: str | None = None
 
 
 _ASSISTANT_COLUMNS = (
     "id, user_id, status, model, host_id, port, gateway_token_encrypted, "
-    "notify_secret_encrypted, spec_hash"
+    "notify_secret_encrypted, spec_hash, proxy_token_encrypted"
 )
 
 
@@ -302,6 +303,45 @@ async def store_secrets(
     )
 
 
+async def store_proxy_token(
+    conn: Connection, user_id: UUID, *, proxy_token_encrypted: str
+) -> None:
+    await conn.execute(
+        "UPDATE assistants SET proxy_token_encrypted = $2, updated_at = now() "
+        "WHERE user_id = $1",
+        user_id,
+        proxy_token_encrypted,
+    )
+
+
+async def put_proxy_credential(
+    conn: Connection, assistant_id: UUID, user_id: UUID, *, token_sha256: str
+) -> None:
+    """Make `token_sha256` the assistant's live proxy credential. A different
+    live one it replaces stays valid (as the previous one) until the new
+    container is READY, so the old container keeps working while it is swapped."""
+    await conn.execute(
+        """
+        INSERT INTO proxy_credentials AS c (assistant_id, user_id, token_sha256)
+        VALUES ($1, $2, $3)
+        ON CONFLICT (assistant_id) DO UPDATE SET
+            previous_token_sha256 = CASE
+                WHEN c.token_sha256 = EXCLUDED.token_sha256 THEN c.previous_token_sha256
+                WHEN c.revoked_at IS NULL THEN c.token_sha256
+            END,
+            token_sha256 = EXCLUDED.token_sha256,
+            rotated_at = CASE
+                WHEN c.token_sha256 = EXCLUDED.token_sha256 THEN c.rotated_at
+                ELSE now()
+            END,
+            revoked_at = NULL
+        """,
+        assistant_id,
+        user_id,
+        token_sha256,
+    )
+
+
 async def mark_ready(
     conn: Connection,
     user_id: UUID,
@@ -322,6 +362,12 @@ async def mark_ready(
         container_id,
         spec_hash,
     )
+    # The container with the current credential runs: the replaced one ends.
+    await conn.execute(
+        "UPDATE proxy_credentials SET previous_token_sha256 = NULL "
+        "WHERE user_id = $1 AND previous_token_sha256 IS NOT NULL",
+        user_id,
+    )
 
 
 async def mark_error(conn: Connection, user_id: UUID, *, reason: str) -> UUID | None:
@@ -340,24 +386,22 @@ async def mark_error(conn: Connection, user_id: UUID, *, reason: str) -> UUID | 
 
 
 async def mark_none(conn: Connection, user_id: UUID) -> None:
-    """No container any more (the workspace stays on the host's disk)."""
+    """No container any more (the workspace stays on the host's disk), and its
+    proxy credential revoked: a provision after this one mints a new one."""
     await conn.execute(
         """
         UPDATE assistants SET status = 'NONE', host_id = NULL, port = NULL,
             base_url = NULL, container_id = NULL, spec_hash = NULL, last_error = NULL,
-            updated_at = now()
+            proxy_token_encrypted = NULL, updated_at = now()
         WHERE user_id = $1
         """,
         user_id,
     )
-
-
-async def api_keys(conn: Connection, user_id: UUID) -> list[tuple[str, str]]:
-    """The user's own LLM keys: (provider, encrypted key)."""
-    rows = await conn.fetch(
-        "SELECT provider, encrypted_key FROM api_keys WHERE user_id = $1", user_id
+    await conn.execute(
+        "UPDATE proxy_credentials SET revoked_at = now(), previous_token_sha256 = NULL "
+        "WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
     )
-    return [(r["provider"], r["encrypted_key"]) for r in rows]
 
 
 # Hosts and placement

@@ -16,6 +16,7 @@ replica that lost its lease can never overwrite the one that took over.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -41,12 +42,7 @@ from yourclaw_provisioner.errors import (
     ProvisioningError,
 )
 from yourclaw_provisioner.hosts import HostClient
-from yourclaw_provisioner.render import (
-    PROVIDER_ENV,
-    DevProvider,
-    GatewaySecrets,
-    build_spec,
-)
+from yourclaw_provisioner.render import GatewaySecrets, build_spec
 from yourclaw_provisioner.repository import Assistant, Job, Placement
 from yourclaw_provisioner.settings import ProvisionerSettings
 
@@ -153,17 +149,14 @@ class Provisioner:
                     previous_host = assistant.host_id
                 placement = await self._place(conn, assistant, refused=refused)
                 gateway_secrets = await self._gateway_secrets(conn, assistant)
-                llm_env = await self._llm_env(conn, user_id)
             spec = build_spec(
                 user_id=user_id,
                 assistant_id=assistant.id,
                 port=placement.port,
                 model=assistant.model,
                 secrets=gateway_secrets,
-                llm_env=llm_env,
-                public_base_url=self.settings.public_base_url,
+                llm_proxy_url=self.settings.llm_proxy_url,
                 image=self.settings.openclaw_image,
-                dev=self._dev_provider(),
             )
             log.info(
                 "provisioner.create",
@@ -416,8 +409,11 @@ class Provisioner:
     async def _gateway_secrets(
         self, conn: Connection, assistant: Assistant
     ) -> GatewaySecrets:
-        """The assistant's token and notify secret; minted on first use and kept
-        across re-creates, so messaging's stored token stays valid."""
+        """The assistant's token, notify secret and LLM proxy credential; minted
+        on first use and kept across re-creates, so messaging's stored token
+        stays valid and an unchanged assistant renders the same spec. The proxy
+        credential is revoked on deprovision, so the next provision mints a
+        new one; only its sha256 goes where the proxy reads it."""
         owner = str(assistant.user_id)
         token = self._open(assistant.gateway_token_encrypted, owner)
         notify = self._open(assistant.notify_secret_encrypted, owner)
@@ -430,7 +426,23 @@ class Provisioner:
                 gateway_token_encrypted=self.secrets.encrypt(token, owner=owner),
                 notify_secret_encrypted=self.secrets.encrypt(notify, owner=owner),
             )
-        return GatewaySecrets(gateway_token=token, notify_secret=notify)
+        proxy_token = self._open(assistant.proxy_token_encrypted, owner)
+        if proxy_token is None:
+            proxy_token = "ycp_" + secrets.token_urlsafe(32)
+            await repository.store_proxy_token(
+                conn,
+                assistant.user_id,
+                proxy_token_encrypted=self.secrets.encrypt(proxy_token, owner=owner),
+            )
+        await repository.put_proxy_credential(
+            conn,
+            assistant.id,
+            assistant.user_id,
+            token_sha256=hashlib.sha256(proxy_token.encode()).hexdigest(),
+        )
+        return GatewaySecrets(
+            gateway_token=token, notify_secret=notify, proxy_token=proxy_token
+        )
 
     def _open(self, ciphertext: str | None, owner: str) -> str | None:
         if not ciphertext:
@@ -441,27 +453,6 @@ class Provisioner:
             # Unreadable (a key rotation gone wrong): a fresh one replaces it.
             log.error("provisioner.secret_unreadable", user_id=owner, error=exc.detail)
             return None
-
-    async def _llm_env(self, conn: Connection, user_id: UUID) -> dict[str, str]:
-        """Per provider: the user's own key (BYOK) over the shared one."""
-        shared = {
-            "ANTHROPIC": self.settings.anthropic_api_key.get_secret_value(),
-            "OPENAI": self.settings.openai_api_key.get_secret_value(),
-            "GOOGLE": self.settings.google_api_key.get_secret_value(),
-        }
-        env = {PROVIDER_ENV[p]: key for p, key in shared.items() if key}
-        for provider, encrypted in await repository.api_keys(conn, user_id):
-            if provider not in PROVIDER_ENV:
-                continue
-            key = self._open(encrypted, str(user_id))
-            if key:
-                env[PROVIDER_ENV[provider]] = key
-        return env
-
-    def _dev_provider(self) -> DevProvider | None:
-        if not self.settings.dev_llm_base_url:
-            return None
-        return DevProvider(base_url=self.settings.dev_llm_base_url)
 
     async def _wait_healthy(self, host_id: str, name: str) -> ContainerInfo | None:
         """Wait for /healthz: the host probes it and answers as soon as it does

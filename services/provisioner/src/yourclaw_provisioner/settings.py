@@ -1,22 +1,16 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from yourclaw_common.settings import CommonSettings
 
 
 class ProvisionerSettings(CommonSettings):
     service_name: str = "provisioner"
 
-    # Where OpenClaw automations deliver finished runs (gateway-api's notify route).
-    public_base_url: str = "http://127.0.0.1:8000"
-
-    # Shared LLM keys, passed to every gateway unless the user brought their own.
-    anthropic_api_key: SecretStr = SecretStr("")
-    openai_api_key: SecretStr = SecretStr("")
-    google_api_key: SecretStr = SecretStr("")
-    # An OpenAI-compatible provider (the devsim stand-in) that serves every model
-    # under the real providers' names, so the whole flow runs offline.
-    dev_llm_base_url: str | None = None
+    # The LLM proxy as the assistants reach it: every provider in their config,
+    # and their automation webhooks (<url>/notify/<assistant>), point here.
+    # Under `make up` with assistants in Docker: http://host.docker.internal:8790.
+    llm_proxy_url: str = "http://127.0.0.1:8790"
 
     openclaw_image: str = "yourclaw-openclaw:latest"
 

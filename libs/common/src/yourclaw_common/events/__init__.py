@@ -38,6 +38,7 @@ from yourclaw_common.events.schemas.messaging import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
 )
+from yourclaw_common.events.schemas.usage import UsageAllowanceWarning, UsageCapReached
 from yourclaw_common.events.subjects import HostVerb, Subject, host_command
 from yourclaw_common.events.topology import (
     CONSUMERS,
@@ -84,6 +85,8 @@ __all__ = [
     "SubscriptionCanceled",
     "SubscriptionPastDue",
     "TailLogs",
+    "UsageAllowanceWarning",
+    "UsageCapReached",
     "container_name",
     "ensure_topology",
     "host_command",

@@ -23,6 +23,7 @@ from yourclaw_common.events.schemas.messaging import (
     InboundWhatsAppStatus,
     OutboundWhatsApp,
 )
+from yourclaw_common.events.schemas.usage import UsageAllowanceWarning, UsageCapReached
 from yourclaw_common.events.subjects import Subject
 
 __all__ = ["EVENT_TYPES", "model_for"]
@@ -42,6 +43,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssistantFailed,
         AssistantRestarted,
         HostHeartbeat,
+        UsageAllowanceWarning,
+        UsageCapReached,
     )
 }
 EVENT_TYPES.update(

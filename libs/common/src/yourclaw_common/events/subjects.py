@@ -33,6 +33,9 @@ class Subject(StrEnum):
 
     OUTBOUND_WHATSAPP = "outbound.whatsapp"
 
+    USAGE_CAP_REACHED = "usage.cap_reached"
+    USAGE_ALLOWANCE_WARNING = "usage.allowance_warning"
+
     # Core NATS (not stored in a stream): `heartbeat.<host id>`, so a host's
     # NATS user may publish its own heartbeat and no other's.
     HOST_HEARTBEAT = "heartbeat"

@@ -40,6 +40,7 @@ class Stream:
     SUBSCRIPTIONS = "SUBSCRIPTIONS"
     ASSISTANTS = "ASSISTANTS"
     OUTBOUND = "OUTBOUND"
+    USAGE = "USAGE"
     DEAD_LETTER = "DEAD_LETTER"
 
 
@@ -72,6 +73,7 @@ STREAMS: tuple[StreamConfig, ...] = (
     _stream(Stream.SUBSCRIPTIONS, ["subscription.*"], max_age_days=30),
     _stream(Stream.ASSISTANTS, ["assistant.*"], max_age_days=30),
     _stream(Stream.OUTBOUND, ["outbound.*"]),
+    _stream(Stream.USAGE, ["usage.*"], max_age_days=30),
     _stream(Stream.DEAD_LETTER, _DEAD_LETTER_SUBJECTS, max_age_days=30),
 )
 
@@ -135,6 +137,11 @@ class CONSUMERS:
     )
     MESSAGING_OUTBOUND_WHATSAPP = ConsumerSpec(
         "messaging-outbound-whatsapp", Subject.OUTBOUND_WHATSAPP
+    )
+    MESSAGING_USAGE_NOTICES = ConsumerSpec(
+        "messaging-usage-notices",
+        Subject.USAGE_CAP_REACHED,
+        extra_subjects=(Subject.USAGE_ALLOWANCE_WARNING,),
     )
     PROVISIONER_PROVISION_REQUESTED = ConsumerSpec(
         "provisioner-provision-requested", Subject.ASSISTANT_PROVISION_REQUESTED

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 
 import asyncpg
 
-__all__ = ["subscribed_user"]
+__all__ = ["assistant_with_proxy_credential", "subscribed_user"]
 
 
 async def subscribed_user(
@@ -29,3 +31,27 @@ async def subscribed_user(
             status,
         )
     return user_id
+
+
+async def assistant_with_proxy_credential(
+    pool: asyncpg.Pool,
+) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A user with a READY assistant and its LLM proxy credential, as the
+    provisioner stores it (sha256 only): (user id, assistant id, the token)."""
+    user_id, assistant_id = uuid.uuid4(), uuid.uuid4()
+    token = secrets.token_urlsafe(32)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO users (id) VALUES ($1)", user_id)
+        await conn.execute(
+            "INSERT INTO assistants (id, user_id, status) VALUES ($1, $2, 'READY')",
+            assistant_id,
+            user_id,
+        )
+        await conn.execute(
+            "INSERT INTO proxy_credentials (assistant_id, user_id, token_sha256) "
+            "VALUES ($1, $2, $3)",
+            assistant_id,
+            user_id,
+            hashlib.sha256(token.encode()).hexdigest(),
+        )
+    return user_id, assistant_id, token

@@ -59,6 +59,9 @@ class ContainerSpec(BaseModel):
     # Relative path under the user's data dir → content, e.g.
     # "config/openclaw.json", "workspace/CLAUDE.md". Written before start.
     files: dict[str, str] = Field(default_factory=dict)
+    # Relative paths (same rules) deleted before start where they exist: what
+    # an older config made the gateway create and this one no longer wants.
+    remove_files: tuple[str, ...] = ()
     # Environment of the gateway process (LLM keys: BYOK over shared).
     env: dict[str, str] = Field(default_factory=dict)
     memory_mb: int = 2048

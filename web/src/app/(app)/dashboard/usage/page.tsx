@@ -5,6 +5,7 @@ import type { Usage, UsageDay } from "@/lib/types";
 import { useResource } from "@/lib/use-resource";
 import { Card, Empty, PageHeader, Skeleton } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
+import { ModelSpend } from "@/components/app/model-spend";
 
 /** The last 30 UTC days, oldest first, with zeros where nothing happened. */
 function last30(days: UsageDay[], today: string): UsageDay[] {
@@ -65,7 +66,7 @@ export default function UsagePage() {
   const tokensKnown = u ? u.last_30_days.tokens_in + u.last_30_days.tokens_out > 0 : false;
   return (
     <>
-      <PageHeader title="Usage" description="Messages between you and your assistant (UTC days)." />
+      <PageHeader title="Usage" description="Your assistant's model spend this month, and the messages between you (UTC days)." />
       <div className="space-y-6">
         {usage.error ? <ErrorNotice error={usage.error} onRetry={() => void usage.reload()} /> : null}
         {!u && !usage.error ? (
@@ -78,6 +79,7 @@ export default function UsagePage() {
         ) : null}
         {u ? (
           <>
+            <ModelSpend llm={u.llm} onChange={usage.reload} />
             <Card aria-labelledby="today-title">
               <h2 id="today-title" className="text-lg font-semibold text-white">Today</h2>
               <dl className="mt-4 grid gap-4 sm:grid-cols-3" data-testid="usage-today">
