@@ -33,13 +33,15 @@ from yourclaw_common.events import (
     HostVerb,
     host_command,
 )
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import assistant_with_proxy_credential, eventually
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 from yourclaw_host_agent.runtimes.docker import DockerRuntime
 from yourclaw_host_agent.settings import HostAgentSettings
-from yourclaw_provisioner.render import DevProvider, GatewaySecrets, build_spec
+from yourclaw_llm_proxy.app import run as run_llm_proxy
+from yourclaw_llm_proxy.settings import LlmProxySettings
+from yourclaw_provisioner.render import GatewaySecrets, build_spec
 
 # One worker runs them all: they share one tenant container (a gateway boot).
 pytestmark = [
@@ -131,6 +133,9 @@ class Cell:
     tenant: Tenant
     data_dir: Path
     settings: HostAgentSettings
+    # The LLM stand-in behind the proxy, and the database the proxy meters into.
+    devsim_port: int = 0
+    pool: Any = None
     agent: asyncio.Task[None] | None = None
     stop: asyncio.Event | None = None
 
@@ -172,11 +177,16 @@ def open_service() -> Iterator[_Listener]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def cell(engine, nats_url, tmp_path_factory) -> AsyncIterator[Cell]:
+async def cell(
+    engine, nats_url, database_url, encryption_key, db_pool, tmp_path_factory
+) -> AsyncIterator[Cell]:
     suffix = uuid.uuid4().hex[:6]
     bridge, network = f"yct{suffix}", f"yourclaw-test-{suffix}"
     gateway_ip = bridge_gateway()
+    # The one host port a tenant may reach: the LLM proxy's. The stand-in
+    # behind it listens on another port, closed to tenants.
     llm_port = free_port(gateway_ip)
+    devsim_port = free_port(gateway_ip)
     data_dir = tmp_path_factory.mktemp("docker-host")
     host_id = f"dk{suffix}"
     settings = HostAgentSettings(
@@ -197,18 +207,34 @@ async def cell(engine, nats_url, tmp_path_factory) -> AsyncIterator[Cell]:
     )
     names: list[str] = []
     nats_client = await nats.connect(nats_url)
-    async with running_devsim(devsim_settings, host=gateway_ip, port=llm_port):
+    user_id, assistant_id, proxy_token = await assistant_with_proxy_credential(db_pool)
+    proxy_stop = asyncio.Event()
+    async with running_devsim(devsim_settings, host=gateway_ip, port=devsim_port):
+        proxy = asyncio.create_task(
+            run_llm_proxy(
+                LlmProxySettings(
+                    _env_file=None,  # type: ignore[call-arg]
+                    nats_url=nats_url,
+                    database_url=database_url,
+                    encryption_key=encryption_key,
+                    llm_proxy_host=gateway_ip,
+                    llm_proxy_port=llm_port,
+                    dev_llm_base_url=f"http://{gateway_ip}:{devsim_port}",
+                ),
+                proxy_stop,
+            )
+        )
         token = uuid.uuid4().hex
         spec = build_spec(
-            user_id=uuid.uuid4(),
-            assistant_id=uuid.uuid4(),
+            user_id=user_id,
+            assistant_id=assistant_id,
             port=free_port("127.0.0.1"),
             model="openai/gpt-4o",
-            secrets=GatewaySecrets(gateway_token=token, notify_secret="n" * 32),
-            llm_env={},
-            public_base_url="http://127.0.0.1:8000",
+            secrets=GatewaySecrets(
+                gateway_token=token, notify_secret="n" * 32, proxy_token=proxy_token
+            ),
+            llm_proxy_url=f"http://host.docker.internal:{llm_port}",
             image=IMAGE,
-            dev=DevProvider(base_url=f"http://host.docker.internal:{llm_port}"),
         )
         names.append(spec.name)
         this = Cell(
@@ -221,6 +247,8 @@ async def cell(engine, nats_url, tmp_path_factory) -> AsyncIterator[Cell]:
             tenant=Tenant(spec.name, spec, token),
             data_dir=data_dir,
             settings=settings,
+            devsim_port=devsim_port,
+            pool=db_pool,
         )
         this.start_agent()
         try:
@@ -237,6 +265,8 @@ async def cell(engine, nats_url, tmp_path_factory) -> AsyncIterator[Cell]:
             await _drop_firewall(bridge)
             docker("network", "rm", network, check=False)
             await nats_client.close()
+            proxy_stop.set()
+            await asyncio.gather(proxy, return_exceptions=True)
 
 
 async def _try_create(nc: Any, host_id: str, spec: ContainerSpec) -> HostReply | None:
@@ -324,8 +354,10 @@ class TestNetwork:
         self, cell, open_service, nats_url
     ):
         tenant = cell.tenant
-        # The one host port tenants may use (the LLM proxy's; here the stand-in).
+        # The one host port tenants may use: the LLM proxy's; not the
+        # provider (here the stand-in) behind it.
         assert tenant.can_connect(cell.gateway_ip, cell.llm_port)
+        assert not tenant.can_connect(cell.gateway_ip, cell.devsim_port)
         # A service listening on every host address is still out of reach.
         assert not tenant.can_connect(cell.gateway_ip, open_service.port)
         tenant_gw = json.loads(docker("network", "inspect", cell.network))[0]["IPAM"][
@@ -405,7 +437,13 @@ class TestGateway:
             )
         assert resp.status_code == 200, resp.text
         answer = resp.json()["choices"][0]["message"]["content"]
-        assert answer
+        assert "hello from a container" in answer
+        # The model call went through the proxy, which metered it for this user.
+        calls = await cell.pool.fetchval(
+            "SELECT count(*) FROM llm_calls WHERE user_id = $1",
+            cell.tenant.spec.user_id,
+        )
+        assert calls >= 1
 
     async def test_the_agent_adopts_it_after_a_restart(self, cell):
         before = inspect(cell.tenant.name)["Id"]

@@ -182,6 +182,7 @@ def exported_by_service(tmp_path_factory) -> dict[str, set[str]]:
         API_PORT=str(api_port),
         DEVSIM_PORT=str(devsim_port),
         WEB_PORT=str(free_port()),
+        LLM_PROXY_PORT=str(free_port()),
         # No spare OpenClaw booting beside the other tests: the metrics are
         # the same without it.
         WARM_POOL_SIZE="0",

@@ -53,6 +53,7 @@ class TestCounted:
             per_min=limit_per(1, "minute"),
             per_day=limit_per(0, "day"),
             token_limit="",
+            month="$0.00 of $8.00 (0%), 0 tokens",
         )
         assert "*Today*: 1 message from you, 1 reply, 1 token" in text
         assert "*Limits*: 1 message a minute, no limit per day" in text
