@@ -119,7 +119,11 @@ def _twilio_webhook(
                     "description": "Queued: an empty TwiML response.",
                     "content": {"text/xml": {"schema": {"type": "string"}}},
                 },
-                "400": _error(f"BAD_REQUEST: {bad_request}"),
+                "400": _error(
+                    f"BAD_REQUEST: {bad_request} INVALID_CHARACTER: a field holds "
+                    "a NUL character; FIELD_TOO_LONG: a sid over 64 or another "
+                    "field over 4,096 characters."
+                ),
                 "403": _error(
                     "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
                     "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
@@ -146,7 +150,8 @@ _GATEWAY_PATHS: dict[str, Any] = {
         operation_id="twilio_whatsapp_webhook",
         fields={name: {"type": "string"} for name in _TWILIO_FIELDS},
         required=["MessageSid", "From"],
-        bad_request="a required field is missing or bad.",
+        bad_request="MessageSid or From is missing; INVALID_NUM_MEDIA: "
+        "NumMedia is not a count from 0 to 10.",
         queued="message",
     ),
     TWILIO_STATUS_PATH: _twilio_webhook(
