@@ -9,17 +9,21 @@ import sys
 
 import pytest
 from yourclaw_common.crypto import SecretBox, generate_key
-from yourclaw_common.events import Stream
-from yourclaw_common.nats import publish
+from yourclaw_common.events import CONSUMERS, Stream
+from yourclaw_common.nats import count_dead_letters, publish
 from yourclaw_common.testing import eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
 from yourclaw_devkit.defaults import DEV_WHATSAPP_NUMBER
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
+from yourclaw_messaging import repository
+from yourclaw_messaging.errors import Unstorable
+from yourclaw_messaging.service import Conversation
 
 from .conftest import AUTH, inbound
 
 PHONE = "+15551230001"
 STRANGER = "+15559870000"
+OTHER = "+15551230002"
 
 
 async def llm_requests(devsim) -> list[dict]:
@@ -295,3 +299,62 @@ class TestUnreadableToken:
         assert len(sent) == 1
         assert sent[0]["body"].startswith("Sorry")
         assert await llm_requests(devsim) == []
+
+
+class TestPoison:
+    async def test_a_message_postgres_refuses_is_dead_lettered_at_once(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "nul \x00 byte", sid="SMpoison"))
+        await publish(js, inbound(PHONE, "after it", sid="SMafter"))
+
+        sent = await replies_settle(devsim, PHONE, 1, wait=TEST_ACK_WAIT_SECONDS + 1)
+
+        assert [m["body"] for m in sent] == ["Echo: after it"]
+        spec = CONSUMERS.MESSAGING_INBOUND_WHATSAPP
+        assert await count_dead_letters(js, spec) == 1
+        info = await js.consumer_info(Stream.INBOUND, spec.durable)
+        assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
+        assert (
+            await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE twilio_sid = 'SMpoison'"
+            )
+            == 0
+        )
+
+    async def test_a_refused_message_in_a_batch_fails_only_itself(
+        self, register, clean_db, monkeypatch
+    ):
+        await register(PHONE)
+        await register(OTHER)
+        batches: list[int] = []
+        receive = repository.receive
+
+        async def counting(conn, batch, **kw):
+            batches.append(len(batch))
+            return await receive(conn, batch, **kw)
+
+        monkeypatch.setattr(repository, "receive", counting)
+        conversation = Conversation(
+            pool=clean_db,
+            twilio=None,
+            assistant=None,
+            secrets=None,
+            sender=DEV_WHATSAPP_NUMBER,
+            app_url="",
+        )
+
+        results = await asyncio.gather(
+            conversation._receive(repository.Inbound("SMgood1", PHONE, "hi", 0)),
+            conversation._receive(repository.Inbound("SMbad", STRANGER, "\x00", 0)),
+            conversation._receive(repository.Inbound("SMgood2", OTHER, "yo", 0)),
+            return_exceptions=True,
+        )
+
+        assert batches == [3, 1, 1, 1]
+        assert results[0].is_new
+        assert results[2].is_new
+        assert isinstance(results[1], Unstorable)
+        assert await clean_db.fetchval("SELECT count(*) FROM messages") == 2

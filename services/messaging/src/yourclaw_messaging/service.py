@@ -48,6 +48,8 @@ from yourclaw_messaging.errors import (
     MediaRejected,
     TwilioRejected,
     TwilioSendError,
+    is_unstorable,
+    unstorable_as_permanent,
 )
 from yourclaw_messaging.repository import Recipient
 from yourclaw_messaging.sendrate import SharedTokenBucket
@@ -122,15 +124,17 @@ class Conversation:
         # One turn at a time per phone in this replica, so replies keep order.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._bucket = SharedTokenBucket(self.pool, self.sender, self.send_rate)
+        # A batch PostgreSQL refuses for one item's value is stored item by item:
+        # the bad one is terminated alone, the others' turns go on.
         self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
-            self._record_sent
+            self._record_sent, isolate=is_unstorable
         )
         self._receive: Batcher[repository.Inbound, repository.Received] = Batcher(
-            self._receive_batch
+            self._receive_batch, isolate=is_unstorable
         )
         self._batched_replies: Batcher[
             repository.Replies, list[asyncpg.Record] | None
-        ] = Batcher(self._add_replies)
+        ] = Batcher(self._add_replies, isolate=is_unstorable)
 
     async def _receive_batch(
         self, batch: list[repository.Inbound]
@@ -139,19 +143,22 @@ class Conversation:
         # in handle_inbound), and a user has one phone.
         limits = self._limit_check() if self.limits.any else None
         async with self.pool.acquire() as conn:
-            return await repository.receive(conn, batch, limits=limits)
+            with unstorable_as_permanent():
+                return await repository.receive(conn, batch, limits=limits)
 
     async def _add_replies(
         self, batch: list[repository.Replies]
     ) -> list[list[asyncpg.Record] | None]:
         async with self.pool.acquire() as conn:
-            return await repository.add_many_replies(conn, batch)
+            with unstorable_as_permanent():
+                return await repository.add_many_replies(conn, batch)
 
     async def _record_sent(
         self, sends: list[tuple[UUID, str]]
     ) -> list[asyncpg.Record | None]:
         async with self.pool.acquire() as conn:
-            return await repository.mark_sent(conn, sends)
+            with unstorable_as_permanent():
+                return await repository.mark_sent(conn, sends)
 
     # --- inbound turns -------------------------------------------------------
 
