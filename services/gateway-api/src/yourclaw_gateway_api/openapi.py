@@ -3,7 +3,8 @@
 FastAPI documents the routes it serves; this adds what it cannot see:
 - the errors every route shares, all as `{"detail","code"}` (FastAPI's own 422
   schema is not what we send), the 401 of authenticated routes, the 400 and 413
-  of routes with a body, the 429 of webhooks, the 500 anything can answer;
+  of routes with a body, the 429 of webhooks, the 500 anything can answer, the
+  503 with Retry-After of routes while PostgreSQL is down;
 - the `X-Request-Id` header of every answer that passes through `edge.py`;
 - the two paths `GatewayApp` answers before FastAPI: the Twilio webhook and
   `/healthz`.
@@ -62,6 +63,10 @@ _SHARED = {
     "500": _error("INTERNAL_ERROR: a bug on our side; it has been logged."),
 }
 _AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE: the token cannot be checked right now; retry."
+_DATABASE_UNAVAILABLE = (
+    "DATABASE_UNAVAILABLE: PostgreSQL is down or restarting; retry after "
+    "Retry-After seconds."
+)
 
 _TWILIO_FIELDS = (
     "MessageSid",
@@ -220,6 +225,15 @@ def _complete(path: str, operation: dict[str, Any], *, jwks: bool) -> None:
                 responses["503"] = _error(f"{described}; {_AUTH_UNAVAILABLE}")
             else:
                 responses["503"] = _error(_AUTH_UNAVAILABLE)
+    if not path.startswith(WEBHOOKS_PREFIX) and path != LIVENESS_PATH:
+        if "503" in responses:
+            described = responses["503"]["description"]
+            responses["503"] = _error(f"{described}; {_DATABASE_UNAVAILABLE}")
+        else:
+            responses["503"] = _error(_DATABASE_UNAVAILABLE)
+        responses["503"]["headers"] = {
+            "Retry-After": {**_RETRY_AFTER, "required": False}
+        }
     if "requestBody" in operation:
         responses.setdefault("400", _shared("400"))
     if "requestBody" in operation or path.startswith(WEBHOOKS_PREFIX):

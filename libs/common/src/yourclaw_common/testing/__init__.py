@@ -2,5 +2,6 @@
 
 from yourclaw_common.testing.factories import subscribed_user
 from yourclaw_common.testing.helpers import eventually, reset_streams
+from yourclaw_common.testing.outage import Cuttable, cuttable
 
-__all__ = ["eventually", "reset_streams", "subscribed_user"]
+__all__ = ["Cuttable", "cuttable", "eventually", "reset_streams", "subscribed_user"]
