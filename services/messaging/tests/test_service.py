@@ -9,9 +9,9 @@ import sys
 
 import pytest
 from yourclaw_common.crypto import SecretBox, generate_key
-from yourclaw_common.events import CONSUMERS, Stream
+from yourclaw_common.events import CONSUMERS, InboundWhatsAppStatus, Stream
 from yourclaw_common.nats import count_dead_letters, publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import cuttable, eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
 from yourclaw_devkit.defaults import DEV_WHATSAPP_NUMBER
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
@@ -129,6 +129,43 @@ class TestHandleInbound:
         assert info.num_ack_pending == 0
         assert info.num_redelivered == 0
 
+    async def test_a_starting_assistant_is_waited_for_not_apologised_for(
+        self, start_messaging, register, js, devsim, devsim_url, clean_db
+    ):
+        async with cuttable(devsim_url) as gateway:
+            await gateway.cut()  # restarting: connections are refused
+            await register(PHONE, endpoint=gateway.url(devsim_url))
+            await start_messaging()
+            await publish(js, inbound(PHONE, "are you up", sid="SMwait"))
+            await eventually(
+                lambda: clean_db.fetchval(
+                    "SELECT 1 FROM messages WHERE twilio_sid = 'SMwait'"
+                )
+            )
+            await asyncio.sleep(2)
+            assert await sent_to(devsim, PHONE) == []
+
+            await gateway.start()
+            sent = await replies_settle(devsim, PHONE, 1, wait=1)
+
+        assert [m["body"] for m in sent] == ["Echo: are you up"]
+        assert len(await llm_requests(devsim)) == 1
+        assert await count_dead_letters(js, CONSUMERS.MESSAGING_INBOUND_WHATSAPP) == 0
+
+    async def test_an_assistant_that_never_starts_gets_one_apology(
+        self, start_messaging, register, js, devsim, devsim_url
+    ):
+        async with cuttable(devsim_url) as gateway:
+            await gateway.cut()
+            await register(PHONE, endpoint=gateway.url(devsim_url))
+            await start_messaging(assistant_not_ready_deliveries=2)
+            await publish(js, inbound(PHONE, "hello?", sid="SMnever"))
+
+            sent = await replies_settle(devsim, PHONE, 1, wait=3)
+
+        assert len(sent) == 1
+        assert sent[0]["body"].startswith("Sorry")
+
     async def test_assistant_timeout_gets_an_apology(
         self, start_messaging, register, js, devsim
     ):
@@ -177,31 +214,31 @@ class TestDeliveryAfterCrash:
     async def test_send_whose_outcome_is_unknown_is_not_repeated(
         self, start_messaging, register, js, devsim, clean_db
     ):
-        """A worker died after Twilio accepted a part but before recording it."""
+        """A worker died after Twilio accepted a part but before recording it:
+        the redelivery waits for the status callback, which names the part."""
         user_id = await register(PHONE)
         body = "Echo: crash between send and commit"
-        await clean_db.execute(
-            "INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status) "
-            "VALUES ($1, $2, 'INBOUND', 'crash between send and commit', 'SMcrash', 'RECEIVED')",
-            user_id,
-            PHONE,
-        )
-        await clean_db.execute(
-            "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part, status, "
-            "send_attempted_at) VALUES ($1, $2, 'OUTBOUND', $3, 'SMcrash', 0, 'SENDING', now())",
-            user_id,
-            PHONE,
-            body,
-        )
+        await inbound_row(clean_db, user_id, "SMcrash", body)
+        message_id = await sending_row(clean_db, user_id, "SMcrash", body)
         accepted = await devsim.post(
             MESSAGES_PATH,
             data={"To": f"whatsapp:{PHONE}", "From": DEV_WHATSAPP_NUMBER, "Body": body},
             auth=AUTH,
         )
         assert accepted.status_code == 201
-        await start_messaging()
+        await start_messaging(twilio_status_callback_url=CALLBACK)
         await publish(
             js, inbound(PHONE, "crash between send and commit", sid="SMcrash")
+        )
+        await asyncio.sleep(1.5)
+        # gateway-api publishes Twilio's callback with the id from its URL.
+        await publish(
+            js,
+            InboundWhatsAppStatus(
+                message_sid=accepted.json()["sid"],
+                message_status="sent",
+                message_id=message_id,
+            ),
         )
         await eventually(
             lambda: clean_db.fetchval(
@@ -209,8 +246,8 @@ class TestDeliveryAfterCrash:
             ),
             timeout=10,
         )
-        sent = await sent_to(devsim, PHONE)
-        assert len(sent) == 1
+        await asyncio.sleep(2)
+        assert len(await sent_to(devsim, PHONE)) == 1
         assert (
             await clean_db.fetchval(
                 "SELECT twilio_sid FROM messages WHERE in_reply_to = 'SMcrash'"
@@ -218,6 +255,69 @@ class TestDeliveryAfterCrash:
             == accepted.json()["sid"]
         )
         assert await llm_requests(devsim) == []  # the stored reply was reused
+
+    async def test_identical_apologies_are_told_apart_by_message_id(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """Two turns left the same apology SENDING; Twilio took only the first.
+        Matched by body, both took its sid and the second hit the unique key."""
+        user_id = await register(PHONE)
+        apology = "Sorry, your assistant couldn't answer that just now."
+        ids = []
+        for sid in ("SMsorry1", "SMsorry2"):
+            await inbound_row(clean_db, user_id, sid, "x")
+            ids.append(await sending_row(clean_db, user_id, sid, apology))
+        accepted = await devsim.post(
+            MESSAGES_PATH,
+            data={
+                "To": f"whatsapp:{PHONE}",
+                "From": DEV_WHATSAPP_NUMBER,
+                "Body": apology,
+            },
+            auth=AUTH,
+        )
+        await start_messaging(
+            twilio_status_callback_url=CALLBACK, twilio_send_confirm_seconds=1
+        )
+        await publish(
+            js,
+            InboundWhatsAppStatus(
+                message_sid=accepted.json()["sid"],
+                message_status="sent",
+                message_id=ids[0],
+            ),
+        )
+        await publish(js, inbound(PHONE, "x", sid="SMsorry1"))
+        await publish(js, inbound(PHONE, "x", sid="SMsorry2"))
+
+        sent = await replies_settle(devsim, PHONE, 2, wait=2)
+
+        assert [m["body"] for m in sent] == [apology, apology]
+        rows = await clean_db.fetch(
+            "SELECT id, status, twilio_sid FROM messages WHERE id = ANY($1::uuid[])",
+            ids,
+        )
+        assert {r["status"] for r in rows} == {"SENT"}
+        assert {r["twilio_sid"] for r in rows} == {m["sid"] for m in sent}
+        spec = CONSUMERS.MESSAGING_INBOUND_WHATSAPP
+        assert await count_dead_letters(js, spec) == 0
+
+    async def test_unconfirmed_send_is_sent_again_after_the_wait(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await inbound_row(clean_db, user_id, "SMnocb", "x")
+        await sending_row(clean_db, user_id, "SMnocb", "Echo: x")
+        await start_messaging(
+            twilio_status_callback_url=CALLBACK, twilio_send_confirm_seconds=2
+        )
+        await publish(js, inbound(PHONE, "x", sid="SMnocb"))
+        await asyncio.sleep(1)
+        assert await sent_to(devsim, PHONE) == []
+
+        sent = await replies_settle(devsim, PHONE, 1)
+
+        assert [m["body"] for m in sent] == ["Echo: x"]
 
     async def test_send_that_never_reached_twilio_is_sent(
         self, start_messaging, register, js, devsim, clean_db
@@ -276,6 +376,33 @@ class TestDeliveryAfterCrash:
                 if proc is not None and proc.returncode is None:
                     proc.terminate()
                     await asyncio.wait_for(proc.wait(), 15)
+
+
+CALLBACK = "http://127.0.0.1:9/api/v1/webhooks/twilio/status"
+
+
+async def inbound_row(pool, user_id, sid, body):
+    await pool.execute(
+        "INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status) "
+        "VALUES ($1, $2, 'INBOUND', $3, $4, 'RECEIVED')",
+        user_id,
+        PHONE,
+        body,
+        sid,
+    )
+
+
+async def sending_row(pool, user_id, in_reply_to, body):
+    """A reply part an earlier attempt stored and may have handed to Twilio."""
+    return await pool.fetchval(
+        "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, "
+        "part, status, send_attempted_at) "
+        "VALUES ($1, $2, 'OUTBOUND', $3, $4, 0, 'SENDING', now()) RETURNING id",
+        user_id,
+        PHONE,
+        body,
+        in_reply_to,
+    )
 
 
 async def _count(awaitable, n):

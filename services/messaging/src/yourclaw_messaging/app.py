@@ -69,6 +69,8 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             media_max_bytes=settings.media_max_bytes,
             send_retries=settings.twilio_send_retries,
             send_rate=settings.twilio_send_rate_per_second,
+            not_ready_deliveries=settings.assistant_not_ready_deliveries,
+            send_confirm_seconds=settings.twilio_send_confirm_seconds,
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(

@@ -27,6 +27,25 @@ class AssistantUnavailable(TransientError):
     code = "ASSISTANT_UNAVAILABLE"
 
 
+class AssistantNotReady(AssistantUnavailable):
+    """The assistant's gateway refused the connection or answered 502/503/504:
+    it is (re)starting and will answer shortly."""
+
+    code = "ASSISTANT_NOT_READY"
+
+
+class AssistantStarting(TransientError):
+    """The turn waits for a (re)starting assistant: redelivered with backoff."""
+
+    code = "ASSISTANT_STARTING"
+
+
+class SendUnconfirmed(TransientError):
+    """A send whose outcome is unknown waits for Twilio's status callback."""
+
+    code = "SEND_UNCONFIRMED"
+
+
 class MediaRejected(PermanentError):
     """An inbound attachment we will not hand to the assistant (too large)."""
 
