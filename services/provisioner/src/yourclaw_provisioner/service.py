@@ -38,6 +38,7 @@ from yourclaw_provisioner.errors import (
     GatewayUnhealthy,
     HostCommandFailed,
     NoHostAvailable,
+    NoLiveHost,
     ProvisioningError,
 )
 from yourclaw_provisioner.hosts import HostClient
@@ -174,7 +175,9 @@ class Provisioner:
                 attempt=job.attempts,
             )
             try:
-                await self.hosts.create(placement.host_id, spec)
+                await self.hosts.create(
+                    placement.host_id, spec, generation=placement.generation
+                )
             except HostCommandFailed as exc:
                 if exc.code != "PORT_IN_USE" or len(refused) >= _PORT_RETRIES:
                     raise
@@ -221,8 +224,11 @@ class Provisioner:
             port=placement.port,
         )
         if previous_host and previous_host != placement.host_id:
-            # Moved off a draining or lost host; reconcile catches what this misses.
-            await self._remove_quietly(previous_host, user_id)
+            # Moved off a draining or lost host; reconcile catches what this
+            # misses. Only superseded copies: the host keeps a newer one.
+            await self._remove_quietly(
+                previous_host, user_id, generation=placement.generation - 1
+            )
         return "completed"
 
     async def _deprovision(self, job: Job) -> str:
@@ -239,7 +245,11 @@ class Provisioner:
                 )
             )
         if assistant and assistant.host_id and live:
-            await self.hosts.remove(assistant.host_id, container_name(user_id))
+            await self.hosts.remove(
+                assistant.host_id,
+                container_name(user_id),
+                generation=assistant.generation,
+            )
         elif assistant and assistant.host_id:
             # A silent host: when it comes back, reconcile removes what nobody owns.
             log.warning(
@@ -299,7 +309,9 @@ class Provisioner:
             async with self.pool.acquire() as conn:
                 assistant = await repository.get_assistant(conn, job.user_id)
             if assistant and assistant.host_id:
-                await self._remove_quietly(assistant.host_id, job.user_id)
+                await self._remove_quietly(
+                    assistant.host_id, job.user_id, generation=assistant.generation
+                )
         reason = (
             exc.reason
             if isinstance(exc, ProvisioningError)
@@ -360,7 +372,9 @@ class Provisioner:
             )
             if address is not None:
                 if (host_id, assistant.port) not in refused:
-                    return Placement(host_id, address, assistant.port)
+                    return Placement(
+                        host_id, address, assistant.port, assistant.generation
+                    )
                 moved = await self._assign_port(
                     conn, assistant.user_id, host_id, address, refused
                 )
@@ -383,6 +397,11 @@ class Provisioner:
                 excluded.append(host_id)
                 continue
             return placement
+        if not excluded and not await repository.any_live_host(
+            conn, timeout_seconds=timeout
+        ):
+            # Nothing heart-beats: unreachable (or none yet), which is not full.
+            raise NoLiveHost("no host is heart-beating")
         raise NoHostAvailable("no live host with room", excluded=excluded)
 
     async def _assign_port(
@@ -404,14 +423,14 @@ class Provisioner:
         )
         if port is None:
             return None
-        await repository.assign_placement(
+        generation = await repository.assign_placement(
             conn,
             user_id,
             host_id=host_id,
             port=port,
             base_url=f"http://{address}:{port}",
         )
-        return Placement(host_id, address, port)
+        return Placement(host_id, address, port, generation)
 
     async def _gateway_secrets(
         self, conn: Connection, assistant: Assistant
@@ -496,9 +515,13 @@ class Provisioner:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _remove_quietly(self, host_id: str, user_id: UUID) -> None:
+    async def _remove_quietly(
+        self, host_id: str, user_id: UUID, *, generation: int | None = None
+    ) -> None:
         try:
-            await self.hosts.remove(host_id, container_name(user_id))
+            await self.hosts.remove(
+                host_id, container_name(user_id), generation=generation
+            )
         except HostCommandFailed as exc:
             log.warning(
                 "provisioner.remove_failed",
