@@ -9,9 +9,16 @@ answered 200 is sent again with the same MessageSid for a while, as Twilio's
 retries do. After each fault the script waits for the replies and counts them
 at the Twilio stand-in, where the user would see them.
 
-Faults: kill -9 of messaging and of gateway-api (restarted at once); NATS
-frozen (SIGSTOP, then SIGCONT: a partition without a restart); PostgreSQL
-stopped; NATS restarted.
+The provisioner and a host-agent (process runtime, with a stand-in OpenClaw
+that only answers its health checks) run too, with CHAOS_HOSTED_ASSISTANTS
+assistants placed on that host; they get no traffic, they are watched: none
+may leave READY, move, get a new placement generation or lose its gateway
+process. The host is declared lost after 5 + 20 s of silence here, well
+inside the freezes, so only fencing keeps them.
+
+Faults: kill -9 of messaging, gateway-api and the provisioner (restarted at
+once); NATS frozen (SIGSTOP, then SIGCONT: a partition without a restart); the
+host-agent frozen; PostgreSQL stopped; NATS restarted.
 
 Columns: sent (webhooks), accepted (answered 200 at some try), answered once,
 lost (accepted, no reply), duplicated (accepted, more than one reply),
@@ -19,7 +26,7 @@ recovery s (from the dependency's return, or the restart, to the next reply
 the stand-in sees), new message answered after s (from the same moment to the
 first reply to a message sent after it: it queues behind the backlog the fault
 built up). Replies are polled every 0.25 s. Exits 1 when anything is lost or
-duplicated or an assistant left READY.
+duplicated, or an assistant left READY or was replaced, or a gateway removed.
 
     .tools/bin/uv run python bench/chaos.py        # `make chaos`
     CHAOS_FREEZE_SECONDS=180 CHAOS_PG_DOWN_SECONDS=30 .tools/bin/uv run python bench/chaos.py
@@ -45,17 +52,23 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import nats
+import psutil
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.db import migrate
 from yourclaw_common.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from yourclaw_common.events import AssistantProvisionRequested
+from yourclaw_common.nats import publish
 from yourclaw_devkit.cli import inbound_whatsapp_form, register_dev_user, sign_webhook
 from yourclaw_devkit.defaults import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
+from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 
 USERS = int(os.environ.get("CHAOS_USERS", "20"))
+HOSTED = int(os.environ.get("CHAOS_HOSTED_ASSISTANTS", "2"))
 RATE = float(os.environ.get("CHAOS_RATE", "8"))  # messages per second
 # How long the assistant takes per turn, so that turns are in flight when a
 # process dies.
@@ -65,12 +78,53 @@ PG_DOWN_SECONDS = float(os.environ.get("CHAOS_PG_DOWN_SECONDS", "30"))
 # How long each message is offered again while it is refused (Twilio retries).
 RETRY_SECONDS = float(os.environ.get("CHAOS_RETRY_SECONDS", "120"))
 SETTLE_SECONDS = float(os.environ.get("CHAOS_SETTLE_SECONDS", "120"))
+# Only the faults whose name contains one of these (comma-separated), e.g.
+# CHAOS_FAULTS="host-agent,PostgreSQL"; all by default.
+ONLY = [w for w in os.environ.get("CHAOS_FAULTS", "").split(",") if w]
 # Traffic before the fault and after the dependency is back.
 LEAD_SECONDS = 3.0
 TAIL_SECONDS = 6.0
 PATH = "/api/v1/webhooks/twilio/whatsapp"
 ASSISTANT_TOKEN = "chaos-gateway-token"  # devsim checks no token
 RESTART_PAUSE = 0.5
+HOST_ID = "chaos-host"
+# Where the host-agent looks for OpenClaw: a gateway that answers its health
+# checks and nothing else (`node <dir>/node_modules/openclaw/openclaw.mjs gateway
+# --port …`), so the agent runs unmodified.
+FAKE_OPENCLAW = """\
+import http from "node:http";
+const args = process.argv.slice(2);
+const port = Number(args[args.indexOf("--port") + 1]);
+process.on("SIGTERM", () => process.exit(0));
+http.createServer((req, res) => {
+  const ok = req.url === "/healthz" || req.url === "/readyz";
+  res.writeHead(ok ? 200 : 404, { "Content-Type": "application/json" });
+  res.end(ok ? '{"ok":true,"status":"live"}' : "{}");
+}).listen(port, "127.0.0.1");
+"""
+
+
+def _fake_openclaw(home: Path) -> Path:
+    """Install the stand-in where the agent takes it for the pinned openclaw."""
+    package = home / "node_modules" / "openclaw"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text(
+        f'{{"name": "openclaw", "version": "{OPENCLAW_VERSION}", "type": "module"}}'
+    )
+    (home / ".installed").write_text(OPENCLAW_VERSION)
+    entry = package / "openclaw.mjs"
+    entry.write_text(FAKE_OPENCLAW)
+    return entry
+
+
+def _gateways(entry: Path) -> set[int]:
+    """Pids of the stand-in gateways running now."""
+    found = set()
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if str(entry) in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.add(proc.pid)
+    return found
 
 
 def _phone(i: int) -> str:
@@ -261,15 +315,21 @@ async def _scenario(
 
 
 async def _run(
-    nats: EmbeddedNats,
+    nats_server: EmbeddedNats,
     pg: EmbeddedPostgres,
     services: dict[str, Service],
     db_url: str,
     api: str,
     devsim_url: str,
     key: str,
+    entry: Path,
 ) -> int:
+    nats_url = nats_server.url
     ready = "SELECT count(*) FROM assistants WHERE status = 'READY'"
+    placed = (
+        "SELECT user_id, status, host_id, port, generation FROM assistants "
+        "WHERE host_id = $1 ORDER BY user_id"
+    )
     conn = await asyncpg.connect(db_url)
     try:
         for i in range(USERS):
@@ -280,7 +340,20 @@ async def _run(
                 token=ASSISTANT_TOKEN,
                 box=SecretBox(key),
             )
+        hosted = [uuid.uuid4() for _ in range(HOSTED)]
+        nc = await nats.connect(nats_url)
+        for user_id in hosted:
+            await conn.execute("INSERT INTO users (id) VALUES ($1)", user_id)
+            await publish(nc.jetstream(), AssistantProvisionRequested(user_id=user_id))
+        await nc.close()
+        deadline = time.monotonic() + 60
+        while await conn.fetchval(ready) < USERS + HOSTED:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the hosted assistants did not get READY")
+            await asyncio.sleep(0.5)
         ready_before = await conn.fetchval(ready)
+        placed_before = [dict(r) for r in await conn.fetch(placed, HOST_ID)]
+        gateways_before = _gateways(entry)
     finally:
         await conn.close()
 
@@ -291,11 +364,19 @@ async def _run(
         await service.restarted.wait()
         return service.restarted_at
 
-    async def freeze_nats() -> float:
-        assert nats.proc is not None
-        nats.proc.send_signal(signal.SIGSTOP)
+    async def freeze_host_agent() -> float:
+        agent = services["host-agent"].proc
+        assert agent is not None
+        agent.send_signal(signal.SIGSTOP)
         await asyncio.sleep(FREEZE_SECONDS)
-        nats.proc.send_signal(signal.SIGCONT)
+        agent.send_signal(signal.SIGCONT)
+        return time.monotonic()
+
+    async def freeze_nats() -> float:
+        assert nats_server.proc is not None
+        nats_server.proc.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(FREEZE_SECONDS)
+        nats_server.proc.send_signal(signal.SIGCONT)
         return time.monotonic()
 
     async def stop_postgres() -> float:
@@ -305,17 +386,21 @@ async def _run(
         return time.monotonic()
 
     async def restart_nats() -> float:
-        await asyncio.to_thread(nats.stop)
-        await asyncio.to_thread(nats.start)
+        await asyncio.to_thread(nats_server.stop)
+        await asyncio.to_thread(nats_server.start)
         return time.monotonic()
 
     faults: list[tuple[str, Callable[[], Awaitable[float]]]] = [
         ("kill -9 messaging", lambda: kill("messaging")),
         ("kill -9 gateway-api", lambda: kill("gateway-api")),
+        ("kill -9 provisioner", lambda: kill("provisioner")),
         (f"freeze NATS {FREEZE_SECONDS:g} s (SIGSTOP)", freeze_nats),
+        (f"freeze host-agent {FREEZE_SECONDS:g} s (SIGSTOP)", freeze_host_agent),
         (f"stop PostgreSQL {PG_DOWN_SECONDS:g} s", stop_postgres),
         ("restart NATS", restart_nats),
     ]
+    if ONLY:
+        faults = [f for f in faults if any(word in f[0] for word in ONLY)]
     rows: list[Row] = []
     async with httpx.AsyncClient(base_url=devsim_url, timeout=10) as devsim:
         for number, (name, fault) in enumerate(faults):
@@ -324,11 +409,15 @@ async def _run(
             rows.append(row)
             print(f"  {name}: done", flush=True)
 
+    # A few reconcile passes with everything back.
+    await asyncio.sleep(5)
     conn = await asyncpg.connect(db_url)
     try:
         ready_after = await conn.fetchval(ready)
+        placed_after = [dict(r) for r in await conn.fetch(placed, HOST_ID)]
     finally:
         await conn.close()
+    gateways_after = _gateways(entry)
 
     print(
         f"\nmachine {platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -346,7 +435,24 @@ async def _run(
             f"{r.duplicated} | {_seconds(r.recovery)} | {_seconds(r.new_message)} |"
         )
     print(f"\nassistants READY before {ready_before}, after {ready_after}")
-    bad = any(r.lost or r.duplicated for r in rows) or ready_after != ready_before
+    replaced = sum(
+        1
+        for before, after in zip(placed_before, placed_after, strict=False)
+        if before != after
+    ) + abs(len(placed_before) - len(placed_after))
+    kept = len(gateways_before & gateways_after)
+    print(
+        f"assistants on {HOST_ID}: {len(placed_before)}, replaced or changed "
+        f"{replaced}; their gateway processes kept {kept} of "
+        f"{len(gateways_before)}"
+    )
+    bad = (
+        any(r.lost or r.duplicated for r in rows)
+        or ready_after != ready_before
+        or replaced > 0
+        or kept != len(gateways_before)
+        or len(gateways_before) != HOSTED
+    )
     return 1 if bad else 0
 
 
@@ -355,6 +461,7 @@ def main() -> None:
     nats = EmbeddedNats(tmp / "nats").start()
     pg = EmbeddedPostgres(tmp / "postgres", fast=False).start()
     services: dict[str, Service] = {}
+    entry = _fake_openclaw(tmp / "openclaw")
     code = 1
     try:
         pg.create_database("chaos")
@@ -384,6 +491,19 @@ def main() -> None:
             "RATE_LIMIT_MSG_PER_DAY": "0",
             "WEBHOOK_RATE_LIMIT_PER_SECOND": "0",
             "METRICS_PORT": "0",
+            # The provisioner: a silent host is suspect after 5 s and lost
+            # after 20 s more, well inside the freezes.
+            "HOST_HEARTBEAT_TIMEOUT_SECONDS": "5",
+            "HOST_EVACUATE_AFTER_SECONDS": "20",
+            "RECONCILE_INTERVAL_SECONDS": "1",
+            # The host-agent (the process runtime is for development only).
+            "YOURCLAW_ENV": "dev",
+            "HOST_ID": HOST_ID,
+            "HOST_RUNTIME": "process",
+            "HOST_DATA_DIR": str(tmp / "host"),
+            "HOST_HEARTBEAT_SECONDS": "1",
+            "HOST_CAPACITY": str(max(HOSTED, 1)),
+            "OPENCLAW_INSTALL_DIR": str(entry.parents[2]),
         }
 
         async def migrated() -> None:
@@ -399,6 +519,8 @@ def main() -> None:
             ("devsim", [python, "-m", "yourclaw_devkit.devsim"]),
             ("gateway-api", [python, "-m", "yourclaw_gateway_api"]),
             ("messaging", [python, "-m", "yourclaw_messaging"]),
+            ("provisioner", [python, "-m", "yourclaw_provisioner"]),
+            ("host-agent", [python, "-m", "yourclaw_host_agent"]),
         ):
             services[name] = Service(name, argv, env, tmp)
             services[name].start()
@@ -410,7 +532,9 @@ def main() -> None:
             try:
                 await _wait_http(f"{devsim_url}/_devsim/health")
                 await _wait_http(f"{api}/healthz")
-                return await _run(nats, pg, services, db_url, api, devsim_url, key)
+                return await _run(
+                    nats, pg, services, db_url, api, devsim_url, key, entry
+                )
             finally:
                 for s in services.values():
                     s.stopping = True
@@ -421,6 +545,9 @@ def main() -> None:
     finally:
         for service in services.values():
             service.stop()
+        for pid in _gateways(entry):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
         pg.stop()
         nats.stop()
     sys.exit(code)
