@@ -256,6 +256,55 @@ class TestHostLossFencing:
         assert home.running() == {container_name(user_id)}
         assert spare.creates() == []
 
+    async def test_a_lost_host_whose_assistants_have_nowhere_to_go_keeps_them(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        # Measured: the re-placement failed three times, ended in ERROR and the
+        # gateway was removed when the host came back.
+        home = await fake_host("h-home")
+        user_id = await make_user()
+        await start_provisioner(host_evacuate_after_seconds=3)
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        first = await wait_status(clean_db, user_id, "READY")
+        # Another host answers (the control plane works), but it has no room.
+        full = await fake_host("h-full", capacity=0)
+
+        home.partitioned = True
+
+        async def move_failed():
+            jobs = await jobs_of(clean_db, user_id)
+            return [j["reason"] for j in jobs] == ["created", "host_lost"] and (
+                jobs[-1]["status"] == "FAILED"
+            )
+
+        await eventually(move_failed, timeout=30)
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"], row["generation"]) == (
+            "READY",
+            "h-home",
+            first["generation"],
+        )
+        assert row["last_error"] == HOST_LOST_FLAG
+        assert (await jobs_of(clean_db, user_id))[-1]["last_error"].startswith(
+            "NO_HOST_AVAILABLE"
+        )
+        # Not tried again at once: after another lost time.
+        await asyncio.sleep(1)
+        assert len(await jobs_of(clean_db, user_id)) == 2
+
+        home.partitioned = False
+        await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "ACTIVE"))
+        await asyncio.sleep(1)
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"], row["last_error"]) == (
+            "READY",
+            "h-home",
+            None,
+        )
+        assert home.removes() == []
+        assert home.running() == {container_name(user_id)}
+        assert full.creates() == []
+
 
 async def _eq(value, expected) -> bool:
     return await value == expected

@@ -13,7 +13,8 @@ memory); one replica at a time (advisory lock) repairs drift:
   its READY assistants are flagged (`last_error`) and keep their place, since
   their workspace lives on that host's disk. Only a host silent for another
   HOST_EVACUATE_AFTER_SECONDS (minutes) is lost, and only then are its
-  assistants re-placed on live hosts. Silence counts only while the control
+  assistants re-placed on live hosts; one with nowhere to go stays where it
+  is, flagged, and is tried again after as long. Silence counts only while the control
   plane demonstrably works — this replica connected to NATS without a break
   and some host heard from — so when every host goes silent at once (NATS is
   down) or this replica lost NATS, nothing is re-placed, and after such a break
@@ -39,7 +40,11 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_provisioner import metrics, repository
 from yourclaw_provisioner.errors import HostCommandFailed
-from yourclaw_provisioner.service import HOST_LOST_FLAG, Provisioner
+from yourclaw_provisioner.service import (
+    HOST_LOST_FLAG,
+    HOST_LOST_REASON,
+    Provisioner,
+)
 from yourclaw_provisioner.settings import ProvisionerSettings
 
 log = get_logger(__name__)
@@ -182,7 +187,7 @@ class Reconciler:
                 user_id=str(user_id),
                 silent_for_s=silent_for,
             )
-            await self._reprovision(conn, user_id, reason="host_lost")
+            await self._reprovision(conn, user_id, reason=HOST_LOST_REASON)
             metrics.RECONCILE_ACTIONS.labels("evacuated").inc()
 
     async def _why_not_judge_loss(

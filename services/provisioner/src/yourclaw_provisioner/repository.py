@@ -341,6 +341,27 @@ async def mark_error(conn: Connection, user_id: UUID, *, reason: str) -> UUID | 
     )
 
 
+async def keep_placement_on_silent_host(
+    conn: Connection, user_id: UUID, *, flag: str, timeout_seconds: float
+) -> bool:
+    """READY again where it was, flagged, if it is placed on a host that is
+    still silent (a move off it found nowhere to go); False otherwise."""
+    row = await conn.fetchval(
+        """
+        UPDATE assistants a SET status = 'READY', last_error = $2, updated_at = now()
+        FROM hosts h
+        WHERE a.user_id = $1 AND h.id = a.host_id
+          AND (h.last_heartbeat_at IS NULL
+               OR h.last_heartbeat_at < now() - make_interval(secs => $3))
+        RETURNING 1
+        """,
+        user_id,
+        flag,
+        timeout_seconds,
+    )
+    return row is not None
+
+
 async def mark_none(conn: Connection, user_id: UUID) -> None:
     """No container any more (the workspace stays on the host's disk)."""
     await conn.execute(
@@ -595,13 +616,19 @@ async def clear_host_flags(conn: Connection, host_id: str, *, flag: str) -> None
 async def assistants_to_evacuate(
     conn: Connection, *, silent_for_seconds: float
 ) -> list[UUID]:
-    """READY assistants on hosts silent for longer than the evacuation delay."""
+    """READY assistants on hosts silent for longer than the evacuation delay,
+    except those a move off it failed for within as long (nowhere to go)."""
     rows = await conn.fetch(
         """
         SELECT a.user_id FROM assistants a JOIN hosts h ON h.id = a.host_id
         WHERE a.status = 'READY'
           AND (h.last_heartbeat_at IS NULL
                OR h.last_heartbeat_at < now() - make_interval(secs => $1))
+          AND NOT EXISTS (
+            SELECT 1 FROM provisioning_jobs j
+            WHERE j.user_id = a.user_id AND j.reason = 'host_lost'
+              AND j.status = 'FAILED'
+              AND j.finished_at > now() - make_interval(secs => $1))
         """,
         silent_for_seconds,
     )

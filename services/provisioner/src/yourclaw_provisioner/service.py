@@ -56,6 +56,8 @@ log = get_logger(__name__)
 PROVISION = "PROVISION"
 DEPROVISION = "DEPROVISION"
 # Set on READY assistants whose host went silent (shown on the dashboard).
+# The reason of the job that moves an assistant off a lost host.
+HOST_LOST_REASON = "host_lost"
 HOST_LOST_FLAG = (
     "The server your assistant runs on is not responding. If it does not come "
     "back soon, your assistant is moved to another one."
@@ -304,7 +306,15 @@ class Provisioner:
             self.wake.set()
             return "retried"
 
-        if job.kind == PROVISION:
+        # Moving off a lost host found nowhere to go: the assistant stays where
+        # it is (its workspace is there, and the host may come back) instead of
+        # ERROR and its gateway removed; the move is tried again later.
+        stay = (
+            job.kind == PROVISION
+            and job.reason == HOST_LOST_REASON
+            and isinstance(exc, NoHostAvailable | NoLiveHost)
+        )
+        if job.kind == PROVISION and not stay:
             # Clean up before the host and port are forgotten.
             async with self.pool.acquire() as conn:
                 assistant = await repository.get_assistant(conn, job.user_id)
@@ -326,6 +336,19 @@ class Provisioner:
             if finished.requeued:
                 self.wake.set()
                 return "superseded"
+            if stay and await repository.keep_placement_on_silent_host(
+                conn,
+                job.user_id,
+                flag=HOST_LOST_FLAG,
+                timeout_seconds=self.settings.host_heartbeat_timeout_seconds,
+            ):
+                log.warning(
+                    "provisioner.host_lost.kept",
+                    job_id=str(job.id),
+                    user_id=str(job.user_id),
+                    error=error,
+                )
+                return "failed"
             if job.kind == PROVISION:
                 assistant_id = await repository.mark_error(
                     conn, job.user_id, reason=reason
