@@ -26,8 +26,7 @@ class TestReconcile:
         host = await fake_host("h1")
         user_id = await make_user()
         await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        await _ready(js, clean_db, user_id)
 
         host.vanish(container_name(user_id))
 
@@ -50,8 +49,7 @@ class TestReconcile:
         host = await fake_host("h1")
         user_id = await make_user()
         await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        await _ready(js, clean_db, user_id)
         stranger = uuid.uuid4()
         host.add_stray(
             ContainerSpec(
@@ -75,8 +73,7 @@ class TestReconcile:
         lost = await fake_host("h-lost")
         user_id = await make_user()
         await start_provisioner(host_evacuate_after_seconds=0.5)
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        first = await _ready(js, clean_db, user_id)
         assert first["host_id"] == "h-lost"
         spare = await fake_host("h-spare")
 
@@ -122,6 +119,12 @@ class TestReconcile:
         assert spare.running() == {container_name(user_id)}
 
 
+async def _ready(js, pool, user_id):
+    """Ask for the user's assistant and wait until it is READY."""
+    await publish(js, AssistantProvisionRequested(user_id=user_id))
+    return await wait_status(pool, user_id, "READY")
+
+
 async def _host_status(pool, host_id: str) -> str:
     return await pool.fetchval("SELECT status FROM hosts WHERE id = $1", host_id)
 
@@ -150,8 +153,7 @@ class TestHostLossFencing:
             await start_provisioner(
                 nats_url=nats.url(nats_url), host_evacuate_after_seconds=0.5
             )
-            await publish(js, AssistantProvisionRequested(user_id=user_id))
-            first = await wait_status(clean_db, user_id, "READY")
+            first = await _ready(js, clean_db, user_id)
             home = hosts[first["host_id"]]
 
             # NATS is gone for everyone (hosts and provisioner) for longer than
@@ -208,8 +210,7 @@ class TestHostLossFencing:
         host = await fake_host("h-only")
         user_id = await make_user()
         await start_provisioner(host_evacuate_after_seconds=0.5)
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        first = await _ready(js, clean_db, user_id)
 
         host.partitioned = True
         await eventually(lambda: _eq(_host_status(clean_db, "h-only"), "OFFLINE"))
@@ -234,8 +235,7 @@ class TestHostLossFencing:
         home = await fake_host("h-home")
         user_id = await make_user()
         await start_provisioner(host_evacuate_after_seconds=30)
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        first = await _ready(js, clean_db, user_id)
         spare = await fake_host("h-spare")
 
         home.partitioned = True
@@ -264,8 +264,7 @@ class TestHostLossFencing:
         home = await fake_host("h-home")
         user_id = await make_user()
         await start_provisioner(host_evacuate_after_seconds=3)
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        first = await _ready(js, clean_db, user_id)
         # Another host answers (the control plane works), but it has no room.
         full = await fake_host("h-full", capacity=0)
 
