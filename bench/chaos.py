@@ -16,9 +16,10 @@ may leave READY, move, get a new placement generation or lose its gateway
 process. The host is declared lost after 5 + 20 s of silence here, well
 inside the freezes, so only fencing keeps them.
 
-Faults: kill -9 of messaging, gateway-api and the provisioner (restarted at
-once); NATS frozen (SIGSTOP, then SIGCONT: a partition without a restart); the
-host-agent frozen; PostgreSQL stopped; NATS restarted.
+Faults: kill -9 of messaging, gateway-api, the provisioner and the host-agent
+(restarted at once; the new agent adopts the running gateways); NATS frozen
+(SIGSTOP, then SIGCONT: a partition without a restart); the host-agent frozen;
+PostgreSQL stopped; NATS restarted.
 
 Columns: sent (webhooks), accepted (answered 200 at some try), answered once,
 lost (accepted, no reply), duplicated (accepted, more than one reply),
@@ -394,6 +395,7 @@ async def _run(
         ("kill -9 messaging", lambda: kill("messaging")),
         ("kill -9 gateway-api", lambda: kill("gateway-api")),
         ("kill -9 provisioner", lambda: kill("provisioner")),
+        ("kill -9 host-agent", lambda: kill("host-agent")),
         (f"freeze NATS {FREEZE_SECONDS:g} s (SIGSTOP)", freeze_nats),
         (f"freeze host-agent {FREEZE_SECONDS:g} s (SIGSTOP)", freeze_host_agent),
         (f"stop PostgreSQL {PG_DOWN_SECONDS:g} s", stop_postgres),
