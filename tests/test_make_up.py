@@ -104,7 +104,6 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
         DEVSIM_PORT=str(devsim_port),
         WEB_PORT=str(free_port()),
         LLM_PROXY_PORT=str(free_port()),
-        LLM_PROXY_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
         # Dev sign-in and the stand-ins need it (what `make up` sets).
         YOURCLAW_ENV="dev",

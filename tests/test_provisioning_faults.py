@@ -4,6 +4,8 @@ The host-agent (`python -m yourclaw_host_agent`, process runtime) is SIGKILLed
 while a create is in flight: its gateway keeps running as an orphan, the
 provisioner's attempt fails, and once a new agent for the same host and data
 dir is up the job retries and completes, with one gateway for the user, not two.
+Frozen (SIGSTOP) instead, the host is only suspect: the same gateway serves on
+and a remove sent meanwhile is refused as expired when the agent wakes (issue 17).
 
 The gateway is a stand-in (an HTTP server serving /healthz and /readyz), installed where
 the agent looks for OpenClaw (`OPENCLAW_INSTALL_DIR`), so the agent runs
@@ -41,6 +43,8 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 from yourclaw_provisioner.app import run as run_provisioner
+from yourclaw_provisioner.errors import HostCommandFailed
+from yourclaw_provisioner.hosts import HostClient
 from yourclaw_provisioner.settings import ProvisionerSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -334,3 +338,77 @@ class TestHostAgentKilledDuringCreate:
         assert health.ok, health
         assert health.container is not None
         assert health.container.healthy
+
+
+class TestHostAgentFrozen:
+    async def test_a_frozen_agent_keeps_its_gateway_and_refuses_what_came_meanwhile(
+        self, host, provisioner, clean_db, nats_client
+    ):
+        # Issue 17: the host-agent down (here frozen: SIGSTOP, a partition
+        # without a restart) made its host "lost", and a remove buffered
+        # meanwhile ran when it came back. Now the host is suspect only, and
+        # the late remove is refused.
+        agent = await host.start_agent()
+
+        async def host_status():
+            return await clean_db.fetchval(
+                "SELECT status FROM hosts WHERE id = $1", host.host_id
+            )
+
+        await eventually(host_status, timeout=30, message="host recorded")
+        user_id = await subscribed_user(clean_db, phone=PHONE)
+        name = container_name(user_id)
+        await publish(
+            nats_client.jetstream(), AssistantProvisionRequested(user_id=user_id)
+        )
+
+        async def ready():
+            return await clean_db.fetchrow(
+                "SELECT * FROM assistants WHERE user_id = $1 AND status = 'READY'",
+                user_id,
+            )
+
+        before = await eventually(ready, timeout=60, message="assistant READY")
+        (gateway,) = gateways(host.entry)
+        generations = json.loads((host.data_dir / ".generations.json").read_text())
+        assert generations == {name: before["generation"]}
+
+        agent.send_signal(signal.SIGSTOP)
+        try:
+
+            async def suspect():
+                return await host_status() == "OFFLINE"
+
+            await eventually(suspect, timeout=30, message="host OFFLINE")
+            # A remove sent while the agent cannot answer; its sender gives up.
+            client = HostClient(nats_client, command_timeout=1, create_timeout=1)
+            with pytest.raises(HostCommandFailed) as timed_out:
+                await client.remove(host.host_id, name)
+            assert timed_out.value.code == "HOST_TIMEOUT"
+        finally:
+            agent.send_signal(signal.SIGCONT)
+
+        async def back():
+            row = await clean_db.fetchrow(
+                "SELECT * FROM assistants WHERE user_id = $1", user_id
+            )
+            return await host_status() == "ACTIVE" and row["last_error"] is None
+
+        await eventually(back, timeout=30, message="host ACTIVE, flag cleared")
+        # Reconcile passes with the host back.
+        await asyncio.sleep(2)
+
+        # The same gateway serves on; the late remove was refused, not run.
+        assert [p.pid for p in gateways(host.entry)] == [gateway.pid]
+        containers = await host.containers()
+        assert containers[name].state == "running"
+        assert "COMMAND_EXPIRED" in host.log()
+        after = await clean_db.fetchrow(
+            "SELECT * FROM assistants WHERE user_id = $1", user_id
+        )
+        assert (after["status"], after["host_id"], after["generation"]) == (
+            "READY",
+            host.host_id,
+            before["generation"],
+        )
+        assert (await job_of(clean_db, user_id))["attempts"] == 1

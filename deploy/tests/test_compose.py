@@ -115,6 +115,21 @@ def test_secrets_are_referenced_never_written_in_the_file():
                 assert str(value).startswith("${"), f"{name}: {key} is inlined"
 
 
+def test_every_service_is_restarted_and_health_checked(config):
+    # A crashed service comes back by itself (issue 17: supervision); what
+    # others wait on for `service_healthy` has a healthcheck in the file, the
+    # images of our own services carry theirs (HEALTHCHECK, tested below).
+    for name, service in config["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+    for name in ("nats", "postgres"):
+        check = config["services"][name]["healthcheck"]
+        assert check["test"][0] == "CMD"
+        assert int(check["retries"]) >= 3
+    for name in SERVICES:
+        for dependency in config["services"][name]["depends_on"].values():
+            assert dependency["condition"] == "service_healthy", name
+
+
 def test_jetstream_persists_to_a_volume(config):
     nats = config["services"]["nats"]
     assert "-js" in nats["command"]

@@ -173,6 +173,25 @@ def test_every_service_is_probed_sized_and_protected(production, name):
     assert deployment["spec"]["replicas"] >= 2
 
 
+def test_every_workload_restarts_and_every_container_is_probed(manifests):
+    # Issue 17 (supervision): a crashed or wedged container is restarted
+    # (liveness), a starting or cut-off one gets no traffic (readiness).
+    workloads = [d for d in manifests if d["kind"] in ("Deployment", "StatefulSet")]
+    assert {d["metadata"]["name"] for d in workloads} >= {*SERVICES, "web"}
+    for doc in workloads:
+        pod = doc["spec"]["template"]["spec"]
+        assert pod.get("restartPolicy", "Always") == "Always", _key(doc)
+        for container in pod["containers"]:
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert container[probe]["httpGet"]["port"], (_key(doc), probe)
+            # A liveness probe gives a slow start time before it kills.
+            live = container["livenessProbe"]
+            budget = live.get("initialDelaySeconds", 0) + live.get(
+                "periodSeconds", 10
+            ) * live.get("failureThreshold", 3)
+            assert budget >= 20, _key(doc)
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_python_services_probe_healthz_and_readyz_and_are_scraped(production, name):
     pod = production[("Deployment", name)]["spec"]["template"]

@@ -170,3 +170,19 @@ class TestCreatePortal:
         reply = await ask(Subject.BILLING_PORTAL_CREATE, {"user_id": user_id})
 
         assert (reply.ok, reply.code) == (False, "NO_CUSTOMER")
+
+    async def test_a_customer_missing_at_stripe_is_refused_not_retry_later(
+        self, start_billing, make_user, ask, stripe_sim, clean_db
+    ):
+        user_id = await make_user()
+        await clean_db.execute(
+            "INSERT INTO billing_customers (user_id, stripe_customer_id) "
+            "VALUES ($1, 'cus_deleted')",
+            user_id,
+        )
+        await start_billing()
+
+        reply = await ask(Subject.BILLING_PORTAL_CREATE, {"user_id": user_id})
+
+        assert (reply.ok, reply.code) == (False, "STRIPE_NOT_FOUND")
+        assert "retry" not in (reply.detail or "")

@@ -61,6 +61,7 @@ class TestCheckout:
 
         assert response.status_code == 503
         assert response.json()["code"] == "STRIPE_UNAVAILABLE"
+        assert response.headers["retry-after"] == "5"
 
     async def test_an_unreadable_reply_is_503(self, api, sign_in, billing):
         billing["reply"] = b"<html>oops</html>"
@@ -113,6 +114,22 @@ class TestPortal:
         [(subject, request, _)] = billing["requests"]
         assert subject == Subject.BILLING_PORTAL_CREATE
         assert CreatePortal.model_validate(request).user_id == caller.id
+
+    @pytest.mark.parametrize(
+        ("code", "status"), [("STRIPE_NOT_FOUND", 404), ("STRIPE_REJECTED", 409)]
+    )
+    async def test_a_permanent_stripe_error_is_a_4xx(
+        self, api, sign_in, billing, code, status
+    ):
+        billing["reply"] = BillingReply(ok=False, code=code, detail="x")
+
+        response = await api.client.post(
+            "/api/v1/billing/portal", headers=sign_in().headers
+        )
+
+        assert response.status_code == status
+        assert response.json()["code"] == code
+        assert "retry" not in response.json()["detail"]
 
     async def test_no_customer_is_404(self, api, sign_in, billing):
         billing["reply"] = BillingReply(ok=False, code="NO_CUSTOMER")

@@ -4,6 +4,7 @@ import re
 
 import httpx
 import orjson
+import pytest
 from yourclaw_common.events import InboundWhatsApp, Stream, Subject, provider_event_id
 from yourclaw_common.nats import CORRELATION_HEADER
 from yourclaw_gateway_api.webhooks.twilio import TWILIO_WHATSAPP_PATH
@@ -179,6 +180,70 @@ class TestTwilioWhatsAppWebhook:
         response = await gateway.post_twilio(params)
 
         assert response.status_code == 400
+        assert await stored() == 0
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("Body", "hi\x00there"), ("ProfileName", "\x00"), ("From", "whatsapp:+1\x00")],
+    )
+    async def test_nul_character_is_refused_after_the_signature(
+        self, gateway, stored, twilio, field, value
+    ):
+        # PostgreSQL text cannot hold NUL: stored, it would fail a batched insert.
+        params = twilio.inbound_params(sid(13), **{field: value})
+
+        response = await gateway.post_twilio(params)
+
+        assert response.status_code == 400
+        assert error(response)["code"] == "INVALID_CHARACTER"
+        assert await stored() == 0
+
+    async def test_nul_character_with_a_bad_signature_is_forbidden(
+        self, gateway, stored, twilio
+    ):
+        params = twilio.inbound_params(sid(14), Body="\x00")
+
+        response = await gateway.post_twilio(params, signature="forged")
+
+        assert response.status_code == 403
+        assert await stored() == 0
+
+    @pytest.mark.parametrize(
+        "num_media", ["1e20", "11", "100000000000000000000", "-1", "2.0", "٣"]
+    )
+    async def test_absurd_num_media_is_refused(
+        self, gateway, stored, twilio, num_media
+    ):
+        params = twilio.inbound_params(sid(15), NumMedia=num_media)
+
+        response = await gateway.post_twilio(params)
+
+        assert response.status_code == 400
+        assert error(response)["code"] == "INVALID_NUM_MEDIA"
+        assert await stored() == 0
+
+    async def test_ten_attachments_are_accepted(self, gateway, stored, twilio):
+        media = {f"MediaUrl{n}": f"https://api.twilio.com/m/{n}" for n in range(10)}
+        params = twilio.inbound_params(sid(16), NumMedia="10", **media)
+
+        response = await gateway.post_twilio(params)
+
+        assert response.status_code == 200
+        assert await stored() == 1
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("Body", "x" * 4097), ("MessageSid", "SM" + "a" * 3000)],
+    )
+    async def test_over_long_field_is_refused(
+        self, gateway, stored, twilio, field, value
+    ):
+        params = twilio.inbound_params(sid(17), **{field: value})
+
+        response = await gateway.post_twilio(params)
+
+        assert response.status_code == 400
+        assert error(response)["code"] == "FIELD_TOO_LONG"
         assert await stored() == 0
 
     async def test_oversized_body_is_rejected(self, start_gateway, js, stored, twilio):

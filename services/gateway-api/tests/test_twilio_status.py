@@ -48,6 +48,14 @@ async def post_status(
 
 
 class TestTwilioStatusWebhook:
+    async def test_nul_character_is_refused(self, gateway, js):
+        response = await post_status(
+            gateway, status_params("SM" + "2" * 32, "failed", ErrorCode="6\x00")
+        )
+
+        assert response.status_code == 400
+        assert orjson.loads(response.content)["code"] == "INVALID_CHARACTER"
+
     async def test_signed_callback_is_published_with_its_error_code(self, gateway, js):
         response = await post_status(
             gateway, status_params("SM" + "1" * 32, "failed", ErrorCode="63016")

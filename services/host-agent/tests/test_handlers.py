@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
@@ -261,6 +262,84 @@ class TestRemove:
 
         assert reply.ok
         assert not (data_dir / str(spec.user_id)).exists()
+
+
+class TestFencing:
+    async def test_a_remove_for_an_older_generation_keeps_the_container(
+        self, fake_runtime, start_agent
+    ):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec()
+        created = await agent.request(
+            HostVerb.CREATE, {**spec_payload(spec), "generation": 2}
+        )
+        assert created.ok, created
+
+        stale = await agent.request(
+            HostVerb.REMOVE, {"name": spec.name, "generation": 1}
+        )
+
+        assert (stale.ok, stale.code) == (False, "STALE_GENERATION")
+        await _healthy(agent, spec.name)
+        current = await agent.request(
+            HostVerb.REMOVE, {"name": spec.name, "generation": 2}
+        )
+        assert current.ok, current
+        assert current.container.state == "missing"
+
+    async def test_a_create_for_an_older_generation_is_refused(
+        self, fake_runtime, start_agent
+    ):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec()
+        assert (
+            await agent.request(
+                HostVerb.CREATE, {**spec_payload(spec), "generation": 5}
+            )
+        ).ok
+        older = make_spec(spec.user_id, port=spec.port, spec_hash="h-old")
+
+        reply = await agent.request(
+            HostVerb.CREATE, {**spec_payload(older), "generation": 4}
+        )
+
+        assert (reply.ok, reply.code) == (False, "STALE_GENERATION")
+        inspected = await agent.request(HostVerb.INSPECT, {"name": spec.name})
+        assert inspected.container.spec_hash == "h1"
+
+    async def test_an_expired_command_is_not_executed(self, fake_runtime, start_agent):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec()
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+        # Buffered during a NATS outage; its sender stopped waiting long ago.
+        late = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+
+        reply = await agent.request(
+            HostVerb.REMOVE, {"name": spec.name, "expires_at": late}
+        )
+
+        assert (reply.ok, reply.code) == (False, "COMMAND_EXPIRED")
+        await _healthy(agent, spec.name)
+
+    async def test_generations_survive_an_agent_restart(
+        self, fake_runtime, start_agent
+    ):
+        runtime = fake_runtime()
+        first = await start_agent(runtime, host_id="h-fence")
+        spec = make_spec()
+        assert (
+            await first.request(
+                HostVerb.CREATE, {**spec_payload(spec), "generation": 3}
+            )
+        ).ok
+        await first.shutdown()
+
+        second = await start_agent(fake_runtime(), host_id="h-fence")
+        reply = await second.request(
+            HostVerb.REMOVE, {"name": spec.name, "generation": 2}
+        )
+
+        assert (reply.ok, reply.code) == (False, "STALE_GENERATION")
 
 
 class TestLifecycle:

@@ -72,12 +72,14 @@ async def register(
 ) -> Callable[..., Awaitable[uuid.UUID]]:
     """Register a phone with a READY assistant answered by the LLM stand-in."""
 
-    async def make(phone: str = "+15551230001", **kw) -> uuid.UUID:
+    async def make(
+        phone: str = "+15551230001", *, endpoint: str | None = None, **kw
+    ) -> uuid.UUID:
         async with clean_db.acquire() as conn:
             user = await register_dev_user(
                 conn,
                 phone=phone,
-                endpoint=devsim_url,
+                endpoint=endpoint or devsim_url,
                 token=DEV_GATEWAY_TOKEN,
                 box=SecretBox(encryption_key),
                 **kw,

@@ -59,3 +59,44 @@ async def test_batches_are_cut_at_max_size():
     assert results == [0, 10, 20, 30, 40]
     assert all(len(batch) <= 2 for batch in recorder.batches)
     assert sorted(i for batch in recorder.batches for i in batch) == list(range(5))
+
+
+async def test_an_isolated_failure_is_run_again_item_by_item():
+    calls: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append(items)
+        if 2 in items:
+            raise ValueError(f"refused {items}")
+        return [item * 10 for item in items]
+
+    batcher = Batcher(
+        run, max_in_flight=1, isolate=lambda exc: isinstance(exc, ValueError)
+    )
+
+    results = await asyncio.gather(
+        *(batcher(i) for i in (1, 2, 3)), return_exceptions=True
+    )
+
+    assert results[0] == 10
+    assert isinstance(results[1], ValueError)
+    assert str(results[1]) == "refused [2]"
+    assert results[2] == 30
+    assert calls == [[1, 2, 3], [1], [2], [3]]
+
+
+async def test_a_failure_not_isolated_fails_the_whole_batch_at_once():
+    calls: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append(items)
+        raise ConnectionError("database down")
+
+    batcher = Batcher(run, max_in_flight=1, isolate=lambda exc: False)
+
+    results = await asyncio.gather(
+        *(batcher(i) for i in (1, 2)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, ConnectionError) for r in results)
+    assert calls == [[1, 2]]

@@ -10,17 +10,27 @@ import sys
 
 import pytest
 from yourclaw_common.crypto import SecretBox, generate_key
-from yourclaw_common.events import Stream, UsageAllowanceWarning, UsageCapReached
-from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.events import (
+    CONSUMERS,
+    InboundWhatsAppStatus,
+    Stream,
+    UsageAllowanceWarning,
+    UsageCapReached,
+)
+from yourclaw_common.nats import count_dead_letters, publish
+from yourclaw_common.testing import cuttable, eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
 from yourclaw_devkit.defaults import DEV_WHATSAPP_NUMBER
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
+from yourclaw_messaging import repository
+from yourclaw_messaging.errors import Unstorable
+from yourclaw_messaging.service import Conversation
 
 from .conftest import AUTH, inbound
 
 PHONE = "+15551230001"
 STRANGER = "+15559870000"
+OTHER = "+15551230002"
 
 
 async def llm_requests(devsim) -> list[dict]:
@@ -126,6 +136,43 @@ class TestHandleInbound:
         assert info.num_ack_pending == 0
         assert info.num_redelivered == 0
 
+    async def test_a_starting_assistant_is_waited_for_not_apologised_for(
+        self, start_messaging, register, js, devsim, devsim_url, clean_db
+    ):
+        async with cuttable(devsim_url) as gateway:
+            await gateway.cut()  # restarting: connections are refused
+            await register(PHONE, endpoint=gateway.url(devsim_url))
+            await start_messaging()
+            await publish(js, inbound(PHONE, "are you up", sid="SMwait"))
+            await eventually(
+                lambda: clean_db.fetchval(
+                    "SELECT 1 FROM messages WHERE twilio_sid = 'SMwait'"
+                )
+            )
+            await asyncio.sleep(2)
+            assert await sent_to(devsim, PHONE) == []
+
+            await gateway.start()
+            sent = await replies_settle(devsim, PHONE, 1, wait=1)
+
+        assert [m["body"] for m in sent] == ["Echo: are you up"]
+        assert len(await llm_requests(devsim)) == 1
+        assert await count_dead_letters(js, CONSUMERS.MESSAGING_INBOUND_WHATSAPP) == 0
+
+    async def test_an_assistant_that_never_starts_gets_one_apology(
+        self, start_messaging, register, js, devsim, devsim_url
+    ):
+        async with cuttable(devsim_url) as gateway:
+            await gateway.cut()
+            await register(PHONE, endpoint=gateway.url(devsim_url))
+            await start_messaging(assistant_not_ready_deliveries=2)
+            await publish(js, inbound(PHONE, "hello?", sid="SMnever"))
+
+            sent = await replies_settle(devsim, PHONE, 1, wait=3)
+
+        assert len(sent) == 1
+        assert sent[0]["body"].startswith("Sorry")
+
     async def test_assistant_timeout_gets_an_apology(
         self, start_messaging, register, js, devsim
     ):
@@ -174,31 +221,31 @@ class TestDeliveryAfterCrash:
     async def test_send_whose_outcome_is_unknown_is_not_repeated(
         self, start_messaging, register, js, devsim, clean_db
     ):
-        """A worker died after Twilio accepted a part but before recording it."""
+        """A worker died after Twilio accepted a part but before recording it:
+        the redelivery waits for the status callback, which names the part."""
         user_id = await register(PHONE)
         body = "Echo: crash between send and commit"
-        await clean_db.execute(
-            "INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status) "
-            "VALUES ($1, $2, 'INBOUND', 'crash between send and commit', 'SMcrash', 'RECEIVED')",
-            user_id,
-            PHONE,
-        )
-        await clean_db.execute(
-            "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, part, status, "
-            "send_attempted_at) VALUES ($1, $2, 'OUTBOUND', $3, 'SMcrash', 0, 'SENDING', now())",
-            user_id,
-            PHONE,
-            body,
-        )
+        await inbound_row(clean_db, user_id, "SMcrash", body)
+        message_id = await sending_row(clean_db, user_id, "SMcrash", body)
         accepted = await devsim.post(
             MESSAGES_PATH,
             data={"To": f"whatsapp:{PHONE}", "From": DEV_WHATSAPP_NUMBER, "Body": body},
             auth=AUTH,
         )
         assert accepted.status_code == 201
-        await start_messaging()
+        await start_messaging(twilio_status_callback_url=CALLBACK)
         await publish(
             js, inbound(PHONE, "crash between send and commit", sid="SMcrash")
+        )
+        await asyncio.sleep(1.5)
+        # gateway-api publishes Twilio's callback with the id from its URL.
+        await publish(
+            js,
+            InboundWhatsAppStatus(
+                message_sid=accepted.json()["sid"],
+                message_status="sent",
+                message_id=message_id,
+            ),
         )
         await eventually(
             lambda: clean_db.fetchval(
@@ -206,8 +253,8 @@ class TestDeliveryAfterCrash:
             ),
             timeout=10,
         )
-        sent = await sent_to(devsim, PHONE)
-        assert len(sent) == 1
+        await asyncio.sleep(2)
+        assert len(await sent_to(devsim, PHONE)) == 1
         assert (
             await clean_db.fetchval(
                 "SELECT twilio_sid FROM messages WHERE in_reply_to = 'SMcrash'"
@@ -215,6 +262,69 @@ class TestDeliveryAfterCrash:
             == accepted.json()["sid"]
         )
         assert await llm_requests(devsim) == []  # the stored reply was reused
+
+    async def test_identical_apologies_are_told_apart_by_message_id(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        """Two turns left the same apology SENDING; Twilio took only the first.
+        Matched by body, both took its sid and the second hit the unique key."""
+        user_id = await register(PHONE)
+        apology = "Sorry, your assistant couldn't answer that just now."
+        ids = []
+        for sid in ("SMsorry1", "SMsorry2"):
+            await inbound_row(clean_db, user_id, sid, "x")
+            ids.append(await sending_row(clean_db, user_id, sid, apology))
+        accepted = await devsim.post(
+            MESSAGES_PATH,
+            data={
+                "To": f"whatsapp:{PHONE}",
+                "From": DEV_WHATSAPP_NUMBER,
+                "Body": apology,
+            },
+            auth=AUTH,
+        )
+        await start_messaging(
+            twilio_status_callback_url=CALLBACK, twilio_send_confirm_seconds=1
+        )
+        await publish(
+            js,
+            InboundWhatsAppStatus(
+                message_sid=accepted.json()["sid"],
+                message_status="sent",
+                message_id=ids[0],
+            ),
+        )
+        await publish(js, inbound(PHONE, "x", sid="SMsorry1"))
+        await publish(js, inbound(PHONE, "x", sid="SMsorry2"))
+
+        sent = await replies_settle(devsim, PHONE, 2, wait=2)
+
+        assert [m["body"] for m in sent] == [apology, apology]
+        rows = await clean_db.fetch(
+            "SELECT id, status, twilio_sid FROM messages WHERE id = ANY($1::uuid[])",
+            ids,
+        )
+        assert {r["status"] for r in rows} == {"SENT"}
+        assert {r["twilio_sid"] for r in rows} == {m["sid"] for m in sent}
+        spec = CONSUMERS.MESSAGING_INBOUND_WHATSAPP
+        assert await count_dead_letters(js, spec) == 0
+
+    async def test_unconfirmed_send_is_sent_again_after_the_wait(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await inbound_row(clean_db, user_id, "SMnocb", "x")
+        await sending_row(clean_db, user_id, "SMnocb", "Echo: x")
+        await start_messaging(
+            twilio_status_callback_url=CALLBACK, twilio_send_confirm_seconds=2
+        )
+        await publish(js, inbound(PHONE, "x", sid="SMnocb"))
+        await asyncio.sleep(1)
+        assert await sent_to(devsim, PHONE) == []
+
+        sent = await replies_settle(devsim, PHONE, 1)
+
+        assert [m["body"] for m in sent] == ["Echo: x"]
 
     async def test_send_that_never_reached_twilio_is_sent(
         self, start_messaging, register, js, devsim, clean_db
@@ -273,6 +383,33 @@ class TestDeliveryAfterCrash:
                 if proc is not None and proc.returncode is None:
                     proc.terminate()
                     await asyncio.wait_for(proc.wait(), 15)
+
+
+CALLBACK = "http://127.0.0.1:9/api/v1/webhooks/twilio/status"
+
+
+async def inbound_row(pool, user_id, sid, body):
+    await pool.execute(
+        "INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid, status) "
+        "VALUES ($1, $2, 'INBOUND', $3, $4, 'RECEIVED')",
+        user_id,
+        PHONE,
+        body,
+        sid,
+    )
+
+
+async def sending_row(pool, user_id, in_reply_to, body):
+    """A reply part an earlier attempt stored and may have handed to Twilio."""
+    return await pool.fetchval(
+        "INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to, "
+        "part, status, send_attempted_at) "
+        "VALUES ($1, $2, 'OUTBOUND', $3, $4, 0, 'SENDING', now()) RETURNING id",
+        user_id,
+        PHONE,
+        body,
+        in_reply_to,
+    )
 
 
 async def _count(awaitable, n):
@@ -394,3 +531,62 @@ class TestModelAllowance:
         assert "*Tokens*: 123,456 in 3 model calls" in usage
         assert "*This month*: $2.00 of $8.00 (25%), 123,456 tokens" in status
         assert await llm_requests(devsim) == []
+
+
+class TestPoison:
+    async def test_a_message_postgres_refuses_is_dead_lettered_at_once(
+        self, start_messaging, register, js, devsim, clean_db
+    ):
+        await register(PHONE)
+        await start_messaging()
+        await publish(js, inbound(PHONE, "nul \x00 byte", sid="SMpoison"))
+        await publish(js, inbound(PHONE, "after it", sid="SMafter"))
+
+        sent = await replies_settle(devsim, PHONE, 1, wait=TEST_ACK_WAIT_SECONDS + 1)
+
+        assert [m["body"] for m in sent] == ["Echo: after it"]
+        spec = CONSUMERS.MESSAGING_INBOUND_WHATSAPP
+        assert await count_dead_letters(js, spec) == 1
+        info = await js.consumer_info(Stream.INBOUND, spec.durable)
+        assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
+        assert (
+            await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE twilio_sid = 'SMpoison'"
+            )
+            == 0
+        )
+
+    async def test_a_refused_message_in_a_batch_fails_only_itself(
+        self, register, clean_db, monkeypatch
+    ):
+        await register(PHONE)
+        await register(OTHER)
+        batches: list[int] = []
+        receive = repository.receive
+
+        async def counting(conn, batch, **kw):
+            batches.append(len(batch))
+            return await receive(conn, batch, **kw)
+
+        monkeypatch.setattr(repository, "receive", counting)
+        conversation = Conversation(
+            pool=clean_db,
+            twilio=None,
+            assistant=None,
+            secrets=None,
+            sender=DEV_WHATSAPP_NUMBER,
+            app_url="",
+        )
+
+        results = await asyncio.gather(
+            conversation._receive(repository.Inbound("SMgood1", PHONE, "hi", 0)),
+            conversation._receive(repository.Inbound("SMbad", STRANGER, "\x00", 0)),
+            conversation._receive(repository.Inbound("SMgood2", OTHER, "yo", 0)),
+            return_exceptions=True,
+        )
+
+        assert batches == [3, 1, 1, 1]
+        assert results[0].is_new
+        assert results[2].is_new
+        assert isinstance(results[1], Unstorable)
+        assert await clean_db.fetchval("SELECT count(*) FROM messages") == 2

@@ -11,9 +11,10 @@ from collections import Counter
 import pytest
 from yourclaw_common.events import AssistantProvisionRequested, container_name
 from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import cuttable, eventually
+from yourclaw_provisioner.app import run
 
-from .conftest import jobs_of, wait_status
+from .conftest import jobs_of, settings_from, wait_status
 from .test_placement import all_ready
 
 
@@ -83,3 +84,28 @@ class TestReplicas:
             return len(host.containers) == 1
 
         assert await eventually(single_container)
+
+
+class TestShutdown:
+    async def test_stopping_after_postgres_restarted_does_not_raise(
+        self, provisioner_env, fake_host, clean_db, nats_client
+    ):
+        # The job runner's LISTEN connection died with the restart; stopping
+        # used to raise from it and end the process with a traceback.
+        dsn = provisioner_env["DATABASE_URL"]
+        async with cuttable(dsn) as postgres:
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                run(
+                    settings_from(provisioner_env, database_url=postgres.url(dsn)), stop
+                )
+            )
+            await asyncio.sleep(1)
+            await postgres.cut()
+            await asyncio.sleep(1)
+            await postgres.start()
+            await asyncio.sleep(1.5)
+            assert not task.done()
+
+            stop.set()
+            await asyncio.wait_for(task, 30)

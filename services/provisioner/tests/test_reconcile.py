@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 
 from yourclaw_common.events import (
     AssistantProvisionRequested,
@@ -10,7 +12,9 @@ from yourclaw_common.events import (
     container_name,
 )
 from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import cuttable, eventually
+from yourclaw_provisioner.service import HOST_LOST_FLAG
+from yourclaw_provisioner.settings import ProvisionerSettings
 
 from .conftest import assistant, jobs_of, wait_status
 
@@ -22,8 +26,7 @@ class TestReconcile:
         host = await fake_host("h1")
         user_id = await make_user()
         await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        await _ready(js, clean_db, user_id)
 
         host.vanish(container_name(user_id))
 
@@ -46,8 +49,7 @@ class TestReconcile:
         host = await fake_host("h1")
         user_id = await make_user()
         await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        await _ready(js, clean_db, user_id)
         stranger = uuid.uuid4()
         host.add_stray(
             ContainerSpec(
@@ -71,8 +73,7 @@ class TestReconcile:
         lost = await fake_host("h-lost")
         user_id = await make_user()
         await start_provisioner(host_evacuate_after_seconds=0.5)
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        first = await _ready(js, clean_db, user_id)
         assert first["host_id"] == "h-lost"
         spare = await fake_host("h-spare")
 
@@ -107,5 +108,202 @@ class TestReconcile:
             return status == "ACTIVE" and lost.running() == set()
 
         await eventually(cleaned)
-        assert [r.name for r in lost.removes()] == [container_name(user_id)]
+        moved_row = await assistant(clean_db, user_id)
+        assert moved_row["generation"] == first["generation"] + 1
+        # Fenced: only copies older than the new placement may go.
+        (remove,) = lost.removes()
+        assert remove.name == container_name(user_id)
+        assert remove.generation == first["generation"]
+        assert remove.expires_at is not None
+        assert remove.expires_at > datetime.now(UTC)
         assert spare.running() == {container_name(user_id)}
+
+
+async def _ready(js, pool, user_id):
+    """Ask for the user's assistant and wait until it is READY."""
+    await publish(js, AssistantProvisionRequested(user_id=user_id))
+    return await wait_status(pool, user_id, "READY")
+
+
+async def _host_status(pool, host_id: str) -> str:
+    return await pool.fetchval("SELECT status FROM hosts WHERE id = $1", host_id)
+
+
+class TestHostLossFencing:
+    """Missing heartbeats make a host suspect; the control plane's own faults
+    never cost anyone their assistant (issue 17, item 1)."""
+
+    def test_a_two_minute_silence_is_not_host_loss_by_default(self):
+        # Measured: the host-agent down 120 s got its assistants re-placed
+        # after 15 s + 60 s.
+        fields = ProvisionerSettings.model_fields
+        lost_after = (
+            fields["host_heartbeat_timeout_seconds"].default
+            + fields["host_evacuate_after_seconds"].default
+        )
+        assert lost_after >= 300
+
+    async def test_nats_down_for_everyone_replaces_and_removes_nothing(
+        self, start_provisioner, fake_host, make_user, js, clean_db, nats_url
+    ):
+        # Two hosts with room, so a re-placement would have somewhere to go.
+        hosts = {"h-a": await fake_host("h-a"), "h-b": await fake_host("h-b")}
+        user_id = await make_user()
+        async with cuttable(nats_url) as nats:
+            await start_provisioner(
+                nats_url=nats.url(nats_url), host_evacuate_after_seconds=0.5
+            )
+            first = await _ready(js, clean_db, user_id)
+            home = hosts[first["host_id"]]
+
+            # NATS is gone for everyone (hosts and provisioner) for longer than
+            # heartbeat timeout (2 s) + evacuation delay (0.5 s), twice over.
+            for host in hosts.values():
+                host.partitioned = True
+            await nats.cut()
+
+            async def suspect():
+                row = await assistant(clean_db, user_id)
+                return (
+                    await _host_status(clean_db, home.host_id) == "OFFLINE"
+                    and row["last_error"] == HOST_LOST_FLAG
+                )
+
+            await eventually(suspect)
+            await asyncio.sleep(3)
+            during = await assistant(clean_db, user_id)
+            assert during["status"] == "READY"
+            assert during["host_id"] == first["host_id"]
+
+            await nats.start()
+            for host in hosts.values():
+                host.partitioned = False
+
+            async def back():
+                row = await assistant(clean_db, user_id)
+                return (
+                    await _host_status(clean_db, home.host_id) == "ACTIVE"
+                    and row["last_error"] is None
+                )
+
+            await eventually(back, timeout=15)
+            # Several reconcile passes with the hosts back.
+            await asyncio.sleep(2)
+
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"], row["port"], row["generation"]) == (
+            "READY",
+            first["host_id"],
+            first["port"],
+            first["generation"],
+        )
+        assert [j["reason"] for j in await jobs_of(clean_db, user_id)] == ["created"]
+        # The same container keeps serving: created once, never removed.
+        assert home.running() == {container_name(user_id)}
+        assert len(home.creates()) == 1
+        assert [h.removes() for h in hosts.values()] == [[], []]
+
+    async def test_every_host_silent_replaces_nothing(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        # The provisioner keeps NATS; every host-agent goes quiet at once.
+        host = await fake_host("h-only")
+        user_id = await make_user()
+        await start_provisioner(host_evacuate_after_seconds=0.5)
+        first = await _ready(js, clean_db, user_id)
+
+        host.partitioned = True
+        await eventually(lambda: _eq(_host_status(clean_db, "h-only"), "OFFLINE"))
+        await asyncio.sleep(3)
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"]) == ("READY", "h-only")
+        assert [j["reason"] for j in await jobs_of(clean_db, user_id)] == ["created"]
+
+        host.partitioned = False
+        await eventually(lambda: _eq(_host_status(clean_db, "h-only"), "ACTIVE"))
+        await asyncio.sleep(1)
+        assert host.removes() == []
+        assert host.running() == {container_name(user_id)}
+        row = await assistant(clean_db, user_id)
+        assert row["generation"] == first["generation"]
+
+    async def test_a_host_silent_less_than_the_lost_time_keeps_its_assistant(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        # The host-agent is down (its gateways keep running) while another
+        # host with room heart-beats: suspect, not lost.
+        home = await fake_host("h-home")
+        user_id = await make_user()
+        await start_provisioner(host_evacuate_after_seconds=30)
+        first = await _ready(js, clean_db, user_id)
+        spare = await fake_host("h-spare")
+
+        home.partitioned = True
+        await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "OFFLINE"))
+        await asyncio.sleep(2)
+        home.partitioned = False
+        await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "ACTIVE"))
+        await asyncio.sleep(1)
+
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"], row["last_error"]) == (
+            "READY",
+            "h-home",
+            None,
+        )
+        assert row["generation"] == first["generation"]
+        assert home.removes() == []
+        assert home.running() == {container_name(user_id)}
+        assert spare.creates() == []
+
+    async def test_a_lost_host_whose_assistants_have_nowhere_to_go_keeps_them(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        # Measured: the re-placement failed three times, ended in ERROR and the
+        # gateway was removed when the host came back.
+        home = await fake_host("h-home")
+        user_id = await make_user()
+        await start_provisioner(host_evacuate_after_seconds=3)
+        first = await _ready(js, clean_db, user_id)
+        # Another host answers (the control plane works), but it has no room.
+        full = await fake_host("h-full", capacity=0)
+
+        home.partitioned = True
+
+        async def move_failed():
+            jobs = await jobs_of(clean_db, user_id)
+            return [j["reason"] for j in jobs] == ["created", "host_lost"] and (
+                jobs[-1]["status"] == "FAILED"
+            )
+
+        await eventually(move_failed, timeout=30)
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"], row["generation"]) == (
+            "READY",
+            "h-home",
+            first["generation"],
+        )
+        assert row["last_error"] == HOST_LOST_FLAG
+        assert (await jobs_of(clean_db, user_id))[-1]["last_error"].startswith(
+            "NO_HOST_AVAILABLE"
+        )
+        # Not tried again at once: after another lost time.
+        await asyncio.sleep(1)
+        assert len(await jobs_of(clean_db, user_id)) == 2
+
+        home.partitioned = False
+        await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "ACTIVE"))
+        await asyncio.sleep(1)
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["host_id"], row["last_error"]) == (
+            "READY",
+            "h-home",
+            None,
+        )
+        assert home.removes() == []
+        assert home.running() == {container_name(user_id)}
+        assert full.creates() == []
+
+
+async def _eq(value, expected) -> bool:
+    return await value == expected

@@ -313,7 +313,11 @@ class TestProvision:
 
         await publish(js, AssistantProvisionRequested(user_id=user_id))
         row = await wait_status(clean_db, user_id, "ERROR")
-        assert "servers are full" in row["last_error"]
+        # Nothing heart-beats: unreachable, which is not full.
+        assert "cannot reach our servers" in row["last_error"]
+        assert "full" not in row["last_error"]
+        (job,) = await jobs_of(clean_db, user_id)
+        assert job["last_error"].startswith("NO_LIVE_HOST")
 
     async def test_model_change_recreates_and_keeps_the_workspace(
         self, start_provisioner, fake_host, make_user, js, clean_db, box
@@ -542,9 +546,7 @@ class TestHeartbeats:
 
         async def waiting():
             jobs = await jobs_of(clean_db, user_id)
-            return jobs and (jobs[0]["last_error"] or "").startswith(
-                "NO_HOST_AVAILABLE"
-            )
+            return jobs and (jobs[0]["last_error"] or "").startswith("NO_LIVE_HOST")
 
         await eventually(waiting)
         # ...but a host that appears takes it at once.

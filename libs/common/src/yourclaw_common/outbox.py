@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import uuid
 
 import asyncpg
@@ -85,16 +87,40 @@ async def relay_forever(
     service: str,
     stop: asyncio.Event,
     interval: float = 0.2,
+    max_backoff: float = 30.0,
+    warn_every: float = 60.0,
 ) -> None:
-    """Relay the outbox until `stop` is set."""
+    """Relay the outbox until `stop` is set.
+
+    While PostgreSQL or NATS is down, tries again after a doubling delay (up to
+    `max_backoff`, jittered) and warns on the first failure, then at most once
+    every `warn_every` seconds; says so once when the relay works again.
+    """
+    failures = 0
+    warned_at = 0.0
     while not stop.is_set():
         try:
             sent = await relay_once(pool, js, service=service)
         except Exception as exc:
-            log.warning("outbox.relay_failed", error=str(exc))
-            sent = 0
-        if sent == 0:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+            failures += 1
+            now = time.monotonic()
+            if failures == 1 or now - warned_at >= warn_every:
+                warned_at = now
+                log.warning(
+                    "outbox.relay_failed",
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    failures=failures,
+                )
+            delay = min(max_backoff, interval * 2**failures)
+            delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+        else:
+            if failures:
+                log.info("outbox.relay_recovered", failures=failures)
+                failures = 0
+            if sent:
+                continue
+            delay = interval
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass

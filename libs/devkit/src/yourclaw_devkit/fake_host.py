@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -64,6 +65,10 @@ class FakeHost:
     commands: list[tuple[str, Any]] = field(default_factory=list)
     # The user's workspace survives remove unless purged: user_id → files.
     workspaces: dict[UUID, dict[str, str]] = field(default_factory=dict)
+    # Fencing, as the host-agent does it: the placement generation of each
+    # container, and every command refused (verb, code).
+    generations: dict[str, int] = field(default_factory=dict)
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
     # Fault injection.
     fail_creates: int = 0
@@ -173,11 +178,33 @@ class FakeHost:
         with contextlib.suppress(Exception):
             await msg.respond(reply.model_dump_json().encode())
 
+    def _fence(
+        self, verb: str, name: str, generation: int | None, expires_at: datetime | None
+    ) -> HostReply | None:
+        """The host-agent's refusals: an expired command, an older generation."""
+        code = None
+        if expires_at is not None and expires_at < datetime.now(UTC):
+            code = "COMMAND_EXPIRED"
+        current = self.generations.get(name)
+        if generation is not None and current is not None and generation < current:
+            code = "STALE_GENERATION"
+        if code is None:
+            return None
+        self.refused.append((verb, code))
+        return HostReply(ok=False, code=code, error=f"{verb} refused: {code}")
+
     async def _dispatch(self, verb: str, data: bytes) -> HostReply:
         if verb == "create":
             create = CreateContainer.model_validate_json(data)
             self.commands.append((verb, create))
-            return await self._create(create.spec)
+            name = create.spec.name
+            refused = self._fence(verb, name, create.generation, create.expires_at)
+            if refused is not None:
+                return refused
+            reply = await self._create(create.spec)
+            if reply.ok and create.generation is not None:
+                self.generations[name] = create.generation
+            return reply
         if verb == "list":
             self.commands.append((verb, None))
             return HostReply(
@@ -185,8 +212,12 @@ class FakeHost:
             )
         named = NamedContainer.model_validate_json(data)
         self.commands.append((verb, named))
+        refused = self._fence(verb, named.name, named.generation, named.expires_at)
+        if refused is not None:
+            return refused
         container = self.containers.get(named.name)
         if verb == "remove":
+            self.generations.pop(named.name, None)
             if container is not None:
                 self._close_server(container)
                 del self.containers[named.name]

@@ -42,6 +42,15 @@ _UNAVAILABLE = BillingReply(
 )
 
 
+# What the user is told when Stripe refuses a request for good (no Stripe text:
+# it may name our configuration).
+_REFUSED = {
+    "STRIPE_NOT_FOUND": "your billing account was not found at the payment "
+    "provider; contact support",
+    "STRIPE_REJECTED": "the payment provider refused the request; contact support",
+}
+
+
 def on_stripe_event(pool: asyncpg.Pool, billing: Billing) -> Handler:
     async def handle(event: StripeEventReceived, ctx: HandlerContext) -> None:
         async with pool.acquire() as conn, conn.transaction():
@@ -74,9 +83,17 @@ def _request_handler(
             try:
                 async with pool.acquire() as conn, conn.transaction():
                     reply = await act(conn, request)
-            except (TransientError, PermanentError) as exc:
+            except TransientError as exc:
                 log.warning(f"billing.{kind}.failed", code=exc.code, error=exc.detail)
                 reply = _UNAVAILABLE
+            except PermanentError as exc:
+                # Stripe refused for good: retrying would get the same answer.
+                log.error(f"billing.{kind}.refused", code=exc.code, error=exc.detail)
+                reply = BillingReply(
+                    ok=False,
+                    code=exc.code,
+                    detail=_REFUSED.get(exc.code, _REFUSED["STRIPE_REJECTED"]),
+                )
         metrics.REQUESTS.labels(kind, "ok" if reply.ok else reply.code).inc()
         return reply
 

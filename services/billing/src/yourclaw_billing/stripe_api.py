@@ -162,6 +162,12 @@ class StripeApi:
                 raise UnknownSubscription(
                     f"Stripe has no such object ({operation})", code="STRIPE_NOT_FOUND"
                 ) from exc
+            if exc.code == "resource_missing":
+                # An object a parameter names (a deleted customer) is missing: 400.
+                raise StripeRejected(
+                    f"Stripe has no such {exc.param or 'object'} ({operation})",
+                    code="STRIPE_NOT_FOUND",
+                ) from exc
             raise StripeRejected(
                 f"Stripe rejected {operation}: {exc.user_message or exc.code}"
             ) from exc

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from yourclaw_common.errors import HTTPError, error_body
+from yourclaw_common.logging import get_logger
 
 __all__ = [
     "ErrorBody",
@@ -22,6 +24,21 @@ __all__ = [
     "install_error_handlers",
     "json_response",
 ]
+
+
+log = get_logger(__name__)
+
+# What reaches a route when PostgreSQL is down or restarting: a refused or lost
+# connection (OSError, TimeoutError included), the server shutting down or not
+# yet accepting (class 57), too many connections. Not a bug: a 503 to retry.
+_DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+)
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ErrorBody(BaseModel):
@@ -102,6 +119,21 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return json_response(422, error_body("; ".join(problems), "VALIDATION_ERROR"))
 
 
+async def _on_database_down(request: Request, exc: Exception) -> Response:
+    log.warning(
+        "gateway.database_unavailable",
+        path=request.url.path,
+        error=f"{type(exc).__name__}: {exc}"[:300],
+    )
+    return json_response(
+        503,
+        error_body(
+            "the database is unavailable, retry shortly", "DATABASE_UNAVAILABLE"
+        ),
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # Logged once, with its traceback, by the dispatcher in app.py.
     return json_response(500, error_body("internal error", "INTERNAL_ERROR"))
@@ -111,4 +143,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPError, _on_http_error)
     app.add_exception_handler(StarletteHTTPException, _on_starlette_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    for down in _DATABASE_DOWN:
+        app.add_exception_handler(down, _on_database_down)
     app.add_exception_handler(Exception, _on_unexpected)

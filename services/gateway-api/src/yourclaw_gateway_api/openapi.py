@@ -4,7 +4,7 @@ FastAPI documents the routes it serves; this adds what it cannot see:
 - the errors every route shares, all as `{"detail","code"}` (FastAPI's own 422
   schema is not what we send), the 401 of authenticated routes, the 400 and 413
   of routes with a body, the 429 of /api/v1 (rate limits), the 500 anything can
-  answer;
+  answer, the 503 with Retry-After of routes while PostgreSQL is down;
 - the `X-Request-Id` header of every answer that passes through `edge.py`;
 - the two paths `GatewayApp` answers before FastAPI: the Twilio webhook and
   `/healthz`.
@@ -64,6 +64,10 @@ _SHARED = {
     "500": _error("INTERNAL_ERROR: a bug on our side; it has been logged."),
 }
 _AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE: the token cannot be checked right now; retry."
+_DATABASE_UNAVAILABLE = (
+    "DATABASE_UNAVAILABLE: PostgreSQL is down or restarting; retry after "
+    "Retry-After seconds."
+)
 
 _TWILIO_FIELDS = (
     "MessageSid",
@@ -121,7 +125,11 @@ def _twilio_webhook(
                     "description": "Queued: an empty TwiML response.",
                     "content": {"text/xml": {"schema": {"type": "string"}}},
                 },
-                "400": _error(f"BAD_REQUEST: {bad_request}"),
+                "400": _error(
+                    f"BAD_REQUEST: {bad_request} INVALID_CHARACTER: a field holds "
+                    "a NUL character; FIELD_TOO_LONG: a sid over 64 or another "
+                    "field over 4,096 characters."
+                ),
                 "403": _error(
                     "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
                     "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
@@ -148,7 +156,8 @@ _GATEWAY_PATHS: dict[str, Any] = {
         operation_id="twilio_whatsapp_webhook",
         fields={name: {"type": "string"} for name in _TWILIO_FIELDS},
         required=["MessageSid", "From"],
-        bad_request="a required field is missing or bad.",
+        bad_request="MessageSid or From is missing; INVALID_NUM_MEDIA: "
+        "NumMedia is not a count from 0 to 10.",
         queued="message",
     ),
     TWILIO_STATUS_PATH: _twilio_webhook(
@@ -222,6 +231,15 @@ def _complete(path: str, operation: dict[str, Any], *, jwks: bool) -> None:
                 responses["503"] = _error(f"{described}; {_AUTH_UNAVAILABLE}")
             else:
                 responses["503"] = _error(_AUTH_UNAVAILABLE)
+    if not path.startswith(WEBHOOKS_PREFIX) and path != LIVENESS_PATH:
+        if "503" in responses:
+            described = responses["503"]["description"]
+            responses["503"] = _error(f"{described}; {_DATABASE_UNAVAILABLE}")
+        else:
+            responses["503"] = _error(_DATABASE_UNAVAILABLE)
+        responses["503"]["headers"] = {
+            "Retry-After": {**_RETRY_AFTER, "required": False}
+        }
     if "requestBody" in operation:
         responses.setdefault("400", _shared("400"))
     if "requestBody" in operation or path.startswith(WEBHOOKS_PREFIX):

@@ -101,6 +101,15 @@ _BILLING_ERRORS: dict[str, tuple[int, str]] = {
     "NO_CUSTOMER": (404, "there is no billing account for you yet"),
     "STRIPE_UNAVAILABLE": (503, "payments are unavailable right now, retry later"),
     "INVALID_REQUEST": (400, "billing refused the request"),
+    # Stripe refused for good: a retry gets the same answer.
+    "STRIPE_NOT_FOUND": (
+        404,
+        "your billing account was not found at the payment provider; contact support",
+    ),
+    "STRIPE_REJECTED": (
+        409,
+        "the payment provider refused the request; contact support",
+    ),
 }
 
 
@@ -535,5 +544,7 @@ async def billing_url(
     if status == 400:
         raise BadRequest(detail, code=code)
     raise ServiceUnavailable(
-        detail, code=code if reply.code in _BILLING_ERRORS else "BILLING_ERROR"
+        detail,
+        code=code if reply.code in _BILLING_ERRORS else "BILLING_ERROR",
+        headers={"Retry-After": "5"},
     )

@@ -1,7 +1,10 @@
 """One handler per host verb: parse the request, call the service, answer a HostReply.
 
 A request never crashes the agent: bad JSON or fields → `INVALID_REQUEST`, our
-own errors → their code, anything else → `INTERNAL_ERROR` (logged).
+own errors → their code, anything else → `INTERNAL_ERROR` (logged). A command
+past its `expires_at` is refused before anything runs (`COMMAND_EXPIRED`), and
+one for an older placement generation than the container's is refused by the
+service (`STALE_GENERATION`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from yourclaw_common.events import (
 from yourclaw_common.logging import get_logger
 
 from yourclaw_host_agent.metrics import COMMAND_SECONDS, COMMANDS
-from yourclaw_host_agent.service import HostService
+from yourclaw_host_agent.service import HostService, check_expiry
 
 __all__ = ["handle_command"]
 
@@ -33,48 +36,65 @@ _Handler = Callable[[HostService, bytes], Awaitable[HostReply]]
 
 async def on_create(service: HostService, data: bytes) -> HostReply:
     command = CreateContainer.model_validate_json(data)
-    return HostReply(ok=True, container=await service.create(command.spec))
+    check_expiry(command.expires_at, "create")
+    info = await service.create(command.spec, generation=command.generation)
+    return HostReply(ok=True, container=info)
 
 
 async def on_start(service: HostService, data: bytes) -> HostReply:
     command = NamedContainer.model_validate_json(data)
-    return HostReply(ok=True, container=await service.start(command.name))
+    check_expiry(command.expires_at, "start")
+    info = await service.start(command.name, generation=command.generation)
+    return HostReply(ok=True, container=info)
 
 
 async def on_stop(service: HostService, data: bytes) -> HostReply:
     command = NamedContainer.model_validate_json(data)
-    return HostReply(ok=True, container=await service.stop(command.name))
+    check_expiry(command.expires_at, "stop")
+    info = await service.stop(command.name, generation=command.generation)
+    return HostReply(ok=True, container=info)
 
 
 async def on_restart(service: HostService, data: bytes) -> HostReply:
     command = NamedContainer.model_validate_json(data)
-    return HostReply(ok=True, container=await service.restart(command.name))
+    check_expiry(command.expires_at, "restart")
+    info = await service.restart(command.name, generation=command.generation)
+    return HostReply(ok=True, container=info)
 
 
 async def on_remove(service: HostService, data: bytes) -> HostReply:
     command = NamedContainer.model_validate_json(data)
-    info = await service.remove(command.name, purge_workspace=command.purge_workspace)
+    check_expiry(command.expires_at, "remove")
+    info = await service.remove(
+        command.name,
+        purge_workspace=command.purge_workspace,
+        generation=command.generation,
+    )
     return HostReply(ok=True, container=info)
 
 
 async def on_inspect(service: HostService, data: bytes) -> HostReply:
     command = NamedContainer.model_validate_json(data)
+    check_expiry(command.expires_at, "inspect")
     return HostReply(ok=True, container=await service.inspect(command.name))
 
 
 async def on_list(service: HostService, data: bytes) -> HostReply:
-    ListContainers.model_validate_json(data or b"{}")
+    command = ListContainers.model_validate_json(data or b"{}")
+    check_expiry(command.expires_at, "list")
     return HostReply(ok=True, containers=await service.list())
 
 
 async def on_logs(service: HostService, data: bytes) -> HostReply:
     command = TailLogs.model_validate_json(data)
+    check_expiry(command.expires_at, "logs")
     text = await service.logs(command.name, command.tail)
     return HostReply(ok=True, container=await service.inspect(command.name), logs=text)
 
 
 async def on_health(service: HostService, data: bytes) -> HostReply:
     command = NamedContainer.model_validate_json(data)
+    check_expiry(command.expires_at, "health")
     info = await service.health(command.name, wait_seconds=command.wait_seconds)
     return HostReply(ok=True, container=info)
 

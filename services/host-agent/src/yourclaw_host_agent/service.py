@@ -1,13 +1,28 @@
-"""The rules of host commands, whatever the runtime: idempotent by container name."""
+"""The rules of host commands, whatever the runtime: idempotent by container name,
+and fenced.
+
+Fencing: the provisioner gives every placement of an assistant a generation and
+puts it on the commands about it. The host records the generation of each
+container it creates (in `<data dir>/.generations.json`, so a restarted agent
+still knows) and refuses a command older than that (`STALE_GENERATION`); a
+command past its expiry is refused unexecuted (`COMMAND_EXPIRED`). So a command
+delivered late — buffered while NATS was away, or from a provisioner that had
+given up on this host — never removes or replaces a newer placement.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
+from yourclaw_common.errors import PermanentError
 from yourclaw_common.events import ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 
@@ -21,11 +36,65 @@ from yourclaw_host_agent.layout import (
 )
 from yourclaw_host_agent.runtimes import ContainerRuntime
 
-__all__ = ["HostService"]
+__all__ = ["CommandExpired", "HostService", "StaleGeneration"]
 
 log = get_logger(__name__)
 
 _ALIVE = ("running", "starting")
+_GENERATIONS_FILE = ".generations.json"
+
+
+class CommandExpired(PermanentError):
+    """The command arrived after its expiry: its sender no longer waits for it."""
+
+    code = "COMMAND_EXPIRED"
+
+
+class StaleGeneration(PermanentError):
+    """The command is for an older placement than the container this host runs."""
+
+    code = "STALE_GENERATION"
+
+
+def check_expiry(expires_at: datetime | None, verb: str) -> None:
+    """Refuse a command delivered after its expiry."""
+    if expires_at is not None and expires_at < datetime.now(UTC):
+        raise CommandExpired(
+            f"{verb} expired at {expires_at.isoformat()}; not executed"
+        )
+
+
+class _Generations:
+    """The placement generation of each container, kept on disk."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        self._by_name: dict[str, int] = {
+            str(k): int(v) for k, v in loaded.items() if isinstance(v, int)
+        }
+
+    def get(self, name: str) -> int | None:
+        return self._by_name.get(name)
+
+    async def set(self, name: str, generation: int | None) -> None:
+        if generation is None:
+            if self._by_name.pop(name, None) is None:
+                return
+        elif self._by_name.get(name) == generation:
+            return
+        else:
+            self._by_name[name] = generation
+        await asyncio.to_thread(self._save, dict(self._by_name))
+
+    def _save(self, snapshot: dict[str, int]) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snapshot))
+        os.replace(tmp, self._path)
 
 
 class HostService:
@@ -46,81 +115,127 @@ class HostService:
         self._http = http
         self._on_change = on_change
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._generations = _Generations(layout.root / _GENERATIONS_FILE)
 
-    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+    def generation_of(self, name: str) -> int | None:
+        """The placement generation of the container this host runs under `name`."""
+        return self._generations.get(name)
+
+    def _fence(self, name: str, generation: int | None, verb: str) -> None:
+        """Refuse a command for an older placement than the one running here."""
+        current = self._generations.get(name)
+        if generation is None or current is None or generation >= current:
+            return
+        log.warning(
+            "host_agent.command.stale",
+            verb=verb,
+            container=name,
+            generation=generation,
+            current=current,
+        )
+        raise StaleGeneration(
+            f"{verb} is for generation {generation} of {name}; this host runs "
+            f"generation {current}",
+            generation=generation,
+            current=current,
+        )
+
+    async def create(
+        self, spec: ContainerSpec, *, generation: int | None = None
+    ) -> ContainerInfo:
         validate_spec(spec)
         async with self._locks[spec.name]:
-            current = await self.runtime.inspect(spec.name)
-            if current.state != "missing" and current.spec_hash == spec.spec_hash:
-                if current.state in _ALIVE:
-                    log.info("host_agent.create.unchanged", container=spec.name)
-                    return current
-                # Same spec, but stopped or crashed: bring it back as it was.
-                info = await self.runtime.start(spec.name)
-                self._on_change()
-                return info
-            others = [c for c in await self.runtime.list() if c.name != spec.name]
-            if current.state == "missing" and len(others) >= self.capacity:
-                raise NoCapacity(
-                    f"this host runs {len(others)} of {self.capacity} gateways"
-                )
-            taken = next((c for c in others if c.port == spec.port), None)
-            if taken is not None:
-                raise PortInUse(
-                    f"port {spec.port} belongs to {taken.name} on this host",
-                    port=spec.port,
-                )
-            replacing = current.state != "missing"
-            if replacing:
-                # Replace: stop, rewrite files and env, start; the workspace and
-                # the gateway's state (sessions) stay.
-                await self.runtime.stop(spec.name)
-            paths = self.layout.user(spec.user_id)
-            await self.runtime.prepare(spec, paths)
-            await asyncio.to_thread(
-                write_files,
-                paths,
-                dict(spec.files),
-                spec.remove_files,
-                data_root=self.layout.root,
+            self._fence(spec.name, generation, "create")
+            info = await self._create(spec)
+            if generation is not None:
+                await self._generations.set(spec.name, generation)
+        return info
+
+    async def _create(self, spec: ContainerSpec) -> ContainerInfo:
+        current = await self.runtime.inspect(spec.name)
+        if current.state != "missing" and current.spec_hash == spec.spec_hash:
+            if current.state in _ALIVE:
+                log.info("host_agent.create.unchanged", container=spec.name)
+                return current
+            # Same spec, but stopped or crashed: bring it back as it was.
+            info = await self.runtime.start(spec.name)
+            self._on_change()
+            return info
+        others = [c for c in await self.runtime.list() if c.name != spec.name]
+        if current.state == "missing" and len(others) >= self.capacity:
+            raise NoCapacity(
+                f"this host runs {len(others)} of {self.capacity} gateways"
             )
-            info = await self.runtime.run(spec, paths)
-            log.info(
-                "host_agent.create.done",
-                container=spec.name,
+        taken = next((c for c in others if c.port == spec.port), None)
+        if taken is not None:
+            raise PortInUse(
+                f"port {spec.port} belongs to {taken.name} on this host",
                 port=spec.port,
-                replaced=replacing,
             )
+        replacing = current.state != "missing"
+        if replacing:
+            # Replace: stop, rewrite files and env, start; the workspace and
+            # the gateway's state (sessions) stay.
+            await self.runtime.stop(spec.name)
+        paths = self.layout.user(spec.user_id)
+        await self.runtime.prepare(spec, paths)
+        await asyncio.to_thread(
+            write_files,
+            paths,
+            dict(spec.files),
+            spec.remove_files,
+            data_root=self.layout.root,
+        )
+        info = await self.runtime.run(spec, paths)
+        log.info(
+            "host_agent.create.done",
+            container=spec.name,
+            port=spec.port,
+            replaced=replacing,
+        )
         self._on_change()
         return info
 
-    async def start(self, name: str) -> ContainerInfo:
+    async def start(self, name: str, *, generation: int | None = None) -> ContainerInfo:
         user_id_of(name)
         async with self._locks[name]:
+            self._fence(name, generation, "start")
             info = await self.runtime.start(name)
         self._on_change()
         return info
 
-    async def stop(self, name: str) -> ContainerInfo:
+    async def stop(self, name: str, *, generation: int | None = None) -> ContainerInfo:
         user_id_of(name)
         async with self._locks[name]:
+            self._fence(name, generation, "stop")
             info = await self.runtime.stop(name)
         self._on_change()
         return info
 
-    async def restart(self, name: str) -> ContainerInfo:
+    async def restart(
+        self, name: str, *, generation: int | None = None
+    ) -> ContainerInfo:
         user_id_of(name)
         async with self._locks[name]:
+            self._fence(name, generation, "restart")
             info = await self.runtime.restart(name)
         self._on_change()
         return info
 
     async def remove(
-        self, name: str, *, purge_workspace: bool = False
+        self,
+        name: str,
+        *,
+        purge_workspace: bool = False,
+        generation: int | None = None,
     ) -> ContainerInfo:
+        """Remove the container; with `generation`, only a copy of that
+        generation or an older one (a newer placement is kept)."""
         paths = self.layout.for_name(name)
         async with self._locks[name]:
+            self._fence(name, generation, "remove")
             await self.runtime.remove(name)
+            await self._generations.set(name, None)
             # The config holds the gateway token: it goes with the container. The
             # workspace stays unless the account is gone.
             target = paths.root if purge_workspace else paths.config

@@ -75,6 +75,8 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             send_rate=settings.twilio_send_rate_per_second,
             service_name=settings.service_name,
             llm_allowance_usd=settings.llm_monthly_allowance_usd,
+            not_ready_deliveries=settings.assistant_not_ready_deliveries,
+            send_confirm_seconds=settings.twilio_send_confirm_seconds,
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(

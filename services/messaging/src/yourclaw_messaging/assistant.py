@@ -9,7 +9,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from yourclaw_messaging.errors import AssistantUnavailable
+from yourclaw_messaging.errors import AssistantNotReady, AssistantUnavailable
+
+# What a gateway answers while it starts (or its proxy, while it is away).
+_NOT_READY_STATUS = frozenset({502, 503, 504})
 
 # What a user turn may carry: plain text, or OpenAI content parts (text + images).
 Content = str | list[dict[str, Any]]
@@ -72,11 +75,18 @@ class AssistantClient:
                 headers=headers,
                 timeout=self._timeout,
             ) as resp:
+                if resp.status in _NOT_READY_STATUS:
+                    raise AssistantNotReady(f"assistant answered HTTP {resp.status}")
                 if resp.status != 200:
                     raise AssistantUnavailable(f"assistant answered HTTP {resp.status}")
                 if resp.content_type == "application/json":
                     return _from_completion(await resp.read())
                 return await _from_stream(_lines(resp.content))
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing was sent: the gateway is not listening (yet).
+            raise AssistantNotReady(
+                f"assistant unreachable: {exc.__class__.__name__}"
+            ) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise AssistantUnavailable(
                 f"assistant unreachable: {exc.__class__.__name__}"

@@ -2,6 +2,10 @@
 
 A lone call runs at once, so light load pays no wait; under load, the calls
 that queue up behind the one in flight share one statement and one commit.
+
+A batch that fails for something its items carry (a value PostgreSQL refuses)
+is run again item by item, so one bad item fails only its own call and never
+delays the others'.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ class Batcher(Generic[T, R]):
         *,
         max_size: int = 64,
         max_in_flight: int = 2,
+        isolate: Callable[[Exception], bool] = lambda exc: False,
     ):
         """`run` gets the items of a batch and returns one result per item, in
-        order; if it raises, every call of that batch raises the same."""
+        order. If it raises an error for which `isolate` is true, each item is
+        run alone; otherwise every call of that batch raises the same."""
         self._run = run
+        self._isolate = isolate
         self._max_size = max_size
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -50,6 +57,14 @@ class Batcher(Generic[T, R]):
                 try:
                     results = await self._run([item for item, _ in batch])
                 except BaseException as exc:
+                    if (
+                        len(batch) > 1
+                        and isinstance(exc, Exception)
+                        and self._isolate(exc)
+                    ):
+                        for one in batch:
+                            await self._run_one(one)
+                        continue
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
@@ -61,3 +76,14 @@ class Batcher(Generic[T, R]):
                         future.set_result(result)
         finally:
             self._in_flight -= 1
+
+    async def _run_one(self, pending: tuple[T, asyncio.Future[R]]) -> None:
+        item, future = pending
+        try:
+            (result,) = await self._run([item])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)

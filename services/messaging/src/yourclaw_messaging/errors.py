@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
 from yourclaw_common.errors import PermanentError, TransientError
 
 
@@ -23,7 +27,57 @@ class AssistantUnavailable(TransientError):
     code = "ASSISTANT_UNAVAILABLE"
 
 
+class AssistantNotReady(AssistantUnavailable):
+    """The assistant's gateway refused the connection or answered 502/503/504:
+    it is (re)starting and will answer shortly."""
+
+    code = "ASSISTANT_NOT_READY"
+
+
+class AssistantStarting(TransientError):
+    """The turn waits for a (re)starting assistant: redelivered with backoff."""
+
+    code = "ASSISTANT_STARTING"
+
+
+class SendUnconfirmed(TransientError):
+    """A send whose outcome is unknown waits for Twilio's status callback."""
+
+    code = "SEND_UNCONFIRMED"
+
+
 class MediaRejected(PermanentError):
     """An inbound attachment we will not hand to the assistant (too large)."""
 
     code = "MEDIA_REJECTED"
+
+
+class Unstorable(PermanentError):
+    """PostgreSQL refuses a value of this message; storing it again cannot help."""
+
+    code = "UNSTORABLE"
+
+
+# SQLSTATE classes a value itself causes, so a retry fails the same way: data
+# exceptions (22: NUL in text, a number out of range), integrity violations (23)
+# and program limits (54: a key too long for its index).
+_VALUE_ERROR_CLASSES = frozenset({"22", "23", "54"})
+
+
+@contextmanager
+def unstorable_as_permanent() -> Iterator[None]:
+    """Turn PostgreSQL's refusal of a value into `Unstorable`: terminated, not
+    retried, and (in a batch) a cue to store the items one by one."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if state[:2] not in _VALUE_ERROR_CLASSES:
+            raise
+        raise Unstorable(
+            f"PostgreSQL refused the value ({state}): {exc}"[:300], sqlstate=state
+        ) from exc
+
+
+def is_unstorable(exc: Exception) -> bool:
+    return isinstance(exc, Unstorable)

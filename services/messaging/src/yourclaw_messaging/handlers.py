@@ -18,7 +18,7 @@ from yourclaw_messaging.service import Conversation
 
 def on_inbound_whatsapp(conversation: Conversation) -> Handler:
     async def handle(event: InboundWhatsApp, ctx: HandlerContext) -> None:
-        await conversation.handle_inbound(event)
+        await conversation.handle_inbound(event, deliveries=ctx.num_delivered)
 
     return handle
 

@@ -5,7 +5,8 @@ from prometheus_client import Counter, Histogram
 TURNS = Counter(
     "yourclaw_messaging_turns_total",
     "Inbound messages handled, by outcome (replied, command, rate_limited, media, "
-    "signup, not_ready, inactive, no_assistant, apology, signup_suppressed).",
+    "signup, not_ready, inactive, no_assistant, apology, signup_suppressed; "
+    "waiting: a delivery that waits for a starting assistant).",
     ["outcome"],
 )
 ASSISTANT_SECONDS = Histogram(

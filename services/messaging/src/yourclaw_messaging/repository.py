@@ -362,6 +362,26 @@ async def mark_sending(conn: Connection, message_id: UUID) -> None:
     )
 
 
+async def mark_pending(conn: Connection, message_id: UUID) -> None:
+    """Twilio answered a send with an error: it surely was not taken."""
+    await conn.execute(
+        "UPDATE messages SET status = 'PENDING', updated_at = now() "
+        "WHERE id = $1 AND status = 'SENDING' AND twilio_sid IS NULL",
+        message_id,
+    )
+
+
+async def is_recorded_sent(conn: Connection, message_id: UUID) -> bool:
+    """Whether Twilio's sid is recorded for the message (by its send or by a
+    status callback that named it)."""
+    found = await conn.fetchval(
+        "SELECT twilio_sid IS NOT NULL OR status IN ('SENT', 'FAILED', 'SKIPPED') "
+        "FROM messages WHERE id = $1",
+        message_id,
+    )
+    return bool(found)
+
+
 async def mark_sent(
     conn: Connection, sends: Sequence[tuple[UUID, str]]
 ) -> list[asyncpg.Record | None]:
@@ -391,6 +411,8 @@ async def mark_sent(
             FROM input i
             LEFT JOIN twilio_statuses t ON t.twilio_sid = i.sid
             WHERE m.id = i.id AND m.twilio_sid IS NULL
+              -- A sid is one message's: never copied onto another (unique key).
+              AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.twilio_sid = i.sid)
             RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
                       m.delivery_status, m.error_code,
                       twilio_status_rank(t.status) > twilio_status_rank('queued')

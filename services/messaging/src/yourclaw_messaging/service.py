@@ -51,10 +51,15 @@ from yourclaw_messaging import commands, metrics, replies, repository
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
 from yourclaw_messaging.batching import Batcher
 from yourclaw_messaging.errors import (
+    AssistantNotReady,
+    AssistantStarting,
     AssistantUnavailable,
     MediaRejected,
+    SendUnconfirmed,
     TwilioRejected,
     TwilioSendError,
+    is_unstorable,
+    unstorable_as_permanent,
 )
 from yourclaw_messaging.repository import Recipient
 from yourclaw_messaging.sendrate import SharedTokenBucket
@@ -128,20 +133,26 @@ class Conversation:
     service_name: str = "messaging"
     # What llm-proxy lets a user spend on platform keys a month (USD).
     llm_allowance_usd: float = 8.0
+    # Deliveries of a turn that wait for a (re)starting assistant before the apology.
+    not_ready_deliveries: int = 6
+    # How long a send of unknown outcome waits for its status callback.
+    send_confirm_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         # One turn at a time per phone in this replica, so replies keep order.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._bucket = SharedTokenBucket(self.pool, self.sender, self.send_rate)
+        # A batch PostgreSQL refuses for one item's value is stored item by item:
+        # the bad one is terminated alone, the others' turns go on.
         self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
-            self._record_sent
+            self._record_sent, isolate=is_unstorable
         )
         self._receive: Batcher[repository.Inbound, repository.Received] = Batcher(
-            self._receive_batch
+            self._receive_batch, isolate=is_unstorable
         )
         self._batched_replies: Batcher[
             repository.Replies, list[asyncpg.Record] | None
-        ] = Batcher(self._add_replies)
+        ] = Batcher(self._add_replies, isolate=is_unstorable)
 
     async def _receive_batch(
         self, batch: list[repository.Inbound]
@@ -150,29 +161,37 @@ class Conversation:
         # in handle_inbound), and a user has one phone.
         limits = self._limit_check() if self.limits.any else None
         async with self.pool.acquire() as conn:
-            return await repository.receive(conn, batch, limits=limits)
+            with unstorable_as_permanent():
+                return await repository.receive(conn, batch, limits=limits)
 
     async def _add_replies(
         self, batch: list[repository.Replies]
     ) -> list[list[asyncpg.Record] | None]:
         async with self.pool.acquire() as conn:
-            return await repository.add_many_replies(conn, batch)
+            with unstorable_as_permanent():
+                return await repository.add_many_replies(conn, batch)
 
     async def _record_sent(
         self, sends: list[tuple[UUID, str]]
     ) -> list[asyncpg.Record | None]:
         async with self.pool.acquire() as conn:
-            return await repository.mark_sent(conn, sends)
+            with unstorable_as_permanent():
+                return await repository.mark_sent(conn, sends)
 
     # --- inbound turns -------------------------------------------------------
 
-    async def handle_inbound(self, event: InboundWhatsApp) -> None:
+    async def handle_inbound(
+        self, event: InboundWhatsApp, *, deliveries: int = 1
+    ) -> None:
+        """One turn; `deliveries`: how many times JetStream has delivered it."""
         phone = phone_of(event.from_number)
         lock = self._locks.setdefault(phone, asyncio.Lock())
         async with lock:
-            await self._handle(event, phone)
+            await self._handle(event, phone, deliveries)
 
-    async def _handle(self, event: InboundWhatsApp, phone: str) -> None:
+    async def _handle(
+        self, event: InboundWhatsApp, phone: str, deliveries: int = 1
+    ) -> None:
         fresh = False
         # Batched with the other turns' inbound messages: one statement.
         received = await self._receive(
@@ -227,7 +246,9 @@ class Conversation:
                 )
             metrics.TURNS.labels("command").inc()
         else:
-            planned, tokens, model = await self._compose(event, recipient, state)
+            planned, tokens, model = await self._compose(
+                event, recipient, state, deliveries
+            )
             # Batched with the other turns' replies: one statement, one commit.
             outgoing = self._replies(
                 event.message_sid,
@@ -367,6 +388,7 @@ class Conversation:
         event: InboundWhatsApp,
         recipient: Recipient | None,
         state: repository.ConversationState | None,
+        deliveries: int = 1,
     ) -> tuple[_Planned, tuple[int, int], str]:
         """What to answer a new inbound message, the tokens spent, and the model."""
 
@@ -444,16 +466,24 @@ class Conversation:
                 content=content,
                 history=seed,
             )
-        except AssistantUnavailable as exc:
-            metrics.ASSISTANT_SECONDS.labels(label, "failed").observe(
-                time.perf_counter() - started
-            )
-            log.warning(
-                "messaging.assistant.failed",
+        except AssistantNotReady as exc:
+            if deliveries >= self.not_ready_deliveries:
+                return self._apology(event, recipient, label, started, exc)
+            # Restarting (after a deploy, a host's return): nothing was asked, so
+            # the turn waits for a later delivery instead of apologising now.
+            metrics.TURNS.labels("waiting").inc()
+            log.info(
+                "messaging.assistant.not_ready",
                 message_sid=event.message_sid,
                 user_id=str(recipient.user_id),
+                delivery=deliveries,
                 error=exc.detail,
             )
+            raise AssistantStarting(
+                f"the assistant is starting ({exc.detail})",
+                message_sid=event.message_sid,
+            ) from exc
+        except AssistantUnavailable as exc:
             async with self.pool.acquire() as conn:
                 if await repository.model_calls_refused(
                     conn, recipient.user_id, model or DEFAULT_MODEL
@@ -462,7 +492,7 @@ class Conversation:
                     # (usage.cap_reached): an apology on top would be a second
                     # message about the same thing.
                     return notice("", "over_allowance")
-            return notice(replies.APOLOGY, "apology")
+            return self._apology(event, recipient, label, started, exc)
         metrics.ASSISTANT_SECONDS.labels(label, "ok").observe(
             time.perf_counter() - started
         )
@@ -474,6 +504,26 @@ class Conversation:
             (answer.tokens_in, answer.tokens_out),
             label,
         )
+
+    @staticmethod
+    def _apology(
+        event: InboundWhatsApp,
+        recipient: Recipient,
+        label: str,
+        started: float,
+        exc: AssistantUnavailable,
+    ) -> tuple[_Planned, tuple[int, int], str]:
+        metrics.ASSISTANT_SECONDS.labels(label, "failed").observe(
+            time.perf_counter() - started
+        )
+        log.warning(
+            "messaging.assistant.failed",
+            message_sid=event.message_sid,
+            user_id=str(recipient.user_id),
+            error=exc.detail,
+        )
+        metrics.TURNS.labels("apology").inc()
+        return _Planned([replies.APOLOGY], "notice"), (0, 0), ""
 
     async def _content(self, event: InboundWhatsApp) -> Content | _Planned:
         """The user turn for the assistant, or a notice when its media can't go."""
@@ -819,23 +869,24 @@ class Conversation:
         for row in stored:
             if row["status"] in _SENT_STATES:
                 continue
-            if row["status"] == "SENDING" and not row["content_sid"] and not fresh:
-                # A previous attempt died after asking Twilio to send: did it?
-                sid = await self.twilio.find_sent(
-                    to=to,
-                    from_=self.sender,
-                    body=row["body"],
-                    since=row["send_attempted_at"],
-                )
-                if sid:
-                    await self._mark_sent(row, sid)
+            if row["status"] == "SENDING" and not fresh:
+                # An earlier attempt may have handed it to Twilio and died (or
+                # lost the connection) before recording it.
+                if not await self._unsent(row):
                     metrics.TWILIO_SENDS.labels("reconciled", "").inc()
                     continue
-            if row["status"] != "SENDING":  # PENDING, stored by an older release
+            if row["status"] != "SENDING":  # PENDING: Twilio surely did not take it
                 async with self.pool.acquire() as conn:
                     await repository.mark_sending(conn, row["id"])
             try:
                 sent = await self._send(row, to)
+            except TwilioSendError as exc:
+                if exc.context.get("http_status") is not None:
+                    # Twilio answered with an error: no message was created, so
+                    # the redelivery sends it without waiting for a callback.
+                    async with self.pool.acquire() as conn:
+                        await repository.mark_pending(conn, row["id"])
+                raise
             except TwilioRejected as exc:
                 code = str(exc.context.get("twilio_code", ""))
                 metrics.TWILIO_SENDS.labels("rejected", code).inc()
@@ -852,6 +903,41 @@ class Conversation:
                 continue
             metrics.TWILIO_SENDS.labels("sent", "").inc()
             await self._mark_sent(row, sent.sid)
+
+    async def _unsent(self, row: asyncpg.Record) -> bool:
+        """Whether a part left SENDING by an earlier attempt is to be sent now.
+
+        Twilio echoes nothing of our request in its message list, so a send is
+        recognised by our own id only: its status callback URL carries it, and
+        the callback records the send (`handle_status`). Until that has had
+        `send_confirm_seconds` to arrive, the turn waits (redelivered later);
+        after that Twilio never took it. Never matched by body text: two
+        identical replies (apologies) would share one of Twilio's sids.
+        """
+        async with self.pool.acquire() as conn:
+            if await repository.is_recorded_sent(conn, row["id"]):
+                return False
+        if not self.status_callback:
+            log.warning(
+                "messaging.send.unknown_outcome_resent",
+                message_id=str(row["id"]),
+                reason="no TWILIO_STATUS_CALLBACK_URL to confirm it by",
+            )
+            return True
+        attempted = row["send_attempted_at"] or datetime.now(UTC)
+        waited = (datetime.now(UTC) - attempted).total_seconds()
+        if waited < self.send_confirm_seconds:
+            raise SendUnconfirmed(
+                f"waiting up to {self.send_confirm_seconds:g}s for Twilio's status "
+                f"callback of message {row['id']} ({waited:.0f}s so far)",
+                message_id=str(row["id"]),
+            )
+        log.warning(
+            "messaging.send.unconfirmed_resent",
+            message_id=str(row["id"]),
+            waited_s=round(waited, 1),
+        )
+        return True
 
     async def _send(self, row: asyncpg.Record, to: str) -> SentMessage:
         """Hand one message to Twilio; 429 and 5xx answers are retried with backoff."""

@@ -41,6 +41,16 @@ class MessagingSettings(CommonSettings):
 
     # Browser tasks can take minutes; the JetStream message is kept alive meanwhile.
     assistant_timeout_seconds: float = Field(default=600.0, gt=0)
+    # Deliveries of a turn whose assistant is (re)starting (connection refused,
+    # 502/503/504) before the user gets the apology; JetStream redelivers with
+    # backoff (1, 2, 4 … s: 6 deliveries wait about a minute). Below the
+    # consumer's max_deliver (10).
+    assistant_not_ready_deliveries: int = Field(default=6, ge=1, le=9)
+    # A send whose outcome is unknown (the worker died, or the connection broke,
+    # after asking Twilio) waits this long for Twilio's status callback, which
+    # names our message id, before it is sent again. Needs
+    # TWILIO_STATUS_CALLBACK_URL; without it, such a send is sent again at once.
+    twilio_send_confirm_seconds: float = Field(default=60.0, ge=0)
     # Where people sign up; used in the reply to unknown numbers.
     app_url: str = "http://127.0.0.1:3000"
     messaging_concurrency: int = Field(default=16, ge=1)

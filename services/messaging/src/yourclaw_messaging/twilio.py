@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -86,44 +84,6 @@ class TwilioClient:
         raise TwilioRejected(
             f"Twilio rejected the message ({code}): {message}", twilio_code=code
         )
-
-    async def find_sent(
-        self, *, to: str, from_: str, body: str, since: datetime
-    ) -> str | None:
-        """The sid of a message with this body sent to `to` since `since`, if any.
-
-        Used after a crash between handing a message to Twilio and recording it.
-        """
-        params = {
-            "To": to,
-            "From": from_,
-            # Twilio filters by day; we narrow down by time ourselves below.
-            "DateSent>": (since - timedelta(days=1)).date().isoformat(),
-            "PageSize": "100",
-        }
-        try:
-            async with self._http.get(
-                self._base,
-                params=params,
-                headers=self._auth,
-                timeout=_TIMEOUT,
-                raise_for_status=True,
-            ) as resp:
-                listed = json.loads(await resp.read())
-        except _HTTP_ERRORS as exc:
-            raise TwilioSendError(
-                f"Twilio list failed: {exc.__class__.__name__}"
-            ) from exc
-        for message in listed.get("messages", []):
-            if message.get("body") != body:
-                continue
-            created = message.get("date_created")
-            if created and parsedate_to_datetime(created) < since - timedelta(
-                seconds=60
-            ):
-                continue
-            return str(message["sid"])
-        return None
 
     async def fetch_media(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
         """An inbound attachment (`MediaUrlN`), fetched with the account credentials.

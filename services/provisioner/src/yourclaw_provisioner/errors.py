@@ -13,12 +13,22 @@ class ProvisioningError(TransientError):
 
 
 class NoHostAvailable(ProvisioningError):
-    """No live, active host has room."""
+    """Live, active hosts answer, and none has room."""
 
     code = "NO_HOST_AVAILABLE"
     reason = (
         "All our servers are full right now. Please try again in a few minutes; "
         "we have been alerted."
+    )
+
+
+class NoLiveHost(ProvisioningError):
+    """No host is heart-beating: they are unreachable, not full."""
+
+    code = "NO_LIVE_HOST"
+    reason = (
+        "We cannot reach our servers right now. Please try again in a few "
+        "minutes; we have been alerted."
     )
 
 

@@ -1,8 +1,14 @@
-"""Host-agent commands over core NATS request/reply (`host.<host_id>.<verb>`)."""
+"""Host-agent commands over core NATS request/reply (`host.<host_id>.<verb>`).
+
+Every command expires when its sender stops waiting for the answer: a request
+buffered while NATS was away and delivered late is refused by the host, not
+executed. Commands about a placement carry its generation (see the host-agent).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
@@ -29,19 +35,33 @@ class HostClient:
     command_timeout: float
     create_timeout: float
 
-    async def create(self, host_id: str, spec: ContainerSpec) -> ContainerInfo | None:
+    async def create(
+        self, host_id: str, spec: ContainerSpec, *, generation: int | None = None
+    ) -> ContainerInfo | None:
         reply = await self._request(
-            host_id, HostVerb.CREATE, CreateContainer(spec=spec), self.create_timeout
+            host_id,
+            HostVerb.CREATE,
+            CreateContainer(spec=spec, generation=generation),
+            self.create_timeout,
         )
         return reply.container
 
     async def remove(
-        self, host_id: str, name: str, *, purge_workspace: bool = False
+        self,
+        host_id: str,
+        name: str,
+        *,
+        purge_workspace: bool = False,
+        generation: int | None = None,
     ) -> None:
+        """Remove the container, if the copy there is of `generation` or older
+        (None: whatever it is); a newer copy is kept (STALE_GENERATION)."""
         await self._request(
             host_id,
             HostVerb.REMOVE,
-            NamedContainer(name=name, purge_workspace=purge_workspace),
+            NamedContainer(
+                name=name, purge_workspace=purge_workspace, generation=generation
+            ),
             self.command_timeout,
         )
 
@@ -63,6 +83,9 @@ class HostClient:
     ) -> HostReply:
         subject = host_command(host_id, verb)
         headers = {CORRELATION_HEADER: get_correlation_id() or ""}
+        command = command.model_copy(
+            update={"expires_at": datetime.now(UTC) + timedelta(seconds=timeout)}
+        )
         try:
             msg = await self.nc.request(
                 subject,

@@ -23,6 +23,9 @@ log = get_logger(__name__)
 
 _CHANNEL = "provisioning_jobs"
 _DRAIN_SECONDS = 10.0
+# What PostgreSQL being down or restarting raises here, besides its own errors:
+# a refused connection, or a connection (or the pool) found closed.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class JobRunner:
@@ -81,7 +84,7 @@ class JobRunner:
                     limit=free,
                     lease_seconds=self._settings.provision_job_lease_seconds,
                 )
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _DB_ERRORS as exc:
             log.warning("provisioner.claim_failed", error=str(exc))
             return 0
         for job in jobs:
@@ -101,7 +104,7 @@ class JobRunner:
             try:
                 async with self._pool.acquire() as conn:
                     due_in = await repository.seconds_until_next_job(conn)
-            except (OSError, asyncpg.PostgresError):
+            except _DB_ERRORS:
                 due_in = None
             if due_in is not None:
                 timeout = min(timeout, due_in + 0.01)
@@ -141,7 +144,7 @@ class JobRunner:
                     held = await repository.renew_lease(
                         conn, job.id, replica=self._replica, lease_seconds=lease
                     )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except _DB_ERRORS as exc:
                 log.warning("provisioner.lease_renew_failed", error=str(exc))
                 continue
             if not held:
@@ -150,19 +153,41 @@ class JobRunner:
                 return
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        """Wake on NOTIFY from any replica; reconnects, the poll covers gaps."""
+        """Wake on NOTIFY from any replica. A lost connection (PostgreSQL
+        restarted) is replaced; the poll covers the gap."""
 
         def on_notify(*_: Any) -> None:
             self._wake.set()
 
         while not stop.is_set():
+            lost = asyncio.Event()
+
+            def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
+                lost.set()
+
             try:
                 async with self._pool.acquire() as conn:
+                    conn.add_termination_listener(on_lost)
                     await conn.add_listener(_CHANNEL, on_notify)
-                    try:
-                        await stop.wait()
-                    finally:
-                        await conn.remove_listener(_CHANNEL, on_notify)
-            except (OSError, asyncpg.PostgresError) as exc:
+                    # Jobs queued while it was not listening are due now.
+                    self._wake.set()
+                    await _first_of(stop, lost)
+                    if not lost.is_set():
+                        with contextlib.suppress(*_DB_ERRORS):
+                            await conn.remove_listener(_CHANNEL, on_notify)
+            except _DB_ERRORS as exc:
                 log.warning("provisioner.listen_failed", error=str(exc))
-                await asyncio.sleep(1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1)
+                continue
+            if lost.is_set():
+                log.warning("provisioner.listen_lost")
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -63,6 +63,7 @@ HEARTBEATS_MISSED = Counter(
 RECONCILE_ACTIONS = Counter(
     "yourclaw_provisioner_reconcile_actions_total",
     "Drift repaired: recreated (container vanished), orphan_removed, evacuated "
-    "(host lost), flagged.",
+    "(host lost), flagged; fenced: a pass that did not judge silent hosts lost "
+    "(no host heard from, or the provisioner's NATS link down).",
     ["action"],
 )

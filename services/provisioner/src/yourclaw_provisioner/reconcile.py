@@ -5,20 +5,28 @@ memory); one replica at a time (advisory lock) repairs drift:
 
 - a READY assistant whose container is not in its host's heartbeat → re-created;
 - a `yourclaw-<user_id>` container that no READY/PROVISIONING assistant on that
-  host owns → removed (deleted users, moved assistants, crashed provisioners);
-- host-loss policy: a host silent for HOST_HEARTBEAT_TIMEOUT_SECONDS is OFFLINE
-  and takes nothing new; its READY assistants are flagged (`last_error`) and
-  keep their place, since a short network blip should not cost anyone their
-  workspace, which lives on that host's disk. Silent for another
-  HOST_EVACUATE_AFTER_SECONDS, its assistants are re-placed on live hosts
-  (a fresh workspace there, unless hosts share storage). If the host comes
-  back, it is ACTIVE again, the flags clear, and the copies it still runs of
-  moved assistants are orphans, removed as above.
+  host owns → removed, fenced by generation: the remove names the generations
+  it may take (older than the assistant's current placement, or all when it
+  has none), and a host keeps a copy of the current generation;
+- host-loss policy, fencing instead of guessing. A host silent for
+  HOST_HEARTBEAT_TIMEOUT_SECONDS is suspect (`OFFLINE`): it takes nothing new,
+  its READY assistants are flagged (`last_error`) and keep their place, since
+  their workspace lives on that host's disk. Only a host silent for another
+  HOST_EVACUATE_AFTER_SECONDS (minutes) is lost, and only then are its
+  assistants re-placed on live hosts; one with nowhere to go stays where it
+  is, flagged, and is tried again after as long. Silence counts only while the control
+  plane demonstrably works — this replica connected to NATS without a break
+  and some host heard from — so when every host goes silent at once (NATS is
+  down) or this replica lost NATS, nothing is re-placed, and after such a break
+  a host must stay silent the whole time again. A host that comes back is
+  ACTIVE again and the flags clear; the copies it still runs of moved
+  assistants are superseded, removed as above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -38,7 +46,11 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_provisioner import metrics, repository
 from yourclaw_provisioner.errors import HostCommandFailed
-from yourclaw_provisioner.service import HOST_LOST_FLAG, Provisioner
+from yourclaw_provisioner.service import (
+    HOST_LOST_FLAG,
+    HOST_LOST_REASON,
+    Provisioner,
+)
 from yourclaw_provisioner.settings import ProvisionerSettings
 
 log = get_logger(__name__)
@@ -149,6 +161,14 @@ class Reconciler:
         self._fleet = fleet
         self._provisioner = provisioner
         self._settings = settings
+        # Since when (monotonic) this replica has seen the control plane work:
+        # connected to NATS without a break and some host heard from. None: not
+        # yet, or it just broke. A start counts as a break (while no replica
+        # ran, heartbeats went unrecorded).
+        self._steady_since: float | None = None
+        self._reconnects = 0
+        # Why host loss was last not judged (logged once per reason).
+        self._fenced: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -182,19 +202,71 @@ class Reconciler:
             conn, timeout_seconds=timeout
         ):
             metrics.HEARTBEATS_MISSED.labels(host_id).inc()
-            log.warning("provisioner.host.lost", host_id=host_id, timeout_s=timeout)
+            log.warning("provisioner.host.suspect", host_id=host_id, timeout_s=timeout)
         flagged = await repository.flag_assistants_on_lost_hosts(
             conn, timeout_seconds=timeout, flag=HOST_LOST_FLAG
         )
         if flagged:
             metrics.RECONCILE_ACTIONS.labels("flagged").inc(flagged)
+        silent_for = timeout + self._settings.host_evacuate_after_seconds
         evacuate = await repository.assistants_to_evacuate(
-            conn,
-            silent_for_seconds=timeout + self._settings.host_evacuate_after_seconds,
+            conn, silent_for_seconds=silent_for
         )
+        fenced = await self._why_not_judge_loss(conn, silent_for=silent_for)
+        if not evacuate:
+            return
+        if fenced is not None:
+            if fenced != self._fenced:
+                log.warning(
+                    "provisioner.host_loss.fenced",
+                    reason=fenced,
+                    assistants=len(evacuate),
+                )
+            self._fenced = fenced
+            metrics.RECONCILE_ACTIONS.labels("fenced").inc()
+            return
+        self._fenced = None
         for user_id in evacuate:
-            await self._reprovision(conn, user_id, reason="host_lost")
+            log.warning(
+                "provisioner.host.lost.assistant_replaced",
+                user_id=str(user_id),
+                silent_for_s=silent_for,
+            )
+            await self._reprovision(conn, user_id, reason=HOST_LOST_REASON)
             metrics.RECONCILE_ACTIONS.labels("evacuated").inc()
+
+    async def _why_not_judge_loss(
+        self, conn: Connection, *, silent_for: float
+    ) -> str | None:
+        """Why a long silence cannot be blamed on the hosts right now, if so.
+
+        A host's silence counts only while the control plane demonstrably
+        worked: this replica connected to NATS without a break and some host
+        heard from. After any break the clock starts again, so a host must
+        stay silent a whole `silent_for` of working control plane to be lost.
+        """
+        nc = self._provisioner.hosts.nc
+        now = time.monotonic()
+        reconnects = int(nc.stats.get("reconnects", 0))
+        if reconnects != self._reconnects:
+            # Heartbeats sent while we were away were lost, not missed.
+            self._reconnects = reconnects
+            self._steady_since = None
+        if not nc.is_connected:
+            self._steady_since = None
+            return "provisioner_disconnected_from_nats"
+        heard = await repository.hosts_heard_from(
+            conn, within_seconds=self._settings.host_heartbeat_timeout_seconds
+        )
+        if heard == 0:
+            # Every host silent at once: NATS, not the hosts.
+            self._steady_since = None
+            return "no_host_heard_from"
+        if self._steady_since is None:
+            self._steady_since = now
+        if now - self._steady_since < silent_for:
+            return "control_plane_recovering"
+        return None
 
     async def _drift(self, conn: Connection) -> None:
         now = await conn.fetchval("SELECT now()")
@@ -222,6 +294,7 @@ class Reconciler:
                 and owner not in owners
             }
             changed = await repository.last_changes(conn, list(strays))
+            placed = await repository.placements(conn, list(strays))
             for owner, name in strays.items():
                 if owner in changed and (
                     changed[owner] > seen.received_at - _HEARTBEAT_GRACE
@@ -230,8 +303,15 @@ class Reconciler:
                 log.warning(
                     "provisioner.reconcile.orphan", host_id=host_id, container=name
                 )
+                # A copy of a placed assistant goes only if older than its
+                # placement (the host keeps a current one); one of an unplaced
+                # assistant (ERROR, NONE, deleted) goes whatever it is.
+                placed_on, current = placed.get(owner, (None, 0))
+                up_to = None if placed_on is None else current - 1
                 try:
-                    await self._provisioner.hosts.remove(host_id, name)
+                    await self._provisioner.hosts.remove(
+                        host_id, name, generation=up_to
+                    )
                 except HostCommandFailed as exc:
                     log.warning(
                         "provisioner.reconcile.remove_failed",

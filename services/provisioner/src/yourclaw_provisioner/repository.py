@@ -187,12 +187,13 @@ async def retry_job(
 
 
 async def hurry_jobs_waiting_for_a_host(conn: Connection) -> int:
-    """Jobs backing off because no host had room are due now (a host came up)."""
+    """Jobs backing off because no host had room, or none answered, are due now
+    (a host came up)."""
     result = await conn.execute(
         """
         UPDATE provisioning_jobs SET next_attempt_at = now(), updated_at = now()
         WHERE status = 'PENDING' AND next_attempt_at > now()
-          AND last_error LIKE 'NO_HOST_AVAILABLE%'
+          AND (last_error LIKE 'NO_HOST_AVAILABLE%' OR last_error LIKE 'NO_LIVE_HOST%')
         """
     )
     return int(result.split()[-1])
@@ -227,11 +228,12 @@ class Assistant:
     notify_secret_encrypted: str | None
     spec_hash: str | None
     proxy_token_encrypted: str | None = None
+    generation: int = 0
 
 
 _ASSISTANT_COLUMNS = (
     "id, user_id, status, model, host_id, port, gateway_token_encrypted, "
-    "notify_secret_encrypted, spec_hash, proxy_token_encrypted"
+    "notify_secret_encrypted, spec_hash, proxy_token_encrypted, generation"
 )
 
 
@@ -385,6 +387,27 @@ async def mark_error(conn: Connection, user_id: UUID, *, reason: str) -> UUID | 
     )
 
 
+async def keep_placement_on_silent_host(
+    conn: Connection, user_id: UUID, *, flag: str, timeout_seconds: float
+) -> bool:
+    """READY again where it was, flagged, if it is placed on a host that is
+    still silent (a move off it found nowhere to go); False otherwise."""
+    row = await conn.fetchval(
+        """
+        UPDATE assistants a SET status = 'READY', last_error = $2, updated_at = now()
+        FROM hosts h
+        WHERE a.user_id = $1 AND h.id = a.host_id
+          AND (h.last_heartbeat_at IS NULL
+               OR h.last_heartbeat_at < now() - make_interval(secs => $3))
+        RETURNING 1
+        """,
+        user_id,
+        flag,
+        timeout_seconds,
+    )
+    return row is not None
+
+
 async def mark_none(conn: Connection, user_id: UUID) -> None:
     """No container any more (the workspace stays on the host's disk), and its
     proxy credential revoked: a provision after this one mints a new one."""
@@ -413,6 +436,8 @@ class Placement:
     host_id: str
     address: str
     port: int
+    # The placement's fencing generation (host commands carry it).
+    generation: int = 0
 
 
 async def host_if_usable(
@@ -471,6 +496,19 @@ async def lock_candidate_host(
     return (row["id"], row["address"]) if row else None
 
 
+async def any_live_host(conn: Connection, *, timeout_seconds: float) -> bool:
+    """Whether any ACTIVE host is heart-beating (full or not)."""
+    row = await conn.fetchval(
+        """
+        SELECT 1 FROM hosts WHERE status = 'ACTIVE'
+          AND last_heartbeat_at > now() - make_interval(secs => $1)
+        LIMIT 1
+        """,
+        timeout_seconds,
+    )
+    return row is not None
+
+
 async def host_has_room(conn: Connection, host_id: str) -> bool:
     row = await conn.fetchval(
         """
@@ -510,18 +548,22 @@ async def free_port(
 
 async def assign_placement(
     conn: Connection, user_id: UUID, *, host_id: str, port: int, base_url: str
-) -> None:
-    """Hold the host and port; assistants_host_port_key rejects a collision."""
-    await conn.execute(
+) -> int:
+    """Hold the host and port under the next generation, which it returns;
+    assistants_host_port_key rejects a collision."""
+    generation: int = await conn.fetchval(
         """
-        UPDATE assistants SET host_id = $2, port = $3, base_url = $4, updated_at = now()
+        UPDATE assistants SET host_id = $2, port = $3, base_url = $4,
+            generation = generation + 1, updated_at = now()
         WHERE user_id = $1
+        RETURNING generation
         """,
         user_id,
         host_id,
         port,
         base_url,
     )
+    return generation
 
 
 async def record_heartbeat(conn: Connection, hb: HostHeartbeat) -> tuple[str, datetime]:
@@ -618,17 +660,45 @@ async def clear_host_flags(conn: Connection, host_id: str, *, flag: str) -> None
 async def assistants_to_evacuate(
     conn: Connection, *, silent_for_seconds: float
 ) -> list[UUID]:
-    """READY assistants on hosts silent for longer than the evacuation delay."""
+    """READY assistants on hosts silent for longer than the evacuation delay,
+    except those a move off it failed for within as long (nowhere to go)."""
     rows = await conn.fetch(
         """
         SELECT a.user_id FROM assistants a JOIN hosts h ON h.id = a.host_id
         WHERE a.status = 'READY'
           AND (h.last_heartbeat_at IS NULL
                OR h.last_heartbeat_at < now() - make_interval(secs => $1))
+          AND NOT EXISTS (
+            SELECT 1 FROM provisioning_jobs j
+            WHERE j.user_id = a.user_id AND j.reason = 'host_lost'
+              AND j.status = 'FAILED'
+              AND j.finished_at > now() - make_interval(secs => $1))
         """,
         silent_for_seconds,
     )
     return [r["user_id"] for r in rows]
+
+
+async def hosts_heard_from(conn: Connection, *, within_seconds: float) -> int:
+    """How many hosts heart-beat within the last `within_seconds`."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM hosts "
+        "WHERE last_heartbeat_at > now() - make_interval(secs => $1)",
+        within_seconds,
+    )
+    return count
+
+
+async def placements(
+    conn: Connection, user_ids: list[UUID]
+) -> dict[UUID, tuple[str | None, int]]:
+    """Where each user's assistant is placed now, and under which generation."""
+    rows = await conn.fetch(
+        "SELECT user_id, host_id, generation FROM assistants "
+        "WHERE user_id = ANY($1::uuid[])",
+        user_ids,
+    )
+    return {r["user_id"]: (r["host_id"], r["generation"]) for r in rows}
 
 
 async def ready_on_host(conn: Connection, host_id: str) -> list[tuple[UUID, datetime]]:

@@ -39,6 +39,7 @@ from yourclaw_provisioner.errors import (
     GatewayUnhealthy,
     HostCommandFailed,
     NoHostAvailable,
+    NoLiveHost,
     ProvisioningError,
 )
 from yourclaw_provisioner.hosts import HostClient
@@ -51,6 +52,8 @@ log = get_logger(__name__)
 PROVISION = "PROVISION"
 DEPROVISION = "DEPROVISION"
 # Set on READY assistants whose host went silent (shown on the dashboard).
+# The reason of the job that moves an assistant off a lost host.
+HOST_LOST_REASON = "host_lost"
 HOST_LOST_FLAG = (
     "The server your assistant runs on is not responding. If it does not come "
     "back soon, your assistant is moved to another one."
@@ -167,7 +170,9 @@ class Provisioner:
                 attempt=job.attempts,
             )
             try:
-                await self.hosts.create(placement.host_id, spec)
+                await self.hosts.create(
+                    placement.host_id, spec, generation=placement.generation
+                )
             except HostCommandFailed as exc:
                 if exc.code != "PORT_IN_USE" or len(refused) >= _PORT_RETRIES:
                     raise
@@ -214,8 +219,11 @@ class Provisioner:
             port=placement.port,
         )
         if previous_host and previous_host != placement.host_id:
-            # Moved off a draining or lost host; reconcile catches what this misses.
-            await self._remove_quietly(previous_host, user_id)
+            # Moved off a draining or lost host; reconcile catches what this
+            # misses. Only superseded copies: the host keeps a newer one.
+            await self._remove_quietly(
+                previous_host, user_id, generation=placement.generation - 1
+            )
         return "completed"
 
     async def _deprovision(self, job: Job) -> str:
@@ -232,7 +240,11 @@ class Provisioner:
                 )
             )
         if assistant and assistant.host_id and live:
-            await self.hosts.remove(assistant.host_id, container_name(user_id))
+            await self.hosts.remove(
+                assistant.host_id,
+                container_name(user_id),
+                generation=assistant.generation,
+            )
         elif assistant and assistant.host_id:
             # A silent host: when it comes back, reconcile removes what nobody owns.
             log.warning(
@@ -287,12 +299,22 @@ class Provisioner:
             self.wake.set()
             return "retried"
 
-        if job.kind == PROVISION:
+        # Moving off a lost host found nowhere to go: the assistant stays where
+        # it is (its workspace is there, and the host may come back) instead of
+        # ERROR and its gateway removed; the move is tried again later.
+        stay = (
+            job.kind == PROVISION
+            and job.reason == HOST_LOST_REASON
+            and isinstance(exc, NoHostAvailable | NoLiveHost)
+        )
+        if job.kind == PROVISION and not stay:
             # Clean up before the host and port are forgotten.
             async with self.pool.acquire() as conn:
                 assistant = await repository.get_assistant(conn, job.user_id)
             if assistant and assistant.host_id:
-                await self._remove_quietly(assistant.host_id, job.user_id)
+                await self._remove_quietly(
+                    assistant.host_id, job.user_id, generation=assistant.generation
+                )
         reason = (
             exc.reason
             if isinstance(exc, ProvisioningError)
@@ -307,6 +329,19 @@ class Provisioner:
             if finished.requeued:
                 self.wake.set()
                 return "superseded"
+            if stay and await repository.keep_placement_on_silent_host(
+                conn,
+                job.user_id,
+                flag=HOST_LOST_FLAG,
+                timeout_seconds=self.settings.host_heartbeat_timeout_seconds,
+            ):
+                log.warning(
+                    "provisioner.host_lost.kept",
+                    job_id=str(job.id),
+                    user_id=str(job.user_id),
+                    error=error,
+                )
+                return "failed"
             if job.kind == PROVISION:
                 assistant_id = await repository.mark_error(
                     conn, job.user_id, reason=reason
@@ -353,7 +388,9 @@ class Provisioner:
             )
             if address is not None:
                 if (host_id, assistant.port) not in refused:
-                    return Placement(host_id, address, assistant.port)
+                    return Placement(
+                        host_id, address, assistant.port, assistant.generation
+                    )
                 moved = await self._assign_port(
                     conn, assistant.user_id, host_id, address, refused
                 )
@@ -376,6 +413,11 @@ class Provisioner:
                 excluded.append(host_id)
                 continue
             return placement
+        if not excluded and not await repository.any_live_host(
+            conn, timeout_seconds=timeout
+        ):
+            # Nothing heart-beats: unreachable (or none yet), which is not full.
+            raise NoLiveHost("no host is heart-beating")
         raise NoHostAvailable("no live host with room", excluded=excluded)
 
     async def _assign_port(
@@ -397,14 +439,14 @@ class Provisioner:
         )
         if port is None:
             return None
-        await repository.assign_placement(
+        generation = await repository.assign_placement(
             conn,
             user_id,
             host_id=host_id,
             port=port,
             base_url=f"http://{address}:{port}",
         )
-        return Placement(host_id, address, port)
+        return Placement(host_id, address, port, generation)
 
     async def _gateway_secrets(
         self, conn: Connection, assistant: Assistant
@@ -487,9 +529,13 @@ class Provisioner:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _remove_quietly(self, host_id: str, user_id: UUID) -> None:
+    async def _remove_quietly(
+        self, host_id: str, user_id: UUID, *, generation: int | None = None
+    ) -> None:
         try:
-            await self.hosts.remove(host_id, container_name(user_id))
+            await self.hosts.remove(
+                host_id, container_name(user_id), generation=generation
+            )
         except HostCommandFailed as exc:
             log.warning(
                 "provisioner.remove_failed",

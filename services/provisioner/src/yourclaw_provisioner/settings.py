@@ -14,11 +14,14 @@ class ProvisionerSettings(CommonSettings):
 
     openclaw_image: str = "yourclaw-openclaw:latest"
 
-    # A host whose last heartbeat is older than this is not live: it takes no new
-    # assistants and is marked OFFLINE.
+    # A host whose last heartbeat is older than this is suspect: it takes no new
+    # assistants and is marked OFFLINE; its assistants stay where they are.
     host_heartbeat_timeout_seconds: float = Field(default=15.0, gt=0)
-    # How long an OFFLINE host keeps its assistants before they are re-placed.
-    host_evacuate_after_seconds: float = Field(default=60.0, ge=0)
+    # How much longer a suspect host keeps its assistants before it is declared
+    # lost and they are re-placed (a fresh workspace elsewhere): minutes, so a
+    # control-plane blip costs nobody theirs. Never while no host at all is
+    # heard from or this provisioner's NATS link is down.
+    host_evacuate_after_seconds: float = Field(default=600.0, ge=0)
     host_port_range_start: int = Field(default=19100, ge=1024, le=65535)
     host_port_range_end: int = Field(default=29999, ge=1024, le=65535)
     # Distance between two gateways' ports on one host. An OpenClaw gateway also

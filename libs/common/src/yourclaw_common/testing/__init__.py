@@ -5,9 +5,12 @@ from yourclaw_common.testing.factories import (
     subscribed_user,
 )
 from yourclaw_common.testing.helpers import eventually, reset_streams
+from yourclaw_common.testing.outage import Cuttable, cuttable
 
 __all__ = [
+    "Cuttable",
     "assistant_with_proxy_credential",
+    "cuttable",
     "eventually",
     "reset_streams",
     "subscribed_user",

@@ -26,13 +26,22 @@ _BILLING_DOWN = {
     "STRIPE_UNAVAILABLE / BILLING_ERROR: Stripe could not do it now. Retry.",
     400: "INVALID_REQUEST: billing refused the request",
 }
+_STRIPE_REFUSED = (
+    "STRIPE_REJECTED: Stripe refused the request for good (a retry gets the "
+    "same answer)"
+)
+_STRIPE_NOT_FOUND = "STRIPE_NOT_FOUND: the user's customer no longer exists at Stripe"
 
 
 @router.post(
     "/checkout",
     summary="A Stripe Checkout session for the monthly subscription",
     responses=error_responses(
-        _BILLING_DOWN | {409: "ALREADY_SUBSCRIBED: the user already pays"}
+        _BILLING_DOWN
+        | {
+            409: f"ALREADY_SUBSCRIBED: the user already pays; {_STRIPE_REFUSED}",
+            404: _STRIPE_NOT_FOUND,
+        }
     ),
 )
 async def create_checkout(
@@ -51,7 +60,12 @@ async def create_checkout(
     "/billing/portal",
     summary="A Stripe Customer Portal session (invoices, card, cancel)",
     responses=error_responses(
-        _BILLING_DOWN | {404: "NO_CUSTOMER: the user never went through checkout"}
+        _BILLING_DOWN
+        | {
+            404: "NO_CUSTOMER: the user never went through checkout; "
+            + _STRIPE_NOT_FOUND,
+            409: _STRIPE_REFUSED,
+        }
     ),
 )
 async def create_portal(user: SensitiveUser, nc: Nats, settings: Settings) -> PortalOut:

@@ -100,10 +100,38 @@ def _invalid_signature(reason: str) -> _Rejected:
     )
 
 
-def _bad_request(detail: str, **log_fields: Any) -> _Rejected:
-    return _Rejected(
-        400, "BAD_REQUEST", detail, WebhookOutcome.BAD_REQUEST, **log_fields
-    )
+def _bad_request(
+    detail: str, *, code: str = "BAD_REQUEST", **log_fields: Any
+) -> _Rejected:
+    return _Rejected(400, code, detail, WebhookOutcome.BAD_REQUEST, **log_fields)
+
+
+# What PostgreSQL cannot store, or stores only by failing a whole batched insert
+# with it: text with NUL, a sid too long for its unique index. Twilio's sids are
+# 34 characters, a WhatsApp message at most 4,096, an attachment list at most 10.
+_MAX_SID_CHARS = 64
+_MAX_FIELD_CHARS = 4096
+_MAX_NUM_MEDIA = 10
+_SID_FIELDS = frozenset({"MessageSid", "SmsSid", "SmsMessageSid", "AccountSid"})
+
+
+def _check_storable(pairs: list[tuple[str, str]]) -> None:
+    """Refuse, with a clear code, a signed form that could never be stored."""
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise _bad_request(
+                f"the field {name[:40]!r} contains a NUL character",
+                code="INVALID_CHARACTER",
+                field=name[:40],
+            )
+        limit = _MAX_SID_CHARS if name in _SID_FIELDS else _MAX_FIELD_CHARS
+        if len(value) > limit or len(name) > _MAX_SID_CHARS:
+            raise _bad_request(
+                f"the field {name[:40]!r} is longer than {limit} characters",
+                code="FIELD_TOO_LONG",
+                field=name[:40],
+                length=len(value),
+            )
 
 
 async def _send_json(
@@ -133,16 +161,19 @@ def _inbound_event(params: dict[str, str], query: str) -> InboundWhatsApp:
     from_number = params.get("From")
     if not message_sid or not from_number:
         raise _bad_request("MessageSid and From are required", message_sid=message_sid)
-    try:
-        num_media = int(params.get("NumMedia") or 0)
-    except ValueError:
-        num_media = -1
-    if num_media < 0:
-        raise _bad_request("NumMedia must be a count", message_sid=message_sid)
-    # Bounded by the number of params: a huge NumMedia cannot make us loop.
+    raw = (params.get("NumMedia") or "0").strip()
+    # isdigit() first: int() would take "1_0", and a 10,000-digit count is slow.
+    num_media = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 2 else -1
+    if not 0 <= num_media <= _MAX_NUM_MEDIA:
+        raise _bad_request(
+            f"NumMedia must be a count from 0 to {_MAX_NUM_MEDIA}",
+            code="INVALID_NUM_MEDIA",
+            message_sid=message_sid,
+            num_media=raw[:20],
+        )
     media = tuple(
         InboundMedia(url=url, content_type=params.get(f"MediaContentType{n}"))
-        for n in range(min(num_media, len(params)))
+        for n in range(num_media)
         if (url := params.get(f"MediaUrl{n}"))
     )
     return InboundWhatsApp(
@@ -313,6 +344,7 @@ class TwilioWebhook:
         query = scope["query_string"].decode("latin-1")
         if not self._signature.is_valid(signature, pairs, query=query, body=body):
             raise _invalid_signature("mismatch")
+        _check_storable(pairs)
         event = self._event_of(dict(pairs), query)
         js: JetStreamContext = scope["state"]["js"]
         started = perf_counter()

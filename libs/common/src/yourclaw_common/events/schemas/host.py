@@ -10,6 +10,7 @@ logs them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -37,6 +38,13 @@ class _Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: int = 1
+    # Fencing. The placement generation the command is for: a create records it,
+    # and a host refuses any command for a container whose recorded generation
+    # is newer (remove: "remove copies up to this generation"). None: unfenced.
+    generation: int | None = Field(default=None, ge=0)
+    # A command delivered after this (UTC; buffered during an outage, its sender
+    # long gone) is refused unexecuted. None: no expiry.
+    expires_at: datetime | None = None
 
 
 # The port OpenClaw's config names (`gateway.port`): inside a container it is
