@@ -296,7 +296,11 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     if settings.dev_login_enabled:
         api.include_router(dev.router)
     api.include_router(stripe_webhook_router(settings))
-    install_openapi(api, jwks=bool(settings.supabase_url))
+    install_openapi(
+        api,
+        jwks=bool(settings.supabase_url),
+        llm_allowance_usd=settings.llm_monthly_allowance_usd,
+    )
     limiter = (
         RateLimiter(
             settings.webhook_rate_limit_per_second, settings.webhook_rate_limit_burst

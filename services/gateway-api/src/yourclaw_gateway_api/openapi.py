@@ -251,9 +251,12 @@ def _complete(path: str, operation: dict[str, Any], *, jwks: bool) -> None:
         response.setdefault("headers", {})[REQUEST_ID_HEADER] = _REQUEST_ID
 
 
-def install_openapi(api: FastAPI, *, jwks: bool) -> None:
+def install_openapi(
+    api: FastAPI, *, jwks: bool, llm_allowance_usd: float | None = None
+) -> None:
     """Serve the completed document at /openapi.json (`jwks`: tokens may be
-    checked against a JWKS, so authenticated routes may answer 503)."""
+    checked against a JWKS, so authenticated routes may answer 503;
+    `llm_allowance_usd`: the most a user's own cap may be, a setting)."""
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema:
@@ -278,6 +281,11 @@ def install_openapi(api: FastAPI, *, jwks: bool) -> None:
         schemas["ErrorBody"] = ErrorBody.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
+        if llm_allowance_usd is not None and "LlmCapIn" in schemas:
+            cap = schemas["LlmCapIn"]["properties"]["cap_usd"]
+            for branch in cap.get("anyOf", [cap]):
+                if branch.get("type") == "number":
+                    branch["maximum"] = llm_allowance_usd
         api.openapi_schema = document
         return document
 
