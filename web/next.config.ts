@@ -17,6 +17,10 @@ const SECURITY_HEADERS = [
 const nextConfig: NextConfig = {
   poweredByHeader: false,
   reactStrictMode: true,
+  // Every page is rendered per request (the CSP nonce), and Next.js would then
+  // stream the <title> after the page: a screen reader would announce a page
+  // without one. Metadata in <head>, for every user agent.
+  htmlLimitedBots: /.*/,
   async headers() {
     return [{ source: "/:path*", headers: SECURITY_HEADERS }];
   },
