@@ -462,6 +462,26 @@ class TestGateway:
         ]
         assert inspect(cell.tenant.name)["Id"] == before
 
+    async def test_after_docker_rm_f_it_comes_back_with_its_workspace(self, cell):
+        workspace = cell.data_dir / str(cell.tenant.spec.user_id) / "workspace"
+        (workspace / "KEEP.md").write_text("still here")
+
+        # Killed from outside: no clean shutdown, its lock files stay behind.
+        docker("rm", "-f", cell.tenant.name)
+        # What the provisioner's reconcile sends when the heartbeat lacks it.
+        created = await _try_create(cell.nc, cell.host_id, cell.tenant.spec)
+
+        assert created is not None
+        assert created.ok, created
+        await _wait_ready(cell.tenant.spec.port)
+        assert inspect(cell.tenant.name)["State"]["Running"] is True
+        assert (workspace / "KEEP.md").read_text() == "still here"
+
+        async def healthy() -> bool:  # as the next tests expect it
+            return inspect(cell.tenant.name)["State"]["Health"]["Status"] == "healthy"
+
+        await eventually(healthy, timeout=BOOT_TIMEOUT, interval=1)
+
 
 async def _try_list(cell: Cell) -> HostReply | None:
     try:

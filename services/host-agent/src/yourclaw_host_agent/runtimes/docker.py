@@ -22,6 +22,7 @@ import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -43,7 +44,7 @@ from yourclaw_host_agent.firewall import (
     local_networks,
     resolvers,
 )
-from yourclaw_host_agent.layout import UserPaths
+from yourclaw_host_agent.layout import UserPaths, remove_tree
 from yourclaw_host_agent.metrics import GATEWAY_OOM_KILLS, GATEWAY_RSS_RESTARTS
 
 __all__ = [
@@ -60,6 +61,7 @@ log = get_logger(__name__)
 CONTAINER_PORT = GATEWAY_CONFIG_PORT
 _HOME = "/home/node"
 _STATE = f"{_HOME}/.openclaw"
+_HOSTNAME = "assistant"
 _USER = "1000:1000"
 _LABEL = "yourclaw.managed"
 _TMPFS_TMP = "rw,noexec,nosuid,nodev,size=256m"
@@ -141,6 +143,11 @@ def create_payload(
             str(CONTAINER_PORT),
         ],
         "User": _USER,
+        # The same host name in every container of this user: OpenClaw's state
+        # lease names its owner by host and pid, and reclaims a dead owner's
+        # lease only on the same host. With Docker's default (the container
+        # id) a gateway re-created after a kill would wait out the lease.
+        "Hostname": _HOSTNAME,
         "Env": [f"{k}={v}" for k, v in sorted(env.items())],
         "WorkingDir": "/app",
         "ExposedPorts": {port_key: {}},
@@ -412,6 +419,15 @@ class DockerRuntime:
     async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
         name = spec.name
         await self._delete(name)
+        # No gateway of this user runs now. One that was killed (docker rm -f,
+        # a lost host) left its lock files in its scratch folder, which a new
+        # container (another host name) takes for a live gateway's lease and
+        # refuses to start: the folder goes with the old gateway.
+        await asyncio.to_thread(
+            remove_tree,
+            paths.config / "tmp",
+            data_root=Path(self._data_dir) if self._data_dir else paths.root.parent,
+        )
         await self._ensure_network()
         await asyncio.to_thread(self._own_mounts, paths)
         payload = create_payload(
