@@ -1,8 +1,8 @@
 """Lean stand-ins for the end-to-end benchmark: Twilio's Messages resource and a
 zero-latency OpenAI-compatible assistant, on one port.
 
-They answer with devsim's own pieces (`yourclaw_devkit._twilio_sim` and
-`_llm_sim`: the create's validation and Twilio's error body, the Message
+They answer with devsim's own pieces (`yourclaw_devkit.twilio_sim` and
+`llm_sim`: the create's validation and Twilio's error body, the Message
 resource, the reply, its usage and the streamed events), so messaging cannot
 tell them apart: Basic auth with the account sid and auth token, a 201 Message
 resource; Bearer auth and a streamed chat completion (`data:` events, usage in
@@ -41,7 +41,7 @@ import httptools
 import orjson
 import uvloop
 from starlette.responses import JSONResponse
-from yourclaw_devkit._llm_sim import (
+from yourclaw_devkit.llm_sim import (
     DEFAULT_MODEL,
     build_reply,
     completion,
@@ -50,13 +50,13 @@ from yourclaw_devkit._llm_sim import (
     stream_events,
     usage_of,
 )
-from yourclaw_devkit._twilio_sim import (
+from yourclaw_devkit.signing import twilio_signature
+from yourclaw_devkit.twilio_sim import (
     SentMessage,
     create_form,
     twilio_error,
     validate_create,
 )
-from yourclaw_devkit.signing import twilio_signature
 
 _REASONS = {
     200: "OK",

@@ -13,7 +13,6 @@ from fastapi.responses import PlainTextResponse
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from yourclaw_common.testing import eventually
-from yourclaw_devkit._llm_sim import pick_user_text
 from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID as SID
 from yourclaw_devkit.defaults import DEV_TWILIO_AUTH_TOKEN as TOKEN
 from yourclaw_devkit.devsim import (
@@ -21,6 +20,7 @@ from yourclaw_devkit.devsim import (
     DevsimSettings,
     running_devsim,
 )
+from yourclaw_devkit.llm_sim import pick_user_text
 from yourclaw_devkit.serving import running_app
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -778,7 +778,7 @@ class TestPickUserText:
 
 class TestPickUserTextWithOpenClawRuntimeLine:
     def test_runtime_status_line_is_not_part_of_the_user_text(self):
-        from yourclaw_devkit._llm_sim import pick_user_text
+        from yourclaw_devkit.llm_sim import pick_user_text
 
         text = (
             "hello there\nRuntime: agent=main | model=local/echo-1 | channel=whatsapp"

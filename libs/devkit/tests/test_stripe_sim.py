@@ -9,10 +9,10 @@ import orjson
 import pytest_asyncio
 from fastapi import FastAPI, Request
 from yourclaw_common.testing import eventually
-from yourclaw_devkit._stripe_sim import parse_stripe_form
 from yourclaw_devkit.defaults import DEV_STRIPE_SECRET_KEY, DEV_STRIPE_WEBHOOK_SECRET
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.stripe_sim import parse_stripe_form
 from yourclaw_gateway_api.webhooks.stripe import StripeSignature
 
 AUTH = {"authorization": f"Bearer {DEV_STRIPE_SECRET_KEY}"}

@@ -24,8 +24,8 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
-from yourclaw_devkit._llm_sim import PromptCache, build_reply, estimate_tokens
 from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_WHATSAPP_NUMBER
+from yourclaw_devkit.llm_sim import PromptCache, build_reply, estimate_tokens
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
 from yourclaw_messaging import repository
 

@@ -24,13 +24,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from yourclaw_common.logging import get_logger
 
-from yourclaw_devkit._twilio_sim import (
+from yourclaw_devkit.signing import twilio_signature
+from yourclaw_devkit.twilio_sim import (
     API_VERSION,
     MediaStore,
     MessageStore,
     StatusCallbacks,
 )
-from yourclaw_devkit.signing import twilio_signature
 
 __all__ = ["whatsapp_page_router"]
 

@@ -19,15 +19,6 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yourclaw_common.logging import configure_logging, get_logger
 
-from yourclaw_devkit._llm_sim import RequestLog, llm_router
-from yourclaw_devkit._stripe_sim import StripeSim, StripeWebhooks, stripe_router
-from yourclaw_devkit._twilio_sim import (
-    Faults,
-    MediaStore,
-    MessageStore,
-    StatusCallbacks,
-    twilio_router,
-)
 from yourclaw_devkit._whatsapp_page import whatsapp_page_router
 from yourclaw_devkit.defaults import (
     DEV_API_URL,
@@ -37,7 +28,16 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
+from yourclaw_devkit.llm_sim import RequestLog, llm_router
 from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.stripe_sim import StripeSim, StripeWebhooks, stripe_router
+from yourclaw_devkit.twilio_sim import (
+    Faults,
+    MediaStore,
+    MessageStore,
+    StatusCallbacks,
+    twilio_router,
+)
 
 __all__ = [
     "ASSISTANT_READY_TEMPLATE",
