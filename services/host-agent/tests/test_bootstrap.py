@@ -242,7 +242,7 @@ def test_capacity_leaves_room_for_the_os():
 class TestEnvFile:
     def test_the_agent_connects_as_its_hosts_nats_user(self):
         opts = BootstrapOptions(
-            host="10.0.0.9",
+            host="agent-7.hosts.test",
             host_id="eu-7",
             nats_url="nats://nats:4222",
             nats_password="s3cret pass",

@@ -7,20 +7,7 @@ from yourclaw_common.crypto import SecretBox
 from yourclaw_common.testing.helpers import eventually
 from yourclaw_llm_proxy.prices import PRICES
 
-# As the stand-in in conftest.py reports them.
-OPENAI_USAGE = {
-    "prompt_tokens": 1200,
-    "completion_tokens": 30,
-    "total_tokens": 1230,
-    "prompt_tokens_details": {"cached_tokens": 1024},
-}
-ANTHROPIC_USAGE = {
-    "input_tokens": 40,
-    "output_tokens": 25,
-    "cache_read_input_tokens": 3000,
-    "cache_creation_input_tokens": 500,
-}
-STREAM_PIECES = 5
+from .conftest import ANTHROPIC_USAGE, OPENAI_USAGE, STREAM_PIECES
 
 SONNET = "claude-sonnet-4-5-20250929"
 MINI = "gpt-4o-mini"
