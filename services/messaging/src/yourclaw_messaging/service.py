@@ -606,6 +606,13 @@ class Conversation:
         )
 
     async def _proactive(self, user_id: UUID, key: str, text: str) -> None:
+        # Two copies of one notice (llm-proxy replicas, a redelivery) handled at
+        # once would both find nothing stored and both send: one at a time.
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            await self._proactive_once(user_id, key, text)
+
+    async def _proactive_once(self, user_id: UUID, key: str, text: str) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             recipient = await repository.find_recipient_by_user(conn, user_id)
             if recipient is None:
