@@ -3,9 +3,16 @@ notices, the usage notices; each sent once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 
+import aiohttp
+import pytest
+import pytest_asyncio
+from yourclaw_common.db import create_pool
 from yourclaw_common.events import (
     AssistantReady,
     AssistantRestarted,
@@ -15,6 +22,16 @@ from yourclaw_common.events import (
     UsageCapReached,
 )
 from yourclaw_common.nats import publish
+from yourclaw_devkit.defaults import (
+    DEV_TWILIO_ACCOUNT_SID,
+    DEV_TWILIO_AUTH_TOKEN,
+    DEV_WHATSAPP_NUMBER,
+)
+from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
+from yourclaw_messaging.errors import SendUnconfirmed
+from yourclaw_messaging.limits import Limits
+from yourclaw_messaging.proactive import Proactive
+from yourclaw_messaging.twilio import TwilioClient
 
 from .conftest import (
     PHONE,
@@ -261,3 +278,81 @@ class TestModelAllowance:
         assert "*Tokens*: 123,456 in 3 model calls" in usage
         assert "*This month*: $2.00 of $8.00 (25%), 123,456 tokens" in status
         assert await llm_requests(devsim) == []
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def replicas(database_url, devsim_url) -> AsyncIterator[list[Proactive]]:
+    """Two messaging replicas' proactive handlers: each its own pool and
+    Twilio client, on the same database, sending to the Twilio stand-in."""
+    async with contextlib.AsyncExitStack() as stack:
+        made = []
+        for _ in range(2):
+            pool = await create_pool(database_url, max_size=4)
+            stack.push_async_callback(pool.close)
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            twilio = TwilioClient(
+                http,
+                api_base=devsim_url,
+                account_sid=DEV_TWILIO_ACCOUNT_SID,
+                auth_token=DEV_TWILIO_AUTH_TOKEN,
+            )
+            channel = WhatsAppChannel(
+                pool=pool,
+                twilio=twilio,
+                sender=DEV_WHATSAPP_NUMBER,
+                templates=Templates(TEMPLATE_READY, TEMPLATE_NOTIFY),
+            )
+            made.append(
+                Proactive(
+                    pool=pool, channel=channel, limits=Limits(0, 0, 0), app_url=""
+                )
+            )
+        yield made
+
+
+class TestOnceAcrossReplicas:
+    @pytest.mark.parametrize("notice", ["outbound", "usage", "ready", "restarted"])
+    async def test_two_replicas_handling_one_event_send_it_once(
+        self, notice, replicas, register, clean_db, devsim
+    ):
+        # A few users at once, so the two replicas' steps interleave.
+        phones = [f"+1555125000{i}" for i in range(3)]
+        events = [await self.event(notice, register, clean_db, p) for p in phones]
+        handler = {
+            "outbound": Proactive.handle_outbound,
+            "usage": Proactive.handle_usage,
+            "ready": Proactive.handle_ready,
+            "restarted": Proactive.handle_restarted,
+        }[notice]
+
+        outcomes = await asyncio.gather(
+            *(handler(p, event) for event in events for p in replicas),
+            return_exceptions=True,
+        )
+
+        for phone in phones:
+            sent = await settle(devsim, phone, 1, wait=0.5)
+            assert len(sent) == 1, [m["body"] for m in sent]
+        # The other stood back: at once, or told to look again later (a nak).
+        assert all(o is None or isinstance(o, SendUnconfirmed) for o in outcomes), (
+            outcomes
+        )
+
+    @staticmethod
+    async def event(notice, register, clean_db, phone):
+        user_id = await register(phone)
+        await clean_db.execute(
+            "INSERT INTO conversations (user_id, last_inbound_at) "
+            "VALUES ($1, now() - interval '1 hour')",
+            user_id,
+        )
+        if notice == "outbound":
+            return OutboundWhatsApp(user_id=user_id, body="Your report is ready")
+        if notice == "usage":
+            return usage_event(UsageCapReached, user_id, spent=8.01)
+        if notice == "ready":
+            assistant_id = await clean_db.fetchval(
+                "SELECT id FROM assistants WHERE user_id = $1", user_id
+            )
+            return AssistantReady(user_id=user_id, assistant_id=assistant_id)
+        return AssistantRestarted(user_id=user_id, killed_at=1_780_000_000)

@@ -1,15 +1,20 @@
 """Messages we send first: an automation's result (`outbound.whatsapp`), the
-ready notice, the restart notice and the monthly usage notices; each once,
-under its own key (see `outgoing`).
+ready notice, the restart notice and the monthly usage notices.
+
+Each is sent once, whichever copy of its event arrives first (a redelivery,
+two emitting replicas, two messaging replicas). The claim is the insert of its
+parts under its key: the handler whose insert wins sends them. A handler that
+finds nothing stored and then loses the insert leaves the sending to the
+winner; one that finds the parts already stored while another handler may
+still be sending them comes back later (a nak), and resumes them only once
+that send has had its time (the sender died in between).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
-from weakref import WeakValueDictionary
 
 import asyncpg
 from yourclaw_common.db import Connection
@@ -24,6 +29,7 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import outgoing, replies, repository
 from yourclaw_messaging.channels.base import Channel
+from yourclaw_messaging.errors import SendUnconfirmed
 from yourclaw_messaging.limits import Limits
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
@@ -46,9 +52,6 @@ class Proactive:
     app_url: str
     # What llm-proxy lets a user spend on platform keys a month (USD).
     llm_allowance_usd: float = 8.0
-
-    def __post_init__(self) -> None:
-        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
 
     async def handle_outbound(self, event: OutboundWhatsApp) -> None:
         """A proactive message (an automation's result, a system notice)."""
@@ -124,13 +127,6 @@ class Proactive:
         await self._send_once(event.user_id, f"restart:{event.event_id}", plan)
 
     async def _notify(self, user_id: UUID, key: str, text: str) -> None:
-        # Two copies of one notice (llm-proxy replicas, a redelivery) handled at
-        # once would both find nothing stored and both send: one at a time.
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            await self._notify_once(user_id, key, text)
-
-    async def _notify_once(self, user_id: UUID, key: str, text: str) -> None:
         async def plan(conn: Connection, recipient: Recipient) -> Planned:
             if recipient.subscription_status not in ("ACTIVE", "PAST_DUE"):
                 return Planned([text], "proactive", error_code="INACTIVE")
@@ -149,12 +145,23 @@ class Proactive:
                 log.info("messaging.proactive.no_phone", user_id=str(user_id), key=key)
                 return
             stored = await repository.outbound.replies_to(conn, key)
+            found = bool(stored)
             fresh = False
-            if not stored:
+            if not found:
                 planned = await plan(conn, recipient)
                 if planned is None:
                     return
                 stored, fresh = await outgoing.store(
                     conn, key, recipient.user_id, recipient.phone, planned
                 )
+        if not found and not fresh:
+            # Another handler stored them between our look and our insert: the
+            # claim is its, and so is the sending.
+            log.info("messaging.proactive.claimed_elsewhere", key=key)
+            return
+        if found and self.channel.in_flight(stored):
+            raise SendUnconfirmed(
+                f"{key} is being sent by another handler; checking again later",
+                key=key,
+            )
         await self.channel.deliver(stored, recipient.phone, fresh=fresh)

@@ -41,3 +41,7 @@ class Channel(Protocol):
     async def plan_ready(self, conn: Connection, user_id: UUID, text: str) -> Planned:
         """The "your assistant is ready" message."""
         ...
+
+    def in_flight(self, stored: Sequence[asyncpg.Record]) -> bool:
+        """Whether another attempt may be sending one of these parts right now."""
+        ...

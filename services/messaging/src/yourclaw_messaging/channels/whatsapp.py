@@ -15,7 +15,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -127,6 +127,15 @@ class WhatsAppChannel:
         )
 
     # --- sending ---------------------------------------------------------------
+
+    def in_flight(self, stored: Sequence[asyncpg.Record]) -> bool:
+        since = datetime.now(UTC) - timedelta(seconds=self.send_confirm_seconds)
+        return any(
+            row["status"] == "SENDING"
+            and row["twilio_sid"] is None
+            and (row["send_attempted_at"] or since) > since
+            for row in stored
+        )
 
     async def deliver(
         self, stored: Sequence[asyncpg.Record], address: str, *, fresh: bool
