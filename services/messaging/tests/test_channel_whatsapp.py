@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 from yourclaw_common.events import (
-    CONSUMERS,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
     Stream,
@@ -24,6 +23,7 @@ from yourclaw_devkit.defaults import DEV_WHATSAPP_NUMBER
 from yourclaw_devkit.llm_sim import build_reply
 from yourclaw_devkit.pytest_plugin import MESSAGES_PATH, sent_to
 from yourclaw_messaging import repository
+from yourclaw_messaging.consumers import CONSUMERS
 
 from .conftest import (
     AUTH,

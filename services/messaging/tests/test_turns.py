@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 from yourclaw_common.crypto import SecretBox, generate_key
 from yourclaw_common.events import (
-    CONSUMERS,
     InboundMedia,
     InboundWhatsApp,
     Stream,
@@ -22,6 +21,7 @@ from yourclaw_devkit.defaults import DEV_TWILIO_ACCOUNT_SID, DEV_WHATSAPP_NUMBER
 from yourclaw_devkit.llm_sim import PromptCache, estimate_tokens
 from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_messaging import repository
+from yourclaw_messaging.consumers import CONSUMERS
 from yourclaw_messaging.errors import Unstorable
 from yourclaw_messaging.limits import Limits
 from yourclaw_messaging.turns import Turns

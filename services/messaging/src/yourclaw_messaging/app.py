@@ -6,7 +6,6 @@ import asyncio
 
 import aiohttp
 from yourclaw_common.crypto import SecretBox
-from yourclaw_common.events import CONSUMERS
 from yourclaw_common.logging import configure_logging, get_logger
 from yourclaw_common.runtime import (
     install_signal_handlers,
@@ -18,6 +17,7 @@ from yourclaw_common.runtime import (
 from yourclaw_messaging.assistant import AssistantClient
 from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
 from yourclaw_messaging.commands import Commands
+from yourclaw_messaging.consumers import CONSUMERS
 from yourclaw_messaging.handlers import (
     on_assistant_ready,
     on_assistant_restarted,
