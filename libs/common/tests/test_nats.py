@@ -3,14 +3,21 @@ import uuid
 
 import nats
 import pytest
+import pytest_asyncio
 from yourclaw_common.errors import PermanentError
-from yourclaw_common.events import CONSUMERS, InboundWhatsApp, Stream
+from yourclaw_common.events import ConsumerSpec, InboundWhatsApp, Stream, Subject
 from yourclaw_common.metrics import runner_metrics
 from yourclaw_common.nats import CORRELATION_HEADER, consume, publish
 from yourclaw_common.testing import eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
 
-SPEC = CONSUMERS.MESSAGING_INBOUND_WHATSAPP
+# A service declares its own consumers; this test declares one of its own.
+SPEC = ConsumerSpec("test-inbound-whatsapp", Subject.INBOUND_WHATSAPP)
+
+
+@pytest_asyncio.fixture(loop_scope="session", autouse=True)
+async def durable(js):
+    await js.add_consumer(SPEC.stream, SPEC.config(TEST_ACK_WAIT_SECONDS))
 
 
 def inbound(sid: str | None = None, body: str = "hi") -> InboundWhatsApp:

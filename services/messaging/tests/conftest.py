@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from yourclaw_common.crypto import SecretBox
+from yourclaw_common.testing import eventually
 from yourclaw_devkit.cli import register_dev_user
 from yourclaw_devkit.defaults import (
     DEV_GATEWAY_TOKEN,
@@ -16,12 +18,18 @@ from yourclaw_devkit.defaults import (
     DEV_WHATSAPP_NUMBER,
 )
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp as inbound
+from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_messaging.app import run
 from yourclaw_messaging.settings import MessagingSettings
 
 __all__ = ["inbound"]
 
 AUTH = (DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_AUTH_TOKEN)
+PHONE = "+15551240001"
+OTHER = "+15551230002"
+STRANGER = "+15559870000"
+TEMPLATE_NOTIFY = "HX00000000000000000000000000000001"
+TEMPLATE_READY = "HX00000000000000000000000000000002"
 
 
 @pytest.fixture
@@ -110,3 +118,27 @@ async def devsim_sent(devsim: httpx.AsyncClient, phone: str) -> list[dict]:
     resp = await devsim.get("/_devsim/messages", params={"to": f"whatsapp:{phone}"})
     resp.raise_for_status()
     return list(reversed(resp.json()["messages"]))
+
+
+async def llm_requests(devsim) -> list[dict]:
+    return (await devsim.get("/_devsim/llm/requests")).json()["requests"]
+
+
+async def settle(devsim, phone, count, *, wait=1.0, timeout=15, read=devsim_sent):
+    """Wait for `count` messages to `phone`, then a little more to catch extras."""
+
+    async def enough():
+        return len(await read(devsim, phone)) >= count
+
+    await eventually(enough, timeout=timeout)
+    await asyncio.sleep(wait)
+    return await read(devsim, phone)
+
+
+async def replies_settle(devsim, phone, count, *, wait=1.0):
+    """`settle`, read from Twilio's Messages list as Twilio's API answers it."""
+    return await settle(devsim, phone, count, wait=wait, read=sent_to)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -1,18 +1,19 @@
 from yourclaw_messaging import replies
-from yourclaw_messaging.replies import MAX_BODY_CHARS, counted, limit_per, split_reply
+from yourclaw_messaging.channels.whatsapp import MAX_BODY_CHARS
+from yourclaw_messaging.replies import counted, limit_per, split_reply
 
 
 class TestSplitReply:
     def test_short_text_is_one_part(self):
-        assert split_reply("  hello  ") == ["hello"]
+        assert split_reply("  hello  ", MAX_BODY_CHARS) == ["hello"]
 
     def test_empty_text_is_no_part(self):
-        assert split_reply("   ") == []
+        assert split_reply("   ", MAX_BODY_CHARS) == []
 
     def test_cuts_at_sentences_in_order_within_limit(self):
         sentences = [f"Sentence number {i} is here." for i in range(200)]
         text = " ".join(sentences)
-        parts = split_reply(text)
+        parts = split_reply(text, MAX_BODY_CHARS)
         assert len(parts) > 1
         assert all(len(p) <= MAX_BODY_CHARS for p in parts)
         assert all(p.endswith(".") for p in parts)
@@ -21,12 +22,12 @@ class TestSplitReply:
     def test_prefers_paragraphs(self):
         para = "word " * 200
         text = f"{para.strip()}\n\n{para.strip()}\n\n{para.strip()}"
-        parts = split_reply(text)
+        parts = split_reply(text, MAX_BODY_CHARS)
         assert parts == [para.strip()] * 3
 
     def test_unbroken_text_is_hard_cut(self):
         text = "x" * 4000
-        parts = split_reply(text)
+        parts = split_reply(text, MAX_BODY_CHARS)
         assert [len(p) for p in parts] == [1600, 1600, 800]
         assert "".join(parts) == text
 

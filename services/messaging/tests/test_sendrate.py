@@ -13,7 +13,7 @@ async def test_leases_take_what_the_bucket_holds_and_no_more(clean_db):
     async with clean_db.acquire() as conn:
 
         async def lease(sender: str = SENDER) -> int:
-            return await repository.lease_send_tokens(
+            return await repository.outbound.lease_send_tokens(
                 conn, sender, want=8, rate=0.001, capacity=10
             )
 

@@ -9,7 +9,6 @@ import json
 import httpx
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import (
-    CONSUMERS,
     AssistantDeprovisionRequested,
     AssistantFailed,
     AssistantProvisionRequested,
@@ -22,6 +21,7 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
+from yourclaw_provisioner.consumers import CONSUMERS
 from yourclaw_provisioner.service import HOST_LOST_FLAG
 
 from .conftest import (

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from yourclaw_common.events import CONSUMERS, Subject
+from yourclaw_common.events import Subject
 from yourclaw_common.logging import configure_logging, get_logger
 from yourclaw_common.nats import connect_as
 from yourclaw_common.runtime import (
@@ -19,6 +19,7 @@ from yourclaw_common.runtime import (
     run_consumers,
 )
 
+from yourclaw_billing.consumers import CONSUMERS
 from yourclaw_billing.handlers import (
     on_checkout_request,
     on_portal_request,

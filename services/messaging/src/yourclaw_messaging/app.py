@@ -6,7 +6,6 @@ import asyncio
 
 import aiohttp
 from yourclaw_common.crypto import SecretBox
-from yourclaw_common.events import CONSUMERS
 from yourclaw_common.logging import configure_logging, get_logger
 from yourclaw_common.runtime import (
     install_signal_handlers,
@@ -16,6 +15,9 @@ from yourclaw_common.runtime import (
 )
 
 from yourclaw_messaging.assistant import AssistantClient
+from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
+from yourclaw_messaging.commands import Commands
+from yourclaw_messaging.consumers import CONSUMERS
 from yourclaw_messaging.handlers import (
     on_assistant_ready,
     on_assistant_restarted,
@@ -24,8 +26,10 @@ from yourclaw_messaging.handlers import (
     on_outbound_whatsapp,
     on_usage_notice,
 )
-from yourclaw_messaging.service import Conversation, Limits, Templates
+from yourclaw_messaging.limits import Limits
+from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_messaging.turns import Turns
 from yourclaw_messaging.twilio import TwilioClient
 
 log = get_logger(__name__)
@@ -48,58 +52,72 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
         # aiohttp: a fifth of httpx's CPU per call, which is most of a turn's.
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
     ):
-        conversation = Conversation(
-            pool=runtime.pool,
+        pool = runtime.pool
+        limits = Limits(
+            per_minute=settings.rate_limit_msg_per_min,
+            per_day=settings.rate_limit_msg_per_day,
+            tokens_per_day=settings.rate_limit_tokens_per_day,
+        )
+        whatsapp = WhatsAppChannel(
+            pool=pool,
             twilio=TwilioClient(
                 http,
                 api_base=settings.twilio_api_base,
                 account_sid=settings.twilio_account_sid,
                 auth_token=settings.twilio_auth_token.get_secret_value(),
             ),
-            assistant=AssistantClient(http, timeout=settings.assistant_timeout_seconds),
-            secrets=secrets,
             sender=settings.twilio_whatsapp_number,
-            app_url=settings.app_url,
-            limits=Limits(
-                per_minute=settings.rate_limit_msg_per_min,
-                per_day=settings.rate_limit_msg_per_day,
-                tokens_per_day=settings.rate_limit_tokens_per_day,
-            ),
             templates=Templates(
                 assistant_ready=settings.twilio_template_assistant_ready,
                 notification=settings.twilio_template_notification,
             ),
             status_callback=settings.twilio_status_callback_url,
-            media_max_bytes=settings.media_max_bytes,
             send_retries=settings.twilio_send_retries,
             send_rate=settings.twilio_send_rate_per_second,
-            service_name=settings.service_name,
-            llm_allowance_usd=settings.llm_monthly_allowance_usd,
-            not_ready_deliveries=settings.assistant_not_ready_deliveries,
             send_confirm_seconds=settings.twilio_send_confirm_seconds,
+        )
+        turns = Turns(
+            pool=pool,
+            channel=whatsapp,
+            assistant=AssistantClient(http, timeout=settings.assistant_timeout_seconds),
+            secrets=secrets,
+            commands=Commands(
+                app_url=settings.app_url,
+                limits=limits,
+                llm_allowance_usd=settings.llm_monthly_allowance_usd,
+                service_name=settings.service_name,
+            ),
+            app_url=settings.app_url,
+            limits=limits,
+            media_max_bytes=settings.media_max_bytes,
+            not_ready_deliveries=settings.assistant_not_ready_deliveries,
+        )
+        proactive = Proactive(
+            pool=pool,
+            channel=whatsapp,
+            limits=limits,
+            app_url=settings.app_url,
+            llm_allowance_usd=settings.llm_monthly_allowance_usd,
         )
         log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
         await run_consumers(
             runtime,
             [
-                (
-                    CONSUMERS.MESSAGING_INBOUND_WHATSAPP,
-                    on_inbound_whatsapp(conversation),
-                ),
+                (CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound_whatsapp(turns)),
                 (
                     CONSUMERS.MESSAGING_INBOUND_STATUS,
-                    on_inbound_whatsapp_status(conversation),
+                    on_inbound_whatsapp_status(whatsapp),
                 ),
                 (
                     CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
-                    on_outbound_whatsapp(conversation),
+                    on_outbound_whatsapp(proactive),
                 ),
-                (CONSUMERS.MESSAGING_ASSISTANT_READY, on_assistant_ready(conversation)),
+                (CONSUMERS.MESSAGING_ASSISTANT_READY, on_assistant_ready(proactive)),
                 (
                     CONSUMERS.MESSAGING_ASSISTANT_RESTARTED,
-                    on_assistant_restarted(conversation),
+                    on_assistant_restarted(proactive),
                 ),
-                (CONSUMERS.MESSAGING_USAGE_NOTICES, on_usage_notice(conversation)),
+                (CONSUMERS.MESSAGING_USAGE_NOTICES, on_usage_notice(proactive)),
             ],
             concurrency=settings.messaging_concurrency,
         )

@@ -41,7 +41,8 @@ class AssistantStarting(TransientError):
 
 
 class SendUnconfirmed(TransientError):
-    """A send whose outcome is unknown waits for Twilio's status callback."""
+    """A send whose outcome is unknown (another handler's in flight, or one
+    that died before recording it) is looked at again later."""
 
     code = "SEND_UNCONFIRMED"
 

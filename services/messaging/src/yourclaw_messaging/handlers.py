@@ -13,48 +13,50 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import Handler, HandlerContext
 
-from yourclaw_messaging.service import Conversation
+from yourclaw_messaging.channels.whatsapp import WhatsAppChannel
+from yourclaw_messaging.proactive import Proactive
+from yourclaw_messaging.turns import Turns
 
 
-def on_inbound_whatsapp(conversation: Conversation) -> Handler:
+def on_inbound_whatsapp(turns: Turns) -> Handler:
     async def handle(event: InboundWhatsApp, ctx: HandlerContext) -> None:
-        await conversation.handle_inbound(event, deliveries=ctx.num_delivered)
+        await turns.handle_inbound(event, deliveries=ctx.num_delivered)
 
     return handle
 
 
-def on_inbound_whatsapp_status(conversation: Conversation) -> Handler:
+def on_inbound_whatsapp_status(whatsapp: WhatsAppChannel) -> Handler:
     async def handle(event: InboundWhatsAppStatus, ctx: HandlerContext) -> None:
-        await conversation.handle_status(event)
+        await whatsapp.handle_status(event)
 
     return handle
 
 
-def on_outbound_whatsapp(conversation: Conversation) -> Handler:
+def on_outbound_whatsapp(proactive: Proactive) -> Handler:
     async def handle(event: OutboundWhatsApp, ctx: HandlerContext) -> None:
-        await conversation.handle_outbound(event)
+        await proactive.handle_outbound(event)
 
     return handle
 
 
-def on_assistant_restarted(conversation: Conversation) -> Handler:
+def on_assistant_restarted(proactive: Proactive) -> Handler:
     async def handle(event: AssistantRestarted, ctx: HandlerContext) -> None:
-        await conversation.handle_restarted(event)
+        await proactive.handle_restarted(event)
 
     return handle
 
 
-def on_assistant_ready(conversation: Conversation) -> Handler:
+def on_assistant_ready(proactive: Proactive) -> Handler:
     async def handle(event: AssistantReady, ctx: HandlerContext) -> None:
-        await conversation.handle_ready(event)
+        await proactive.handle_ready(event)
 
     return handle
 
 
-def on_usage_notice(conversation: Conversation) -> Handler:
+def on_usage_notice(proactive: Proactive) -> Handler:
     async def handle(
         event: UsageCapReached | UsageAllowanceWarning, ctx: HandlerContext
     ) -> None:
-        await conversation.handle_usage(event)
+        await proactive.handle_usage(event)
 
     return handle

@@ -1,11 +1,8 @@
-"""What we say ourselves, and how long replies are cut for WhatsApp."""
+"""What we say ourselves, and how a long reply is cut into parts."""
 
 from __future__ import annotations
 
 import re
-
-# Twilio's limit for one WhatsApp message body.
-MAX_BODY_CHARS = 1600
 
 SIGNUP = (
     "Hi! This is YourClaw, your always-on AI assistant on WhatsApp. "
@@ -109,7 +106,7 @@ _BREAKS = (
 )
 
 
-def split_reply(text: str, limit: int = MAX_BODY_CHARS) -> list[str]:
+def split_reply(text: str, limit: int) -> list[str]:
     """Cut `text` into parts of at most `limit` characters, in order, at the
     largest natural boundary (paragraph, line, sentence, word) that fits."""
     text = text.strip()

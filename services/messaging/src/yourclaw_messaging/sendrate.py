@@ -31,7 +31,7 @@ class SharedTokenBucket:
         async with self._lock:
             while self._held < 1:
                 async with self._pool.acquire() as conn:
-                    self._held += await repository.lease_send_tokens(
+                    self._held += await repository.outbound.lease_send_tokens(
                         conn,
                         self._sender,
                         want=self._block,

@@ -12,11 +12,12 @@ import uuid
 
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.db import create_pool
-from yourclaw_common.events import CONSUMERS, Subject
+from yourclaw_common.events import Subject
 from yourclaw_common.logging import configure_logging, get_logger
 from yourclaw_common.runtime import install_signal_handlers, open_runtime, run_consumers
 
 from yourclaw_provisioner import repository
+from yourclaw_provisioner.consumers import CONSUMERS
 from yourclaw_provisioner.handlers import (
     on_deprovision_requested,
     on_provision_requested,

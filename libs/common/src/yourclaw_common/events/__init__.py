@@ -1,4 +1,5 @@
-"""Subjects, streams, consumers and event models, declared once."""
+"""Subjects, streams and event models, declared once; each service declares its
+own durable consumers with `ConsumerSpec`."""
 
 from yourclaw_common.events.base import Event, provider_event_id, utcnow
 from yourclaw_common.events.registry import EVENT_TYPES, model_for
@@ -41,7 +42,6 @@ from yourclaw_common.events.schemas.messaging import (
 from yourclaw_common.events.schemas.usage import UsageAllowanceWarning, UsageCapReached
 from yourclaw_common.events.subjects import HostVerb, Subject, host_command
 from yourclaw_common.events.topology import (
-    CONSUMERS,
     STREAMS,
     ConsumerSpec,
     Stream,
@@ -50,7 +50,6 @@ from yourclaw_common.events.topology import (
 )
 
 __all__ = [
-    "CONSUMERS",
     "EVENT_TYPES",
     "GATEWAY_CONFIG_PORT",
     "STREAMS",

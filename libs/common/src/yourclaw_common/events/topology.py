@@ -1,7 +1,10 @@
-"""Streams and durable consumers, declared once; `ensure_topology` creates them."""
+"""The streams (the contract every service shares), declared once; `ConsumerSpec`,
+with which each service declares its own durable consumers in its package
+(`yourclaw_<svc>.consumers`); `ensure_topology` creates both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from nats.js import JetStreamContext
@@ -19,7 +22,6 @@ from yourclaw_common.events.subjects import Subject
 from yourclaw_common.logging import get_logger
 
 __all__ = [
-    "CONSUMERS",
     "STREAMS",
     "ConsumerSpec",
     "Stream",
@@ -120,69 +122,14 @@ class ConsumerSpec:
         )
 
 
-class CONSUMERS:
-    """Every durable consumer, named `<svc>-<purpose>`."""
-
-    MESSAGING_INBOUND_WHATSAPP = ConsumerSpec(
-        "messaging-inbound-whatsapp", Subject.INBOUND_WHATSAPP
-    )
-    MESSAGING_INBOUND_STATUS = ConsumerSpec(
-        "messaging-inbound-whatsapp-status", Subject.INBOUND_WHATSAPP_STATUS
-    )
-    MESSAGING_ASSISTANT_READY = ConsumerSpec(
-        "messaging-assistant-ready", Subject.ASSISTANT_READY
-    )
-    MESSAGING_ASSISTANT_RESTARTED = ConsumerSpec(
-        "messaging-assistant-restarted", Subject.ASSISTANT_RESTARTED
-    )
-    MESSAGING_OUTBOUND_WHATSAPP = ConsumerSpec(
-        "messaging-outbound-whatsapp", Subject.OUTBOUND_WHATSAPP
-    )
-    MESSAGING_USAGE_NOTICES = ConsumerSpec(
-        "messaging-usage-notices",
-        Subject.USAGE_CAP_REACHED,
-        extra_subjects=(Subject.USAGE_ALLOWANCE_WARNING,),
-    )
-    PROVISIONER_PROVISION_REQUESTED = ConsumerSpec(
-        "provisioner-provision-requested", Subject.ASSISTANT_PROVISION_REQUESTED
-    )
-    PROVISIONER_DEPROVISION_REQUESTED = ConsumerSpec(
-        "provisioner-deprovision-requested", Subject.ASSISTANT_DEPROVISION_REQUESTED
-    )
-    PROVISIONER_SUBSCRIPTION_ACTIVATED = ConsumerSpec(
-        "provisioner-subscription-activated", Subject.SUBSCRIPTION_ACTIVATED
-    )
-    PROVISIONER_SUBSCRIPTION_CANCELED = ConsumerSpec(
-        "provisioner-subscription-canceled", Subject.SUBSCRIPTION_CANCELED
-    )
-    # One durable for every Stripe type billing handles: their effects are derived
-    # from the subscription object, so they are applied under one per-user lock.
-    BILLING_STRIPE_EVENTS = ConsumerSpec(
-        "billing-stripe-events",
-        Subject.BILLING_CHECKOUT_COMPLETED,
-        extra_subjects=(
-            Subject.BILLING_CUSTOMER_SUBSCRIPTION_CREATED,
-            Subject.BILLING_CUSTOMER_SUBSCRIPTION_UPDATED,
-            Subject.BILLING_CUSTOMER_SUBSCRIPTION_DELETED,
-            Subject.BILLING_INVOICE_PAID,
-            Subject.BILLING_INVOICE_PAYMENT_SUCCEEDED,
-            Subject.BILLING_INVOICE_PAYMENT_FAILED,
-        ),
-    )
-
-    @classmethod
-    def all(cls) -> list[ConsumerSpec]:
-        return [v for v in vars(cls).values() if isinstance(v, ConsumerSpec)]
-
-
 async def ensure_topology(
     js: JetStreamContext,
     *,
-    consumers: list[ConsumerSpec] | None = None,
+    consumers: Sequence[ConsumerSpec] = (),
     default_ack_wait: float = 30.0,
     replicas: int = 1,
 ) -> None:
-    """Create or update every stream, then the given consumers (all by default).
+    """Create or update every stream, then the given consumers (a service's own).
 
     Idempotent; the only code that creates streams. Run at every service start.
     `replicas` is each stream's (and so its consumers') replication factor: 3 on
@@ -199,6 +146,6 @@ async def ensure_topology(
             log.info("nats.stream.created", stream=cfg.name)
         else:
             await js.update_stream(cfg)
-    for spec in CONSUMERS.all() if consumers is None else consumers:
+    for spec in consumers:
         # add_consumer creates, or updates the editable fields of, a durable.
         await js.add_consumer(spec.stream, spec.config(default_ack_wait))

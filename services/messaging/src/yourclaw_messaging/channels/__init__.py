@@ -1,0 +1,1 @@
+"""Delivery per channel, behind `base.Channel`."""

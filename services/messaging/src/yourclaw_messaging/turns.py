@@ -1,0 +1,366 @@
+"""A turn: an inbound message → a command's answer or the assistant's → the
+reply, sent through the channel.
+
+A turn spans three short statements around slow HTTP calls (the assistant,
+the channel's provider), so it takes the pool rather than one connection.
+Each step is recorded before the next begins, which makes a redelivered
+message pick up where the crashed attempt stopped:
+
+    inbound stored ─► reply parts stored (SENDING) ─► SENT
+    (limits counted)  (assistant asked once;          (the provider's id)
+                       on a redelivery, the channel
+                       checks before a resend)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakValueDictionary
+
+import asyncpg
+from yourclaw_common.crypto import SecretBox, SecretBoxError
+from yourclaw_common.events import InboundWhatsApp
+from yourclaw_common.logging import get_logger
+from yourclaw_common.models import DEFAULT_MODEL
+
+from yourclaw_messaging import commands, metrics, outgoing, replies, repository
+from yourclaw_messaging.assistant import AssistantClient, Content, session_key
+from yourclaw_messaging.batching import Batcher
+from yourclaw_messaging.channels.base import Channel
+from yourclaw_messaging.errors import (
+    AssistantNotReady,
+    AssistantStarting,
+    AssistantUnavailable,
+    MediaRejected,
+    is_unstorable,
+    unstorable_as_permanent,
+)
+from yourclaw_messaging.limits import Limits
+from yourclaw_messaging.outgoing import Planned
+from yourclaw_messaging.repository.conversations import ConversationState, Recipient
+from yourclaw_messaging.repository.inbound import Inbound, Received
+from yourclaw_messaging.repository.outbound import Replies, Turn
+
+log = get_logger(__name__)
+
+# Media the assistant can look at (OpenClaw takes images as data: URIs).
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
+# Messages replayed to a gateway that lost the session.
+HISTORY_TURNS = 20
+
+_Answer = tuple[Planned, tuple[int, int], str]
+
+
+def phone_of(address: str) -> str:
+    """`whatsapp:+15551234567` → `+15551234567`."""
+    return address.removeprefix("whatsapp:").strip()
+
+
+@dataclass
+class Turns:
+    pool: asyncpg.Pool
+    channel: Channel
+    assistant: AssistantClient
+    secrets: SecretBox
+    commands: commands.Commands
+    app_url: str
+    limits: Limits
+    media_max_bytes: int = 5 * 1024 * 1024
+    # Deliveries of a turn that wait for a (re)starting assistant before the apology.
+    not_ready_deliveries: int = 6
+
+    def __post_init__(self) -> None:
+        # One turn at a time per phone in this replica, so replies keep order.
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        # A batch PostgreSQL refuses for one item's value is stored item by item:
+        # the bad one is terminated alone, the others' turns go on.
+        self._receive: Batcher[Inbound, Received] = Batcher(
+            self._receive_batch, isolate=is_unstorable
+        )
+        self._batched_replies: Batcher[Replies, list[asyncpg.Record] | None] = Batcher(
+            self._add_replies, isolate=is_unstorable
+        )
+
+    async def _receive_batch(self, batch: list[Inbound]) -> list[Received]:
+        # At most one message per phone: a phone's turns take turns (its lock
+        # in handle_inbound), and a user has one phone.
+        limits = self.limits.inbound_check() if self.limits.any else None
+        async with self.pool.acquire() as conn:
+            with unstorable_as_permanent():
+                return await repository.inbound.receive(conn, batch, limits=limits)
+
+    async def _add_replies(
+        self, batch: list[Replies]
+    ) -> list[list[asyncpg.Record] | None]:
+        async with self.pool.acquire() as conn:
+            with unstorable_as_permanent():
+                return await repository.outbound.add_many_replies(conn, batch)
+
+    async def handle_inbound(
+        self, event: InboundWhatsApp, *, deliveries: int = 1
+    ) -> None:
+        """One turn; `deliveries`: how many times JetStream has delivered it."""
+        phone = phone_of(event.from_number)
+        lock = self._locks.setdefault(phone, asyncio.Lock())
+        async with lock:
+            await self._handle(event, phone, deliveries)
+
+    async def _handle(
+        self, event: InboundWhatsApp, phone: str, deliveries: int = 1
+    ) -> None:
+        fresh = False
+        # Batched with the other turns' inbound messages: one statement.
+        received = await self._receive(
+            Inbound(event.message_sid, phone, event.body, event.num_media)
+        )
+        recipient, state = received.recipient, received.state
+        stored: list[asyncpg.Record] = []
+        signup_sent = False
+        if not received.is_new or received.limited or recipient is None:
+            async with self.pool.acquire() as conn:
+                if not received.is_new or received.limited:
+                    stored = await repository.outbound.replies_to(
+                        conn, event.message_sid
+                    )
+                signup_sent = (
+                    recipient is None
+                    and not stored
+                    and await repository.inbound.signup_reply_sent_recently(conn, phone)
+                )
+        if received.limited:  # its reply was stored with it
+            fresh = True
+            metrics.RATE_LIMITED.labels(received.limited).inc()
+            metrics.TURNS.labels("rate_limited").inc()
+            if received.notified:
+                metrics.OUTBOUND.labels("notice").inc()
+                log.info(
+                    "messaging.limit.notice",
+                    user_id=str(recipient.user_id) if recipient else None,
+                    limit=received.limited,
+                )
+
+        if stored:
+            if not fresh:
+                log.info(
+                    "messaging.turn.resumed",
+                    message_sid=event.message_sid,
+                    parts=len(stored),
+                )
+        elif signup_sent:
+            metrics.TURNS.labels("signup_suppressed").inc()
+            log.info(
+                "messaging.turn.signup_already_sent", message_sid=event.message_sid
+            )
+            return
+        elif recipient is not None and (command := commands.parse(event.body)):
+            async with self.pool.acquire() as conn, conn.transaction():
+                text = await self.commands.run(conn, command, recipient)
+                stored, fresh = await outgoing.store(
+                    conn,
+                    event.message_sid,
+                    recipient.user_id,
+                    phone,
+                    Planned(self.channel.split(text), "reply"),
+                )
+            metrics.TURNS.labels("command").inc()
+        else:
+            planned, tokens, model = await self._compose(
+                event, recipient, state, deliveries
+            )
+            # Batched with the other turns' replies: one statement, one commit.
+            replies_ = planned.replies(
+                event.message_sid,
+                recipient.user_id if recipient else None,
+                phone,
+                turn=Turn(recipient.base_url, *tokens)
+                if recipient and planned.kind == "reply"
+                else None,
+            )
+            stored, fresh = await outgoing.settle(
+                self.pool, replies_, await self._batched_replies(replies_)
+            )
+            if any(tokens):
+                metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
+                metrics.TOKENS.labels(model, "completion").inc(tokens[1])
+        await self.channel.deliver(stored, phone, fresh=fresh)
+
+    async def _compose(
+        self,
+        event: InboundWhatsApp,
+        recipient: Recipient | None,
+        state: ConversationState | None,
+        deliveries: int = 1,
+    ) -> _Answer:
+        """What to answer a new inbound message, the tokens spent, and the model."""
+
+        def notice(text: str, outcome: str) -> _Answer:
+            metrics.TURNS.labels(outcome).inc()
+            return Planned([text], "notice"), (0, 0), ""
+
+        if recipient is None:
+            return notice(replies.SIGNUP.format(app_url=self.app_url), "signup")
+        if recipient.subscription_status not in ("ACTIVE", "PAST_DUE"):
+            return notice(replies.INACTIVE.format(app_url=self.app_url), "inactive")
+        if recipient.assistant_status == "PROVISIONING":
+            return notice(replies.NOT_READY, "not_ready")
+        if (
+            recipient.assistant_status != "READY"
+            or not recipient.base_url
+            or not recipient.gateway_token_encrypted
+        ):
+            return notice(
+                replies.NO_ASSISTANT.format(app_url=self.app_url), "no_assistant"
+            )
+        content = await self._content(event)
+        if isinstance(content, Planned):
+            metrics.TURNS.labels("media").inc()
+            return content, (0, 0), ""
+
+        try:
+            token = self.secrets.decrypt(
+                recipient.gateway_token_encrypted, owner=str(recipient.user_id)
+            )
+        except SecretBoxError as exc:
+            # A key rotation gone wrong must not leave users without any answer.
+            log.error(
+                "messaging.assistant.token_unreadable",
+                message_sid=event.message_sid,
+                user_id=str(recipient.user_id),
+                error=exc.detail,
+            )
+            return notice(replies.APOLOGY, "apology")
+        async with self.pool.acquire() as conn:
+            if state is None:  # a redelivery: the first attempt recorded it
+                state = await repository.conversations.conversation(
+                    conn, recipient.user_id
+                )
+            model = recipient.model
+            if await repository.usage.model_calls_refused(
+                conn, recipient.user_id, model or DEFAULT_MODEL
+            ):
+                # Told once when the cap was reached (usage.cap_reached); a
+                # notice per message would only nag. Stored as SKIPPED.
+                return notice("", "over_allowance")
+        label = model or "default"
+        seed: list[tuple[str, str]] = []
+        if state.session_base_url and state.session_base_url != recipient.base_url:
+            # The assistant answers from another address now (it moved hosts):
+            # that gateway has no session yet, so it gets the conversation.
+            async with self.pool.acquire() as conn:
+                seed = await repository.inbound.history(
+                    conn,
+                    recipient.user_id,
+                    since=state.session_started_at,
+                    before_sid=event.message_sid,
+                    limit=HISTORY_TURNS,
+                )
+            log.info(
+                "messaging.session.seeded",
+                user_id=str(recipient.user_id),
+                turns=len(seed),
+            )
+        started = time.perf_counter()
+        try:
+            answer = await self.assistant.ask(
+                base_url=recipient.base_url,
+                token=token,
+                session=session_key(str(recipient.user_id), state.session_epoch),
+                model=model,
+                content=content,
+                history=seed,
+            )
+        except AssistantNotReady as exc:
+            if deliveries >= self.not_ready_deliveries:
+                return _apology(event, recipient, label, started, exc)
+            # Restarting (after a deploy, a host's return): nothing was asked, so
+            # the turn waits for a later delivery instead of apologising now.
+            metrics.TURNS.labels("waiting").inc()
+            log.info(
+                "messaging.assistant.not_ready",
+                message_sid=event.message_sid,
+                user_id=str(recipient.user_id),
+                delivery=deliveries,
+                error=exc.detail,
+            )
+            raise AssistantStarting(
+                f"the assistant is starting ({exc.detail})",
+                message_sid=event.message_sid,
+            ) from exc
+        except AssistantUnavailable as exc:
+            async with self.pool.acquire() as conn:
+                if await repository.usage.model_calls_refused(
+                    conn, recipient.user_id, model or DEFAULT_MODEL
+                ):
+                    # The proxy refused it over the cap and told the user so
+                    # (usage.cap_reached): an apology on top would be a second
+                    # message about the same thing.
+                    return notice("", "over_allowance")
+            return _apology(event, recipient, label, started, exc)
+        metrics.ASSISTANT_SECONDS.labels(label, "ok").observe(
+            time.perf_counter() - started
+        )
+        metrics.TURNS.labels("replied").inc()
+        # An empty answer (the agent only used tools) is stored as SKIPPED, not sent.
+        parts = self.channel.split(answer.text) or [""]
+        return Planned(parts, "reply"), (answer.tokens_in, answer.tokens_out), label
+
+    async def _content(self, event: InboundWhatsApp) -> Content | Planned:
+        """The user turn for the assistant, or a notice when its media can't go."""
+        if not event.media:
+            return event.body
+        for media in event.media:
+            kind = (media.content_type or "").lower()
+            if kind not in IMAGE_TYPES:
+                label = kind.partition("/")[0] or "these"
+                return Planned([replies.MEDIA_UNSUPPORTED.format(kind=label)], "notice")
+        parts: list[dict[str, Any]] = [
+            {"type": "text", "text": event.body or "(The user sent an image.)"}
+        ]
+        mb = round(self.media_max_bytes / 1024 / 1024, 1)
+        unreadable = Planned([replies.MEDIA_UNREADABLE.format(mb=mb)], "notice")
+        for media in event.media:
+            try:
+                data, content_type = await self.channel.fetch_media(
+                    media.url, max_bytes=self.media_max_bytes
+                )
+            except MediaRejected as exc:
+                log.warning(
+                    "messaging.media.rejected",
+                    message_sid=event.message_sid,
+                    error=exc.detail,
+                )
+                return unreadable
+            if content_type not in IMAGE_TYPES:
+                log.warning(
+                    "messaging.media.wrong_type",
+                    message_sid=event.message_sid,
+                    content_type=content_type,
+                )
+                return unreadable
+            uri = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+            parts.append({"type": "image_url", "image_url": {"url": uri}})
+        return parts
+
+
+def _apology(
+    event: InboundWhatsApp,
+    recipient: Recipient,
+    label: str,
+    started: float,
+    exc: AssistantUnavailable,
+) -> _Answer:
+    metrics.ASSISTANT_SECONDS.labels(label, "failed").observe(
+        time.perf_counter() - started
+    )
+    log.warning(
+        "messaging.assistant.failed",
+        message_sid=event.message_sid,
+        user_id=str(recipient.user_id),
+        error=exc.detail,
+    )
+    metrics.TURNS.labels("apology").inc()
+    return Planned([replies.APOLOGY], "notice"), (0, 0), ""
