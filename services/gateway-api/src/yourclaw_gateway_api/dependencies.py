@@ -23,6 +23,7 @@ from yourclaw_gateway_api.auth import (
     auth_required,
 )
 from yourclaw_gateway_api.metrics import API_RATE_LIMITED
+from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.ratelimit import ApiLimits, ClientIp, RateLimiter
 from yourclaw_gateway_api.settings import GatewaySettings
 
@@ -33,6 +34,7 @@ __all__ = [
     "JetStream",
     "Nats",
     "Pool",
+    "Publish",
     "SensitiveIp",
     "SensitiveUser",
     "Settings",
@@ -56,6 +58,7 @@ class State(TypedDict):
     dev: DevIssuer | None
     limits: ApiLimits
     client_ip: ClientIp
+    publish: Publisher
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -71,6 +74,11 @@ def _nats(request: Request) -> NATS:
 def _jetstream(request: Request) -> JetStreamContext:
     js: JetStreamContext = request.state.js
     return js
+
+
+def _publisher(request: Request) -> Publisher:
+    publish: Publisher = request.state.publish
+    return publish
 
 
 def _settings(request: Request) -> GatewaySettings:
@@ -155,6 +163,8 @@ Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 Nats = Annotated[NATS, Depends(_nats)]
 JetStream = Annotated[JetStreamContext, Depends(_jetstream)]
 Settings = Annotated[GatewaySettings, Depends(_settings)]
+# Publishes an event, or raises 503 PUBLISH_FAILED.
+Publish = Annotated[Publisher, Depends(_publisher)]
 Box = Annotated[SecretBox, Depends(_box)]
 Dev = Annotated[DevIssuer, Depends(_dev)]
 CurrentUser = Annotated[TokenUser, Depends(_current_user)]

@@ -26,7 +26,6 @@ from uuid import UUID
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from pydantic import ValidationError
 from yourclaw_common import outbox
 from yourclaw_common.crypto import SecretBox
@@ -48,12 +47,13 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.logging import get_correlation_id, get_logger
 from yourclaw_common.models import DEFAULT_MODEL, LlmProvider
-from yourclaw_common.nats import CORRELATION_HEADER, publish
+from yourclaw_common.nats import CORRELATION_HEADER
 
 from yourclaw_gateway_api import repository
 from yourclaw_gateway_api.auth import TokenUser
 from yourclaw_gateway_api.errors import InvalidPhone, PaymentRequired
 from yourclaw_gateway_api.phones import InvalidPhoneNumber, to_e164
+from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.schemas import (
     ApiKeyOut,
     AssistantOut,
@@ -212,21 +212,8 @@ def _state(row: asyncpg.Record | None) -> str:
     return f"{row['status']}@{row['updated_at'].isoformat()}"
 
 
-async def _publish(js: JetStreamContext, event: Event, *, timeout: float) -> None:
-    try:
-        ack = await publish(js, event, timeout=timeout)
-    except Exception as exc:
-        log.warning(
-            "gateway.publish_failed",
-            subject=event.publish_subject(),
-            event_id=str(event.event_id),
-            error=f"{type(exc).__name__}: {exc}"[:300],
-        )
-        raise ServiceUnavailable(
-            "could not queue the request, retry later",
-            code="PUBLISH_FAILED",
-            headers={"Retry-After": "2"},
-        ) from exc
+async def _request(publish: Publisher, event: Event) -> None:
+    ack = await publish(event, what="request")
     log.info(
         "gateway.requested",
         subject=event.publish_subject(),
@@ -237,11 +224,10 @@ async def _publish(js: JetStreamContext, event: Event, *, timeout: float) -> Non
 
 async def provision(
     conn: Connection,
-    js: JetStreamContext,
+    publish: Publisher,
     user_id: UUID,
     *,
     idempotency_key: str | None,
-    timeout: float,
 ) -> None:
     """Create the assistant, or re-create the one there is (the seed's POST)."""
     await _require_subscription(conn, user_id)
@@ -255,7 +241,7 @@ async def provision(
     event = AssistantProvisionRequested(
         event_id=event_id, user_id=user_id, reason=reason
     )
-    await _publish(js, event, timeout=timeout)
+    await _request(publish, event)
 
 
 async def _existing_assistant(conn: Connection, user_id: UUID) -> asyncpg.Record:
@@ -267,12 +253,11 @@ async def _existing_assistant(conn: Connection, user_id: UUID) -> asyncpg.Record
 
 async def change_model(
     conn: Connection,
-    js: JetStreamContext,
+    publish: Publisher,
     user_id: UUID,
     model: str,
     *,
     idempotency_key: str | None,
-    timeout: float,
 ) -> None:
     await _require_subscription(conn, user_id)
     await _existing_assistant(conn, user_id)
@@ -282,23 +267,22 @@ async def change_model(
     event = AssistantProvisionRequested(
         event_id=event_id, user_id=user_id, reason="model_changed", model=model
     )
-    await _publish(js, event, timeout=timeout)
+    await _request(publish, event)
 
 
 async def deprovision(
     conn: Connection,
-    js: JetStreamContext,
+    publish: Publisher,
     user_id: UUID,
     *,
     idempotency_key: str | None,
-    timeout: float,
 ) -> None:
     row = await _existing_assistant(conn, user_id)
     event_id = request_event_id(
         user_id, "deprovision", idempotency_key=idempotency_key, state=_state(row)
     )
     event = AssistantDeprovisionRequested(event_id=event_id, user_id=user_id)
-    await _publish(js, event, timeout=timeout)
+    await _request(publish, event)
 
 
 async def _reprovision_if_ready(
