@@ -420,13 +420,6 @@ def anthropic_events(
     return events
 
 
-async def _anthropic_stream(*, delay: float, **answer: Any) -> AsyncIterator[bytes]:
-    if delay:
-        await asyncio.sleep(delay)
-    for event in anthropic_events(**answer):
-        yield event
-
-
 def _anthropic_error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse(
         {"type": "error", "error": {"type": kind, "message": message}},
@@ -590,11 +583,74 @@ def completion(
     }
 
 
-async def _stream(*, delay: float, **events: Any) -> AsyncIterator[bytes]:
+async def _paced(delay: float, events: list[bytes]) -> AsyncIterator[bytes]:
     if delay:
         await asyncio.sleep(delay)
-    for event in stream_events(**events):
+    for event in events:
         yield event
+
+
+def _event_stream(delay: float, events: list[bytes]) -> StreamingResponse:
+    """Server-sent events, after `delay` (the time to first token)."""
+    return StreamingResponse(
+        _paced(delay, events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _log_request(
+    requests_log: RequestLog,
+    request: Request,
+    body: dict[str, Any],
+    text: str,
+    **fields: Any,
+) -> None:
+    requests_log.add(
+        {
+            **fields,
+            "received_at": datetime.now(UTC).isoformat(),
+            "model": body.get("model"),
+            "path": request.url.path,
+            "session_key": request.headers.get("x-openclaw-session-key"),
+            "headers": {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in _SECRET_HEADERS
+            },
+            "user_text": text,
+            "body": body,
+        }
+    )
+
+
+def _delay(base: float, text: str) -> float:
+    """The configured delay plus what `#sleep=N` in the text asks for, capped."""
+    if match := _SLEEP.search(text):
+        base += float(match.group(1))
+    return min(base, _MAX_SLEEP_SECONDS)
+
+
+async def _failure_asked(text: str, delay: float) -> int | None:
+    """The status `#fail[=N]` in the text asks for, after the delay; else None."""
+    match = _FAIL.search(text)
+    if match is None:
+        return None
+    if delay:
+        await asyncio.sleep(delay)
+    return int(match.group(1) or 500)
+
+
+def _answer(
+    openai_body: dict[str, Any], text: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The reply text, or a reminder tool call (then the text is empty)."""
+    tool_call = reminder_call(openai_body, text)
+    if tool_call is not None:
+        return "", tool_call
+    if _after_tool(openai_body) and _REMIND.search(text):
+        return "Done: I'll remind you.", None
+    return build_reply(text), None
 
 
 def stream_events(
@@ -682,75 +738,42 @@ def llm_router(
         completion_id = "chatcmpl-" + secrets.token_hex(12)
         model = str(body.get("model") or DEFAULT_MODEL)
         stream = body.get("stream") is True
-        requests_log.add(
-            {
-                "id": completion_id,
-                "received_at": datetime.now(UTC).isoformat(),
-                "model": body.get("model"),
-                "user": body.get("user"),
-                "stream": stream,
-                "path": request.url.path,
-                "session_key": request.headers.get("x-openclaw-session-key"),
-                "has_authorization": "authorization" in request.headers,
-                "headers": {
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() not in _SECRET_HEADERS
-                },
-                "user_text": text,
-                "body": body,
-            }
+        _log_request(
+            requests_log,
+            request,
+            body,
+            text,
+            id=completion_id,
+            user=body.get("user"),
+            stream=stream,
+            has_authorization="authorization" in request.headers,
         )
-        delay = delay_seconds
-        if match := _SLEEP.search(text):
-            delay += float(match.group(1))
-        delay = min(delay, _MAX_SLEEP_SECONDS)
-        if match := _FAIL.search(text):
-            if delay:
-                await asyncio.sleep(delay)
-            return _failure(int(match.group(1) or 500))
-        tool_call = reminder_call(body, text)
-        if tool_call is not None:
-            reply = ""
-        elif _after_tool(body) and _REMIND.search(text):
-            reply = "Done: I'll remind you."
-        else:
-            reply = build_reply(text)
+        delay = _delay(delay_seconds, text)
+        if (status := await _failure_asked(text, delay)) is not None:
+            return _failure(status)
+        reply, tool_call = _answer(body, text)
         usage = usage_of(
             messages, reply, prompt=cache.read(body, minimum=_OPENAI_CACHE_MINIMUM)
         )
-        created = int(time.time())
+        answer: dict[str, Any] = {
+            "completion_id": completion_id,
+            "created": int(time.time()),
+            "model": model,
+            "reply": reply,
+            "tool_call": tool_call,
+        }
         log.info("devsim.llm.completion", id=completion_id, stream=stream, model=model)
         if stream:
             options = body.get("stream_options")
             include_usage = (
                 isinstance(options, dict) and options.get("include_usage") is True
             )
-            return StreamingResponse(
-                _stream(
-                    completion_id=completion_id,
-                    created=created,
-                    model=model,
-                    reply=reply,
-                    usage=usage if include_usage else None,
-                    delay=delay,
-                    tool_call=tool_call,
-                ),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            return _event_stream(
+                delay, stream_events(usage=usage if include_usage else None, **answer)
             )
         if delay:
             await asyncio.sleep(delay)
-        return JSONResponse(
-            completion(
-                completion_id=completion_id,
-                created=created,
-                model=model,
-                reply=reply,
-                usage=usage,
-                tool_call=tool_call,
-            )
-        )
+        return JSONResponse(completion(usage=usage, **answer))
 
     @router.post("/v1/messages")
     async def messages_create(request: Request) -> Response:
@@ -776,43 +799,22 @@ def llm_router(
         message_id = "msg_" + secrets.token_hex(12)
         model = str(body.get("model") or DEFAULT_MODEL)
         stream = body.get("stream") is True
-        requests_log.add(
-            {
-                "id": message_id,
-                "received_at": datetime.now(UTC).isoformat(),
-                "model": body.get("model"),
-                "path": request.url.path,
-                "user": (body.get("metadata") or {}).get("user_id"),
-                "stream": stream,
-                "session_key": request.headers.get("x-openclaw-session-key"),
-                "has_authorization": "x-api-key" in request.headers
-                or "authorization" in request.headers,
-                "headers": {
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() not in _SECRET_HEADERS
-                },
-                "user_text": text,
-                "body": body,
-            }
+        _log_request(
+            requests_log,
+            request,
+            body,
+            text,
+            id=message_id,
+            user=(body.get("metadata") or {}).get("user_id"),
+            stream=stream,
+            has_authorization="x-api-key" in request.headers
+            or "authorization" in request.headers,
         )
-        delay = delay_seconds
-        if match := _SLEEP.search(text):
-            delay += float(match.group(1))
-        delay = min(delay, _MAX_SLEEP_SECONDS)
-        if match := _FAIL.search(text):
-            if delay:
-                await asyncio.sleep(delay)
-            status = int(match.group(1) or 500)
+        delay = _delay(delay_seconds, text)
+        if (status := await _failure_asked(text, delay)) is not None:
             kind = "rate_limit_error" if status == 429 else "api_error"
             return _anthropic_error(status, f"devsim #fail={status}", kind)
-        tool_call = reminder_call(as_openai, text)
-        if tool_call is not None:
-            reply = ""
-        elif _after_tool(as_openai) and _REMIND.search(text):
-            reply = "Done: I'll remind you."
-        else:
-            reply = build_reply(text)
+        reply, tool_call = _answer(as_openai, text)
         usage = anthropic_usage(body, reply, cache.read(body))
         log.info("devsim.llm.message", id=message_id, stream=stream, model=model)
         answer: dict[str, Any] = {
@@ -823,11 +825,7 @@ def llm_router(
             "tool_call": tool_call,
         }
         if stream:
-            return StreamingResponse(
-                _anthropic_stream(delay=delay, **answer),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return _event_stream(delay, anthropic_events(**answer))
         if delay:
             await asyncio.sleep(delay)
         return JSONResponse(anthropic_message(**answer))
