@@ -621,12 +621,10 @@ class TestRealisticUsage:
 
 
 def anthropic_body(text: str, **extra) -> dict:
-    return {
-        "model": "claude-sonnet-4-5-20250929",
-        "max_tokens": 256,
-        "messages": [{"role": "user", "content": text}],
-        **extra,
-    }
+    # The same messages; Anthropic wants max_tokens too.
+    return completion_body(
+        text, model="claude-sonnet-4-5-20250929", max_tokens=256, **extra
+    )
 
 
 class TestAnthropicMessages:

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -353,24 +353,18 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
     return f"event: {kind}\n".encode() + _sse({"type": kind, **payload})
 
 
-def anthropic_events(
-    *,
-    message_id: str,
-    model: str,
-    reply: str,
-    usage: dict[str, int],
-    tool_call: dict[str, Any] | None = None,
-) -> list[bytes]:
-    """A streamed Messages response's events, `message_stop` last."""
+def anthropic_events(message: dict[str, Any]) -> list[bytes]:
+    """The events that stream `message` (an `anthropic_message`), `message_stop`
+    last."""
     start = {
-        **anthropic_message(message_id=message_id, model=model, reply="", usage=usage),
+        **message,
         "content": [],
         "stop_reason": None,
+        "usage": {**message["usage"], "output_tokens": 1},
     }
-    start["usage"] = {**usage, "output_tokens": 1}
     events = [_event("message_start", {"message": start})]
-    if tool_call is not None:
-        block = _tool_use(tool_call)
+    [block] = message["content"]
+    if block["type"] == "tool_use":
         events.append(
             _event(
                 "content_block_start",
@@ -401,18 +395,15 @@ def anthropic_events(
                 "content_block_delta",
                 {"index": 0, "delta": {"type": "text_delta", "text": piece}},
             )
-            for piece in _chunks(reply)
+            for piece in _chunks(block["text"])
         )
     events.append(_event("content_block_stop", {"index": 0}))
     events.append(
         _event(
             "message_delta",
             {
-                "delta": {
-                    "stop_reason": "tool_use" if tool_call else "end_turn",
-                    "stop_sequence": None,
-                },
-                "usage": {"output_tokens": usage["output_tokens"]},
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
             },
         )
     )
@@ -599,15 +590,34 @@ def _event_stream(delay: float, events: list[bytes]) -> StreamingResponse:
     )
 
 
-def _log_request(
+class _Received(NamedTuple):
+    id: str
+    model: str
+    stream: bool
+    delay: float
+
+
+def _receive(
     requests_log: RequestLog,
     request: Request,
     body: dict[str, Any],
     text: str,
+    *,
+    delay_seconds: float,
+    id_prefix: str,
     **fields: Any,
-) -> None:
+) -> _Received:
+    """Name the call, record it in the request log, and work out its delay."""
+    received = _Received(
+        id=id_prefix + secrets.token_hex(12),
+        model=str(body.get("model") or DEFAULT_MODEL),
+        stream=body.get("stream") is True,
+        delay=_delay(delay_seconds, text),
+    )
     requests_log.add(
         {
+            "id": received.id,
+            "stream": received.stream,
             **fields,
             "received_at": datetime.now(UTC).isoformat(),
             "model": body.get("model"),
@@ -622,6 +632,7 @@ def _log_request(
             "body": body,
         }
     )
+    return received
 
 
 def _delay(base: float, text: str) -> float:
@@ -735,44 +746,43 @@ def llm_router(
                 code="invalid_value",
             )
         text = pick_user_text(messages)
-        completion_id = "chatcmpl-" + secrets.token_hex(12)
-        model = str(body.get("model") or DEFAULT_MODEL)
-        stream = body.get("stream") is True
-        _log_request(
+        call = _receive(
             requests_log,
             request,
             body,
             text,
-            id=completion_id,
+            delay_seconds=delay_seconds,
+            id_prefix="chatcmpl-",
             user=body.get("user"),
-            stream=stream,
             has_authorization="authorization" in request.headers,
         )
-        delay = _delay(delay_seconds, text)
-        if (status := await _failure_asked(text, delay)) is not None:
+        if (status := await _failure_asked(text, call.delay)) is not None:
             return _failure(status)
         reply, tool_call = _answer(body, text)
         usage = usage_of(
             messages, reply, prompt=cache.read(body, minimum=_OPENAI_CACHE_MINIMUM)
         )
         answer: dict[str, Any] = {
-            "completion_id": completion_id,
+            "completion_id": call.id,
             "created": int(time.time()),
-            "model": model,
+            "model": call.model,
             "reply": reply,
             "tool_call": tool_call,
         }
-        log.info("devsim.llm.completion", id=completion_id, stream=stream, model=model)
-        if stream:
+        log.info(
+            "devsim.llm.completion", id=call.id, stream=call.stream, model=call.model
+        )
+        if call.stream:
             options = body.get("stream_options")
             include_usage = (
                 isinstance(options, dict) and options.get("include_usage") is True
             )
             return _event_stream(
-                delay, stream_events(usage=usage if include_usage else None, **answer)
+                call.delay,
+                stream_events(usage=usage if include_usage else None, **answer),
             )
-        if delay:
-            await asyncio.sleep(delay)
+        if call.delay:
+            await asyncio.sleep(call.delay)
         return JSONResponse(completion(usage=usage, **answer))
 
     @router.post("/v1/messages")
@@ -796,39 +806,35 @@ def llm_router(
             )
         as_openai = anthropic_as_openai(body)
         text = pick_user_text(as_openai["messages"])
-        message_id = "msg_" + secrets.token_hex(12)
-        model = str(body.get("model") or DEFAULT_MODEL)
-        stream = body.get("stream") is True
-        _log_request(
+        call = _receive(
             requests_log,
             request,
             body,
             text,
-            id=message_id,
+            delay_seconds=delay_seconds,
+            id_prefix="msg_",
             user=(body.get("metadata") or {}).get("user_id"),
-            stream=stream,
             has_authorization="x-api-key" in request.headers
             or "authorization" in request.headers,
         )
-        delay = _delay(delay_seconds, text)
-        if (status := await _failure_asked(text, delay)) is not None:
+        if (status := await _failure_asked(text, call.delay)) is not None:
             kind = "rate_limit_error" if status == 429 else "api_error"
             return _anthropic_error(status, f"devsim #fail={status}", kind)
         reply, tool_call = _answer(as_openai, text)
         usage = anthropic_usage(body, reply, cache.read(body))
-        log.info("devsim.llm.message", id=message_id, stream=stream, model=model)
-        answer: dict[str, Any] = {
-            "message_id": message_id,
-            "model": model,
-            "reply": reply,
-            "usage": usage,
-            "tool_call": tool_call,
-        }
-        if stream:
-            return _event_stream(delay, anthropic_events(**answer))
-        if delay:
-            await asyncio.sleep(delay)
-        return JSONResponse(anthropic_message(**answer))
+        log.info("devsim.llm.message", id=call.id, stream=call.stream, model=call.model)
+        message = anthropic_message(
+            message_id=call.id,
+            model=call.model,
+            reply=reply,
+            usage=usage,
+            tool_call=tool_call,
+        )
+        if call.stream:
+            return _event_stream(call.delay, anthropic_events(message))
+        if call.delay:
+            await asyncio.sleep(call.delay)
+        return JSONResponse(message)
 
     def model_object(model_id: str) -> dict[str, Any]:
         return {

@@ -338,6 +338,12 @@ _FAULT_MESSAGES = {
 }
 
 
+def _not_found(request: Request) -> JSONResponse:
+    return twilio_error(
+        404, 20404, f"The requested resource {request.url.path} was not found"
+    )
+
+
 def twilio_error(status: int, code: int, message: str) -> JSONResponse:
     """An error response in Twilio's shape."""
     headers = (
@@ -504,9 +510,7 @@ def twilio_router(
         if not _basic_auth_ok(request, account_sid, auth_token):
             return twilio_error(401, 20003, "Authenticate")
         if path_sid != account_sid:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.url.path} was not found"
-            )
+            return _not_found(request)
         return None
 
     @router.post(collection, status_code=201)
@@ -627,9 +631,7 @@ def twilio_router(
             return denied
         found = store.get(message_sid)
         if found is None:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.url.path} was not found"
-            )
+            return _not_found(request)
         return JSONResponse(found.to_twilio())
 
     @router.get("/_devsim/messages")
@@ -697,9 +699,7 @@ def twilio_router(
             return denied
         found = media.get(media_sid)
         if found is None:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.url.path} was not found"
-            )
+            return _not_found(request)
         data, content_type = found
         return Response(data, media_type=content_type)
 

@@ -458,47 +458,20 @@ def _run_stack(
             [py, "-m", "yourclaw_gateway_api"],
             {"SERVICE_NAME": "gateway-api"},
         ),
-        (
-            "billing",
-            [py, "-m", "yourclaw_billing"],
-            {
-                "SERVICE_NAME": "billing",
-                "METRICS_PORT": env.get("BILLING_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "host-agent",
-            [py, "-m", "yourclaw_host_agent"],
-            {
-                "SERVICE_NAME": "host-agent",
-                "METRICS_PORT": env.get("HOST_AGENT_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "provisioner",
-            [py, "-m", "yourclaw_provisioner"],
-            {
-                "SERVICE_NAME": "provisioner",
-                "METRICS_PORT": env.get("PROVISIONER_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "llm-proxy",
-            [py, "-m", "yourclaw_llm_proxy"],
-            {
-                "SERVICE_NAME": "llm-proxy",
-                "METRICS_PORT": env.get("LLM_PROXY_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "messaging",
-            [py, "-m", "yourclaw_messaging"],
-            {
-                "SERVICE_NAME": "messaging",
-                "METRICS_PORT": env.get("MESSAGING_METRICS_PORT") or str(free_port()),
-            },
-        ),
     ]
+    # A Prometheus port each, from <NAME>_METRICS_PORT or a free one.
+    for name in ("billing", "host-agent", "provisioner", "llm-proxy", "messaging"):
+        variable = name.upper().replace("-", "_") + "_METRICS_PORT"
+        specs.append(
+            (
+                name,
+                [py, "-m", "yourclaw_" + name.replace("-", "_")],
+                {
+                    "SERVICE_NAME": name,
+                    "METRICS_PORT": env.get(variable) or str(free_port()),
+                },
+            )
+        )
     web = _web_command(int(env["WEB_PORT"]))
     if web is None:
         _say("web app not built (make web-build): serving the API only")
