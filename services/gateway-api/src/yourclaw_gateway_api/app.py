@@ -51,8 +51,7 @@ from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
 from yourclaw_gateway_api.webhooks.twilio import (
     TwilioWebhook,
-    twilio_status_webhook,
-    twilio_whatsapp_webhook,
+    twilio_webhooks,
 )
 
 __all__ = ["GatewayApp", "app_factory", "create_app"]
@@ -284,7 +283,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     )
     return GatewayApp(
         api,
-        [twilio_whatsapp_webhook(settings), twilio_status_webhook(settings)],
+        twilio_webhooks(settings),
         edge=build_edge(
             api, settings, limiter=limiter, api_limits=limits, client_ip=client_ip
         ),

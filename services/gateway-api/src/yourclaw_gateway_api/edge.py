@@ -73,6 +73,22 @@ _CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
 
 
+class _HttpLayer:
+    """An edge layer: HTTP requests go through `http`, lifespan and websocket
+    scopes straight to the app."""
+
+    app: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == _REQUEST_ID:
@@ -82,7 +98,7 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestContext:
+class RequestContext(_HttpLayer):
     """Gives every request an id (the caller's `X-Request-Id` or a new one), binds
     it to every log line, returns it in `X-Request-Id`, and logs and counts the
     request once it is answered."""
@@ -91,10 +107,7 @@ class RequestContext:
         self.app = app
         self._client_ip = client_ip
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope)
         header = (_REQUEST_ID, request_id.encode())
         status = 0  # stays 0 if the client left before any answer
@@ -137,7 +150,7 @@ class RequestContext:
                 )
 
 
-class RateLimit:
+class RateLimit(_HttpLayer):
     """429 + Retry-After for a client IP over its budget.
 
     Webhooks and the assistants' internal routes: only refused requests (4xx:
@@ -162,10 +175,7 @@ class RateLimit:
         self._webhooks = webhooks
         self._api_ip = api.ip
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path.startswith((WEBHOOKS_PREFIX, _INTERNAL_PREFIX)):
             if self._webhooks is not None:
@@ -214,7 +224,7 @@ def refused(status: int) -> bool:
     return 400 <= status < 500 and status != 429
 
 
-class BodyLimit:
+class BodyLimit(_HttpLayer):
     """413 for a body over the limit (webhooks have their own limit); the body is
     read here, whole, and handed on as one message."""
 
@@ -223,10 +233,7 @@ class BodyLimit:
         self._api_limit = api_limit
         self._webhook_limit = webhook_limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = (
             self._webhook_limit
             if scope["path"].startswith(WEBHOOKS_PREFIX)

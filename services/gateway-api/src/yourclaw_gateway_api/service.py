@@ -142,14 +142,7 @@ async def me(conn: Connection, user_id: UUID) -> UserOut:
     row = await repository.user_overview(conn, user_id)
     if row is None:
         raise NotFound("your account does not exist", code="USER_NOT_FOUND")
-    return UserOut(
-        id=row["id"],
-        email=row["email"],
-        phone=row["phone_e164"],
-        subscription_status=row["subscription_status"] or "NONE",
-        assistant_status=row["assistant_status"] or "NONE",
-        created_at=row["created_at"],
-    )
+    return UserOut(**dict(row))
 
 
 async def set_phone(conn: Connection, user_id: UUID, typed: str) -> PhoneOut:
@@ -186,14 +179,10 @@ async def assistant(conn: Connection, user_id: UUID) -> AssistantOut:
             last_message_at=None,
             last_error=None,
         )
-    return AssistantOut(
-        status=row["status"],
-        model=row["model"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_message_at=row["last_message_at"],
-        last_error=row["last_error"] if row["status"] == "ERROR" else None,
-    )
+    shown = dict(row)
+    if row["status"] != "ERROR":
+        shown["last_error"] = None  # the reason of a failure since recovered from
+    return AssistantOut(**shown)
 
 
 async def _require_subscription(conn: Connection, user_id: UUID) -> None:
@@ -345,18 +334,7 @@ async def llm_spend(
     """This month's metered model calls (llm-proxy's `llm_calls`)."""
     start, resets = _month_bounds(today)
     rows = await repository.llm_days_since(conn, user_id, start)
-    days = [
-        LlmSpendDay(
-            date=r["day"],
-            calls=r["calls"],
-            input_tokens=r["input_tokens"],
-            output_tokens=r["output_tokens"],
-            cache_read_tokens=r["cache_read_tokens"],
-            cache_write_tokens=r["cache_write_tokens"],
-            cost_usd=r["cost_microusd"] / 1e6,
-        )
-        for r in rows
-    ]
+    days = [LlmSpendDay(**dict(r), cost_usd=r["cost_microusd"] / 1e6) for r in rows]
     spent = sum(r["platform_cost_microusd"] or 0 for r in rows) / 1e6
     return LlmSpend(
         cap_usd=await repository.llm_cap(conn, user_id),
@@ -409,15 +387,9 @@ async def usage(
     today = today or _utc_today()
     since = today - dt.timedelta(days=USAGE_DAYS - 1)
     days = [
-        UsageDay(
-            date=row["day"],
-            inbound=row["inbound_count"],
-            outbound=row["outbound_count"],
-            tokens_in=row["tokens_in"],
-            tokens_out=row["tokens_out"],
-        )
+        UsageDay(**dict(row))
         for row in await repository.usage_since(conn, user_id, since)
-        if row["day"] <= today
+        if row["date"] <= today
     ]
     current = next(
         (d for d in days if d.date == today),

@@ -49,8 +49,7 @@ __all__ = [
     "TWILIO_STATUS_PATH",
     "TWILIO_WHATSAPP_PATH",
     "TwilioWebhook",
-    "twilio_status_webhook",
-    "twilio_whatsapp_webhook",
+    "twilio_webhooks",
 ]
 
 log = get_logger(__name__)
@@ -194,24 +193,16 @@ def _message_id(query: str) -> UUID | None:
     return None
 
 
-def twilio_whatsapp_webhook(settings: GatewaySettings) -> TwilioWebhook:
-    return TwilioWebhook(
-        settings,
-        path=TWILIO_WHATSAPP_PATH,
-        provider="twilio",
-        event_of=_inbound_event,
-        what="message",
-    )
-
-
-def twilio_status_webhook(settings: GatewaySettings) -> TwilioWebhook:
-    return TwilioWebhook(
-        settings,
-        path=TWILIO_STATUS_PATH,
-        provider="twilio_status",
-        event_of=_status_event,
-        what="callback",
-    )
+def twilio_webhooks(settings: GatewaySettings) -> list[TwilioWebhook]:
+    """Inbound messages and the status callbacks of the messages we send."""
+    return [
+        TwilioWebhook(settings, path=path, provider=provider, event_of=event, what=what)
+        for path, provider, event, what in (
+            # provider: the metrics label and log name; what: named in a 503
+            (TWILIO_WHATSAPP_PATH, "twilio", _inbound_event, "message"),
+            (TWILIO_STATUS_PATH, "twilio_status", _status_event, "callback"),
+        )
+    ]
 
 
 class TwilioWebhook:
