@@ -2,17 +2,10 @@ import json
 import uuid
 
 import pytest
+from yourclaw_devkit.pytest_plugin import ManualClock
 from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter
 
 APP_URL = "https://app.yourclaw.test"
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestCors:
@@ -304,7 +297,7 @@ class TestWebhookRateLimit:
 
 class TestRateLimiter:
     def test_a_burst_then_the_refill_rate(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=2, burst=3, clock=clock)
 
         assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 0]
@@ -314,7 +307,7 @@ class TestRateLimiter:
         assert limiter.retry_after("a") > 0
 
     def test_waiting_counts_nothing(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=1, burst=1, clock=clock)
 
         assert [limiter.waiting("a") for _ in range(3)] == [0, 0, 0]
@@ -324,14 +317,14 @@ class TestRateLimiter:
         assert limiter.waiting("a") == 0
 
     def test_keys_have_their_own_buckets(self):
-        limiter = RateLimiter(rate=1, burst=1, clock=_Clock())
+        limiter = RateLimiter(rate=1, burst=1, clock=ManualClock())
 
         assert limiter.retry_after("a") == 0
         assert limiter.retry_after("b") == 0
         assert limiter.retry_after("a") > 0
 
     def test_a_bucket_never_holds_more_than_the_burst(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=10, burst=2, clock=clock)
         limiter.retry_after("a")
         clock.now += 3600
@@ -339,7 +332,7 @@ class TestRateLimiter:
         assert [limiter.retry_after("a") == 0 for _ in range(3)] == [True, True, False]
 
     def test_memory_is_bounded(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=1, burst=1, max_keys=100, clock=clock)
         for n in range(1000):
             limiter.retry_after(f"10.0.{n // 256}.{n % 256}")

@@ -80,17 +80,14 @@ class TestPerIp:
         assert hooks == [200] * 3
 
     async def test_the_assistants_notify_route_spends_only_when_refused(
-        self, start_api, clean_db, encryption_key
+        self, start_api, clean_db, db, encryption_key
     ):
         # A container host's tenants share its address: their notifications are
         # not limited by it, their failures are (as the webhooks').
         user_id = uuid.uuid4()
-        await clean_db.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-        assistant_id = await clean_db.fetchval(
-            "INSERT INTO assistants (user_id, status, notify_secret_encrypted) "
-            "VALUES ($1, 'READY', $2) RETURNING id",
-            user_id,
-            SecretBox(encryption_key).encrypt(NOTIFY_SECRET, owner=str(user_id)),
+        secret = SecretBox(encryption_key).encrypt(NOTIFY_SECRET, owner=str(user_id))
+        assistant_id = await db.assistant(
+            clean_db, user_id, notify_secret_encrypted=secret
         )
         path = f"/api/v1/internal/assistants/{assistant_id}/notify"
         async with start_api(
