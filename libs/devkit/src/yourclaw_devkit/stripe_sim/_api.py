@@ -1,5 +1,6 @@
-"""Stripe's API as billing calls it, one router per resource: customers,
-checkout sessions, subscriptions, billing portal sessions, events."""
+"""Stripe's API as billing calls it: one router per resource (customers,
+checkout sessions, subscriptions, billing portal sessions, events), each
+declared by what it can create, list, retrieve and delete."""
 
 from __future__ import annotations
 
@@ -116,140 +117,100 @@ def _page(
     return list_object(found[:limit], url, has_more=len(found) > limit)
 
 
-def _resource(api: _Api, prefix: str, retrieve: Callable[[str], _Object]) -> APIRouter:
-    """A resource's router, with `GET <prefix>/{id}`: one object, or Stripe's 404."""
+def _all(form: _Form) -> Callable[[_Object], bool]:
+    return lambda _: True
+
+
+def _resource(
+    api: _Api,
+    prefix: str,
+    *,
+    create: Callable[[_Form, str], _Object] | None = None,
+    objects: Callable[[], Iterable[_Object]] | None = None,
+    by: str = "",
+    keep: Callable[[_Form], Callable[[_Object], bool]] = _all,
+    retrieve: Callable[[str], _Object] | None = None,
+    delete: Callable[[str], _Object] | None = None,
+) -> APIRouter:
+    """One resource's routes: `POST <prefix>` (`create`, given the form and our
+    base URL), `GET <prefix>` (`objects` as `_page` lists them, `keep(form)`
+    filtering), `GET` and `DELETE <prefix>/{id}`; each only if given."""
     router = APIRouter(prefix=prefix)
+    if create is not None:
+        make = create
 
-    @router.get("/{object_id}")
-    async def retrieve_object(request: Request, object_id: str) -> Response:
-        return await api(request, lambda _: retrieve(object_id))
+        @router.post("")
+        async def create_object(request: Request) -> Response:
+            return await api(request, lambda form: make(form, _base_url(request)))
 
-    return router
+    if objects is not None:
+        listed = objects
 
-
-def _customers(api: _Api) -> APIRouter:
-    sim = api.sim
-    router = _resource(api, "/v1/customers", sim.customer)
-
-    @router.post("")
-    async def create_customer(request: Request) -> Response:
-        return await api(request, sim.create_customer)
-
-    @router.get("")
-    async def list_customers(request: Request) -> Response:
-        return await api(
-            request,
-            lambda form: _page(sim.customers.values(), form, router.prefix, by="email"),
-        )
-
-    return router
-
-
-def _checkout_sessions(api: _Api) -> APIRouter:
-    sim = api.sim
-    router = _resource(api, "/v1/checkout/sessions", sim.session)
-
-    @router.post("")
-    async def create_checkout_session(request: Request) -> Response:
-        return await api(
-            request, lambda form: sim.create_checkout_session(form, _base_url(request))
-        )
-
-    @router.get("")
-    async def list_checkout_sessions(request: Request) -> Response:
-        return await api(
-            request,
-            lambda form: _page(
-                sim.sessions.values(), form, router.prefix, by="customer"
-            ),
-        )
-
-    return router
-
-
-def _subscriptions(api: _Api) -> APIRouter:
-    sim = api.sim
-    router = _resource(api, "/v1/subscriptions", sim.subscription)
-
-    @router.delete("/{sub_id}")
-    async def cancel_subscription(request: Request, sub_id: str) -> Response:
-        return await api(request, lambda _: sim.cancel(sub_id))
-
-    @router.get("")
-    async def list_subscriptions(request: Request) -> Response:
-        def action(form: _Form) -> _Object:
-            status = form.get("status")
-
-            def keep(s: _Object) -> bool:
-                # Stripe's default leaves canceled ones out; "all" keeps them.
-                if status == "all":
-                    return True
-                return bool(
-                    s["status"] == status if status else s["status"] != "canceled"
-                )
-
-            return _page(
-                sim.subscriptions.values(),
-                form,
-                router.prefix,
-                by="customer",
-                keep=keep,
+        @router.get("")
+        async def list_objects(request: Request) -> Response:
+            return await api(
+                request,
+                lambda form: _page(listed(), form, prefix, by=by, keep=keep(form)),
             )
 
-        return await api(request, action)
+    if retrieve is not None:
+        one = retrieve
+
+        @router.get("/{object_id}")
+        async def retrieve_object(request: Request, object_id: str) -> Response:
+            return await api(request, lambda _: one(object_id))
+
+    if delete is not None:
+        gone = delete
+
+        @router.delete("/{object_id}")
+        async def delete_object(request: Request, object_id: str) -> Response:
+            return await api(request, lambda _: gone(object_id))
 
     return router
 
 
-def _portal_sessions(api: _Api) -> APIRouter:
-    router = APIRouter(prefix="/v1/billing_portal/sessions")
-
-    @router.post("")
-    async def create_portal_session(request: Request) -> Response:
-        return await api(
-            request,
-            lambda form: api.sim.create_portal_session(form, _base_url(request)),
-        )
-
-    return router
+def _subscription_status(form: _Form) -> Callable[[_Object], bool]:
+    # Stripe's default leaves canceled ones out; "all" keeps them.
+    status = form.get("status")
+    if status == "all":
+        return lambda _: True
+    if status:
+        return lambda s: bool(s["status"] == status)
+    return lambda s: bool(s["status"] != "canceled")
 
 
-def _events(api: _Api) -> APIRouter:
-    sim = api.sim
-    router = _resource(api, "/v1/events", sim.event)
+def _event_filter(sim: StripeSim) -> Callable[[_Form], Callable[[_Object], bool]]:
+    """`GET /v1/events`'s filters: type(s), `created` bounds, delivery success."""
 
-    @router.get("")
-    async def list_events(request: Request) -> Response:
-        return await api(request, lambda form: _list_events(sim, form))
+    def of(form: _Form) -> Callable[[_Object], bool]:
+        created = form.get("created")
+        bounds: dict[str, int] = {}
+        if isinstance(created, dict):
+            bounds = {op: int(v) for op, v in created.items()}
+            if not set(bounds) <= {"gt", "gte", "lt", "lte"}:
+                raise StripeError(400, "Invalid created filter", param="created")
+        elif created:
+            bounds = {"eq": int(created)}
+        types = form.get("types") or ([form["type"]] if form.get("type") else None)
+        delivery = form.get("delivery_success")
 
-    return router
+        def wanted(event: _Object) -> bool:
+            if types is not None and event["type"] not in types:
+                return False
+            if not all(
+                _COMPARISONS[op](event["created"], v) for op, v in bounds.items()
+            ):
+                return False
+            if delivery is not None:
+                record = sim.webhooks.deliveries.get(event["id"])
+                delivered = record is not None and record.delivered
+                return bool(delivered == (delivery == "true"))
+            return True
 
+        return wanted
 
-def _list_events(sim: StripeSim, form: _Form) -> _Object:
-    """`GET /v1/events`: newest first, with Stripe's filters and cursor."""
-    created = form.get("created")
-    bounds: dict[str, int] = {}
-    if isinstance(created, dict):
-        bounds = {op: int(v) for op, v in created.items()}
-        if not set(bounds) <= {"gt", "gte", "lt", "lte"}:
-            raise StripeError(400, "Invalid created filter", param="created")
-    elif created:
-        bounds = {"eq": int(created)}
-    types = form.get("types") or ([form["type"]] if form.get("type") else None)
-    delivery = form.get("delivery_success")
-
-    def wanted(event: _Object) -> bool:
-        if types is not None and event["type"] not in types:
-            return False
-        if not all(_COMPARISONS[op](event["created"], v) for op, v in bounds.items()):
-            return False
-        if delivery is not None:
-            record = sim.webhooks.deliveries.get(event["id"])
-            delivered = record is not None and record.delivered
-            return bool(delivered == (delivery == "true"))
-        return True
-
-    return _page(sim.events, form, "/v1/events", keep=wanted)
+    return of
 
 
 def api_router(*, secret_key: str, sim: StripeSim) -> APIRouter:
@@ -257,11 +218,39 @@ def api_router(*, secret_key: str, sim: StripeSim) -> APIRouter:
     api = _Api(secret_key, sim)
     router = APIRouter()
     for resource in (
-        _customers,
-        _checkout_sessions,
-        _subscriptions,
-        _portal_sessions,
-        _events,
+        _resource(
+            api,
+            "/v1/customers",
+            create=lambda form, _: sim.create_customer(form),
+            objects=sim.customers.values,
+            by="email",
+            retrieve=sim.customer,
+        ),
+        _resource(
+            api,
+            "/v1/checkout/sessions",
+            create=sim.create_checkout_session,
+            objects=sim.sessions.values,
+            by="customer",
+            retrieve=sim.session,
+        ),
+        _resource(
+            api,
+            "/v1/subscriptions",
+            objects=sim.subscriptions.values,
+            by="customer",
+            keep=_subscription_status,
+            retrieve=sim.subscription,
+            delete=sim.cancel,
+        ),
+        _resource(api, "/v1/billing_portal/sessions", create=sim.create_portal_session),
+        _resource(
+            api,
+            "/v1/events",
+            objects=lambda: sim.events,
+            keep=_event_filter(sim),
+            retrieve=sim.event,
+        ),
     ):
-        router.include_router(resource(api))
+        router.include_router(resource)
     return router
