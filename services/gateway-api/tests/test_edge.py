@@ -219,21 +219,30 @@ class TestRequestId:
         assert any(line["event"] == "gateway.auth.jwks_fetched" for line in mine)
 
 
+def few_webhooks(start_gateway, burst: int):
+    """A gateway whose webhook budget per IP is `burst` refused requests, not
+    refilled within a test."""
+    return start_gateway(
+        webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=burst
+    )
+
+
+async def twilio_statuses(gw, twilio, count: int, **post) -> list[int]:
+    """The statuses of `count` Twilio messages, each with its own sid."""
+    return [
+        (
+            await gw.post_twilio(twilio.inbound_params(sid=f"SM{n:032d}"), **post)
+        ).status_code
+        for n in range(count)
+    ]
+
+
 class TestWebhookRateLimit:
     async def test_forged_twilio_requests_spend_the_budget_then_429(
         self, start_gateway, twilio, js
     ):
-        async with start_gateway(
-            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=2
-        ) as gw:
-            codes = [
-                (
-                    await gw.post_twilio(
-                        twilio.inbound_params(sid=f"SM{n:032d}"), signature="forged"
-                    )
-                ).status_code
-                for n in range(3)
-            ]
+        async with few_webhooks(start_gateway, 2) as gw:
+            codes = await twilio_statuses(gw, twilio, 3, signature="forged")
             # The IP spent its budget on forgeries: even a good request waits.
             limited = await gw.post_twilio(twilio.inbound_params(sid="SM" + "9" * 32))
 
@@ -250,22 +259,13 @@ class TestWebhookRateLimit:
     ):
         # Twilio fans in every user's messages from a few IPs: accepted requests
         # spend nothing, however many there are.
-        async with start_gateway(
-            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
-        ) as gw:
-            codes = [
-                (
-                    await gw.post_twilio(twilio.inbound_params(sid=f"SM{n:032d}"))
-                ).status_code
-                for n in range(10)
-            ]
+        async with few_webhooks(start_gateway, 1) as gw:
+            codes = await twilio_statuses(gw, twilio, 10)
 
         assert codes == [200] * 10
 
     async def test_other_webhook_routes_are_limited_too(self, start_gateway, js):
-        async with start_gateway(
-            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
-        ) as gw:
+        async with few_webhooks(start_gateway, 1) as gw:
             first = await gw.client.post("/api/v1/webhooks/stripe", content=b"{}")
             second = await gw.client.post("/api/v1/webhooks/stripe", content=b"{}")
 

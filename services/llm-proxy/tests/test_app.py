@@ -3,7 +3,6 @@ import time
 
 import orjson
 import pytest
-from yourclaw_common.crypto import SecretBox
 from yourclaw_common.testing.helpers import eventually
 from yourclaw_llm_proxy.prices import PRICES
 
@@ -56,16 +55,6 @@ async def wait_calls(pool, user_id, count=1):
         return rows if len(rows) >= count else None
 
     return await eventually(probe, timeout=5)
-
-
-async def add_own_openai_key(db, encryption_key, who, key):
-    await db.execute(
-        "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
-        "VALUES ($1, 'OPENAI', $2, $3)",
-        who.user_id,
-        SecretBox(encryption_key).encrypt(key, owner=str(who.user_id)),
-        key[-4:],
-    )
 
 
 async def spend_then_call_again(proxy, who, db, stand_in):
@@ -287,12 +276,11 @@ class TestCredentials:
         assert stand_in.requests == []
 
     async def test_byok_key_is_used_upstream_never_echoed_and_not_capped(
-        self, start_proxy, make_assistant, stand_in, clean_db, encryption_key
+        self, start_proxy, make_assistant, stand_in, clean_db
     ):
         proxy = await start_proxy(llm_monthly_allowance_usd=0)
-        who = await make_assistant()
         own_key = "sk-users-own-key-abcdef123456"
-        await add_own_openai_key(clean_db, encryption_key, who, own_key)
+        who = await make_assistant(openai_key=own_key)
 
         response = await ask(proxy, who, path="/openai/v1/chat/completions")
 
@@ -369,12 +357,11 @@ class TestAllowance:
         assert events[0]["payload"]["allowance_usd"] == 0.0025
 
     async def test_users_own_cap_refuses_their_own_keys_calls_too(
-        self, start_proxy, make_assistant, stand_in, clean_db, encryption_key
+        self, start_proxy, make_assistant, stand_in, clean_db
     ):
         proxy = await start_proxy(llm_monthly_allowance_usd=100)
-        who = await make_assistant()
         own_key = "sk-users-own-key-capped-0001"
-        await add_own_openai_key(clean_db, encryption_key, who, own_key)
+        who = await make_assistant(openai_key=own_key)
         # A cent, of which 0.9 were spent earlier this month.
         await clean_db.execute(
             "UPDATE users SET llm_monthly_cap_usd = 0.01 WHERE id = $1", who.user_id
