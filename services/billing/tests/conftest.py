@@ -14,9 +14,9 @@ from yourclaw_billing.app import run
 from yourclaw_billing.settings import BillingSettings
 from yourclaw_common.events import BillingReply, Subject
 from yourclaw_devkit.defaults import (
-    DEV_STRIPE_PRICE_ID,
     DEV_STRIPE_SECRET_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
+    dev_stripe_env,
 )
 from yourclaw_devkit.serving import InProcess, running_app, settings_of
 from yourclaw_gateway_api.app import create_app
@@ -31,9 +31,7 @@ def billing_env(service_env, devsim_url) -> dict[str, str]:
     return {
         **service_env,
         "SERVICE_NAME": "billing",
-        "STRIPE_SECRET_KEY": DEV_STRIPE_SECRET_KEY,
-        "STRIPE_API_BASE": devsim_url,
-        "STRIPE_PRICE_ID": DEV_STRIPE_PRICE_ID,
+        **dev_stripe_env(devsim_url),
         "APP_URL": APP_URL,
         "BILLING_GRACE_CHECK_INTERVAL_SECONDS": "3600",
     }

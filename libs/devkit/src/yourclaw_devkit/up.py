@@ -49,11 +49,7 @@ from yourclaw_common.events import (
 from yourclaw_common.migrate import run as migrate
 from yourclaw_common.nats_auth import host_user
 
-from yourclaw_devkit.defaults import (
-    DEV_STRIPE_PRICE_ID,
-    DEV_STRIPE_SECRET_KEY,
-    DEV_STRIPE_WEBHOOK_SECRET,
-)
+from yourclaw_devkit.defaults import dev_stripe_env, dev_twilio_env
 
 DATA = Path(os.environ.get("YOURCLAW_DATA_DIR") or ".data")
 DEV_ENV_FILE = DATA / "dev.env"
@@ -159,10 +155,7 @@ def dev_defaults(
         "APP_URL": f"http://127.0.0.1:{web_port}",
         "WEB_PORT": str(web_port),
         "DEVSIM_PORT": str(devsim_port),
-        "TWILIO_ACCOUNT_SID": "ACdev00000000000000000000000000000",
-        "TWILIO_AUTH_TOKEN": "dev-twilio-auth-token",
-        "TWILIO_WHATSAPP_NUMBER": "whatsapp:+14155238886",
-        "TWILIO_API_BASE": devsim,
+        **dev_twilio_env(devsim),
         # The stand-in posts signed delivery status callbacks here, accepts any
         # template sid, and its WhatsApp simulator page posts to the webhook.
         "TWILIO_STATUS_CALLBACK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/status",
@@ -171,10 +164,7 @@ def dev_defaults(
         "DEVSIM_TWILIO_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/whatsapp",
         # Billing talks to the Stripe stand-in; its checkout page signs webhooks
         # with the same secret gateway-api verifies.
-        "STRIPE_API_BASE": devsim,
-        "STRIPE_SECRET_KEY": DEV_STRIPE_SECRET_KEY,
-        "STRIPE_PRICE_ID": DEV_STRIPE_PRICE_ID,
-        "STRIPE_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+        **dev_stripe_env(devsim),
         "DEVSIM_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/stripe",
         # Assistants registered with `yourclaw-dev register` answer from here.
         "DEV_ASSISTANT_URL": devsim,
