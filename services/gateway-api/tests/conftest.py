@@ -28,6 +28,7 @@ from yourclaw_common.events import Stream
 from yourclaw_common.logging import configure_logging
 from yourclaw_devkit.pytest_plugin import stream_size
 from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.twilio_sim import inbound_whatsapp_form
 from yourclaw_gateway_api.app import GatewayApp, create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.twilio import TWILIO_WHATSAPP_PATH
@@ -61,25 +62,16 @@ def twilio_signature(
 
 
 def inbound_params(sid: str = "SM" + "a" * 32, **overrides: str) -> dict[str, str]:
-    params = {
-        "SmsMessageSid": sid,
-        "NumMedia": "0",
-        "ProfileName": "Ada",
-        "MessageType": "text",
-        "SmsSid": sid,
-        "WaId": "15551234567",
-        "SmsStatus": "received",
-        "Body": "Hello there",
-        "To": "whatsapp:+14155238886",
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": sid,
-        "AccountSid": "AC" + "b" * 32,
-        "From": "whatsapp:+15551234567",
-        "ApiVersion": "2010-04-01",
-    }
-    params.update(overrides)
-    return params
+    """A WhatsApp message from Ada (+15551234567), as Twilio posts it."""
+    form = inbound_whatsapp_form(
+        phone="+15551234567",
+        body="Hello there",
+        to="whatsapp:+14155238886",
+        account_sid="AC" + "b" * 32,
+        message_sid=sid,
+        profile_name="Ada",
+    )
+    return {**form, **overrides}
 
 
 @dataclass
