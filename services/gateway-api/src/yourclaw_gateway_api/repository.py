@@ -47,10 +47,12 @@ async def upsert_user(conn: Connection, user_id: UUID, email: str | None) -> Non
 
 
 async def user_overview(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
+    """The user as `UserOut` shows them."""
     return await conn.fetchrow(
         """
-        SELECT u.id, u.email, u.created_at, p.phone_e164,
-               s.status AS subscription_status, a.status AS assistant_status
+        SELECT u.id, u.email, u.created_at, p.phone_e164 AS phone,
+               coalesce(s.status, 'NONE') AS subscription_status,
+               coalesce(a.status, 'NONE') AS assistant_status
         FROM users u
         LEFT JOIN user_phones p ON p.user_id = u.id
         LEFT JOIN subscriptions s ON s.user_id = u.id
@@ -138,10 +140,11 @@ async def delete_api_key(conn: Connection, user_id: UUID, provider: str) -> bool
 async def llm_days_since(
     conn: Connection, user_id: UUID, since: dt.datetime
 ) -> list[asyncpg.Record]:
-    """The user's metered model calls per UTC day since `since`, oldest first."""
+    """The user's metered model calls per UTC day since `since`, oldest first
+    (named as `LlmSpendDay`'s fields, costs in micro-dollars)."""
     return await conn.fetch(
         """
-        SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+        SELECT (created_at AT TIME ZONE 'UTC')::date AS date,
             count(*) AS calls,
             sum(input_tokens)::bigint AS input_tokens,
             sum(output_tokens)::bigint AS output_tokens,
@@ -184,9 +187,11 @@ async def set_llm_cap(
 async def usage_since(
     conn: Connection, user_id: UUID, since: dt.date
 ) -> list[asyncpg.Record]:
+    """Message counts and tokens per day, newest first, as `UsageDay`'s fields."""
     return await conn.fetch(
         """
-        SELECT day, inbound_count, outbound_count, tokens_in, tokens_out
+        SELECT day AS date, inbound_count AS inbound, outbound_count AS outbound,
+            tokens_in, tokens_out
         FROM usage_daily WHERE user_id = $1 AND day >= $2 ORDER BY day DESC
         """,
         user_id,
