@@ -29,6 +29,7 @@ from yourclaw_common.events.schemas.host import (
     HostReply,
     ListContainers,
     NamedContainer,
+    SealedSecrets,
     TailLogs,
     container_name,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "ListContainers",
     "NamedContainer",
     "OutboundWhatsApp",
+    "SealedSecrets",
     "Stream",
     "StripeEventReceived",
     "Subject",
