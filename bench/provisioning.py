@@ -193,7 +193,9 @@ async def stand_in(nats_url: str, database_url: str, base_env: dict[str, str]) -
             await host.stop()
         # Forget the stand-in fleet, or the next run would evacuate its
         # assistants from the vanished fake hosts onto real ones.
-        await pool.execute("TRUNCATE assistants, provisioning_jobs, hosts")
+        await pool.execute(
+            "TRUNCATE assistants, proxy_credentials, provisioning_jobs, hosts"
+        )
         await pool.close()
         await nc.drain()
 
