@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from prometheus_client import REGISTRY
 from yourclaw_common.events import AssistantProvisionRequested, container_name
 from yourclaw_common.nats import publish
 from yourclaw_common.sealing import key_id
@@ -16,6 +17,15 @@ def _logged(caplog) -> str:
     """Every log line of the provisioner, its fields unredacted."""
     return "\n".join(
         f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records
+    )
+
+
+def _key_changes(host_id: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "yourclaw_provisioner_host_key_changes_total", {"host": host_id}
+        )
+        or 0.0
     )
 
 
@@ -103,6 +113,7 @@ class TestSealedCreates:
         await publish(js, AssistantProvisionRequested(user_id=user_id))
         await wait_status(clean_db, user_id, "READY")
         old_key = host.key
+        changes = _key_changes("h1")
 
         # The agent lost its key (a new disk) or an operator rotated it.
         new_key = host.rotate_key()
@@ -124,6 +135,7 @@ class TestSealedCreates:
 
         await eventually(recreated)
         assert host.refused == []  # opened with the new key, first time
+        assert _key_changes("h1") == changes + 1  # HostKeyChanged alerts on it
         [changed] = [
             r
             for r in caplog.records

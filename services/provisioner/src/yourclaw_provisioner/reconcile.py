@@ -114,6 +114,8 @@ class Fleet:
             await self._tell_of_oom_kills(conn, hb)
         self.seen[hb.host_id] = Seen(received, hb.containers)
         metrics.HEARTBEATS.inc()
+        # At 0 from the first heartbeat, so a first change counts as an increase.
+        metrics.HOST_KEY_CHANGES.labels(hb.host_id)
         if previous_key != hb.public_key or previous == "NEW":
             self._tell_of_key(hb, previous_key)
         if previous in ("NEW", "OFFLINE"):
