@@ -169,3 +169,33 @@ class TestSealedCreates:
 
         assert row["host_id"] == "h1"
         assert host.running() == {container_name(user_id)}
+
+    async def test_no_spec_goes_to_a_host_that_announces_no_key(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        await start_provisioner()
+        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        await wait_status(clean_db, user_id, "READY")
+        # An agent older than sealing is back on the assistant's host.
+        host.keyless = True
+
+        async def forgotten():
+            return await _host_key(clean_db, "h1") is None
+
+        await eventually(forgotten)
+        await publish(
+            js,
+            AssistantProvisionRequested(
+                user_id=user_id, reason="model_changed", model="openai/gpt-4o"
+            ),
+        )
+
+        async def refused():
+            jobs = await jobs_of(clean_db, user_id)
+            error = jobs[-1]["last_error"] or ""
+            return error.startswith("HOST_KEY_UNKNOWN")
+
+        await eventually(refused)
+        assert len(host.creates()) == 1  # the first one, sealed
