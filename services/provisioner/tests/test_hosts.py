@@ -33,6 +33,26 @@ async def _host_key(pool, host_id: str) -> str | None:
     return await pool.fetchval("SELECT public_key FROM hosts WHERE id = $1", host_id)
 
 
+async def _ready_on_h1(start_provisioner, fake_host, make_user, js, clean_db):
+    """A fake host h1, a provisioner, and a user whose assistant is READY there."""
+    host = await fake_host("h1")
+    user_id = await make_user()
+    await start_provisioner()
+    await publish(js, AssistantProvisionRequested(user_id=user_id))
+    await wait_status(clean_db, user_id, "READY")
+    return host, user_id
+
+
+async def _change_model(js, user_id) -> None:
+    """A re-create: the next create goes to the assistant's host."""
+    await publish(
+        js,
+        AssistantProvisionRequested(
+            user_id=user_id, reason="model_changed", model="openai/gpt-4o"
+        ),
+    )
+
+
 class TestSealedCreates:
     async def test_no_secret_crosses_the_bus_in_clear(
         self,
@@ -107,11 +127,9 @@ class TestSealedCreates:
         self, start_provisioner, fake_host, make_user, js, clean_db, caplog
     ):
         caplog.set_level(logging.INFO)
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        host, user_id = await _ready_on_h1(
+            start_provisioner, fake_host, make_user, js, clean_db
+        )
         old_key = host.key
         changes = _key_changes("h1")
 
@@ -122,12 +140,7 @@ class TestSealedCreates:
             return await _host_key(clean_db, "h1") == new_key.public_key
 
         await eventually(learned)
-        await publish(
-            js,
-            AssistantProvisionRequested(
-                user_id=user_id, reason="model_changed", model="openai/gpt-4o"
-            ),
-        )
+        await _change_model(js, user_id)
 
         async def recreated():
             row = await assistant(clean_db, user_id)
@@ -173,11 +186,9 @@ class TestSealedCreates:
     async def test_no_spec_goes_to_a_host_that_announces_no_key(
         self, start_provisioner, fake_host, make_user, js, clean_db
     ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        host, user_id = await _ready_on_h1(
+            start_provisioner, fake_host, make_user, js, clean_db
+        )
         # An agent older than sealing is back on the assistant's host.
         host.keyless = True
 
@@ -185,12 +196,7 @@ class TestSealedCreates:
             return await _host_key(clean_db, "h1") is None
 
         await eventually(forgotten)
-        await publish(
-            js,
-            AssistantProvisionRequested(
-                user_id=user_id, reason="model_changed", model="openai/gpt-4o"
-            ),
-        )
+        await _change_model(js, user_id)
 
         async def refused():
             jobs = await jobs_of(clean_db, user_id)
