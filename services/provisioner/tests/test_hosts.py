@@ -165,11 +165,12 @@ class TestSealedCreates:
     ):
         host = await fake_host("h1")
         user_id = await make_user()
-        await start_provisioner(provision_retry_base_seconds=0.5)
+        await start_provisioner(
+            provision_retry_base_seconds=0.5, provision_max_attempts=5
+        )
         # The agent restarted with a new key; its heartbeat is not in yet, so
         # the first create is sealed to the key it no longer holds.
-        host.heartbeats_paused = True
-        host.rotate_key()
+        host.rotate_key(announce=False)
 
         await publish(js, AssistantProvisionRequested(user_id=user_id))
 
@@ -177,7 +178,7 @@ class TestSealedCreates:
             return ("create", "SEALED_FOR_ANOTHER_KEY") in host.refused
 
         await eventually(refused)
-        host.heartbeats_paused = False
+        host.announce_key()
         row = await wait_status(clean_db, user_id, "READY")
 
         assert row["host_id"] == "h1"

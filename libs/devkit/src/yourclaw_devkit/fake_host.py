@@ -67,6 +67,8 @@ class FakeHost:
     key: HostKey = field(default_factory=HostKey.generate)
     # Announce no public key, as an agent older than sealing.
     keyless: bool = False
+    # The key heartbeats announce when not `key` (see `rotate_key`).
+    announced: HostKey | None = None
 
     containers: dict[str, FakeContainer] = field(default_factory=dict)
     # Every command received, in order: (verb, parsed payload).
@@ -117,10 +119,18 @@ class FakeHost:
         for container in self.containers.values():
             self._close_server(container)
 
-    def rotate_key(self) -> HostKey:
-        """A new key pair, announced from the next heartbeat on."""
+    def rotate_key(self, *, announce: bool = True) -> HostKey:
+        """A new key pair, announced from the next heartbeat on; with
+        `announce=False` heartbeats still carry the old public key until
+        `announce_key()` (a restarted agent whose new key is not in yet)."""
+        if not announce:
+            self.announced = self.announced or self.key
         self.key = HostKey.generate()
         return self.key
+
+    def announce_key(self) -> None:
+        """Heartbeats carry the key the host holds again."""
+        self.announced = None
 
     # What tests look at.
 
@@ -152,7 +162,9 @@ class FakeHost:
             runtime="process",
             capacity=self.capacity,
             used=len(self.containers),
-            public_key=None if self.keyless else self.key.public_key,
+            public_key=None
+            if self.keyless
+            else (self.announced or self.key).public_key,
             containers=tuple(
                 ContainerState(
                     name=c.name,
