@@ -18,6 +18,8 @@ from yourclaw_common.models import DEFAULT_MODEL
 from yourclaw_host_agent.install_openclaw import node_bin_dir, openclaw_entry
 from yourclaw_provisioner.render import CONFIG_FILE, GatewaySecrets, build_spec
 
+pytestmark = pytest.mark.slow  # the openclaw CLI in a subprocess, seconds each
+
 
 def _rendered() -> dict[str, Any]:
     spec = build_spec(
