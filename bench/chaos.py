@@ -32,7 +32,9 @@ lost (accepted, no reply), duplicated (accepted, more than one reply),
 recovery s (from the dependency's return, or the restart, to the first reply
 sent after it), new message answered after s (from the same moment to the
 first reply to a message sent after it: it queues behind the backlog the fault
-built up). Both times are PostgreSQL's (messaging's rows), so this script's
+built up), a quiet user's message answered after s (one message, sent at the
+return by a user who wrote nothing during the fault: no backlog of theirs is
+ahead of it). The times are PostgreSQL's (messaging's rows), so this script's
 own pauses do not count. Below the table, where the first message sent after
 the return spent its time. Exits 1 when anything is lost or duplicated, an
 assistant left READY or was replaced, a gateway removed, or a Stripe event or
@@ -407,6 +409,8 @@ class Row:
     duplicated: int
     recovery: float | None
     new_message: float | None
+    # A user who did not write during the fault writes once at its end.
+    quiet_user: float | None
     # The first message sent after the return, hop by hop (s from the return).
     hops: str = ""
     billed: Billed | None = None
@@ -426,12 +430,16 @@ async def _scenario(
     dependency was back; traffic goes on TAIL_SECONDS more; then the count."""
     traffic = Traffic(api, name)
     back: list[float] = []
+    quiet = f"{name}-quiet"
 
-    async def inject() -> None:
+    async def inject(client: httpx.AsyncClient) -> None:
         await asyncio.sleep(LEAD_SECONDS)
         print(f"  {label}: fault at {_utc()}", flush=True)
         back.append(await fault())
         print(f"  {label}: back at {_utc()}", flush=True)
+        # Traffic never writes as the last user: no backlog of theirs waits.
+        traffic.sent_at[quiet] = time.monotonic()
+        await traffic._offer(client, quiet, _phone(USERS))
 
     def until() -> bool:
         return bool(back) and time.monotonic() > back[0] + TAIL_SECONDS
@@ -441,7 +449,7 @@ async def _scenario(
         httpx.AsyncClient(base_url=api, timeout=10) as client,
         httpx.AsyncClient(timeout=10) as buyer,
     ):
-        injector = asyncio.create_task(inject())
+        injector = asyncio.create_task(inject(client))
         flows = [traffic.run(client, until)]
         if checkouts:
             flows.append(paying.run(buyer, until))
@@ -463,7 +471,7 @@ async def _scenario(
     after = [
         answered[b] - back[0]
         for b, sent in traffic.sent_at.items()
-        if sent >= back[0] and b in answered
+        if sent >= back[0] and b in answered and b != quiet
     ]
     return Row(
         fault=name,
@@ -474,6 +482,7 @@ async def _scenario(
         duplicated=sum(1 for b in mine if replies[b] > 1),
         recovery=min(resumed) if resumed else None,
         new_message=max(0.0, min(after)) if after else None,
+        quiet_user=answered[quiet] - back[0] if quiet in answered else None,
         hops=_hops(traffic, back[0], taken, answered),
         billed=await _billed(db_url, devsim, paying) if checkouts else None,
     )
@@ -513,7 +522,11 @@ def _hops(
 ) -> str:
     """Where the first message sent after the return spent its time, and the
     backlog it queued behind."""
-    after = sorted((t, b) for b, t in traffic.sent_at.items() if t >= back)
+    after = sorted(
+        (t, b)
+        for b, t in traffic.sent_at.items()
+        if t >= back and not b.endswith("-quiet")
+    )
     if not after:
         return ""
     sent, body = after[0]
@@ -560,7 +573,8 @@ async def _run(
     )
     conn = await asyncpg.connect(db_url)
     try:
-        for i in range(USERS):
+        # The last one is the quiet user: it writes once, when a fault ends.
+        for i in range(USERS + 1):
             await register_dev_user(
                 conn,
                 phone=_phone(i),
@@ -575,7 +589,7 @@ async def _run(
             await publish(nc.jetstream(), AssistantProvisionRequested(user_id=user_id))
         await nc.close()
         deadline = time.monotonic() + 60
-        while await conn.fetchval(ready) < USERS + HOSTED:
+        while await conn.fetchval(ready) < USERS + 1 + HOSTED:
             if time.monotonic() > deadline:
                 raise TimeoutError("the hosted assistants did not get READY")
             await asyncio.sleep(0.5)
@@ -666,13 +680,15 @@ async def _run(
     )
     print(
         "| fault | sent | accepted | answered once | lost | duplicated "
-        "| recovery s | new message answered after s |"
+        "| recovery s | new message answered after s "
+        "| a quiet user's message answered after s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r.fault} | {r.sent} | {r.accepted} | {r.once} | {r.lost} | "
-            f"{r.duplicated} | {_seconds(r.recovery)} | {_seconds(r.new_message)} |"
+            f"{r.duplicated} | {_seconds(r.recovery)} | {_seconds(r.new_message)} "
+            f"| {_seconds(r.quiet_user)} |"
         )
     print("\nThe first message sent after the return (s from the return):")
     for r in rows:
