@@ -30,13 +30,14 @@ COMPOSE_HOST = "compose"
 SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|_KEY)$")
 
 
-def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+def compose_config(*overrides: Path, **env: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose missing: `make system-tools` installs it"
+    files = [arg for f in (COMPOSE, *overrides) for arg in ("-f", str(f))]
     with tempfile.NamedTemporaryFile(suffix=".env") as empty:
         return subprocess.run(
             # An empty env file: a developer's .env must not make this pass.
-            [exe, "--env-file", empty.name, "-f", str(COMPOSE), "config"],
+            [exe, "--env-file", empty.name, *files, "config"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -97,6 +98,72 @@ def test_nats_takes_the_committed_users_with_their_passwords(config):
     ).stdout
     assert (ROOT / "deploy/nats/auth.conf").read_text() == rendered
     assert set(nats["environment"]) == set(NATS_PASSWORDS)
+
+
+@pytest.fixture(scope="module")
+def tls_config() -> dict:
+    result = compose_config(
+        ROOT / "deploy/compose.nats-tls.yml",
+        ENCRYPTION_KEY="test-key",
+        NATS_TLS_DIR="/srv/nats-tls",
+        **NATS_PASSWORDS,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """target → source of a service's bind mounts, in either syntax."""
+    found = {}
+    for v in service.get("volumes", []):
+        if isinstance(v, dict):
+            found[v["target"]] = v["source"]
+        else:
+            source, target = v.split(":")[:2]
+            found[target] = source
+    return found
+
+
+def test_plain_compose_nats_is_dev_only(config):
+    """Without NATS_TLS=1 the services run as dev: production settings refuse
+    a plain NATS URL off loopback (docs/security.md)."""
+    for name in SERVICES:
+        env = config["services"][name]["environment"]
+        assert (env["NATS_URL"], env["YOURCLAW_ENV"]) == ("nats://nats:4222", "dev")
+
+
+def test_with_nats_tls_nats_requires_tls_with_the_local_certificate(tls_config):
+    nats = tls_config["services"]["nats"]
+    assert nats["command"][:2] == ["-c", "/etc/nats/tls.conf"]
+    mounts = _mounts(nats)
+    assert mounts["/etc/nats/tls/server.pem"] == "/srv/nats-tls/server.pem"
+    assert mounts["/etc/nats/tls/server-key.pem"] == "/srv/nats-tls/server-key.pem"
+    conf = (ROOT / "deploy/nats/tls.conf").read_text()
+    assert "include auth.conf" in conf
+    assert 'cert_file: "/etc/nats/tls/server.pem"' in conf
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_with_nats_tls_each_service_verifies_nats_against_the_local_ca(
+    tls_config, name
+):
+    service = tls_config["services"][name]
+    env = service["environment"]
+    assert env["NATS_URL"] == "tls://nats:4222"
+    assert env["YOURCLAW_ENV"] == "production"
+    mounts = _mounts(service)
+    assert mounts[env["NATS_TLS_CA_FILE"]] == "/srv/nats-tls/ca.pem"
+    # The CA certificate only: no service holds a key of the NATS TLS.
+    assert not any(
+        source.startswith("/srv/nats-tls/") and "key" in source
+        for source in mounts.values()
+    )
+    # Its identity is unchanged.
+    assert env["NATS_USER"] == config_user(name, env)
+
+
+def config_user(name: str, env: dict) -> str:
+    return host_user(env["HOST_ID"]) if name == "host-agent" else name
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -116,8 +116,15 @@ def production() -> dict[tuple[str, str], Doc]:
     return {_key(d): d for d in render(K8S / "production")}
 
 
+# cert-manager's kinds are CRDs: kubernetes-validate has no schema for them.
+CERT_MANAGER = "cert-manager.io/v1"
+
+
 def test_manifests_are_valid_against_the_kubernetes_schemas(manifests):
     for doc in manifests:
+        if doc["apiVersion"] == CERT_MANAGER:
+            assert doc["kind"] in ("Certificate", "ClusterIssuer"), _key(doc)
+            continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
@@ -282,7 +289,63 @@ def test_nats_is_a_three_node_jetstream_cluster_with_r3_streams(production):
     assert values["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
     config = production[("ConfigMap", "yourclaw-config")]["data"]
     assert config["NATS_STREAM_REPLICAS"] == "3"
-    assert config["NATS_URL"].startswith("nats://nats.nats.svc")
+    assert config["NATS_URL"].startswith("tls://nats.nats.svc")
+
+
+def _everything(production: dict[tuple[str, str], Doc]) -> dict[tuple[str, str], Doc]:
+    """The production overlay by (kind, namespace/name): NATS's namespace too."""
+    return {
+        (d["kind"], f"{d['metadata'].get('namespace', '')}/{d['metadata']['name']}"): d
+        for d in render(K8S / "production")
+    }
+
+
+def test_nats_requires_tls_with_a_certificate_cert_manager_keeps(production):
+    values = yaml.safe_load((K8S / "nats/values.yaml").read_text())
+    tls = values["config"]["nats"]["tls"]
+    assert tls == {"enabled": True, "secretName": "nats-server-tls"}
+    docs = _everything(production)
+    server = docs[("Certificate", "nats/nats-server")]["spec"]
+    assert server["secretName"] == "nats-server-tls"
+    # The names clients dial: the in-cluster Service and the hosts' load balancer.
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    host = config["NATS_URL"].removeprefix("tls://").split(":")[0]
+    assert {host, "nats.yourclaw.internal"} <= set(server["dnsNames"])
+    # Signed by our own CA, the one the services trust, never a public one.
+    assert server["issuerRef"]["name"] == "yourclaw-nats-ca"
+    ca = docs[("ClusterIssuer", "/yourclaw-nats-ca")]["spec"]["ca"]
+    assert docs[("Certificate", "cert-manager/yourclaw-nats-ca")]["spec"]["isCA"]
+    assert ca["secretName"] == "yourclaw-nats-ca"
+    trust = production[("Certificate", "nats-ca")]["spec"]
+    assert trust["issuerRef"]["name"] == "yourclaw-nats-ca"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_verifies_nats_against_our_ca_only(production, name):
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    assert config["NATS_URL"].startswith("tls://")
+    pod = production[("Deployment", name)]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "nats-ca")
+    assert config["NATS_TLS_CA_FILE"] == mount["mountPath"] + "/ca.crt"
+    volume = next(v for v in pod["volumes"] if v["name"] == "nats-ca")
+    # ca.crt only: the key beside it in the Secret is not mounted.
+    assert volume["secret"] == {
+        "secretName": "nats-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+
+
+def test_production_settings_accept_the_overlay_nats_url(production, monkeypatch):
+    from yourclaw_common.settings import CommonSettings
+
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    settings = CommonSettings(
+        _env_file=None,
+        yourclaw_env=config["YOURCLAW_ENV"],
+        nats_url=config["NATS_URL"],
+    )
+    assert settings.nats_url.startswith("tls://")
 
 
 def test_host_agent_unit_is_what_bootstrap_installs():
