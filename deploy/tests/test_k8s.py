@@ -348,6 +348,85 @@ def test_production_settings_accept_the_overlay_nats_url(production, monkeypatch
     assert settings.nats_url.startswith("tls://")
 
 
+def _ingress_rules(
+    docs: dict[tuple[str, str], Doc], namespace: str, labels: dict[str, str]
+):
+    """Every ingress rule of `namespace`'s policies that select pods with `labels`."""
+    rules = []
+    for (kind, where), doc in docs.items():
+        if kind != "NetworkPolicy" or not where.startswith(namespace + "/"):
+            continue
+        spec = doc["spec"]
+        if "Ingress" in spec["policyTypes"] and _selects(spec["podSelector"], labels):
+            rules += spec.get("ingress", [])
+    return rules
+
+
+NATS_POD = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"}
+
+
+def _peers_on(rules: list[Doc], port: int) -> list[Doc]:
+    return [
+        peer
+        for rule in rules
+        if any(p["port"] == port for p in rule["ports"])
+        for peer in rule["from"]
+    ]
+
+
+def test_nats_namespace_denies_ingress_by_default(production):
+    docs = _everything(production)
+    deny = docs[("NetworkPolicy", "nats/nats-default-deny-ingress")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    # Every NATS port is named by some rule; no rule lets everyone in.
+    for rule in _ingress_rules(docs, "nats", NATS_POD):
+        assert rule.get("from"), rule
+
+
+def test_nats_clients_are_the_services_and_the_container_hosts(production):
+    docs = _everything(production)
+    peers = _peers_on(_ingress_rules(docs, "nats", NATS_POD), 4222)
+    from_yourclaw = [
+        p
+        for p in peers
+        if p.get("namespaceSelector", {}).get("matchLabels")
+        == {"kubernetes.io/metadata.name": "yourclaw"}
+    ]
+    (services,) = from_yourclaw
+    # The Python services, not web, not any other pod of the namespace.
+    for name in SERVICES:
+        assert _selects(services["podSelector"], {"app.kubernetes.io/name": name})
+    assert not _selects(services["podSelector"], {"app.kubernetes.io/name": "web"})
+    # The hosts dial in from their own subnet; nothing else from outside.
+    blocks = [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p]
+    assert blocks == ["10.20.0.0/16"]
+    # Only the release's own pods (the other servers, nats-box) besides.
+    others = [p for p in peers if p not in from_yourclaw and "ipBlock" not in p]
+    assert others == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}
+    ]
+
+
+def test_nats_monitoring_is_for_prometheus_only(production):
+    docs = _everything(production)
+    rules = _ingress_rules(docs, "nats", NATS_POD)
+    for port in (8222, 7777):
+        assert _peers_on(rules, port) == [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                },
+                "podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": "prometheus"}
+                },
+            }
+        ], port
+    # The routes (6222) only between the release's pods.
+    assert _peers_on(rules, 6222) == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}
+    ]
+
+
 def test_host_agent_unit_is_what_bootstrap_installs():
     opts = BootstrapOptions(host="10.0.0.7", host_id="h7", nats_url="nats://n:4222")
     unit = (ROOT / "deploy/host-agent/yourclaw-host-agent.service").read_text()
