@@ -229,7 +229,11 @@ def test_secrets_are_referenced_not_inlined(production, name):
         "containers"
     ]
     env = {e["name"]: e for e in container["env"]}
-    for secret in ("DATABASE_URL", "ENCRYPTION_KEY"):
+    # billing never reads a ciphertext: it does not get the key.
+    secrets = (
+        ("DATABASE_URL",) if name == "billing" else ("DATABASE_URL", "ENCRYPTION_KEY")
+    )
+    for secret in secrets:
         assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == "yourclaw-secrets"
     for e in container["env"]:
         if any(w in e["name"] for w in ("TOKEN", "SECRET", "KEY", "PASSWORD")):
@@ -246,6 +250,42 @@ def test_each_service_connects_to_nats_as_its_own_user(production, name):
     assert env["NATS_USER"]["value"] == name
     ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "yourclaw-secrets", "key": f"nats-password-{name}"}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_connects_to_postgres_as_its_own_role(production, name):
+    (container,) = production[("Deployment", name)]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "yourclaw-secrets", "key": f"database-url-{name}"}
+    assert ("ENCRYPTION_KEY" in env) == (name != "billing")
+
+
+def test_only_the_migrate_job_changes_the_schema(production):
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    # A service's role may not create tables: it must not try at start.
+    assert config["RUN_MIGRATIONS"] == "false"
+    job = production[("Job", "yourclaw-migrate")]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    assert container["command"] == ["yourclaw-migrate"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "yourclaw-secrets", "key": "database-url"}
+    assert container["image"].startswith("registry.example/yourclaw-services:")
+    assert _egress(production, "yourclaw-migrate") == {
+        ("kube-system", 53, None, "UDP"),
+        ("kube-system", 53, None, "TCP"),
+        ("0.0.0.0/0", 5432, None, "TCP"),
+    }
+    # Nothing but the services' own keys name the owner's URL.
+    for doc in production.values():
+        if doc["kind"] == "Deployment":
+            for c in _pod_containers(doc):
+                for e in c.get("env", []):
+                    key = e.get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+                    assert key != "database-url", doc["metadata"]["name"]
 
 
 def test_nats_takes_only_its_users_with_their_grants():
