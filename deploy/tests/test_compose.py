@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from yourclaw_common.db_roles import SERVICE_ROLES, login_name
+from yourclaw_common.db_roles import password_env as db_password_env
 from yourclaw_common.nats_auth import host_user, password_env, users_for
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 from yourclaw_provisioner.render import PLAYWRIGHT_MCP_COMMAND
@@ -30,13 +32,14 @@ COMPOSE_HOST = "compose"
 SECRET = re.compile(r"(TOKEN|SECRET|PASSWORD|_KEY)$")
 
 
-def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+def compose_config(*overrides: Path, **env: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose missing: `make system-tools` installs it"
+    files = [arg for f in (COMPOSE, *overrides) for arg in ("-f", str(f))]
     with tempfile.NamedTemporaryFile(suffix=".env") as empty:
         return subprocess.run(
             # An empty env file: a developer's .env must not make this pass.
-            [exe, "--env-file", empty.name, "-f", str(COMPOSE), "config"],
+            [exe, "--env-file", empty.name, *files, "config"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -48,11 +51,12 @@ def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
 NATS_PASSWORDS = {
     password_env(user): f"test-{user}" for user in users_for([COMPOSE_HOST])
 }
+DB_PASSWORDS = {db_password_env(s): f"db-{s}" for s in SERVICE_ROLES}
 
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    result = compose_config(ENCRYPTION_KEY="test-key", **NATS_PASSWORDS)
+    result = compose_config(ENCRYPTION_KEY="test-key", **NATS_PASSWORDS, **DB_PASSWORDS)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -69,13 +73,13 @@ def test_compose_file_is_valid(config):
 
 
 def test_the_encryption_key_must_come_from_the_environment():
-    result = compose_config(**NATS_PASSWORDS)
+    result = compose_config(**NATS_PASSWORDS, **DB_PASSWORDS)
     assert result.returncode != 0
     assert "ENCRYPTION_KEY" in result.stderr
 
 
 def test_nats_passwords_must_come_from_the_environment():
-    result = compose_config(ENCRYPTION_KEY="test-key")
+    result = compose_config(ENCRYPTION_KEY="test-key", **DB_PASSWORDS)
     assert result.returncode != 0
     assert "NATS_PASSWORD_" in result.stderr
 
@@ -99,6 +103,103 @@ def test_nats_takes_the_committed_users_with_their_passwords(config):
     assert set(nats["environment"]) == set(NATS_PASSWORDS)
 
 
+@pytest.fixture(scope="module")
+def tls_config() -> dict:
+    result = compose_config(
+        ROOT / "deploy/compose.nats-tls.yml",
+        ENCRYPTION_KEY="test-key",
+        NATS_TLS_DIR="/srv/nats-tls",
+        **NATS_PASSWORDS,
+        **DB_PASSWORDS,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """target → source of a service's bind mounts, in either syntax."""
+    found = {}
+    for v in service.get("volumes", []):
+        if isinstance(v, dict):
+            found[v["target"]] = v["source"]
+        else:
+            source, target = v.split(":")[:2]
+            found[target] = source
+    return found
+
+
+def test_plain_compose_nats_is_dev_only(config):
+    """Without NATS_TLS=1 the services run as dev: production settings refuse
+    a plain NATS URL off loopback (docs/security.md)."""
+    for name in SERVICES:
+        env = config["services"][name]["environment"]
+        assert (env["NATS_URL"], env["YOURCLAW_ENV"]) == ("nats://nats:4222", "dev")
+
+
+def test_with_nats_tls_nats_requires_tls_with_the_local_certificate(tls_config):
+    nats = tls_config["services"]["nats"]
+    assert nats["command"][:2] == ["-c", "/etc/nats/tls.conf"]
+    mounts = _mounts(nats)
+    assert mounts["/etc/nats/tls/server.pem"] == "/srv/nats-tls/server.pem"
+    assert mounts["/etc/nats/tls/server-key.pem"] == "/srv/nats-tls/server-key.pem"
+    conf = (ROOT / "deploy/nats/tls.conf").read_text()
+    assert "include auth.conf" in conf
+    assert 'cert_file: "/etc/nats/tls/server.pem"' in conf
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_with_nats_tls_each_service_verifies_nats_against_the_local_ca(
+    tls_config, name
+):
+    service = tls_config["services"][name]
+    env = service["environment"]
+    assert env["NATS_URL"] == "tls://nats:4222"
+    assert env["YOURCLAW_ENV"] == "production"
+    mounts = _mounts(service)
+    assert mounts[env["NATS_TLS_CA_FILE"]] == "/srv/nats-tls/ca.pem"
+    # The CA certificate only: no service holds a key of the NATS TLS.
+    assert not any(
+        source.startswith("/srv/nats-tls/") and "key" in source
+        for source in mounts.values()
+    )
+    # Its identity is unchanged.
+    assert env["NATS_USER"] == config_user(name, env)
+
+
+def config_user(name: str, env: dict) -> str:
+    return host_user(env["HOST_ID"]) if name == "host-agent" else name
+
+
+def test_database_passwords_must_come_from_the_environment():
+    result = compose_config(ENCRYPTION_KEY="test-key", **NATS_PASSWORDS)
+    assert result.returncode != 0
+    assert "DB_PASSWORD_" in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(SERVICE_ROLES))
+def test_each_service_uses_its_own_database_login(config, name):
+    service = config["services"][name]
+    env = service["environment"]
+    password = DB_PASSWORDS[db_password_env(name)]
+    assert env["DATABASE_URL"] == (
+        f"postgresql://{login_name(name)}:{password}@postgres:5432/yourclaw"
+    )
+    # Its role cannot migrate; `migrate` has, before it starts.
+    assert env["RUN_MIGRATIONS"] == "false"
+    assert service["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert bool(env["ENCRYPTION_KEY"]) == (name != "billing")
+
+
+def test_migrate_runs_as_the_owner_and_makes_the_logins(config):
+    migrate = config["services"]["migrate"]
+    assert migrate["command"] == ["python", "-m", "yourclaw_common.db_roles"]
+    assert migrate["environment"]["DATABASE_URL"].startswith("postgresql://yourclaw:")
+    assert DB_PASSWORDS.items() <= migrate["environment"].items()
+    assert importlib.util.find_spec("yourclaw_common.db_roles") is not None
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_each_service_connects_as_its_own_nats_user(config, name):
     env = config["services"][name]["environment"]
@@ -112,7 +213,10 @@ def test_secrets_are_referenced_never_written_in_the_file():
     for name, service in raw["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if SECRET.search(key) and key != "GF_SECURITY_ADMIN_USER":
-                assert str(value).startswith("${"), f"{name}: {key} is inlined"
+                # Empty: a secret withheld (billing's ENCRYPTION_KEY), not inlined.
+                assert value == "" or str(value).startswith("${"), (
+                    f"{name}: {key} is inlined"
+                )
 
 
 def test_every_service_is_restarted_and_health_checked(config):
@@ -120,14 +224,21 @@ def test_every_service_is_restarted_and_health_checked(config):
     # others wait on for `service_healthy` has a healthcheck in the file, the
     # images of our own services carry theirs (HEALTHCHECK, tested below).
     for name, service in config["services"].items():
-        assert service.get("restart") == "unless-stopped", name
+        # migrate is a one-shot the others wait to see finish.
+        wanted = "no" if name == "migrate" else "unless-stopped"
+        assert service.get("restart") == wanted, name
     for name in ("nats", "postgres"):
         check = config["services"][name]["healthcheck"]
         assert check["test"][0] == "CMD"
         assert int(check["retries"]) >= 3
     for name in SERVICES:
-        for dependency in config["services"][name]["depends_on"].values():
-            assert dependency["condition"] == "service_healthy", name
+        for needed, dependency in config["services"][name]["depends_on"].items():
+            wanted = (
+                "service_completed_successfully"
+                if needed == "migrate"
+                else "service_healthy"
+            )
+            assert dependency["condition"] == wanted, name
 
 
 def test_jetstream_persists_to_a_volume(config):

@@ -117,8 +117,15 @@ def production() -> dict[tuple[str, str], Doc]:
     return {_key(d): d for d in render(K8S / "production")}
 
 
+# cert-manager's kinds are CRDs: kubernetes-validate has no schema for them.
+CERT_MANAGER = "cert-manager.io/v1"
+
+
 def test_manifests_are_valid_against_the_kubernetes_schemas(manifests):
     for doc in manifests:
+        if doc["apiVersion"] == CERT_MANAGER:
+            assert doc["kind"] in ("Certificate", "ClusterIssuer"), _key(doc)
+            continue
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
@@ -223,7 +230,11 @@ def test_secrets_are_referenced_not_inlined(production, name):
         "containers"
     ]
     env = {e["name"]: e for e in container["env"]}
-    for secret in ("DATABASE_URL", "ENCRYPTION_KEY"):
+    # billing never reads a ciphertext: it does not get the key.
+    secrets = (
+        ("DATABASE_URL",) if name == "billing" else ("DATABASE_URL", "ENCRYPTION_KEY")
+    )
+    for secret in secrets:
         assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == "yourclaw-secrets"
     for e in container["env"]:
         if any(w in e["name"] for w in ("TOKEN", "SECRET", "KEY", "PASSWORD")):
@@ -240,6 +251,42 @@ def test_each_service_connects_to_nats_as_its_own_user(production, name):
     assert env["NATS_USER"]["value"] == name
     ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "yourclaw-secrets", "key": f"nats-password-{name}"}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_connects_to_postgres_as_its_own_role(production, name):
+    (container,) = production[("Deployment", name)]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "yourclaw-secrets", "key": f"database-url-{name}"}
+    assert ("ENCRYPTION_KEY" in env) == (name != "billing")
+
+
+def test_only_the_migrate_job_changes_the_schema(production):
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    # A service's role may not create tables: it must not try at start.
+    assert config["RUN_MIGRATIONS"] == "false"
+    job = production[("Job", "yourclaw-migrate")]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    assert container["command"] == ["yourclaw-migrate"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "yourclaw-secrets", "key": "database-url"}
+    assert container["image"].startswith("registry.example/yourclaw-services:")
+    assert _egress(production, "yourclaw-migrate") == {
+        ("kube-system", 53, None, "UDP"),
+        ("kube-system", 53, None, "TCP"),
+        ("0.0.0.0/0", 5432, None, "TCP"),
+    }
+    # Nothing but the services' own keys name the owner's URL.
+    for doc in production.values():
+        if doc["kind"] == "Deployment":
+            for c in _pod_containers(doc):
+                for e in c.get("env", []):
+                    key = e.get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+                    assert key != "database-url", doc["metadata"]["name"]
 
 
 def test_nats_takes_only_its_users_with_their_grants():
@@ -283,7 +330,142 @@ def test_nats_is_a_three_node_jetstream_cluster_with_r3_streams(production):
     assert values["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
     config = production[("ConfigMap", "yourclaw-config")]["data"]
     assert config["NATS_STREAM_REPLICAS"] == "3"
-    assert config["NATS_URL"].startswith("nats://nats.nats.svc")
+    assert config["NATS_URL"].startswith("tls://nats.nats.svc")
+
+
+def _everything(production: dict[tuple[str, str], Doc]) -> dict[tuple[str, str], Doc]:
+    """The production overlay by (kind, namespace/name): NATS's namespace too."""
+    return {
+        (d["kind"], f"{d['metadata'].get('namespace', '')}/{d['metadata']['name']}"): d
+        for d in render(K8S / "production")
+    }
+
+
+def test_nats_requires_tls_with_a_certificate_cert_manager_keeps(production):
+    values = yaml.safe_load((K8S / "nats/values.yaml").read_text())
+    tls = values["config"]["nats"]["tls"]
+    assert tls == {"enabled": True, "secretName": "nats-server-tls"}
+    docs = _everything(production)
+    server = docs[("Certificate", "nats/nats-server")]["spec"]
+    assert server["secretName"] == "nats-server-tls"
+    # The names clients dial: the in-cluster Service and the hosts' load balancer.
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    host = config["NATS_URL"].removeprefix("tls://").split(":")[0]
+    assert {host, "nats.yourclaw.internal"} <= set(server["dnsNames"])
+    # Signed by our own CA, the one the services trust, never a public one.
+    assert server["issuerRef"]["name"] == "yourclaw-nats-ca"
+    ca = docs[("ClusterIssuer", "/yourclaw-nats-ca")]["spec"]["ca"]
+    assert docs[("Certificate", "cert-manager/yourclaw-nats-ca")]["spec"]["isCA"]
+    assert ca["secretName"] == "yourclaw-nats-ca"
+    trust = production[("Certificate", "nats-ca")]["spec"]
+    assert trust["issuerRef"]["name"] == "yourclaw-nats-ca"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_verifies_nats_against_our_ca_only(production, name):
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    assert config["NATS_URL"].startswith("tls://")
+    pod = production[("Deployment", name)]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "nats-ca")
+    assert config["NATS_TLS_CA_FILE"] == mount["mountPath"] + "/ca.crt"
+    volume = next(v for v in pod["volumes"] if v["name"] == "nats-ca")
+    # ca.crt only: the key beside it in the Secret is not mounted.
+    assert volume["secret"] == {
+        "secretName": "nats-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+
+
+def test_production_settings_accept_the_overlay_nats_url(production, monkeypatch):
+    from yourclaw_common.settings import CommonSettings
+
+    config = production[("ConfigMap", "yourclaw-config")]["data"]
+    settings = CommonSettings(
+        _env_file=None,
+        yourclaw_env=config["YOURCLAW_ENV"],
+        nats_url=config["NATS_URL"],
+    )
+    assert settings.nats_url.startswith("tls://")
+
+
+def _ingress_rules(
+    docs: dict[tuple[str, str], Doc], namespace: str, labels: dict[str, str]
+):
+    """Every ingress rule of `namespace`'s policies that select pods with `labels`."""
+    rules = []
+    for (kind, where), doc in docs.items():
+        if kind != "NetworkPolicy" or not where.startswith(namespace + "/"):
+            continue
+        spec = doc["spec"]
+        if "Ingress" in spec["policyTypes"] and _selects(spec["podSelector"], labels):
+            rules += spec.get("ingress", [])
+    return rules
+
+
+NATS_POD = {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"}
+
+
+def _peers_on(rules: list[Doc], port: int) -> list[Doc]:
+    return [
+        peer
+        for rule in rules
+        if any(p["port"] == port for p in rule["ports"])
+        for peer in rule["from"]
+    ]
+
+
+def test_nats_namespace_denies_ingress_by_default(production):
+    docs = _everything(production)
+    deny = docs[("NetworkPolicy", "nats/nats-default-deny-ingress")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    # Every NATS port is named by some rule; no rule lets everyone in.
+    for rule in _ingress_rules(docs, "nats", NATS_POD):
+        assert rule.get("from"), rule
+
+
+def test_nats_clients_are_the_services_and_the_container_hosts(production):
+    docs = _everything(production)
+    peers = _peers_on(_ingress_rules(docs, "nats", NATS_POD), 4222)
+    from_yourclaw = [
+        p
+        for p in peers
+        if p.get("namespaceSelector", {}).get("matchLabels")
+        == {"kubernetes.io/metadata.name": "yourclaw"}
+    ]
+    (services,) = from_yourclaw
+    # The Python services, not web, not any other pod of the namespace.
+    for name in SERVICES:
+        assert _selects(services["podSelector"], {"app.kubernetes.io/name": name})
+    assert not _selects(services["podSelector"], {"app.kubernetes.io/name": "web"})
+    # The hosts dial in from their own subnet; nothing else from outside.
+    blocks = [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p]
+    assert blocks == ["10.20.0.0/16"]
+    # Only the release's own pods (the other servers, nats-box) besides.
+    others = [p for p in peers if p not in from_yourclaw and "ipBlock" not in p]
+    assert others == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}
+    ]
+
+
+def test_nats_monitoring_is_for_prometheus_only(production):
+    docs = _everything(production)
+    rules = _ingress_rules(docs, "nats", NATS_POD)
+    for port in (8222, 7777):
+        assert _peers_on(rules, port) == [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                },
+                "podSelector": {
+                    "matchLabels": {"app.kubernetes.io/name": "prometheus"}
+                },
+            }
+        ], port
+    # The routes (6222) only between the release's pods.
+    assert _peers_on(rules, 6222) == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}
+    ]
 
 
 @pytest.mark.parametrize("overlay", ["base", "production"])

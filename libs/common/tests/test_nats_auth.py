@@ -6,12 +6,18 @@ import asyncio
 import re
 
 import nats
+import nats.js.errors
 import pytest
 from nats.errors import NoServersError
+from nats.js.api import ConsumerConfig, StreamConfig
+from yourclaw_common.events import ensure_topology
 from yourclaw_common.nats import connect
 from yourclaw_common.nats_auth import (
     PLATFORM_GRANTS,
+    declared_consumers,
+    jetstream_api,
     host_user,
+    owned_streams,
     render_authorization,
     users_for,
 )
@@ -200,3 +206,122 @@ class TestRenderedConfig:
     def test_a_host_id_that_is_not_one_subject_token_is_refused(self):
         with pytest.raises(ValueError, match="host id"):
             users_for(["eu.1"])
+
+
+async def _refused_request(call) -> None:
+    """A JetStream API call the server drops: the client hears no answer."""
+    with pytest.raises((nats.errors.TimeoutError, nats.errors.Error)):
+        await call
+
+
+class TestJetStreamScopes:
+    """Each service gets only the JetStream API of its own streams and
+    durables (nats_auth.jetstream_api)."""
+
+    async def test_a_service_cannot_delete_purge_change_or_read_anothers_stream(
+        self, server, nats_identity, js
+    ):
+        await js.publish("inbound.whatsapp", b'{"secret": "for messaging only"}')
+        billing = await _as(server, nats_identity, "billing")
+        spy = billing.nc.jetstream(timeout=1)
+        try:
+            await _refused_request(spy.delete_stream("INBOUND"))
+            await _refused_request(spy.purge_stream("INBOUND"))
+            await _refused_request(
+                spy.update_stream(StreamConfig(name="INBOUND", subjects=["inbound.*"]))
+            )
+            await _refused_request(spy.get_msg("INBOUND", 1))
+            # Neither a consumer of its own on the stream...
+            await _refused_request(
+                spy.add_consumer("INBOUND", ConsumerConfig(durable_name="billing-spy"))
+            )
+            # ...nor a fetch from messaging's.
+            sub = await spy.pull_subscribe_bind(
+                durable="messaging-inbound-whatsapp", stream="INBOUND"
+            )
+            await _refused_request(sub.fetch(1, timeout=1))
+            # A new stream could capture what no stream stores (host commands).
+            await _refused_request(
+                spy.add_stream(StreamConfig(name="SPY", subjects=["host.>"]))
+            )
+        finally:
+            await billing.nc.close()
+
+        info = await js.stream_info("INBOUND")
+        assert info.state.messages == 1
+        assert info.config.max_msgs == -1
+        consumer = await js.consumer_info("INBOUND", "messaging-inbound-whatsapp")
+        assert consumer.num_pending == 1
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.stream_info("SPY")
+        for verb in (
+            "STREAM.DELETE",
+            "STREAM.PURGE",
+            "STREAM.UPDATE",
+            "STREAM.MSG.GET",
+            "CONSUMER.MSG.NEXT",
+        ):
+            assert any(
+                f"$js.api.{verb.lower()}.inbound" in e.lower() for e in billing.errors
+            ), (verb, billing.errors)
+
+    async def test_a_service_reads_and_acks_its_own_durable(
+        self, server, nats_identity, js
+    ):
+        await js.publish("inbound.whatsapp", b"{}")
+        messaging = await _as(server, nats_identity, "messaging")
+        try:
+            own = messaging.nc.jetstream(timeout=2)
+            sub = await own.pull_subscribe_bind(
+                durable="messaging-inbound-whatsapp", stream="INBOUND"
+            )
+            (msg,) = await sub.fetch(1, timeout=2)
+            await msg.ack_sync(timeout=2)
+        finally:
+            await messaging.nc.close()
+
+        assert messaging.errors == []
+        consumer = await js.consumer_info("INBOUND", "messaging-inbound-whatsapp")
+        assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
+
+    async def test_a_service_waits_for_a_stream_it_consumes_but_does_not_own(
+        self, server, nats_identity, js
+    ):
+        """messaging may not create INBOUND (gateway-api's): started first, it
+        waits for it instead of failing, then makes its durable."""
+        await js.delete_stream("INBOUND")
+        messaging = await _as(server, nats_identity, "messaging")
+        try:
+            starting = asyncio.create_task(
+                ensure_topology(
+                    messaging.nc.jetstream(timeout=2),
+                    consumers=[
+                        spec
+                        for spec in declared_consumers()
+                        if spec.durable == "messaging-inbound-whatsapp"
+                    ],
+                    owned=owned_streams("messaging"),
+                    wait_interval=0.1,
+                )
+            )
+            await asyncio.sleep(1)
+            assert not starting.done()
+            await ensure_topology(js, consumers=[])  # gateway-api's place
+            await asyncio.wait_for(starting, 5)
+        finally:
+            await messaging.nc.close()
+
+        assert messaging.errors == []
+        await js.consumer_info("INBOUND", "messaging-inbound-whatsapp")
+
+
+def test_each_service_declares_its_own_durables_and_may_use_only_those():
+    """The durables come from the services' entry points (libs/common lists
+    none); each service's JetStream grant names its own and no other's."""
+    durables = {spec.durable for spec in declared_consumers()}
+    assert {"messaging-inbound-whatsapp", "provisioner-provision-requested"} <= durables
+    assert "billing-stripe-events" in durables
+    for user in ("messaging", "provisioner", "billing"):
+        api = " ".join(jetstream_api(user))
+        for durable in durables:
+            assert (durable in api) == durable.startswith(user + "-"), (user, durable)

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import hashlib
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -30,6 +31,7 @@ from yourclaw_common.nats_auth import (
     render_authorization,
     users_for,
 )
+from yourclaw_common.nats_tls import NatsTlsFiles
 
 __all__ = [
     "EmbeddedNats",
@@ -126,32 +128,48 @@ class EmbeddedNats:
 
     With `passwords` (NATS user → password, see `yourclaw_common.nats_auth`)
     it accepts only those users, each with its grant; `add_users` adds more
-    (a new host) without a restart.
+    (a new host) without a restart. With `tls` it requires TLS of every client
+    and presents that certificate.
     """
 
     store_dir: Path
     port: int = 0
     passwords: dict[str, str] | None = None
+    tls: NatsTlsFiles | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
+    def _scheme(self) -> str:
+        return "nats" if self.tls is None else "tls"
+
+    @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     def url_for(self, user: str) -> str:
         """The URL with `user`'s credentials in it (for tools and tests)."""
         if self.passwords is None:
             return self.url
-        return f"nats://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
+        return f"{self._scheme}://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
 
     @property
     def _config(self) -> Path:
         return self.store_dir / "nats-server.conf"
 
     def _write_config(self) -> None:
-        assert self.passwords is not None
         self._config.touch(mode=0o600)
-        self._config.write_text(render_authorization(self.passwords))
+        parts = []
+        if self.passwords is not None:
+            parts.append(render_authorization(self.passwords))
+        if self.tls is not None:
+            parts.append(
+                "tls {\n"
+                f"  cert_file: {json.dumps(str(self.tls.cert_file))}\n"
+                f"  key_file: {json.dumps(str(self.tls.key_file))}\n"
+                "  timeout: 2\n"
+                "}\n"
+            )
+        self._config.write_text("".join(parts))
 
     def add_users(self, passwords: dict[str, str], *, timeout: float = 10) -> None:
         """Let these users in too, by a config reload (no restart); returns once
@@ -176,7 +194,7 @@ class EmbeddedNats:
         self.port = self.port or free_port()
         log = self.store_dir / "nats-server.log"
         config: list[str] = []
-        if self.passwords is not None:
+        if self.passwords is not None or self.tls is not None:
             self._write_config()
             config = ["-c", str(self._config)]
         self.proc = subprocess.Popen(

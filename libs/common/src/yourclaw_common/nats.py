@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -104,7 +105,12 @@ async def connect(
 
 
 async def connect_as(settings: CommonSettings, *, name: str, **options: Any) -> NATS:
-    """`connect` with a service's settings: its URL and NATS identity."""
+    """`connect` with a service's settings: its URL, NATS identity and the CA
+    that must have signed the server's certificate."""
+    if settings.nats_tls_ca_file:
+        options.setdefault(
+            "tls", ssl.create_default_context(cafile=settings.nats_tls_ca_file)
+        )
     return await connect(
         settings.nats_url,
         name=name,

@@ -7,9 +7,14 @@ off with many accounts or self-service operators, which we do not have).
 Adding a host is a new user and a `nats-server --signal reload`.
 
 - A **platform service** publishes only the events it owns, serves only its
-  own requests, uses JetStream (`$JS.API.>`, `$JS.ACK.>`) and receives replies
-  on its own inbox prefix `_INBOX.<user>.>`, so it cannot read another
-  service's replies.
+  own requests and receives replies on its own inbox prefix `_INBOX.<user>.>`,
+  so it cannot read another service's replies. Of the JetStream API it gets
+  only what its code uses (`jetstream_api`): stream info; create and update
+  of the streams it *owns* (those storing the events it publishes; the dead
+  letters for services with consumers); and, for its own durables
+  (`<service>-<purpose>`), create, info, fetch (`MSG.NEXT`) and acks. It can
+  neither delete, purge nor read a message of any stream, nor make a consumer
+  on a stream it does not consume: it cannot read another service's events.
 - A **host-agent** (it runs next to tenants' containers, so it is trusted
   least) answers only `host.<its id>.*`, publishes only its own heartbeat
   `heartbeat.<its id>` and has no JetStream at all: it cannot read a stream.
@@ -30,9 +35,16 @@ import secrets
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
 from yourclaw_common.events.subjects import Subject
+from yourclaw_common.events.topology import (
+    STREAMS,
+    ConsumerSpec,
+    Stream,
+    stream_for,
+)
 
 __all__ = [
     "OPERATOR",
@@ -43,7 +55,9 @@ __all__ = [
     "helm_users",
     "host_user",
     "inbox_prefix",
+    "jetstream_api",
     "new_passwords",
+    "owned_streams",
     "password_env",
     "permissions",
     "render_authorization",
@@ -52,7 +66,6 @@ __all__ = [
 
 OPERATOR = "operator"
 _HOST_PREFIX = "host-agent-"
-_JETSTREAM = ("$JS.API.>", "$JS.ACK.>")
 # A host id becomes a subject token and a user name: no dots, spaces or wildcards.
 _HOST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -157,6 +170,75 @@ def grant_for(user: str) -> Grant | None:
         raise ValueError(f"no NATS grant for user {user!r}") from None
 
 
+CONSUMERS_ENTRY_POINTS = "yourclaw.consumers"
+
+
+def declared_consumers() -> list[ConsumerSpec]:
+    """Every installed service's durables, as the service declares them: each
+    names a class of ConsumerSpecs in the entry point group `yourclaw.consumers`
+    (its pyproject.toml), so libs/common lists none and imports no service."""
+    return [
+        spec
+        for entry in entry_points(group=CONSUMERS_ENTRY_POINTS)
+        for spec in vars(entry.load()).values()
+        if isinstance(spec, ConsumerSpec)
+    ]
+
+
+def _consumers_of(user: str) -> list[tuple[str, str]]:
+    """(stream, durable) of `user`'s durables: named `<service>-<purpose>`."""
+    return [
+        (spec.stream, spec.durable)
+        for spec in declared_consumers()
+        if spec.durable.startswith(user + "-")
+    ]
+
+
+def owned_streams(user: str) -> frozenset[str] | None:
+    """The streams `user` may create and update: those storing the events it
+    publishes, and DEAD_LETTER for a service with consumers (their dead
+    letters). None: all of them (the operator, or no NATS user)."""
+    grant = grant_for(user) if user else None
+    if grant is None:
+        return None
+    owned: set[str] = set()
+    for subject in grant.publish:
+        try:
+            owned.add(stream_for(subject))
+        except KeyError:  # core NATS only (host commands, requests)
+            continue
+    if _consumers_of(user):
+        owned.add(Stream.DEAD_LETTER)
+    return frozenset(owned)
+
+
+def jetstream_api(user: str) -> tuple[str, ...]:
+    """The JetStream API subjects `user` may publish to (requests and acks).
+
+    Create is per stream name, never a wildcard: a stream of another name
+    could capture subjects nobody stores (the host commands).
+    """
+    owned = owned_streams(user) or frozenset()
+    names = [cfg.name for cfg in STREAMS if cfg.name in owned]
+    subjects = [
+        "$JS.API.INFO",  # readiness: JetStream answers
+        "$JS.API.STREAM.INFO.*",  # config and counts, never a message
+        *(f"$JS.API.STREAM.CREATE.{name}" for name in names),
+        *(f"$JS.API.STREAM.UPDATE.{name}" for name in names),
+    ]
+    for stream, durable in _consumers_of(user):
+        mine = f"{stream}.{durable}"
+        subjects += [
+            # nats-py names the filter subject after the durable when it has one.
+            f"$JS.API.CONSUMER.CREATE.{mine}",
+            f"$JS.API.CONSUMER.CREATE.{mine}.>",
+            f"$JS.API.CONSUMER.INFO.{mine}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{mine}",
+            f"$JS.ACK.{mine}.>",
+        ]
+    return tuple(subjects)
+
+
 def users_for(hosts: Iterable[str]) -> list[str]:
     """Every user a deployment needs: the operator, the services, the hosts."""
     return [OPERATOR, *PLATFORM_GRANTS, *(host_user(h) for h in hosts)]
@@ -180,7 +262,7 @@ def permissions(user: str, grant: Grant) -> dict[str, Any]:
     """The server's `permissions` of `user`, as data."""
     found: dict[str, Any] = {
         "publish": {
-            "allow": [*grant.publish, *(_JETSTREAM if grant.jetstream else ())]
+            "allow": [*grant.publish, *(jetstream_api(user) if grant.jetstream else ())]
         },
         "subscribe": {"allow": [*grant.subscribe, f"{inbox_prefix(user)}.>"]},
     }

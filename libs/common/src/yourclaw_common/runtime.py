@@ -20,6 +20,7 @@ from yourclaw_common.events import ConsumerSpec, ensure_topology
 from yourclaw_common.logging import get_logger
 from yourclaw_common.metrics import runner_metrics
 from yourclaw_common.nats import Handler, connect_as, consume, watch_consumers
+from yourclaw_common.nats_auth import owned_streams
 from yourclaw_common.ops import serve_ops
 from yourclaw_common.outbox import relay_forever
 from yourclaw_common.settings import CommonSettings
@@ -146,6 +147,7 @@ async def open_runtime(
             consumers=consumers,
             default_ack_wait=settings.consumer_ack_wait_seconds,
             replicas=settings.nats_stream_replicas,
+            owned=owned_streams(settings.nats_user),
         )
         runtime = Runtime(settings, pool, nc, js, stop)
         if settings.metrics_port:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["CommonSettings", "Environment"]
@@ -14,13 +15,20 @@ __all__ = ["CommonSettings", "Environment"]
 # a way in.
 Environment = Literal["dev", "production"]
 
+# Plain NATS is fine where nothing crosses a network: `make up`, the tests.
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
 
 class CommonSettings(BaseSettings):
     """Variables every service reads. Unknown variables are ignored: one `.env`
     serves all services."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A refused setting must not print the others: they hold secrets.
+        hide_input_in_errors=True,
     )
 
     database_url: str = Field(
@@ -32,6 +40,10 @@ class CommonSettings(BaseSettings):
     # name, or `host-agent-<host id>`. Empty: connect as the URL says.
     nats_user: str = ""
     nats_password: SecretStr = SecretStr("")
+    # PEM file of the CA that signs the NATS server's certificate: the client
+    # verifies the server against it (and only it). Empty with a tls:// URL:
+    # the system's CAs.
+    nats_tls_ca_file: str = ""
     service_name: str = "yourclaw"
     # Unset means production: dev-only paths need YOURCLAW_ENV=dev said outright.
     yourclaw_env: Environment = "production"
@@ -50,3 +62,20 @@ class CommonSettings(BaseSettings):
     run_migrations: bool = Field(
         default=True, description="Apply pending migrations at service start."
     )
+
+    @model_validator(mode="after")
+    def _nats_tls_in_production(self) -> Self:
+        # In clear text, the bus carries every service's password and every
+        # tenant's messages past whoever shares the network.
+        url = urlsplit(self.nats_url)
+        if (
+            self.yourclaw_env == "production"
+            and url.scheme != "tls"
+            and url.hostname not in _LOOPBACK
+        ):
+            raise ValueError(
+                f"NATS_URL must be tls://… in production (YOURCLAW_ENV=production), "
+                f"got {url.scheme}://{url.hostname}: plain NATS is allowed on "
+                "loopback or with YOURCLAW_ENV=dev only (docs/security.md)"
+            )
+        return self

@@ -23,6 +23,7 @@ from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
 from yourclaw_common.nats import connect_as
+from yourclaw_common.nats_auth import owned_streams
 from yourclaw_common.outbox import relay_forever
 from yourclaw_common.runtime import connect_postgres, tune_gc
 
@@ -110,7 +111,10 @@ def _lifespan(
             js = nc.jetstream()
             # The gateway only publishes: it declares the streams, no consumers.
             await ensure_topology(
-                js, consumers=[], replicas=settings.nats_stream_replicas
+                js,
+                consumers=[],
+                replicas=settings.nats_stream_replicas,
+                owned=owned_streams(settings.nats_user),
             )
             # Events written with a change (BYOK → reprovision) leave after commit.
             stop = asyncio.Event()

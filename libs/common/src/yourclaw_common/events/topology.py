@@ -4,7 +4,8 @@ with which each service declares its own durable consumers in its package
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from nats.js import JetStreamContext
@@ -122,30 +123,53 @@ class ConsumerSpec:
         )
 
 
+async def _wait_for_stream(js: JetStreamContext, name: str, interval: float) -> None:
+    log.warning("nats.stream.waiting", stream=name, reason="created by its owners")
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            continue
+        log.info("nats.stream.found", stream=name)
+        return
+
+
 async def ensure_topology(
     js: JetStreamContext,
     *,
     consumers: Sequence[ConsumerSpec] = (),
     default_ack_wait: float = 30.0,
     replicas: int = 1,
+    owned: Collection[str] | None = None,
+    wait_interval: float = 1.0,
 ) -> None:
-    """Create or update every stream, then the given consumers (a service's own).
+    """Create or update the streams, then the given consumers (a service's own).
 
     Idempotent; the only code that creates streams. Run at every service start.
     `replicas` is each stream's (and so its consumers') replication factor: 3 on
     a 3-node JetStream cluster (NATS_STREAM_REPLICAS); raising it on an existing
     stream makes the cluster copy it to more nodes.
+    `owned`: the streams this caller creates and updates (its NATS user may
+    touch no other, `nats_auth.owned_streams`); a missing stream it does not
+    own but consumes is waited for. None: all streams (the operator).
     """
+    consumed = {spec.stream for spec in consumers}
     for base in STREAMS:
         cfg = replace(base, num_replicas=replicas)
         assert cfg.name is not None
+        mine = owned is None or cfg.name in owned
         try:
             await js.stream_info(cfg.name)
         except NotFoundError:
-            await js.add_stream(cfg)
-            log.info("nats.stream.created", stream=cfg.name)
+            if mine:
+                await js.add_stream(cfg)
+                log.info("nats.stream.created", stream=cfg.name)
+            elif cfg.name in consumed:
+                await _wait_for_stream(js, cfg.name, wait_interval)
         else:
-            await js.update_stream(cfg)
+            if mine:
+                await js.update_stream(cfg)
     for spec in consumers:
         # add_consumer creates, or updates the editable fields of, a durable.
         await js.add_consumer(spec.stream, spec.config(default_ack_wait))
