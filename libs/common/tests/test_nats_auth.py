@@ -15,8 +15,8 @@ from yourclaw_common.nats import connect
 from yourclaw_common.nats_auth import (
     PLATFORM_GRANTS,
     declared_consumers,
-    jetstream_api,
     host_user,
+    jetstream_api,
     owned_streams,
     render_authorization,
     users_for,
@@ -217,6 +217,11 @@ async def _refused_request(call) -> None:
 class TestJetStreamScopes:
     """Each service gets only the JetStream API of its own streams and
     durables (nats_auth.jetstream_api)."""
+
+    @pytest.fixture(autouse=True)
+    async def durables(self, js):
+        """Every service's durables, as the services make them at start."""
+        await ensure_topology(js, consumers=declared_consumers())
 
     async def test_a_service_cannot_delete_purge_change_or_read_anothers_stream(
         self, server, nats_identity, js
