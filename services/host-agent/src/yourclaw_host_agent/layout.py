@@ -210,7 +210,9 @@ def write_files(
     try:
         os.fchmod(root_fd, 0o700)
         for name, mode in (("config", 0o700), ("run", 0o700), ("workspace", 0o755)):
-            fd = _open_dir(root_fd, name, mode=mode, create=True, owner=owner)
+            # run/ is the agent's own, never the gateway's.
+            mine = owner if name != "run" else None
+            fd = _open_dir(root_fd, name, mode=mode, create=True, owner=mine)
             try:
                 if mode == 0o700:
                     os.fchmod(fd, mode)

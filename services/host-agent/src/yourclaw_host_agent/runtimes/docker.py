@@ -115,6 +115,8 @@ _SLOTS = ".slots"
 _POOL_LABEL = "yourclaw.pool-slot"
 _POOL_PREFIX = "yourclaw-pool-"
 _CLAIM_FILE = "claim.json"
+# What the Engine says when a container's port is someone else's.
+_PORT_TAKEN = ("port is already allocated", "address already in use")
 # How long a port stays reserved for a create between `prepare` and `run`.
 _RESERVE_SECONDS = 120.0
 
@@ -642,15 +644,18 @@ class DockerRuntime:
         return await self.inspect(name)
 
     async def _start(self, name: str) -> None:
-        resp = await self._call("POST", f"/containers/{name}/start")
+        try:
+            resp = await self._call("POST", f"/containers/{name}/start")
+        except RuntimeFailure as exc:
+            # The Engine answers 500 when its port proxy cannot bind.
+            if any(m in str(exc) for m in _PORT_TAKEN):
+                raise PortInUse(str(exc)) from None
+            raise
         if resp.status_code == 404:
             raise ContainerNotFound(f"{name} does not exist on this host")
         if resp.status_code not in (204, 304):
             message = _message(resp)
-            if (
-                "port is already allocated" in message
-                or "address already in use" in message
-            ):
+            if any(m in message for m in _PORT_TAKEN):
                 raise PortInUse(message)
             raise RuntimeFailure(f"cannot start {name}: {resp.status_code} {message}")
 
@@ -940,7 +945,7 @@ class DockerRuntime:
         try:
             async with self._pool_lock:
                 await self._fill()
-        except (RuntimeUnavailable, RuntimeFailure, OSError) as exc:
+        except (RuntimeUnavailable, RuntimeFailure, PortInUse, OSError) as exc:
             log.warning("host_agent.warm.fill_failed", error=str(exc)[:300])
 
     async def _fill(self) -> None:
@@ -1005,10 +1010,15 @@ class DockerRuntime:
         resp = await self._call(
             "POST", f"/containers/create?name={quote(spec.name)}", json=payload
         )
+        spare = _Spare(spec.name, slot, port, "created")
         if resp.status_code != 201:
-            await asyncio.to_thread(shutil.rmtree, paths.root, True)
+            await self._retire(spare)
             raise RuntimeFailure(f"cannot create a spare: {_message(resp)}")
-        await self._start(spec.name)
+        try:
+            await self._start(spec.name)
+        except (PortInUse, RuntimeFailure):
+            await self._retire(spare)  # someone else's port, say: try later
+            raise
         log.info("host_agent.warm.spawned", port=port, slot=slot)
 
 
