@@ -45,7 +45,7 @@ from yourclaw_common.events import (
 from yourclaw_common.logging import get_logger
 
 from yourclaw_provisioner import metrics, repository
-from yourclaw_provisioner.errors import HostCommandFailed
+from yourclaw_provisioner.errors import HEALABLE_CODES, HostCommandFailed
 from yourclaw_provisioner.service import (
     HOST_LOST_FLAG,
     HOST_LOST_REASON,
@@ -191,6 +191,7 @@ class Reconciler:
             try:
                 await self._hosts_lost(conn)
                 await self._drift(conn)
+                await self._heal(conn)
                 await self._gauges(conn)
             finally:
                 await repository.release_reconcile_lock(conn)
@@ -320,6 +321,23 @@ class Reconciler:
                     )
                     continue
                 metrics.RECONCILE_ACTIONS.labels("orphan_removed").inc()
+
+    async def _heal(self, conn: Connection) -> None:
+        """Provision again the assistants that failed only because a host or
+        its container engine did not answer, once some host heart-beats (a
+        host-agent beats only while its engine answers)."""
+        if not await repository.any_live_host(
+            conn, timeout_seconds=self._settings.host_heartbeat_timeout_seconds
+        ):
+            return
+        for user_id in await repository.assistants_to_heal(
+            conn,
+            codes=list(HEALABLE_CODES),
+            base_seconds=self._settings.assistant_heal_base_seconds,
+        ):
+            log.warning("provisioner.reconcile.healing", user_id=str(user_id))
+            await self._reprovision(conn, user_id, reason="heal")
+            metrics.RECONCILE_ACTIONS.labels("healed").inc()
 
     async def _reprovision(
         self, conn: Connection, user_id: UUID, *, reason: str

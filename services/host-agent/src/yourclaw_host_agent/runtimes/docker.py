@@ -398,10 +398,17 @@ class DockerRuntime:
 
     async def open(self) -> None:
         if not await self.ping():
+            # Serve anyway: commands answer RUNTIME_UNAVAILABLE, no heartbeat
+            # goes out, and the network and firewall come at the first call
+            # that reaches the engine.
             log.warning("host_agent.docker.unreachable", socket=self._socket_path)
             return
+        await self._ensure_ready()
+
+    async def _ensure_ready(self) -> None:
+        """The tenant network and its firewall, before any tenant runs."""
         await self._ensure_network()
-        if self._firewall_settings is not None:
+        if self._firewall_settings is not None and self.firewall is None:
             await self._apply_firewall(self._firewall_settings)
 
     async def close(self) -> None:
@@ -621,7 +628,7 @@ class DockerRuntime:
         await asyncio.to_thread(
             remove_tree, paths.config / "tmp", data_root=self._data_root(paths)
         )
-        await self._ensure_network()
+        await self._ensure_ready()
         await asyncio.to_thread(self._own_mounts, paths)
         payload = create_payload(
             spec, paths, publish_ip=self._publish_ip, network=self._network
@@ -808,6 +815,9 @@ class DockerRuntime:
         # (unless-stopped); we notice the OOM kills and restart, between turns,
         # a gateway whose memory grew past the ceiling (OpenClaw leaks).
         await self._note_oom_kills()
+        # The engine answers (again): an agent that started without it sets
+        # up the network and firewall now, before anything is created.
+        await self._ensure_ready()
         if self._warm_pool and (self._fill_task is None or self._fill_task.done()):
             # In the background: a spare's create must not hold up the heartbeat.
             self._fill_task = asyncio.create_task(self._fill_pool())
@@ -993,7 +1003,7 @@ class DockerRuntime:
             image=self._pool_image,
             spec_hash="pool",
         )
-        await self._ensure_network()
+        await self._ensure_ready()
         payload = create_payload(
             spec,
             paths,
