@@ -45,6 +45,23 @@ class TestReconcile:
         first, second = host.creates()
         assert second.spec_hash == first.spec_hash
 
+    async def test_a_heartbeat_without_it_starts_the_pass_at_once(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        # Passes an hour apart: only the heartbeat can start one in this test.
+        await start_provisioner(reconcile_interval_seconds=3600)
+        await _ready(js, clean_db, user_id)
+
+        host.vanish(container_name(user_id))
+
+        async def recreated():
+            return len(host.creates()) == 2
+
+        await eventually(recreated, timeout=30)
+        assert host.running() == {container_name(user_id)}
+
     async def test_container_nobody_owns_is_removed(
         self, start_provisioner, fake_host, make_user, js, clean_db
     ):
