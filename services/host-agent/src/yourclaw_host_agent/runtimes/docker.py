@@ -502,8 +502,10 @@ class DockerRuntime:
     async def prepare(self, spec: ContainerSpec, paths: UserPaths) -> None:
         """Before anything is written: hand a new user the spare on their
         port, or retire a spare in the way of their container."""
-        if not self._warm_pool:
-            return
+        if self._data_dir is None:
+            return  # no pool without a data dir
+        # Even with the pool off: a spare left from a larger WARM_POOL_SIZE
+        # may hold the port.
         async with self._pool_lock:
             self._reserved[spec.port] = time.monotonic()
             spare = next((s for s in await self._spares() if s.port == spec.port), None)
@@ -818,7 +820,9 @@ class DockerRuntime:
         # The engine answers (again): an agent that started without it sets
         # up the network and firewall now, before anything is created.
         await self._ensure_ready()
-        if self._warm_pool and (self._fill_task is None or self._fill_task.done()):
+        if self._data_dir is not None and (
+            self._fill_task is None or self._fill_task.done()
+        ):
             # In the background: a spare's create must not hold up the heartbeat.
             self._fill_task = asyncio.create_task(self._fill_pool())
         now = time.monotonic()
@@ -961,9 +965,9 @@ class DockerRuntime:
     async def _fill(self) -> None:
         alive = 0
         for spare in await self._spares():
-            if spare.state in ("running", "restarting"):
+            if spare.state in ("running", "restarting") and alive < self._warm_pool:
                 alive += 1
-            else:  # exited or never started: nobody will claim it
+            else:  # exited, never started, or one more than WARM_POOL_SIZE
                 await self._retire(spare)
         now = time.monotonic()
         self._reserved = {
