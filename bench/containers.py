@@ -6,6 +6,9 @@ the LLM stand-in, on embedded NATS and PostgreSQL. Prints:
 - request→READY for BENCH_CONTAINER_USERS users provisioned one after another
   (cold: every container boots OpenClaw), beside the same figure for the
   process runtime in the same run (the baseline);
+- the same with a warm pool of one spare container (WARM_POOL_SIZE=1): each
+  user arrives once the pool holds a booted spare (sign-ups further apart
+  than a boot), so the figure is a claim, not a boot;
 - idle RSS of each assistant container (its cgroup's resident memory after
   BENCH_IDLE_SECONDS without traffic) and so containers per GB of host memory;
 - time to serve again after `docker rm -f` of a tenant: the provisioner's
@@ -117,11 +120,35 @@ async def _ready(port: int, timeout: float) -> float:
     raise TimeoutError(f"nothing ready on port {port}")
 
 
+async def _spare_booted(data_dir: str) -> bool:
+    """Whether the host-agent of `data_dir` holds a spare past /readyz."""
+    ports = docker(
+        "ps", "--filter", "label=yourclaw.pool-slot",
+        "--filter", f"label=yourclaw.data_dir={data_dir}",
+        "--filter", "name=yourclaw-pool-",
+        "--format", '{{.Label "yourclaw.port"}}',
+    ).split()  # fmt: skip
+    for port in ports:
+        with suppress(TimeoutError):
+            await _ready(int(port), timeout=0.5)
+            return True
+    return False
+
+
 async def run_stack(
-    runtime: str, nats_url: str, database_url: str, base_env: dict[str, str], tmp: Path
+    runtime: str,
+    nats_url: str,
+    database_url: str,
+    base_env: dict[str, str],
+    tmp: Path,
+    *,
+    warm_pool: int = 0,
 ) -> dict[str, object]:
     suffix = uuid.uuid4().hex[:6]
     bridge, network = f"ycb{suffix}", f"yourclaw-bench-{suffix}"
+    # Its containers are labelled with it (the spares outlive the agent);
+    # `tmp` is resolved.
+    data_dir = str(tmp / f"host-{runtime}-{suffix}")
     gateway_ip = bridge_gateway() if runtime == "docker" else "127.0.0.1"
     llm_port = free_port(gateway_ip)
     llm_host = "host.docker.internal" if runtime == "docker" else "127.0.0.1"
@@ -134,7 +161,9 @@ async def run_stack(
         host_id=f"bench-{runtime}-{suffix}",
         host_capacity=USERS,
         host_heartbeat_seconds=1,
-        host_data_dir=tmp / f"host-{runtime}",
+        host_data_dir=Path(data_dir),
+        warm_pool_size=warm_pool,
+        openclaw_image=IMAGE,
         openclaw_install_dir=(REPO / DEFAULT_OPENCLAW_HOME).resolve(),
         tenant_network=network,
         tenant_bridge=bridge,
@@ -147,7 +176,7 @@ async def run_stack(
     await nc.subscribe("assistant.ready", cb=watch.on_ready)
     stop = asyncio.Event()
     agent = asyncio.create_task(run_host_agent(settings, stop))
-    result: dict[str, object] = {"runtime": runtime}
+    result: dict[str, object] = {"runtime": runtime, "warm_pool": warm_pool}
     users: list[uuid.UUID] = []
     async with running_devsim(
         DevsimSettings(_env_file=None, devsim_status_callbacks=False),  # type: ignore[call-arg]
@@ -165,6 +194,12 @@ async def run_stack(
             users = await _new_users(pool, USERS)
             latencies = []
             for user_id in users:
+                if warm_pool:
+                    await eventually(
+                        lambda: _spare_booted(data_dir),
+                        timeout=300,
+                        interval=0.5,
+                    )
                 sent = time.perf_counter()
                 await publish(
                     nc.jetstream(), AssistantProvisionRequested(user_id=user_id)
@@ -172,7 +207,7 @@ async def run_stack(
                 await watch.wait_for([user_id], timeout=300)
                 latencies.append(watch.at[user_id] - sent)
             result["ready"] = latencies
-            if runtime == "docker":
+            if runtime == "docker" and not warm_pool:
                 await asyncio.sleep(IDLE_SECONDS)
                 result["rss"] = [
                     await asyncio.to_thread(container_rss_mb, f"yourclaw-{u}")
@@ -206,6 +241,12 @@ async def run_stack(
             await pool.close()
             await nc.drain()
             if runtime == "docker":
+                # The spares outlive their agent (the next one adopts them).
+                for name in docker(
+                    "ps", "-aq", "--filter",
+                    f"label=yourclaw.data_dir={data_dir}",
+                ).split():  # fmt: skip
+                    docker("rm", "-f", name)
                 await Firewall(TenantFirewallPlan(bridge=bridge)).remove()
                 with suppress(subprocess.CalledProcessError):
                     docker("network", "rm", network)
@@ -233,14 +274,26 @@ def main() -> None:
         )
         results = [
             asyncio.run(
-                run_stack(runtime, infra.operator_url, infra.database_url, env, tmp)
+                run_stack(
+                    runtime,
+                    infra.operator_url,
+                    infra.database_url,
+                    env,
+                    tmp,
+                    warm_pool=warm,
+                )
             )
-            for runtime in ("process", "docker")
+            for runtime, warm in (("process", 0), ("docker", 0), ("docker", 1))
         ]
     for result in results:
         ready = result["ready"]
         assert isinstance(ready, list)
-        print(f"\n{result['runtime']} runtime (cold: no warm pool)")
+        pool = (
+            f"warm pool of {result['warm_pool']}, each user once a spare is booted"
+            if result["warm_pool"]
+            else "cold: no warm pool"
+        )
+        print(f"\n{result['runtime']} runtime ({pool})")
         print(f"  request→READY     {_line(ready, 's')}")
         rss = result.get("rss")
         if isinstance(rss, list):

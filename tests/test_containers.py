@@ -26,6 +26,7 @@ import nats
 import pytest
 import pytest_asyncio
 from yourclaw_common.events import (
+    AssistantProvisionRequested,
     ContainerSpec,
     CreateContainer,
     HostHeartbeat,
@@ -33,7 +34,12 @@ from yourclaw_common.events import (
     HostVerb,
     host_command,
 )
-from yourclaw_common.testing import assistant_with_proxy_credential, eventually
+from yourclaw_common.nats import publish
+from yourclaw_common.testing import (
+    assistant_with_proxy_credential,
+    eventually,
+    subscribed_user,
+)
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
@@ -41,7 +47,9 @@ from yourclaw_host_agent.runtimes.docker import DockerRuntime
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
+from yourclaw_provisioner.app import run as run_provisioner
 from yourclaw_provisioner.render import GatewaySecrets, build_spec
+from yourclaw_provisioner.settings import ProvisionerSettings
 
 # One worker runs them all: they share one tenant container (a gateway boot).
 pytestmark = [
@@ -169,6 +177,31 @@ class _Listener:
         self.sock.close()
 
 
+def agent_settings(
+    nats_url: str,
+    host_id: str,
+    data_dir: Path,
+    *,
+    network: str,
+    bridge: str,
+    llm_port: int,
+    **more: Any,
+) -> HostAgentSettings:
+    """A docker host-agent on its own bridge; tenants may reach `llm_port` only."""
+    return HostAgentSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        nats_url=nats_url,
+        service_name="host-agent",
+        host_id=host_id,
+        host_runtime="docker",
+        host_data_dir=data_dir,
+        tenant_network=network,
+        tenant_bridge=bridge,
+        tenant_host_ports=[llm_port],
+        **more,
+    )
+
+
 @pytest.fixture(scope="module")
 def open_service() -> Iterator[_Listener]:
     listener = _Listener()
@@ -187,20 +220,25 @@ async def cell(
     # behind it listens on another port, closed to tenants.
     llm_port = free_port(gateway_ip)
     devsim_port = free_port(gateway_ip)
-    data_dir = tmp_path_factory.mktemp("docker-host")
+    data_dir = tmp_path_factory.mktemp("docker-host").resolve()
     host_id = f"dk{suffix}"
-    settings = HostAgentSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        nats_url=nats_url,
-        service_name="host-agent",
-        host_id=host_id,
-        host_runtime="docker",
-        host_capacity=2,
+    # The warm pool's port grid: below the ephemeral range the tenant's own
+    # port comes from, so the first tenant is a cold container.
+    grid_start = 10_000 + uuid.uuid4().int % 5_000
+    settings = agent_settings(
+        nats_url,
+        host_id,
+        data_dir,
+        network=network,
+        bridge=bridge,
+        llm_port=llm_port,
+        host_capacity=3,
         host_heartbeat_seconds=1,
-        host_data_dir=data_dir,
-        tenant_network=network,
-        tenant_bridge=bridge,
-        tenant_host_ports=[llm_port],
+        warm_pool_size=1,
+        openclaw_image=IMAGE,
+        host_port_range_start=grid_start,
+        host_port_range_end=grid_start + 200,
+        host_port_stride=1,
     )
     devsim_settings = DevsimSettings(
         devsim_llm_api_key=None, devsim_llm_delay_seconds=0, _env_file=None
@@ -260,7 +298,11 @@ async def cell(
             yield this
         finally:
             await this.stop_agent()
-            for name in names:
+            # Its tenants, and the spares it keeps for the next agent.
+            ours = docker(
+                "ps", "-aq", "--filter", f"label=yourclaw.data_dir={data_dir}"
+            )
+            for name in [*names, *ours.split()]:
                 docker("rm", "-f", name, check=False)
             await _drop_firewall(bridge)
             docker("network", "rm", network, check=False)
@@ -425,25 +467,7 @@ class TestNetwork:
 
 class TestGateway:
     async def test_a_chat_turn_through_the_container(self, cell):
-        async with httpx.AsyncClient(timeout=120) as client:
-            resp = await client.post(
-                f"http://127.0.0.1:{cell.tenant.spec.port}/v1/chat/completions",
-                headers={"Authorization": f"Bearer {cell.tenant.token}"},
-                json={
-                    "model": "openclaw/default",
-                    "user": "containers-test",
-                    "messages": [{"role": "user", "content": "hello from a container"}],
-                },
-            )
-        assert resp.status_code == 200, resp.text
-        answer = resp.json()["choices"][0]["message"]["content"]
-        assert "hello from a container" in answer
-        # The model call went through the proxy, which metered it for this user.
-        calls = await cell.pool.fetchval(
-            "SELECT count(*) FROM llm_calls WHERE user_id = $1",
-            cell.tenant.spec.user_id,
-        )
-        assert calls >= 1
+        await _chat_turn(cell, cell.tenant.spec, cell.tenant.token)
 
     async def test_the_agent_adopts_it_after_a_restart(self, cell):
         before = inspect(cell.tenant.name)["Id"]
@@ -481,6 +505,159 @@ class TestGateway:
             return inspect(cell.tenant.name)["State"]["Health"]["Status"] == "healthy"
 
         await eventually(healthy, timeout=BOOT_TIMEOUT, interval=1)
+
+
+async def _chat_turn(cell: Cell, spec: ContainerSpec, token: str) -> None:
+    """One real turn: the gateway answers, through the LLM proxy, which
+    metered the model call for this user."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        resp = await client.post(
+            f"http://127.0.0.1:{spec.port}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "model": "openclaw/default",
+                "user": "containers-test",
+                "messages": [{"role": "user", "content": "hello from a container"}],
+            },
+        )
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()["choices"][0]["message"]["content"]
+    assert "hello from a container" in answer
+
+    async def metered() -> bool:  # recorded once the call is done
+        calls = await cell.pool.fetchval(
+            "SELECT count(*) FROM llm_calls WHERE user_id = $1", spec.user_id
+        )
+        return bool(calls)
+
+    await eventually(metered, timeout=30, interval=0.2)
+
+
+async def _ready_spare(cell: Cell) -> tuple[str, int] | None:
+    """A warm spare of the cell's agent whose gateway admits traffic."""
+    listed = docker(
+        "ps", "--filter", "label=yourclaw.pool-slot",
+        "--filter", f"label=yourclaw.data_dir={cell.data_dir}",
+        "--format", '{{.Names}} {{.Label "yourclaw.port"}}',
+    )  # fmt: skip
+    async with httpx.AsyncClient(timeout=3) as client:
+        for line in listed.splitlines():
+            name, port = line.split()
+            if not name.startswith("yourclaw-pool-"):
+                continue  # claimed: a user's now
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).is_success:
+                    return name, int(port)
+    return None
+
+
+# What must be the same in a claimed spare and a cold tenant container.
+_PROFILE = (
+    "CapDrop", "CapAdd", "SecurityOpt", "Privileged", "ReadonlyRootfs", "Tmpfs",
+    "Memory", "MemorySwap", "NanoCpus", "PidsLimit", "NetworkMode", "ExtraHosts",
+    "RestartPolicy", "Init", "LogConfig",
+)  # fmt: skip
+
+
+class TestWarmPool:
+    """A new user's container is a spare, hardened and booted before they paid."""
+
+    async def test_a_claimed_spare_serves_is_adopted_and_the_pool_refills(self, cell):
+        spare, port = await eventually(
+            lambda: _ready_spare(cell), timeout=BOOT_TIMEOUT, interval=1
+        )
+        spare_id = inspect(spare)["Id"]
+        # Nothing of anyone's in a spare: a gateway block with a token nobody
+        # knows, no model provider (so no LLM credential), an empty workspace.
+        config = inspect(spare)["Mounts"]
+        sources = {m["Destination"]: Path(m["Source"]) for m in config}
+        state = sources["/home/node/.openclaw"]
+        assert set(json.loads((state / "openclaw.json").read_text())) == {"gateway"}
+        assert not any(sources["/home/node/.openclaw/workspace"].iterdir())
+        user_id, assistant_id, proxy_token = await assistant_with_proxy_credential(
+            cell.pool
+        )
+        token = uuid.uuid4().hex
+        spec = build_spec(
+            user_id=user_id,
+            assistant_id=assistant_id,
+            port=port,  # where the provisioner places the next user
+            model="openai/gpt-4o",
+            secrets=GatewaySecrets(
+                gateway_token=token, notify_secret="n" * 32, proxy_token=proxy_token
+            ),
+            llm_proxy_url=f"http://host.docker.internal:{cell.llm_port}",
+            image=IMAGE,
+        )
+
+        created = await _try_create(cell.nc, cell.host_id, spec)
+
+        assert created is not None
+        assert created.ok, created
+        # The spare itself, renamed to the user's name: no cold boot ...
+        claimed = inspect(spec.name)
+        assert claimed["Id"] == spare_id
+        assert claimed["Config"]["Labels"]["yourclaw.pool-slot"]
+        user_dir = cell.data_dir / str(user_id)
+        assert user_dir.is_symlink()
+        assert user_dir.resolve().parent == cell.data_dir / ".slots"
+        assert {m["Source"] for m in config} == {m["Source"] for m in claimed["Mounts"]}
+        # ... hardened exactly like a cold tenant container ...
+        cold = inspect(cell.tenant.name)
+        for key in _PROFILE:
+            assert claimed["HostConfig"][key] == cold["HostConfig"][key], key
+        for key in ("User", "Env", "Image", "Healthcheck", "Hostname"):
+            assert claimed["Config"][key] == cold["Config"][key], key
+        [binding] = claimed["HostConfig"]["PortBindings"]["18789/tcp"]
+        assert binding == {"HostIp": "127.0.0.1", "HostPort": str(port)}
+        # ... serving this user's config (their token, their proxy credential).
+        await _chat_turn(cell, spec, token)
+
+        # Nobody else gets it: its port is this user's now.
+        other, _, _ = await assistant_with_proxy_credential(cell.pool)
+        second = await _try_create(
+            cell.nc,
+            cell.host_id,
+            spec.model_copy(
+                update={"user_id": other, "name": f"yourclaw-{other}", "files": {}}
+            ),
+        )
+        assert second is not None
+        assert second.code == "PORT_IN_USE", second
+        assert inspect(spec.name)["Id"] == spare_id
+
+        # A restarted agent adopts it, and knows which spec it runs.
+        await cell.stop_agent()
+        cell.start_agent()
+        listed = await eventually(lambda: _try_list(cell), timeout=60)
+        assert (spec.name, "running") in [(c.name, c.state) for c in listed.containers]
+        again = await _try_create(cell.nc, cell.host_id, spec)
+        assert again is not None
+        assert again.ok, again
+        assert inspect(spec.name)["Id"] == spare_id
+
+        # The pool refills in the background, on another port.
+        async def refilled() -> tuple[str, int] | None:
+            found = await _ready_spare(cell)
+            return found if found and found[1] != port else None
+
+        await eventually(refilled, timeout=BOOT_TIMEOUT, interval=1)
+
+        # Its next restart re-creates it with the user's own labels, workspace kept.
+        (user_dir / "workspace" / "KEEP.md").write_text("kept")
+        restarted = await cell.request(HostVerb.RESTART, {"name": spec.name})
+        assert restarted.ok, restarted
+        labels = inspect(spec.name)["Config"]["Labels"]
+        assert labels["yourclaw.user_id"] == str(user_id)
+        assert "yourclaw.pool-slot" not in labels
+        await _wait_ready(port)
+        assert (user_dir / "workspace" / "KEEP.md").read_text() == "kept"
+        # Leave the cell with its one tenant (the memory tests restart all).
+        removed = await cell.request(
+            HostVerb.REMOVE, {"name": spec.name, "purge_workspace": True}
+        )
+        assert removed.ok, removed
+        assert not user_dir.exists()
 
 
 async def _try_list(cell: Cell) -> HostReply | None:
@@ -564,3 +741,155 @@ class TestMemory:
             await runtime.close()
         # The Engine keeps it running (or restarts it).
         await _wait_ready(cell.tenant.spec.port)
+
+
+class EngineProxy:
+    """A unix socket that forwards to the real engine while it is up: an
+    engine that stops answering, without touching the shared one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._streams: list[asyncio.StreamWriter] = []
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for stream in self._streams:  # pooled connections too
+            stream.close()
+        self._streams.clear()
+        self.path.unlink(missing_ok=True)
+
+    async def _serve(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        engine_in, engine_out = await asyncio.open_unix_connection(SOCKET)
+        self._streams += [client_out, engine_out]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(client_in, engine_out), pipe(engine_in, client_out))
+
+
+class TestEngineOutage:
+    """Last: it stops the cell's agent, which would be a second host to the
+    provisioner it starts."""
+
+    async def test_an_assistant_failed_by_a_silent_engine_heals_when_it_answers(
+        self, cell, clean_db, service_env, tmp_path
+    ):
+        await cell.stop_agent()
+        suffix = uuid.uuid4().hex[:6]
+        engine = EngineProxy(tmp_path / "engine.sock")
+        host_id, bridge, network = (
+            f"eo{suffix}",
+            f"yce{suffix}",
+            f"yourclaw-eo-{suffix}",
+        )
+        data_dir = (tmp_path / "host").resolve()
+        settings = agent_settings(
+            service_env["NATS_URL"],
+            host_id,
+            data_dir,
+            network=network,
+            bridge=bridge,
+            llm_port=cell.llm_port,
+            host_capacity=1,
+            host_heartbeat_seconds=0.5,
+            docker_host=f"unix://{engine.path}",
+        )
+        provisioner = ProvisionerSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            **{k.lower(): v for k, v in service_env.items()},
+            service_name="provisioner",
+            # The host stays placeable a while after its engine went silent.
+            host_heartbeat_timeout_seconds=20,
+            host_evacuate_after_seconds=600,
+            host_create_timeout_seconds=120,
+            gateway_health_timeout_seconds=BOOT_TIMEOUT,
+            provision_max_attempts=2,
+            provision_retry_base_seconds=0.2,
+            provision_poll_interval_seconds=0.2,
+            reconcile_interval_seconds=0.5,
+            assistant_heal_base_seconds=1,
+            openclaw_image=IMAGE,
+            llm_proxy_url=f"http://host.docker.internal:{cell.llm_port}",
+        )
+        stop = asyncio.Event()
+        # The engine does not answer when the agent starts.
+        agent = asyncio.create_task(run_host_agent(settings, stop))
+        tasks = [agent, asyncio.create_task(run_provisioner(provisioner, stop))]
+        user_id = await subscribed_user(clean_db, phone="+15557770415")
+        name = f"yourclaw-{user_id}"
+        try:
+            await asyncio.sleep(2)
+            assert not await _host_row(clean_db, host_id)  # no heartbeat meanwhile
+
+            # It answers: the agent beats, with its firewall set up first.
+            await engine.up()
+            await eventually(lambda: _host_row(clean_db, host_id), timeout=30)
+            rules = await asyncio.to_thread(
+                subprocess.run,
+                ["iptables", "-S", f"YC-FWD-{bridge}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert "-d 169.254.0.0/16 " in rules.stdout
+
+            # It stops answering; a subscriber's assistant is asked for.
+            await engine.down()
+            await publish(
+                cell.nc.jetstream(), AssistantProvisionRequested(user_id=user_id)
+            )
+
+            async def failed() -> str | None:
+                row = await _assistant(clean_db, user_id)
+                return row["last_error"] if row and row["status"] == "ERROR" else None
+
+            reason = await eventually(failed, timeout=60, interval=0.2)
+            assert "try again on our own" in reason  # readable, on the dashboard
+            assert "RUNTIME_UNAVAILABLE" not in reason
+            assert docker("ps", "-aq", "--filter", f"name={name}") == ""
+
+            # The engine answers again: nobody asks, the assistant heals.
+            await engine.up()
+
+            async def ready() -> bool:
+                row = await _assistant(clean_db, user_id)
+                return bool(row and row["status"] == "READY")
+
+            await eventually(ready, timeout=BOOT_TIMEOUT + 60, interval=0.5)
+            labels = inspect(name)["Config"]["Labels"]
+            assert labels["yourclaw.user_id"] == str(user_id)
+            assert inspect(name)["State"]["Running"] is True
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await engine.down()
+            docker("rm", "-f", name, check=False)
+            await _drop_firewall(bridge)
+            docker("network", "rm", network, check=False)
+
+
+async def _host_row(pool: Any, host_id: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM hosts WHERE id = $1 AND status = 'ACTIVE' "
+            "AND last_heartbeat_at > now() - interval '5 seconds'",
+            host_id,
+        )
+    )
+
+
+async def _assistant(pool: Any, user_id: uuid.UUID) -> Any:
+    return await pool.fetchrow(
+        "SELECT status, last_error FROM assistants WHERE user_id = $1", user_id
+    )

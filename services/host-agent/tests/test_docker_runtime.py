@@ -42,6 +42,8 @@ class Engine:
     requests: list[tuple[str, str]] = field(default_factory=list)
     creates: list[dict[str, Any]] = field(default_factory=list)
     pulls: list[str] = field(default_factory=list)
+    # Host ports something else listens on: a start publishing one fails.
+    taken_ports: set[str] = field(default_factory=set)
 
 
 def _not_found(what: str) -> JSONResponse:
@@ -88,6 +90,19 @@ def engine_app(engine: Engine) -> Starlette:
             return _not_found("container")
         if c["Status"] == "running":
             return Response(status_code=304)
+        bindings = c["Config"]["HostConfig"]["PortBindings"].values()
+        for binding in (b for per_port in bindings for b in per_port):
+            if binding["HostPort"] in engine.taken_ports:
+                # The Engine's own words (a 500) when its port proxy cannot bind.
+                return JSONResponse(
+                    {
+                        "message": "driver failed programming external "
+                        f"connectivity on endpoint {c['Name']}: Error starting "
+                        f"userland proxy: listen tcp4 {binding['HostIp']}:"
+                        f"{binding['HostPort']}: bind: address already in use"
+                    },
+                    status_code=500,
+                )
         c["Status"] = "running"
         return Response(status_code=204)
 
@@ -432,6 +447,21 @@ class TestLifecycle:
 
         # No registry is asked unless the operator allows pulls.
         assert state.pulls == []
+
+    async def test_a_port_someone_else_holds_is_port_in_use(
+        self, docker, engine, data_dir, start_agent
+    ):
+        state, _ = engine
+        spec = _spec()
+        state.taken_ports.add(str(spec.port))
+        agent = await start_agent(docker, host_runtime="docker")
+        try:
+            reply = await agent.request(HostVerb.CREATE, spec_payload(spec))
+        finally:
+            state.taken_ports.clear()
+
+        # The provisioner moves the assistant to the next port on this code.
+        assert (reply.ok, reply.code) == (False, "PORT_IN_USE")
 
     async def test_missing_image_is_pulled_when_allowed(self, engine, data_dir):
         state, sock = engine

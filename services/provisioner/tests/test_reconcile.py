@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from yourclaw_common.events import (
     AssistantProvisionRequested,
@@ -13,6 +13,8 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import cuttable, eventually
+from yourclaw_provisioner import repository
+from yourclaw_provisioner.errors import HEALABLE_CODES
 from yourclaw_provisioner.service import HOST_LOST_FLAG
 from yourclaw_provisioner.settings import ProvisionerSettings
 
@@ -42,6 +44,23 @@ class TestReconcile:
         ]
         first, second = host.creates()
         assert second.spec_hash == first.spec_hash
+
+    async def test_a_heartbeat_without_it_starts_the_pass_at_once(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h1")
+        user_id = await make_user()
+        # Passes an hour apart: only the heartbeat can start one in this test.
+        await start_provisioner(reconcile_interval_seconds=3600)
+        await _ready(js, clean_db, user_id)
+
+        host.vanish(container_name(user_id))
+
+        async def recreated():
+            return len(host.creates()) == 2
+
+        await eventually(recreated, timeout=30)
+        assert host.running() == {container_name(user_id)}
 
     async def test_container_nobody_owns_is_removed(
         self, start_provisioner, fake_host, make_user, js, clean_db
@@ -307,3 +326,43 @@ class TestHostLossFencing:
 
 async def _eq(value, expected) -> bool:
     return await value == expected
+
+
+class TestHeal:
+    async def test_only_host_and_engine_failures_are_due_with_backoff(
+        self, make_user, clean_db
+    ):
+        async def failed(code: str, seconds_ago: float, heals: int = 0) -> uuid.UUID:
+            user_id = await make_user()
+            await clean_db.execute(
+                "INSERT INTO assistants (user_id, status, last_error) "
+                "VALUES ($1, 'ERROR', 'shown to the user')",
+                user_id,
+            )
+            # Earlier heals that failed, then the last attempt.
+            for n in range(heals + 1):
+                await clean_db.execute(
+                    "INSERT INTO provisioning_jobs (user_id, kind, status, reason, "
+                    "last_error, created_at, updated_at) VALUES ($1, 'PROVISION', "
+                    "'FAILED', $2, $3, $4, $4)",
+                    user_id,
+                    "heal" if n else "created",
+                    f"{code}: host h1 could not create",
+                    datetime.now(UTC) - timedelta(seconds=seconds_ago + heals - n),
+                )
+            return user_id
+
+        engine_down = await failed("RUNTIME_UNAVAILABLE", 10)
+        no_host = await failed("NO_LIVE_HOST", 10)
+        just_now = await failed("RUNTIME_UNAVAILABLE", 2)
+        bad_image = await failed("GATEWAY_UNHEALTHY", 10)
+        # Two heals failed since: the next waits 4 times the base.
+        backed_off = await failed("HOST_TIMEOUT", 10, heals=2)
+
+        async with clean_db.acquire() as conn:
+            due = await repository.assistants_to_heal(
+                conn, codes=list(HEALABLE_CODES), base_seconds=5
+            )
+
+        assert set(due) == {engine_down, no_host}
+        assert not {just_now, bad_image, backed_off} & set(due)

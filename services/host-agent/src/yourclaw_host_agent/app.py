@@ -69,6 +69,9 @@ def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerR
             rss_check_seconds=settings.gateway_rss_check_seconds,
             restart_grace_seconds=settings.gateway_restart_grace_seconds,
             data_dir=str(layout.root),
+            warm_pool=settings.warm_pool_size,
+            port_grid=settings.port_grid,
+            pool_image=settings.openclaw_image,
         )
     from yourclaw_host_agent.runtimes.process import ProcessRuntime
 
@@ -273,12 +276,14 @@ async def sweep(settings: HostAgentSettings | None = None) -> int:
     docker = DockerRuntime(
         socket_path=settings.docker_socket,
         stop_timeout=settings.gateway_stop_timeout_seconds,
+        data_dir=str(data_dir),
     )
     try:
         if await docker.ping():
-            for info in await docker.list(data_dir=str(data_dir)):
+            for info in await docker.list():
                 await docker.remove(info.name)
                 removed += 1
+            removed += await docker.retire_pool()
     finally:
         await docker.close()
     print(f"removed {removed} gateway(s) of {data_dir}", flush=True)  # noqa: T201

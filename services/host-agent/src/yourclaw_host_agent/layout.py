@@ -111,7 +111,14 @@ def validate_spec(spec: ContainerSpec) -> None:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _open_dir(parent_fd: int, name: str, *, mode: int, create: bool) -> int:
+def _open_dir(
+    parent_fd: int,
+    name: str,
+    *,
+    mode: int,
+    create: bool,
+    owner: tuple[int, int] | None = None,
+) -> int:
     """Open (or make) one folder below `parent_fd` without following a link.
 
     A tenant can write its own config and workspace, so it can plant a link
@@ -122,6 +129,8 @@ def _open_dir(parent_fd: int, name: str, *, mode: int, create: bool) -> int:
     if create:
         try:
             os.mkdir(name, mode, dir_fd=parent_fd)
+            if owner is not None:
+                os.chown(name, *owner, dir_fd=parent_fd, follow_symlinks=False)
         except FileExistsError:
             pass
     try:
@@ -132,11 +141,17 @@ def _open_dir(parent_fd: int, name: str, *, mode: int, create: bool) -> int:
         ) from None
 
 
-def _write_atomic(root_fd: int, rel: PurePosixPath, content: str, mode: int) -> None:
+def _write_atomic(
+    root_fd: int,
+    rel: PurePosixPath,
+    content: str,
+    mode: int,
+    owner: tuple[int, int] | None,
+) -> None:
     fds = [root_fd]
     try:
         for part in rel.parts[:-1]:
-            fds.append(_open_dir(fds[-1], part, mode=0o755, create=True))
+            fds.append(_open_dir(fds[-1], part, mode=0o755, create=True, owner=owner))
         parent = fds[-1]
         tmp = f".{rel.name}.{secrets.token_hex(6)}"
         fd = os.open(
@@ -149,6 +164,8 @@ def _write_atomic(root_fd: int, rel: PurePosixPath, content: str, mode: int) -> 
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(content)
                 os.fchmod(handle.fileno(), mode)
+                if owner is not None:
+                    os.fchown(handle.fileno(), *owner)
             # A rename, so a gateway watching its config never reads half a
             # file; it replaces a planted link itself, never what it points at.
             os.replace(tmp, rel.name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -178,9 +195,12 @@ def write_files(
     remove: tuple[str, ...] = (),
     *,
     data_root: Path | None = None,
+    owner: tuple[int, int] | None = None,
 ) -> None:
     """Write a spec's files (config, which holds the gateway token, stays
-    private) and delete the ones it removes.
+    private) and delete the ones it removes; with `owner` (uid, gid), what is
+    written belongs to the gateway's user from the start (a running gateway
+    reloads a config the moment it lands, so it must be able to read it).
 
     Nothing is written or deleted outside the user's folder, and no link the
     tenant planted in its config or workspace is followed (a link at a removed
@@ -190,7 +210,9 @@ def write_files(
     try:
         os.fchmod(root_fd, 0o700)
         for name, mode in (("config", 0o700), ("run", 0o700), ("workspace", 0o755)):
-            fd = _open_dir(root_fd, name, mode=mode, create=True)
+            # run/ is the agent's own, never the gateway's.
+            mine = owner if name != "run" else None
+            fd = _open_dir(root_fd, name, mode=mode, create=True, owner=mine)
             try:
                 if mode == 0o700:
                     os.fchmod(fd, mode)
@@ -199,7 +221,7 @@ def write_files(
         for rel, content in files.items():
             path = PurePosixPath(rel)
             private = path.parts[0] == "config"
-            _write_atomic(root_fd, path, content, 0o600 if private else 0o644)
+            _write_atomic(root_fd, path, content, 0o600 if private else 0o644, owner)
         for rel in remove:
             _remove(root_fd, PurePosixPath(rel))
     finally:

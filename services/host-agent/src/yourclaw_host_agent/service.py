@@ -195,6 +195,7 @@ class HostService:
             dict(spec.files),
             spec.remove_files,
             data_root=self.layout.root,
+            owner=self.runtime.file_owner,
         )
         info = await self.runtime.run(spec, paths)
         log.info(

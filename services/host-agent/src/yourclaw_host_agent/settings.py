@@ -35,10 +35,14 @@ class HostAgentSettings(CommonSettings):
     openclaw_install_dir: Path = DEFAULT_OPENCLAW_HOME
     # Seconds a gateway gets to exit on SIGTERM before it is killed.
     gateway_stop_timeout_seconds: float = Field(default=20.0, gt=0)
-    # process runtime: spare gateways kept booted for new users (each ~1.3 GB
-    # RSS). They sit on the next free ports of the provisioner's grid (same
-    # HOST_PORT_RANGE_* / HOST_PORT_STRIDE settings), where it places users.
+    # Spare gateways (docker: spare hardened containers) kept booted for new
+    # users, each ~0.8-1.3 GB RSS. They sit on the next free ports of the
+    # provisioner's grid (same HOST_PORT_RANGE_* / HOST_PORT_STRIDE settings),
+    # where it places users.
     warm_pool_size: int = Field(default=0, ge=0, le=16)
+    # docker runtime: the image spares boot (the provisioner's OPENCLAW_IMAGE;
+    # a user whose spec names another image gets a cold container).
+    openclaw_image: str = "yourclaw-openclaw:latest"
     host_port_range_start: int = Field(default=19100, ge=1024, le=65535)
     host_port_range_end: int = Field(default=29999, ge=1024, le=65535)
     host_port_stride: int = Field(default=120, ge=1)

@@ -38,6 +38,23 @@ class HostCommandFailed(ProvisioningError):
     code = "HOST_COMMAND_FAILED"
 
 
+class EngineUnavailable(HostCommandFailed):
+    """The host-agent answered, but its container engine did not."""
+
+    code = "RUNTIME_UNAVAILABLE"
+    reason = (
+        "The server your assistant runs on cannot start it right now. We try "
+        "again on our own as soon as it can; nothing of yours is lost."
+    )
+
+
+# Failures no person needs to fix: the host or its engine did not answer. An
+# assistant left in ERROR by one is provisioned again once a host heart-beats.
+HEALABLE_CODES = frozenset(
+    {"RUNTIME_UNAVAILABLE", "NO_LIVE_HOST", "HOST_UNREACHABLE", "HOST_TIMEOUT"}
+)
+
+
 class GatewayUnhealthy(ProvisioningError):
     """The gateway started but its /healthz never answered."""
 

@@ -29,7 +29,7 @@ from yourclaw_common.logging import get_correlation_id
 from yourclaw_common.nats import CORRELATION_HEADER
 from yourclaw_common.sealing import seal_spec
 
-from yourclaw_provisioner.errors import HostCommandFailed
+from yourclaw_provisioner.errors import EngineUnavailable, HostCommandFailed
 
 
 @dataclass
@@ -130,6 +130,11 @@ class HostClient:
                 code="HOST_BAD_REPLY",
                 host_id=host_id,
             ) from exc
+        if not reply.ok and reply.code == EngineUnavailable.code:
+            raise EngineUnavailable(
+                f"host {host_id} could not {verb}: {reply.error or 'no detail'}",
+                host_id=host_id,
+            )
         if not reply.ok:
             raise HostCommandFailed(
                 f"host {host_id} refused {verb}: {reply.error or 'no detail'}",

@@ -1,7 +1,9 @@
 """Heartbeats and the reconcile loop: the database and the hosts agree again.
 
 Every replica records every heartbeat (`hosts` row + the container list in
-memory); one replica at a time (advisory lock) repairs drift:
+memory); one replica at a time (advisory lock) repairs drift, every
+RECONCILE_INTERVAL_SECONDS and at once when a heartbeat lacks a container the
+host's previous one had or a host comes back:
 
 - a READY assistant whose container is not in its host's heartbeat → re-created;
 - a `yourclaw-<user_id>` container that no READY/PROVISIONING assistant on that
@@ -46,7 +48,7 @@ from yourclaw_common.logging import get_logger
 from yourclaw_common.sealing import key_id
 
 from yourclaw_provisioner import metrics, repository
-from yourclaw_provisioner.errors import HostCommandFailed
+from yourclaw_provisioner.errors import HEALABLE_CODES, HostCommandFailed
 from yourclaw_provisioner.service import (
     HOST_LOST_FLAG,
     HOST_LOST_REASON,
@@ -79,6 +81,9 @@ class Fleet:
     seen: dict[str, Seen] = field(default_factory=dict)
     # Names this service's outbox rows.
     service: str = "provisioner"
+    # Set when a heartbeat lacks a container the host's last one had, or a
+    # host is back: the reconcile pass runs now, not at its next interval.
+    drifted: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_message(self, msg: Msg) -> None:
         try:
@@ -112,12 +117,17 @@ class Fleet:
             if previous in ("NEW", "OFFLINE"):
                 await repository.hurry_jobs_waiting_for_a_host(conn)
             await self._tell_of_oom_kills(conn, hb)
+        before = self.seen.get(hb.host_id)
         self.seen[hb.host_id] = Seen(received, hb.containers)
         metrics.HEARTBEATS.inc()
         # At 0 from the first heartbeat, so a first change counts as an increase.
         metrics.HOST_KEY_CHANGES.labels(hb.host_id)
         if previous_key != hb.public_key or previous == "NEW":
             self._tell_of_key(hb, previous_key)
+        if previous in ("NEW", "OFFLINE") or (
+            before is not None and _present(before.containers) - _present(hb.containers)
+        ):
+            self.drifted.set()
         if previous in ("NEW", "OFFLINE"):
             log.info(
                 "provisioner.host.up",
@@ -200,19 +210,30 @@ class Reconciler:
         self._reconnects = 0
         # Why host loss was last not judged (logged once per reason).
         self._fenced: str | None = None
+        # A missing container was too new to judge: the next pass comes soon.
+        self._recheck = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        drifted = self._fleet.drifted
         while not stop.is_set():
+            drifted.clear()
+            self._recheck = False
             try:
                 await self.reconcile_once()
             except Exception as exc:  # the loop must outlive any one pass
                 log.exception("provisioner.reconcile.failed", error=str(exc))
-            try:
-                await asyncio.wait_for(
-                    stop.wait(), timeout=self._settings.reconcile_interval_seconds
-                )
-            except TimeoutError:
-                pass
+            interval = self._settings.reconcile_interval_seconds
+            if self._recheck:
+                interval = min(interval, _HEARTBEAT_GRACE.total_seconds())
+            waits = [
+                asyncio.create_task(stop.wait()),
+                asyncio.create_task(drifted.wait()),
+            ]
+            await asyncio.wait(
+                waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in waits:
+                waiter.cancel()
 
     async def reconcile_once(self) -> bool:
         """One pass, if no other replica is in one; returns whether it ran."""
@@ -222,6 +243,7 @@ class Reconciler:
             try:
                 await self._hosts_lost(conn)
                 await self._drift(conn)
+                await self._heal(conn)
                 await self._gauges(conn)
             finally:
                 await repository.release_reconcile_lock(conn)
@@ -305,10 +327,14 @@ class Reconciler:
         for host_id, seen in list(self._fleet.seen.items()):
             if now - seen.received_at > fresh:
                 continue  # silent host: handled by the host-loss policy
-            running = {c.name for c in seen.containers if c.state in _PRESENT}
+            running = _present(seen.containers)
             for user_id, changed_at in await repository.ready_on_host(conn, host_id):
                 name = f"{_CONTAINER_PREFIX}{user_id}"
-                if name in running or changed_at > seen.received_at - _HEARTBEAT_GRACE:
+                if name in running:
+                    continue
+                if changed_at > seen.received_at - _HEARTBEAT_GRACE:
+                    # Maybe just placed: judged again after the grace.
+                    self._recheck = True
                     continue
                 log.warning(
                     "provisioner.reconcile.vanished",
@@ -352,6 +378,23 @@ class Reconciler:
                     continue
                 metrics.RECONCILE_ACTIONS.labels("orphan_removed").inc()
 
+    async def _heal(self, conn: Connection) -> None:
+        """Provision again the assistants that failed only because a host or
+        its container engine did not answer, once some host heart-beats (a
+        host-agent beats only while its engine answers)."""
+        if not await repository.any_live_host(
+            conn, timeout_seconds=self._settings.host_heartbeat_timeout_seconds
+        ):
+            return
+        for user_id in await repository.assistants_to_heal(
+            conn,
+            codes=list(HEALABLE_CODES),
+            base_seconds=self._settings.assistant_heal_base_seconds,
+        ):
+            log.warning("provisioner.reconcile.healing", user_id=str(user_id))
+            await self._reprovision(conn, user_id, reason="heal")
+            metrics.RECONCILE_ACTIONS.labels("healed").inc()
+
     async def _reprovision(
         self, conn: Connection, user_id: UUID, *, reason: str
     ) -> None:
@@ -377,6 +420,10 @@ class Reconciler:
             metrics.HOST_CAPACITY.labels(row["id"]).set(row["capacity"])
             metrics.HOST_USED.labels(row["id"]).set(row["used"])
             metrics.HOST_ASSIGNED.labels(row["id"]).set(row["assigned"])
+
+
+def _present(containers: tuple[ContainerState, ...]) -> set[str]:
+    return {c.name for c in containers if c.state in _PRESENT}
 
 
 def _owner_of(name: str) -> UUID | None:

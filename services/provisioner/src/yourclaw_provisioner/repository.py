@@ -499,6 +499,42 @@ async def lock_candidate_host(
     return (row["id"], row["address"]) if row else None
 
 
+async def assistants_to_heal(
+    conn: Connection, *, codes: list[str], base_seconds: float
+) -> list[UUID]:
+    """ERROR assistants whose last job failed with one of `codes` (the host or
+    its engine did not answer), due for another try: `base_seconds` after the
+    failure, doubled for each heal that failed since the last success (at
+    most 64 times)."""
+    rows = await conn.fetch(
+        """
+        SELECT a.user_id FROM assistants a
+        JOIN LATERAL (
+            SELECT j.kind, j.status, j.last_error, j.updated_at
+            FROM provisioning_jobs j WHERE j.user_id = a.user_id
+            ORDER BY j.created_at DESC LIMIT 1
+        ) last ON true
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n FROM provisioning_jobs h
+            WHERE h.user_id = a.user_id AND h.reason = 'heal'
+              AND h.status = 'FAILED'
+              AND h.created_at > COALESCE(
+                  (SELECT max(c.created_at) FROM provisioning_jobs c
+                   WHERE c.user_id = a.user_id AND c.status = 'COMPLETED'),
+                  '-infinity')
+        ) heals
+        WHERE a.status = 'ERROR' AND last.kind = 'PROVISION'
+          AND last.status = 'FAILED'
+          AND split_part(last.last_error, ':', 1) = ANY($1::text[])
+          AND last.updated_at < now() - make_interval(
+              secs => $2 * power(2, LEAST(heals.n, 6)))
+        """,
+        codes,
+        base_seconds,
+    )
+    return [row["user_id"] for row in rows]
+
+
 async def any_live_host(conn: Connection, *, timeout_seconds: float) -> bool:
     """Whether any ACTIVE host is heart-beating (full or not)."""
     row = await conn.fetchval(

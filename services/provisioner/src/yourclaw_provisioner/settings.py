@@ -45,6 +45,11 @@ class ProvisionerSettings(CommonSettings):
     # Fallback poll for jobs due later or enqueued by another replica.
     provision_poll_interval_seconds: float = Field(default=1.0, gt=0)
     reconcile_interval_seconds: float = Field(default=10.0, gt=0)
+    # An assistant in ERROR because its host or the host's container engine
+    # did not answer is provisioned again, without a person, once a host
+    # heart-beats: first this long after the failure, doubling after each
+    # failed heal up to 64 times this.
+    assistant_heal_base_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _check_port_range(self) -> ProvisionerSettings:

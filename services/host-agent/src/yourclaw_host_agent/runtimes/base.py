@@ -29,6 +29,10 @@ class ContainerRuntime(Protocol):
     def probe_host(self) -> str:
         """Where /readyz of a running gateway answers on this host."""
 
+    @property
+    def file_owner(self) -> tuple[int, int] | None:
+        """(uid, gid) the user's files are written as, or None: the agent's own."""
+
     async def open(self) -> None:
         """Get ready; adopt what already runs (the agent may have restarted)."""
 

@@ -11,15 +11,33 @@ All tenants share one bridge network with inter-container traffic off (one
 network per tenant would exhaust Docker's address pools after a few dozen
 users); the host firewall (`firewall.py`) keeps that bridge from everything but
 the internet and the LLM proxy.
+
+Warm pool (`WARM_POOL_SIZE`): the runtime keeps that many spare containers
+booted, created by the same `create_payload` as a user's (same flags, network
+and firewall), each on the next free port of the provisioner's port grid, with
+its own slot folder `<data>/.slots/<slot>/{config,workspace}` mounted and a
+config with a random token nobody knows (no LLM credential, no user file).
+A create for a new user on a spare's port claims it: the Engine renames the
+container to the user's name (once: the spare's name is gone after, so no
+second user can claim it), `<data>/<user_id>` becomes a link to the slot (the
+mounts keep their sources, so an Engine restart of the container still finds
+them), the spec's files land there and OpenClaw hot-reloads them. Labels are
+fixed at create: a claimed container carries `yourclaw.pool-slot` instead of
+`yourclaw.user_id`, and the agent's record of the claim
+(`<data>/<user_id>/run/claim.json`: the spec without its files) says whose it
+is; its next start or restart re-creates it with the user's labels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
+import shutil
 import struct
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +50,7 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_host_agent.errors import (
     ContainerNotFound,
+    InvalidRequest,
     InvalidSpec,
     PortInUse,
     RuntimeFailure,
@@ -44,8 +63,25 @@ from yourclaw_host_agent.firewall import (
     local_networks,
     resolvers,
 )
-from yourclaw_host_agent.layout import UserPaths, remove_tree
-from yourclaw_host_agent.metrics import GATEWAY_OOM_KILLS, GATEWAY_RSS_RESTARTS
+from yourclaw_host_agent.layout import (
+    UserPaths,
+    remove_tree,
+    user_id_of,
+    write_files,
+)
+from yourclaw_host_agent.metrics import (
+    GATEWAY_OOM_KILLS,
+    GATEWAY_RSS_RESTARTS,
+    WARM_CLAIMS,
+    WARM_GATEWAYS,
+)
+from yourclaw_host_agent.runtimes.warm import (
+    CONFIG_FILE,
+    admits_traffic,
+    port_free,
+    spare_config,
+    took_config,
+)
 
 __all__ = [
     "CONTAINER_PORT",
@@ -74,6 +110,15 @@ TENANT_BRIDGE = "yc-tenants"
 # The name tenants reach the host by (the LLM proxy listens there): Docker maps
 # it to the host's bridge address (`host-gateway`).
 PROXY_HOSTNAME = "host.docker.internal"
+# Warm spares: their slot folders under the data dir, their label and names.
+_SLOTS = ".slots"
+_POOL_LABEL = "yourclaw.pool-slot"
+_POOL_PREFIX = "yourclaw-pool-"
+_CLAIM_FILE = "claim.json"
+# What the Engine says when a container's port is someone else's.
+_PORT_TAKEN = ("port is already allocated", "address already in use")
+# How long a port stays reserved for a create between `prepare` and `run`.
+_RESERVE_SECONDS = 120.0
 
 
 def _refuse_socket_mounts(mounts: list[dict[str, Any]]) -> None:
@@ -102,8 +147,10 @@ def create_payload(
     *,
     publish_ip: str,
     network: str = TENANT_NETWORK,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The body of `POST /containers/create` for one tenant."""
+    """The body of `POST /containers/create` for one tenant (or, with the
+    pool's `labels`, for a warm spare: everything else is the same)."""
     env = dict(spec.env)
     # Fleet's container paths: these win over anything in the spec.
     env.update(
@@ -151,7 +198,9 @@ def create_payload(
         "Env": [f"{k}={v}" for k, v in sorted(env.items())],
         "WorkingDir": "/app",
         "ExposedPorts": {port_key: {}},
-        "Labels": {
+        "Labels": dict(labels)
+        if labels is not None
+        else {
             _LABEL: "true",
             "yourclaw.user_id": str(spec.user_id),
             # The host data dir the user's files are in: `make clean` of one
@@ -269,6 +318,10 @@ class DockerRuntime:
         rss_check_seconds: float = 60.0,
         restart_grace_seconds: float = 300.0,
         data_dir: str | None = None,
+        warm_pool: int = 0,
+        port_grid: range = range(19100, 30000, 120),
+        pool_image: str = "yourclaw-openclaw:latest",
+        takeover_timeout: float = 30.0,
     ):
         # The host data dir this agent serves: it lists, adopts and watches
         # only the containers labelled with it, never another agent's on the
@@ -297,6 +350,26 @@ class DockerRuntime:
         # restarts it: unless-stopped).
         self._oom_kills: dict[str, int] = {}
         self.probe_host = "127.0.0.1" if publish_ip in ("0.0.0.0", "") else publish_ip  # noqa: S104
+        if warm_pool and data_dir is None:
+            raise ValueError("a warm pool needs the host's data dir")
+        self._warm_pool = warm_pool
+        self._port_grid = port_grid
+        self._pool_image = pool_image
+        self._takeover_timeout = takeover_timeout
+        # Spares are spawned, claimed and retired under this lock, so a spare
+        # never goes to two users and a port never gets two spares.
+        self._pool_lock = asyncio.Lock()
+        # Ports a create is about to use (between `prepare` and `run`), with
+        # when: the pool must not boot a spare there meanwhile.
+        self._reserved: dict[int, float] = {}
+        # Container name → the slot `prepare` claimed for it, until `run`.
+        self._claims: dict[str, str] = {}
+        self._fill_task: asyncio.Task[None] | None = None
+
+    @property
+    def file_owner(self) -> tuple[int, int] | None:
+        # Only root can give files away; otherwise they stay the agent's.
+        return self._chown_to if os.geteuid() == 0 else None
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -325,13 +398,26 @@ class DockerRuntime:
 
     async def open(self) -> None:
         if not await self.ping():
+            # Serve anyway: commands answer RUNTIME_UNAVAILABLE, no heartbeat
+            # goes out, and the network and firewall come at the first call
+            # that reaches the engine.
             log.warning("host_agent.docker.unreachable", socket=self._socket_path)
             return
+        await self._ensure_ready()
+
+    async def _ensure_ready(self) -> None:
+        """The tenant network and its firewall, before any tenant runs."""
         await self._ensure_network()
-        if self._firewall_settings is not None:
+        if self._firewall_settings is not None and self.firewall is None:
             await self._apply_firewall(self._firewall_settings)
 
     async def close(self) -> None:
+        # Spares keep running: the next agent on this data dir adopts them
+        # (`make clean` and the sweep remove them).
+        if self._fill_task is not None:
+            self._fill_task.cancel()
+            await asyncio.gather(self._fill_task, return_exceptions=True)
+            self._fill_task = None
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -414,21 +500,137 @@ class DockerRuntime:
             raise RuntimeFailure(f"cannot pull {image}: {_message(resp)}")
 
     async def prepare(self, spec: ContainerSpec, paths: UserPaths) -> None:
-        return None  # no pre-booted containers: each gateway is created on demand
+        """Before anything is written: hand a new user the spare on their
+        port, or retire a spare in the way of their container."""
+        if self._data_dir is None:
+            return  # no pool without a data dir
+        # Even with the pool off: a spare left from a larger WARM_POOL_SIZE
+        # may hold the port.
+        async with self._pool_lock:
+            self._reserved[spec.port] = time.monotonic()
+            spare = next((s for s in await self._spares() if s.port == spec.port), None)
+            if spare is None:
+                return
+            if await self._claim(spare, spec, paths):
+                self._claims[spec.name] = spare.slot
+                WARM_CLAIMS.labels("taken").inc()
+                log.info(
+                    "host_agent.warm.claimed", container=spec.name, slot=spare.slot
+                )
+                return
+            # Someone with files or keys of their own, another profile, or a
+            # spare still booting: the port is theirs, the spare goes.
+            WARM_CLAIMS.labels("retired").inc()
+            await self._retire(spare)
+
+    async def _claim(
+        self, spare: _Spare, spec: ContainerSpec, paths: UserPaths
+    ) -> bool:
+        fresh = not paths.root.exists() and not paths.root.is_symlink()
+        if not fresh or spec.env or spare.state != "running":
+            return False
+        if not await self._fits(spare.name, spec):
+            return False
+        if not await admits_traffic(self.probe_host, spec.port):
+            return False
+        resp = await self._call(
+            "POST", f"/containers/{spare.name}/rename?name={quote(spec.name)}"
+        )
+        if resp.status_code != 204:
+            log.warning(
+                "host_agent.warm.rename_failed",
+                container=spec.name,
+                error=_message(resp),
+            )
+            return False
+        await asyncio.to_thread(self._link_slot, paths, spare.slot)
+        return True
+
+    def _link_slot(self, paths: UserPaths, slot: str) -> None:
+        paths.root.parent.mkdir(parents=True, exist_ok=True)
+        paths.root.symlink_to(Path(_SLOTS) / slot)
+
+    async def _fits(self, name: str, spec: ContainerSpec) -> bool:
+        """Whether the spare was created with the profile `spec` asks for."""
+        resp = await self._call("GET", f"/containers/{name}/json")
+        if resp.status_code != 200:
+            return False
+        data = resp.json()
+        host = data.get("HostConfig") or {}
+        return bool(
+            (data.get("Config") or {}).get("Image") == spec.image
+            and host.get("Memory") == spec.memory_mb * _MIB
+            and host.get("NanoCpus") == int(spec.cpus * 1e9)
+            and host.get("PidsLimit") == spec.pids_limit
+        )
 
     async def run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
+        try:
+            if spec.name in self._claims:
+                info = await self._take_over(spec, paths)
+                if info is not None:
+                    return info
+            return await self._run(spec, paths)
+        finally:
+            self._claims.pop(spec.name, None)
+            self._reserved.pop(spec.port, None)
+
+    async def _take_over(
+        self, spec: ContainerSpec, paths: UserPaths
+    ) -> ContainerInfo | None:
+        """The claimed spare, once it runs the spec's config; None if it did
+        not take it in time (then it is replaced by a cold container)."""
+        await asyncio.to_thread(self._save_claim, paths, spec)
+        if await took_config(self.probe_host, spec, self._takeover_timeout):
+            log.info("host_agent.warm.taken", container=spec.name, port=spec.port)
+            return await self.inspect(spec.name)
+        log.warning("host_agent.warm.reload_timeout", container=spec.name)
+        return None
+
+    def _save_claim(self, paths: UserPaths, spec: ContainerSpec) -> None:
+        # The spec without its files (config and workspace are on disk): what
+        # a start or restart re-creates the container from.
+        write_files(
+            paths,
+            {
+                f"run/{_CLAIM_FILE}": spec.model_copy(
+                    update={"files": {}}
+                ).model_dump_json()
+            },
+            data_root=self._data_root(paths),
+        )
+
+    def _claim_of(self, name: str) -> ContainerSpec | None:
+        """The recorded claim of a container that was a warm spare."""
+        if self._data_dir is None:
+            return None
+        try:
+            user_id = user_id_of(name)
+        except InvalidRequest:
+            return None
+        path = Path(self._data_dir) / str(user_id) / "run" / _CLAIM_FILE
+        try:
+            spec = ContainerSpec.model_validate_json(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return spec if spec.name == name else None
+
+    def _data_root(self, paths: UserPaths) -> Path:
+        return Path(self._data_dir) if self._data_dir else paths.root.parent
+
+    async def _run(self, spec: ContainerSpec, paths: UserPaths) -> ContainerInfo:
         name = spec.name
         await self._delete(name)
+        # A claim record belongs to the container that was a spare, not this one.
+        (paths.run / _CLAIM_FILE).unlink(missing_ok=True)
         # No gateway of this user runs now. One that was killed (docker rm -f,
         # a lost host) left its lock files in its scratch folder, which a new
         # container (another host name) takes for a live gateway's lease and
         # refuses to start: the folder goes with the old gateway.
         await asyncio.to_thread(
-            remove_tree,
-            paths.config / "tmp",
-            data_root=Path(self._data_dir) if self._data_dir else paths.root.parent,
+            remove_tree, paths.config / "tmp", data_root=self._data_root(paths)
         )
-        await self._ensure_network()
+        await self._ensure_ready()
         await asyncio.to_thread(self._own_mounts, paths)
         payload = create_payload(
             spec, paths, publish_ip=self._publish_ip, network=self._network
@@ -451,21 +653,46 @@ class DockerRuntime:
         return await self.inspect(name)
 
     async def _start(self, name: str) -> None:
-        resp = await self._call("POST", f"/containers/{name}/start")
+        try:
+            resp = await self._call("POST", f"/containers/{name}/start")
+        except RuntimeFailure as exc:
+            # The Engine answers 500 when its port proxy cannot bind.
+            if any(m in str(exc) for m in _PORT_TAKEN):
+                raise PortInUse(str(exc)) from None
+            raise
         if resp.status_code == 404:
             raise ContainerNotFound(f"{name} does not exist on this host")
         if resp.status_code not in (204, 304):
             message = _message(resp)
-            if (
-                "port is already allocated" in message
-                or "address already in use" in message
-            ):
+            if any(m in message for m in _PORT_TAKEN):
                 raise PortInUse(message)
             raise RuntimeFailure(f"cannot start {name}: {resp.status_code} {message}")
 
     async def start(self, name: str) -> ContainerInfo:
+        if (relabelled := await self._relabel(name)) is not None:
+            return relabelled
         await self._start(name)
         return await self.inspect(name)
+
+    async def _relabel(self, name: str) -> ContainerInfo | None:
+        """A container that was a warm spare, stopped (gracefully) and
+        re-created from its claim with the user's own labels; None for any
+        other container."""
+        claim = self._claim_of(name)
+        if claim is None or not await self._was_spare(name):
+            return None
+        await self._call("POST", f"/containers/{name}/stop?t={self._stop_timeout}")
+        assert self._data_dir is not None  # a claim was found in it
+        paths = UserPaths(Path(self._data_dir) / str(claim.user_id))
+        log.info("host_agent.warm.relabelled", container=name)
+        return await self._run(claim, paths)
+
+    async def _was_spare(self, name: str) -> bool:
+        resp = await self._call("GET", f"/containers/{name}/json")
+        if resp.status_code != 200:
+            return False
+        labels = (resp.json().get("Config") or {}).get("Labels") or {}
+        return _POOL_LABEL in labels
 
     async def stop(self, name: str) -> ContainerInfo:
         resp = await self._call(
@@ -478,6 +705,8 @@ class DockerRuntime:
         return await self.inspect(name)
 
     async def restart(self, name: str) -> ContainerInfo:
+        if (relabelled := await self._relabel(name)) is not None:
+            return relabelled
         resp = await self._call(
             "POST", f"/containers/{name}/restart?t={self._stop_timeout}"
         )
@@ -498,6 +727,9 @@ class DockerRuntime:
 
     async def remove(self, name: str) -> None:
         await self._delete(name)
+        if self._data_dir is not None:
+            run = Path(self._data_dir) / str(user_id_of(name)) / "run"
+            (run / _CLAIM_FILE).unlink(missing_ok=True)
 
     async def inspect(self, name: str) -> ContainerInfo:
         resp = await self._call("GET", f"/containers/{name}/json")
@@ -507,12 +739,28 @@ class DockerRuntime:
         state = data.get("State") or {}
         health = (state.get("Health") or {}).get("Status")
         labels = (data.get("Config") or {}).get("Labels") or {}
-        return _info(
+        return self._describe(
             name,
             _state_of(
                 str(state.get("Status", "")), health, int(state.get("ExitCode") or 0)
             ),
             labels,
+        )
+
+    def _describe(
+        self,
+        name: str,
+        state: Literal["running", "starting", "stopped", "exited", "missing"],
+        labels: dict[str, str],
+    ) -> ContainerInfo:
+        info = _info(name, state, labels)
+        if _POOL_LABEL not in labels:
+            return info
+        # A claimed spare: its spec hash label is the pool's; the claim says
+        # which spec runs (none recorded: any create replaces it).
+        claim = self._claim_of(name)
+        return info.model_copy(
+            update={"spec_hash": claim.spec_hash if claim is not None else None}
         )
 
     def _labels(self, data_dir: str | None = None) -> list[str]:
@@ -522,19 +770,22 @@ class DockerRuntime:
             labels.append(f"yourclaw.data_dir={scope}")
         return labels
 
-    async def list(self, *, data_dir: str | None = None) -> list[ContainerInfo]:
-        labels = self._labels(data_dir)
+    async def _containers(self, labels: builtins.list[str]) -> Any:
+        """The Engine's summaries of the containers with all these labels."""
         filters = json.dumps({"label": labels})
         resp = await self._call(
             "GET", f"/containers/json?all=true&filters={quote(filters)}"
         )
         if resp.status_code != 200:
             raise RuntimeFailure(f"cannot list containers: {_message(resp)}")
+        return resp.json()
+
+    async def list(self, *, data_dir: str | None = None) -> list[ContainerInfo]:
         found = []
-        for item in resp.json():
+        for item in await self._containers(self._labels(data_dir)):
             names = item.get("Names") or []
-            if not names:
-                continue
+            if not names or str(names[0]).lstrip("/").startswith(_POOL_PREFIX):
+                continue  # nobody's yet: a warm spare
             status_text = str(item.get("Status", ""))
             health = "starting" if "health: starting" in status_text else None
             state = str(item.get("State", ""))
@@ -543,7 +794,7 @@ class DockerRuntime:
                 code = status_text.split("Exited (", 1)[1].split(")", 1)[0]
                 exit_code = int(code) if code.lstrip("-").isdigit() else 1
             found.append(
-                _info(
+                self._describe(
                     str(names[0]).lstrip("/"),
                     _state_of(state, health, exit_code),
                     item.get("Labels") or {},
@@ -566,6 +817,14 @@ class DockerRuntime:
         # (unless-stopped); we notice the OOM kills and restart, between turns,
         # a gateway whose memory grew past the ceiling (OpenClaw leaks).
         await self._note_oom_kills()
+        # The engine answers (again): an agent that started without it sets
+        # up the network and firewall now, before anything is created.
+        await self._ensure_ready()
+        if self._data_dir is not None and (
+            self._fill_task is None or self._fill_task.done()
+        ):
+            # In the background: a spare's create must not hold up the heartbeat.
+            self._fill_task = asyncio.create_task(self._fill_pool())
         now = time.monotonic()
         if self._rss_ceiling_percent and now - self._last_rss_check >= (
             self._rss_check_seconds
@@ -592,7 +851,7 @@ class DockerRuntime:
             except ValueError:
                 continue
             name = str((event.get("Actor") or {}).get("Attributes", {}).get("name", ""))
-            if name.startswith("yourclaw-"):
+            if name.startswith("yourclaw-") and not name.startswith(_POOL_PREFIX):
                 GATEWAY_OOM_KILLS.inc()
                 log.warning("host_agent.gateway.oom_killed", container=name)
                 self._oom_kills[name] = int(event.get("time") or until)
@@ -659,6 +918,130 @@ class DockerRuntime:
             )
         finally:
             self._restarting.pop(name, None)
+
+    # -- warm pool -------------------------------------------------------------
+
+    async def _spares(self) -> builtins.list[_Spare]:
+        """The unclaimed spares of this data dir, whatever their state."""
+        found = []
+        for item in await self._containers([_POOL_LABEL, *self._labels()]):
+            name = str((item.get("Names") or [""])[0]).lstrip("/")
+            labels = item.get("Labels") or {}
+            port = str(labels.get("yourclaw.port", ""))
+            if name.startswith(_POOL_PREFIX) and port.isdigit():
+                found.append(
+                    _Spare(
+                        name,
+                        str(labels[_POOL_LABEL]),
+                        int(port),
+                        str(item.get("State", "")),
+                    )
+                )
+        return found
+
+    async def _retire(self, spare: _Spare) -> None:
+        await self._delete(spare.name)
+        assert self._data_dir is not None
+        await asyncio.to_thread(
+            shutil.rmtree, Path(self._data_dir) / _SLOTS / spare.slot, True
+        )
+        log.info("host_agent.warm.retired", port=spare.port, slot=spare.slot)
+
+    async def retire_pool(self) -> int:
+        """Remove every unclaimed spare of this data dir (the sweep)."""
+        async with self._pool_lock:
+            spares = await self._spares()
+            for spare in spares:
+                await self._retire(spare)
+        return len(spares)
+
+    async def _fill_pool(self) -> None:
+        try:
+            async with self._pool_lock:
+                await self._fill()
+        except (RuntimeUnavailable, RuntimeFailure, PortInUse, OSError) as exc:
+            log.warning("host_agent.warm.fill_failed", error=str(exc)[:300])
+
+    async def _fill(self) -> None:
+        alive = 0
+        for spare in await self._spares():
+            if spare.state in ("running", "restarting") and alive < self._warm_pool:
+                alive += 1
+            else:  # exited, never started, or one more than WARM_POOL_SIZE
+                await self._retire(spare)
+        now = time.monotonic()
+        self._reserved = {
+            p: at for p, at in self._reserved.items() if now - at < _RESERVE_SECONDS
+        }
+        taken = set(self._reserved)
+        for item in await self._containers(self._labels()):
+            label = str((item.get("Labels") or {}).get("yourclaw.port", ""))
+            if label.isdigit():
+                taken.add(int(label))
+        for port in self._port_grid:
+            if alive >= self._warm_pool:
+                break
+            if port in taken or not port_free(port, self.probe_host):
+                continue
+            await self._spawn_spare(port)
+            alive += 1
+        WARM_GATEWAYS.set(alive)
+
+    async def _spawn_spare(self, port: int) -> None:
+        assert self._data_dir is not None
+        slot = uuid.uuid4().hex
+        paths = UserPaths(Path(self._data_dir) / _SLOTS / slot)
+        # A config with a token nobody knows, and an empty workspace.
+        await asyncio.to_thread(
+            write_files,
+            paths,
+            {CONFIG_FILE: json.dumps(spare_config())},
+            data_root=Path(self._data_dir),
+            owner=self.file_owner,
+        )
+        # Nobody's: the user's profile but no user, no LLM credential, no env.
+        spec = ContainerSpec(
+            user_id=uuid.UUID(int=0),
+            name=f"{_POOL_PREFIX}{slot}",
+            port=port,
+            image=self._pool_image,
+            spec_hash="pool",
+        )
+        await self._ensure_ready()
+        payload = create_payload(
+            spec,
+            paths,
+            publish_ip=self._publish_ip,
+            network=self._network,
+            labels={
+                _LABEL: "true",
+                _POOL_LABEL: slot,
+                "yourclaw.data_dir": self._data_dir,
+                "yourclaw.spec_hash": spec.spec_hash,
+                "yourclaw.port": str(port),
+            },
+        )
+        resp = await self._call(
+            "POST", f"/containers/create?name={quote(spec.name)}", json=payload
+        )
+        spare = _Spare(spec.name, slot, port, "created")
+        if resp.status_code != 201:
+            await self._retire(spare)
+            raise RuntimeFailure(f"cannot create a spare: {_message(resp)}")
+        try:
+            await self._start(spec.name)
+        except (PortInUse, RuntimeFailure):
+            await self._retire(spare)  # someone else's port, say: try later
+            raise
+        log.info("host_agent.warm.spawned", port=port, slot=slot)
+
+
+@dataclass(frozen=True)
+class _Spare:
+    name: str
+    slot: str
+    port: int
+    state: str
 
 
 def _message(resp: httpx.Response) -> str:

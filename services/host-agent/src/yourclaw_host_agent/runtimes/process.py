@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -39,9 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import httpx
 import psutil
-from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerInfo, ContainerSpec
+from yourclaw_common.events import ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 
 from yourclaw_host_agent.errors import (
@@ -63,13 +61,19 @@ from yourclaw_host_agent.metrics import (
     WARM_CLAIMS,
     WARM_GATEWAYS,
 )
+from yourclaw_host_agent.runtimes.warm import (
+    CONFIG_FILE,
+    admits_traffic,
+    port_free,
+    spare_config,
+    took_config,
+)
 
 __all__ = ["ProcessRuntime"]
 
 log = get_logger(__name__)
 
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
-_CONFIG_FILE = "config/openclaw.json"
 # Spare and taken-over gateways live here for good: their processes were
 # started with these paths, so the folders never move.
 _SLOTS = ".slots"
@@ -134,16 +138,6 @@ def _tail(path: Path, lines: int) -> str:
     except FileNotFoundError:
         return ""
     return b"\n".join(data.splitlines()[-lines:]).decode("utf-8", errors="replace")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _port_open(port: int) -> bool:
@@ -226,43 +220,13 @@ def _untracked_gateways(workspace: Path) -> list[tuple[_Pid, int | None]]:
     return found
 
 
-def _spare_config() -> dict[str, object]:
-    """What a spare boots with: the gateway block every rendered config has
-    (a change there would make OpenClaw restart), and a token nobody knows."""
-    return {
-        "gateway": {
-            "mode": "local",
-            "port": GATEWAY_CONFIG_PORT,
-            "auth": {"mode": "token", "token": secrets.token_urlsafe(32)},
-            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
-        }
-    }
-
-
-async def _admits_traffic(port: int) -> bool:
-    """OpenClaw's /readyz: startup done (config watcher, hooks, cron running).
-    /healthz answers seconds earlier, before a config change would be seen."""
-    try:
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            resp = await http.get(f"http://127.0.0.1:{port}/readyz")
-    except httpx.HTTPError:
-        return False
-    return resp.status_code == 200
-
-
-def _gateway_token(config: str | None) -> str | None:
-    try:
-        token = json.loads(config or "")["gateway"]["auth"]["token"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return token if isinstance(token, str) and token else None
-
-
 class ProcessRuntime:
     """Real OpenClaw gateways as local processes (`make up`, tests)."""
 
     kind: Literal["process"] = "process"
     probe_host = "127.0.0.1"
+    # The gateways run as the agent's own user.
+    file_owner: tuple[int, int] | None = None
 
     def __init__(
         self,
@@ -451,7 +415,7 @@ class ProcessRuntime:
     async def _start_process(self, paths: UserPaths, record: _Record) -> None:
         if await self._adopt_untracked(paths, record):
             return
-        if not _port_free(record.port):
+        if not port_free(record.port):
             raise PortInUse(
                 f"port {record.port} is taken on this host", port=record.port
             )
@@ -558,14 +522,18 @@ class ProcessRuntime:
             self._claimed[spec.port] = time.monotonic()
             spare = next((p for p, port in self._spares() if port == spec.port), None)
             if spare is None:
-                if not _port_free(spec.port):
+                if not port_free(spec.port):
                     self._claimed.pop(spec.port, None)
                     raise PortInUse(
                         f"port {spec.port} is taken on this host", port=spec.port
                     )
                 return
             fresh = not paths.root.exists() and not paths.root.is_symlink()
-            if fresh and not spec.env and await _admits_traffic(spec.port):
+            if (
+                fresh
+                and not spec.env
+                and await admits_traffic(self.probe_host, spec.port)
+            ):
                 (spare.run / _SPARE_MARK).unlink()
                 paths.root.parent.mkdir(parents=True, exist_ok=True)
                 paths.root.symlink_to(Path(_SLOTS) / spare.root.name)
@@ -574,26 +542,6 @@ class ProcessRuntime:
             # booting: the port is theirs, the spare goes.
             WARM_CLAIMS.labels("retired").inc()
             await self._retire(spare, spec.port)
-
-    async def _reloaded(self, spec: ContainerSpec) -> bool:
-        """Whether the gateway took the spec's config: its token opens /v1/models."""
-        token = _gateway_token(spec.files.get(_CONFIG_FILE))
-        if token is None:
-            return True
-        url = f"http://127.0.0.1:{spec.port}/v1/models"
-        deadline = time.monotonic() + self._takeover_timeout
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                try:
-                    resp = await http.get(
-                        url, headers={"Authorization": f"Bearer {token}"}
-                    )
-                    if resp.status_code == 200:
-                        return True
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-        return False
 
     # -- warm pool -------------------------------------------------------------
 
@@ -632,7 +580,7 @@ class ProcessRuntime:
             for port in self._port_grid:
                 if alive >= self._warm_pool:
                     break
-                if port in taken or not _port_free(port):
+                if port in taken or not port_free(port):
                     continue
                 await asyncio.to_thread(self._spawn_spare, port)
                 alive += 1
@@ -644,7 +592,7 @@ class ProcessRuntime:
             folder.mkdir(parents=True, exist_ok=True)
         # Booted with its own random token, so nobody can use it until a user's
         # config (with theirs) replaces this one.
-        _write_json(paths.root / _CONFIG_FILE, _spare_config())
+        _write_json(paths.root / CONFIG_FILE, spare_config())
         _write_json(paths.run / _SPARE_MARK, {"port": port})
         self._prepare_home(paths)
         pid = _spawn(self._argv(port), self._env(paths), paths)
@@ -671,7 +619,7 @@ class ProcessRuntime:
             self._backoff.pop(spec.name, None)
             if old is None and self._alive(self._read_pid(paths), spec.port):
                 # A spare taken over by `prepare`: it reloads the new config.
-                if await self._reloaded(spec):
+                if await took_config(self.probe_host, spec, self._takeover_timeout):
                     WARM_CLAIMS.labels("taken").inc()
                     log.info(
                         "host_agent.warm.taken", container=spec.name, port=spec.port
