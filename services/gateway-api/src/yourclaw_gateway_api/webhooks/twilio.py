@@ -16,6 +16,7 @@ from time import perf_counter
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import orjson
 from nats.js import JetStreamContext
 from starlette.types import Receive, Scope, Send
@@ -28,6 +29,7 @@ from yourclaw_common.events import (
 from yourclaw_common.logging import get_logger
 from yourclaw_common.nats import publish
 
+from yourclaw_gateway_api import verification
 from yourclaw_gateway_api.metrics import (
     WEBHOOK_PUBLISH_SECONDS,
     WEBHOOK_SIGNATURE_FAILURES,
@@ -35,6 +37,7 @@ from yourclaw_gateway_api.metrics import (
     webhook_requests,
 )
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.verification import codes_in
 from yourclaw_gateway_api.webhooks.form import parse_form
 from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
 
@@ -132,6 +135,23 @@ def _check_storable(pairs: list[tuple[str, str]]) -> None:
                 field=name[:40],
                 length=len(value),
             )
+
+
+def _retry_later(
+    code: str,
+    detail: str,
+    event: InboundWhatsApp | InboundWhatsAppStatus,
+    exc: Exception,
+) -> _Rejected:
+    """A 503 Twilio retries; the MessageSid makes the retry the same message."""
+    return _Rejected(
+        503,
+        code,
+        f"{detail}, retry later",
+        WebhookOutcome.PUBLISH_FAILED,
+        message_sid=event.message_sid,
+        error=f"{type(exc).__name__}: {exc}"[:300],
+    )
 
 
 async def _send_json(
@@ -346,6 +366,8 @@ class TwilioWebhook:
             raise _invalid_signature("mismatch")
         _check_storable(pairs)
         event = self._event_of(dict(pairs), query)
+        if isinstance(event, InboundWhatsApp) and (codes := codes_in(event.body)):
+            event = await self._prove_phone(scope, event, codes)
         js: JetStreamContext = scope["state"]["js"]
         started = perf_counter()
         try:
@@ -353,13 +375,8 @@ class TwilioWebhook:
         except Exception as exc:
             # Twilio retries a 5xx (with connection overrides); JetStream drops the
             # duplicate if this publish did land after all.
-            raise _Rejected(
-                503,
-                "PUBLISH_FAILED",
-                f"could not queue the {self._what}, retry later",
-                WebhookOutcome.PUBLISH_FAILED,
-                message_sid=event.message_sid,
-                error=f"{type(exc).__name__}: {exc}"[:300],
+            raise _retry_later(
+                "PUBLISH_FAILED", f"could not queue the {self._what}", event, exc
             ) from exc
         finally:
             self._publish_seconds.observe(perf_counter() - started)
@@ -372,6 +389,29 @@ class TwilioWebhook:
         )
         await send(_TWIML_START)
         await send(_TWIML_BODY)
+
+    async def _prove_phone(
+        self, scope: Scope, event: InboundWhatsApp, codes: list[str]
+    ) -> InboundWhatsApp:
+        """The message with `verifies_phone` set if it proved its sender's number;
+        only a message with a 6-digit run in it costs this lookup."""
+        pool: asyncpg.Pool = scope["state"]["pool"]
+        phone = event.from_number.removeprefix("whatsapp:").strip()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                proved = await verification.prove(conn, phone, codes, event.message_sid)
+        except Exception as exc:
+            # Twilio retries a 5xx; the proof is keyed by the MessageSid.
+            raise _retry_later(
+                "PHONE_CHECK_FAILED", f"could not check the {self._what}", event, exc
+            ) from exc
+        if not proved:
+            return event
+        log.info(
+            f"{self._log}.phone_verified",
+            message_sid=event.message_sid,
+        )
+        return event.model_copy(update={"verifies_phone": True})
 
     def _too_large(self, *, close: bool) -> _Rejected:
         return _Rejected(
