@@ -165,6 +165,11 @@ class TestProofOfPhone:
         assert (me["phone"], me["phone_verified"]) == (phone, True)
         await stack.whatsapp(phone, "hello assistant")
         assert (await stack.settled(phone, 2))[1] == "Echo: hello assistant"
+        # Six digits from a proven number are just text for the assistant.
+        await stack.whatsapp(phone, f"order {body['code']} arrived")
+        assert (await stack.settled(phone, 3))[
+            2
+        ] == f"Echo: order {body['code']} arrived"
 
     async def test_an_unproven_number_reaches_no_assistant_and_is_told_once(
         self, stack

@@ -27,6 +27,7 @@ __all__ = [
     "llm_cap",
     "llm_days_since",
     "messages_before",
+    "phone_may_be_proven",
     "phone_owner",
     "phone_proven_by",
     "set_llm_cap",
@@ -93,6 +94,25 @@ async def phone_proven_by(conn: Connection, phone: str, message_sid: str) -> boo
         message_sid,
     )
     return found is not None
+
+
+async def phone_may_be_proven(
+    pool: asyncpg.Pool, phone: str, message_sid: str, *, max_attempts: int
+) -> bool:
+    found = await pool.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM phone_claims
+            WHERE phone_e164 = $1 AND expires_at > now() AND attempts < $3
+        ) OR EXISTS (
+            SELECT 1 FROM user_phones WHERE phone_e164 = $1 AND verified_by = $2
+        )
+        """,
+        phone,
+        message_sid,
+        max_attempts,
+    )
+    return bool(found)
 
 
 async def upsert_phone_claim(

@@ -26,7 +26,15 @@ from yourclaw_common.db import Connection
 
 from yourclaw_gateway_api import repository
 
-__all__ = ["CODE_TTL", "MAX_ATTEMPTS", "claim", "codes_in", "prove", "wa_me_link"]
+__all__ = [
+    "CODE_TTL",
+    "MAX_ATTEMPTS",
+    "claim",
+    "codes_in",
+    "may_prove",
+    "prove",
+    "wa_me_link",
+]
 
 CODE_TTL = dt.timedelta(minutes=15)
 MAX_ATTEMPTS = 5
@@ -63,6 +71,14 @@ async def claim(conn: Connection, user_id: UUID, phone: str) -> str | None:
         conn, user_id, phone, _digest(salt, code), salt, expires_in=CODE_TTL
     )
     return code
+
+
+async def may_prove(pool: asyncpg.Pool, phone: str, message_sid: str) -> bool:
+    """Whether `prove` can say yes: a live claim on `phone`, or this message
+    already proved it (Twilio's retry)."""
+    return await repository.phone_may_be_proven(
+        pool, phone, message_sid, max_attempts=MAX_ATTEMPTS
+    )
 
 
 async def prove(

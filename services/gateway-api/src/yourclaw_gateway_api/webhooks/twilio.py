@@ -394,10 +394,14 @@ class TwilioWebhook:
         self, scope: Scope, event: InboundWhatsApp, codes: list[str]
     ) -> InboundWhatsApp:
         """The message with `verifies_phone` set if it proved its sender's number;
-        only a message with a 6-digit run in it costs this lookup."""
+        only a message with a 6-digit run in it gets here."""
         pool: asyncpg.Pool = scope["state"]["pool"]
         phone = event.from_number.removeprefix("whatsapp:").strip()
         try:
+            # One statement for the usual case (no claim on the number, or it is
+            # proven already); the transaction only when a claim may be settled.
+            if not await verification.may_prove(pool, phone, event.message_sid):
+                return event
             async with pool.acquire() as conn, conn.transaction():
                 proved = await verification.prove(conn, phone, codes, event.message_sid)
         except Exception as exc:
