@@ -43,7 +43,9 @@ export async function sendFromWhatsApp(page: Page, phone: string, text: string):
   const simulator = await whatsAppSimulator(page, phone);
   await simulator.getByPlaceholder("Type a message").fill(text);
   await simulator.getByRole("button", { name: "Send" }).click();
-  await expect(simulator.getByText(text, { exact: true })).toBeVisible();
+  // Accepted by gateway-api (Twilio's webhook answered) once marked received.
+  await expect(simulator.getByText(text).first()).toBeVisible();
+  await expect(simulator.getByText(/^received · /).first()).toBeVisible({ timeout: 15_000 });
   await simulator.close();
 }
 

@@ -51,15 +51,14 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await expect(page).toHaveURL(/\/dashboard$/, { timeout: 30_000 });
   });
 
-  await test.step("empty states before subscribing", async () => {
+  await test.step("before subscribing: no assistant, and the proof is the whole conversation", async () => {
     await expect(page.getByRole("heading", { name: "You don't have an assistant yet" })).toBeVisible();
     await capture(page, testInfo, "dashboard-no-assistant");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
-    await expect(page.getByText("No messages yet")).toBeVisible();
-    await capture(page, testInfo, "conversation-empty");
-    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
-    await expect(page.getByText("No messages yet")).toBeVisible();
-    await capture(page, testInfo, "usage-empty");
+    const proof = page.getByTestId("messages");
+    await expect(proof.getByText(/^Your number is linked to your YourClaw account/)).toBeVisible({ timeout: 30_000 });
+    await expect(proof.getByRole("listitem")).toHaveCount(2);
+    await capture(page, testInfo, "conversation-proof");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Billing" }).click();
     await expect(page.getByText("Not subscribed")).toBeVisible();
     await capture(page, testInfo, "billing-none");
@@ -131,8 +130,9 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await expect(messages.getByText("Hello from the e2e test", { exact: true })).toBeVisible({ timeout: 30_000 });
     // The reply came back from OpenClaw (through the LLM stand-in).
     await expect(messages.getByText(/^Echo: Hello from the e2e test/)).toBeVisible({ timeout: 90_000 });
-    // Before it, the "your assistant is ready" WhatsApp template messaging sent.
-    await expect(messages.getByRole("listitem")).toHaveCount(3);
+    // Before it, the "your assistant is ready" WhatsApp template messaging sent,
+    // and before that the code that proved the number and its confirmation.
+    await expect(messages.getByRole("listitem")).toHaveCount(5);
     // WhatsApp's blue ticks: Twilio's read receipt reached the dashboard.
     const reply = messages.getByRole("listitem").filter({ hasText: "Echo: Hello from the e2e test" });
     await expect(reply.getByRole("img", { name: "Read" })).toBeVisible({ timeout: 30_000 });
@@ -140,9 +140,10 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await capture(page, testInfo, "conversation");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
     const today = page.getByTestId("usage-today");
-    await expect(today.getByText("Messages you sent").locator("..")).toContainText("1");
-    // The ready notification and the answer.
-    await expect(today.getByText("Replies").locator("..")).toContainText("2");
+    // The code that proved the number and the hello.
+    await expect(today.getByText("Messages you sent").locator("..")).toContainText("2");
+    // The confirmation, the ready notification and the answer.
+    await expect(today.getByText("Replies").locator("..")).toContainText("3");
     await expect(page.getByRole("img", { name: "Messages per day over the last 30 days" })).toBeVisible();
     // The turn's model call, metered by the LLM proxy, against the allowance.
     await expect(page.getByRole("heading", { name: "Model spend this month" })).toBeVisible();
@@ -222,7 +223,7 @@ test("errors show the API's words; a second account can't take the same number",
   await expect(other.getByRole("heading", { name: "Prove it's your number" })).toBeVisible();
   await expect(other.getByText(`from ${first.phone}`)).toBeVisible();
   // Its code never takes the number from its owner, even sent from the phone.
-  await sendFromWhatsApp(other, first.phone, (await other.getByTestId("phone-code").textContent())?.trim() ?? "");
+  await sendFromWhatsApp(page, first.phone, (await other.getByTestId("phone-code").textContent())?.trim() ?? "");
   await other.waitForTimeout(3_000);
   await expect(other).toHaveURL(/\/onboarding$/);
   await other.close();

@@ -7,7 +7,7 @@ import { useConfig } from "@/lib/config";
 import { COUNTRIES, E164, toE164 } from "@/lib/countries";
 import { Logo } from "@/components/logo";
 import { RequireSession, useSession } from "@/components/app/session";
-import { Button, Card, Spinner } from "@/components/ui";
+import { Button, ButtonLink, Card, Spinner } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
 import type { Me, PhoneClaim } from "@/lib/types";
 
@@ -45,14 +45,9 @@ function ProveStep({ claim, onBack }: { claim: PhoneClaim; onBack: () => void })
       <p data-testid="phone-code" className="mt-6 text-center font-mono text-4xl tracking-[0.3em] text-white">
         {claim.code}
       </p>
-      <a
-        href={claim.link ?? undefined}
-        target="_blank"
-        rel="noreferrer"
-        className="mt-6 block rounded-lg bg-brand-500 px-4 py-2 text-center font-medium text-white hover:bg-brand-400"
-      >
+      <ButtonLink href={claim.link ?? "#"} target="_blank" rel="noreferrer" className="mt-6 w-full">
         Open WhatsApp with the code
-      </a>
+      </ButtonLink>
       <p className="mt-4 flex items-center gap-2 text-sm text-zinc-400" role="status">
         <Spinner /> Waiting for your message…
       </p>
