@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest_asyncio
 from yourclaw_common.crypto import SecretBox
+from yourclaw_common.events import OutboundWhatsApp
+from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_devkit.cli import inbound_whatsapp_form, register_dev_user, sign_webhook
 from yourclaw_devkit.defaults import (
@@ -108,7 +110,13 @@ class Stack:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
-    service_env, devsim_url, devsim, clean_db, encryption_key, nats_identity
+    service_env,
+    devsim_url,
+    devsim,
+    clean_db,
+    encryption_key,
+    nats_identity,
+    nats_client,
 ) -> AsyncIterator[Stack]:
     env = {k.lower(): v for k, v in service_env.items()}
     env.update(
@@ -128,7 +136,9 @@ async def stack(
     worker = asyncio.create_task(run_messaging(messaging, stop))
     try:
         async with running_app(create_app(gateway)) as api_url:
-            yield Stack(api_url, devsim, clean_db, devsim_url, encryption_key)
+            running = Stack(api_url, devsim, clean_db, devsim_url, encryption_key)
+            running.js = nats_client.jetstream()
+            yield running
     finally:
         stop.set()
         await worker
@@ -278,6 +288,22 @@ class TestProofOfPhone:
         replies = await stack.settled(phone, 1)
         assert len(replies) == 1
         assert replies[0].startswith("Your number is linked")
+
+    async def test_messages_we_send_first_wait_for_the_proof(self, stack):
+        phone = "+15557781010"
+        user = await stack.sign_in(assistant_phone=phone)
+        user_id = uuid.UUID((await stack.me(user))["id"])
+        code = code_of(await stack.claim(user, phone))
+
+        await publish(stack.js, OutboundWhatsApp(user_id=user_id, body="Reminder: A"))
+        await asyncio.sleep(2.0)
+        assert await stack.replies_to(phone) == []
+
+        await stack.whatsapp(phone, code)
+        await publish(stack.js, OutboundWhatsApp(user_id=user_id, body="Reminder: B"))
+        replies = await stack.settled(phone, 2)
+        assert replies[0].startswith("Your number is linked")
+        assert replies[1:] == ["Reminder: B"]
 
     async def test_garbage_gets_a_sentence(self, stack):
         user = await stack.sign_in()
