@@ -61,7 +61,7 @@ from yourclaw_common.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from yourclaw_common.events import AssistantProvisionRequested
 from yourclaw_common.nats import publish
 from yourclaw_common.nats_auth import OPERATOR, host_user, new_passwords, users_for
-from yourclaw_devkit.cli import inbound_whatsapp_form, register_dev_user, sign_webhook
+from yourclaw_devkit.cli import dev_whatsapp_message, register_dev_user
 from yourclaw_devkit.defaults import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -209,14 +209,7 @@ class Traffic:
 
     async def _offer(self, client: httpx.AsyncClient, body: str, phone: str) -> None:
         sid = f"SM{uuid.uuid4().hex}"
-        form = inbound_whatsapp_form(
-            phone=phone,
-            body=body,
-            to=DEV_WHATSAPP_NUMBER,
-            account_sid=DEV_TWILIO_ACCOUNT_SID,
-            message_sid=sid,
-        )
-        _, signature = sign_webhook(self.api, form, DEV_TWILIO_AUTH_TOKEN)
+        form, signature = dev_whatsapp_message(self.api, phone, body, message_sid=sid)
         deadline = time.monotonic() + RETRY_SECONDS
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):

@@ -49,6 +49,7 @@ __all__ = [
     "RegisteredUser",
     "cli",
     "dev_user_id",
+    "dev_whatsapp_message",
     "inbound_whatsapp_form",
     "main",
     "normalize_phone",
@@ -155,6 +156,22 @@ def sign_webhook(
     """The URL Twilio would call and the `X-Twilio-Signature` it would send."""
     url = public_base_url.rstrip("/") + path
     return url, twilio_signature(url, form, auth_token)
+
+
+def dev_whatsapp_message(
+    public_base_url: str, phone: str, body: str, *, message_sid: str | None = None
+) -> tuple[dict[str, str], str]:
+    """A message from `phone` to the dev sender as Twilio posts it (dev account
+    and token): the form and its `X-Twilio-Signature` for `public_base_url`."""
+    form = inbound_whatsapp_form(
+        phone=phone,
+        body=body,
+        to=DEV_WHATSAPP_NUMBER,
+        account_sid=DEV_TWILIO_ACCOUNT_SID,
+        message_sid=message_sid,
+    )
+    _, signature = sign_webhook(public_base_url, form, DEV_TWILIO_AUTH_TOKEN)
+    return form, signature
 
 
 # --- Twilio stand-in -------------------------------------------------------
