@@ -98,7 +98,7 @@ bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/e2e_overhead.py
 	@$(UV) run --frozen --no-sync python bench/llm_cost.py
 
-chaos: install ## Faults mid-traffic (kill -9, NATS frozen and restarted, PostgreSQL down); fails on a lost or duplicated reply
+chaos: install ## Faults mid-traffic (kill -9 of each service, NATS and host-agent frozen 3 min, PostgreSQL down, NATS restarted); fails on a lost or duplicated reply or Stripe event
 	@$(UV) run --frozen --no-sync python bench/chaos.py
 
 engine: ## Make sure a Docker Engine answers: install docker.io, iptables, mmdebstrap; start dockerd (root)

@@ -28,7 +28,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import suppress
@@ -36,18 +35,16 @@ from pathlib import Path
 
 import httpx
 import nats
+from _stack import bench_infra, provisioner_env
 from provisioning import (
     ReadyWatch,
     _hosts_known,
-    _migrate,
     _new_users,
     _pct,
     _start_provisioners,
-    _stop,
 )
-from yourclaw_common.crypto import generate_key
 from yourclaw_common.db import create_pool
-from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_common.embedded import free_port
 from yourclaw_common.events import (
     AssistantDeprovisionRequested,
     AssistantProvisionRequested,
@@ -203,7 +200,7 @@ async def run_stack(
 
             with suppress(AssertionError):
                 await eventually(gone, timeout=120, interval=0.5)
-            _stop(procs)
+            stop(procs, timeout=20)
             stop.set()
             await agent
             await pool.close()
@@ -227,38 +224,19 @@ def main() -> None:
         sys.exit("no Docker Engine answers: run `make engine`")
     if not docker("images", "-q", IMAGE):
         sys.exit(f"the tenant image {IMAGE} is missing: run `make images`")
-    with tempfile.TemporaryDirectory(prefix="yourclaw-bench-ctr-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        os.chmod(tmp, 0o755)  # readable by the PostgreSQL user when run as root
-        with local_infra(
-            tmp,
-            nats_url=os.environ.get("NATS_URL"),
-            database_url=os.environ.get("DATABASE_URL"),
-            database="yourclaw_bench_containers",
-            fast=True,
-        ) as infra:
-            asyncio.run(_migrate(infra.database_url))
-            env = {
-                **os.environ,
-                "NATS_URL": infra.operator_url,
-                "DATABASE_URL": infra.database_url,
-                "ENCRYPTION_KEY": generate_key(),
-                "SERVICE_NAME": "provisioner",
-                "LOG_LEVEL": "WARNING",
-                "RUN_MIGRATIONS": "false",
-                "METRICS_PORT": "0",
-                "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
-            }
-            print(
-                f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                f"{host_memory_mb() / 1024:.1f} GiB, {USERS} users one after another"
+    with bench_infra("yourclaw-bench-ctr-", "yourclaw_bench_containers") as bench:
+        tmp, infra = bench
+        env = provisioner_env(infra)
+        print(
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"{host_memory_mb() / 1024:.1f} GiB, {USERS} users one after another"
+        )
+        results = [
+            asyncio.run(
+                run_stack(runtime, infra.operator_url, infra.database_url, env, tmp)
             )
-            results = [
-                asyncio.run(
-                    run_stack(runtime, infra.operator_url, infra.database_url, env, tmp)
-                )
-                for runtime in ("process", "docker")
-            ]
+            for runtime in ("process", "docker")
+        ]
     for result in results:
         ready = result["ready"]
         assert isinstance(ready, list)

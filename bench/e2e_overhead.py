@@ -28,20 +28,19 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-import httpx
 import psutil
 import uvloop
+from _stack import bench_infra, stop, wait_http
 from _standins import KeepAliveClient, signed_form_post
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.db import migrate
-from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_common.embedded import free_port
 from yourclaw_devkit.cli import register_dev_user
 
 LIGHT = int(os.environ.get("BENCH_LIGHT", "200"))
@@ -69,19 +68,6 @@ ASSISTANT_TOKEN = "bench-gateway-token"
 
 def _phone(i: int) -> str:
     return f"+1555{i:07d}"
-
-
-async def _wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(url, timeout=2)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError(url)
 
 
 class Sender:
@@ -272,29 +258,14 @@ stand-ins and the load generator run elsewhere (an estimate, not a measurement)
     )
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="yourclaw-e2e-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with local_infra(
-            tmp,
-            nats_url=os.environ.get("NATS_URL"),
-            database_url=os.environ.get("DATABASE_URL"),
-            database="bench_e2e",
-            # Durable: fsync and synchronous commit on, as in production.
-            fast=False,
-        ) as infra:
+        # Durable: fsync and synchronous commit on, as in production. The
+        # services migrate, as they do in production.
+        with bench_infra(
+            "yourclaw-e2e-bench-", "bench_e2e", fast=False, migrated=False
+        ) as (_, infra):
             api_port, devsim_port = free_port(), free_port()
             api = f"http://127.0.0.1:{api_port}"
             devsim = f"http://127.0.0.1:{devsim_port}"
@@ -345,8 +316,8 @@ def main() -> None:
                     [sys.executable, "-m", "yourclaw_gateway_api"], env=env
                 )
             )
-            asyncio.run(_wait_http(standins_health))
-            asyncio.run(_wait_http(f"{api}/healthz"))
+            asyncio.run(wait_http(standins_health))
+            asyncio.run(wait_http(f"{api}/healthz"))
             procs.extend(
                 subprocess.Popen([sys.executable, "-m", "yourclaw_messaging"], env=env)
                 for _ in range(REPLICAS)
@@ -355,9 +326,9 @@ def main() -> None:
                 uvloop.run(_run(infra.database_url, api, devsim, key))
             finally:
                 # Before NATS and PostgreSQL go away.
-                _stop(procs)
+                stop(procs)
     finally:
-        _stop(procs)
+        stop(procs)
 
 
 if __name__ == "__main__":

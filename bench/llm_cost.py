@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,8 +35,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from yourclaw_common.db import migrate
-from yourclaw_common.embedded import free_port, local_infra
+from _stack import bench_infra, stop, wait_http
+from yourclaw_common.embedded import free_port
 from yourclaw_common.testing.factories import assistant_with_proxy_credential
 from yourclaw_host_agent.install_openclaw import (
     DEFAULT_OPENCLAW_HOME,
@@ -86,19 +85,6 @@ def old_config(new: dict[str, Any]) -> dict[str, Any]:
     config.pop("diagnostics")
     config["gateway"].pop("controlUi")
     return config
-
-
-async def _wait_http(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2, trust_env=False) as http:
-        while time.monotonic() < deadline:
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.25)
-    raise SystemExit(f"{url} did not answer in {timeout:.0f} s")
 
 
 async def _assistant(pool: asyncpg.Pool) -> tuple[uuid.UUID, str]:
@@ -216,7 +202,7 @@ async def cost(
     )
     per_turn: list[float] = []
     try:
-        await _wait_http(f"http://127.0.0.1:{port}/readyz")
+        await wait_http(f"http://127.0.0.1:{port}/readyz", 120)
         async with httpx.AsyncClient(timeout=180, trust_env=False) as http:
             before = await _forwarded(http, metrics_url)
             for turn in range(TURNS):
@@ -310,16 +296,10 @@ async def _run(db_url: str, proxy: str, metrics_url: str, devsim: str, data: Pat
 
 def main() -> None:
     ensure_openclaw(DEFAULT_OPENCLAW_HOME)
-    tmp = Path(tempfile.mkdtemp(prefix="yourclaw-llm-cost-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with local_infra(
-            tmp,
-            nats_url=os.environ.get("NATS_URL"),
-            database_url=os.environ.get("DATABASE_URL"),
-            database="bench_llm_cost",
-            fast=True,
-        ) as infra:
+        # The proxy migrates nothing: the bench does, first.
+        with bench_infra("yourclaw-llm-cost-", "bench_llm_cost") as (tmp, infra):
             devsim_port, proxy_port, metrics_port = (
                 free_port(),
                 free_port(),
@@ -348,41 +328,20 @@ def main() -> None:
                     [sys.executable, "-m", "yourclaw_devkit.devsim"], env=env
                 )
             )
-            asyncio.run(_wait_http(f"{devsim}/_devsim/health"))
-            # The proxy migrates nothing: the bench does, first.
-            asyncio.run(_migrate_only(infra.database_url))
+            asyncio.run(wait_http(f"{devsim}/_devsim/health", 120))
             procs.append(
                 subprocess.Popen([sys.executable, "-m", "yourclaw_llm_proxy"], env=env)
             )
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-            asyncio.run(_wait_http(f"http://127.0.0.1:{metrics_port}/readyz"))
+            asyncio.run(wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 120))
             try:
                 asyncio.run(
                     _run(infra.database_url, proxy, metrics_url, devsim, tmp / "homes")
                 )
             finally:
-                _stop(procs)
+                stop(procs, timeout=10)
     finally:
-        _stop(procs)
-
-
-async def _migrate_only(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(procs, timeout=10)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import suppress
@@ -36,10 +35,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import nats
+from _stack import bench_infra, provisioner_env, stop
 from nats.aio.msg import Msg
-from yourclaw_common.crypto import generate_key
-from yourclaw_common.db import create_pool, migrate
-from yourclaw_common.embedded import local_infra
+from yourclaw_common.db import create_pool
 from yourclaw_common.events import (
     AssistantDeprovisionRequested,
     AssistantProvisionRequested,
@@ -125,16 +123,6 @@ def _start_provisioners(
     return procs
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 async def _hosts_known(pool: asyncpg.Pool, count: int) -> None:
     async def known() -> bool:
         return bool(await pool.fetchval("SELECT count(*) FROM hosts") >= count)
@@ -188,12 +176,13 @@ async def stand_in(nats_url: str, database_url: str, base_env: dict[str, str]) -
         creates = sum(len(h.creates()) for h in hosts)
         print(f"  creates sent      {creates} (one per user: {creates == USERS})")
     finally:
-        _stop(procs)
+        stop(procs, timeout=20)
         for host in hosts:
             await host.stop()
         # Forget the stand-in fleet, or the next run would evacuate its
         # assistants from the vanished fake hosts onto real ones.
-        await pool.execute("TRUNCATE assistants, provisioning_jobs, hosts")
+        # CASCADE: the rows that hang off them too (proxy credentials).
+        await pool.execute("TRUNCATE assistants, provisioning_jobs, hosts CASCADE")
         await pool.close()
         await nc.drain()
 
@@ -302,7 +291,7 @@ async def real_openclaw(
 
             with suppress(AssertionError):
                 await eventually(removed, timeout=120, interval=0.5)
-            _stop(procs)
+            stop(procs, timeout=20)
             stop.set()
             await agent
             await pool.close()
@@ -310,52 +299,19 @@ async def real_openclaw(
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="yourclaw-bench-prov-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        os.chmod(tmp, 0o755)  # readable by the PostgreSQL user when run as root
-        with local_infra(
-            tmp,
-            nats_url=os.environ.get("NATS_URL"),
-            database_url=os.environ.get("DATABASE_URL"),
-            database="yourclaw_bench_provisioning",
-            fast=True,
-        ) as infra:
-            asyncio.run(_migrate(infra.database_url))
-            env = {
-                **os.environ,
-                "NATS_URL": infra.operator_url,
-                "DATABASE_URL": infra.database_url,
-                "ENCRYPTION_KEY": generate_key(),
-                "SERVICE_NAME": "provisioner",
-                "LOG_LEVEL": "WARNING",
-                "RUN_MIGRATIONS": "false",
-                "METRICS_PORT": "0",
-                "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
-            }
-            print(
-                f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-            )
-            asyncio.run(stand_in(infra.operator_url, infra.database_url, env))
-            if REAL_USERS > 0:
-                # The baseline (cold boots) and the warm pool, in the same run.
-                for warm in (0, 1):
-                    asyncio.run(
-                        real_openclaw(
-                            infra.operator_url,
-                            infra.database_url,
-                            env,
-                            tmp,
-                            warm_pool=warm,
-                        )
+    with bench_infra("yourclaw-bench-prov-", "yourclaw_bench_provisioning") as bench:
+        tmp, infra = bench
+        env = provisioner_env(infra)
+        print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+        asyncio.run(stand_in(infra.operator_url, infra.database_url, env))
+        if REAL_USERS > 0:
+            # The baseline (cold boots) and the warm pool, in the same run.
+            for warm in (0, 1):
+                asyncio.run(
+                    real_openclaw(
+                        infra.operator_url, infra.database_url, env, tmp, warm_pool=warm
                     )
-
-
-async def _migrate(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+                )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ Uses NATS_URL / DATABASE_URL when set, else starts embedded servers.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import platform
 import re
@@ -30,6 +28,8 @@ from urllib.parse import urlencode
 
 import httpx
 from yourclaw_common.embedded import free_port, local_infra
+from yourclaw_devkit.signing import twilio_signature
+from yourclaw_devkit.twilio_sim import inbound_whatsapp_form
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
@@ -62,37 +62,23 @@ end
 
 
 def _signed_bodies(count: int, url: str, path: Path, *, code: bool = False) -> None:
-    """`count` unique Twilio-shaped webhook forms, each signed for `url`. With
-    `code`, each body holds a 6-digit run, which gateway-api checks against the
+    """`count` unique Twilio webhook forms, each signed for `url`. With `code`,
+    each body holds a 6-digit run, which gateway-api checks against the
     phone-proof claims on the sender's number (one statement; none exist here)."""
-    key = TOKEN.encode()
     with path.open("w") as out:
         for n in range(count):
-            sid = "SM" + uuid.uuid4().hex
-            params = {
-                "SmsMessageSid": sid,
-                "NumMedia": "0",
-                "ProfileName": "Bench",
-                "MessageType": "text",
-                "SmsSid": sid,
-                "WaId": f"1555{n % 10_000_000:07d}",
-                "SmsStatus": "received",
-                "Body": f"my code is {n % 900_000 + 100_000}"
+            phone = f"+1555{n % 10_000_000:07d}"
+            form = inbound_whatsapp_form(
+                phone=phone,
+                body=f"my code is {n % 900_000 + 100_000}"
                 if code
                 else "a benchmark message for the assistant",
-                "To": "whatsapp:+14155238886",
-                "NumSegments": "1",
-                "ReferralNumMedia": "0",
-                "MessageSid": sid,
-                "AccountSid": "AC" + "0" * 32,
-                "From": f"whatsapp:+1555{n % 10_000_000:07d}",
-                "ApiVersion": "2010-04-01",
-            }
-            data = url + "".join(k + params[k] for k in sorted(params))
-            sig = base64.b64encode(
-                hmac.new(key, data.encode(), hashlib.sha1).digest()
-            ).decode()
-            out.write(f"{sig}\t{urlencode(params)}\n")
+                to="whatsapp:+14155238886",
+                account_sid="AC" + "0" * 32,
+                message_sid="SM" + uuid.uuid4().hex,
+                profile_name="Bench",
+            )
+            out.write(f"{twilio_signature(url, form, TOKEN)}\t{urlencode(form)}\n")
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

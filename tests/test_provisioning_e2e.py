@@ -3,7 +3,8 @@
 provisioner → host-agent (process runtime) → `openclaw gateway` → READY →
 inbound.whatsapp → messaging → the gateway → the LLM stand-in → the Twilio
 stand-in; then a model change (same workspace, same token), then a deprovision
-(process gone, workspace kept). Slow: each gateway boot takes seconds and ~1.3 GB.
+(process gone, workspace kept). No secret of the assistant is stored on the bus
+or crosses it in clear. Slow: each gateway boot takes seconds and ~1.3 GB.
 """
 
 from __future__ import annotations
@@ -67,11 +68,21 @@ class TestProvisioningEndToEnd:
     ):
         user_id = await subscribed_user(clean_db, phone=PHONE)
         name = container_name(user_id)
+        # The operator's NATS user reads every subject while it provisions:
+        # host commands, their replies, heartbeats, JetStream traffic.
+        on_the_wire: list[tuple[str, bytes]] = []
+
+        async def record(msg) -> None:
+            on_the_wire.append((msg.subject, msg.data + repr(msg.headers).encode()))
+
+        wiretap = await stack.nc.subscribe(">", cb=record)
 
         await publish(
             stack.nc.jetstream(), AssistantProvisionRequested(user_id=user_id)
         )
         first = await wait_ready(clean_db, user_id)
+        await stack.nc.flush()
+        await wiretap.unsubscribe()
         assert first["host_id"] == stack.host_id
         assert first["base_url"] == f"http://127.0.0.1:{first['port']}"
         assert (await stack.containers())[name] == "running"
@@ -83,12 +94,25 @@ class TestProvisioningEndToEnd:
         box = SecretBox(encryption_key)
         secrets_ = [
             box.decrypt(first[column], owner=str(user_id)).encode()
-            for column in ("gateway_token_encrypted", "notify_secret_encrypted")
+            for column in (
+                "gateway_token_encrypted",
+                "notify_secret_encrypted",
+                "proxy_token_encrypted",
+            )
         ]
         bus = await stored_on_the_bus(stack.nc.jetstream())
         assert b"hello from whatsapp" in bus  # the reader sees the streams
         for secret in [*secrets_, encryption_key.encode()]:
             assert secret not in bus
+        # Nor does one cross it in clear: the create was sealed to the host.
+        create = f"host.{stack.host_id}.create"
+        assert create in {subject for subject, _ in on_the_wire}
+        traffic = b"\n".join(data for _, data in on_the_wire)
+        for secret in secrets_:
+            assert secret not in traffic
+        # The gateway runs with them: its config on the host has the token.
+        config = stack.data_dir / str(user_id) / "config" / "openclaw.json"
+        assert secrets_[0] in config.read_bytes()
         requests = [
             r
             for r in (await stack.devsim.get("/_devsim/llm/requests")).json()[

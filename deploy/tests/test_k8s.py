@@ -22,6 +22,7 @@ import pytest
 import yaml
 from yourclaw_common.nats_auth import helm_users, password_env, users_for
 from yourclaw_host_agent.bootstrap import BootstrapOptions, render_env, render_unit
+from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -283,6 +284,18 @@ def test_nats_is_a_three_node_jetstream_cluster_with_r3_streams(production):
     config = production[("ConfigMap", "yourclaw-config")]["data"]
     assert config["NATS_STREAM_REPLICAS"] == "3"
     assert config["NATS_URL"].startswith("nats://nats.nats.svc")
+
+
+@pytest.mark.parametrize("overlay", ["base", "production"])
+def test_tenants_run_the_pinned_openclaw(overlay):
+    """Moving the pin in install_openclaw.py moves production's tenant image:
+    a cluster that still named the old tag would keep starting the old gateway."""
+    config = {_key(d): d for d in render(K8S / overlay)}[
+        ("ConfigMap", "yourclaw-config")
+    ]["data"]
+    repo, _, tag = config["OPENCLAW_IMAGE"].rpartition(":")
+    assert repo.endswith("/yourclaw-openclaw")
+    assert tag == OPENCLAW_VERSION
 
 
 def test_host_agent_unit_is_what_bootstrap_installs():

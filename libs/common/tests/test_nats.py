@@ -1,13 +1,22 @@
 import asyncio
+import signal
 import uuid
 
 import nats
 import pytest
 import pytest_asyncio
+from nats.errors import ConnectionReconnectingError
+from yourclaw_common.embedded import EmbeddedNats
 from yourclaw_common.errors import PermanentError
-from yourclaw_common.events import ConsumerSpec, InboundWhatsApp, Stream, Subject
+from yourclaw_common.events import (
+    ConsumerSpec,
+    InboundWhatsApp,
+    Stream,
+    Subject,
+    ensure_topology,
+)
 from yourclaw_common.metrics import runner_metrics
-from yourclaw_common.nats import CORRELATION_HEADER, consume, publish
+from yourclaw_common.nats import CORRELATION_HEADER, connect, consume, publish
 from yourclaw_common.testing import eventually
 from yourclaw_common.testing.plugin import TEST_ACK_WAIT_SECONDS
 
@@ -192,3 +201,45 @@ async def _async(value):
 async def _pending_zero(js):
     info = await js.consumer_info(Stream.INBOUND, SPEC.durable)
     return info.num_ack_pending == 0 and info.num_pending == 0
+
+
+class TestConnect:
+    async def test_a_frozen_server_is_left_and_joined_again_once_it_runs(
+        self, tmp_path
+    ):
+        """SIGSTOP keeps the TCP connection open and silent (a partition without a
+        reset): the client notices instead of writing into it for minutes (nats-py
+        pings every 120 s), refuses publishes meanwhile rather than replaying them
+        later, and is back once the server runs again."""
+        server = EmbeddedNats(tmp_path).start()
+        assert server.proc is not None
+        left, back = asyncio.Event(), asyncio.Event()
+
+        async def on_disconnect() -> None:
+            left.set()
+
+        async def on_reconnect() -> None:
+            back.set()
+
+        nc = await connect(
+            server.url,
+            name="test",
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+        try:
+            js = nc.jetstream()
+            await ensure_topology(js)
+            server.proc.send_signal(signal.SIGSTOP)
+            await asyncio.wait_for(left.wait(), timeout=30)
+            with pytest.raises(ConnectionReconnectingError):
+                await publish(js, inbound("SMduring"))
+            server.proc.send_signal(signal.SIGCONT)
+            await asyncio.wait_for(back.wait(), timeout=30)
+            await publish(js, inbound("SMafter"))
+            info = await js.stream_info(Stream.INBOUND)
+            assert info.state.messages == 1
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+            await nc.close()
+            server.stop()

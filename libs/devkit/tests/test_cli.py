@@ -116,16 +116,24 @@ async def counts(conn: Any, user_id: uuid.UUID) -> dict[str, int]:
 
 
 class TestRegisterDevUser:
-    async def test_creates_ready_rows(self, db_conn, encryption_key):
-        box = SecretBox(encryption_key)
+    @pytest.fixture
+    def box(self, encryption_key):
+        return SecretBox(encryption_key)
 
-        user = await register_dev_user(
-            db_conn,
-            phone=PHONE,
-            email="dev@example.com",
-            endpoint="http://127.0.0.1:8900/",
-            token="tok-1",
-            box=box,
+    @pytest.fixture
+    def register(self, db_conn, box):
+        """register_dev_user for PHONE; endpoint http://a:1 and token tok-1
+        unless given."""
+
+        async def run(**options):
+            options = {"endpoint": "http://a:1", "token": "tok-1", **options}
+            return await register_dev_user(db_conn, phone=PHONE, box=box, **options)
+
+        return run
+
+    async def test_creates_ready_rows(self, db_conn, register):
+        user = await register(
+            email="dev@example.com", endpoint="http://127.0.0.1:8900/"
         )
 
         assert user.user_id == dev_user_id(PHONE)
@@ -152,24 +160,14 @@ class TestRegisterDevUser:
         )
         assert email == "dev@example.com"
 
-    async def test_running_twice_updates_the_same_rows(self, db_conn, encryption_key):
-        box = SecretBox(encryption_key)
-        first = await register_dev_user(
-            db_conn,
-            phone=PHONE,
-            endpoint="http://a:1",
-            token="tok-1",
-            box=box,
-            email="dev@example.com",
-        )
+    async def test_running_twice_updates_the_same_rows(self, db_conn, box, register):
+        first = await register(email="dev@example.com")
         await db_conn.execute(
             "UPDATE assistants SET status = 'ERROR', last_error = 'x' WHERE user_id = $1",
             first.user_id,
         )
 
-        second = await register_dev_user(
-            db_conn, phone=PHONE, endpoint="http://b:2", token="tok-2", box=box
-        )
+        second = await register(endpoint="http://b:2", token="tok-2")
 
         assert second == first
         assert (await counts(db_conn, first.user_id))["assistants"] == 1
@@ -187,11 +185,8 @@ class TestRegisterDevUser:
         )
         assert email == "dev@example.com"  # kept when --email is not given
 
-    async def test_token_decrypts_only_for_its_owner(self, db_conn, encryption_key):
-        box = SecretBox(encryption_key)
-        user = await register_dev_user(
-            db_conn, phone=PHONE, endpoint="http://a:1", token="tok-1", box=box
-        )
+    async def test_token_decrypts_only_for_its_owner(self, db_conn, box, register):
+        user = await register()
         ciphertext = await db_conn.fetchval(
             "SELECT gateway_token_encrypted FROM assistants WHERE user_id = $1",
             user.user_id,
@@ -201,7 +196,7 @@ class TestRegisterDevUser:
         with pytest.raises(SecretBoxError):
             box.decrypt(ciphertext, owner=str(uuid.uuid4()))
 
-    async def test_phone_of_another_user_is_refused(self, db_conn, encryption_key):
+    async def test_phone_of_another_user_is_refused(self, db_conn, register):
         other = uuid.uuid4()
         await db_conn.execute("INSERT INTO users (id) VALUES ($1)", other)
         await db_conn.execute(
@@ -211,13 +206,7 @@ class TestRegisterDevUser:
         )
 
         with pytest.raises(PhoneTakenError, match=str(other)):
-            await register_dev_user(
-                db_conn,
-                phone=PHONE,
-                endpoint="http://a:1",
-                token="t",
-                box=SecretBox(encryption_key),
-            )
+            await register()
 
 
 class TestRegisterCommand:
@@ -320,16 +309,26 @@ def cli_env(monkeypatch, devsim_url):
     return monkeypatch
 
 
-class TestSendCommand:
-    async def test_signed_webhook_gets_replies_printed(
-        self, devsim, devsim_url, cli_env, capsys
-    ):
-        app, statuses = fake_gateway(devsim_url)
+@pytest.fixture
+def cli_via_gateway(devsim, devsim_url, cli_env):
+    """Run the CLI against `fake_gateway` (which answers through devsim unless
+    `reply=False`); the exit code and what the gateway saw."""
+
+    async def run(argv: list[str], *, reply: bool = True) -> tuple[int, list[str]]:
+        app, statuses = fake_gateway(devsim_url, reply=reply)
         async with running_app(app) as gateway_url:
             cli_env.setenv("API_URL", gateway_url)
-            code = await asyncio.to_thread(
-                main, ["send", "--from", PHONE, "--timeout", "10", "two parts please"]
-            )
+            code = await asyncio.to_thread(main, argv)
+        return code, statuses
+
+    return run
+
+
+class TestSendCommand:
+    async def test_signed_webhook_gets_replies_printed(self, cli_via_gateway, capsys):
+        code, statuses = await cli_via_gateway(
+            ["send", "--from", PHONE, "--timeout", "10", "two parts please"]
+        )
 
         out = capsys.readouterr().out
         assert code == 0
@@ -339,27 +338,21 @@ class TestSendCommand:
         assert len(statuses) == 1
         assert statuses[0].startswith("SM")
 
-    async def test_times_posts_the_same_request(
-        self, devsim, devsim_url, cli_env, capsys
-    ):
-        app, statuses = fake_gateway(devsim_url)
-        async with running_app(app) as gateway_url:
-            cli_env.setenv("API_URL", gateway_url)
-            code = await asyncio.to_thread(
-                main,
-                [
-                    "wa",
-                    "--from",
-                    PHONE,
-                    "--sid",
-                    "SM" + "1" * 32,
-                    "--times",
-                    "3",
-                    "--timeout",
-                    "10",
-                    "once",
-                ],
-            )
+    async def test_times_posts_the_same_request(self, cli_via_gateway, capsys):
+        code, statuses = await cli_via_gateway(
+            [
+                "wa",
+                "--from",
+                PHONE,
+                "--sid",
+                "SM" + "1" * 32,
+                "--times",
+                "3",
+                "--timeout",
+                "10",
+                "once",
+            ]
+        )
 
         out = capsys.readouterr().out
         assert code == 0
@@ -367,26 +360,20 @@ class TestSendCommand:
         assert out.count("<- part 1: once") == 1
 
     async def test_bad_signature_is_refused_and_exits_non_zero(
-        self, devsim, devsim_url, cli_env, capsys
+        self, cli_via_gateway, capsys
     ):
-        app, statuses = fake_gateway(devsim_url)
-        async with running_app(app) as gateway_url:
-            cli_env.setenv("API_URL", gateway_url)
-            code = await asyncio.to_thread(
-                main, ["send", "--from", PHONE, "--bad-signature", "hello"]
-            )
+        code, statuses = await cli_via_gateway(
+            ["send", "--from", PHONE, "--bad-signature", "hello"]
+        )
 
         assert code != 0
         assert statuses == ["forged"]
         assert "HTTP 403" in capsys.readouterr().out
 
-    async def test_no_reply_exits_non_zero(self, devsim, devsim_url, cli_env, capsys):
-        app, _ = fake_gateway(devsim_url, reply=False)
-        async with running_app(app) as gateway_url:
-            cli_env.setenv("API_URL", gateway_url)
-            code = await asyncio.to_thread(
-                main, ["send", "--from", PHONE, "--timeout", "0.5", "anyone?"]
-            )
+    async def test_no_reply_exits_non_zero(self, cli_via_gateway, capsys):
+        code, _ = await cli_via_gateway(
+            ["send", "--from", PHONE, "--timeout", "0.5", "anyone?"], reply=False
+        )
 
         assert code == 1
         assert "no reply" in capsys.readouterr().out

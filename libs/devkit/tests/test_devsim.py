@@ -31,11 +31,11 @@ SENDER = "whatsapp:+14155238886"
 
 
 async def send(
-    client: httpx.AsyncClient, to: str = USER, body: str = "hi", **extra: Any
+    client: httpx.AsyncClient, to: str = USER, body: str | None = "hi", **extra: Any
 ) -> httpx.Response:
-    return await client.post(
-        MESSAGES_PATH, data={"To": to, "From": SENDER, "Body": body, **extra}, auth=AUTH
-    )
+    """Create a message as messaging does (`body` None: a template or media only)."""
+    data = {"To": to, "From": SENDER, **({"Body": body} if body is not None else {})}
+    return await client.post(MESSAGES_PATH, data={**data, **extra}, auth=AUTH)
 
 
 def parse_sse(text: str) -> list[Any]:
@@ -167,15 +167,11 @@ class TestCreateMessage:
         assert response.json()["code"] == 21910
 
     async def test_content_template_is_accepted_and_recorded(self, devsim):
-        response = await devsim.post(
-            MESSAGES_PATH,
-            data={
-                "To": USER,
-                "From": SENDER,
-                "ContentSid": "HX" + "a" * 32,
-                "ContentVariables": '{"1": "Ada"}',
-            },
-            auth=AUTH,
+        response = await send(
+            devsim,
+            body=None,
+            ContentSid="HX" + "a" * 32,
+            ContentVariables='{"1": "Ada"}',
         )
         recorded = (await devsim.get("/_devsim/messages")).json()["messages"]
 
@@ -220,14 +216,8 @@ class TestCreateMessage:
         assert [m["body"] for m in reversed(listed)] == bodies
 
     async def test_media_urls_make_an_mm_sid(self, devsim):
-        response = await devsim.post(
-            MESSAGES_PATH,
-            data={
-                "To": USER,
-                "From": SENDER,
-                "MediaUrl": ["https://e.x/a.png", "https://e.x/b.png"],
-            },
-            auth=AUTH,
+        response = await send(
+            devsim, body=None, MediaUrl=["https://e.x/a.png", "https://e.x/b.png"]
         )
 
         assert response.status_code == 201
@@ -621,12 +611,10 @@ class TestRealisticUsage:
 
 
 def anthropic_body(text: str, **extra) -> dict:
-    return {
-        "model": "claude-sonnet-4-5-20250929",
-        "max_tokens": 256,
-        "messages": [{"role": "user", "content": text}],
-        **extra,
-    }
+    # The same messages; Anthropic wants max_tokens too.
+    return completion_body(
+        text, model="claude-sonnet-4-5-20250929", max_tokens=256, **extra
+    )
 
 
 class TestAnthropicMessages:

@@ -37,11 +37,12 @@ class TestRequireDev:
 
 
 class TestCli:
-    def test_refuses_to_start_outside_dev(self, tmp_path):
+    @pytest.mark.parametrize("env", [{"YOURCLAW_ENV": "production"}, {}])
+    def test_refuses_to_start_outside_dev(self, tmp_path, env):
         done = subprocess.run(
             [sys.executable, "-m", "yourclaw_devkit.devsim", "--port", "0"],
             cwd=tmp_path,
-            env=_env(YOURCLAW_ENV="production"),
+            env=_env(**env),
             capture_output=True,
             text=True,
             timeout=60,
@@ -49,19 +50,6 @@ class TestCli:
 
         assert done.returncode != 0
         assert "refuses to start unless YOURCLAW_ENV=dev" in done.stderr
-
-    def test_refuses_to_start_when_unset(self, tmp_path):
-        done = subprocess.run(
-            [sys.executable, "-m", "yourclaw_devkit.devsim", "--port", "0"],
-            cwd=tmp_path,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-        assert done.returncode != 0
-        assert "YOURCLAW_ENV=dev" in done.stderr
 
     def test_serves_in_dev(self, tmp_path):
         port = free_port()

@@ -14,11 +14,11 @@ from yourclaw_billing.app import run
 from yourclaw_billing.settings import BillingSettings
 from yourclaw_common.events import BillingReply, Subject
 from yourclaw_devkit.defaults import (
-    DEV_STRIPE_PRICE_ID,
     DEV_STRIPE_SECRET_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
+    dev_stripe_env,
 )
-from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.serving import InProcess, running_app, settings_of
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.stripe import STRIPE_WEBHOOK_PATH
@@ -31,18 +31,10 @@ def billing_env(service_env, devsim_url) -> dict[str, str]:
     return {
         **service_env,
         "SERVICE_NAME": "billing",
-        "STRIPE_SECRET_KEY": DEV_STRIPE_SECRET_KEY,
-        "STRIPE_API_BASE": devsim_url,
-        "STRIPE_PRICE_ID": DEV_STRIPE_PRICE_ID,
+        **dev_stripe_env(devsim_url),
         "APP_URL": APP_URL,
         "BILLING_GRACE_CHECK_INTERVAL_SECONDS": "3600",
     }
-
-
-def settings_from(env: dict[str, str], **overrides: Any) -> BillingSettings:
-    values: dict[str, Any] = {k.lower(): v for k, v in env.items()}
-    values.update(overrides)
-    return BillingSettings(_env_file=None, **values)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -50,18 +42,15 @@ async def start_billing(
     billing_env, clean_db, nats_client
 ) -> AsyncIterator[Callable[..., Awaitable[None]]]:
     """Start billing in-process (settings overridable); stopped after the test."""
-    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+    services = InProcess()
 
     async def start(**overrides: Any) -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run(settings_from(billing_env, **overrides), stop))
-        running.append((stop, task))
+        settings = settings_of(BillingSettings, billing_env, **overrides)
+        task = services.start(run, settings)
         await wait_for_responders(nats_client, task)
 
     yield start
-    for stop, _ in running:
-        stop.set()
-    await asyncio.gather(*(t for _, t in running), return_exceptions=True)
+    await services.stop()
 
 
 async def wait_for_responders(nc, task: asyncio.Task[None] | None = None) -> None:

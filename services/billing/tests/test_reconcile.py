@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from yourclaw_billing.app import cli, run_reconcile
+from yourclaw_billing.settings import BillingSettings
 from yourclaw_common.events import STRIPE_EVENT_SUBJECTS, Subject
 from yourclaw_common.testing import eventually
+from yourclaw_devkit.serving import settings_of
 
-from .conftest import outbox_subjects, settings_from, subscription
+from .conftest import outbox_subjects, subscription
 
 
 async def active(pool, user_id) -> bool:
@@ -33,7 +35,7 @@ class TestReconcile:
         assert not any(d["delivered"] for d in deliveries)
         assert await subscription(clean_db, user_id) is None
 
-        result = await run_reconcile(settings_from(billing_env), days=1)
+        result = await run_reconcile(settings_of(BillingSettings, billing_env), days=1)
 
         missed = [
             d["event_id"] for d in deliveries if d["type"] in STRIPE_EVENT_SUBJECTS
@@ -46,7 +48,7 @@ class TestReconcile:
             Subject.SUBSCRIPTION_ACTIVATED.value
         ]
 
-        again = await run_reconcile(settings_from(billing_env), days=1)
+        again = await run_reconcile(settings_of(BillingSettings, billing_env), days=1)
 
         assert again.fed == []
         assert again.listed == result.listed

@@ -26,7 +26,9 @@ from twilio.request_validator import RequestValidator
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import Stream
 from yourclaw_common.logging import configure_logging
+from yourclaw_devkit.pytest_plugin import stream_size
 from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.twilio_sim import inbound_whatsapp_form
 from yourclaw_gateway_api.app import GatewayApp, create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.twilio import TWILIO_WHATSAPP_PATH
@@ -60,25 +62,16 @@ def twilio_signature(
 
 
 def inbound_params(sid: str = "SM" + "a" * 32, **overrides: str) -> dict[str, str]:
-    params = {
-        "SmsMessageSid": sid,
-        "NumMedia": "0",
-        "ProfileName": "Ada",
-        "MessageType": "text",
-        "SmsSid": sid,
-        "WaId": "15551234567",
-        "SmsStatus": "received",
-        "Body": "Hello there",
-        "To": "whatsapp:+14155238886",
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": sid,
-        "AccountSid": "AC" + "b" * 32,
-        "From": "whatsapp:+15551234567",
-        "ApiVersion": "2010-04-01",
-    }
-    params.update(overrides)
-    return params
+    """A WhatsApp message from Ada (+15551234567), as Twilio posts it."""
+    form = inbound_whatsapp_form(
+        phone="+15551234567",
+        body="Hello there",
+        to="whatsapp:+14155238886",
+        account_sid="AC" + "b" * 32,
+        message_sid=sid,
+        profile_name="Ada",
+    )
+    return {**form, **overrides}
 
 
 @dataclass
@@ -181,18 +174,10 @@ async def gateway(
         yield gw
 
 
-async def inbound_count(js: JetStreamContext) -> int:
-    try:
-        info = await js.stream_info(Stream.INBOUND)
-    except NotFoundError:
-        return 0
-    return int(info.state.messages)
-
-
 @pytest.fixture
 def stored(js: JetStreamContext) -> Callable[[], Any]:
     """How many messages the INBOUND stream holds now."""
-    return lambda: inbound_count(js)
+    return lambda: stream_size(js, Stream.INBOUND)
 
 
 @pytest.fixture(scope="session")
@@ -406,17 +391,21 @@ async def insert_subscription(
 
 async def insert_assistant(
     pool: Any, user_id: uuid.UUID, status: str = "READY", **columns: Any
-) -> None:
-    """What the provisioner would have written (gateway-api only reads it)."""
+) -> uuid.UUID:
+    """What the provisioner would have written (gateway-api only reads it); the
+    assistant's id."""
     await pool.execute(
         "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING", user_id
     )
     names = ["user_id", "status", *columns]
     values = [user_id, status, *columns.values()]
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    await pool.execute(
-        f"INSERT INTO assistants ({', '.join(names)}) VALUES ({placeholders})", *values
+    assistant_id: uuid.UUID = await pool.fetchval(
+        f"INSERT INTO assistants ({', '.join(names)}) VALUES ({placeholders}) "
+        "RETURNING id",
+        *values,
     )
+    return assistant_id
 
 
 async def stream_events(

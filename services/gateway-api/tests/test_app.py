@@ -35,30 +35,36 @@ async def gateway_with_routes(start_gateway, js):
 
 
 class TestCreateApp:
-    async def test_unknown_api_route_is_json_404(self, gateway):
-        response = await gateway.client.get("/api/v1/nope")
+    # Every error leaves as {"detail", "code"} with its status.
+    @pytest.mark.parametrize(
+        ("method", "path", "status", "code", "detail"),
+        [
+            ("GET", "/api/v1/nope", 404, "NOT_FOUND", "Not Found"),
+            (
+                "DELETE",
+                "/api/v1/health",
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Method Not Allowed",
+            ),
+            ("GET", "/api/v1/test/conflict", 409, "CONFLICT", "item exists"),
+            ("GET", "/api/v1/test/limited", 429, "RATE_LIMITED", "slow down"),
+            # Nothing of the exception leaks.
+            ("GET", "/api/v1/test/crash", 500, "INTERNAL_ERROR", "internal error"),
+        ],
+    )
+    async def test_an_error_is_json_with_its_status(
+        self, gateway_with_routes, method, path, status, code, detail
+    ):
+        response = await gateway_with_routes.client.request(method, path)
 
-        assert response.status_code == 404
-        assert response.json() == {"detail": "Not Found", "code": "NOT_FOUND"}
-
-    async def test_wrong_method_is_json_405(self, gateway):
-        response = await gateway.client.delete("/api/v1/health")
-
-        assert response.status_code == 405
-        assert response.json()["code"] == "METHOD_NOT_ALLOWED"
-
-    async def test_http_error_is_rendered_with_its_status(self, gateway_with_routes):
-        response = await gateway_with_routes.client.get("/api/v1/test/conflict")
-
-        assert response.status_code == 409
-        assert response.json() == {"detail": "item exists", "code": "CONFLICT"}
+        assert response.status_code == status
+        assert response.json() == {"detail": detail, "code": code}
 
     async def test_http_error_headers_are_sent(self, gateway_with_routes):
         response = await gateway_with_routes.client.get("/api/v1/test/limited")
 
-        assert response.status_code == 429
         assert response.headers["retry-after"] == "7"
-        assert response.json()["code"] == "RATE_LIMITED"
 
     async def test_validation_error_is_422(self, gateway_with_routes):
         response = await gateway_with_routes.client.post(
@@ -70,12 +76,6 @@ class TestCreateApp:
         assert set(body) == {"detail", "code"}
         assert body["code"] == "VALIDATION_ERROR"
         assert "body.count" in body["detail"]
-
-    async def test_unexpected_error_leaks_nothing(self, gateway_with_routes):
-        response = await gateway_with_routes.client.get("/api/v1/test/crash")
-
-        assert response.status_code == 500
-        assert response.json() == {"detail": "internal error", "code": "INTERNAL_ERROR"}
 
     async def test_metrics_are_served(self, gateway):
         response = await gateway.client.get("/metrics")

@@ -2,17 +2,10 @@ import json
 import uuid
 
 import pytest
+from yourclaw_devkit.pytest_plugin import ManualClock
 from yourclaw_gateway_api.ratelimit import ClientIp, RateLimiter
 
 APP_URL = "https://app.yourclaw.test"
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TestCors:
@@ -27,36 +20,27 @@ class TestCors:
             "x-request-id" in response.headers["access-control-expose-headers"].lower()
         )
 
+    # The dashboard's calls that need a preflight: model change, spending cap.
+    @pytest.mark.parametrize(
+        ("path", "method"),
+        [("/api/v1/assistants", "PATCH"), ("/api/v1/usage/cap", "PUT")],
+    )
     async def test_the_preflight_of_the_app_origin_passes(
-        self, start_gateway, clean_db
+        self, start_gateway, clean_db, path, method
     ):
         async with start_gateway(app_url=APP_URL) as gw:
             response = await gw.client.options(
-                "/api/v1/assistants",
+                path,
                 headers={
                     "Origin": APP_URL,
-                    "Access-Control-Request-Method": "PATCH",
+                    "Access-Control-Request-Method": method,
                     "Access-Control-Request-Headers": "authorization, content-type",
                 },
             )
 
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == APP_URL
-        assert "PATCH" in response.headers["access-control-allow-methods"]
-
-    async def test_the_dashboard_may_put_its_cap(self, start_gateway, clean_db):
-        async with start_gateway(app_url=APP_URL) as gw:
-            response = await gw.client.options(
-                "/api/v1/usage/cap",
-                headers={
-                    "Origin": APP_URL,
-                    "Access-Control-Request-Method": "PUT",
-                    "Access-Control-Request-Headers": "authorization, content-type",
-                },
-            )
-
-        assert response.status_code == 200
-        assert "PUT" in response.headers["access-control-allow-methods"]
+        assert method in response.headers["access-control-allow-methods"]
 
     async def test_another_origin_gets_no_cors_headers(self, start_gateway, clean_db):
         async with start_gateway(app_url=APP_URL) as gw:
@@ -235,21 +219,30 @@ class TestRequestId:
         assert any(line["event"] == "gateway.auth.jwks_fetched" for line in mine)
 
 
+def few_webhooks(start_gateway, burst: int):
+    """A gateway whose webhook budget per IP is `burst` refused requests, not
+    refilled within a test."""
+    return start_gateway(
+        webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=burst
+    )
+
+
+async def twilio_statuses(gw, twilio, count: int, **post) -> list[int]:
+    """The statuses of `count` Twilio messages, each with its own sid."""
+    return [
+        (
+            await gw.post_twilio(twilio.inbound_params(sid=f"SM{n:032d}"), **post)
+        ).status_code
+        for n in range(count)
+    ]
+
+
 class TestWebhookRateLimit:
     async def test_forged_twilio_requests_spend_the_budget_then_429(
         self, start_gateway, twilio, js
     ):
-        async with start_gateway(
-            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=2
-        ) as gw:
-            codes = [
-                (
-                    await gw.post_twilio(
-                        twilio.inbound_params(sid=f"SM{n:032d}"), signature="forged"
-                    )
-                ).status_code
-                for n in range(3)
-            ]
+        async with few_webhooks(start_gateway, 2) as gw:
+            codes = await twilio_statuses(gw, twilio, 3, signature="forged")
             # The IP spent its budget on forgeries: even a good request waits.
             limited = await gw.post_twilio(twilio.inbound_params(sid="SM" + "9" * 32))
 
@@ -266,22 +259,13 @@ class TestWebhookRateLimit:
     ):
         # Twilio fans in every user's messages from a few IPs: accepted requests
         # spend nothing, however many there are.
-        async with start_gateway(
-            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
-        ) as gw:
-            codes = [
-                (
-                    await gw.post_twilio(twilio.inbound_params(sid=f"SM{n:032d}"))
-                ).status_code
-                for n in range(10)
-            ]
+        async with few_webhooks(start_gateway, 1) as gw:
+            codes = await twilio_statuses(gw, twilio, 10)
 
         assert codes == [200] * 10
 
     async def test_other_webhook_routes_are_limited_too(self, start_gateway, js):
-        async with start_gateway(
-            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
-        ) as gw:
+        async with few_webhooks(start_gateway, 1) as gw:
             first = await gw.client.post("/api/v1/webhooks/stripe", content=b"{}")
             second = await gw.client.post("/api/v1/webhooks/stripe", content=b"{}")
 
@@ -313,7 +297,7 @@ class TestWebhookRateLimit:
 
 class TestRateLimiter:
     def test_a_burst_then_the_refill_rate(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=2, burst=3, clock=clock)
 
         assert [limiter.retry_after("a") for _ in range(3)] == [0, 0, 0]
@@ -323,7 +307,7 @@ class TestRateLimiter:
         assert limiter.retry_after("a") > 0
 
     def test_waiting_counts_nothing(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=1, burst=1, clock=clock)
 
         assert [limiter.waiting("a") for _ in range(3)] == [0, 0, 0]
@@ -333,14 +317,14 @@ class TestRateLimiter:
         assert limiter.waiting("a") == 0
 
     def test_keys_have_their_own_buckets(self):
-        limiter = RateLimiter(rate=1, burst=1, clock=_Clock())
+        limiter = RateLimiter(rate=1, burst=1, clock=ManualClock())
 
         assert limiter.retry_after("a") == 0
         assert limiter.retry_after("b") == 0
         assert limiter.retry_after("a") > 0
 
     def test_a_bucket_never_holds_more_than_the_burst(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=10, burst=2, clock=clock)
         limiter.retry_after("a")
         clock.now += 3600
@@ -348,7 +332,7 @@ class TestRateLimiter:
         assert [limiter.retry_after("a") == 0 for _ in range(3)] == [True, True, False]
 
     def test_memory_is_bounded(self):
-        clock = _Clock()
+        clock = ManualClock()
         limiter = RateLimiter(rate=1, burst=1, max_keys=100, clock=clock)
         for n in range(1000):
             limiter.retry_after(f"10.0.{n // 256}.{n % 256}")

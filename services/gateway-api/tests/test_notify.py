@@ -12,15 +12,10 @@ from yourclaw_common.events import OutboundWhatsApp, Stream, Subject
 SECRET = "notify-secret-0123456789"
 
 
-async def make_assistant(pool, encryption_key) -> tuple[uuid.UUID, uuid.UUID]:
+async def make_assistant(pool, db, encryption_key) -> tuple[uuid.UUID, uuid.UUID]:
     user_id = uuid.uuid4()
-    await pool.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-    assistant_id = await pool.fetchval(
-        "INSERT INTO assistants (user_id, status, notify_secret_encrypted) "
-        "VALUES ($1, 'READY', $2) RETURNING id",
-        user_id,
-        SecretBox(encryption_key).encrypt(SECRET, owner=str(user_id)),
-    )
+    secret = SecretBox(encryption_key).encrypt(SECRET, owner=str(user_id))
+    assistant_id = await db.assistant(pool, user_id, notify_secret_encrypted=secret)
     return user_id, assistant_id
 
 
@@ -67,9 +62,9 @@ async def outbound(js) -> list[OutboundWhatsApp]:
 
 class TestNotify:
     async def test_finished_run_is_queued_for_the_assistants_user(
-        self, gateway, js, clean_db, encryption_key
+        self, gateway, js, clean_db, db, encryption_key
     ):
-        user_id, assistant_id = await make_assistant(clean_db, encryption_key)
+        user_id, assistant_id = await make_assistant(clean_db, db, encryption_key)
         response = await post(gateway, assistant_id, finished_run())
         assert response.status_code == 202
         assert response.json() == {"queued": True}
@@ -80,9 +75,9 @@ class TestNotify:
         assert event.kind == "assistant_notification"
 
     async def test_openclaw_posting_one_run_twice_sends_one_message(
-        self, gateway, js, clean_db, encryption_key
+        self, gateway, js, clean_db, db, encryption_key
     ):
-        _, assistant_id = await make_assistant(clean_db, encryption_key)
+        _, assistant_id = await make_assistant(clean_db, db, encryption_key)
         for _ in range(2):
             assert (
                 await post(gateway, assistant_id, finished_run())
@@ -90,10 +85,10 @@ class TestNotify:
         assert len(await outbound(js)) == 1
 
     async def test_wrong_missing_or_foreign_token_is_401(
-        self, gateway, js, clean_db, encryption_key
+        self, gateway, js, clean_db, db, encryption_key
     ):
-        _, assistant_id = await make_assistant(clean_db, encryption_key)
-        _, other_id = await make_assistant(clean_db, encryption_key)
+        _, assistant_id = await make_assistant(clean_db, db, encryption_key)
+        _, other_id = await make_assistant(clean_db, db, encryption_key)
         for target, token in (
             (assistant_id, "guess"),
             (assistant_id, None),
@@ -110,27 +105,27 @@ class TestNotify:
         assert (await post(gateway, other_id, finished_run())).status_code == 202
 
     async def test_failed_run_without_output_tells_the_user(
-        self, gateway, js, clean_db, encryption_key
+        self, gateway, js, clean_db, db, encryption_key
     ):
-        _, assistant_id = await make_assistant(clean_db, encryption_key)
+        _, assistant_id = await make_assistant(clean_db, db, encryption_key)
         payload = finished_run(None, status="error", job={"name": "Daily digest"})
         assert (await post(gateway, assistant_id, payload)).status_code == 202
         (event,) = await outbound(js)
         assert 'couldn\'t finish "Daily digest"' in event.body
 
     async def test_run_with_nothing_to_say_queues_nothing(
-        self, gateway, js, clean_db, encryption_key
+        self, gateway, js, clean_db, db, encryption_key
     ):
-        _, assistant_id = await make_assistant(clean_db, encryption_key)
+        _, assistant_id = await make_assistant(clean_db, db, encryption_key)
         response = await post(gateway, assistant_id, finished_run(None))
         assert response.status_code == 202
         assert response.json() == {"queued": False}
         assert await outbound(js) == []
 
     async def test_body_that_is_not_json_is_400(
-        self, gateway, js, clean_db, encryption_key
+        self, gateway, js, clean_db, db, encryption_key
     ):
-        _, assistant_id = await make_assistant(clean_db, encryption_key)
+        _, assistant_id = await make_assistant(clean_db, db, encryption_key)
         response = await gateway.client.post(
             f"/api/v1/internal/assistants/{assistant_id}/notify",
             content=b"not json",

@@ -18,8 +18,16 @@ NOTIFY_SECRET = "notify-secret-0123456789"
 
 @pytest.fixture
 def start_api(start_gateway, supabase, clean_db, js):
-    def start(**limits: Any):
-        return start_gateway(supabase_url=supabase.url, **limits)
+    """A gateway on the test's Supabase in which one budget ("ip", "user",
+    "sensitive_ip" or "sensitive_user") holds `burst` requests, refilled too
+    slowly to matter within a test."""
+
+    def start(budget: str, burst: int, **settings: Any):
+        # "sensitive_ip": api_sensitive_rate_limit_ip_per_minute and _burst
+        kind, _, whose = budget.rpartition("_")
+        name = f"api_{kind}_rate_limit_{whose}" if kind else f"api_rate_limit_{whose}"
+        limits = {f"{name}_per_minute": SLOW, f"{name}_burst": burst}
+        return start_gateway(supabase_url=supabase.url, **limits, **settings)
 
     return start
 
@@ -32,9 +40,7 @@ def assert_limited(response):
 
 class TestPerIp:
     async def test_every_api_request_spends_from_the_ip(self, start_api):
-        async with start_api(
-            api_rate_limit_ip_per_minute=SLOW, api_rate_limit_ip_burst=3
-        ) as gw:
+        async with start_api("ip", 3) as gw:
             codes = [
                 (await gw.client.get("/api/v1/models")).status_code for _ in range(3)
             ]
@@ -45,11 +51,7 @@ class TestPerIp:
         assert_limited(limited)
 
     async def test_the_client_behind_a_trusted_proxy_is_the_key(self, start_api):
-        async with start_api(
-            api_rate_limit_ip_per_minute=SLOW,
-            api_rate_limit_ip_burst=1,
-            trusted_proxy_ips="127.0.0.1",
-        ) as gw:
+        async with start_api("ip", 1, trusted_proxy_ips="127.0.0.1") as gw:
             first = await gw.client.get(
                 "/api/v1/models", headers={"x-forwarded-for": "198.51.100.1"}
             )
@@ -65,9 +67,7 @@ class TestPerIp:
         assert other.status_code == 200
 
     async def test_probes_and_webhooks_are_not_spent_from_it(self, start_api, twilio):
-        async with start_api(
-            api_rate_limit_ip_per_minute=SLOW, api_rate_limit_ip_burst=1
-        ) as gw:
+        async with start_api("ip", 1) as gw:
             probes = {(await gw.client.get("/healthz")).status_code for _ in range(3)}
             hooks = [
                 (
@@ -80,24 +80,18 @@ class TestPerIp:
         assert hooks == [200] * 3
 
     async def test_the_assistants_notify_route_spends_only_when_refused(
-        self, start_api, clean_db, encryption_key
+        self, start_api, clean_db, db, encryption_key
     ):
         # A container host's tenants share its address: their notifications are
         # not limited by it, their failures are (as the webhooks').
         user_id = uuid.uuid4()
-        await clean_db.execute("INSERT INTO users (id) VALUES ($1)", user_id)
-        assistant_id = await clean_db.fetchval(
-            "INSERT INTO assistants (user_id, status, notify_secret_encrypted) "
-            "VALUES ($1, 'READY', $2) RETURNING id",
-            user_id,
-            SecretBox(encryption_key).encrypt(NOTIFY_SECRET, owner=str(user_id)),
+        secret = SecretBox(encryption_key).encrypt(NOTIFY_SECRET, owner=str(user_id))
+        assistant_id = await db.assistant(
+            clean_db, user_id, notify_secret_encrypted=secret
         )
         path = f"/api/v1/internal/assistants/{assistant_id}/notify"
         async with start_api(
-            api_rate_limit_ip_per_minute=SLOW,
-            api_rate_limit_ip_burst=1,
-            webhook_rate_limit_per_second=0.001,
-            webhook_rate_limit_burst=2,
+            "ip", 1, webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=2
         ) as gw:
             accepted = [
                 (
@@ -123,9 +117,7 @@ class TestPerIp:
 
     async def test_a_browser_can_read_the_429(self, start_api):
         origin = "http://127.0.0.1:3000"
-        async with start_api(
-            api_rate_limit_ip_per_minute=SLOW, api_rate_limit_ip_burst=1
-        ) as gw:
+        async with start_api("ip", 1) as gw:
             await gw.client.get("/api/v1/models", headers={"origin": origin})
             limited = await gw.client.get("/api/v1/models", headers={"origin": origin})
 
@@ -137,9 +129,7 @@ class TestPerIp:
 class TestPerUser:
     async def test_each_user_has_a_budget(self, start_api, sign_in):
         ada, bob = sign_in(), sign_in()
-        async with start_api(
-            api_rate_limit_user_per_minute=SLOW, api_rate_limit_user_burst=2
-        ) as gw:
+        async with start_api("user", 2) as gw:
             ada_codes = [
                 (
                     await gw.client.get("/api/v1/users/me", headers=ada.headers)
@@ -154,9 +144,7 @@ class TestPerUser:
         assert bob_me.status_code == 200
 
     async def test_a_bad_token_is_401_not_spent(self, start_api, sign_in):
-        async with start_api(
-            api_rate_limit_user_per_minute=SLOW, api_rate_limit_user_burst=1
-        ) as gw:
+        async with start_api("user", 1) as gw:
             codes = [
                 (
                     await gw.client.get(
@@ -172,10 +160,7 @@ class TestPerUser:
 class TestSensitiveRoutes:
     async def test_phone_changes_have_a_tight_budget(self, start_api, sign_in):
         caller = sign_in()
-        async with start_api(
-            api_sensitive_rate_limit_user_per_minute=SLOW,
-            api_sensitive_rate_limit_user_burst=2,
-        ) as gw:
+        async with start_api("sensitive_user", 2) as gw:
             codes = [
                 (
                     await gw.client.post(
@@ -216,10 +201,7 @@ class TestSensitiveRoutes:
         self, start_api, sign_in, method, path, body
     ):
         caller = sign_in()
-        async with start_api(
-            api_sensitive_rate_limit_user_per_minute=SLOW,
-            api_sensitive_rate_limit_user_burst=1,
-        ) as gw:
+        async with start_api("sensitive_user", 1) as gw:
             # The budget is spent on another sensitive route first.
             await gw.client.post(
                 "/api/v1/users/me/phone",
@@ -235,10 +217,7 @@ class TestSensitiveRoutes:
     async def test_many_accounts_from_one_ip_are_limited_too(self, start_api, sign_in):
         # Probing which numbers are linked takes many tries: new accounts do not
         # buy new ones from the same address.
-        async with start_api(
-            api_sensitive_rate_limit_ip_per_minute=SLOW,
-            api_sensitive_rate_limit_ip_burst=2,
-        ) as gw:
+        async with start_api("sensitive_ip", 2) as gw:
             codes = []
             for n in range(3):
                 response = await gw.client.post(
@@ -251,11 +230,7 @@ class TestSensitiveRoutes:
         assert codes == [200, 200, 429]
 
     async def test_dev_sign_in_is_limited_by_ip(self, start_api, dev_login):
-        async with start_api(
-            **dev_login,
-            api_sensitive_rate_limit_ip_per_minute=SLOW,
-            api_sensitive_rate_limit_ip_burst=2,
-        ) as gw:
+        async with start_api("sensitive_ip", 2, **dev_login) as gw:
             codes = [
                 (
                     await gw.client.post(

@@ -76,15 +76,10 @@ class TestDevLoginNeedsDevEnvironment:
     def test_unset_environment_is_production(self, clean_env):
         assert GatewaySettings().yourclaw_env == "production"
 
-    def test_dev_login_is_refused_by_default(self, clean_env):
-        clean_env.setenv("DEV_LOGIN_ENABLED", "true")
-        clean_env.setenv("DEV_LOGIN_SECRET", DEV_SECRET)
-
-        with pytest.raises(ValidationError, match="unless YOURCLAW_ENV=dev"):
-            GatewaySettings()
-
-    def test_dev_login_is_refused_in_production(self, clean_env):
-        clean_env.setenv("YOURCLAW_ENV", "production")
+    @pytest.mark.parametrize("environment", [None, "production"])
+    def test_dev_login_is_refused_outside_dev(self, clean_env, environment):
+        if environment is not None:
+            clean_env.setenv("YOURCLAW_ENV", environment)
         clean_env.setenv("DEV_LOGIN_ENABLED", "true")
         clean_env.setenv("DEV_LOGIN_SECRET", DEV_SECRET)
 

@@ -6,13 +6,13 @@ import httpx
 import orjson
 import pytest
 import stripe
-from nats.js.errors import NotFoundError
 from yourclaw_common.events import (
     Stream,
     StripeEventReceived,
     Subject,
     provider_event_id,
 )
+from yourclaw_devkit.pytest_plugin import api_error, stream_size
 from yourclaw_gateway_api.webhooks.stripe import (
     STRIPE_WEBHOOK_PATH,
     InvalidStripeSignature,
@@ -41,21 +41,6 @@ def sign(payload: bytes, secret: str = SECRET, timestamp: int | None = None) -> 
     t = int(time.time()) if timestamp is None else timestamp
     mac = hmac.new(secret.encode(), b"%d.%s" % (t, payload), hashlib.sha256)
     return f"t={t},v1={mac.hexdigest()}"
-
-
-def error(response: httpx.Response) -> dict:
-    assert response.headers["content-type"] == "application/json"
-    body = orjson.loads(response.content)
-    assert set(body) == {"detail", "code"}
-    return body
-
-
-async def billing_count(js) -> int:
-    try:
-        info = await js.stream_info(Stream.BILLING)
-    except NotFoundError:
-        return 0
-    return int(info.state.messages)
 
 
 @pytest.fixture
@@ -130,7 +115,7 @@ class TestStripeWebhook:
         assert [r.status_code for r in responses] == [200, 200, 200]
         assert responses[0].json() == {"received": True, "queued": True}
         # Stripe's retries of one event are stored once.
-        assert await billing_count(js) == 1
+        assert await stream_size(js, Stream.BILLING) == 1
         msg = await js.get_last_msg(
             Stream.BILLING, Subject.BILLING_INVOICE_PAYMENT_FAILED.value
         )
@@ -174,7 +159,7 @@ class TestStripeWebhook:
         response = await post(stripe_gateway, body, header)
 
         assert response.status_code == 200
-        assert await billing_count(js) == 1
+        assert await stream_size(js, Stream.BILLING) == 1
 
     @pytest.mark.parametrize(
         "case",
@@ -205,8 +190,8 @@ class TestStripeWebhook:
         response = await post(stripe_gateway, body, signature)
 
         assert response.status_code == 403
-        assert error(response)["code"] == "INVALID_SIGNATURE"
-        assert await billing_count(js) == 0
+        assert api_error(response)["code"] == "INVALID_SIGNATURE"
+        assert await stream_size(js, Stream.BILLING) == 0
 
     async def test_unknown_types_are_acknowledged_and_dropped(self, stripe_gateway, js):
         body = orjson.dumps(stripe_event("evt_unknown", "charge.refunded"))
@@ -215,7 +200,7 @@ class TestStripeWebhook:
 
         assert response.status_code == 200
         assert response.json() == {"received": True, "queued": False}
-        assert await billing_count(js) == 0
+        assert await stream_size(js, Stream.BILLING) == 0
 
     async def test_signed_body_that_is_not_an_event_is_400(self, stripe_gateway, js):
         body = b'{"hello": "world"}'
@@ -223,8 +208,8 @@ class TestStripeWebhook:
         response = await post(stripe_gateway, body, sign(body))
 
         assert response.status_code == 400
-        assert error(response)["code"] == "INVALID_EVENT"
-        assert await billing_count(js) == 0
+        assert api_error(response)["code"] == "INVALID_EVENT"
+        assert await stream_size(js, Stream.BILLING) == 0
 
     async def test_empty_secret_fails_closed(self, start_gateway, js):
         body = orjson.dumps(stripe_event("evt_no_secret"))
@@ -233,8 +218,8 @@ class TestStripeWebhook:
             response = await post(gw, body, sign(body, secret=""))
 
         assert response.status_code == 403
-        assert error(response)["code"] == "STRIPE_NOT_CONFIGURED"
-        assert await billing_count(js) == 0
+        assert api_error(response)["code"] == "STRIPE_NOT_CONFIGURED"
+        assert await stream_size(js, Stream.BILLING) == 0
 
     async def test_publish_failure_answers_503_so_stripe_retries(
         self, stripe_gateway, js
@@ -245,7 +230,7 @@ class TestStripeWebhook:
         response = await post(stripe_gateway, body, sign(body))
 
         assert response.status_code == 503
-        assert error(response)["code"] == "PUBLISH_FAILED"
+        assert api_error(response)["code"] == "PUBLISH_FAILED"
 
     async def test_secret_and_signature_never_reach_the_logs(
         self, stripe_gateway, caplog

@@ -14,8 +14,10 @@ from nats.aio.client import Client as NATS
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import (
     ContainerSpec,
+    HostHeartbeat,
     HostReply,
     HostVerb,
+    Subject,
     container_name,
     host_command,
 )
@@ -77,6 +79,23 @@ class Agent:
     async def shutdown(self) -> None:
         self.stop.set()
         await self.task
+
+
+async def next_beat(
+    nc, host_id: str, *, where=lambda beat: True, timeout: float = 10
+) -> HostHeartbeat:
+    found: asyncio.Future[HostHeartbeat] = asyncio.get_running_loop().create_future()
+
+    async def on_beat(msg) -> None:
+        beat = HostHeartbeat.model_validate_json(msg.data)
+        if beat.host_id == host_id and where(beat) and not found.done():
+            found.set_result(beat)
+
+    sub = await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.*", cb=on_beat)
+    try:
+        return await asyncio.wait_for(found, timeout)
+    finally:
+        await sub.unsubscribe()
 
 
 def _dump(payload: dict[str, Any]) -> bytes:

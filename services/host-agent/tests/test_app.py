@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import httpx
 import psutil
+import pytest
 from yourclaw_common.embedded import free_port
-from yourclaw_common.events import HostHeartbeat, HostVerb, Subject, container_name
+from yourclaw_common.events import HostVerb, container_name
+from yourclaw_common.sealing import HOST_KEY_FILE, HostKey, HostKeyError
 from yourclaw_common.testing import eventually
 
-from .conftest import make_spec, spec_payload
-
-
-async def next_beat(
-    nc, host_id: str, *, where=lambda beat: True, timeout: float = 10
-) -> HostHeartbeat:
-    found: asyncio.Future[HostHeartbeat] = asyncio.get_running_loop().create_future()
-
-    async def on_beat(msg) -> None:
-        beat = HostHeartbeat.model_validate_json(msg.data)
-        if beat.host_id == host_id and where(beat) and not found.done():
-            found.set_result(beat)
-
-    sub = await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.*", cb=on_beat)
-    try:
-        return await asyncio.wait_for(found, timeout)
-    finally:
-        await sub.unsubscribe()
+from .conftest import make_spec, next_beat, spec_payload
 
 
 def gateways_in(data_dir, spec) -> list[int]:
@@ -95,6 +79,39 @@ class TestHeartbeat:
 
         assert [(c.name, c.state) for c in beat.containers] == [(spec.name, "stopped")]
         assert beat.used == 1
+
+
+class TestHostKey:
+    async def test_the_same_key_is_announced_until_it_is_lost(
+        self, fake_runtime, start_agent, data_dir, host_nc
+    ):
+        host_id = f"h{uuid.uuid4().hex[:8]}"
+        first = await start_agent(fake_runtime(), host_id=host_id)
+        key = (await next_beat(host_nc, host_id)).public_key
+        key_file = data_dir / HOST_KEY_FILE
+        assert key is not None
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        await first.shutdown()
+
+        second = await start_agent(fake_runtime(), host_id=host_id)
+        assert (await next_beat(host_nc, host_id)).public_key == key
+        await second.shutdown()
+        key_file.unlink()  # a new disk, or an operator's rotation
+        await start_agent(fake_runtime(), host_id=host_id)
+
+        new_key = (await next_beat(host_nc, host_id)).public_key
+        assert new_key is not None
+        assert new_key != key
+
+    async def test_a_key_others_may_read_stops_the_agent(
+        self, fake_runtime, start_agent, data_dir
+    ):
+        data_dir.mkdir(parents=True)
+        HostKey.load_or_create(data_dir / HOST_KEY_FILE)
+        (data_dir / HOST_KEY_FILE).chmod(0o640)
+
+        with pytest.raises(HostKeyError, match="chmod 600"):
+            await start_agent(fake_runtime())
 
 
 class TestAgentRestart:

@@ -4,6 +4,7 @@ gateway (tests/fake_gateway.py) instead of OpenClaw."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import psutil
 import pytest
 from yourclaw_common.events import HostVerb, container_name
+from yourclaw_common.sealing import HOST_KEY_FILE, HostKey, seal_spec
 
-from .conftest import make_spec, spec_payload
+from .conftest import make_spec, next_beat, spec_payload
 
 
 async def _healthy(agent, name: str) -> None:
@@ -435,3 +437,87 @@ def test_env_is_private(tmp_path):
     target = tmp_path / "env.json"
     _write_json(target, {"OPENAI_API_KEY": "sk"})
     assert os.stat(target).st_mode & 0o077 == 0
+
+
+def _logged(caplog) -> str:
+    """Every log line of the agent, its fields unredacted."""
+    return "\n".join(
+        f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records
+    )
+
+
+class TestSealedSpecs:
+    async def test_a_sealed_spec_is_opened_and_runs(
+        self, fake_runtime, start_agent, data_dir, host_nc, caplog
+    ):
+        caplog.set_level(logging.DEBUG)
+        agent = await start_agent(fake_runtime())
+        # The key the provisioner seals to: the one the heartbeat announces.
+        beat = await next_beat(host_nc, agent.host_id)
+        spec = make_spec()
+        wire = spec_payload(seal_spec(spec, beat.public_key))
+        assert "s3cret-token" not in json.dumps(wire)
+
+        reply = await agent.request(HostVerb.CREATE, wire)
+
+        assert reply.ok, reply
+        assert reply.container.spec_hash == spec.spec_hash
+        config = data_dir / str(spec.user_id) / "config" / "openclaw.json"
+        assert json.loads(config.read_text())["gateway"]["auth"]["token"] == (
+            "s3cret-token"
+        )
+        await _healthy(agent, spec.name)
+        logs = await agent.request(HostVerb.LOGS, {"name": spec.name, "tail": 50})
+        assert "FAKE_MARK=m1" in logs.logs  # the sealed env reached the gateway
+        # Sealed again (new ciphertext, same spec): still the same container.
+        again = await agent.request(
+            HostVerb.CREATE, spec_payload(seal_spec(spec, beat.public_key))
+        )
+        assert again.ok
+        assert again.container.state == "running"
+        assert "s3cret-token" not in _logged(caplog)
+
+    async def test_a_spec_sealed_to_another_hosts_key_is_refused(
+        self, fake_runtime, start_agent, data_dir, caplog
+    ):
+        caplog.set_level(logging.DEBUG)
+        agent = await start_agent(fake_runtime())
+        other_host = HostKey.generate()
+        spec = make_spec()
+
+        reply = await agent.request(
+            HostVerb.CREATE, spec_payload(seal_spec(spec, other_host.public_key))
+        )
+
+        assert (reply.ok, reply.code) == (False, "SEALED_FOR_ANOTHER_KEY")
+        assert other_host.key_id in reply.error
+        assert not (data_dir / str(spec.user_id)).exists()
+        assert (await agent.request(HostVerb.LIST, {})).containers == []
+        [refused] = [
+            r for r in caplog.records if r.getMessage() == "host_agent.command.refused"
+        ]
+        assert refused.levelname == "WARNING"
+        assert refused.fields["code"] == "SEALED_FOR_ANOTHER_KEY"
+        assert "s3cret-token" not in _logged(caplog)
+        # Still serving: the same spec sealed to this host's key runs.
+        own = HostKey.load_or_create(data_dir / HOST_KEY_FILE)
+        assert (
+            await agent.request(
+                HostVerb.CREATE, spec_payload(seal_spec(spec, own.public_key))
+            )
+        ).ok
+
+    async def test_a_tampered_box_is_refused(self, fake_runtime, start_agent, host_nc):
+        agent = await start_agent(fake_runtime())
+        beat = await next_beat(host_nc, agent.host_id)
+        victim, attacker = make_spec(), make_spec()
+        stolen = seal_spec(victim, beat.public_key).sealed
+        # The victim's sealed secrets, moved into a spec for another user.
+        moved = seal_spec(attacker, beat.public_key).model_copy(
+            update={"sealed": stolen}
+        )
+
+        reply = await agent.request(HostVerb.CREATE, spec_payload(moved))
+
+        assert (reply.ok, reply.code) == (False, "SEALED_SPEC_UNREADABLE")
+        assert (await agent.request(HostVerb.LIST, {})).containers == []

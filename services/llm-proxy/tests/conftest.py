@@ -234,10 +234,20 @@ class Assistant:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_assistant(clean_db):
-    """A user, their assistant and its proxy credential."""
+async def make_assistant(clean_db, encryption_key):
+    """A user, their assistant and its proxy credential; with `openai_key`, the
+    user's own OpenAI key (BYOK), stored as gateway-api stores it."""
 
-    async def make() -> Assistant:
-        return Assistant(*await assistant_with_proxy_credential(clean_db))
+    async def make(*, openai_key: str | None = None) -> Assistant:
+        who = Assistant(*await assistant_with_proxy_credential(clean_db))
+        if openai_key is not None:
+            await clean_db.execute(
+                "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
+                "VALUES ($1, 'OPENAI', $2, $3)",
+                who.user_id,
+                SecretBox(encryption_key).encrypt(openai_key, owner=str(who.user_id)),
+                openai_key[-4:],
+            )
+        return who
 
     return make

@@ -3,7 +3,6 @@ import time
 
 import orjson
 import pytest
-from yourclaw_common.crypto import SecretBox
 from yourclaw_common.testing.helpers import eventually
 from yourclaw_llm_proxy.prices import PRICES
 
@@ -26,6 +25,24 @@ def anthropic(model=SONNET, **extra):
     }
 
 
+async def ask(proxy, who, body=None, *, path="/v1/chat/completions"):
+    """A chat completion from the assistant `who`, with its own credential."""
+    return await proxy.client.post(path, json=body or chat(), headers=who.bearer)
+
+
+async def streamed(proxy, path, body, headers):
+    """The chunks of a streamed answer as they arrive, with the time of each."""
+    arrivals = []
+    async with proxy.client.stream(
+        "POST", path, json=body, headers=headers
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for chunk in response.aiter_raw():
+            arrivals.append((time.monotonic(), chunk))
+    return arrivals
+
+
 async def calls_of(pool, user_id):
     return await pool.fetch(
         "SELECT * FROM llm_calls WHERE user_id = $1 ORDER BY id", user_id
@@ -40,29 +57,15 @@ async def wait_calls(pool, user_id, count=1):
     return await eventually(probe, timeout=5)
 
 
-async def add_own_openai_key(db, encryption_key, who, key):
-    await db.execute(
-        "INSERT INTO api_keys (user_id, provider, encrypted_key, key_last4) "
-        "VALUES ($1, 'OPENAI', $2, $3)",
-        who.user_id,
-        SecretBox(encryption_key).encrypt(key, owner=str(who.user_id)),
-        key[-4:],
-    )
-
-
 async def spend_then_call_again(proxy, who, db, stand_in):
     """One gpt-4o call ($0.00202 at the stand-in's usage), metered; then
     another, with the stand-in's log cleared in between."""
-    first = await proxy.client.post(
-        "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
-    )
+    first = await ask(proxy, who, chat("gpt-4o"))
     assert first.status_code == 200
     await wait_calls(db, who.user_id)
     await proxy.proxy.drain()
     stand_in.clear()
-    return await proxy.client.post(
-        "/v1/chat/completions", json=chat(), headers=who.bearer
-    )
+    return await ask(proxy, who)
 
 
 def test_the_stand_in_reports_what_these_tests_expect(stand_in):
@@ -78,9 +81,7 @@ class TestOpenAIChat:
         proxy = await start_proxy()
         who = await make_assistant()
 
-        response = await proxy.client.post(
-            "/openai/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        response = await ask(proxy, who, path="/openai/v1/chat/completions")
 
         assert response.status_code == 200
         assert response.json()["choices"][0]["message"]["content"] == "hello"
@@ -122,17 +123,9 @@ class TestOpenAIChat:
         proxy = await start_proxy()
         who = await make_assistant()
 
-        arrivals = []
-        async with proxy.client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=chat(stream=True),
-            headers=who.bearer,
-        ) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            async for chunk in response.aiter_raw():
-                arrivals.append((time.monotonic(), chunk))
+        arrivals = await streamed(
+            proxy, "/v1/chat/completions", chat(stream=True), who.bearer
+        )
         text = b"".join(c for _, c in arrivals)
 
         # Several chunks, spread over the stand-in's pauses: not buffered.
@@ -187,16 +180,13 @@ class TestAnthropicMessages:
         proxy = await start_proxy()
         who = await make_assistant()
 
-        chunks = []
-        async with proxy.client.stream(
-            "POST",
+        arrivals = await streamed(
+            proxy,
             "/anthropic/v1/messages",
-            json=anthropic(stream=True),
-            headers={"x-api-key": who.token},
-        ) as response:
-            assert response.status_code == 200
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
+            anthropic(stream=True),
+            {"x-api-key": who.token},
+        )
+        chunks = [c for _, c in arrivals]
 
         assert len(chunks) >= STREAM_PIECES
         assert b"".join(chunks).count(b"content_block_delta") == 2 * STREAM_PIECES
@@ -272,9 +262,7 @@ class TestCredentials:
     ):
         proxy = await start_proxy()
         who = await make_assistant()
-        ok = await proxy.client.post(
-            "/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        ok = await ask(proxy, who)
         assert ok.status_code == 200
         stand_in.clear()
 
@@ -282,24 +270,19 @@ class TestCredentials:
             "UPDATE proxy_credentials SET revoked_at = now() WHERE assistant_id = $1",
             who.assistant_id,
         )
-        response = await proxy.client.post(
-            "/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        response = await ask(proxy, who)
 
         assert response.status_code == 401
         assert stand_in.requests == []
 
     async def test_byok_key_is_used_upstream_never_echoed_and_not_capped(
-        self, start_proxy, make_assistant, stand_in, clean_db, encryption_key
+        self, start_proxy, make_assistant, stand_in, clean_db
     ):
         proxy = await start_proxy(llm_monthly_allowance_usd=0)
-        who = await make_assistant()
         own_key = "sk-users-own-key-abcdef123456"
-        await add_own_openai_key(clean_db, encryption_key, who, own_key)
+        who = await make_assistant(openai_key=own_key)
 
-        response = await proxy.client.post(
-            "/openai/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        response = await ask(proxy, who, path="/openai/v1/chat/completions")
 
         # An allowance of 0 refuses platform calls, not the user's own key.
         assert response.status_code == 200
@@ -322,20 +305,13 @@ class TestAllowance:
         proxy = await start_proxy(llm_monthly_allowance_usd=0.001)
         who = await make_assistant()
         # The first call spends more than the allowance...
-        first = await proxy.client.post(
-            "/v1/chat/completions", json=chat("gpt-4o"), headers=who.bearer
-        )
+        first = await ask(proxy, who, chat("gpt-4o"))
         assert first.status_code == 200
         await wait_calls(clean_db, who.user_id)
         stand_in.clear()
 
         # ...so the next ones are refused, and the provider sees nothing.
-        refusals = [
-            await proxy.client.post(
-                "/v1/chat/completions", json=chat(), headers=who.bearer
-            )
-            for _ in range(3)
-        ]
+        refusals = [await ask(proxy, who) for _ in range(3)]
 
         assert {r.status_code for r in refusals} == {402}
         body = refusals[0].json()
@@ -371,9 +347,7 @@ class TestAllowance:
         who = await make_assistant()
 
         for model in ("gpt-4o", MINI, MINI):
-            response = await proxy.client.post(
-                "/v1/chat/completions", json=chat(model), headers=who.bearer
-            )
+            response = await ask(proxy, who, chat(model))
             assert response.status_code == 200
         await wait_calls(clean_db, who.user_id, count=3)
         await proxy.proxy.drain()
@@ -383,12 +357,11 @@ class TestAllowance:
         assert events[0]["payload"]["allowance_usd"] == 0.0025
 
     async def test_users_own_cap_refuses_their_own_keys_calls_too(
-        self, start_proxy, make_assistant, stand_in, clean_db, encryption_key
+        self, start_proxy, make_assistant, stand_in, clean_db
     ):
         proxy = await start_proxy(llm_monthly_allowance_usd=100)
-        who = await make_assistant()
         own_key = "sk-users-own-key-capped-0001"
-        await add_own_openai_key(clean_db, encryption_key, who, own_key)
+        who = await make_assistant(openai_key=own_key)
         # A cent, of which 0.9 were spent earlier this month.
         await clean_db.execute(
             "UPDATE users SET llm_monthly_cap_usd = 0.01 WHERE id = $1", who.user_id
@@ -416,14 +389,7 @@ class TestRateLimits:
         proxy = await start_proxy(llm_proxy_rate_limit_per_min=2)
         who = await make_assistant()
 
-        statuses = [
-            (
-                await proxy.client.post(
-                    "/v1/chat/completions", json=chat(), headers=who.bearer
-                )
-            ).status_code
-            for _ in range(3)
-        ]
+        statuses = [(await ask(proxy, who)).status_code for _ in range(3)]
 
         assert statuses == [200, 200, 429]
         assert len(stand_in.requests) == 2
@@ -438,17 +404,13 @@ class TestRateLimits:
             "POST", "/v1/chat/completions", json=chat(stream=True), headers=who.bearer
         ) as streaming:
             assert streaming.status_code == 200
-            second = await proxy.client.post(
-                "/v1/chat/completions", json=chat(), headers=who.bearer
-            )
+            second = await ask(proxy, who)
             assert second.status_code == 429
             assert second.json()["code"] == "TOO_MANY_CONCURRENT"
             await streaming.aread()
         # The slot is free again once the stream ended.
         await asyncio.sleep(0.05)
-        third = await proxy.client.post(
-            "/v1/chat/completions", json=chat(), headers=who.bearer
-        )
+        third = await ask(proxy, who)
         assert third.status_code == 200
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import ConnectionReconnectingError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import FetchTimeoutError
@@ -63,8 +64,9 @@ async def connect(
 ) -> NATS:
     """Connect to NATS, reconnecting forever (services outlive NATS restarts).
 
-    With `user`, as that NATS user, replies arriving on its own inbox prefix
-    (the only one its permissions let it subscribe to).
+    A silent server is given up on within seconds (see the ping options). With
+    `user`, as that NATS user, replies arriving on its own inbox prefix (the
+    only one its permissions let it subscribe to).
     """
 
     async def _on_error(exc: Exception) -> None:
@@ -81,6 +83,13 @@ async def connect(
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 2,
+        # A frozen or cut-off server leaves the TCP connection open and silent:
+        # with nats-py's defaults (a PING every 120 s, 2 unanswered) the client
+        # writes into it for minutes, and the server, once back, works through
+        # all of that before anything sent after. Unanswered for ~6 s, the
+        # connection is dropped and the client redials until NATS answers.
+        "ping_interval": 2,
+        "max_outstanding_pings": 2,
         "error_cb": _on_error,
         "disconnected_cb": _on_disconnect,
         "reconnected_cb": _on_reconnect,
@@ -116,7 +125,13 @@ async def publish(
 
     `Nats-Msg-Id` is the event's dedupe key, so a second publish of the same
     event (a provider retry, an outbox re-relay) is dropped by the server.
+
+    While the client is reconnecting it fails at once: the caller retries (a
+    webhook answers 503, the outbox relay backs off), where nats-py would hold
+    the publish and replay it ahead of fresher ones once NATS is back.
     """
+    if js._nc.is_reconnecting:
+        raise ConnectionReconnectingError
     headers = {
         _MSG_ID_HEADER: event.dedupe_key(),
         CORRELATION_HEADER: correlation_id

@@ -87,14 +87,16 @@ async def relay_forever(
     service: str,
     stop: asyncio.Event,
     interval: float = 0.2,
-    max_backoff: float = 30.0,
+    max_backoff: float = 4.0,
     warn_every: float = 60.0,
 ) -> None:
     """Relay the outbox until `stop` is set.
 
     While PostgreSQL or NATS is down, tries again after a doubling delay (up to
     `max_backoff`, jittered) and warns on the first failure, then at most once
-    every `warn_every` seconds; says so once when the relay works again.
+    every `warn_every` seconds; says so once when the relay works again. The
+    cap is short so events flow again within seconds of the dependency's
+    return, not after a long outage's last, longest wait.
     """
     failures = 0
     warned_at = 0.0

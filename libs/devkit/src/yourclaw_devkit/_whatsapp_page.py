@@ -30,6 +30,7 @@ from yourclaw_devkit.twilio_sim import (
     MediaStore,
     MessageStore,
     StatusCallbacks,
+    inbound_whatsapp_form,
 )
 
 __all__ = ["whatsapp_page_router"]
@@ -89,22 +90,14 @@ def whatsapp_page_router(
                 status_code=400,
             )
         message_sid = "SM" + secrets.token_hex(16)
-        form = {
-            "SmsMessageSid": message_sid,
-            "NumMedia": "0",
-            "ProfileName": "Simulator",
-            "MessageType": "text",
-            "SmsSid": message_sid,
-            "WaId": phone.removeprefix("+"),
-            "SmsStatus": "received",
-            "Body": body,
-            "To": whatsapp_number,
-            "NumSegments": "1",
-            "MessageSid": message_sid,
-            "AccountSid": account_sid,
-            "From": f"whatsapp:{phone}",
-            "ApiVersion": API_VERSION,
-        }
+        form = inbound_whatsapp_form(
+            phone=phone,
+            body=body,
+            to=whatsapp_number,
+            account_sid=account_sid,
+            message_sid=message_sid,
+            profile_name="Simulator",
+        )
         if spec.get("image"):
             try:
                 data = base64.b64decode(str(spec["image"]), validate=True)

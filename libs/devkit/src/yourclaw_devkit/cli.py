@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import mimetypes
 import re
-import secrets
 import sys
 import time
 import uuid
@@ -41,6 +39,7 @@ from yourclaw_devkit.defaults import (
     DEVSIM_URL,
 )
 from yourclaw_devkit.signing import twilio_signature
+from yourclaw_devkit.twilio_sim import inbound_whatsapp_form, whatsapp_address
 
 __all__ = [
     "WHATSAPP_WEBHOOK_PATH",
@@ -107,45 +106,6 @@ def dev_user_id(phone_e164: str) -> uuid.UUID:
     return uuid.uuid5(_DEV_USER_NAMESPACE, phone_e164)
 
 
-def _whatsapp(address: str) -> str:
-    return address if address.startswith("whatsapp:") else f"whatsapp:{address}"
-
-
-def inbound_whatsapp_form(
-    *,
-    phone: str,
-    body: str,
-    to: str,
-    account_sid: str,
-    message_sid: str | None = None,
-    profile_name: str = "Dev User",
-    media_urls: Sequence[str] = (),
-) -> dict[str, str]:
-    """The form Twilio POSTs for an incoming WhatsApp message."""
-    sid = message_sid or ("MM" if media_urls else "SM") + secrets.token_hex(16)
-    form = {
-        "SmsMessageSid": sid,
-        "NumMedia": str(len(media_urls)),
-        "ProfileName": profile_name,
-        "MessageType": "image" if media_urls else "text",
-        "SmsSid": sid,
-        "WaId": phone.removeprefix("+"),
-        "SmsStatus": "received",
-        "Body": body,
-        "To": _whatsapp(to),
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": sid,
-        "AccountSid": account_sid,
-        "From": _whatsapp(phone),
-        "ApiVersion": "2010-04-01",
-    }
-    for i, url in enumerate(media_urls):
-        form[f"MediaUrl{i}"] = url
-        form[f"MediaContentType{i}"] = mimetypes.guess_type(url)[0] or "image/jpeg"
-    return form
-
-
 def sign_webhook(
     public_base_url: str,
     form: dict[str, str],
@@ -200,7 +160,7 @@ def _list_sent(
 
 def _cmd_send(settings: DevCliSettings, args: argparse.Namespace) -> int:
     phone = normalize_phone(args.from_)
-    sender = _whatsapp(phone)
+    sender = whatsapp_address(phone)
     form = inbound_whatsapp_form(
         phone=phone,
         body=" ".join(args.text),
@@ -361,7 +321,7 @@ def _wait_for_replies(
 
 
 def _cmd_messages(settings: DevCliSettings, args: argparse.Namespace) -> int:
-    to = _whatsapp(normalize_phone(args.phone)) if args.phone else None
+    to = whatsapp_address(normalize_phone(args.phone)) if args.phone else None
     with httpx.Client(timeout=10.0) as client:
         try:
             messages = _list_sent(client, settings, to=to, limit=args.limit)

@@ -12,6 +12,8 @@ __all__ = [
     "DEV_TWILIO_ACCOUNT_SID",
     "DEV_TWILIO_AUTH_TOKEN",
     "DEV_WHATSAPP_NUMBER",
+    "dev_stripe_env",
+    "dev_twilio_env",
 ]
 
 # Shaped like a real sid ("AC" + 32 characters) so length checks pass.
@@ -26,3 +28,24 @@ DEV_API_URL = "http://127.0.0.1:8000"
 DEV_STRIPE_SECRET_KEY = "sk_test_yourclaw_dev"  # noqa: S105 - a public dev default
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_yourclaw_dev"  # noqa: S105 - a public dev default
 DEV_STRIPE_PRICE_ID = "price_yourclaw_pro_monthly"
+
+
+def dev_twilio_env(api_base: str) -> dict[str, str]:
+    """The dev Twilio account's settings, sending through the stand-in at `api_base`."""
+    return {
+        "TWILIO_ACCOUNT_SID": DEV_TWILIO_ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
+        "TWILIO_WHATSAPP_NUMBER": DEV_WHATSAPP_NUMBER,
+        "TWILIO_API_BASE": api_base,
+    }
+
+
+def dev_stripe_env(api_base: str) -> dict[str, str]:
+    """The dev Stripe account's settings (billing's key and price, gateway-api's
+    webhook secret), calling the stand-in at `api_base`."""
+    return {
+        "STRIPE_SECRET_KEY": DEV_STRIPE_SECRET_KEY,
+        "STRIPE_PRICE_ID": DEV_STRIPE_PRICE_ID,
+        "STRIPE_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+        "STRIPE_API_BASE": api_base,
+    }

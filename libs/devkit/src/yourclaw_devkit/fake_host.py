@@ -1,6 +1,8 @@
 """A lightweight host-agent stand-in: the `host.<host_id>.<verb>` protocol and
 heartbeats, with containers that are only records (and, optionally, a tiny HTTP
 gateway per container answering `/healthz` and OpenAI chat completions).
+Like the host-agent, it has a key pair, announces the public key in its
+heartbeat and opens the sealed specs it is sent.
 
 For tests and `bench/provisioning.py`, where the real host-agent would start a
 real OpenClaw per user. Knobs let tests inject faults: failing or held creates,
@@ -21,6 +23,7 @@ from uuid import UUID
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from yourclaw_common.errors import YourClawError
 from yourclaw_common.events import (
     ContainerInfo,
     ContainerSpec,
@@ -30,6 +33,7 @@ from yourclaw_common.events import (
     HostReply,
     NamedContainer,
 )
+from yourclaw_common.sealing import HostKey
 
 __all__ = ["FakeContainer", "FakeHost"]
 
@@ -59,6 +63,12 @@ class FakeHost:
     boot_seconds: float = 0.0
     # Serve a tiny HTTP gateway on each container's port (binds real ports).
     serve_http: bool = False
+    # Its key pair; `rotate_key()` stands for a rotation or a lost disk.
+    key: HostKey = field(default_factory=HostKey.generate)
+    # Announce no public key, as an agent older than sealing.
+    keyless: bool = False
+    # The key heartbeats announce when not `key` (see `rotate_key`).
+    announced: HostKey | None = None
 
     containers: dict[str, FakeContainer] = field(default_factory=dict)
     # Every command received, in order: (verb, parsed payload).
@@ -109,6 +119,19 @@ class FakeHost:
         for container in self.containers.values():
             self._close_server(container)
 
+    def rotate_key(self, *, announce: bool = True) -> HostKey:
+        """A new key pair, announced from the next heartbeat on; with
+        `announce=False` heartbeats still carry the old public key until
+        `announce_key()` (a restarted agent whose new key is not in yet)."""
+        if not announce:
+            self.announced = self.announced or self.key
+        self.key = HostKey.generate()
+        return self.key
+
+    def announce_key(self) -> None:
+        """Heartbeats carry the key the host holds again."""
+        self.announced = None
+
     # What tests look at.
 
     def creates(self) -> list[ContainerSpec]:
@@ -139,6 +162,9 @@ class FakeHost:
             runtime="process",
             capacity=self.capacity,
             used=len(self.containers),
+            public_key=None
+            if self.keyless
+            else (self.announced or self.key).public_key,
             containers=tuple(
                 ContainerState(
                     name=c.name,
@@ -196,6 +222,15 @@ class FakeHost:
     async def _dispatch(self, verb: str, data: bytes) -> HostReply:
         if verb == "create":
             create = CreateContainer.model_validate_json(data)
+            try:
+                # Tests look at the spec as the host runs it, opened.
+                create = create.model_copy(
+                    update={"spec": self.key.open_spec(create.spec)}
+                )
+            except YourClawError as exc:
+                self.commands.append((verb, create))
+                self.refused.append((verb, exc.code))
+                return HostReply(ok=False, code=exc.code, error=exc.detail)
             self.commands.append((verb, create))
             name = create.spec.name
             refused = self._fence(verb, name, create.generation, create.expires_at)

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -353,24 +353,18 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
     return f"event: {kind}\n".encode() + _sse({"type": kind, **payload})
 
 
-def anthropic_events(
-    *,
-    message_id: str,
-    model: str,
-    reply: str,
-    usage: dict[str, int],
-    tool_call: dict[str, Any] | None = None,
-) -> list[bytes]:
-    """A streamed Messages response's events, `message_stop` last."""
+def anthropic_events(message: dict[str, Any]) -> list[bytes]:
+    """The events that stream `message` (an `anthropic_message`), `message_stop`
+    last."""
     start = {
-        **anthropic_message(message_id=message_id, model=model, reply="", usage=usage),
+        **message,
         "content": [],
         "stop_reason": None,
+        "usage": {**message["usage"], "output_tokens": 1},
     }
-    start["usage"] = {**usage, "output_tokens": 1}
     events = [_event("message_start", {"message": start})]
-    if tool_call is not None:
-        block = _tool_use(tool_call)
+    [block] = message["content"]
+    if block["type"] == "tool_use":
         events.append(
             _event(
                 "content_block_start",
@@ -401,30 +395,20 @@ def anthropic_events(
                 "content_block_delta",
                 {"index": 0, "delta": {"type": "text_delta", "text": piece}},
             )
-            for piece in _chunks(reply)
+            for piece in _chunks(block["text"])
         )
     events.append(_event("content_block_stop", {"index": 0}))
     events.append(
         _event(
             "message_delta",
             {
-                "delta": {
-                    "stop_reason": "tool_use" if tool_call else "end_turn",
-                    "stop_sequence": None,
-                },
-                "usage": {"output_tokens": usage["output_tokens"]},
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
             },
         )
     )
     events.append(_event("message_stop", {}))
     return events
-
-
-async def _anthropic_stream(*, delay: float, **answer: Any) -> AsyncIterator[bytes]:
-    if delay:
-        await asyncio.sleep(delay)
-    for event in anthropic_events(**answer):
-        yield event
 
 
 def _anthropic_error(status: int, message: str, kind: str) -> JSONResponse:
@@ -590,11 +574,94 @@ def completion(
     }
 
 
-async def _stream(*, delay: float, **events: Any) -> AsyncIterator[bytes]:
+async def _paced(delay: float, events: list[bytes]) -> AsyncIterator[bytes]:
     if delay:
         await asyncio.sleep(delay)
-    for event in stream_events(**events):
+    for event in events:
         yield event
+
+
+def _event_stream(delay: float, events: list[bytes]) -> StreamingResponse:
+    """Server-sent events, after `delay` (the time to first token)."""
+    return StreamingResponse(
+        _paced(delay, events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+class _Received(NamedTuple):
+    id: str
+    model: str
+    stream: bool
+    delay: float
+
+
+def _receive(
+    requests_log: RequestLog,
+    request: Request,
+    body: dict[str, Any],
+    text: str,
+    *,
+    delay_seconds: float,
+    id_prefix: str,
+    **fields: Any,
+) -> _Received:
+    """Name the call, record it in the request log, and work out its delay."""
+    received = _Received(
+        id=id_prefix + secrets.token_hex(12),
+        model=str(body.get("model") or DEFAULT_MODEL),
+        stream=body.get("stream") is True,
+        delay=_delay(delay_seconds, text),
+    )
+    requests_log.add(
+        {
+            "id": received.id,
+            "stream": received.stream,
+            **fields,
+            "received_at": datetime.now(UTC).isoformat(),
+            "model": body.get("model"),
+            "path": request.url.path,
+            "session_key": request.headers.get("x-openclaw-session-key"),
+            "headers": {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in _SECRET_HEADERS
+            },
+            "user_text": text,
+            "body": body,
+        }
+    )
+    return received
+
+
+def _delay(base: float, text: str) -> float:
+    """The configured delay plus what `#sleep=N` in the text asks for, capped."""
+    if match := _SLEEP.search(text):
+        base += float(match.group(1))
+    return min(base, _MAX_SLEEP_SECONDS)
+
+
+async def _failure_asked(text: str, delay: float) -> int | None:
+    """The status `#fail[=N]` in the text asks for, after the delay; else None."""
+    match = _FAIL.search(text)
+    if match is None:
+        return None
+    if delay:
+        await asyncio.sleep(delay)
+    return int(match.group(1) or 500)
+
+
+def _answer(
+    openai_body: dict[str, Any], text: str
+) -> tuple[str, dict[str, Any] | None]:
+    """The reply text, or a reminder tool call (then the text is empty)."""
+    tool_call = reminder_call(openai_body, text)
+    if tool_call is not None:
+        return "", tool_call
+    if _after_tool(openai_body) and _REMIND.search(text):
+        return "Done: I'll remind you.", None
+    return build_reply(text), None
 
 
 def stream_events(
@@ -679,78 +746,44 @@ def llm_router(
                 code="invalid_value",
             )
         text = pick_user_text(messages)
-        completion_id = "chatcmpl-" + secrets.token_hex(12)
-        model = str(body.get("model") or DEFAULT_MODEL)
-        stream = body.get("stream") is True
-        requests_log.add(
-            {
-                "id": completion_id,
-                "received_at": datetime.now(UTC).isoformat(),
-                "model": body.get("model"),
-                "user": body.get("user"),
-                "stream": stream,
-                "path": request.url.path,
-                "session_key": request.headers.get("x-openclaw-session-key"),
-                "has_authorization": "authorization" in request.headers,
-                "headers": {
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() not in _SECRET_HEADERS
-                },
-                "user_text": text,
-                "body": body,
-            }
+        call = _receive(
+            requests_log,
+            request,
+            body,
+            text,
+            delay_seconds=delay_seconds,
+            id_prefix="chatcmpl-",
+            user=body.get("user"),
+            has_authorization="authorization" in request.headers,
         )
-        delay = delay_seconds
-        if match := _SLEEP.search(text):
-            delay += float(match.group(1))
-        delay = min(delay, _MAX_SLEEP_SECONDS)
-        if match := _FAIL.search(text):
-            if delay:
-                await asyncio.sleep(delay)
-            return _failure(int(match.group(1) or 500))
-        tool_call = reminder_call(body, text)
-        if tool_call is not None:
-            reply = ""
-        elif _after_tool(body) and _REMIND.search(text):
-            reply = "Done: I'll remind you."
-        else:
-            reply = build_reply(text)
+        if (status := await _failure_asked(text, call.delay)) is not None:
+            return _failure(status)
+        reply, tool_call = _answer(body, text)
         usage = usage_of(
             messages, reply, prompt=cache.read(body, minimum=_OPENAI_CACHE_MINIMUM)
         )
-        created = int(time.time())
-        log.info("devsim.llm.completion", id=completion_id, stream=stream, model=model)
-        if stream:
+        answer: dict[str, Any] = {
+            "completion_id": call.id,
+            "created": int(time.time()),
+            "model": call.model,
+            "reply": reply,
+            "tool_call": tool_call,
+        }
+        log.info(
+            "devsim.llm.completion", id=call.id, stream=call.stream, model=call.model
+        )
+        if call.stream:
             options = body.get("stream_options")
             include_usage = (
                 isinstance(options, dict) and options.get("include_usage") is True
             )
-            return StreamingResponse(
-                _stream(
-                    completion_id=completion_id,
-                    created=created,
-                    model=model,
-                    reply=reply,
-                    usage=usage if include_usage else None,
-                    delay=delay,
-                    tool_call=tool_call,
-                ),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            return _event_stream(
+                call.delay,
+                stream_events(usage=usage if include_usage else None, **answer),
             )
-        if delay:
-            await asyncio.sleep(delay)
-        return JSONResponse(
-            completion(
-                completion_id=completion_id,
-                created=created,
-                model=model,
-                reply=reply,
-                usage=usage,
-                tool_call=tool_call,
-            )
-        )
+        if call.delay:
+            await asyncio.sleep(call.delay)
+        return JSONResponse(completion(usage=usage, **answer))
 
     @router.post("/v1/messages")
     async def messages_create(request: Request) -> Response:
@@ -773,64 +806,35 @@ def llm_router(
             )
         as_openai = anthropic_as_openai(body)
         text = pick_user_text(as_openai["messages"])
-        message_id = "msg_" + secrets.token_hex(12)
-        model = str(body.get("model") or DEFAULT_MODEL)
-        stream = body.get("stream") is True
-        requests_log.add(
-            {
-                "id": message_id,
-                "received_at": datetime.now(UTC).isoformat(),
-                "model": body.get("model"),
-                "path": request.url.path,
-                "user": (body.get("metadata") or {}).get("user_id"),
-                "stream": stream,
-                "session_key": request.headers.get("x-openclaw-session-key"),
-                "has_authorization": "x-api-key" in request.headers
-                or "authorization" in request.headers,
-                "headers": {
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() not in _SECRET_HEADERS
-                },
-                "user_text": text,
-                "body": body,
-            }
+        call = _receive(
+            requests_log,
+            request,
+            body,
+            text,
+            delay_seconds=delay_seconds,
+            id_prefix="msg_",
+            user=(body.get("metadata") or {}).get("user_id"),
+            has_authorization="x-api-key" in request.headers
+            or "authorization" in request.headers,
         )
-        delay = delay_seconds
-        if match := _SLEEP.search(text):
-            delay += float(match.group(1))
-        delay = min(delay, _MAX_SLEEP_SECONDS)
-        if match := _FAIL.search(text):
-            if delay:
-                await asyncio.sleep(delay)
-            status = int(match.group(1) or 500)
+        if (status := await _failure_asked(text, call.delay)) is not None:
             kind = "rate_limit_error" if status == 429 else "api_error"
             return _anthropic_error(status, f"devsim #fail={status}", kind)
-        tool_call = reminder_call(as_openai, text)
-        if tool_call is not None:
-            reply = ""
-        elif _after_tool(as_openai) and _REMIND.search(text):
-            reply = "Done: I'll remind you."
-        else:
-            reply = build_reply(text)
+        reply, tool_call = _answer(as_openai, text)
         usage = anthropic_usage(body, reply, cache.read(body))
-        log.info("devsim.llm.message", id=message_id, stream=stream, model=model)
-        answer: dict[str, Any] = {
-            "message_id": message_id,
-            "model": model,
-            "reply": reply,
-            "usage": usage,
-            "tool_call": tool_call,
-        }
-        if stream:
-            return StreamingResponse(
-                _anthropic_stream(delay=delay, **answer),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        if delay:
-            await asyncio.sleep(delay)
-        return JSONResponse(anthropic_message(**answer))
+        log.info("devsim.llm.message", id=call.id, stream=call.stream, model=call.model)
+        message = anthropic_message(
+            message_id=call.id,
+            model=call.model,
+            reply=reply,
+            usage=usage,
+            tool_call=tool_call,
+        )
+        if call.stream:
+            return _event_stream(call.delay, anthropic_events(message))
+        if call.delay:
+            await asyncio.sleep(call.delay)
+        return JSONResponse(message)
 
     def model_object(model_id: str) -> dict[str, Any]:
         return {

@@ -2,7 +2,8 @@
 
 `devsim_url` serves one devsim (Twilio Messages resource + OpenAI-compatible
 chat completions) per session on a free loopback port; `devsim` is a client on
-it whose records were cleared for the test.
+it whose records were cleared for the test. The functions and `ManualClock` are
+what the services' tests check and build alike.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+import orjson
 import pytest_asyncio
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from yourclaw_common.events import InboundWhatsApp
 
 from yourclaw_devkit.cli import WHATSAPP_WEBHOOK_PATH, dev_whatsapp_message
@@ -24,6 +28,34 @@ from yourclaw_devkit.defaults import (
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{DEV_TWILIO_ACCOUNT_SID}/Messages.json"
+
+
+class ManualClock:
+    """A clock for code that takes one (`clock=`): it moves only when a test
+    sets or advances `now`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def api_error(response: httpx.Response) -> dict[str, str]:
+    """The body of an error answer, checked to be JSON `{"detail", "code"}`."""
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, str] = orjson.loads(response.content)
+    assert set(body) == {"detail", "code"}
+    return body
+
+
+async def stream_size(js: JetStreamContext, stream: str) -> int:
+    """How many messages a JetStream stream holds (0 if it does not exist)."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return 0
+    return int(info.state.messages or 0)
 
 
 async def sent_to(devsim: httpx.AsyncClient, phone: str) -> list[dict[str, Any]]:

@@ -12,11 +12,12 @@ import asyncio
 import base64
 import hmac
 import math
+import mimetypes
 import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -38,10 +39,12 @@ __all__ = [
     "SentMessage",
     "StatusCallbacks",
     "create_form",
+    "inbound_whatsapp_form",
     "render_template",
     "twilio_error",
     "twilio_router",
     "validate_create",
+    "whatsapp_address",
 ]
 
 log = get_logger(__name__)
@@ -338,6 +341,53 @@ _FAULT_MESSAGES = {
 }
 
 
+def whatsapp_address(address: str) -> str:
+    """`address` as Twilio writes a WhatsApp sender or recipient."""
+    return address if address.startswith("whatsapp:") else f"whatsapp:{address}"
+
+
+def inbound_whatsapp_form(
+    *,
+    phone: str,
+    body: str,
+    to: str,
+    account_sid: str,
+    message_sid: str | None = None,
+    profile_name: str = "Dev User",
+    media_urls: Sequence[str] = (),
+) -> dict[str, str]:
+    """The form Twilio POSTs for an incoming WhatsApp message (attachments'
+    types guessed from their URLs; set `MediaContentType<n>` to override)."""
+    sid = message_sid or ("MM" if media_urls else "SM") + secrets.token_hex(16)
+    form = {
+        "SmsMessageSid": sid,
+        "NumMedia": str(len(media_urls)),
+        "ProfileName": profile_name,
+        "MessageType": "image" if media_urls else "text",
+        "SmsSid": sid,
+        "WaId": phone.removeprefix("+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": whatsapp_address(to),
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": account_sid,
+        "From": whatsapp_address(phone),
+        "ApiVersion": API_VERSION,
+    }
+    for i, url in enumerate(media_urls):
+        form[f"MediaUrl{i}"] = url
+        form[f"MediaContentType{i}"] = mimetypes.guess_type(url)[0] or "image/jpeg"
+    return form
+
+
+def _not_found(request: Request) -> JSONResponse:
+    return twilio_error(
+        404, 20404, f"The requested resource {request.url.path} was not found"
+    )
+
+
 def twilio_error(status: int, code: int, message: str) -> JSONResponse:
     """An error response in Twilio's shape."""
     headers = (
@@ -504,9 +554,7 @@ def twilio_router(
         if not _basic_auth_ok(request, account_sid, auth_token):
             return twilio_error(401, 20003, "Authenticate")
         if path_sid != account_sid:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.url.path} was not found"
-            )
+            return _not_found(request)
         return None
 
     @router.post(collection, status_code=201)
@@ -627,9 +675,7 @@ def twilio_router(
             return denied
         found = store.get(message_sid)
         if found is None:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.url.path} was not found"
-            )
+            return _not_found(request)
         return JSONResponse(found.to_twilio())
 
     @router.get("/_devsim/messages")
@@ -697,9 +743,7 @@ def twilio_router(
             return denied
         found = media.get(media_sid)
         if found is None:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.url.path} was not found"
-            )
+            return _not_found(request)
         data, content_type = found
         return Response(data, media_type=content_type)
 

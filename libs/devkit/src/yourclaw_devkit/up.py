@@ -49,11 +49,7 @@ from yourclaw_common.events import (
 from yourclaw_common.migrate import run as migrate
 from yourclaw_common.nats_auth import host_user
 
-from yourclaw_devkit.defaults import (
-    DEV_STRIPE_PRICE_ID,
-    DEV_STRIPE_SECRET_KEY,
-    DEV_STRIPE_WEBHOOK_SECRET,
-)
+from yourclaw_devkit.defaults import dev_stripe_env, dev_twilio_env
 
 DATA = Path(os.environ.get("YOURCLAW_DATA_DIR") or ".data")
 DEV_ENV_FILE = DATA / "dev.env"
@@ -159,10 +155,7 @@ def dev_defaults(
         "APP_URL": f"http://127.0.0.1:{web_port}",
         "WEB_PORT": str(web_port),
         "DEVSIM_PORT": str(devsim_port),
-        "TWILIO_ACCOUNT_SID": "ACdev00000000000000000000000000000",
-        "TWILIO_AUTH_TOKEN": "dev-twilio-auth-token",
-        "TWILIO_WHATSAPP_NUMBER": "whatsapp:+14155238886",
-        "TWILIO_API_BASE": devsim,
+        **dev_twilio_env(devsim),
         # The stand-in posts signed delivery status callbacks here, accepts any
         # template sid, and its WhatsApp simulator page posts to the webhook.
         "TWILIO_STATUS_CALLBACK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/status",
@@ -171,10 +164,7 @@ def dev_defaults(
         "DEVSIM_TWILIO_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/whatsapp",
         # Billing talks to the Stripe stand-in; its checkout page signs webhooks
         # with the same secret gateway-api verifies.
-        "STRIPE_API_BASE": devsim,
-        "STRIPE_SECRET_KEY": DEV_STRIPE_SECRET_KEY,
-        "STRIPE_PRICE_ID": DEV_STRIPE_PRICE_ID,
-        "STRIPE_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+        **dev_stripe_env(devsim),
         "DEVSIM_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/stripe",
         # Assistants registered with `yourclaw-dev register` answer from here.
         "DEV_ASSISTANT_URL": devsim,
@@ -458,47 +448,20 @@ def _run_stack(
             [py, "-m", "yourclaw_gateway_api"],
             {"SERVICE_NAME": "gateway-api"},
         ),
-        (
-            "billing",
-            [py, "-m", "yourclaw_billing"],
-            {
-                "SERVICE_NAME": "billing",
-                "METRICS_PORT": env.get("BILLING_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "host-agent",
-            [py, "-m", "yourclaw_host_agent"],
-            {
-                "SERVICE_NAME": "host-agent",
-                "METRICS_PORT": env.get("HOST_AGENT_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "provisioner",
-            [py, "-m", "yourclaw_provisioner"],
-            {
-                "SERVICE_NAME": "provisioner",
-                "METRICS_PORT": env.get("PROVISIONER_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "llm-proxy",
-            [py, "-m", "yourclaw_llm_proxy"],
-            {
-                "SERVICE_NAME": "llm-proxy",
-                "METRICS_PORT": env.get("LLM_PROXY_METRICS_PORT") or str(free_port()),
-            },
-        ),
-        (
-            "messaging",
-            [py, "-m", "yourclaw_messaging"],
-            {
-                "SERVICE_NAME": "messaging",
-                "METRICS_PORT": env.get("MESSAGING_METRICS_PORT") or str(free_port()),
-            },
-        ),
     ]
+    # A Prometheus port each, from <NAME>_METRICS_PORT or a free one.
+    for name in ("billing", "host-agent", "provisioner", "llm-proxy", "messaging"):
+        variable = name.upper().replace("-", "_") + "_METRICS_PORT"
+        specs.append(
+            (
+                name,
+                [py, "-m", "yourclaw_" + name.replace("-", "_")],
+                {
+                    "SERVICE_NAME": name,
+                    "METRICS_PORT": env.get(variable) or str(free_port()),
+                },
+            )
+        )
     web = _web_command(int(env["WEB_PORT"]))
     if web is None:
         _say("web app not built (make web-build): serving the API only")

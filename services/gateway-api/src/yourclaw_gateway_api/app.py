@@ -18,7 +18,7 @@ from time import perf_counter
 import httpx
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
@@ -37,52 +37,34 @@ from yourclaw_gateway_api.api import (
     usage,
     users,
 )
+from yourclaw_gateway_api.asgi import StatusRecorder, fixed_response
 from yourclaw_gateway_api.auth import DevIssuer, Jwks, KnownUsers, TokenVerifier
 from yourclaw_gateway_api.dependencies import State
 from yourclaw_gateway_api.docs_page import install_docs
-from yourclaw_gateway_api.edge import build_edge, refused
+from yourclaw_gateway_api.edge import build_edge, serve_webhook
 from yourclaw_gateway_api.errors import install_error_handlers
-from yourclaw_gateway_api.metrics import API_REQUEST_SECONDS, API_REQUESTS, RATE_LIMITED
+from yourclaw_gateway_api.metrics import API_REQUEST_SECONDS, API_REQUESTS
 from yourclaw_gateway_api.openapi import LIVENESS_PATH, install_openapi
-from yourclaw_gateway_api.ratelimit import (
-    ApiLimits,
-    ClientIp,
-    RateLimiter,
-    send_rate_limited,
-)
+from yourclaw_gateway_api.publishing import Publisher
+from yourclaw_gateway_api.ratelimit import ApiLimits, ClientIp, RateLimiter
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
 from yourclaw_gateway_api.webhooks.twilio import (
     TwilioWebhook,
-    twilio_status_webhook,
-    twilio_whatsapp_webhook,
+    twilio_webhooks,
 )
 
 __all__ = ["GatewayApp", "app_factory", "create_app"]
 
 log = get_logger(__name__)
 
-_ALIVE = b'{"status":"ok"}'
-_ALIVE_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(_ALIVE)).encode()),
-    ],
-}
-_ALIVE_BODY = {"type": "http.response.body", "body": _ALIVE}
-_NOT_ALLOWED = b'{"detail":"method not allowed","code":"METHOD_NOT_ALLOWED"}'
-_NOT_ALLOWED_START = {
-    "type": "http.response.start",
-    "status": 405,
-    "headers": [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(_NOT_ALLOWED)).encode()),
-        (b"allow", b"GET, HEAD"),
-    ],
-}
-_NOT_ALLOWED_BODY = {"type": "http.response.body", "body": _NOT_ALLOWED}
+_ALIVE = fixed_response(200, b'{"status":"ok"}', b"application/json")
+_NOT_ALLOWED = fixed_response(
+    405,
+    b'{"detail":"method not allowed","code":"METHOD_NOT_ALLOWED"}',
+    b"application/json",
+    [(b"allow", b"GET, HEAD")],
+)
 _JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 
 
@@ -164,6 +146,9 @@ def _lifespan(
                 "dev": dev_issuer,
                 "limits": limits,
                 "client_ip": client_ip,
+                "publish": Publisher(
+                    js, timeout=settings.webhook_publish_timeout_seconds
+                ),
             }
 
     return lifespan
@@ -203,30 +188,25 @@ class GatewayApp:
         path = scope["path"]
         if path == LIVENESS_PATH:
             # Liveness: the process answers. Dependencies are /readyz's business.
-            if scope["method"] in ("GET", "HEAD"):
-                await send(_ALIVE_START)
-                await send(_ALIVE_BODY)
-            else:
-                await send(_NOT_ALLOWED_START)
-                await send(_NOT_ALLOWED_BODY)
+            start, body = _ALIVE if scope["method"] in ("GET", "HEAD") else _NOT_ALLOWED
+            await send(start)
+            await send(body)
             return
         hook = self._twilio.get(path)
         if hook is not None:
             # The same per-IP limit as the other webhooks (edge.RateLimit): only
             # refused requests spend, so Twilio's fan-in is never limited. The
             # cost on the hot path is a dict lookup.
-            limiter = self._limiter
-            if limiter is None:
+            if self._limiter is None:
                 await self._twilio_counted(hook, scope, receive, send)
                 return
-            ip = self._client_ip(scope)
-            wait = limiter.waiting(ip)
-            if wait:
-                RATE_LIMITED.labels("twilio").inc()
-                await send_rate_limited(send, wait)
-                return
-            if refused(await self._twilio_counted(hook, scope, receive, send)):
-                limiter.retry_after(ip)
+
+            async def answer() -> int:
+                return await self._twilio_counted(hook, scope, receive, send)
+
+            await serve_webhook(
+                self._limiter, self._client_ip(scope), "twilio", send, answer
+            )
             return
         await self._edge(scope, receive, send)
 
@@ -234,22 +214,15 @@ class GatewayApp:
         self, hook: TwilioWebhook, scope: Scope, receive: Receive, send: Send
     ) -> int:
         """A webhook, counted and timed like the routes `edge` serves; its status."""
-        status = 0
+        recorder = StatusRecorder(send)
         started = perf_counter()
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
             with bind_correlation_id(uuid.uuid4().hex):
-                await hook(scope, receive, send_status)
+                await hook(scope, receive, recorder)
         finally:
             self._twilio_seconds[hook.path].observe(perf_counter() - started)
-            API_REQUESTS.labels(hook.path, scope["method"], str(status)).inc()
-        return status
+            API_REQUESTS.labels(hook.path, scope["method"], str(recorder.status)).inc()
+        return recorder.status
 
 
 def _api_limits(settings: GatewaySettings) -> ApiLimits:
@@ -310,7 +283,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     )
     return GatewayApp(
         api,
-        [twilio_whatsapp_webhook(settings), twilio_status_webhook(settings)],
+        twilio_webhooks(settings),
         edge=build_edge(
             api, settings, limiter=limiter, api_limits=limits, client_ip=client_ip
         ),

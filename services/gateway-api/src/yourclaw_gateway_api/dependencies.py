@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, TypedDict
+from collections.abc import Callable
+from typing import Annotated, Any, TypedDict
 
 import asyncpg
 import httpx
@@ -23,6 +24,7 @@ from yourclaw_gateway_api.auth import (
     auth_required,
 )
 from yourclaw_gateway_api.metrics import API_RATE_LIMITED
+from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.ratelimit import ApiLimits, ClientIp, RateLimiter
 from yourclaw_gateway_api.settings import GatewaySettings
 
@@ -33,6 +35,7 @@ __all__ = [
     "JetStream",
     "Nats",
     "Pool",
+    "Publish",
     "SensitiveIp",
     "SensitiveUser",
     "Settings",
@@ -56,26 +59,17 @@ class State(TypedDict):
     dev: DevIssuer | None
     limits: ApiLimits
     client_ip: ClientIp
+    publish: Publisher
 
 
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.state.pool
-    return pool
+def _from_state(name: str) -> Callable[[Request], Any]:
+    """A dependency that hands an endpoint what the lifespan yielded as `name`
+    (the alias that uses it gives the type)."""
 
+    def get(request: Request) -> Any:
+        return getattr(request.state, name)
 
-def _nats(request: Request) -> NATS:
-    nc: NATS = request.state.nc
-    return nc
-
-
-def _jetstream(request: Request) -> JetStreamContext:
-    js: JetStreamContext = request.state.js
-    return js
-
-
-def _settings(request: Request) -> GatewaySettings:
-    settings: GatewaySettings = request.state.settings
-    return settings
+    return get
 
 
 def _box(request: Request) -> SecretBox:
@@ -86,11 +80,6 @@ def _box(request: Request) -> SecretBox:
             code="ENCRYPTION_NOT_CONFIGURED",
         )
     return box
-
-
-def _dev(request: Request) -> DevIssuer:
-    dev: DevIssuer = request.state.dev
-    return dev
 
 
 # Declares the scheme in OpenAPI; we raise our own 401 with a code.
@@ -151,12 +140,15 @@ async def _sensitive_user(
     return user
 
 
-Pool = Annotated[asyncpg.Pool, Depends(_pool)]
-Nats = Annotated[NATS, Depends(_nats)]
-JetStream = Annotated[JetStreamContext, Depends(_jetstream)]
-Settings = Annotated[GatewaySettings, Depends(_settings)]
+Pool = Annotated[asyncpg.Pool, Depends(_from_state("pool"))]
+Nats = Annotated[NATS, Depends(_from_state("nc"))]
+JetStream = Annotated[JetStreamContext, Depends(_from_state("js"))]
+Settings = Annotated[GatewaySettings, Depends(_from_state("settings"))]
+# Publishes an event, or raises 503 PUBLISH_FAILED.
+Publish = Annotated[Publisher, Depends(_from_state("publish"))]
 Box = Annotated[SecretBox, Depends(_box)]
-Dev = Annotated[DevIssuer, Depends(_dev)]
+# Only on routes mounted when DEV_LOGIN_ENABLED.
+Dev = Annotated[DevIssuer, Depends(_from_state("dev"))]
 CurrentUser = Annotated[TokenUser, Depends(_current_user)]
 # The signed-in user of a sensitive route (phone, API keys, checkout, portal):
 # their and their IP's tight budgets are spent too.

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from urllib.parse import urlsplit
 
-import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yourclaw_common.logging import bind_correlation_id, get_logger
 
+from yourclaw_gateway_api.asgi import (
+    BodyTooLarge,
+    Disconnected,
+    StatusRecorder,
+    declared_length,
+    read_body,
+    send_json,
+)
 from yourclaw_gateway_api.metrics import (
     API_RATE_LIMITED,
     API_REQUEST_SECONDS,
@@ -44,6 +52,7 @@ __all__ = [
     "RequestContext",
     "build_edge",
     "refused",
+    "serve_webhook",
 ]
 
 log = get_logger(__name__)
@@ -59,11 +68,25 @@ _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 # A caller's own id is kept only if it is short and plain (it goes into logs).
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _QUIET_PATHS = frozenset({"/readyz", "/metrics"})
-# Read and dropped past the limit so the client gets our 413 rather than a reset.
-_DRAIN_BYTES = 1024 * 1024
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1")
 _CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
+
+
+class _HttpLayer:
+    """An edge layer: HTTP requests go through `http`, lifespan and websocket
+    scopes straight to the app."""
+
+    app: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
 
 
 def _request_id(scope: Scope) -> str:
@@ -75,7 +98,7 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestContext:
+class RequestContext(_HttpLayer):
     """Gives every request an id (the caller's `X-Request-Id` or a new one), binds
     it to every log line, returns it in `X-Request-Id`, and logs and counts the
     request once it is answered."""
@@ -84,10 +107,7 @@ class RequestContext:
         self.app = app
         self._client_ip = client_ip
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope)
         header = (_REQUEST_ID, request_id.encode())
         status = 0  # stays 0 if the client left before any answer
@@ -130,7 +150,7 @@ class RequestContext:
                 )
 
 
-class RateLimit:
+class RateLimit(_HttpLayer):
     """429 + Retry-After for a client IP over its budget.
 
     Webhooks and the assistants' internal routes: only refused requests (4xx:
@@ -155,10 +175,7 @@ class RateLimit:
         self._webhooks = webhooks
         self._api_ip = api.ip
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path.startswith((WEBHOOKS_PREFIX, _INTERNAL_PREFIX)):
             if self._webhooks is not None:
@@ -175,24 +192,31 @@ class RateLimit:
     async def _webhook(
         self, limiter: RateLimiter, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        ip = self._client_ip(scope)
-        wait = limiter.waiting(ip)
-        if wait:
-            # Not the path: anyone can send any path (label cardinality).
-            RATE_LIMITED.labels("other").inc()
-            await send_rate_limited(send, wait)
-            return
-        status = 0
+        async def answer() -> int:
+            recorder = StatusRecorder(send)
+            await self.app(scope, receive, recorder)
+            return recorder.status
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        # Not the path: anyone can send any path (label cardinality).
+        await serve_webhook(limiter, self._client_ip(scope), "other", send, answer)
 
-        await self.app(scope, receive, send_status)
-        if refused(status):
-            limiter.retry_after(ip)
+
+async def serve_webhook(
+    limiter: RateLimiter,
+    ip: str,
+    label: str,
+    send: Send,
+    answer: Callable[[], Awaitable[int]],
+) -> None:
+    """A webhook under the per-IP limit: an IP with no budget left waits (429),
+    and only an answer the caller is to blame for (`refused`) spends from it."""
+    wait = limiter.waiting(ip)
+    if wait:
+        RATE_LIMITED.labels(label).inc()
+        await send_rate_limited(send, wait)
+        return
+    if refused(await answer()):
+        limiter.retry_after(ip)
 
 
 def refused(status: int) -> bool:
@@ -200,17 +224,7 @@ def refused(status: int) -> bool:
     return 400 <= status < 500 and status != 429
 
 
-class _Disconnected(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    def __init__(self, *, close: bool):
-        super().__init__("body too large")
-        self.close = close
-
-
-class BodyLimit:
+class BodyLimit(_HttpLayer):
     """413 for a body over the limit (webhooks have their own limit); the body is
     read here, whole, and handed on as one message."""
 
@@ -219,20 +233,19 @@ class BodyLimit:
         self._api_limit = api_limit
         self._webhook_limit = webhook_limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = (
             self._webhook_limit
             if scope["path"].startswith(WEBHOOKS_PREFIX)
             else self._api_limit
         )
         try:
-            body = await _read_body(scope, receive, limit)
-        except _Disconnected:
+            body = await read_body(
+                receive, limit=limit, declared=declared_length(scope)
+            )
+        except Disconnected:
             return
-        except _TooLarge as exc:
+        except BodyTooLarge as exc:
             await _send_too_large(send, limit, close=exc.close)
             return
         replayed = False
@@ -247,50 +260,16 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    # Closing with unread bytes in the socket makes the kernel send RST and the
-    # client may lose our 413 with it; so a body up to _DRAIN_BYTES over the limit
-    # is read and dropped, and only a bigger one costs the connection.
-    drain_limit = limit + _DRAIN_BYTES
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if value.isdigit() and int(value) > drain_limit:
-                raise _TooLarge(close=True)
-            break
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > drain_limit and more:
-            raise _TooLarge(close=True)
-    if size > limit:
-        raise _TooLarge(close=False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 async def _send_too_large(send: Send, limit: int, *, close: bool) -> None:
-    body = orjson.dumps(
+    await send_json(
+        send,
+        413,
         {
             "detail": f"the body is larger than {limit} bytes",
             "code": "PAYLOAD_TOO_LARGE",
-        }
+        },
+        [(b"connection", b"close")] if close else (),
     )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _origins(app_url: str) -> list[str]:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
-import orjson
 from starlette.types import Scope, Send
+
+from yourclaw_gateway_api.asgi import send_json
 
 __all__ = ["ApiLimits", "ClientIp", "RateLimiter", "send_rate_limited"]
 
@@ -175,18 +176,9 @@ class ClientIp:
 async def send_rate_limited(send: Send, retry_after: float) -> None:
     """Answer 429 `{"detail","code"}` with Retry-After in whole seconds."""
     seconds = str(max(1, math.ceil(retry_after))).encode()
-    body = orjson.dumps(
-        {"detail": "too many requests, retry later", "code": "RATE_LIMITED"}
+    await send_json(
+        send,
+        429,
+        {"detail": "too many requests, retry later", "code": "RATE_LIMITED"},
+        [(b"retry-after", seconds)],
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", seconds),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

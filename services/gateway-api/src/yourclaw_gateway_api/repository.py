@@ -57,15 +57,17 @@ async def upsert_user(conn: Connection, user_id: UUID, email: str | None) -> Non
 async def user_overview(
     conn: Connection, user_id: UUID, *, max_claim_attempts: int
 ) -> asyncpg.Record | None:
-    # The number shown is the one last entered: a live claim's, else the proven one.
+    """The user as `UserOut` shows them. The number shown is the one last
+    entered: a live claim's, else the proven one."""
     return await conn.fetchrow(
         """
         SELECT u.id, u.email, u.created_at,
-               COALESCE(c.phone_e164, p.phone_e164) AS phone_e164,
-               p.phone_e164 IS NOT NULL
-                   AND p.phone_e164 = COALESCE(c.phone_e164, p.phone_e164)
-                   AS phone_verified,
-               s.status AS subscription_status, a.status AS assistant_status
+               COALESCE(c.phone_e164, p.phone_e164) AS phone,
+               coalesce(
+                   p.phone_e164 = COALESCE(c.phone_e164, p.phone_e164), false
+               ) AS phone_verified,
+               coalesce(s.status, 'NONE') AS subscription_status,
+               coalesce(a.status, 'NONE') AS assistant_status
         FROM users u
         LEFT JOIN user_phones p ON p.user_id = u.id
         LEFT JOIN phone_claims c
@@ -258,10 +260,11 @@ async def delete_api_key(conn: Connection, user_id: UUID, provider: str) -> bool
 async def llm_days_since(
     conn: Connection, user_id: UUID, since: dt.datetime
 ) -> list[asyncpg.Record]:
-    """The user's metered model calls per UTC day since `since`, oldest first."""
+    """The user's metered model calls per UTC day since `since`, oldest first
+    (named as `LlmSpendDay`'s fields, costs in micro-dollars)."""
     return await conn.fetch(
         """
-        SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+        SELECT (created_at AT TIME ZONE 'UTC')::date AS date,
             count(*) AS calls,
             sum(input_tokens)::bigint AS input_tokens,
             sum(output_tokens)::bigint AS output_tokens,
@@ -304,9 +307,11 @@ async def set_llm_cap(
 async def usage_since(
     conn: Connection, user_id: UUID, since: dt.date
 ) -> list[asyncpg.Record]:
+    """Message counts and tokens per day, newest first, as `UsageDay`'s fields."""
     return await conn.fetch(
         """
-        SELECT day, inbound_count, outbound_count, tokens_in, tokens_out
+        SELECT day AS date, inbound_count AS inbound, outbound_count AS outbound,
+            tokens_in, tokens_out
         FROM usage_daily WHERE user_id = $1 AND day >= $2 ORDER BY day DESC
         """,
         user_id,

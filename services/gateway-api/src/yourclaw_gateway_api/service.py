@@ -26,7 +26,6 @@ from uuid import UUID
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from pydantic import ValidationError
 from yourclaw_common import outbox
 from yourclaw_common.crypto import SecretBox
@@ -48,12 +47,13 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.logging import get_correlation_id, get_logger
 from yourclaw_common.models import DEFAULT_MODEL, LlmProvider
-from yourclaw_common.nats import CORRELATION_HEADER, publish
+from yourclaw_common.nats import CORRELATION_HEADER
 
 from yourclaw_gateway_api import repository, verification
 from yourclaw_gateway_api.auth import TokenUser
 from yourclaw_gateway_api.errors import InvalidPhone, PaymentRequired
 from yourclaw_gateway_api.phones import InvalidPhoneNumber, to_e164
+from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.schemas import (
     ApiKeyOut,
     AssistantOut,
@@ -144,15 +144,7 @@ async def me(conn: Connection, user_id: UUID) -> UserOut:
     )
     if row is None:
         raise NotFound("your account does not exist", code="USER_NOT_FOUND")
-    return UserOut(
-        id=row["id"],
-        email=row["email"],
-        phone=row["phone_e164"],
-        phone_verified=bool(row["phone_verified"]),
-        subscription_status=row["subscription_status"] or "NONE",
-        assistant_status=row["assistant_status"] or "NONE",
-        created_at=row["created_at"],
-    )
+    return UserOut(**dict(row))
 
 
 async def set_phone(
@@ -195,14 +187,10 @@ async def assistant(conn: Connection, user_id: UUID) -> AssistantOut:
             last_message_at=None,
             last_error=None,
         )
-    return AssistantOut(
-        status=row["status"],
-        model=row["model"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_message_at=row["last_message_at"],
-        last_error=row["last_error"] if row["status"] == "ERROR" else None,
-    )
+    shown = dict(row)
+    if row["status"] != "ERROR":
+        shown["last_error"] = None  # the reason of a failure since recovered from
+    return AssistantOut(**shown)
 
 
 async def _require_subscription(conn: Connection, user_id: UUID) -> None:
@@ -221,21 +209,8 @@ def _state(row: asyncpg.Record | None) -> str:
     return f"{row['status']}@{row['updated_at'].isoformat()}"
 
 
-async def _publish(js: JetStreamContext, event: Event, *, timeout: float) -> None:
-    try:
-        ack = await publish(js, event, timeout=timeout)
-    except Exception as exc:
-        log.warning(
-            "gateway.publish_failed",
-            subject=event.publish_subject(),
-            event_id=str(event.event_id),
-            error=f"{type(exc).__name__}: {exc}"[:300],
-        )
-        raise ServiceUnavailable(
-            "could not queue the request, retry later",
-            code="PUBLISH_FAILED",
-            headers={"Retry-After": "2"},
-        ) from exc
+async def _request(publish: Publisher, event: Event) -> None:
+    ack = await publish(event, what="request")
     log.info(
         "gateway.requested",
         subject=event.publish_subject(),
@@ -246,11 +221,10 @@ async def _publish(js: JetStreamContext, event: Event, *, timeout: float) -> Non
 
 async def provision(
     conn: Connection,
-    js: JetStreamContext,
+    publish: Publisher,
     user_id: UUID,
     *,
     idempotency_key: str | None,
-    timeout: float,
 ) -> None:
     """Create the assistant, or re-create the one there is (the seed's POST)."""
     await _require_subscription(conn, user_id)
@@ -264,7 +238,7 @@ async def provision(
     event = AssistantProvisionRequested(
         event_id=event_id, user_id=user_id, reason=reason
     )
-    await _publish(js, event, timeout=timeout)
+    await _request(publish, event)
 
 
 async def _existing_assistant(conn: Connection, user_id: UUID) -> asyncpg.Record:
@@ -276,12 +250,11 @@ async def _existing_assistant(conn: Connection, user_id: UUID) -> asyncpg.Record
 
 async def change_model(
     conn: Connection,
-    js: JetStreamContext,
+    publish: Publisher,
     user_id: UUID,
     model: str,
     *,
     idempotency_key: str | None,
-    timeout: float,
 ) -> None:
     await _require_subscription(conn, user_id)
     await _existing_assistant(conn, user_id)
@@ -291,23 +264,22 @@ async def change_model(
     event = AssistantProvisionRequested(
         event_id=event_id, user_id=user_id, reason="model_changed", model=model
     )
-    await _publish(js, event, timeout=timeout)
+    await _request(publish, event)
 
 
 async def deprovision(
     conn: Connection,
-    js: JetStreamContext,
+    publish: Publisher,
     user_id: UUID,
     *,
     idempotency_key: str | None,
-    timeout: float,
 ) -> None:
     row = await _existing_assistant(conn, user_id)
     event_id = request_event_id(
         user_id, "deprovision", idempotency_key=idempotency_key, state=_state(row)
     )
     event = AssistantDeprovisionRequested(event_id=event_id, user_id=user_id)
-    await _publish(js, event, timeout=timeout)
+    await _request(publish, event)
 
 
 async def _reprovision_if_ready(
@@ -370,18 +342,7 @@ async def llm_spend(
     """This month's metered model calls (llm-proxy's `llm_calls`)."""
     start, resets = _month_bounds(today)
     rows = await repository.llm_days_since(conn, user_id, start)
-    days = [
-        LlmSpendDay(
-            date=r["day"],
-            calls=r["calls"],
-            input_tokens=r["input_tokens"],
-            output_tokens=r["output_tokens"],
-            cache_read_tokens=r["cache_read_tokens"],
-            cache_write_tokens=r["cache_write_tokens"],
-            cost_usd=r["cost_microusd"] / 1e6,
-        )
-        for r in rows
-    ]
+    days = [LlmSpendDay(**dict(r), cost_usd=r["cost_microusd"] / 1e6) for r in rows]
     spent = sum(r["platform_cost_microusd"] or 0 for r in rows) / 1e6
     return LlmSpend(
         cap_usd=await repository.llm_cap(conn, user_id),
@@ -434,15 +395,9 @@ async def usage(
     today = today or _utc_today()
     since = today - dt.timedelta(days=USAGE_DAYS - 1)
     days = [
-        UsageDay(
-            date=row["day"],
-            inbound=row["inbound_count"],
-            outbound=row["outbound_count"],
-            tokens_in=row["tokens_in"],
-            tokens_out=row["tokens_out"],
-        )
+        UsageDay(**dict(row))
         for row in await repository.usage_since(conn, user_id, since)
-        if row["day"] <= today
+        if row["date"] <= today
     ]
     current = next(
         (d for d in days if d.date == today),

@@ -147,6 +147,7 @@ class HostAgent:
             runtime=self.service.runtime.kind,
             capacity=self.settings.host_capacity,
             used=len(containers),
+            public_key=self.service.key.public_key,
             containers=tuple(
                 ContainerState(
                     name=c.name,
@@ -231,6 +232,7 @@ async def run(
                 runtime=runtime.kind,
                 data_dir=str(layout.root),
                 capacity=settings.host_capacity,
+                host_key=service.key.key_id,
             )
             try:
                 await agent.beat_forever(stop)

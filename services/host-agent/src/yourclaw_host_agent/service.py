@@ -8,6 +8,12 @@ still knows) and refuses a command older than that (`STALE_GENERATION`); a
 command past its expiry is refused unexecuted (`COMMAND_EXPIRED`). So a command
 delivered late — buffered while NATS was away, or from a provisioner that had
 given up on this host — never removes or replaces a newer placement.
+
+Sealing: a create's secrets come sealed to this host's key (`HostKey`, made at
+first start in `<data dir>/.host-key`, announced in the heartbeat); the service
+opens them before anything reads the spec. A spec sealed to another key is
+refused (`SEALED_FOR_ANOTHER_KEY`): the provisioner re-seals to the key of the
+latest heartbeat.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import httpx
 from yourclaw_common.errors import PermanentError
 from yourclaw_common.events import ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
+from yourclaw_common.sealing import HOST_KEY_FILE, HostKey
 
 from yourclaw_host_agent.errors import ContainerNotFound, NoCapacity, PortInUse
 from yourclaw_host_agent.layout import (
@@ -108,8 +115,10 @@ class HostService:
         *,
         capacity: int,
         on_change: Callable[[], None] = lambda: None,
+        key: HostKey | None = None,
     ):
         self.runtime = runtime
+        self.key = key or HostKey.load_or_create(layout.root / HOST_KEY_FILE)
         self.layout = layout
         self.capacity = capacity
         self._http = http
@@ -143,6 +152,7 @@ class HostService:
     async def create(
         self, spec: ContainerSpec, *, generation: int | None = None
     ) -> ContainerInfo:
+        spec = self.key.open_spec(spec)
         validate_spec(spec)
         async with self._locks[spec.name]:
             self._fence(spec.name, generation, "create")

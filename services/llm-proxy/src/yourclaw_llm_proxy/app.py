@@ -347,9 +347,8 @@ class Proxy:
                 conn,
                 tenant.user_id,
                 month,
+                reached,
                 assistant_id=tenant.assistant_id,
-                spent_microusd=reached[0],
-                allowance_microusd=reached[1],
                 service=self.settings.service_name,
             )
         resets = next_month(month)

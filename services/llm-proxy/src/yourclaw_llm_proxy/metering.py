@@ -294,9 +294,8 @@ async def record(
             conn,
             call.user_id,
             month,
+            reached,
             assistant_id=call.assistant_id,
-            spent_microusd=reached[0],
-            allowance_microusd=reached[1],
             service=service,
         )
     elif near := spend.reached(
@@ -321,13 +320,14 @@ async def notify_cap_reached(
     conn: Connection,
     user_id: UUID,
     month: date,
+    reached: tuple[int, int],
     *,
     assistant_id: UUID | None,
-    spent_microusd: int,
-    allowance_microusd: int,
     service: str,
 ) -> bool:
-    """Queue `usage.cap_reached` unless it was already this month."""
+    """Queue `usage.cap_reached` unless it was already this month; `reached` is
+    what `Spend.reached` answered (spent, the allowance or cap reached)."""
+    spent_microusd, allowance_microusd = reached
     return await _notify_once(
         conn,
         "cap_notified_at",

@@ -3,6 +3,8 @@
 Every command expires when its sender stops waiting for the answer: a request
 buffered while NATS was away and delivered late is refused by the host, not
 executed. Commands about a placement carry its generation (see the host-agent).
+A create's secrets are sealed to the host's public key here, the one place a
+spec leaves the provisioner: no spec crosses the bus in clear.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.logging import get_correlation_id
 from yourclaw_common.nats import CORRELATION_HEADER
+from yourclaw_common.sealing import seal_spec
 
 from yourclaw_provisioner.errors import HostCommandFailed
 
@@ -36,12 +39,26 @@ class HostClient:
     create_timeout: float
 
     async def create(
-        self, host_id: str, spec: ContainerSpec, *, generation: int | None = None
+        self,
+        host_id: str,
+        spec: ContainerSpec,
+        *,
+        host_key: str | None,
+        generation: int | None = None,
     ) -> ContainerInfo | None:
+        """Create on the host, the spec's secrets sealed to `host_key` (the
+        public key of the host's latest heartbeat)."""
+        if host_key is None:
+            raise HostCommandFailed(
+                f"host {host_id} announced no public key (an agent older than "
+                "sealing): a spec is never sent in clear",
+                code="HOST_KEY_UNKNOWN",
+                host_id=host_id,
+            )
         reply = await self._request(
             host_id,
             HostVerb.CREATE,
-            CreateContainer(spec=spec, generation=generation),
+            CreateContainer(spec=seal_spec(spec, host_key), generation=generation),
             self.create_timeout,
         )
         return reply.container

@@ -55,6 +55,12 @@ HEARTBEATS = Counter(
     "yourclaw_provisioner_heartbeats_total",
     "Host heartbeats received.",
 )
+HOST_KEY_CHANGES = Counter(
+    "yourclaw_provisioner_host_key_changes_total",
+    "Hosts that announced another public key than before (a rotation, a lost "
+    "key, or someone else holding the host's NATS credentials).",
+    ["host"],
+)
 HEARTBEATS_MISSED = Counter(
     "yourclaw_provisioner_heartbeats_missed_total",
     "Hosts that stopped heart-beating for longer than HOST_HEARTBEAT_TIMEOUT_SECONDS.",

@@ -43,6 +43,7 @@ from yourclaw_common.events import (
     provider_event_id,
 )
 from yourclaw_common.logging import get_logger
+from yourclaw_common.sealing import key_id
 
 from yourclaw_provisioner import metrics, repository
 from yourclaw_provisioner.errors import HostCommandFailed
@@ -103,7 +104,9 @@ class Fleet:
 
     async def record(self, hb: HostHeartbeat) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            previous, received = await repository.record_heartbeat(conn, hb)
+            previous, received, previous_key = await repository.record_heartbeat(
+                conn, hb
+            )
             if previous == "OFFLINE":
                 await repository.clear_host_flags(conn, hb.host_id, flag=HOST_LOST_FLAG)
             if previous in ("NEW", "OFFLINE"):
@@ -111,6 +114,10 @@ class Fleet:
             await self._tell_of_oom_kills(conn, hb)
         self.seen[hb.host_id] = Seen(received, hb.containers)
         metrics.HEARTBEATS.inc()
+        # At 0 from the first heartbeat, so a first change counts as an increase.
+        metrics.HOST_KEY_CHANGES.labels(hb.host_id)
+        if previous_key != hb.public_key or previous == "NEW":
+            self._tell_of_key(hb, previous_key)
         if previous in ("NEW", "OFFLINE"):
             log.info(
                 "provisioner.host.up",
@@ -120,6 +127,30 @@ class Fleet:
             )
             # Jobs waiting for room may fit now.
             self.wake.set()
+
+    @staticmethod
+    def _tell_of_key(hb: HostHeartbeat, previous_key: str | None) -> None:
+        """A host's key is trusted because only that host's NATS user may
+        publish its heartbeat subject; a change is accepted (a lost or rotated
+        key must not stop the host for good) and said loudly."""
+        new = key_id(hb.public_key) if hb.public_key else None
+        if hb.public_key is None:
+            log.warning(
+                "provisioner.host.no_public_key",
+                host_id=hb.host_id,
+                message="an agent older than sealing: it gets no new placements",
+            )
+        elif previous_key is None:
+            log.info("provisioner.host.key_learned", host_id=hb.host_id, key_id=new)
+        else:
+            metrics.HOST_KEY_CHANGES.labels(hb.host_id).inc()
+            log.warning(
+                "provisioner.host.key_changed",
+                host_id=hb.host_id,
+                previous_key_id=key_id(previous_key),
+                key_id=new,
+                message="specs are sealed to the new key from now on",
+            )
 
     async def _tell_of_oom_kills(self, conn: Connection, hb: HostHeartbeat) -> None:
         """An OOM kill the host reports for the first time → `assistant.restarted`

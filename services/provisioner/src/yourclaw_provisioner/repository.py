@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -473,7 +474,8 @@ async def host_is_live(
 async def lock_candidate_host(
     conn: Connection, *, timeout_seconds: float, exclude: list[str]
 ) -> tuple[str, str] | None:
-    """Lock the least-filled live ACTIVE host that seems to have room.
+    """Lock the least-filled live ACTIVE host that seems to have room (and a
+    public key to seal its specs to).
 
     The row lock serialises placements on one host (capacity and ports); the
     caller re-checks room under it, since this count may predate the lock.
@@ -483,6 +485,7 @@ async def lock_candidate_host(
         SELECT h.id, h.address FROM hosts h
         WHERE h.status = 'ACTIVE'
           AND h.last_heartbeat_at > now() - make_interval(secs => $1)
+          AND h.public_key IS NOT NULL
           AND NOT (h.id = ANY($2::text[]))
           AND h.capacity > (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)
         ORDER BY (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)::float
@@ -566,23 +569,35 @@ async def assign_placement(
     return generation
 
 
-async def record_heartbeat(conn: Connection, hb: HostHeartbeat) -> tuple[str, datetime]:
-    """Upsert the host from its heartbeat; returns its previous status (or NEW)
-    and the database time of receipt.
+class HeartbeatRecorded(NamedTuple):
+    """What recording a heartbeat changed."""
+
+    # The host's status before (NEW for a host never seen).
+    previous: str
+    # The database time of receipt.
+    received: datetime
+    # The public key recorded before this heartbeat.
+    previous_key: str | None
+
+
+async def record_heartbeat(conn: Connection, hb: HostHeartbeat) -> HeartbeatRecorded:
+    """Upsert the host from its heartbeat, its public key included.
 
     A host that was OFFLINE is ACTIVE again; DRAINING stays DRAINING (an
     operator's decision).
     """
-    previous = await conn.fetchval(
-        "SELECT status FROM hosts WHERE id = $1 FOR UPDATE", hb.host_id
+    before = await conn.fetchrow(
+        "SELECT status, public_key FROM hosts WHERE id = $1 FOR UPDATE", hb.host_id
     )
     received = await conn.fetchval(
         """
-        INSERT INTO hosts (id, address, runtime, capacity, used, last_heartbeat_at)
-        VALUES ($1, $2, $3, $4, $5, now())
+        INSERT INTO hosts (id, address, runtime, capacity, used, public_key,
+                           last_heartbeat_at)
+        VALUES ($1, $2, $3, $4, $5, $6, now())
         ON CONFLICT (id) DO UPDATE SET
             address = EXCLUDED.address, runtime = EXCLUDED.runtime,
             capacity = EXCLUDED.capacity, used = EXCLUDED.used,
+            public_key = EXCLUDED.public_key,
             last_heartbeat_at = now(),
             status = CASE WHEN hosts.status = 'OFFLINE' THEN 'ACTIVE' ELSE hosts.status END,
             updated_at = now()
@@ -593,8 +608,18 @@ async def record_heartbeat(conn: Connection, hb: HostHeartbeat) -> tuple[str, da
         hb.runtime,
         max(0, hb.capacity),
         max(0, hb.used),
+        hb.public_key,
     )
-    return previous or "NEW", received
+    if before is None:
+        return HeartbeatRecorded("NEW", received, None)
+    return HeartbeatRecorded(before["status"], received, before["public_key"])
+
+
+async def host_public_key(conn: Connection, host_id: str) -> str | None:
+    """The public key of the host's latest heartbeat (None: it announced none)."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT public_key FROM hosts WHERE id = $1", host_id
+    )
 
 
 async def set_host_status(conn: Connection, host_id: str, status: str) -> bool:

@@ -141,6 +141,7 @@ class Provisioner:
         # Ports the host refused because something else listens there.
         refused: set[tuple[str, int]] = set()
         previous_host: str | None = None
+        resealed = False
         while True:
             async with self.pool.acquire() as conn, conn.transaction():
                 assistant = await repository.get_assistant(
@@ -148,9 +149,10 @@ class Provisioner:
                 )
                 if assistant is None:
                     return await self._complete_without_change(job)
-                if not refused:
+                if not refused and not resealed:
                     previous_host = assistant.host_id
                 placement = await self._place(conn, assistant, refused=refused)
+                host_key = await repository.host_public_key(conn, placement.host_id)
                 gateway_secrets = await self._gateway_secrets(conn, assistant)
             spec = build_spec(
                 user_id=user_id,
@@ -171,9 +173,22 @@ class Provisioner:
             )
             try:
                 await self.hosts.create(
-                    placement.host_id, spec, generation=placement.generation
+                    placement.host_id,
+                    spec,
+                    host_key=host_key,
+                    generation=placement.generation,
                 )
             except HostCommandFailed as exc:
+                if exc.code == "SEALED_FOR_ANOTHER_KEY" and not resealed:
+                    # The host's key changed (rotated, or lost with its disk)
+                    # since the heartbeat read above: seal again to the newest.
+                    log.warning(
+                        "provisioner.create.resealing",
+                        host_id=placement.host_id,
+                        error=exc.detail,
+                    )
+                    resealed = True
+                    continue
                 if exc.code != "PORT_IN_USE" or len(refused) >= _PORT_RETRIES:
                     raise
                 # Not one of ours on that port (a stray process): take the next.

@@ -30,6 +30,7 @@ from yourclaw_common.events.schemas.host import (
     HostReply,
     ListContainers,
     NamedContainer,
+    SealedSecrets,
     TailLogs,
     container_name,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "ListContainers",
     "NamedContainer",
     "OutboundWhatsApp",
+    "SealedSecrets",
     "Stream",
     "StripeEventReceived",
     "Subject",

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header
 from yourclaw_common.models import AVAILABLE_MODELS, DEFAULT_MODEL
 
 from yourclaw_gateway_api import service
-from yourclaw_gateway_api.dependencies import CurrentUser, JetStream, Pool, Settings
+from yourclaw_gateway_api.dependencies import CurrentUser, Pool, Publish
 from yourclaw_gateway_api.errors import error_responses
 from yourclaw_gateway_api.schemas import (
     AssistantAccepted,
@@ -68,20 +68,10 @@ async def get_assistant(user: CurrentUser, pool: Pool) -> AssistantOut:
     responses=error_responses(_NO_SUBSCRIPTION | _PUBLISH_FAILED),
 )
 async def create_assistant(
-    user: CurrentUser,
-    pool: Pool,
-    js: JetStream,
-    settings: Settings,
-    idempotency_key: IdempotencyKey = None,
+    user: CurrentUser, pool: Pool, publish: Publish, key: IdempotencyKey = None
 ) -> AssistantAccepted:
     async with pool.acquire() as conn:
-        await service.provision(
-            conn,
-            js,
-            user.id,
-            idempotency_key=idempotency_key,
-            timeout=settings.webhook_publish_timeout_seconds,
-        )
+        await service.provision(conn, publish, user.id, idempotency_key=key)
     return AssistantAccepted(status="PROVISIONING")
 
 
@@ -95,18 +85,12 @@ async def change_model(
     body: ModelChange,
     user: CurrentUser,
     pool: Pool,
-    js: JetStream,
-    settings: Settings,
-    idempotency_key: IdempotencyKey = None,
+    publish: Publish,
+    key: IdempotencyKey = None,
 ) -> AssistantAccepted:
     async with pool.acquire() as conn:
         await service.change_model(
-            conn,
-            js,
-            user.id,
-            body.model,
-            idempotency_key=idempotency_key,
-            timeout=settings.webhook_publish_timeout_seconds,
+            conn, publish, user.id, body.model, idempotency_key=key
         )
     return AssistantAccepted(status="PROVISIONING")
 
@@ -118,18 +102,8 @@ async def change_model(
     responses=error_responses(_NO_ASSISTANT | _PUBLISH_FAILED),
 )
 async def delete_assistant(
-    user: CurrentUser,
-    pool: Pool,
-    js: JetStream,
-    settings: Settings,
-    idempotency_key: IdempotencyKey = None,
+    user: CurrentUser, pool: Pool, publish: Publish, key: IdempotencyKey = None
 ) -> AssistantAccepted:
     async with pool.acquire() as conn:
-        await service.deprovision(
-            conn,
-            js,
-            user.id,
-            idempotency_key=idempotency_key,
-            timeout=settings.webhook_publish_timeout_seconds,
-        )
+        await service.deprovision(conn, publish, user.id, idempotency_key=key)
     return AssistantAccepted(status="DEPROVISIONING")

@@ -16,6 +16,7 @@ __all__ = [
     "DEPENDENCY_RESPONSES",
     "check_dependencies",
     "dependency_response",
+    "health",
     "router",
 ]
 

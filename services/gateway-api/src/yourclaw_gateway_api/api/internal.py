@@ -19,9 +19,8 @@ from yourclaw_common.crypto import SecretBoxError
 from yourclaw_common.errors import BadRequest, ServiceUnavailable, Unauthorized
 from yourclaw_common.events import OutboundWhatsApp, provider_event_id
 from yourclaw_common.logging import get_logger
-from yourclaw_common.nats import publish
 
-from yourclaw_gateway_api.dependencies import Box, JetStream, Pool, Settings
+from yourclaw_gateway_api.dependencies import Box, Pool, Publish
 from yourclaw_gateway_api.errors import error_responses
 
 __all__ = ["NotifyReceipt", "router"]
@@ -100,9 +99,8 @@ async def notify(
     assistant_id: uuid.UUID,
     request: Request,
     pool: Pool,
-    js: JetStream,
+    publish: Publish,
     box: Box,
-    settings: Settings,
     authorization: Annotated[str | None, Header()] = None,
 ) -> NotifyReceipt:
     scheme, _, given = (authorization or "").partition(" ")
@@ -141,17 +139,7 @@ async def notify(
         kind="assistant_notification",
         assistant_id=assistant_id,
     )
-    try:
-        await publish(js, event, timeout=settings.webhook_publish_timeout_seconds)
-    except Exception as exc:
-        log.warning(
-            "gateway.notify.publish_failed",
-            assistant_id=str(assistant_id),
-            error=f"{type(exc).__name__}: {exc}"[:300],
-        )
-        raise ServiceUnavailable(
-            "could not queue the message, retry later", code="PUBLISH_FAILED"
-        ) from exc
+    await publish(event, what="message", assistant_id=str(assistant_id))
     log.info(
         "gateway.notify.queued",
         assistant_id=str(assistant_id),

@@ -7,25 +7,21 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from yourclaw_gateway_api.api.health import (
-    DEPENDENCY_RESPONSES,
-    check_dependencies,
-    dependency_response,
-)
-from yourclaw_gateway_api.dependencies import JetStream, Nats, Pool
+from yourclaw_gateway_api.api.health import DEPENDENCY_RESPONSES, health
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get(
+# The same check as /api/v1/health, where the platform's probes look for it.
+router.add_api_route(
     "/readyz",
+    health,
     summary="Readiness: Postgres and JetStream answer",
     responses=DEPENDENCY_RESPONSES,
+    name="readyz",
 )
-async def readyz(pool: Pool, nc: Nats, js: JetStream) -> Response:
-    return dependency_response(await check_dependencies(pool, nc, js))
 
 
 @router.get(

@@ -33,9 +33,8 @@ from yourclaw_common.events import (
     provider_event_id,
 )
 from yourclaw_common.logging import get_logger
-from yourclaw_common.nats import publish
 
-from yourclaw_gateway_api.dependencies import JetStream
+from yourclaw_gateway_api.dependencies import Publish
 from yourclaw_gateway_api.metrics import (
     WEBHOOK_PUBLISH_SECONDS,
     WEBHOOK_REQUESTS,
@@ -181,7 +180,6 @@ def stripe_webhook_router(settings: GatewaySettings) -> APIRouter:
     secret = settings.stripe_webhook_secret.get_secret_value()
     # An empty secret verifies against an empty key, which anyone can forge.
     signature = StripeSignature(secret) if secret.strip() else None
-    publish_timeout = settings.webhook_publish_timeout_seconds
     requests = {o: WEBHOOK_REQUESTS.labels(_PROVIDER, o.value) for o in WebhookOutcome}
     ignored = WEBHOOK_REQUESTS.labels(_PROVIDER, "ignored")
     signature_failures = WEBHOOK_SIGNATURE_FAILURES.labels(_PROVIDER)
@@ -202,7 +200,7 @@ def stripe_webhook_router(settings: GatewaySettings) -> APIRouter:
     )
     async def stripe_webhook(
         request: Request,
-        js: JetStream,
+        publish: Publish,
         stripe_signature: Annotated[str | None, Header()] = None,
     ) -> StripeWebhookReceipt:
         if signature is None:
@@ -253,17 +251,12 @@ def stripe_webhook_router(settings: GatewaySettings) -> APIRouter:
         )
         started = time.perf_counter()
         try:
-            ack = await publish(js, received, timeout=publish_timeout)
-        except Exception as exc:
-            requests[WebhookOutcome.PUBLISH_FAILED].inc()
-            log.warning(
-                "gateway.stripe.publish_failed",
-                stripe_event_id=received.stripe_event_id,
-                error=f"{type(exc).__name__}: {exc}"[:300],
+            ack = await publish(
+                received, what="event", stripe_event_id=received.stripe_event_id
             )
-            raise ServiceUnavailable(
-                "could not queue the event, retry later", code="PUBLISH_FAILED"
-            ) from exc
+        except ServiceUnavailable:
+            requests[WebhookOutcome.PUBLISH_FAILED].inc()
+            raise
         finally:
             publish_seconds.observe(time.perf_counter() - started)
         requests[WebhookOutcome.ACCEPTED].inc()

@@ -11,15 +11,14 @@ lean form parse (`form.py`), a precomputed HMAC, orjson, and the PubAck awaited 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
-from nats.js import JetStreamContext
 from starlette.types import Receive, Scope, Send
+from yourclaw_common.errors import ServiceUnavailable
 from yourclaw_common.events import (
     InboundMedia,
     InboundWhatsApp,
@@ -27,15 +26,23 @@ from yourclaw_common.events import (
     provider_event_id,
 )
 from yourclaw_common.logging import get_logger
-from yourclaw_common.nats import publish
 
 from yourclaw_gateway_api import verification
+from yourclaw_gateway_api.asgi import (
+    BodyTooLarge,
+    Disconnected,
+    Headers,
+    fixed_response,
+    read_body,
+    send_json,
+)
 from yourclaw_gateway_api.metrics import (
     WEBHOOK_PUBLISH_SECONDS,
     WEBHOOK_SIGNATURE_FAILURES,
     WebhookOutcome,
     webhook_requests,
 )
+from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.verification import codes_in
 from yourclaw_gateway_api.webhooks.form import parse_form
@@ -45,8 +52,7 @@ __all__ = [
     "TWILIO_STATUS_PATH",
     "TWILIO_WHATSAPP_PATH",
     "TwilioWebhook",
-    "twilio_status_webhook",
-    "twilio_whatsapp_webhook",
+    "twilio_webhooks",
 ]
 
 log = get_logger(__name__)
@@ -55,18 +61,7 @@ TWILIO_WHATSAPP_PATH = "/api/v1/webhooks/twilio/whatsapp"
 TWILIO_STATUS_PATH = "/api/v1/webhooks/twilio/status"
 
 _FORM = b"application/x-www-form-urlencoded"
-_TWIML = b"<Response></Response>"
-_DRAIN_BYTES = 1024 * 1024
-_TWIML_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [
-        (b"content-type", b"text/xml"),
-        (b"content-length", str(len(_TWIML)).encode()),
-    ],
-}
-_TWIML_BODY = {"type": "http.response.body", "body": _TWIML}
-_Headers = list[tuple[bytes, bytes]]
+_TWIML = fixed_response(200, b"<Response></Response>", b"text/xml")
 
 
 class _Rejected(Exception):
@@ -77,7 +72,7 @@ class _Rejected(Exception):
         detail: str,
         outcome: WebhookOutcome,
         *,
-        headers: _Headers | None = None,
+        headers: Headers = (),
         **log_fields: Any,
     ):
         super().__init__(detail)
@@ -85,12 +80,8 @@ class _Rejected(Exception):
         self.code = code
         self.detail = detail
         self.outcome = outcome
-        self.headers = headers or []
+        self.headers = headers
         self.log_fields = log_fields
-
-
-class _Disconnected(Exception):
-    pass
 
 
 def _invalid_signature(reason: str) -> _Rejected:
@@ -135,41 +126,6 @@ def _check_storable(pairs: list[tuple[str, str]]) -> None:
                 field=name[:40],
                 length=len(value),
             )
-
-
-def _retry_later(
-    code: str,
-    detail: str,
-    event: InboundWhatsApp | InboundWhatsAppStatus,
-    exc: Exception,
-) -> _Rejected:
-    """A 503 Twilio retries; the MessageSid makes the retry the same message."""
-    return _Rejected(
-        503,
-        code,
-        f"{detail}, retry later",
-        WebhookOutcome.PUBLISH_FAILED,
-        message_sid=event.message_sid,
-        error=f"{type(exc).__name__}: {exc}"[:300],
-    )
-
-
-async def _send_json(
-    send: Send, status: int, body: Mapping[str, str], headers: _Headers
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 # An event from a verified form and the URL's query string, or _bad_request.
@@ -240,24 +196,16 @@ def _message_id(query: str) -> UUID | None:
     return None
 
 
-def twilio_whatsapp_webhook(settings: GatewaySettings) -> TwilioWebhook:
-    return TwilioWebhook(
-        settings,
-        path=TWILIO_WHATSAPP_PATH,
-        provider="twilio",
-        event_of=_inbound_event,
-        what="message",
-    )
-
-
-def twilio_status_webhook(settings: GatewaySettings) -> TwilioWebhook:
-    return TwilioWebhook(
-        settings,
-        path=TWILIO_STATUS_PATH,
-        provider="twilio_status",
-        event_of=_status_event,
-        what="callback",
-    )
+def twilio_webhooks(settings: GatewaySettings) -> list[TwilioWebhook]:
+    """Inbound messages and the status callbacks of the messages we send."""
+    return [
+        TwilioWebhook(settings, path=path, provider=provider, event_of=event, what=what)
+        for path, provider, event, what in (
+            # provider: the metrics label and log name; what: named in a 503
+            (TWILIO_WHATSAPP_PATH, "twilio", _inbound_event, "message"),
+            (TWILIO_STATUS_PATH, "twilio_status", _status_event, "callback"),
+        )
+    ]
 
 
 class TwilioWebhook:
@@ -283,7 +231,6 @@ class TwilioWebhook:
         self._what = what
         self._log = f"gateway.{provider}"
         self._max_body = settings.webhook_max_body_bytes
-        self._publish_timeout = settings.webhook_publish_timeout_seconds
         self._requests = webhook_requests(provider)
         self._accepted = self._requests[WebhookOutcome.ACCEPTED]
         self._signature_failures = WEBHOOK_SIGNATURE_FAILURES.labels(provider)
@@ -305,16 +252,16 @@ class TwilioWebhook:
                 client=client[0] if client else None,
                 **exc.log_fields,
             )
-            await _send_json(
+            await send_json(
                 send, exc.status, {"detail": exc.detail, "code": exc.code}, exc.headers
             )
-        except _Disconnected:
+        except Disconnected:
             log.debug(f"{self._log}.client_disconnected")
         except Exception:
             self._requests[WebhookOutcome.ERROR].inc()
             log.exception(f"{self._log}.failed")
-            await _send_json(
-                send, 500, {"detail": "internal error", "code": "INTERNAL_ERROR"}, []
+            await send_json(
+                send, 500, {"detail": "internal error", "code": "INTERNAL_ERROR"}
             )
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -355,7 +302,16 @@ class TwilioWebhook:
         if not signature:
             raise _invalid_signature("missing")
         declared = int(content_length) if content_length.isdigit() else None
-        body = await self._read_body(receive, declared)
+        try:
+            body = await read_body(receive, limit=self._max_body, declared=declared)
+        except BodyTooLarge as exc:
+            raise _Rejected(
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"the body is larger than {self._max_body} bytes",
+                WebhookOutcome.TOO_LARGE,
+                headers=[(b"connection", b"close")] if exc.close else (),
+            ) from None
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -368,15 +324,18 @@ class TwilioWebhook:
         event = self._event_of(dict(pairs), query)
         if isinstance(event, InboundWhatsApp) and (codes := codes_in(event.body)):
             event = await self._prove_phone(scope, event, codes)
-        js: JetStreamContext = scope["state"]["js"]
+        publish: Publisher = scope["state"]["publish"]
         started = perf_counter()
         try:
-            ack = await publish(js, event, timeout=self._publish_timeout)
-        except Exception as exc:
-            # Twilio retries a 5xx (with connection overrides); JetStream drops the
-            # duplicate if this publish did land after all.
-            raise _retry_later(
-                "PUBLISH_FAILED", f"could not queue the {self._what}", event, exc
+            ack = await publish(event, what=self._what, message_sid=event.message_sid)
+        except ServiceUnavailable as exc:
+            # Twilio retries a 5xx (with connection overrides).
+            raise _Rejected(
+                503,
+                exc.code,
+                exc.detail,
+                WebhookOutcome.PUBLISH_FAILED,
+                message_sid=event.message_sid,
             ) from exc
         finally:
             self._publish_seconds.observe(perf_counter() - started)
@@ -387,8 +346,8 @@ class TwilioWebhook:
             duplicate=ack.duplicate,
             seq=ack.seq,
         )
-        await send(_TWIML_START)
-        await send(_TWIML_BODY)
+        await send(_TWIML[0])
+        await send(_TWIML[1])
 
     async def _prove_phone(
         self, scope: Scope, event: InboundWhatsApp, codes: list[str]
@@ -406,47 +365,15 @@ class TwilioWebhook:
                 proved = await verification.prove(conn, phone, codes, event.message_sid)
         except Exception as exc:
             # Twilio retries a 5xx; the proof is keyed by the MessageSid.
-            raise _retry_later(
-                "PHONE_CHECK_FAILED", f"could not check the {self._what}", event, exc
+            raise _Rejected(
+                503,
+                "PHONE_CHECK_FAILED",
+                f"could not check the {self._what}, retry later",
+                WebhookOutcome.PUBLISH_FAILED,
+                message_sid=event.message_sid,
+                error=f"{type(exc).__name__}: {exc}"[:300],
             ) from exc
         if not proved:
             return event
-        log.info(
-            f"{self._log}.phone_verified",
-            message_sid=event.message_sid,
-        )
+        log.info(f"{self._log}.phone_verified", message_sid=event.message_sid)
         return event.model_copy(update={"verifies_phone": True})
-
-    def _too_large(self, *, close: bool) -> _Rejected:
-        return _Rejected(
-            413,
-            "PAYLOAD_TOO_LARGE",
-            f"the body is larger than {self._max_body} bytes",
-            WebhookOutcome.TOO_LARGE,
-            headers=[(b"connection", b"close")] if close else None,
-        )
-
-    async def _read_body(self, receive: Receive, declared: int | None) -> bytes:
-        # Closing with unread bytes in the socket makes the kernel send RST, and the
-        # client may lose our 413 with it; so a body up to _DRAIN_BYTES over the
-        # limit is read and dropped, and only a bigger one costs the connection.
-        drain_limit = self._max_body + _DRAIN_BYTES
-        if declared is not None and declared > drain_limit:
-            raise self._too_large(close=True)
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk: bytes = message.get("body", b"")
-            more = message.get("more_body", False)
-            size += len(chunk)
-            if size <= self._max_body:
-                chunks.append(chunk)
-            elif size > drain_limit:
-                raise self._too_large(close=more)
-        if size > self._max_body:
-            raise self._too_large(close=False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

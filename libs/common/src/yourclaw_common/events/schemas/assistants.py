@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from yourclaw_common.events.base import Event
 from yourclaw_common.events.subjects import Subject
@@ -101,6 +101,12 @@ class HostHeartbeat(Event):
     capacity: int
     used: int
     containers: tuple[ContainerState, ...] = ()
+    # The host's X25519 public key (base64url), to which the provisioner seals
+    # the secrets of the specs it sends there. Only this host's NATS user may
+    # publish its heartbeat subject, so the key comes from the host. None: an
+    # agent older than sealing, which gets no new placements. Needs
+    # provisioners that know the field (deploy them first).
+    public_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}=$")
 
     def publish_subject(self) -> str:
         return f"{self.subject.value}.{self.host_id}"

@@ -3,9 +3,10 @@
 The provisioner sends a request model as JSON; the host-agent answers a
 `HostReply`. Every command is idempotent by container name
 (`yourclaw-<user_id>`): a second create of the same spec is a no-op, a remove of
-a missing container succeeds. Requests carry secrets (the gateway token inside
-`files`, LLM keys in `env`): NATS must use TLS between hosts, and neither side
-logs them.
+a missing container succeeds. A spec's `files` and `env` hold the assistant's
+secrets (its gateway token and LLM proxy credential inside `files`): the
+provisioner sends them sealed to the host's key (`sealed`, see
+`yourclaw_common.sealing`), never in clear, and neither side logs them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "HostReply",
     "ListContainers",
     "NamedContainer",
+    "SealedSecrets",
     "TailLogs",
     "container_name",
 ]
@@ -54,6 +56,18 @@ class _Command(BaseModel):
 GATEWAY_CONFIG_PORT = 18789
 
 
+class SealedSecrets(BaseModel):
+    """A spec's `files` and `env`, sealed to one host's public key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Which host key it is sealed to (`sealing.key_id`): a host whose key
+    # changed says so instead of failing to decrypt.
+    key_id: str = Field(min_length=1, max_length=64)
+    # base64url of the HPKE encapsulated key and ciphertext.
+    box: str
+
+
 class ContainerSpec(BaseModel):
     """Everything a host needs to run one user's OpenClaw gateway."""
 
@@ -75,8 +89,14 @@ class ContainerSpec(BaseModel):
     memory_mb: int = 2048
     cpus: float = 1.0
     pids_limit: int = 512
-    # Hash of everything above, computed by the provisioner: same hash = same spec.
+    # Hash of everything above, computed by the provisioner over the clear
+    # content: same hash = same spec, however often it is sealed.
     spec_hash: str
+    # On the bus, `files` and `env` are empty and travel here, sealed to the
+    # host's key; the host-agent opens them before anything reads the spec.
+    # Needs host-agents that know the field (deploy them before provisioners
+    # that seal: they refuse unknown fields).
+    sealed: SealedSecrets | None = None
 
 
 class CreateContainer(_Command):
