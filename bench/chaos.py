@@ -77,7 +77,7 @@ from yourclaw_common.events import (
 from yourclaw_common.nats import publish
 from yourclaw_common.nats_auth import OPERATOR, host_user, new_passwords, users_for
 from yourclaw_devkit.checkout import CheckoutError, checkout_for_email, press_pay
-from yourclaw_devkit.cli import inbound_whatsapp_form, register_dev_user, sign_webhook
+from yourclaw_devkit.cli import dev_whatsapp_message, register_dev_user
 from yourclaw_devkit.defaults import (
     DEV_STRIPE_PRICE_ID,
     DEV_STRIPE_SECRET_KEY,
@@ -247,14 +247,7 @@ class Traffic:
     async def _offer(self, client: httpx.AsyncClient, body: str, phone: str) -> None:
         sid = f"SM{uuid.uuid4().hex}"
         self.sids[body] = sid
-        form = inbound_whatsapp_form(
-            phone=phone,
-            body=body,
-            to=DEV_WHATSAPP_NUMBER,
-            account_sid=DEV_TWILIO_ACCOUNT_SID,
-            message_sid=sid,
-        )
-        _, signature = sign_webhook(self.api, form, DEV_TWILIO_AUTH_TOKEN)
+        form, signature = dev_whatsapp_message(self.api, phone, body, message_sid=sid)
         deadline = time.monotonic() + RETRY_SECONDS
         pause = 1.0
         while time.monotonic() < deadline:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +19,11 @@ from yourclaw_common.embedded import free_port
 from yourclaw_common.events import HostReply, HostVerb, ListContainers, host_command
 from yourclaw_common.nats_auth import host_user
 from yourclaw_common.testing import eventually
-from yourclaw_devkit.pytest_plugin import messaging_values, sent_to
+from yourclaw_devkit.defaults import DEV_TWILIO_AUTH_TOKEN
+from yourclaw_devkit.pytest_plugin import PUBLIC_BASE_URL, messaging_values, sent_to
+from yourclaw_devkit.serving import running_app
+from yourclaw_gateway_api.app import create_app
+from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.install_openclaw import DEFAULT_OPENCLAW_HOME, ensure_openclaw
 from yourclaw_host_agent.layout import DataLayout
@@ -31,6 +37,54 @@ from yourclaw_provisioner.app import run as run_provisioner
 from yourclaw_provisioner.settings import ProvisionerSettings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.asynccontextmanager
+async def running_edge(
+    service_env: dict[str, str],
+    devsim_url: str,
+    nats_identity: Callable[[str], dict[str, Any]],
+    *,
+    gateway: dict[str, Any] | None = None,
+    messaging: dict[str, Any] | None = None,
+) -> AsyncIterator[str]:
+    """gateway-api (its URL yielded) and messaging, sending through the
+    stand-ins at `devsim_url`; `gateway`/`messaging`: settings overrides."""
+    values = {k.lower(): v for k, v in service_env.items()}
+    values.update(
+        public_base_url=PUBLIC_BASE_URL, twilio_auth_token=DEV_TWILIO_AUTH_TOKEN
+    )
+    values.update(gateway or {})
+    gateway_settings = GatewaySettings(
+        _env_file=None, **values, **nats_identity("gateway-api")
+    )
+    messaging_settings = MessagingSettings(
+        _env_file=None,
+        **messaging_values(
+            service_env,
+            devsim_url,
+            **nats_identity("messaging"),
+            **(messaging or {}),
+        ),
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_messaging(messaging_settings, stop))
+    try:
+        async with running_app(create_app(gateway_settings)) as api_url:
+            yield api_url
+    finally:
+        stop.set()
+        await worker
+
+
+@pytest.fixture
+def edge(
+    service_env: dict[str, str],
+    devsim_url: str,
+    nats_identity: Callable[[str], dict[str, Any]],
+) -> Callable[..., contextlib.AbstractAsyncContextManager[str]]:
+    """`running_edge` on this test's NATS, PostgreSQL and stand-ins."""
+    return functools.partial(running_edge, service_env, devsim_url, nats_identity)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 from yourclaw_common.embedded import free_port
 
@@ -145,6 +146,18 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
             ["send", "--from", "+15550000000", "who are you?"], tmp_path, env
         )
         assert "Sign up at" in stranger.stdout
+        # The README's walk-through: claim a number, send its code from it.
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}/api/v1") as api:
+            login = api.post("/dev/login", json={"email": "walk@example.com"})
+            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            claim = api.post(
+                "/users/me/phone", json={"phone": "+1 (555) 765-4321"}, headers=auth
+            ).json()
+            proved = _run_dev(
+                ["send", "--from", "+15557654321", claim["code"]], tmp_path, env
+            )
+            assert "Your number is linked" in proved.stdout, proved.stdout
+            assert api.get("/users/me", headers=auth).json()["phone_verified"] is True
 
         up.send_signal(signal.SIGINT)
         up.wait(60)

@@ -17,10 +17,8 @@ import pytest_asyncio
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.testing import eventually
 from yourclaw_devkit.cli import (
-    inbound_whatsapp_form,
     main,
     register_dev_user,
-    sign_webhook,
 )
 from yourclaw_devkit.defaults import (
     DEV_GATEWAY_TOKEN,
@@ -28,15 +26,8 @@ from yourclaw_devkit.defaults import (
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
 )
-from yourclaw_devkit.pytest_plugin import messaging_values, sent_to
-from yourclaw_devkit.serving import running_app
-from yourclaw_gateway_api.app import create_app
-from yourclaw_gateway_api.settings import GatewaySettings
-from yourclaw_messaging.app import run as run_messaging
-from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_devkit.pytest_plugin import PUBLIC_BASE_URL, post_whatsapp, sent_to
 
-PUBLIC_BASE_URL = "https://hooks.yourclaw.test"  # as behind a TLS proxy
-PATH = "/api/v1/webhooks/twilio/whatsapp"
 USER_PHONE = "+15557770001"
 STRANGER = "+15557770999"
 
@@ -49,18 +40,8 @@ class Stack:
     async def whatsapp(
         self, phone: str, body: str, *, sid: str | None = None, bad_signature=False
     ):
-        form = inbound_whatsapp_form(
-            phone=phone,
-            body=body,
-            to=DEV_WHATSAPP_NUMBER,
-            account_sid=DEV_TWILIO_ACCOUNT_SID,
-            message_sid=sid,
-        )
-        _, signature = sign_webhook(PUBLIC_BASE_URL, form, DEV_TWILIO_AUTH_TOKEN)
-        if bad_signature:
-            signature = signature[:-4] + "AAA="
-        return await self.api.post(
-            PATH, data=form, headers={"X-Twilio-Signature": signature}
+        return await post_whatsapp(
+            self.api, phone, body, sid=sid, bad_signature=bad_signature
         )
 
     async def replies_to(self, phone: str) -> list[str]:
@@ -69,33 +50,8 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    service_env,
-    devsim_url,
-    devsim,
-    clean_db,
-    encryption_key,
-    nats_identity,
-    **messaging_overrides,
+    edge, devsim_url, devsim, clean_db, encryption_key, **messaging_overrides
 ) -> AsyncIterator[Stack]:
-    env = {k.lower(): v for k, v in service_env.items()}
-    gateway = GatewaySettings(
-        _env_file=None,
-        **env,
-        **nats_identity("gateway-api"),
-        public_base_url=PUBLIC_BASE_URL,
-        twilio_auth_token=DEV_TWILIO_AUTH_TOKEN,
-    )
-    messaging = MessagingSettings(
-        _env_file=None,
-        **messaging_values(
-            service_env,
-            devsim_url,
-            **nats_identity("messaging"),
-            **messaging_overrides,
-        ),
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_messaging(messaging, stop))
     async with clean_db.acquire() as conn:
         await register_dev_user(
             conn,
@@ -104,26 +60,16 @@ async def running_stack(
             token=DEV_GATEWAY_TOKEN,
             box=SecretBox(encryption_key),
         )
-    try:
-        async with running_app(create_app(gateway)) as api_url:
-            yield Stack(api_url, devsim)
-    finally:
-        stop.set()
-        await worker
+    async with edge(messaging=messaging_overrides) as api_url:
+        yield Stack(api_url, devsim)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
-    service_env,
-    devsim_url,
-    devsim,
-    clean_db,
-    nats_client,
-    encryption_key,
-    nats_identity,
+    edge, devsim_url, devsim, clean_db, nats_client, encryption_key
 ) -> AsyncIterator[Stack]:
     async with running_stack(
-        service_env, devsim_url, devsim, clean_db, encryption_key, nats_identity
+        edge, devsim_url, devsim, clean_db, encryption_key
     ) as running:
         yield running
 
@@ -177,23 +123,15 @@ class TestDevCliSend:
 
     @pytest_asyncio.fixture(loop_scope="session")
     async def limited(
-        self,
-        service_env,
-        devsim_url,
-        devsim,
-        clean_db,
-        nats_client,
-        encryption_key,
-        nats_identity,
+        self, edge, devsim_url, devsim, clean_db, nats_client, encryption_key
     ) -> AsyncIterator[Stack]:
         # A day's limit: a minute's could roll over between the messages.
         async with running_stack(
-            service_env,
+            edge,
             devsim_url,
             devsim,
             clean_db,
             encryption_key,
-            nats_identity,
             rate_limit_msg_per_day=1,
         ) as running:
             yield running

@@ -37,6 +37,28 @@ export async function capture(page: Page, testInfo: TestInfo, name: string) {
   await screenshots(page, testInfo, name);
 }
 
+/** Sends `text` as `phone` from the WhatsApp simulator, as a user sends the
+ * dashboard's code, and closes its tab. */
+export async function sendFromWhatsApp(page: Page, phone: string, text: string): Promise<void> {
+  const simulator = await whatsAppSimulator(page, phone);
+  await simulator.getByPlaceholder("Type a message").fill(text);
+  await simulator.getByRole("button", { name: "Send" }).click();
+  // Accepted by gateway-api (Twilio's webhook answered) once marked received.
+  await expect(simulator.getByText(text).first()).toBeVisible();
+  await expect(simulator.getByText(/^received · /).first()).toBeVisible({ timeout: 15_000 });
+  await simulator.close();
+}
+
+/** Onboarding as a user does it: the number, then its code sent from it. */
+export async function onboard(page: Page, user: { national: string; phone: string }): Promise<void> {
+  await page.getByLabel("WhatsApp number").fill(user.national);
+  await page.getByRole("button", { name: "Continue" }).click();
+  const code = page.getByTestId("phone-code");
+  await expect(code).toHaveText(/^[0-9]{6}$/);
+  await sendFromWhatsApp(page, user.phone, (await code.textContent()) ?? "");
+  await expect(page).toHaveURL(/\/dashboard$/, { timeout: 30_000 });
+}
+
 /** The stand-ins' WhatsApp simulator, in a new tab, chatting as `phone`. */
 export async function whatsAppSimulator(page: Page, phone: string): Promise<Page> {
   const simulator = await page.context().newPage();

@@ -1,5 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-import { API_URL, capture, devSignIn, uniqueUser, whatsAppSimulator } from "./helpers";
+import { API_URL, capture, devSignIn, onboard, sendFromWhatsApp, uniqueUser, whatsAppSimulator } from "./helpers";
 
 // OpenClaw's gateway boots in ~15–20 s on an idle machine; provisioning, a model
 // switch and a key change each restart it. Generous, for a busy 2-core box.
@@ -36,18 +36,29 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await page.getByLabel("WhatsApp number").fill(user.national);
     await expect(page.getByText(`We'll save ${user.phone}.`)).toBeVisible();
     await page.getByRole("button", { name: "Continue" }).click();
-    await expect(page).toHaveURL(/\/dashboard$/);
   });
 
-  await test.step("empty states before subscribing", async () => {
+  await test.step("the number is proven by sending the code from it on WhatsApp", async () => {
+    await expect(page.getByRole("heading", { name: "Prove it's your number" })).toBeVisible();
+    const code = (await page.getByTestId("phone-code").textContent())?.trim() ?? "";
+    expect(code).toMatch(/^[0-9]{6}$/);
+    await expect(page.getByRole("link", { name: "Open WhatsApp with the code" })).toHaveAttribute(
+      "href",
+      new RegExp(`^https://wa\\.me/[0-9]+\\?text=${code}$`),
+    );
+    await capture(page, testInfo, "onboarding-code");
+    await sendFromWhatsApp(page, user.phone, code);
+    await expect(page).toHaveURL(/\/dashboard$/, { timeout: 30_000 });
+  });
+
+  await test.step("before subscribing: no assistant, and the proof is the whole conversation", async () => {
     await expect(page.getByRole("heading", { name: "You don't have an assistant yet" })).toBeVisible();
     await capture(page, testInfo, "dashboard-no-assistant");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Conversation" }).click();
-    await expect(page.getByText("No messages yet")).toBeVisible();
-    await capture(page, testInfo, "conversation-empty");
-    await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
-    await expect(page.getByText("No messages yet")).toBeVisible();
-    await capture(page, testInfo, "usage-empty");
+    const proof = page.getByTestId("messages");
+    await expect(proof.getByText(/^Your number is linked to your YourClaw account/)).toBeVisible({ timeout: 30_000 });
+    await expect(proof.getByRole("listitem")).toHaveCount(2);
+    await capture(page, testInfo, "conversation-proof");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Billing" }).click();
     await expect(page.getByText("Not subscribed")).toBeVisible();
     await capture(page, testInfo, "billing-none");
@@ -119,8 +130,9 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await expect(messages.getByText("Hello from the e2e test", { exact: true })).toBeVisible({ timeout: 30_000 });
     // The reply came back from OpenClaw (through the LLM stand-in).
     await expect(messages.getByText(/^Echo: Hello from the e2e test/)).toBeVisible({ timeout: 90_000 });
-    // Before it, the "your assistant is ready" WhatsApp template messaging sent.
-    await expect(messages.getByRole("listitem")).toHaveCount(3);
+    // Before it, the "your assistant is ready" WhatsApp template messaging sent,
+    // and before that the code that proved the number and its confirmation.
+    await expect(messages.getByRole("listitem")).toHaveCount(5);
     // WhatsApp's blue ticks: Twilio's read receipt reached the dashboard.
     const reply = messages.getByRole("listitem").filter({ hasText: "Echo: Hello from the e2e test" });
     await expect(reply.getByRole("img", { name: "Read" })).toBeVisible({ timeout: 30_000 });
@@ -128,9 +140,10 @@ test("a new user signs up, pays, gets an assistant, uses it and deletes it", asy
     await capture(page, testInfo, "conversation");
     await page.getByRole("navigation", { name: "Dashboard" }).getByRole("link", { name: "Usage" }).click();
     const today = page.getByTestId("usage-today");
-    await expect(today.getByText("Messages you sent").locator("..")).toContainText("1");
-    // The ready notification and the answer.
-    await expect(today.getByText("Replies").locator("..")).toContainText("2");
+    // The code that proved the number and the hello.
+    await expect(today.getByText("Messages you sent").locator("..")).toContainText("2");
+    // The confirmation, the ready notification and the answer.
+    await expect(today.getByText("Replies").locator("..")).toContainText("3");
     await expect(page.getByRole("img", { name: "Messages per day over the last 30 days" })).toBeVisible();
     // The turn's model call, metered by the LLM proxy, against the allowance.
     await expect(page.getByRole("heading", { name: "Model spend this month" })).toBeVisible();
@@ -191,7 +204,8 @@ test("errors show the API's words; a second account can't take the same number",
   await expect(page).toHaveURL(/\/onboarding$/);
   await page.getByLabel("WhatsApp number").fill(first.national);
   await page.getByRole("button", { name: "Continue" }).click();
-  await expect(page).toHaveURL(/\/dashboard$/);
+  await sendFromWhatsApp(page, first.phone, (await page.getByTestId("phone-code").textContent())?.trim() ?? "");
+  await expect(page).toHaveURL(/\/dashboard$/, { timeout: 30_000 });
 
   const other = await browser.newPage();
   await devSignIn(other, `other-${first.email}`);
@@ -201,21 +215,24 @@ test("errors show the API's words; a second account can't take the same number",
   await other.getByRole("button", { name: "Continue" }).click();
   await expect(other.getByTestId("phone-help")).toHaveText(/^A country code never starts with 0/);
   await expect(other.getByLabel("WhatsApp number")).toHaveAttribute("aria-invalid", "true");
-  // Typed the way people write it: normalised by gateway-api, so the number is taken.
+  // Typed the way people write it and normalised: the same answer as any number
+  // (a code), so nothing tells this account the number is someone's.
   const [area, rest] = [first.national.slice(0, 3), first.national.slice(3)];
   await other.getByLabel("WhatsApp number").fill(`+1 (${area}) ${rest.slice(0, 3)}-${rest.slice(3)}`);
   await other.getByRole("button", { name: "Continue" }).click();
-  await expect(other.getByRole("alert").filter({ hasText: "linked to another account" })).toBeVisible();
-  await expect(other.getByRole("alert").filter({ hasText: "PHONE_TAKEN" })).toBeVisible();
+  await expect(other.getByRole("heading", { name: "Prove it's your number" })).toBeVisible();
+  await expect(other.getByText(`from ${first.phone}`)).toBeVisible();
+  // Its code never takes the number from its owner, even sent from the phone.
+  await sendFromWhatsApp(page, first.phone, (await other.getByTestId("phone-code").textContent())?.trim() ?? "");
+  await other.waitForTimeout(3_000);
+  await expect(other).toHaveURL(/\/onboarding$/);
   await other.close();
 });
 
 test("Conversation shows WhatsApp's ticks for each delivery status", async ({ page }, testInfo) => {
   const user = uniqueUser();
   await devSignIn(page, user.email);
-  await page.getByLabel("WhatsApp number").fill(user.national);
-  await page.getByRole("button", { name: "Continue" }).click();
-  await expect(page).toHaveURL(/\/dashboard$/);
+  await onboard(page, user);
   // One message in each state the API reports (its own tests cover how they come about).
   const statuses = ["pending", "sent", "delivered", "read", "failed"] as const;
   const at = (n: number) => new Date(Date.UTC(2026, 4, 1, 12, n)).toISOString();
@@ -254,9 +271,7 @@ test("Conversation shows WhatsApp's ticks for each delivery status", async ({ pa
 test("the offline backend has its own look, and the page recovers", async ({ page }, testInfo) => {
   const user = uniqueUser();
   await devSignIn(page, user.email);
-  await page.getByLabel("WhatsApp number").fill(user.national);
-  await page.getByRole("button", { name: "Continue" }).click();
-  await expect(page).toHaveURL(/\/dashboard$/);
+  await onboard(page, user);
   // Cut the browser off from gateway-api, as when it is down or the network is.
   await page.route(`${API_URL}/**`, (route) => route.abort("connectionrefused"));
   await page.reload();

@@ -12,6 +12,7 @@ class TestGetMe:
         assert body["id"] == str(caller.id)
         assert body["email"] == "ada@example.com"
         assert body["phone"] is None
+        assert body["phone_verified"] is False
         assert body["subscription_status"] == "NONE"
         assert body["assistant_status"] == "NONE"
 
@@ -30,6 +31,7 @@ class TestGetMe:
         body = (await api.client.get("/api/v1/users/me", headers=caller.headers)).json()
 
         assert body["phone"] == "+15551234567"
+        assert body["phone_verified"] is False  # claimed, not proven yet
         assert body["subscription_status"] == "PAST_DUE"
         assert body["assistant_status"] == "READY"
 
@@ -40,7 +42,7 @@ class TestGetMe:
 
 
 class TestSetPhone:
-    async def test_a_valid_number_is_stored(self, api, sign_in, clean_db):
+    async def test_a_valid_number_is_claimed_not_linked(self, api, sign_in, clean_db):
         caller = sign_in()
 
         response = await api.client.post(
@@ -50,11 +52,20 @@ class TestSetPhone:
         )
 
         assert response.status_code == 200, response.text
-        assert response.json()["phone"] == "+447700900123"
-        stored = await clean_db.fetchval(
-            "SELECT phone_e164 FROM user_phones WHERE user_id = $1", caller.id
+        body = response.json()
+        assert body["phone"] == "+447700900123"
+        assert body["verified"] is False
+        assert body["link"] == f"https://wa.me/14155238886?text={body['code']}"
+        claimed = await clean_db.fetchrow(
+            "SELECT phone_e164, code_sha256 FROM phone_claims WHERE user_id = $1",
+            caller.id,
         )
-        assert stored == "+447700900123"
+        assert claimed["phone_e164"] == "+447700900123"
+        assert body["code"].encode() not in claimed["code_sha256"]
+        linked = await clean_db.fetchval(
+            "SELECT count(*) FROM user_phones WHERE user_id = $1", caller.id
+        )
+        assert linked == 0
 
     async def test_setting_again_replaces_the_number(self, api, sign_in, clean_db):
         caller = sign_in()
@@ -65,7 +76,7 @@ class TestSetPhone:
             assert response.status_code == 200
 
         rows = await clean_db.fetch(
-            "SELECT phone_e164 FROM user_phones WHERE user_id = $1", caller.id
+            "SELECT phone_e164 FROM phone_claims WHERE user_id = $1", caller.id
         )
         assert [r["phone_e164"] for r in rows] == ["+15557654321"]
 
@@ -103,7 +114,7 @@ class TestSetPhone:
         assert response.status_code == 200, response.text
         assert response.json()["phone"] == "+14155550100"
         stored = await clean_db.fetchval(
-            "SELECT phone_e164 FROM user_phones WHERE user_id = $1", caller.id
+            "SELECT phone_e164 FROM phone_claims WHERE user_id = $1", caller.id
         )
         assert stored == "+14155550100"
 
@@ -146,28 +157,37 @@ class TestSetPhone:
 
         assert response.status_code == 422
 
-    async def test_a_number_of_another_user_is_409(self, api, sign_in, clean_db):
+    async def test_a_number_another_user_proved_gets_the_same_answer_and_stays(
+        self, api, sign_in, clean_db
+    ):
         ada, eve = sign_in(), sign_in()
-        await api.client.post(
-            "/api/v1/users/me/phone",
-            json={"phone": "+15551234567"},
-            headers=ada.headers,
+        await api.client.get("/api/v1/users/me", headers=ada.headers)
+        await clean_db.execute(
+            "INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)",
+            ada.id,
+            "+15551234567",
         )
 
-        response = await api.client.post(
+        taken = await api.client.post(
             "/api/v1/users/me/phone",
             json={"phone": "+15551234567"},
             headers=eve.headers,
         )
+        free = await api.client.post(
+            "/api/v1/users/me/phone",
+            json={"phone": "+15559876543"},
+            headers=sign_in().headers,
+        )
 
-        assert response.status_code == 409
-        assert response.json()["code"] == "PHONE_TAKEN"
+        assert taken.status_code == free.status_code == 200
+        assert taken.json().keys() == free.json().keys()
+        assert taken.json()["verified"] is free.json()["verified"] is False
         owner = await clean_db.fetchval(
             "SELECT user_id FROM user_phones WHERE phone_e164 = '+15551234567'"
         )
         assert owner == ada.id
         eve_me = (await api.client.get("/api/v1/users/me", headers=eve.headers)).json()
-        assert eve_me["phone"] is None
+        assert eve_me["phone_verified"] is False
 
     async def test_needs_a_token(self, api):
         response = await api.client.post(

@@ -5,7 +5,9 @@ export type Provider = "ANTHROPIC" | "OPENAI" | "GOOGLE";
 export type Me = {
   id: string;
   email: string | null;
+  /** The number last entered; it reaches the assistant once `phone_verified`. */
   phone: string | null;
+  phone_verified: boolean;
   subscription_status: SubscriptionStatus;
   assistant_status: AssistantStatus;
   created_at: string;
@@ -74,4 +76,12 @@ export const PROVIDER_NAMES: Record<Provider, string> = {
   ANTHROPIC: "Anthropic",
   OPENAI: "OpenAI",
   GOOGLE: "Google",
+};
+
+/** `POST /users/me/phone`: the claim and the code that proves it. */
+export type PhoneClaim = {
+  phone: string;
+  verified: boolean;
+  code: string | null;
+  link: string | null;
 };

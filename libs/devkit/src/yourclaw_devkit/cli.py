@@ -48,6 +48,7 @@ __all__ = [
     "RegisteredUser",
     "cli",
     "dev_user_id",
+    "dev_whatsapp_message",
     "inbound_whatsapp_form",
     "main",
     "normalize_phone",
@@ -115,6 +116,22 @@ def sign_webhook(
     """The URL Twilio would call and the `X-Twilio-Signature` it would send."""
     url = public_base_url.rstrip("/") + path
     return url, twilio_signature(url, form, auth_token)
+
+
+def dev_whatsapp_message(
+    public_base_url: str, phone: str, body: str, *, message_sid: str | None = None
+) -> tuple[dict[str, str], str]:
+    """A message from `phone` to the dev sender as Twilio posts it (dev account
+    and token): the form and its `X-Twilio-Signature` for `public_base_url`."""
+    form = inbound_whatsapp_form(
+        phone=phone,
+        body=body,
+        to=DEV_WHATSAPP_NUMBER,
+        account_sid=DEV_TWILIO_ACCOUNT_SID,
+        message_sid=message_sid,
+    )
+    _, signature = sign_webhook(public_base_url, form, DEV_TWILIO_AUTH_TOKEN)
+    return form, signature
 
 
 # --- Twilio stand-in -------------------------------------------------------
@@ -349,14 +366,18 @@ async def register_dev_user(
     box: SecretBox,
     email: str | None = None,
     model: str | None = None,
+    user_id: uuid.UUID | None = None,
+    link_phone: bool = True,
 ) -> RegisteredUser:
     """Upsert a user with a phone, an ACTIVE subscription and a READY assistant.
 
     Runs in one transaction (a savepoint if the caller already opened one).
-    Running it again updates the same rows.
+    Running it again updates the same rows. `link_phone=False` leaves the number
+    to be proven as a user does (a WhatsApp message with the dashboard's code);
+    `user_id` is the signed-in user's, when there is one.
     """
     phone = normalize_phone(phone)
-    user_id = dev_user_id(phone)
+    user_id = user_id or dev_user_id(phone)
     async with conn.transaction():
         owner = await conn.fetchval(
             "SELECT user_id FROM user_phones WHERE phone_e164 = $1", phone
@@ -372,15 +393,16 @@ async def register_dev_user(
             user_id,
             email,
         )
-        await conn.execute(
-            """
-            INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)
-            ON CONFLICT (user_id) DO UPDATE
-                SET phone_e164 = EXCLUDED.phone_e164, updated_at = now()
-            """,
-            user_id,
-            phone,
-        )
+        if link_phone:
+            await conn.execute(
+                """
+                INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)
+                ON CONFLICT (user_id) DO UPDATE
+                    SET phone_e164 = EXCLUDED.phone_e164, updated_at = now()
+                """,
+                user_id,
+                phone,
+            )
         await conn.execute(
             """
             INSERT INTO subscriptions (user_id, stripe_customer_id, stripe_subscription_id,

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from yourclaw_common.events import InboundWhatsApp
 
+from yourclaw_devkit.cli import WHATSAPP_WEBHOOK_PATH, dev_whatsapp_message
 from yourclaw_devkit.defaults import (
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
@@ -84,6 +85,29 @@ def messaging_values(
     )
     values.update(overrides)
     return values
+
+
+# The edge as Twilio sees it, behind a TLS proxy: webhook signatures cover it.
+PUBLIC_BASE_URL = "https://hooks.yourclaw.test"
+
+
+async def post_whatsapp(
+    api: httpx.AsyncClient,
+    phone: str,
+    body: str,
+    *,
+    sid: str | None = None,
+    bad_signature: bool = False,
+) -> httpx.Response:
+    """A WhatsApp message from `phone` as Twilio posts it to `api` (gateway-api)."""
+    form, signature = dev_whatsapp_message(
+        PUBLIC_BASE_URL, phone, body, message_sid=sid
+    )
+    if bad_signature:
+        signature = signature[:-4] + "AAA="
+    return await api.post(
+        WHATSAPP_WEBHOOK_PATH, data=form, headers={"X-Twilio-Signature": signature}
+    )
 
 
 def inbound_whatsapp(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:

@@ -643,9 +643,11 @@ YourClaw is running. Ctrl-C stops everything.
   settings        {DEV_ENV_FILE} (used by the commands below)
 
 Try it (in another terminal):
-  .tools/bin/uv run yourclaw-dev register --phone +15551234567
+  .tools/bin/uv run yourclaw-dev register --phone +15551234567   # shortcut: linked, READY
   .tools/bin/uv run yourclaw-dev send --from +15551234567 "hello"
   .tools/bin/uv run yourclaw-dev send --from +15550000000 "who are you?"   # not signed up
+  # As a user: sign in on the web app, enter a number, then send the 6-digit code
+  # it shows from the WhatsApp sim as that number (or: yourclaw-dev send --from).
 """,
         flush=True,
     )

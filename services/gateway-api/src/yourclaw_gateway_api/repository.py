@@ -1,6 +1,6 @@
 """Every SQL statement of gateway-api.
 
-It writes `users`, `user_phones`, `api_keys` (and its own outbox rows) and only
+It writes `users`, `user_phones`, `phone_claims`, `api_keys` (and its own outbox rows) and only
 reads `assistants`, `subscriptions`, `messages`, `usage_daily` and llm-proxy's
 `llm_calls`; of llm-proxy's `llm_usage_monthly` it clears the month's notices
 when the user changes their own cap. Every query of a
@@ -17,15 +17,23 @@ from yourclaw_common.db import Connection
 
 __all__ = [
     "assistant",
+    "count_phone_claim_attempt",
     "delete_api_key",
+    "delete_phone_claim",
+    "delete_phone_claims",
+    "link_phone",
     "list_api_keys",
+    "live_phone_claims",
     "llm_cap",
     "llm_days_since",
     "messages_before",
+    "phone_may_be_proven",
+    "phone_owner",
+    "phone_proven_by",
     "set_llm_cap",
-    "set_phone",
     "subscription",
     "upsert_api_key",
+    "upsert_phone_claim",
     "upsert_user",
     "usage_since",
     "user_overview",
@@ -46,37 +54,149 @@ async def upsert_user(conn: Connection, user_id: UUID, email: str | None) -> Non
     )
 
 
-async def user_overview(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
-    """The user as `UserOut` shows them."""
+async def user_overview(
+    conn: Connection, user_id: UUID, *, max_claim_attempts: int
+) -> asyncpg.Record | None:
+    """The user as `UserOut` shows them. The number shown is the one last
+    entered: a live claim's, else the proven one."""
     return await conn.fetchrow(
         """
-        SELECT u.id, u.email, u.created_at, p.phone_e164 AS phone,
+        SELECT u.id, u.email, u.created_at,
+               COALESCE(c.phone_e164, p.phone_e164) AS phone,
+               coalesce(
+                   p.phone_e164 = COALESCE(c.phone_e164, p.phone_e164), false
+               ) AS phone_verified,
                coalesce(s.status, 'NONE') AS subscription_status,
                coalesce(a.status, 'NONE') AS assistant_status
         FROM users u
         LEFT JOIN user_phones p ON p.user_id = u.id
+        LEFT JOIN phone_claims c
+            ON c.user_id = u.id AND c.expires_at > now() AND c.attempts < $2
         LEFT JOIN subscriptions s ON s.user_id = u.id
         LEFT JOIN assistants a ON a.user_id = u.id
         WHERE u.id = $1
         """,
         user_id,
+        max_claim_attempts,
     )
 
 
-async def set_phone(conn: Connection, user_id: UUID, phone: str) -> asyncpg.Record:
-    """Raises asyncpg.UniqueViolationError when another user has the number."""
-    row = await conn.fetchrow(
+async def phone_owner(conn: Connection, phone: str) -> UUID | None:
+    """The user who proved `phone`, if anyone has."""
+    owner: UUID | None = await conn.fetchval(
+        "SELECT user_id FROM user_phones WHERE phone_e164 = $1", phone
+    )
+    return owner
+
+
+async def phone_proven_by(conn: Connection, phone: str, message_sid: str) -> bool:
+    found = await conn.fetchval(
+        "SELECT 1 FROM user_phones WHERE phone_e164 = $1 AND verified_by = $2",
+        phone,
+        message_sid,
+    )
+    return found is not None
+
+
+async def phone_may_be_proven(
+    pool: asyncpg.Pool, phone: str, message_sid: str, *, max_attempts: int
+) -> bool:
+    found = await pool.fetchval(
         """
-        INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, $2)
+        SELECT EXISTS (
+            SELECT 1 FROM phone_claims
+            WHERE phone_e164 = $1 AND expires_at > now() AND attempts < $3
+        ) OR EXISTS (
+            SELECT 1 FROM user_phones WHERE phone_e164 = $1 AND verified_by = $2
+        )
+        """,
+        phone,
+        message_sid,
+        max_attempts,
+    )
+    return bool(found)
+
+
+async def upsert_phone_claim(
+    conn: Connection,
+    user_id: UUID,
+    phone: str,
+    code_sha256: bytes,
+    salt: bytes,
+    *,
+    expires_in: dt.timedelta,
+) -> None:
+    """The user's one claim: a new one replaces the old code and its attempts."""
+    await conn.execute(
+        """
+        INSERT INTO phone_claims (user_id, phone_e164, code_sha256, salt, expires_at)
+        VALUES ($1, $2, $3, $4, now() + $5)
         ON CONFLICT (user_id) DO UPDATE
-            SET phone_e164 = EXCLUDED.phone_e164, updated_at = now()
-        RETURNING phone_e164, updated_at
+            SET phone_e164 = EXCLUDED.phone_e164,
+                code_sha256 = EXCLUDED.code_sha256, salt = EXCLUDED.salt,
+                expires_at = EXCLUDED.expires_at, attempts = 0, created_at = now()
         """,
         user_id,
         phone,
+        code_sha256,
+        salt,
+        expires_in,
     )
-    assert row is not None
-    return row
+
+
+async def delete_phone_claim(conn: Connection, user_id: UUID) -> None:
+    await conn.execute("DELETE FROM phone_claims WHERE user_id = $1", user_id)
+
+
+async def live_phone_claims(
+    conn: Connection, phone: str, *, max_attempts: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT user_id, code_sha256, salt FROM phone_claims
+        WHERE phone_e164 = $1 AND expires_at > now() AND attempts < $2
+        ORDER BY created_at
+        FOR UPDATE
+        """,
+        phone,
+        max_attempts,
+    )
+
+
+async def count_phone_claim_attempt(conn: Connection, phone: str) -> None:
+    await conn.execute(
+        """
+        UPDATE phone_claims SET attempts = attempts + 1
+        WHERE phone_e164 = $1 AND expires_at > now()
+        """,
+        phone,
+    )
+
+
+async def link_phone(
+    conn: Connection, user_id: UUID, phone: str, *, verified_by: str
+) -> None:
+    """Raises asyncpg.UniqueViolationError when another user has the number."""
+    await conn.execute(
+        """
+        INSERT INTO user_phones (user_id, phone_e164, verified_by) VALUES ($1, $2, $3)
+        ON CONFLICT (user_id) DO UPDATE
+            SET phone_e164 = EXCLUDED.phone_e164,
+                verified_by = EXCLUDED.verified_by, updated_at = now()
+        """,
+        user_id,
+        phone,
+        verified_by,
+    )
+
+
+async def delete_phone_claims(conn: Connection, phone: str, user_id: UUID) -> None:
+    """Claims a proof settles: the prover's, and every claim on the number."""
+    await conn.execute(
+        "DELETE FROM phone_claims WHERE phone_e164 = $1 OR user_id = $2",
+        phone,
+        user_id,
+    )
 
 
 async def subscription(conn: Connection, user_id: UUID) -> asyncpg.Record | None:

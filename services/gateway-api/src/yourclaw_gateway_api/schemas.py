@@ -63,14 +63,27 @@ class PhoneIn(_Request):
 
 
 class PhoneOut(BaseModel):
-    phone: str
-    updated_at: dt.datetime
+    phone: str = Field(description="The number in E.164.")
+    verified: bool = Field(
+        description="True only when the number was already your proven one."
+    )
+    code: str | None = Field(
+        description="Send it from that number on WhatsApp within 15 minutes to "
+        "prove it is yours; a new request replaces it. None when verified."
+    )
+    link: str | None = Field(
+        description="https://wa.me/<our number>?text=<code>: opens WhatsApp with "
+        "the code typed. None when verified."
+    )
 
 
 class UserOut(BaseModel):
     id: UUID
     email: str | None
+    # The number last entered; messages from it reach the assistant only once
+    # `phone_verified`.
     phone: str | None
+    phone_verified: bool
     subscription_status: SubscriptionStatus
     assistant_status: AssistantStatus
     created_at: dt.datetime

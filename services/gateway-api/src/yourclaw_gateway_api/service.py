@@ -49,7 +49,7 @@ from yourclaw_common.logging import get_correlation_id, get_logger
 from yourclaw_common.models import DEFAULT_MODEL, LlmProvider
 from yourclaw_common.nats import CORRELATION_HEADER
 
-from yourclaw_gateway_api import repository
+from yourclaw_gateway_api import repository, verification
 from yourclaw_gateway_api.auth import TokenUser
 from yourclaw_gateway_api.errors import InvalidPhone, PaymentRequired
 from yourclaw_gateway_api.phones import InvalidPhoneNumber, to_e164
@@ -139,24 +139,32 @@ async def ensure_user(conn: Connection, user: TokenUser) -> None:
 
 
 async def me(conn: Connection, user_id: UUID) -> UserOut:
-    row = await repository.user_overview(conn, user_id)
+    row = await repository.user_overview(
+        conn, user_id, max_claim_attempts=verification.MAX_ATTEMPTS
+    )
     if row is None:
         raise NotFound("your account does not exist", code="USER_NOT_FOUND")
     return UserOut(**dict(row))
 
 
-async def set_phone(conn: Connection, user_id: UUID, typed: str) -> PhoneOut:
+async def set_phone(
+    conn: Connection, user_id: UUID, typed: str, *, whatsapp_number: str
+) -> PhoneOut:
+    """A claim on the number and the code that proves it (see `verification`);
+    the same answer whoever holds the number."""
     try:
         phone = to_e164(typed)
     except InvalidPhoneNumber as exc:
         raise InvalidPhone(str(exc)) from None
-    try:
-        row = await repository.set_phone(conn, user_id, phone)
-    except asyncpg.UniqueViolationError:
-        raise Conflict(
-            "this number is already linked to another account", code="PHONE_TAKEN"
-        ) from None
-    return PhoneOut(phone=row["phone_e164"], updated_at=row["updated_at"])
+    code = await verification.claim(conn, user_id, phone)
+    if code is None:
+        return PhoneOut(phone=phone, verified=True, code=None, link=None)
+    return PhoneOut(
+        phone=phone,
+        verified=False,
+        code=code,
+        link=verification.wa_me_link(whatsapp_number, code),
+    )
 
 
 async def subscription(conn: Connection, user_id: UUID) -> SubscriptionOut:

@@ -22,6 +22,8 @@ class GatewaySettings(CommonSettings):
     # webhook signatures cover it, so it must be what Twilio sees, not what we see.
     public_base_url: str = "http://127.0.0.1:8000"
     twilio_auth_token: SecretStr = SecretStr("")
+    # The shared WhatsApp sender users prove their number to (the wa.me link).
+    twilio_whatsapp_number: str = "whatsapp:+14155238886"
     # The endpoint's signing secret (whsec_…); empty refuses every Stripe webhook.
     stripe_webhook_secret: SecretStr = SecretStr("")
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1)

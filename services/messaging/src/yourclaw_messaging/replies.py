@@ -9,6 +9,17 @@ SIGNUP = (
     "This number isn't linked to an account yet. Sign up at {app_url} "
     "and add this WhatsApp number to get your own assistant."
 )
+# A number someone claimed on the dashboard but has not proven yet.
+VERIFY_PENDING = (
+    "This number is waiting to be linked to a YourClaw account. To link it, "
+    "send the 6-digit code shown on your dashboard at {app_url} (it is valid "
+    "for 15 minutes). Until then, messages from this number don't reach an "
+    "assistant."
+)
+PHONE_VERIFIED = (
+    "Your number is linked to your YourClaw account. Messages you send here now "
+    "go to your assistant."
+)
 NOT_READY = (
     "Your assistant is still being set up. We'll message you here as soon "
     "as it's ready."

@@ -23,6 +23,7 @@ from weakref import WeakValueDictionary
 
 import asyncpg
 from yourclaw_common.crypto import SecretBox, SecretBoxError
+from yourclaw_common.db import Connection
 from yourclaw_common.events import InboundWhatsApp
 from yourclaw_common.logging import get_logger
 from yourclaw_common.models import DEFAULT_MODEL
@@ -120,17 +121,18 @@ class Turns:
         recipient, state = received.recipient, received.state
         stored: list[asyncpg.Record] = []
         signup_sent = False
+        stranger = ""  # what a number with no account is told
         if not received.is_new or received.limited or recipient is None:
             async with self.pool.acquire() as conn:
                 if not received.is_new or received.limited:
                     stored = await repository.outbound.replies_to(
                         conn, event.message_sid
                     )
-                signup_sent = (
-                    recipient is None
-                    and not stored
-                    and await repository.inbound.signup_reply_sent_recently(conn, phone)
-                )
+                if recipient is None and not stored:
+                    stranger = await self._stranger_reply(conn, phone)
+                    signup_sent = await repository.inbound.stranger_reply_sent_recently(
+                        conn, phone, stranger
+                    )
         if received.limited:  # its reply was stored with it
             fresh = True
             metrics.RATE_LIMITED.labels(received.limited).inc()
@@ -143,6 +145,8 @@ class Turns:
                     limit=received.limited,
                 )
 
+        # The message that proved the number gets a confirmation, not a command.
+        command = None if event.verifies_phone else commands.parse(event.body)
         if stored:
             if not fresh:
                 log.info(
@@ -156,9 +160,13 @@ class Turns:
                 "messaging.turn.signup_already_sent", message_sid=event.message_sid
             )
             return
-        elif recipient is not None and (command := commands.parse(event.body)):
+        elif recipient is not None and (event.verifies_phone or command):
             async with self.pool.acquire() as conn, conn.transaction():
-                text = await self.commands.run(conn, command, recipient)
+                text = (
+                    await self.commands.run(conn, command, recipient)
+                    if command
+                    else replies.PHONE_VERIFIED
+                )
                 stored, fresh = await outgoing.store(
                     conn,
                     event.message_sid,
@@ -166,10 +174,12 @@ class Turns:
                     phone,
                     Planned(self.channel.split(text), "reply"),
                 )
-            metrics.TURNS.labels("command").inc()
+            metrics.TURNS.labels(
+                "phone_verified" if event.verifies_phone else "command"
+            ).inc()
         else:
             planned, tokens, model = await self._compose(
-                event, recipient, state, deliveries
+                event, recipient, state, deliveries, stranger=stranger
             )
             # Batched with the other turns' replies: one statement, one commit.
             replies_ = planned.replies(
@@ -188,12 +198,21 @@ class Turns:
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
         await self.channel.deliver(stored, phone, fresh=fresh)
 
+    async def _stranger_reply(self, conn: Connection, phone: str) -> str:
+        """A number with no account: how to link it, if it was claimed on the
+        dashboard (nothing it says reaches an assistant), else how to sign up."""
+        if await repository.inbound.phone_claimed(conn, phone):
+            return replies.VERIFY_PENDING.format(app_url=self.app_url)
+        return replies.SIGNUP.format(app_url=self.app_url)
+
     async def _compose(
         self,
         event: InboundWhatsApp,
         recipient: Recipient | None,
         state: ConversationState | None,
         deliveries: int = 1,
+        *,
+        stranger: str = "",
     ) -> _Answer:
         """What to answer a new inbound message, the tokens spent, and the model."""
 
@@ -202,7 +221,7 @@ class Turns:
             return Planned([text], "notice"), (0, 0), ""
 
         if recipient is None:
-            return notice(replies.SIGNUP.format(app_url=self.app_url), "signup")
+            return notice(stranger, "signup")
         if recipient.subscription_status not in ("ACTIVE", "PAST_DUE"):
             return notice(replies.INACTIVE.format(app_url=self.app_url), "inactive")
         if recipient.assistant_status == "PROVISIONING":

@@ -21,7 +21,7 @@ export function useSession(): Session {
 }
 
 /** Loads the signed-in user; sends signed-out users to /login and users without a
- * WhatsApp number to /onboarding (unless `allowNoPhone`). */
+ * proven WhatsApp number to /onboarding (unless `allowNoPhone`). */
 export function RequireSession({ children, allowNoPhone = false }: { children: React.ReactNode; allowNoPhone?: boolean }) {
   const config = useConfig();
   const router = useRouter();
@@ -33,7 +33,7 @@ export function RequireSession({ children, allowNoPhone = false }: { children: R
     try {
       const value = await api<Me>(config, "/users/me");
       setError(null);
-      if (!value.phone && !allowNoPhone) {
+      if (!value.phone_verified && !allowNoPhone) {
         router.replace("/onboarding");
         return;
       }

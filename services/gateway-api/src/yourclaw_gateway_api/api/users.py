@@ -1,11 +1,17 @@
-"""`/api/v1/users/me`: the signed-in user's profile and WhatsApp number."""
+"""`/api/v1/users/me`: the signed-in user's profile and WhatsApp number (claimed
+here, proven by a WhatsApp message: see `verification`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from yourclaw_gateway_api import service
-from yourclaw_gateway_api.dependencies import CurrentUser, Pool, SensitiveUser
+from yourclaw_gateway_api.dependencies import (
+    CurrentUser,
+    Pool,
+    SensitiveUser,
+    Settings,
+)
 from yourclaw_gateway_api.errors import error_responses
 from yourclaw_gateway_api.schemas import PhoneIn, PhoneOut, UserOut
 
@@ -26,15 +32,24 @@ async def get_me(user: CurrentUser, pool: Pool) -> UserOut:
 
 @router.post(
     "/me/phone",
-    summary="Set (or change) the user's WhatsApp number",
+    summary="Claim a WhatsApp number: returns the code that proves it",
+    description="The number is linked once a WhatsApp message from it carries "
+    "the code (within 15 minutes); until then the proven number, if any, stays "
+    "linked. Every number gets the same answer, whoever holds it.",
     responses=error_responses(
         {
-            409: "PHONE_TAKEN: the number is linked to another account",
             422: "INVALID_PHONE: not a phone number with its country code; "
             "`detail` says what to fix",
         }
     ),
 )
-async def set_phone(body: PhoneIn, user: SensitiveUser, pool: Pool) -> PhoneOut:
+async def set_phone(
+    body: PhoneIn, user: SensitiveUser, pool: Pool, settings: Settings
+) -> PhoneOut:
     async with pool.acquire() as conn, conn.transaction():
-        return await service.set_phone(conn, user.id, body.phone)
+        return await service.set_phone(
+            conn,
+            user.id,
+            body.phone,
+            whatsapp_number=settings.twilio_whatsapp_number,
+        )

@@ -16,6 +16,7 @@ from time import perf_counter
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from starlette.types import Receive, Scope, Send
 from yourclaw_common.errors import ServiceUnavailable
 from yourclaw_common.events import (
@@ -26,6 +27,7 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.logging import get_logger
 
+from yourclaw_gateway_api import verification
 from yourclaw_gateway_api.asgi import (
     BodyTooLarge,
     Disconnected,
@@ -42,6 +44,7 @@ from yourclaw_gateway_api.metrics import (
 )
 from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.verification import codes_in
 from yourclaw_gateway_api.webhooks.form import parse_form
 from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
 
@@ -319,6 +322,8 @@ class TwilioWebhook:
             raise _invalid_signature("mismatch")
         _check_storable(pairs)
         event = self._event_of(dict(pairs), query)
+        if isinstance(event, InboundWhatsApp) and (codes := codes_in(event.body)):
+            event = await self._prove_phone(scope, event, codes)
         publish: Publisher = scope["state"]["publish"]
         started = perf_counter()
         try:
@@ -343,3 +348,32 @@ class TwilioWebhook:
         )
         await send(_TWIML[0])
         await send(_TWIML[1])
+
+    async def _prove_phone(
+        self, scope: Scope, event: InboundWhatsApp, codes: list[str]
+    ) -> InboundWhatsApp:
+        """The message with `verifies_phone` set if it proved its sender's number;
+        only a message with a 6-digit run in it gets here."""
+        pool: asyncpg.Pool = scope["state"]["pool"]
+        phone = event.from_number.removeprefix("whatsapp:").strip()
+        try:
+            # One statement for the usual case (no claim on the number, or it is
+            # proven already); the transaction only when a claim may be settled.
+            if not await verification.may_prove(pool, phone, event.message_sid):
+                return event
+            async with pool.acquire() as conn, conn.transaction():
+                proved = await verification.prove(conn, phone, codes, event.message_sid)
+        except Exception as exc:
+            # Twilio retries a 5xx; the proof is keyed by the MessageSid.
+            raise _Rejected(
+                503,
+                "PHONE_CHECK_FAILED",
+                f"could not check the {self._what}, retry later",
+                WebhookOutcome.PUBLISH_FAILED,
+                message_sid=event.message_sid,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            ) from exc
+        if not proved:
+            return event
+        log.info(f"{self._log}.phone_verified", message_sid=event.message_sid)
+        return event.model_copy(update={"verifies_phone": True})

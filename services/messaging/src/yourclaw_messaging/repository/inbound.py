@@ -204,14 +204,30 @@ def _received(found: dict[str, Any]) -> Received:
     )
 
 
-async def signup_reply_sent_recently(conn: Connection, phone: str) -> bool:
-    """Whether a stranger already got the sign-up reply in the last 24 hours."""
+async def stranger_reply_sent_recently(conn: Connection, phone: str, text: str) -> bool:
+    """Whether a number with no account already got this reply in the last 24
+    hours: a stranger gets each of our replies once a day, not once a message."""
     found = await conn.fetchval(
         """
         SELECT 1 FROM messages
         WHERE phone_e164 = $1 AND user_id IS NULL AND direction = 'OUTBOUND'
-          AND status IN ('SENT', 'SENDING', 'PENDING')
+          AND body = $2 AND status IN ('SENT', 'SENDING', 'PENDING')
           AND created_at > now() - interval '24 hours'
+        LIMIT 1
+        """,
+        phone,
+        text,
+    )
+    return found is not None
+
+
+async def phone_claimed(conn: Connection, phone: str) -> bool:
+    """Whether someone claimed this number on the dashboard and has not proven it
+    yet (gateway-api's `phone_claims`, read only)."""
+    found = await conn.fetchval(
+        """
+        SELECT 1 FROM phone_claims
+        WHERE phone_e164 = $1 AND expires_at > now()
         LIMIT 1
         """,
         phone,

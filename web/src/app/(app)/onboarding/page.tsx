@@ -1,14 +1,15 @@
 "use client";
 
 import { useRouter } from "next/navigation";
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { api, ApiError } from "@/lib/api";
 import { useConfig } from "@/lib/config";
 import { COUNTRIES, E164, toE164 } from "@/lib/countries";
 import { Logo } from "@/components/logo";
 import { RequireSession, useSession } from "@/components/app/session";
-import { Button, Card, Spinner } from "@/components/ui";
+import { Button, ButtonLink, Card, Spinner } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
+import type { Me, PhoneClaim } from "@/lib/types";
 
 /** What to send: a number typed with + or 00 as typed (gateway-api reads the
  * usual spellings), otherwise the picked country's code before it, without a
@@ -19,10 +20,49 @@ function toSend(dial: string, typed: string): string {
   return `+${dial} ${trimmed.replace(/^0+/, "")}`;
 }
 
+/** The code to send from the claimed number; leaves for the dashboard once
+ * gateway-api has seen it arrive (it checks every 2 s). */
+function ProveStep({ claim, onBack }: { claim: PhoneClaim; onBack: () => void }) {
+  const config = useConfig();
+  const router = useRouter();
+  useEffect(() => {
+    const timer = setInterval(() => {
+      void api<Me>(config, "/users/me")
+        .then((me) => {
+          if (me.phone_verified && me.phone === claim.phone) router.replace("/dashboard");
+        })
+        .catch(() => undefined); // the next tick tries again
+    }, 2000);
+    return () => clearInterval(timer);
+  }, [claim.phone, config, router]);
+  return (
+    <Card>
+      <h1 className="text-2xl font-semibold tracking-tight text-white">Prove it's your number</h1>
+      <p className="mt-1 text-sm text-zinc-400">
+        Send this code to us on WhatsApp from {claim.phone}, within 15 minutes. Messages from the number
+        reach your assistant once it arrives.
+      </p>
+      <p data-testid="phone-code" className="mt-6 text-center font-mono text-4xl tracking-[0.3em] text-white">
+        {claim.code}
+      </p>
+      <ButtonLink href={claim.link ?? "#"} target="_blank" rel="noreferrer" className="mt-6 w-full">
+        Open WhatsApp with the code
+      </ButtonLink>
+      <p className="mt-4 flex items-center gap-2 text-sm text-zinc-400" role="status">
+        <Spinner /> Waiting for your message…
+      </p>
+      <button type="button" onClick={onBack} className="mt-4 text-sm text-zinc-400 underline">
+        Use another number or get a new code
+      </button>
+    </Card>
+  );
+}
+
 function PhoneForm() {
   const config = useConfig();
   const router = useRouter();
   const { me } = useSession();
+  const [claim, setClaim] = useState<PhoneClaim | null>(null);
   const [country, setCountry] = useState<string>("US");
   const [number, setNumber] = useState(me.phone ?? "");
   const [busy, setBusy] = useState(false);
@@ -39,8 +79,15 @@ function PhoneForm() {
     setError(null);
     setInvalid(null);
     try {
-      await api(config, "/users/me/phone", { method: "POST", body: { phone: toSend(dial, number) } });
-      router.replace("/dashboard");
+      const made = await api<PhoneClaim>(config, "/users/me/phone", {
+        method: "POST",
+        body: { phone: toSend(dial, number) },
+      });
+      if (made.verified) router.replace("/dashboard");
+      else {
+        setClaim(made);
+        setBusy(false);
+      }
     } catch (e) {
       if (e instanceof ApiError && e.code === "INVALID_PHONE") setInvalid(e.detail);
       else setError(e instanceof Error ? e : new Error(String(e)));
@@ -48,6 +95,7 @@ function PhoneForm() {
     }
   }
 
+  if (claim) return <ProveStep claim={claim} onBack={() => setClaim(null)} />;
   return (
     <Card>
       <h1 className="text-2xl font-semibold tracking-tight text-white">Your WhatsApp number</h1>

@@ -42,6 +42,9 @@ class InboundWhatsApp(Event):
     media: tuple[InboundMedia, ...] = ()
     # Every POST parameter Twilio sent, for fields we do not model yet.
     params: dict[str, str] = Field(default_factory=dict)
+    # The message carried the code that proved the sender's number (gateway-api
+    # linked it before publishing): answered with a confirmation, not the assistant.
+    verifies_phone: bool = False
 
     def dedupe_key(self) -> str:
         # Twilio retries carry the same MessageSid; JetStream drops them.
