@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from yourclaw_common.db_roles import SERVICE_ROLES, ensure_logins, login_name
+from yourclaw_common.testing import rolled_back
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLES = SERVICE_ROLES
@@ -88,12 +89,8 @@ def connect_as(
         await db_pool.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE {ROLES[service]}')
         conn = await asyncpg.connect(_dsn_as(database_url, login))
         try:
-            tr = conn.transaction()
-            await tr.start()
-            try:
+            async with rolled_back(conn):
                 yield conn
-            finally:
-                await tr.rollback()
         finally:
             await conn.close()
             await db_pool.execute(f'DROP ROLE "{login}"')
@@ -152,52 +149,64 @@ class TestGrants:
                 ), f"{service} runs {privilege} on {rel} but its role may not"
 
 
+# What each role may do (beside its services' own SQL), then what it may not:
+# billing reads no secret and no key; gateway-api reads the notify secret but
+# no token; messaging reaches tokens only through `recipients`; the LLM proxy
+# only meters.
+BOUNDS: dict[str, tuple[list[str], list[str]]] = {
+    "billing": (
+        [
+            "SELECT status FROM subscriptions",
+            "INSERT INTO stripe_events (id, type) VALUES ('evt_roles', 'x')",
+        ],
+        [
+            "SELECT gateway_token_encrypted FROM assistants",
+            "SELECT id FROM assistants",
+            "SELECT encrypted_key FROM api_keys",
+            "SELECT gateway_token_encrypted FROM recipients",
+            "SELECT body FROM messages",
+            "SELECT token_sha256 FROM proxy_credentials",
+        ],
+    ),
+    "gateway-api": (
+        ["SELECT user_id, notify_secret_encrypted FROM assistants LIMIT 1"],
+        [
+            "SELECT gateway_token_encrypted FROM assistants",
+            "SELECT proxy_token_encrypted FROM assistants",
+            "SELECT * FROM assistants",
+            "UPDATE assistants SET status = 'READY'",
+            "UPDATE subscriptions SET status = 'ACTIVE'",
+        ],
+    ),
+    "messaging": (
+        ["SELECT gateway_token_encrypted FROM recipients LIMIT 1"],
+        [
+            "SELECT gateway_token_encrypted FROM assistants",
+            "UPDATE subscriptions SET status = 'ACTIVE'",
+        ],
+    ),
+    "llm-proxy": (
+        ["SELECT token_sha256 FROM proxy_credentials LIMIT 1"],
+        [
+            "UPDATE subscriptions SET status = 'ACTIVE'",
+            "SELECT body FROM messages",
+            "SELECT notify_secret_encrypted FROM assistants",
+            "UPDATE proxy_credentials SET revoked_at = now()",
+        ],
+    ),
+}
+
+
 class TestRefusals:
-    async def test_billing_reads_no_secret_and_no_key(self, connect_as):
-        async with connect_as("billing") as conn:
-            await conn.fetch("SELECT status FROM subscriptions")
-            await conn.execute(
-                "INSERT INTO stripe_events (id, type) VALUES ('evt_roles', 'x')"
-            )
-            for sql in (
-                "SELECT gateway_token_encrypted FROM assistants",
-                "SELECT id FROM assistants",
-                "SELECT encrypted_key FROM api_keys",
-                "SELECT gateway_token_encrypted FROM recipients",
-                "SELECT body FROM messages",
-                "SELECT token_sha256 FROM proxy_credentials",
-            ):
-                await _refused(conn, sql)
-
-    async def test_gateway_reads_the_notify_secret_but_no_token(self, connect_as):
-        async with connect_as("gateway-api") as conn:
-            await conn.fetch(
-                "SELECT user_id, notify_secret_encrypted FROM assistants LIMIT 1"
-            )
-            for sql in (
-                "SELECT gateway_token_encrypted FROM assistants",
-                "SELECT proxy_token_encrypted FROM assistants",
-                "SELECT * FROM assistants",
-                "UPDATE assistants SET status = 'READY'",
-                "UPDATE subscriptions SET status = 'ACTIVE'",
-            ):
-                await _refused(conn, sql)
-
-    async def test_messaging_reaches_tokens_only_through_recipients(self, connect_as):
-        async with connect_as("messaging") as conn:
-            await conn.fetch("SELECT gateway_token_encrypted FROM recipients LIMIT 1")
-            await _refused(conn, "SELECT gateway_token_encrypted FROM assistants")
-            await _refused(conn, "UPDATE subscriptions SET status = 'ACTIVE'")
-
-    async def test_the_llm_proxy_only_meters(self, connect_as):
-        async with connect_as("llm-proxy") as conn:
-            await conn.fetch("SELECT token_sha256 FROM proxy_credentials LIMIT 1")
-            for sql in (
-                "UPDATE subscriptions SET status = 'ACTIVE'",
-                "SELECT body FROM messages",
-                "SELECT notify_secret_encrypted FROM assistants",
-                "UPDATE proxy_credentials SET revoked_at = now()",
-            ):
+    @pytest.mark.parametrize("service", BOUNDS)
+    async def test_a_role_reaches_what_it_needs_and_no_secret_beyond(
+        self, connect_as, service
+    ):
+        allowed, refused = BOUNDS[service]
+        async with connect_as(service) as conn:
+            for sql in allowed:
+                await conn.execute(sql)
+            for sql in refused:
                 await _refused(conn, sql)
 
     @pytest.mark.parametrize("service", ROLES)

@@ -30,6 +30,21 @@ def inbound(sid: str) -> InboundWhatsApp:
     )
 
 
+def consuming(js, spec: ConsumerSpec, handler, stop: asyncio.Event) -> asyncio.Task:
+    """The runner a service starts for `spec`, with the tests' short timings."""
+    return asyncio.create_task(
+        consume(
+            js,
+            spec,
+            handler,
+            stop=stop,
+            metrics=METRICS,
+            ack_wait=TEST_ACK_WAIT_SECONDS,
+            fetch_timeout=0.2,
+        )
+    )
+
+
 async def dlq_cli(nats_url: str, *args: str) -> list[dict]:
     """Run `yourclaw-dlq` as an operator would; its stdout is JSON lines."""
     proc = await asyncio.create_subprocess_exec(
@@ -62,17 +77,7 @@ async def test_flooded_failures_are_dead_lettered_with_reason_then_replayed(
     exhausted_before = METRICS.dead_lettered.labels(FLOOD.durable, "exhausted")._value
     before = exhausted_before.get()
     tasks = [
-        asyncio.create_task(
-            consume(
-                js,
-                FLOOD,
-                handler,
-                stop=stop,
-                metrics=METRICS,
-                ack_wait=TEST_ACK_WAIT_SECONDS,
-                fetch_timeout=0.2,
-            )
-        ),
+        consuming(js, FLOOD, handler, stop),
         asyncio.create_task(
             watch_consumers(js, [FLOOD], stop=stop, metrics=METRICS, interval=0.2)
         ),
@@ -138,17 +143,7 @@ async def test_permanent_errors_and_poison_bodies_keep_their_reason(js):
     async def handler(event: InboundWhatsApp, ctx) -> None:
         raise PermanentError("no user has this number")
 
-    task = asyncio.create_task(
-        consume(
-            js,
-            spec,
-            handler,
-            stop=stop,
-            metrics=METRICS,
-            ack_wait=TEST_ACK_WAIT_SECONDS,
-            fetch_timeout=0.2,
-        )
-    )
+    task = consuming(js, spec, handler, stop)
     await publish(js, inbound("SMpermanent"))
     await js.publish("inbound.whatsapp", b"{not json", headers={"Nats-Msg-Id": "x1"})
 
@@ -186,17 +181,7 @@ async def test_lag_gauge_shows_the_backlog_and_drains_to_zero(js):
     async def handler(event: InboundWhatsApp, ctx) -> None:
         return None
 
-    consumer = asyncio.create_task(
-        consume(
-            js,
-            spec,
-            handler,
-            stop=stop,
-            metrics=METRICS,
-            ack_wait=TEST_ACK_WAIT_SECONDS,
-            fetch_timeout=0.2,
-        )
-    )
+    consumer = consuming(js, spec, handler, stop)
     await eventually(lambda: pending_is(0), message="backlog did not drain")
     ack_pending = METRICS.consumer_ack_pending.labels(spec.durable)._value
 

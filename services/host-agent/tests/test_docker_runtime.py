@@ -1,7 +1,7 @@
 """The docker runtime against a stand-in Docker Engine on a unix socket.
 
 The stand-in speaks the slice of the Engine API the runtime uses, keeps
-containers in memory and records every request, so the tests can assert the
+containers in memory and records every create, so the tests can assert the
 exact create payload: every hardening flag, and no socket mount.
 """
 
@@ -39,7 +39,6 @@ class Engine:
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     images: set[str] = field(default_factory=set)
-    requests: list[tuple[str, str]] = field(default_factory=list)
     creates: list[dict[str, Any]] = field(default_factory=list)
     pulls: list[str] = field(default_factory=list)
     # Host ports something else listens on: a start publishing one fails.
@@ -51,15 +50,10 @@ def _not_found(what: str) -> JSONResponse:
 
 
 def engine_app(engine: Engine) -> Starlette:
-    async def record(request: Request) -> None:
-        engine.requests.append((request.method, request.url.path))
-
     async def ping(request: Request) -> Response:
-        await record(request)
         return Response("OK")
 
     async def create(request: Request) -> Response:
-        await record(request)
         name = request.query_params["name"]
         body = await request.json()
         engine.creates.append(body)
@@ -84,7 +78,6 @@ def engine_app(engine: Engine) -> Starlette:
         return engine.containers.get(request.path_params["name"])
 
     async def start(request: Request) -> Response:
-        await record(request)
         c = _find(request)
         if c is None:
             return _not_found("container")
@@ -107,7 +100,6 @@ def engine_app(engine: Engine) -> Starlette:
         return Response(status_code=204)
 
     async def stop(request: Request) -> Response:
-        await record(request)
         c = _find(request)
         if c is None:
             return _not_found("container")
@@ -118,7 +110,6 @@ def engine_app(engine: Engine) -> Starlette:
         return Response(status_code=204)
 
     async def restart(request: Request) -> Response:
-        await record(request)
         c = _find(request)
         if c is None:
             return _not_found("container")
@@ -126,13 +117,11 @@ def engine_app(engine: Engine) -> Starlette:
         return Response(status_code=204)
 
     async def delete(request: Request) -> Response:
-        await record(request)
         if engine.containers.pop(request.path_params["name"], None) is None:
             return _not_found("container")
         return Response(status_code=204)
 
     async def inspect(request: Request) -> Response:
-        await record(request)
         c = _find(request)
         if c is None:
             return _not_found("container")
@@ -152,7 +141,6 @@ def engine_app(engine: Engine) -> Starlette:
         )
 
     async def list_containers(request: Request) -> Response:
-        await record(request)
         filters = json.loads(request.query_params.get("filters", "{}"))
         wanted = [f.split("=", 1) for f in filters.get("label", [])]
         out = []
@@ -175,7 +163,6 @@ def engine_app(engine: Engine) -> Starlette:
         return JSONResponse(out)
 
     async def logs(request: Request) -> Response:
-        await record(request)
         if _find(request) is None:
             return _not_found("container")
         frames = b""
@@ -188,24 +175,20 @@ def engine_app(engine: Engine) -> Starlette:
         return Response(frames, media_type="application/vnd.docker.multiplexed-stream")
 
     async def network_get(request: Request) -> Response:
-        await record(request)
         net = engine.networks.get(request.path_params["name"])
         return JSONResponse(net) if net else _not_found("network")
 
     async def network_create(request: Request) -> Response:
-        await record(request)
         body = await request.json()
         engine.networks[body["Name"]] = body
         return JSONResponse({"Id": uuid.uuid4().hex}, status_code=201)
 
     async def network_delete(request: Request) -> Response:
-        await record(request)
         if engine.networks.pop(request.path_params["name"], None) is None:
             return _not_found("network")
         return Response(status_code=204)
 
     async def pull(request: Request) -> Response:
-        await record(request)
         image = request.query_params["fromImage"]
         tag = request.query_params.get("tag")
         ref = f"{image}:{tag}" if tag else image
@@ -270,11 +253,16 @@ async def docker(engine) -> AsyncIterator[DockerRuntime]:
     state, sock = engine
     state.containers.clear()
     state.networks.clear()
-    state.requests.clear()
     state.creates.clear()
     runtime = DockerRuntime(socket_path=sock, publish_ip="127.0.0.1", chown_to=None)
     yield runtime
     await runtime.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def agent(docker, start_agent):
+    """A host-agent on the docker runtime, talking to the stand-in Engine."""
+    return await start_agent(docker, host_runtime="docker")
 
 
 def _spec(**kw) -> ContainerSpec:
@@ -283,9 +271,8 @@ def _spec(**kw) -> ContainerSpec:
 
 
 class TestCreatePayload:
-    async def test_hardening_profile(self, docker, engine, data_dir, start_agent):
+    async def test_hardening_profile(self, agent, engine, data_dir):
         state, _ = engine
-        agent = await start_agent(docker, host_runtime="docker")
         spec = _spec(env={"OPENAI_API_KEY": "sk-test"})
 
         reply = await agent.request(HostVerb.CREATE, spec_payload(spec))
@@ -367,11 +354,8 @@ class _SocketPaths:
 
 
 class TestLifecycle:
-    async def test_create_is_idempotent_and_replace_recreates(
-        self, docker, engine, start_agent
-    ):
+    async def test_create_is_idempotent_and_replace_recreates(self, agent, engine):
         state, _ = engine
-        agent = await start_agent(docker, host_runtime="docker")
         spec = _spec()
 
         assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
@@ -386,11 +370,8 @@ class TestLifecycle:
         assert replaced.container.spec_hash == "h2"
         assert list(state.containers) == [spec.name]
 
-    async def test_stop_start_restart_logs_list_remove(
-        self, docker, engine, start_agent
-    ):
+    async def test_stop_start_restart_logs_list_remove(self, agent, engine):
         state, _ = engine
-        agent = await start_agent(docker, host_runtime="docker")
         spec = _spec()
         assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
 

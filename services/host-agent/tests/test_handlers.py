@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
+import pytest_asyncio
 from yourclaw_common.events import HostVerb, container_name
 from yourclaw_common.sealing import HOST_KEY_FILE, HostKey, seal_spec
 
@@ -21,6 +22,17 @@ async def _healthy(agent, name: str) -> None:
     reply = await agent.request(HostVerb.HEALTH, {"name": name, "wait_seconds": 15})
     assert reply.ok, reply
     assert reply.container.healthy is True
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def one_gateway(fake_runtime, start_agent):
+    """An agent on the stand-in runtime whose one gateway is created and
+    healthy: (the agent, its spec)."""
+    agent = await start_agent(fake_runtime())
+    spec = make_spec()
+    assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+    await _healthy(agent, spec.name)
+    return agent, spec
 
 
 def _pid(data_dir, spec) -> int:
@@ -58,13 +70,8 @@ class TestCreate:
         # The agent's own environment stays out of the gateway's.
         assert agent.settings.nats_url not in logs.logs
 
-    async def test_second_create_with_same_hash_is_noop(
-        self, fake_runtime, start_agent, data_dir
-    ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        await _healthy(agent, spec.name)
+    async def test_second_create_with_same_hash_is_noop(self, one_gateway, data_dir):
+        agent, spec = one_gateway
         first_pid = _pid(data_dir, spec)
 
         again = await agent.request(HostVerb.CREATE, spec_payload(spec))
@@ -75,13 +82,8 @@ class TestCreate:
         listed = await agent.request(HostVerb.LIST, {})
         assert [c.name for c in listed.containers] == [spec.name]
 
-    async def test_new_hash_replaces_and_keeps_workspace(
-        self, fake_runtime, start_agent, data_dir
-    ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        await _healthy(agent, spec.name)
+    async def test_new_hash_replaces_and_keeps_workspace(self, one_gateway, data_dir):
+        agent, spec = one_gateway
         old_pid = _pid(data_dir, spec)
         memory = data_dir / str(spec.user_id) / "workspace" / "MEMORY.md"
         memory.write_text("the user likes tea\n")
@@ -225,12 +227,9 @@ class TestRemove:
         assert reply.container.state == "missing"
 
     async def test_stops_the_gateway_group_and_keeps_the_workspace(
-        self, fake_runtime, start_agent, data_dir
+        self, one_gateway, data_dir
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        await _healthy(agent, spec.name)
+        agent, spec = one_gateway
         logs = (await agent.request(HostVerb.LOGS, {"name": spec.name})).logs
         helper = int(logs.split("helper=")[1].split()[0])
         pid = _pid(data_dir, spec)
@@ -345,13 +344,8 @@ class TestFencing:
 
 
 class TestLifecycle:
-    async def test_stop_start_restart_inspect(
-        self, fake_runtime, start_agent, data_dir
-    ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        await _healthy(agent, spec.name)
+    async def test_stop_start_restart_inspect(self, one_gateway, data_dir):
+        agent, spec = one_gateway
 
         stopped = await agent.request(HostVerb.STOP, {"name": spec.name})
         assert stopped.container.state == "stopped"
@@ -411,11 +405,8 @@ class TestLifecycle:
         assert waited.container.healthy is True
         assert waited.container.state == "running"
 
-    async def test_logs_tail(self, fake_runtime, start_agent):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        await _healthy(agent, spec.name)
+    async def test_logs_tail(self, one_gateway):
+        agent, spec = one_gateway
 
         reply = await agent.request(HostVerb.LOGS, {"name": spec.name, "tail": 1})
 

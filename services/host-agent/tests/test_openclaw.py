@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -171,6 +172,39 @@ async def ask(
     return reply
 
 
+async def create(nc, host_id: str, spec: ContainerSpec) -> HostReply:
+    """Ask for the gateway of `spec` (created, kept or replaced)."""
+    payload = {"spec": spec.model_dump(mode="json")}
+    return await ask(nc, host_id, HostVerb.CREATE, payload, timeout=60)
+
+
+async def healthy(nc, host_id: str, name: str) -> None:
+    """The gateway answers its health check within 90 s (its log if not)."""
+    health = await ask(
+        nc, host_id, HostVerb.HEALTH, {"name": name, "wait_seconds": 90}, timeout=100
+    )
+    assert health.container.healthy is True, (
+        await ask(nc, host_id, HostVerb.LOGS, {"name": name})
+    ).logs
+
+
+def gateway_spec(
+    user_id: uuid.UUID, port: int, token: str, devsim_url: str, **fields: Any
+) -> ContainerSpec:
+    """A user's gateway: their token, models from the LLM stand-in."""
+    return ContainerSpec(
+        user_id=user_id,
+        name=container_name(user_id),
+        port=port,
+        files={
+            "config/openclaw.json": openclaw_config(token, f"{devsim_url}/v1"),
+            "workspace/CLAUDE.md": "You are a WhatsApp assistant. Be concise.\n",
+        },
+        spec_hash="v1",
+        **fields,
+    )
+
+
 def gateway_leaders(port: int) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -205,17 +239,7 @@ async def test_real_gateway_lifecycle(agent_env, host_nc, devsim_url, tmp_path):
     name = container_name(user_id)
     port = free_port()
     token = secrets.token_urlsafe(24)
-    spec = ContainerSpec(
-        user_id=user_id,
-        name=name,
-        port=port,
-        files={
-            "config/openclaw.json": openclaw_config(token, f"{devsim_url}/v1"),
-            "workspace/CLAUDE.md": "You are a WhatsApp assistant. Be concise.\n",
-        },
-        env={"YOURCLAW_TEST": "1"},
-        spec_hash="v1",
-    )
+    spec = gateway_spec(user_id, port, token, devsim_url, env={"YOURCLAW_TEST": "1"})
     agent = AgentProcess(agent_env, tmp_path / "agent.log")
     started = time.monotonic()
 
@@ -225,20 +249,9 @@ async def test_real_gateway_lifecycle(agent_env, host_nc, devsim_url, tmp_path):
     await agent.start(host_nc)
     mark("agent up")
     try:
-        created = await ask(
-            host_nc, host_id, HostVerb.CREATE, {"spec": spec.model_dump(mode="json")}
-        )
+        created = await create(host_nc, host_id, spec)
         assert created.container.state in ("starting", "running")
-        health = await ask(
-            host_nc,
-            host_id,
-            HostVerb.HEALTH,
-            {"name": name, "wait_seconds": 90},
-            timeout=100,
-        )
-        assert health.container.healthy is True, (
-            await ask(host_nc, host_id, HostVerb.LOGS, {"name": name})
-        ).logs
+        await healthy(host_nc, host_id, name)
 
         mark("created and healthy")
         answer = await chat(port, token, "hello from the host-agent test")
@@ -270,9 +283,7 @@ async def test_real_gateway_lifecycle(agent_env, host_nc, devsim_url, tmp_path):
         assert [(c.name, c.state, c.port) for c in listed.containers] == [
             (name, "running", port)
         ]
-        again = await ask(
-            host_nc, host_id, HostVerb.CREATE, {"spec": spec.model_dump(mode="json")}
-        )
+        again = await create(host_nc, host_id, spec)
         assert again.container.state == "running"
         assert gateway_leaders(port) == leaders
         assert (await chat(port, token, "still there?")).startswith(
@@ -294,23 +305,10 @@ async def test_real_gateway_lifecycle(agent_env, host_nc, devsim_url, tmp_path):
                 },
             }
         )
-        replaced = await ask(
-            host_nc,
-            host_id,
-            HostVerb.CREATE,
-            {"spec": replaced_spec.model_dump(mode="json")},
-            timeout=60,
-        )
+        replaced = await create(host_nc, host_id, replaced_spec)
         assert replaced.container.spec_hash == "v2"
         mark("replaced")
-        health = await ask(
-            host_nc,
-            host_id,
-            HostVerb.HEALTH,
-            {"name": name, "wait_seconds": 90},
-            timeout=100,
-        )
-        assert health.container.healthy is True
+        await healthy(host_nc, host_id, name)
         mark("replacement healthy")
         assert gateway_leaders(port) != leaders
         assert len(gateway_leaders(port)) == 1
@@ -370,23 +368,8 @@ async def test_real_spare_takes_a_new_users_config(
 
         user_id = uuid.uuid4()
         token = secrets.token_urlsafe(24)
-        spec = ContainerSpec(
-            user_id=user_id,
-            name=container_name(user_id),
-            port=base,
-            files={
-                "config/openclaw.json": openclaw_config(token, f"{devsim_url}/v1"),
-                "workspace/CLAUDE.md": "You are a WhatsApp assistant. Be concise.\n",
-            },
-            spec_hash="v1",
-        )
-        created = await ask(
-            host_nc,
-            host_id,
-            HostVerb.CREATE,
-            {"spec": spec.model_dump(mode="json")},
-            timeout=60,
-        )
+        spec = gateway_spec(user_id, base, token, devsim_url)
+        created = await create(host_nc, host_id, spec)
         assert created.container.state == "running"
         assert gateway_leaders(base) == spare
         assert (data / str(user_id)).is_symlink()

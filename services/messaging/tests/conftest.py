@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 from yourclaw_common.crypto import SecretBox
+from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_devkit.cli import register_dev_user
 from yourclaw_devkit.defaults import (
@@ -95,6 +96,22 @@ async def register(
         return user.user_id
 
     return make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def texted(register, start_messaging, js) -> Callable[..., Awaitable[uuid.UUID]]:
+    """PHONE's user, registered, texts `body` to a messaging just started.
+
+    `texted(body, sid=None, **settings_overrides)` returns the user's id.
+    """
+
+    async def send(body: str, sid: str | None = None, **overrides) -> uuid.UUID:
+        user_id = await register(PHONE)
+        await start_messaging(**overrides)
+        await publish(js, inbound(PHONE, body, sid))
+        return user_id
+
+    return send
 
 
 @pytest_asyncio.fixture(loop_scope="session")

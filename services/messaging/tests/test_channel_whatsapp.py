@@ -39,12 +39,8 @@ from .conftest import (
 
 
 class TestSplitting:
-    async def test_5000_character_reply_arrives_in_order(
-        self, start_messaging, register, js, devsim
-    ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "essay please #long=5000"))
+    async def test_5000_character_reply_arrives_in_order(self, texted, devsim):
+        await texted("essay please #long=5000")
         sent = await settle(devsim, PHONE, 4)
         assert len(sent) == 4
         assert all(len(m["body"]) <= 1600 for m in sent)
@@ -119,11 +115,9 @@ async def sending_replies(clean_db, user_id, count: int) -> list[uuid.UUID]:
 
 class TestStatusCallbacks:
     async def test_status_never_moves_backwards(
-        self, start_messaging, register, js, devsim, clean_db
+        self, texted, register, js, devsim, clean_db
     ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "track me"))
+        await texted("track me")
         (msg,) = await settle(devsim, PHONE, 1, wait=0)
         sid = msg["sid"]
         for status in ("delivered", "sent", "read", "delivered", "queued"):
@@ -242,18 +236,9 @@ class TestStatusCallbacks:
             TEMPLATE_NOTIFY,
             variables,
         )
-        accepted = await devsim.post(
-            MESSAGES_PATH,
-            data={
-                "To": f"whatsapp:{PHONE}",
-                "From": DEV_WHATSAPP_NUMBER,
-                "ContentSid": TEMPLATE_NOTIFY,
-                "ContentVariables": variables,
-            },
-            auth=AUTH,
+        sid = await sent_directly(
+            devsim, ContentSid=TEMPLATE_NOTIFY, ContentVariables=variables
         )
-        assert accepted.status_code == 201
-        sid = accepted.json()["sid"]
         await start_messaging(twilio_template_notification=TEMPLATE_NOTIFY)
         # gateway-api publishes Twilio's callback with the id from its URL.
         await publish(
@@ -400,6 +385,18 @@ async def sending_row(pool, user_id, in_reply_to, body):
     )
 
 
+async def sent_directly(devsim, **fields: str) -> str:
+    """A message to PHONE Twilio accepted from a worker that died before
+    recording it (`fields`: Body, or ContentSid and ContentVariables); its sid."""
+    accepted = await devsim.post(
+        MESSAGES_PATH,
+        data={"To": f"whatsapp:{PHONE}", "From": DEV_WHATSAPP_NUMBER, **fields},
+        auth=AUTH,
+    )
+    assert accepted.status_code == 201
+    return accepted.json()["sid"]
+
+
 async def _count(awaitable, n):
     return len(await awaitable) >= n
 
@@ -414,12 +411,7 @@ class TestDeliveryAfterCrash:
         body = "Echo: crash between send and commit"
         await inbound_row(clean_db, user_id, "SMcrash", body)
         message_id = await sending_row(clean_db, user_id, "SMcrash", body)
-        accepted = await devsim.post(
-            MESSAGES_PATH,
-            data={"To": f"whatsapp:{PHONE}", "From": DEV_WHATSAPP_NUMBER, "Body": body},
-            auth=AUTH,
-        )
-        assert accepted.status_code == 201
+        twilio_sid = await sent_directly(devsim, Body=body)
         await start_messaging(twilio_status_callback_url=CALLBACK)
         await publish(
             js, inbound(PHONE, "crash between send and commit", sid="SMcrash")
@@ -429,7 +421,7 @@ class TestDeliveryAfterCrash:
         await publish(
             js,
             InboundWhatsAppStatus(
-                message_sid=accepted.json()["sid"],
+                message_sid=twilio_sid,
                 message_status="sent",
                 message_id=message_id,
             ),
@@ -446,7 +438,7 @@ class TestDeliveryAfterCrash:
             await clean_db.fetchval(
                 "SELECT twilio_sid FROM messages WHERE in_reply_to = 'SMcrash'"
             )
-            == accepted.json()["sid"]
+            == twilio_sid
         )
         assert await llm_requests(devsim) == []  # the stored reply was reused
 
@@ -461,22 +453,14 @@ class TestDeliveryAfterCrash:
         for sid in ("SMsorry1", "SMsorry2"):
             await inbound_row(clean_db, user_id, sid, "x")
             ids.append(await sending_row(clean_db, user_id, sid, apology))
-        accepted = await devsim.post(
-            MESSAGES_PATH,
-            data={
-                "To": f"whatsapp:{PHONE}",
-                "From": DEV_WHATSAPP_NUMBER,
-                "Body": apology,
-            },
-            auth=AUTH,
-        )
+        twilio_sid = await sent_directly(devsim, Body=apology)
         await start_messaging(
             twilio_status_callback_url=CALLBACK, twilio_send_confirm_seconds=1
         )
         await publish(
             js,
             InboundWhatsAppStatus(
-                message_sid=accepted.json()["sid"],
+                message_sid=twilio_sid,
                 message_status="sent",
                 message_id=ids[0],
             ),

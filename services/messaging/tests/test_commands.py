@@ -22,22 +22,18 @@ from .conftest import (
 
 class TestCommands:
     async def test_help_lists_the_commands_without_asking_the_assistant(
-        self, start_messaging, register, js, devsim
+        self, texted, devsim
     ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "/help"))
+        await texted("/help")
         (reply,) = await settle(devsim, PHONE, 1)
         for command in ("/help", "/status", "/reset", "/model"):
             assert command in reply["body"]
         assert await llm_requests(devsim) == []
 
     async def test_status_shows_assistant_model_and_todays_usage(
-        self, start_messaging, register, js, devsim
+        self, texted, js, devsim
     ):
-        await register(PHONE)
-        await start_messaging(rate_limit_msg_per_min=5, rate_limit_msg_per_day=100)
-        await publish(js, inbound(PHONE, "hello"))
+        await texted("hello", rate_limit_msg_per_min=5, rate_limit_msg_per_day=100)
         await settle(devsim, PHONE, 1, wait=0)
         await publish(js, inbound(PHONE, "/STATUS"))
         sent = await settle(devsim, PHONE, 2)
@@ -92,12 +88,8 @@ class TestCommands:
         sent = await settle(devsim, PHONE, 5)
         assert "GPT-4o Mini" in sent[4]["body"]
 
-    async def test_reset_starts_a_new_session(
-        self, start_messaging, register, js, devsim
-    ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "remember the blue door"))
+    async def test_reset_starts_a_new_session(self, texted, js, devsim):
+        user_id = await texted("remember the blue door")
         await settle(devsim, PHONE, 1, wait=0)
         await publish(js, inbound(PHONE, "/reset"))
         await settle(devsim, PHONE, 2, wait=0)
@@ -108,11 +100,7 @@ class TestCommands:
         assert first["session_key"] == f"wa:{user_id}"
         assert second["session_key"] == second["user"] == f"wa:{user_id}:1"
 
-    async def test_unknown_slash_command_goes_to_the_assistant(
-        self, start_messaging, register, js, devsim
-    ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "/weather Paris"))
+    async def test_unknown_slash_command_goes_to_the_assistant(self, texted, devsim):
+        await texted("/weather Paris")
         (reply,) = await settle(devsim, PHONE, 1)
         assert reply["body"] == "Echo: /weather Paris"

@@ -153,11 +153,9 @@ class TestWindowAndProactive:
 
 class TestRestartNotice:
     async def test_a_user_who_was_chatting_hears_once_of_an_oom_restart(
-        self, start_messaging, register, js, devsim
+        self, texted, js, devsim
     ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "plan my week"))
+        user_id = await texted("plan my week")
         await settle(devsim, PHONE, 1, wait=0)
         killed = AssistantRestarted(
             event_id=uuid.uuid4(), user_id=user_id, killed_at=1_780_000_000
@@ -213,11 +211,9 @@ def usage_event(kind, user_id, *, spent, allowance=8.0):
 
 class TestModelAllowance:
     async def test_over_the_allowance_one_notice_and_no_model_call(
-        self, start_messaging, register, js, devsim, clean_db
+        self, texted, js, devsim, clean_db
     ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "hello", sid="SMcap1"))
+        user_id = await texted("hello", sid="SMcap1")
         await replies_settle(devsim, PHONE, 1, wait=0)
         (await devsim.delete("/_devsim/llm/requests")).raise_for_status()
 
@@ -244,12 +240,8 @@ class TestModelAllowance:
         sent = await replies_settle(devsim, PHONE, 3, wait=0)
         assert "$8.01 of your $8.00 allowance (100%)" in sent[2]["body"]
 
-    async def test_eighty_percent_gets_one_heads_up(
-        self, start_messaging, register, js, devsim
-    ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "hello", sid="SMwarn1"))
+    async def test_eighty_percent_gets_one_heads_up(self, texted, js, devsim):
+        user_id = await texted("hello", sid="SMwarn1")
         await replies_settle(devsim, PHONE, 1, wait=0)
 
         for _ in range(2):

@@ -44,11 +44,9 @@ PNG = base64.b64decode(
 
 class TestHandleInbound:
     async def test_registered_user_gets_the_assistants_reply(
-        self, start_messaging, register, js, devsim, clean_db
+        self, texted, devsim, clean_db
     ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "hello there", sid="SMhello1"))
+        user_id = await texted("hello there", sid="SMhello1")
 
         sent = await replies_settle(devsim, PHONE, 1)
         assert [m["body"] for m in sent] == ["Echo: hello there"]
@@ -77,11 +75,9 @@ class TestHandleInbound:
         assert usage["tokens_out"] > 0
 
     async def test_message_sid_seen_before_does_nothing(
-        self, start_messaging, register, js, devsim, clean_db
+        self, texted, js, devsim, clean_db
     ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "once", sid="SMonce"))
+        await texted("once", sid="SMonce")
         await replies_settle(devsim, PHONE, 1, wait=0)
         # The same MessageSid again, past JetStream's dedupe (another Msg-Id), as
         # after the duplicate window: the database remembers it.
@@ -117,11 +113,9 @@ class TestHandleInbound:
         )
 
     async def test_failing_assistant_gets_one_apology_and_no_retry_loop(
-        self, start_messaging, register, js, devsim, nats_client
+        self, texted, js, devsim, nats_client
     ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "please #fail"))
+        await texted("please #fail")
         sent = await replies_settle(devsim, PHONE, 1, wait=TEST_ACK_WAIT_SECONDS + 1)
         assert len(sent) == 1
         assert sent[0]["body"].startswith("Sorry, your assistant couldn't answer")
@@ -167,21 +161,13 @@ class TestHandleInbound:
         assert len(sent) == 1
         assert sent[0]["body"].startswith("Sorry")
 
-    async def test_assistant_timeout_gets_an_apology(
-        self, start_messaging, register, js, devsim
-    ):
-        await register(PHONE)
-        await start_messaging(assistant_timeout_seconds=1)
-        await publish(js, inbound(PHONE, "slow one #sleep=3"))
+    async def test_assistant_timeout_gets_an_apology(self, texted, devsim):
+        await texted("slow one #sleep=3", assistant_timeout_seconds=1)
         sent = await replies_settle(devsim, PHONE, 1, wait=0)
         assert sent[0]["body"].startswith("Sorry")
 
-    async def test_long_reply_is_split_in_order(
-        self, start_messaging, register, js, devsim, clean_db
-    ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "tell me a lot #long=4000"))
+    async def test_long_reply_is_split_in_order(self, texted, devsim, clean_db):
+        await texted("tell me a lot #long=4000")
         sent = await replies_settle(devsim, PHONE, 3)
         assert len(sent) == 3
         assert all(len(m["body"]) <= 1600 for m in sent)
@@ -213,11 +199,9 @@ class TestHandleInbound:
 
 class TestTurn:
     async def test_turn_streams_with_usage_and_records_tokens(
-        self, start_messaging, register, js, devsim, clean_db
+        self, texted, devsim, clean_db
     ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "count my tokens"))
+        user_id = await texted("count my tokens")
         await settle(devsim, PHONE, 1, wait=0.3)
         (req,) = await llm_requests(devsim)
         assert req["stream"] is True
@@ -240,11 +224,9 @@ class TestTurn:
 
 class TestSessionSeeding:
     async def test_assistant_at_a_new_address_gets_the_conversation_once(
-        self, start_messaging, register, js, devsim, clean_db, devsim_url
+        self, texted, js, devsim, clean_db, devsim_url
     ):
-        user_id = await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "my door is blue"))
+        user_id = await texted("my door is blue")
         await settle(devsim, PHONE, 1, wait=0)
         # The assistant was re-created on another host: same user, new address.
         moved = devsim_url.replace("127.0.0.1", "localhost")
@@ -310,11 +292,9 @@ class TestLimits:
         assert f"at {window + timedelta(minutes=1):%H:%M} UTC" in notice
 
     async def test_token_allowance_stops_the_assistant_for_the_day(
-        self, start_messaging, register, js, devsim
+        self, texted, js, devsim
     ):
-        await register(PHONE)
-        await start_messaging(rate_limit_tokens_per_day=5)
-        await publish(js, inbound(PHONE, "one two three four five six"))
+        await texted("one two three four five six", rate_limit_tokens_per_day=5)
         await settle(devsim, PHONE, 1, wait=0.3)
         await publish(js, inbound(PHONE, "more please"))
         await publish(js, inbound(PHONE, "and more"))
@@ -403,11 +383,9 @@ class TestUnreadableToken:
 
 class TestPoison:
     async def test_a_message_postgres_refuses_is_dead_lettered_at_once(
-        self, start_messaging, register, js, devsim, clean_db
+        self, texted, js, devsim, clean_db
     ):
-        await register(PHONE)
-        await start_messaging()
-        await publish(js, inbound(PHONE, "nul \x00 byte", sid="SMpoison"))
+        await texted("nul \x00 byte", sid="SMpoison")
         await publish(js, inbound(PHONE, "after it", sid="SMafter"))
 
         sent = await replies_settle(devsim, PHONE, 1, wait=TEST_ACK_WAIT_SECONDS + 1)

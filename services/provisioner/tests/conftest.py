@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from yourclaw_common.crypto import SecretBox
-from yourclaw_common.events import ConsumerSpec, ContainerSpec
+from yourclaw_common.events import (
+    AssistantProvisionRequested,
+    ConsumerSpec,
+    ContainerSpec,
+)
+from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_devkit.fake_host import FakeHost
 from yourclaw_provisioner.app import run
@@ -139,6 +144,31 @@ async def wait_status(pool, user_id, status, *, timeout=10.0):
     return await eventually(
         probe, timeout=timeout, message=f"assistant {user_id} {status}"
     )
+
+
+async def provision(js, pool, user_id):
+    """Ask for the user's assistant and wait until it is READY; its row."""
+    await publish(js, AssistantProvisionRequested(user_id=user_id))
+    return await wait_status(pool, user_id, "READY")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ready_assistant(start_provisioner, fake_host, make_user, js, clean_db):
+    """A fake host, a user, a provisioner started, the user's assistant READY.
+
+    `ready_assistant(host_id="h1", **provisioner_overrides)` returns
+    (the fake host, the user's id, the assistant's row).
+    """
+
+    async def make(
+        host_id: str = "h1", **overrides: Any
+    ) -> tuple[FakeHost, uuid.UUID, Any]:
+        host = await fake_host(host_id)
+        user_id = await make_user()
+        await start_provisioner(**overrides)
+        return host, user_id, await provision(js, clean_db, user_id)
+
+    return make
 
 
 async def jobs_of(pool, user_id):

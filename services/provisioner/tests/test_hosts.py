@@ -10,7 +10,7 @@ from yourclaw_common.nats import publish
 from yourclaw_common.sealing import key_id
 from yourclaw_common.testing import eventually
 
-from .conftest import assistant, config_of, jobs_of, wait_status
+from .conftest import assistant, config_of, jobs_of, provision, wait_status
 
 
 def _logged(caplog) -> str:
@@ -31,16 +31,6 @@ def _key_changes(host_id: str) -> float:
 
 async def _host_key(pool, host_id: str) -> str | None:
     return await pool.fetchval("SELECT public_key FROM hosts WHERE id = $1", host_id)
-
-
-async def _ready_on_h1(start_provisioner, fake_host, make_user, js, clean_db):
-    """A fake host h1, a provisioner, and a user whose assistant is READY there."""
-    host = await fake_host("h1")
-    user_id = await make_user()
-    await start_provisioner()
-    await publish(js, AssistantProvisionRequested(user_id=user_id))
-    await wait_status(clean_db, user_id, "READY")
-    return host, user_id
 
 
 async def _change_model(js, user_id) -> None:
@@ -77,8 +67,7 @@ class TestSealedCreates:
         sub = await nats_client.subscribe(">", cb=record)
         await start_provisioner()
 
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        row = await wait_status(clean_db, user_id, "READY")
+        row = await provision(js, clean_db, user_id)
         await nats_client.flush()
         await sub.unsubscribe()
 
@@ -124,12 +113,10 @@ class TestSealedCreates:
         assert len(old.creates()) == 1
 
     async def test_a_new_host_key_is_learned_and_sealed_to(
-        self, start_provisioner, fake_host, make_user, js, clean_db, caplog
+        self, ready_assistant, js, clean_db, caplog
     ):
         caplog.set_level(logging.INFO)
-        host, user_id = await _ready_on_h1(
-            start_provisioner, fake_host, make_user, js, clean_db
-        )
+        host, user_id, _ = await ready_assistant()
         old_key = host.key
         changes = _key_changes("h1")
 
@@ -185,11 +172,9 @@ class TestSealedCreates:
         assert host.running() == {container_name(user_id)}
 
     async def test_no_spec_goes_to_a_host_that_announces_no_key(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, js, clean_db
     ):
-        host, user_id = await _ready_on_h1(
-            start_provisioner, fake_host, make_user, js, clean_db
-        )
+        host, user_id, _ = await ready_assistant()
         # An agent older than sealing is back on the assistant's host.
         host.keyless = True
 

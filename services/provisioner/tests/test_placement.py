@@ -10,7 +10,7 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_provisioner.app import set_host_status
 
-from .conftest import assistant, hosts_known, settings_from, wait_status
+from .conftest import assistant, hosts_known, provision, settings_from, wait_status
 
 
 async def all_ready(pool, user_ids, *, timeout=30.0):
@@ -39,8 +39,7 @@ class TestPlace:
         await hosts_known(clean_db, "h-active")
         user_id = await make_user()
 
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        row = await wait_status(clean_db, user_id, "READY")
+        row = await provision(js, clean_db, user_id)
 
         assert row["host_id"] == "h-active"
         assert draining.creates() == []
@@ -76,8 +75,7 @@ class TestPlace:
         await hosts_known(clean_db, "h-live")
         user_id = await make_user()
 
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        row = await wait_status(clean_db, user_id, "READY")
+        row = await provision(js, clean_db, user_id)
 
         assert row["host_id"] == "h-live"
         assert silent.creates() == []

@@ -7,28 +7,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from yourclaw_common.events import (
-    AssistantProvisionRequested,
     ContainerSpec,
     container_name,
 )
-from yourclaw_common.nats import publish
 from yourclaw_common.testing import cuttable, eventually
 from yourclaw_provisioner import repository
 from yourclaw_provisioner.errors import HEALABLE_CODES
 from yourclaw_provisioner.service import HOST_LOST_FLAG
 from yourclaw_provisioner.settings import ProvisionerSettings
 
-from .conftest import assistant, jobs_of, wait_status
+from .conftest import assistant, jobs_of, provision
 
 
 class TestReconcile:
-    async def test_vanished_container_is_recreated(
-        self, start_provisioner, fake_host, make_user, js, clean_db
-    ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await _ready(js, clean_db, user_id)
+    async def test_vanished_container_is_recreated(self, ready_assistant, clean_db):
+        host, user_id, _ = await ready_assistant()
 
         host.vanish(container_name(user_id))
 
@@ -46,13 +39,10 @@ class TestReconcile:
         assert second.spec_hash == first.spec_hash
 
     async def test_a_heartbeat_without_it_starts_the_pass_at_once(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant
     ):
-        host = await fake_host("h1")
-        user_id = await make_user()
         # Passes an hour apart: only the heartbeat can start one in this test.
-        await start_provisioner(reconcile_interval_seconds=3600)
-        await _ready(js, clean_db, user_id)
+        host, user_id, _ = await ready_assistant(reconcile_interval_seconds=3600)
 
         host.vanish(container_name(user_id))
 
@@ -62,13 +52,8 @@ class TestReconcile:
         await eventually(recreated, timeout=30)
         assert host.running() == {container_name(user_id)}
 
-    async def test_container_nobody_owns_is_removed(
-        self, start_provisioner, fake_host, make_user, js, clean_db
-    ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await _ready(js, clean_db, user_id)
+    async def test_container_nobody_owns_is_removed(self, ready_assistant):
+        host, user_id, _ = await ready_assistant()
         stranger = uuid.uuid4()
         host.add_stray(
             ContainerSpec(
@@ -87,12 +72,11 @@ class TestReconcile:
         assert host.running() == {container_name(user_id)}
 
     async def test_assistants_of_a_lost_host_are_replaced(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, fake_host, js, clean_db
     ):
-        lost = await fake_host("h-lost")
-        user_id = await make_user()
-        await start_provisioner(host_evacuate_after_seconds=0.5)
-        first = await _ready(js, clean_db, user_id)
+        lost, user_id, first = await ready_assistant(
+            "h-lost", host_evacuate_after_seconds=0.5
+        )
         assert first["host_id"] == "h-lost"
         spare = await fake_host("h-spare")
 
@@ -138,12 +122,6 @@ class TestReconcile:
         assert spare.running() == {container_name(user_id)}
 
 
-async def _ready(js, pool, user_id):
-    """Ask for the user's assistant and wait until it is READY."""
-    await publish(js, AssistantProvisionRequested(user_id=user_id))
-    return await wait_status(pool, user_id, "READY")
-
-
 async def _host_status(pool, host_id: str) -> str:
     return await pool.fetchval("SELECT status FROM hosts WHERE id = $1", host_id)
 
@@ -172,7 +150,7 @@ class TestHostLossFencing:
             await start_provisioner(
                 nats_url=nats.url(nats_url), host_evacuate_after_seconds=0.5
             )
-            first = await _ready(js, clean_db, user_id)
+            first = await provision(js, clean_db, user_id)
             home = hosts[first["host_id"]]
 
             # NATS is gone for everyone (hosts and provisioner) for longer than
@@ -222,14 +200,11 @@ class TestHostLossFencing:
         assert len(home.creates()) == 1
         assert [h.removes() for h in hosts.values()] == [[], []]
 
-    async def test_every_host_silent_replaces_nothing(
-        self, start_provisioner, fake_host, make_user, js, clean_db
-    ):
+    async def test_every_host_silent_replaces_nothing(self, ready_assistant, clean_db):
         # The provisioner keeps NATS; every host-agent goes quiet at once.
-        host = await fake_host("h-only")
-        user_id = await make_user()
-        await start_provisioner(host_evacuate_after_seconds=0.5)
-        first = await _ready(js, clean_db, user_id)
+        host, user_id, first = await ready_assistant(
+            "h-only", host_evacuate_after_seconds=0.5
+        )
 
         host.partitioned = True
         await eventually(lambda: _eq(_host_status(clean_db, "h-only"), "OFFLINE"))
@@ -238,52 +213,34 @@ class TestHostLossFencing:
         assert (row["status"], row["host_id"]) == ("READY", "h-only")
         assert [j["reason"] for j in await jobs_of(clean_db, user_id)] == ["created"]
 
-        host.partitioned = False
-        await eventually(lambda: _eq(_host_status(clean_db, "h-only"), "ACTIVE"))
-        await asyncio.sleep(1)
-        assert host.removes() == []
-        assert host.running() == {container_name(user_id)}
-        row = await assistant(clean_db, user_id)
+        row = await _back_and_still_serving(clean_db, host, user_id)
         assert row["generation"] == first["generation"]
 
     async def test_a_host_silent_less_than_the_lost_time_keeps_its_assistant(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, fake_host, clean_db
     ):
         # The host-agent is down (its gateways keep running) while another
         # host with room heart-beats: suspect, not lost.
-        home = await fake_host("h-home")
-        user_id = await make_user()
-        await start_provisioner(host_evacuate_after_seconds=30)
-        first = await _ready(js, clean_db, user_id)
+        home, user_id, first = await ready_assistant(
+            "h-home", host_evacuate_after_seconds=30
+        )
         spare = await fake_host("h-spare")
 
         home.partitioned = True
         await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "OFFLINE"))
         await asyncio.sleep(2)
-        home.partitioned = False
-        await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "ACTIVE"))
-        await asyncio.sleep(1)
-
-        row = await assistant(clean_db, user_id)
-        assert (row["status"], row["host_id"], row["last_error"]) == (
-            "READY",
-            "h-home",
-            None,
-        )
+        row = await _back_and_still_serving(clean_db, home, user_id)
         assert row["generation"] == first["generation"]
-        assert home.removes() == []
-        assert home.running() == {container_name(user_id)}
         assert spare.creates() == []
 
     async def test_a_lost_host_whose_assistants_have_nowhere_to_go_keeps_them(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, fake_host, clean_db
     ):
         # Measured: the re-placement failed three times, ended in ERROR and the
         # gateway was removed when the host came back.
-        home = await fake_host("h-home")
-        user_id = await make_user()
-        await start_provisioner(host_evacuate_after_seconds=3)
-        first = await _ready(js, clean_db, user_id)
+        home, user_id, first = await ready_assistant(
+            "h-home", host_evacuate_after_seconds=3
+        )
         # Another host answers (the control plane works), but it has no room.
         full = await fake_host("h-full", capacity=0)
 
@@ -310,18 +267,24 @@ class TestHostLossFencing:
         await asyncio.sleep(1)
         assert len(await jobs_of(clean_db, user_id)) == 2
 
-        home.partitioned = False
-        await eventually(lambda: _eq(_host_status(clean_db, "h-home"), "ACTIVE"))
-        await asyncio.sleep(1)
-        row = await assistant(clean_db, user_id)
-        assert (row["status"], row["host_id"], row["last_error"]) == (
-            "READY",
-            "h-home",
-            None,
-        )
-        assert home.removes() == []
-        assert home.running() == {container_name(user_id)}
+        await _back_and_still_serving(clean_db, home, user_id)
         assert full.creates() == []
+
+
+async def _back_and_still_serving(pool, host, user_id):
+    """The host answers again and keeps the user's READY assistant; its row."""
+    host.partitioned = False
+    await eventually(lambda: _eq(_host_status(pool, host.host_id), "ACTIVE"))
+    await asyncio.sleep(1)
+    row = await assistant(pool, user_id)
+    assert (row["status"], row["host_id"], row["last_error"]) == (
+        "READY",
+        host.host_id,
+        None,
+    )
+    assert host.removes() == []
+    assert host.running() == {container_name(user_id)}
+    return row
 
 
 async def _eq(value, expected) -> bool:

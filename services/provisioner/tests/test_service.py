@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import httpx
+import pytest_asyncio
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import (
     AssistantDeprovisionRequested,
@@ -30,6 +31,7 @@ from .conftest import (
     config_of,
     consumer_idle,
     jobs_of,
+    provision,
     settings_from,
     wait_status,
 )
@@ -48,6 +50,19 @@ async def published(js, subject: str) -> list[bytes]:
             out.append(msg.data)
     finally:
         await sub.unsubscribe()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def held_create(start_provisioner, fake_host, make_user, js):
+    """A provision request whose create host h1 has received and holds:
+    (the host, the user's id, the event that lets the create go on)."""
+    hold = asyncio.Event()
+    host = await fake_host("h1", hold_creates=hold)
+    user_id = await make_user()
+    await start_provisioner()
+    await publish(js, AssistantProvisionRequested(user_id=user_id))
+    await asyncio.wait_for(host.create_received.wait(), timeout=10)
+    return host, user_id, hold
 
 
 class TestProvision:
@@ -152,16 +167,10 @@ class TestProvision:
         assert len(host.creates()) == 1
 
     async def test_assistant_is_provisioning_while_the_gateway_boots(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, held_create, clean_db
     ):
-        hold = asyncio.Event()
-        host = await fake_host("h1", hold_creates=hold)
-        user_id = await make_user()
-        await start_provisioner()
-
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
+        _, user_id, hold = held_create
         await wait_status(clean_db, user_id, "PROVISIONING")
-        await asyncio.wait_for(host.create_received.wait(), timeout=10)
         (job,) = await jobs_of(clean_db, user_id)
         assert job["status"] == "RUNNING"
         assert job["locked_by"]
@@ -176,8 +185,7 @@ class TestProvision:
         proxy = "http://host.docker.internal:8790"
         await start_provisioner(llm_proxy_url=proxy)
 
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        row = await wait_status(clean_db, user_id, "READY")
+        row = await provision(js, clean_db, user_id)
 
         config = config_of(host.creates()[0])
         # The production config, in dev too: the proxy picks the upstream.
@@ -201,13 +209,9 @@ class TestProvision:
         )
 
     async def test_deprovision_revokes_the_proxy_credential_and_reprovision_rotates_it(
-        self, start_provisioner, fake_host, make_user, js, clean_db, box
+        self, ready_assistant, js, clean_db
     ):
-        await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        _, user_id, first = await ready_assistant()
         first_hash = await clean_db.fetchval(
             "SELECT token_sha256 FROM proxy_credentials WHERE user_id = $1", user_id
         )
@@ -244,8 +248,7 @@ class TestProvision:
         user_id = await make_user()
         await start_provisioner()
 
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        await provision(js, clean_db, user_id)
 
         (job,) = await jobs_of(clean_db, user_id)
         assert (job["status"], job["attempts"]) == ("COMPLETED", 3)
@@ -261,8 +264,7 @@ class TestProvision:
         user_id = await make_user()
         await start_provisioner()
 
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        row = await wait_status(clean_db, user_id, "READY")
+        row = await provision(js, clean_db, user_id)
 
         assert row["port"] == first + 2 * stride
         assert [s.port for s in host.creates()] == [
@@ -320,13 +322,9 @@ class TestProvision:
         assert job["last_error"].startswith("NO_LIVE_HOST")
 
     async def test_model_change_recreates_and_keeps_the_workspace(
-        self, start_provisioner, fake_host, make_user, js, clean_db, box
+        self, ready_assistant, js, clean_db
     ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        first = await wait_status(clean_db, user_id, "READY")
+        host, user_id, first = await ready_assistant()
         host.workspaces[user_id]["workspace/USER.md"] = "Name: Ada"
 
         await publish(
@@ -357,13 +355,9 @@ class TestProvision:
         assert host.workspaces[user_id]["workspace/USER.md"] == "Name: Ada"
 
     async def test_deprovision_removes_the_container_and_keeps_the_workspace(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, js, clean_db
     ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        host, user_id, _ = await ready_assistant()
 
         await publish(js, AssistantDeprovisionRequested(user_id=user_id))
 
@@ -408,15 +402,9 @@ class TestProvision:
         assert [r.name for r in host.removes()] == [container_name(user_id)]
 
     async def test_request_during_a_running_job_is_applied_after_it(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, held_create, js, clean_db
     ):
-        hold = asyncio.Event()
-        host = await fake_host("h1", hold_creates=hold)
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await asyncio.wait_for(host.create_received.wait(), timeout=10)
-
+        host, user_id, hold = held_create
         await publish(js, AssistantDeprovisionRequested(user_id=user_id))
         await consumer_idle(js, CONSUMERS.PROVISIONER_DEPROVISION_REQUESTED)
         hold.set()
@@ -452,13 +440,9 @@ class TestHeartbeats:
         assert row["last_heartbeat_at"] is not None
 
     async def test_an_oom_kill_a_host_reports_becomes_one_restarted_event(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, js
     ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        host, user_id, _ = await ready_assistant()
 
         host.oom_kills[container_name(user_id)] = 1_780_000_000
         await asyncio.sleep(2)  # several heartbeats carry the same kill
@@ -507,13 +491,9 @@ class TestHeartbeats:
         assert [h["id"] for h in hosts] == ["h-real"]
 
     async def test_silent_host_goes_offline_and_flags_then_recovers(
-        self, start_provisioner, fake_host, make_user, js, clean_db
+        self, ready_assistant, clean_db
     ):
-        host = await fake_host("h1")
-        user_id = await make_user()
-        await start_provisioner()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        host, user_id, _ = await ready_assistant()
 
         host.heartbeats_paused = True
 
@@ -564,8 +544,7 @@ class TestOps:
         port = free_port()
         await start_provisioner(metrics_port=port)
         user_id = await make_user()
-        await publish(js, AssistantProvisionRequested(user_id=user_id))
-        await wait_status(clean_db, user_id, "READY")
+        await provision(js, clean_db, user_id)
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/healthz")).status_code == 200

@@ -379,21 +379,10 @@ class EmbeddedPostgres:
 
     def _wait_accepting(self, timeout: float) -> None:
         # The port opens before the server accepts logins (recovery, startup).
-        bindir = _pg_bin()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             done = subprocess.run(
-                [
-                    str(bindir / "pg_isready"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postgres",
-                ],
-                capture_output=True,
-                check=False,
+                self._client("pg_isready"), capture_output=True, check=False
             )
             if done.returncode == 0:
                 return
@@ -402,21 +391,7 @@ class EmbeddedPostgres:
 
     def create_database(self, name: str) -> None:
         """CREATE DATABASE if it does not exist."""
-        bindir = _pg_bin()
-        psql = [
-            str(bindir / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-tAc",
-        ]
+        psql = self._client("psql", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc")
         exists = subprocess.run(
             [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],  # noqa: S608
             check=True,
@@ -427,6 +402,12 @@ class EmbeddedPostgres:
             subprocess.run(
                 [*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True
             )
+
+    def _client(self, tool: str, *args: str) -> list[str]:
+        """The command line of a client `tool` (psql, pg_isready) that logs in
+        to this server as the superuser."""
+        local = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        return [str(_pg_bin() / tool), *local, *args]
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.

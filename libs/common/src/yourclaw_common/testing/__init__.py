@@ -4,7 +4,7 @@ from yourclaw_common.testing.factories import (
     assistant_with_proxy_credential,
     subscribed_user,
 )
-from yourclaw_common.testing.helpers import eventually, reset_streams
+from yourclaw_common.testing.helpers import eventually, reset_streams, rolled_back
 from yourclaw_common.testing.outage import Cuttable, cuttable
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "cuttable",
     "eventually",
     "reset_streams",
+    "rolled_back",
     "subscribed_user",
 ]

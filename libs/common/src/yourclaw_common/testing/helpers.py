@@ -1,17 +1,19 @@
-"""Helpers for tests that wait on real side effects."""
+"""Helpers for tests that wait on real side effects or undo their writes."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from yourclaw_common.db import Connection
 from yourclaw_common.events import STREAMS, ensure_topology
 
-__all__ = ["eventually", "reset_streams"]
+__all__ = ["eventually", "reset_streams", "rolled_back"]
 
 T = TypeVar("T")
 
@@ -54,3 +56,14 @@ async def reset_streams(
             if attempt == 19:
                 raise
             await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def rolled_back(conn: Connection) -> AsyncIterator[Connection]:
+    """`conn` inside a transaction that is rolled back on the way out."""
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        yield conn
+    finally:
+        await tr.rollback()

@@ -27,7 +27,7 @@ from yourclaw_common.crypto import generate_key
 from yourclaw_common.db import Connection, create_pool, migrate
 from yourclaw_common.embedded import EmbeddedNats, local_infra
 from yourclaw_common.nats_auth import new_passwords
-from yourclaw_common.testing.helpers import reset_streams
+from yourclaw_common.testing.helpers import reset_streams, rolled_back
 
 # Short, so tests of crashes and redelivery do not wait 30 s.
 TEST_ACK_WAIT_SECONDS = 3.0
@@ -162,13 +162,8 @@ async def clean_db(db_pool: asyncpg.Pool) -> asyncpg.Pool:
 @pytest_asyncio.fixture(loop_scope="session")
 async def db_conn(db_pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A connection inside a transaction that is rolled back after the test."""
-    async with db_pool.acquire() as conn:
-        tr = conn.transaction()
-        await tr.start()
-        try:
-            yield conn
-        finally:
-            await tr.rollback()
+    async with db_pool.acquire() as conn, rolled_back(conn):
+        yield conn
 
 
 @pytest_asyncio.fixture(loop_scope="session")
