@@ -43,7 +43,10 @@ class TestReconcile:
     ):
         # Passes an hour apart: only the heartbeat can start one in this test.
         host, user_id, _ = await ready_assistant(reconcile_interval_seconds=3600)
-
+        # A heartbeat that lists it, then it is gone (docker rm -f): the next
+        # heartbeat lacks what the last one had. (Beats from one connection
+        # arrive in order.)
+        await host.heartbeat()
         host.vanish(container_name(user_id))
 
         async def recreated():
