@@ -169,7 +169,11 @@ def render_openclaw_config(
             "workshop": {"autonomous": {"mode": "off"}},
         },
         # Memory from MEMORY.md only, not from every transcript: no embeddings
-        # call per turn. Embeddings go through the proxy as well.
+        # call per turn. Embeddings go through the proxy as well, with the
+        # openai provider's credential: OpenClaw lends it to a remote at that
+        # provider's base URL. A key of its own here would make every change
+        # of it (a warm spare's claim) restart the gateway: OpenClaw hot-applies
+        # `models` but not `memory.search`.
         "memory": {
             "search": {
                 "sources": ["memory"],
@@ -177,10 +181,7 @@ def render_openclaw_config(
                 "provider": "openai",
                 "model": _EMBEDDING_MODEL,
                 "fallback": "none",
-                "remote": {
-                    "baseUrl": proxy + _PROVIDER_ROUTES["openai"][0],
-                    "apiKey": secrets.proxy_token,
-                },
+                "remote": {"baseUrl": proxy + _PROVIDER_ROUTES["openai"][0]},
             }
         },
         # Only the plugins used: memory (tools and embeddings through the
