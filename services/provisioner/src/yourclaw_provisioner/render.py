@@ -22,6 +22,7 @@ __all__ = [
     "GATEWAY_PORT",
     "INJECTED_INSTRUCTIONS",
     "INSTRUCTIONS_FILE",
+    "MCP_IDLE_TTL_SECONDS",
     "MODEL_CATALOG",
     "PLAYWRIGHT_MCP_COMMAND",
     "GatewaySecrets",
@@ -103,11 +104,17 @@ def notify_url(llm_proxy_url: str, assistant_id: UUID) -> str:
     return f"{llm_proxy_url.rstrip('/')}/notify/{assistant_id}"
 
 
+# How long an idle browser (Playwright MCP server and its Chromium, about
+# 400 MB) lives after the last turn that used it.
+MCP_IDLE_TTL_SECONDS = 600
+
+
 def render_openclaw_config(
     *,
     model: str,
     secrets: GatewaySecrets,
     llm_proxy_url: str,
+    mcp_idle_ttl_seconds: int = MCP_IDLE_TTL_SECONDS,
 ) -> dict[str, Any]:
     """The seed's production config, every provider behind the LLM proxy, and
     the prompt diet (see the comments)."""
@@ -192,7 +199,18 @@ def render_openclaw_config(
             "entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}},
         },
         "diagnostics": {"enabled": False},
-        "mcp": {"servers": {"playwright": _PLAYWRIGHT_MCP}},
+        # OpenClaw starts the browser when a turn first needs its tools and, by
+        # default, keeps it until the session resets, which a user's one
+        # long-lived session never does: evicted after this much idle time
+        # instead (a sweep runs once a minute). 0 keeps OpenClaw's default.
+        "mcp": {
+            "servers": {"playwright": _PLAYWRIGHT_MCP},
+            **(
+                {"sessionIdleTtlMs": mcp_idle_ttl_seconds * 1000}
+                if mcp_idle_ttl_seconds > 0
+                else {}
+            ),
+        },
         "browser": {"enabled": False},
         "commands": {"restart": True},
         # OpenClaw injects AGENTS.md-like files only, not CLAUDE.md: this hook
@@ -316,13 +334,17 @@ def build_spec(
     secrets: GatewaySecrets,
     llm_proxy_url: str,
     image: str,
+    mcp_idle_ttl_seconds: int = MCP_IDLE_TTL_SECONDS,
 ) -> ContainerSpec:
     """The ContainerSpec a host needs to run this user's gateway.
 
     No provider key anywhere: not in the env (empty), not in the files."""
     notify = notify_url(llm_proxy_url, assistant_id)
     config = render_openclaw_config(
-        model=model, secrets=secrets, llm_proxy_url=llm_proxy_url
+        model=model,
+        secrets=secrets,
+        llm_proxy_url=llm_proxy_url,
+        mcp_idle_ttl_seconds=mcp_idle_ttl_seconds,
     )
     instructions = render_instructions(notify=notify)
     fields: dict[str, Any] = {
