@@ -8,7 +8,9 @@ the LLM stand-in, on embedded NATS and PostgreSQL. Prints:
   process runtime in the same run (the baseline);
 - the same with a warm pool of one spare container (WARM_POOL_SIZE=1): each
   user arrives once the pool holds a booted spare (sign-ups further apart
-  than a boot), so the figure is a claim, not a boot;
+  than a boot), so the figure is a claim, not a boot; the first user's spare
+  booted before the agent saw any config (a fresh host), the later ones from
+  the last create's config, so each user's figure is printed too;
 - idle RSS of each assistant container (its cgroup's resident memory after
   BENCH_IDLE_SECONDS without traffic) and so containers per GB of host memory;
 - time to serve again after `docker rm -f` of a tenant: the provisioner's
@@ -39,6 +41,7 @@ from pathlib import Path
 import httpx
 import nats
 from _stack import bench_infra, provisioner_env
+from _stack import stop as stop_procs
 from provisioning import (
     ReadyWatch,
     _hosts_known,
@@ -235,7 +238,7 @@ async def run_stack(
 
             with suppress(AssertionError):
                 await eventually(gone, timeout=120, interval=0.5)
-            stop(procs, timeout=20)
+            stop_procs(procs, timeout=20)
             stop.set()
             await agent
             await pool.close()
@@ -295,6 +298,9 @@ def main() -> None:
         )
         print(f"\n{result['runtime']} runtime ({pool})")
         print(f"  request→READY     {_line(ready, 's')}")
+        # In order: with a pool, the first spare of a fresh host booted before
+        # the agent saw any config (no template), the later ones from one.
+        print(f"  each user         {', '.join(f'{t:.2f}' for t in ready)} s")
         rss = result.get("rss")
         if isinstance(rss, list):
             mean = statistics.mean(rss)

@@ -48,7 +48,7 @@ from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
 from yourclaw_provisioner.app import run as run_provisioner
-from yourclaw_provisioner.render import GatewaySecrets, build_spec
+from yourclaw_provisioner.render import CONFIG_FILE, GatewaySecrets, build_spec
 from yourclaw_provisioner.settings import ProvisionerSettings
 
 # One worker runs them all: they share one tenant container (a gateway boot).
@@ -534,21 +534,45 @@ async def _chat_turn(cell: Cell, spec: ContainerSpec, token: str) -> None:
 
 
 async def _ready_spare(cell: Cell) -> tuple[str, int] | None:
-    """A warm spare of the cell's agent whose gateway admits traffic."""
+    """A warm spare of the cell's agent, booted from a config the agent has
+    seen, whose gateway admits traffic."""
     listed = docker(
         "ps", "--filter", "label=yourclaw.pool-slot",
         "--filter", f"label=yourclaw.data_dir={cell.data_dir}",
-        "--format", '{{.Names}} {{.Label "yourclaw.port"}}',
+        "--format",
+        '{{.Names}} {{.Label "yourclaw.port"}} {{.Label "yourclaw.pool-template"}}',
     )  # fmt: skip
     async with httpx.AsyncClient(timeout=3) as client:
         for line in listed.splitlines():
-            name, port = line.split()
+            name, port, template = line.split()
             if not name.startswith("yourclaw-pool-"):
                 continue  # claimed: a user's now
+            if template == "none":
+                continue  # booted before the first create: about to be replaced
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(f"http://127.0.0.1:{port}/readyz")).is_success:
                     return name, int(port)
     return None
+
+
+def _credentials(config: dict[str, Any]) -> set[str]:
+    """The secrets a rendered config holds: the gateway token, the LLM proxy
+    credential (one per provider) and the automations' notify secret."""
+    providers = config["models"]["providers"].values()
+    return {
+        config["gateway"]["auth"]["token"],
+        config["cron"]["webhookToken"],
+        *(p["apiKey"] for p in providers),
+    }
+
+
+def _without_credentials(config: dict[str, Any]) -> dict[str, Any]:
+    blank = json.loads(json.dumps(config))
+    blank["gateway"]["auth"]["token"] = ""
+    blank["cron"]["webhookToken"] = ""
+    for provider in blank["models"]["providers"].values():
+        provider["apiKey"] = ""
+    return dict(blank)
 
 
 # What must be the same in a claimed spare and a cold tenant container.
@@ -567,12 +591,22 @@ class TestWarmPool:
             lambda: _ready_spare(cell), timeout=BOOT_TIMEOUT, interval=1
         )
         spare_id = inspect(spare)["Id"]
-        # Nothing of anyone's in a spare: a gateway block with a token nobody
-        # knows, no model provider (so no LLM credential), an empty workspace.
+        # Nothing of anyone's in a spare: the config the agent last created
+        # (the cell's tenant's), each credential in it one nobody knows, and an
+        # empty workspace.
         config = inspect(spare)["Mounts"]
         sources = {m["Destination"]: Path(m["Source"]) for m in config}
         state = sources["/home/node/.openclaw"]
-        assert set(json.loads((state / "openclaw.json").read_text())) == {"gateway"}
+        booted_with = (state / "openclaw.json").read_text()
+        tenant_config = json.loads(cell.tenant.spec.files[CONFIG_FILE])
+        for secret in _credentials(tenant_config):
+            assert secret not in booted_with
+        assert _credentials(json.loads(booted_with)).isdisjoint(
+            _credentials(tenant_config)
+        )
+        assert _without_credentials(json.loads(booted_with)) == _without_credentials(
+            tenant_config
+        )
         assert not any(sources["/home/node/.openclaw/workspace"].iterdir())
         user_id, assistant_id, proxy_token = await assistant_with_proxy_credential(
             cell.pool
@@ -610,8 +644,11 @@ class TestWarmPool:
             assert claimed["Config"][key] == cold["Config"][key], key
         [binding] = claimed["HostConfig"]["PortBindings"]["18789/tcp"]
         assert binding == {"HostIp": "127.0.0.1", "HostPort": str(port)}
-        # ... serving this user's config (their token, their proxy credential).
+        # ... serving this user's config (their token, their proxy credential),
+        # the very files a cold container of theirs would have.
         await _chat_turn(cell, spec, token)
+        for rel, content in spec.files.items():
+            assert (user_dir / rel).read_text() == content, rel
 
         # Nobody else gets it: its port is this user's now.
         other, _, _ = await assistant_with_proxy_credential(cell.pool)

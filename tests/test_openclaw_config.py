@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 from yourclaw_common.models import DEFAULT_MODEL
 from yourclaw_host_agent.install_openclaw import node_bin_dir, openclaw_entry
-from yourclaw_provisioner.render import CONFIG_FILE, GatewaySecrets, build_spec
+from yourclaw_provisioner.render import (
+    CONFIG_FILE,
+    MCP_IDLE_TTL_SECONDS,
+    GatewaySecrets,
+    build_spec,
+)
 
 pytestmark = pytest.mark.slow  # the openclaw CLI in a subprocess, seconds each
 
@@ -64,7 +69,11 @@ def _validate(openclaw_dir: Path, tmp_path: Path, config: dict[str, Any]) -> Any
 
 
 def test_the_rendered_config_is_valid_for_the_pinned_openclaw(openclaw_dir, tmp_path):
-    code, report = _validate(openclaw_dir, tmp_path, _rendered())
+    config = _rendered()
+    # The idle browser's eviction, a key OpenClaw's doctor once removed.
+    assert config["mcp"]["sessionIdleTtlMs"] == MCP_IDLE_TTL_SECONDS * 1000
+
+    code, report = _validate(openclaw_dir, tmp_path, config)
 
     assert report.get("issues") is None, report["issues"]
     assert report["valid"] is True

@@ -57,7 +57,9 @@ class TestBuildSpec:
         for provider in config["models"]["providers"].values():
             assert provider["apiKey"] == "ycp_1"
             assert provider["baseUrl"].startswith("http://127.0.0.1:8790/")
-        assert config["memory"]["search"]["remote"]["apiKey"] == "ycp_1"
+        # Memory search borrows the openai provider's credential: same base URL.
+        remote = config["memory"]["search"]["remote"]
+        assert remote == {"baseUrl": config["models"]["providers"]["openai"]["baseUrl"]}
 
     def test_openclaws_instruction_templates_are_removed_the_users_notes_kept(self):
         removed = spec().remove_files

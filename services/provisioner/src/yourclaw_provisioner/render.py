@@ -22,6 +22,7 @@ __all__ = [
     "GATEWAY_PORT",
     "INJECTED_INSTRUCTIONS",
     "INSTRUCTIONS_FILE",
+    "MCP_IDLE_TTL_SECONDS",
     "MODEL_CATALOG",
     "PLAYWRIGHT_MCP_COMMAND",
     "GatewaySecrets",
@@ -103,11 +104,17 @@ def notify_url(llm_proxy_url: str, assistant_id: UUID) -> str:
     return f"{llm_proxy_url.rstrip('/')}/notify/{assistant_id}"
 
 
+# How long an idle browser (Playwright MCP server and its Chromium, about
+# 400 MB) lives after the last turn that used it.
+MCP_IDLE_TTL_SECONDS = 600
+
+
 def render_openclaw_config(
     *,
     model: str,
     secrets: GatewaySecrets,
     llm_proxy_url: str,
+    mcp_idle_ttl_seconds: int = MCP_IDLE_TTL_SECONDS,
 ) -> dict[str, Any]:
     """The seed's production config, every provider behind the LLM proxy, and
     the prompt diet (see the comments)."""
@@ -169,7 +176,11 @@ def render_openclaw_config(
             "workshop": {"autonomous": {"mode": "off"}},
         },
         # Memory from MEMORY.md only, not from every transcript: no embeddings
-        # call per turn. Embeddings go through the proxy as well.
+        # call per turn. Embeddings go through the proxy as well, with the
+        # openai provider's credential: OpenClaw lends it to a remote at that
+        # provider's base URL. A key of its own here would make every change
+        # of it (a warm spare's claim) restart the gateway: OpenClaw hot-applies
+        # `models` but not `memory.search`.
         "memory": {
             "search": {
                 "sources": ["memory"],
@@ -177,10 +188,7 @@ def render_openclaw_config(
                 "provider": "openai",
                 "model": _EMBEDDING_MODEL,
                 "fallback": "none",
-                "remote": {
-                    "baseUrl": proxy + _PROVIDER_ROUTES["openai"][0],
-                    "apiKey": secrets.proxy_token,
-                },
+                "remote": {"baseUrl": proxy + _PROVIDER_ROUTES["openai"][0]},
             }
         },
         # Only the plugins used: memory (tools and embeddings through the
@@ -191,7 +199,18 @@ def render_openclaw_config(
             "entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}},
         },
         "diagnostics": {"enabled": False},
-        "mcp": {"servers": {"playwright": _PLAYWRIGHT_MCP}},
+        # OpenClaw starts the browser when a turn first needs its tools and, by
+        # default, keeps it until the session resets, which a user's one
+        # long-lived session never does: evicted after this much idle time
+        # instead (a sweep runs once a minute). 0 keeps OpenClaw's default.
+        "mcp": {
+            "servers": {"playwright": _PLAYWRIGHT_MCP},
+            **(
+                {"sessionIdleTtlMs": mcp_idle_ttl_seconds * 1000}
+                if mcp_idle_ttl_seconds > 0
+                else {}
+            ),
+        },
         "browser": {"enabled": False},
         "commands": {"restart": True},
         # OpenClaw injects AGENTS.md-like files only, not CLAUDE.md: this hook
@@ -315,13 +334,17 @@ def build_spec(
     secrets: GatewaySecrets,
     llm_proxy_url: str,
     image: str,
+    mcp_idle_ttl_seconds: int = MCP_IDLE_TTL_SECONDS,
 ) -> ContainerSpec:
     """The ContainerSpec a host needs to run this user's gateway.
 
     No provider key anywhere: not in the env (empty), not in the files."""
     notify = notify_url(llm_proxy_url, assistant_id)
     config = render_openclaw_config(
-        model=model, secrets=secrets, llm_proxy_url=llm_proxy_url
+        model=model,
+        secrets=secrets,
+        llm_proxy_url=llm_proxy_url,
+        mcp_idle_ttl_seconds=mcp_idle_ttl_seconds,
     )
     instructions = render_instructions(notify=notify)
     fields: dict[str, Any] = {

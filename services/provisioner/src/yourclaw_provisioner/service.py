@@ -162,6 +162,7 @@ class Provisioner:
                 secrets=gateway_secrets,
                 llm_proxy_url=self.settings.llm_proxy_url,
                 image=self.settings.openclaw_image,
+                mcp_idle_ttl_seconds=self.settings.mcp_idle_ttl_seconds,
             )
             log.info(
                 "provisioner.create",

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from yourclaw_common.settings import CommonSettings
 
+from yourclaw_provisioner.render import MCP_IDLE_TTL_SECONDS
+
 
 class ProvisionerSettings(CommonSettings):
     service_name: str = "provisioner"
@@ -13,6 +15,10 @@ class ProvisionerSettings(CommonSettings):
     llm_proxy_url: str = "http://127.0.0.1:8790"
 
     openclaw_image: str = "yourclaw-openclaw:latest"
+    # An assistant's browser (Playwright MCP and Chromium) stops after this
+    # long without use and starts again at the next turn that needs it; 0
+    # keeps it until the session resets (OpenClaw's default).
+    mcp_idle_ttl_seconds: int = Field(default=MCP_IDLE_TTL_SECONDS, ge=0)
 
     # A host whose last heartbeat is older than this is suspect: it takes no new
     # assistants and is marked OFFLINE; its assistants stay where they are.

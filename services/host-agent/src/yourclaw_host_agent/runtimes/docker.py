@@ -15,8 +15,12 @@ the internet and the LLM proxy.
 Warm pool (`WARM_POOL_SIZE`): the runtime keeps that many spare containers
 booted, created by the same `create_payload` as a user's (same flags, network
 and firewall), each on the next free port of the provisioner's port grid, with
-its own slot folder `<data>/.slots/<slot>/{config,workspace}` mounted and a
-config with a random token nobody knows (no LLM credential, no user file).
+its own slot folder `<data>/.slots/<slot>/{config,workspace}` mounted and
+the config of the agent's last create (`<data>/.slots/template.json`) with
+every credential replaced by a random value nobody knows (no user file); so a
+claim changes only those values, which OpenClaw hot-applies in about a second.
+Before the first create there is no such config: spares boot with the gateway
+block alone, and are replaced once one is seen.
 A create for a new user on a spare's port claims it: the Engine renames the
 container to the user's name (once: the spare's name is gone after, so no
 second user can claim it), `<data>/<user_id>` becomes a link to the slot (the
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import json
 import os
 import shutil
@@ -80,6 +85,7 @@ from yourclaw_host_agent.runtimes.warm import (
     admits_traffic,
     port_free,
     spare_config,
+    spare_template,
     took_config,
 )
 
@@ -115,6 +121,11 @@ _SLOTS = ".slots"
 _POOL_LABEL = "yourclaw.pool-slot"
 _POOL_PREFIX = "yourclaw-pool-"
 _CLAIM_FILE = "claim.json"
+# The last create's config without its credentials (`<data>/.slots/<file>`),
+# and the label that says which one a spare booted with.
+_TEMPLATE_FILE = "template.json"
+_TEMPLATE_LABEL = "yourclaw.pool-template"
+_NO_TEMPLATE = "none"
 # What the Engine says when a container's port is someone else's.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
 # How long a port stays reserved for a create between `prepare` and `run`.
@@ -504,6 +515,8 @@ class DockerRuntime:
         port, or retire a spare in the way of their container."""
         if self._data_dir is None:
             return  # no pool without a data dir
+        if self._warm_pool:
+            await asyncio.to_thread(self._learn_template, spec)
         # Even with the pool off: a spare left from a larger WARM_POOL_SIZE
         # may hold the port.
         async with self._pool_lock:
@@ -522,6 +535,29 @@ class DockerRuntime:
             # spare still booting: the port is theirs, the spare goes.
             WARM_CLAIMS.labels("retired").inc()
             await self._retire(spare)
+
+    @property
+    def _template_path(self) -> Path:
+        assert self._data_dir is not None
+        return Path(self._data_dir) / _SLOTS / _TEMPLATE_FILE
+
+    def _learn_template(self, spec: ContainerSpec) -> None:
+        """Keep the spec's config, credentials replaced, for the next spares."""
+        template = spare_template(spec.files.get(CONFIG_FILE, ""))
+        if template is None or template == self._template():
+            return
+        path = self._template_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text(template)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    def _template(self) -> str | None:
+        try:
+            return self._template_path.read_text()
+        except OSError:
+            return None
 
     async def _claim(
         self, spare: _Spare, spec: ContainerSpec, paths: UserPaths
@@ -935,6 +971,7 @@ class DockerRuntime:
                         str(labels[_POOL_LABEL]),
                         int(port),
                         str(item.get("State", "")),
+                        str(labels.get(_TEMPLATE_LABEL, _NO_TEMPLATE)),
                     )
                 )
         return found
@@ -964,10 +1001,18 @@ class DockerRuntime:
 
     async def _fill(self) -> None:
         alive = 0
+        templated = self._template() is not None
         for spare in await self._spares():
-            if spare.state in ("running", "restarting") and alive < self._warm_pool:
+            if (
+                spare.state in ("running", "restarting")
+                and alive < self._warm_pool
+                # One booted before any config was seen would restart on its
+                # claim: replaced as soon as there is a template. One from an
+                # older template stays (what differs, a model say, hot-applies).
+                and not (templated and spare.template == _NO_TEMPLATE)
+            ):
                 alive += 1
-            else:  # exited, never started, or one more than WARM_POOL_SIZE
+            else:  # exited, never started, one too many, or without a template
                 await self._retire(spare)
         now = time.monotonic()
         self._reserved = {
@@ -991,11 +1036,18 @@ class DockerRuntime:
         assert self._data_dir is not None
         slot = uuid.uuid4().hex
         paths = UserPaths(Path(self._data_dir) / _SLOTS / slot)
-        # A config with a token nobody knows, and an empty workspace.
+        # The last user's config with credentials nobody knows, and an empty
+        # workspace.
+        template = await asyncio.to_thread(self._template)
+        template_id = (
+            hashlib.sha256(template.encode()).hexdigest()[:16]
+            if template is not None
+            else _NO_TEMPLATE
+        )
         await asyncio.to_thread(
             write_files,
             paths,
-            {CONFIG_FILE: json.dumps(spare_config())},
+            {CONFIG_FILE: json.dumps(spare_config(template), indent=2)},
             data_root=Path(self._data_dir),
             owner=self.file_owner,
         )
@@ -1016,6 +1068,7 @@ class DockerRuntime:
             labels={
                 _LABEL: "true",
                 _POOL_LABEL: slot,
+                _TEMPLATE_LABEL: template_id,
                 "yourclaw.data_dir": self._data_dir,
                 "yourclaw.spec_hash": spec.spec_hash,
                 "yourclaw.port": str(port),
@@ -1024,7 +1077,7 @@ class DockerRuntime:
         resp = await self._call(
             "POST", f"/containers/create?name={quote(spec.name)}", json=payload
         )
-        spare = _Spare(spec.name, slot, port, "created")
+        spare = _Spare(spec.name, slot, port, "created", template_id)
         if resp.status_code != 201:
             await self._retire(spare)
             raise RuntimeFailure(f"cannot create a spare: {_message(resp)}")
@@ -1042,6 +1095,7 @@ class _Spare:
     slot: str
     port: int
     state: str
+    template: str
 
 
 def _message(resp: httpx.Response) -> str:

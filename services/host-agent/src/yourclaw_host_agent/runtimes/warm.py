@@ -5,21 +5,68 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import socket
 import time
+from typing import Any
 
 import httpx
 from yourclaw_common.events import GATEWAY_CONFIG_PORT, ContainerSpec
 
-__all__ = ["CONFIG_FILE", "admits_traffic", "port_free", "spare_config", "took_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "admits_traffic",
+    "port_free",
+    "spare_config",
+    "spare_template",
+    "took_config",
+]
 
 CONFIG_FILE = "config/openclaw.json"
+# Config keys whose string values are credentials (`token`, `apiKey`,
+# `webhookToken`, ...): by name, so a secret a later render adds is caught too.
+_SECRET_KEY = re.compile(r"(token|key|secret|password)$", re.IGNORECASE)
+_PLACEHOLDER = "spare"
 
 
-def spare_config() -> dict[str, object]:
-    """What a spare boots with: the gateway block every rendered config has
-    (a change there would make OpenClaw restart), and a token nobody knows."""
+def _with_secrets(node: Any, value: Any) -> Any:
+    """`node` with every credential replaced by `value()`."""
+    if isinstance(node, dict):
+        return {
+            k: value()
+            if isinstance(v, str) and _SECRET_KEY.search(k)
+            else _with_secrets(v, value)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_with_secrets(v, value) for v in node]
+    return node
+
+
+def spare_template(config: str) -> str | None:
+    """A user's rendered config with every credential replaced by a
+    placeholder: what later spares boot with. None if it is not a config."""
+    try:
+        parsed = json.loads(config)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or "gateway" not in parsed:
+        return None
+    return json.dumps(_with_secrets(parsed, lambda: _PLACEHOLDER), sort_keys=True)
+
+
+def spare_config(template: str | None = None) -> dict[str, Any]:
+    """What a spare boots with: the template (a rendered config without its
+    credentials), each credential a random value nobody knows, so a claim
+    changes only those and OpenClaw hot-applies them in about a second.
+    Without a template, the gateway block every rendered config has (a change
+    there would make OpenClaw restart) and a token nobody knows: a claim then
+    applies everything else, and the memory settings restart the gateway."""
+    if template is not None:
+        parsed = json.loads(template)
+        if isinstance(parsed, dict):
+            return dict(_with_secrets(parsed, lambda: secrets.token_urlsafe(32)))
     return {
         "gateway": {
             "mode": "local",
