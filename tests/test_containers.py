@@ -821,6 +821,8 @@ class TestEngineOutage:
     """Last: it stops the cell's agent, which would be a second host to the
     provisioner it starts."""
 
+    # Up to a minute to fail, then a cold boot (BOOT_TIMEOUT) to heal.
+    @pytest.mark.timeout(BOOT_TIMEOUT + 240)
     async def test_an_assistant_failed_by_a_silent_engine_heals_when_it_answers(
         self, cell, clean_db, service_env, tmp_path
     ):
