@@ -150,7 +150,7 @@ class TestHostLossFencing:
         hosts = {"h-a": await fake_host("h-a"), "h-b": await fake_host("h-b")}
         user_id = await make_user()
         async with cuttable(nats_url) as nats:
-            await start_provisioner(
+            stop = await start_provisioner(
                 nats_url=nats.url(nats_url), host_evacuate_after_seconds=0.5
             )
             first = await provision(js, clean_db, user_id)
@@ -189,6 +189,7 @@ class TestHostLossFencing:
             await eventually(back, timeout=15)
             # Several reconcile passes with the hosts back.
             await asyncio.sleep(2)
+            stop.set()  # while its NATS (the proxy) is still there
 
         row = await assistant(clean_db, user_id)
         assert (row["status"], row["host_id"], row["port"], row["generation"]) == (
