@@ -73,6 +73,7 @@ from yourclaw_common.events import (
     STRIPE_EVENT_SUBJECTS,
     AssistantProvisionRequested,
     Subject,
+    ensure_topology,
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.nats_auth import OPERATOR, host_user, new_passwords, users_for
@@ -722,6 +723,10 @@ def main() -> None:
     entry = _fake_openclaw(tmp / "openclaw")
     code = 1
     try:
+        # Every stream, as the operator: each service creates only the streams
+        # it owns, and this stack runs no llm-proxy (USAGE's owner), for which
+        # messaging would otherwise wait.
+        asyncio.run(_streams(nats.url_for(OPERATOR)))
         pg.create_database("chaos")
         db_url = pg.dsn("chaos")
         api_port, devsim_port = free_port(), free_port()
@@ -834,6 +839,14 @@ def main() -> None:
         pg.stop()
         nats.stop()
     sys.exit(code)
+
+
+async def _streams(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await ensure_topology(nc.jetstream())
+    finally:
+        await nc.close()
 
 
 def _utc() -> str:
