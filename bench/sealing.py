@@ -53,7 +53,7 @@ def main() -> None:
             notify_secret="n" * 43,
             proxy_token="ycp_" + "p" * 43,
         ),
-        llm_proxy_url="http://10.0.0.2:8790",
+        llm_proxy_url="http://llm-proxy.test:8790",
         image="yourclaw-openclaw:latest",
     )
     host = HostKey.generate()

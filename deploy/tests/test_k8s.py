@@ -440,7 +440,7 @@ def test_nats_clients_are_the_services_and_the_container_hosts(production):
     assert not _selects(services["podSelector"], {"app.kubernetes.io/name": "web"})
     # The hosts dial in from their own subnet; nothing else from outside.
     blocks = [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p]
-    assert blocks == ["10.20.0.0/16"]
+    assert blocks == ["198.51.100.0/24"]
     # Only the release's own pods (the other servers, nats-box) besides.
     others = [p for p in peers if p not in from_yourclaw and "ipBlock" not in p]
     assert others == [
