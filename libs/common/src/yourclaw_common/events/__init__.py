@@ -36,6 +36,8 @@ from yourclaw_common.events.schemas.host import (
 )
 from yourclaw_common.events.schemas.messaging import (
     InboundMedia,
+    InboundSms,
+    InboundTelegram,
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
@@ -73,6 +75,8 @@ __all__ = [
     "HostReply",
     "HostVerb",
     "InboundMedia",
+    "InboundSms",
+    "InboundTelegram",
     "InboundWhatsApp",
     "InboundWhatsAppStatus",
     "ListContainers",

@@ -19,6 +19,8 @@ from yourclaw_common.events.schemas.billing import (
     SubscriptionPastDue,
 )
 from yourclaw_common.events.schemas.messaging import (
+    InboundSms,
+    InboundTelegram,
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
@@ -32,6 +34,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject.value: cls
     for cls in (
         InboundWhatsApp,
+        InboundSms,
+        InboundTelegram,
         InboundWhatsAppStatus,
         OutboundWhatsApp,
         SubscriptionActivated,

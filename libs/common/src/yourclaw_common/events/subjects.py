@@ -12,6 +12,8 @@ class Subject(StrEnum):
 
     INBOUND_WHATSAPP = "inbound.whatsapp"
     INBOUND_WHATSAPP_STATUS = "inbound.whatsapp_status"
+    INBOUND_SMS = "inbound.sms"
+    INBOUND_TELEGRAM = "inbound.telegram"
 
     BILLING_CHECKOUT_COMPLETED = "billing.checkout_completed"
     BILLING_CUSTOMER_SUBSCRIPTION_CREATED = "billing.customer_subscription_created"

@@ -1,4 +1,4 @@
-"""Events of the WhatsApp conversation."""
+"""Events of the conversation: messages in on each channel, messages out."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from yourclaw_common.events.subjects import Subject
 
 __all__ = [
     "InboundMedia",
+    "InboundSms",
+    "InboundTelegram",
     "InboundWhatsApp",
     "InboundWhatsAppStatus",
     "OutboundWhatsApp",
@@ -49,6 +51,46 @@ class InboundWhatsApp(Event):
     def dedupe_key(self) -> str:
         # Twilio retries carry the same MessageSid; JetStream drops them.
         return self.message_sid
+
+
+class InboundSms(InboundWhatsApp):
+    """An SMS Twilio delivered to our SMS webhook (signature verified). Twilio
+    posts the same fields as for WhatsApp; the numbers carry no prefix."""
+
+    subject: ClassVar[Subject] = Subject.INBOUND_SMS
+
+
+TelegramLink = Literal["linked", "expired", "invalid"]
+
+
+class InboundTelegram(Event):
+    """A message from a Telegram chat, from the Bot API's webhook (secret
+    token verified). Attachments are Telegram file ids (`getFile` finds them)."""
+
+    subject: ClassVar[Subject] = Subject.INBOUND_TELEGRAM
+
+    update_id: int
+    chat_id: int
+    message_id: int
+    text: str = ""
+    username: str | None = None
+    first_name: str | None = None
+    # A voice note, an audio file or the largest size of a photo: `url` is the
+    # file id, `content_type` its MIME type as Telegram states it.
+    media: tuple[InboundMedia, ...] = ()
+    # `/start <code>`: what gateway-api made of the code before publishing
+    # ("linked": the chat is now the user's). Answered by messaging, never
+    # handed to an assistant.
+    link: TelegramLink | None = None
+
+    @property
+    def message_key(self) -> str:
+        """Our id of the message (`messages.twilio_sid`): unique per bot."""
+        return f"tg:{self.chat_id}:{self.message_id}"
+
+    def dedupe_key(self) -> str:
+        # Telegram retries an update with the same update_id.
+        return f"telegram:{self.update_id}"
 
 
 class InboundWhatsAppStatus(Event):
