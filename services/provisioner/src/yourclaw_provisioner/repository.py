@@ -279,11 +279,12 @@ async def set_provisioning(
     return Assistant(**dict(row))
 
 
-async def set_status(conn: Connection, user_id: UUID, status: str) -> None:
+async def mark_none_until_removed(conn: Connection, user_id: UUID) -> None:
+    """NONE, so that messaging stops using the assistant at once; its placement
+    and credential stay for the job that removes the container (`mark_none`)."""
     await conn.execute(
-        "UPDATE assistants SET status = $2, updated_at = now() WHERE user_id = $1",
+        "UPDATE assistants SET status = 'NONE', updated_at = now() WHERE user_id = $1",
         user_id,
-        status,
     )
 
 
