@@ -660,6 +660,8 @@ async def host_public_key(conn: Connection, host_id: str) -> str | None:
 
 
 async def set_host_status(conn: Connection, host_id: str, status: str) -> bool:
+    """The operator's DRAINING or ACTIVE for a host; False: no such host (a host
+    appears with its first heartbeat)."""
     row = await conn.fetchval(
         "UPDATE hosts SET status = $2, updated_at = now() WHERE id = $1 RETURNING 1",
         host_id,
