@@ -9,6 +9,7 @@ import type { Assistant, Model, Subscription } from "@/lib/types";
 import { PROVIDER_NAMES } from "@/lib/types";
 import { useResource } from "@/lib/use-resource";
 import { AssistantBadge } from "@/components/app/assistant-status";
+import { ChannelsCard } from "@/components/app/channels-card";
 import { Button, ButtonLink, Card, PageHeader, Skeleton, Spinner } from "@/components/ui";
 import { ConfirmDialog } from "@/components/ui/confirm";
 import { ErrorNotice } from "@/components/ui/states";
@@ -159,6 +160,7 @@ function AssistantPage() {
             ) : null}
           </>
         ) : null}
+        <ChannelsCard />
       </div>
       <ConfirmDialog
         open={confirm === "delete"}
