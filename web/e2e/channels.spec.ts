@@ -1,6 +1,6 @@
 import { expect, test, type Page } from "@playwright/test";
 import { SMS_NUMBER, WEB_PORT } from "../playwright.config";
-import { API_URL, capture, devSignIn, onboard, sendFromWhatsApp, uniqueUser } from "./helpers";
+import { API_URL, capture, devSignIn, onboard, sendFromWhatsApp, uniqueUser, waitForApi } from "./helpers";
 
 // The stack runs with WHATSAPP_ALLOWED_COUNTRIES=US and TWILIO_SMS_NUMBER set
 // (playwright.config.ts), and without a Telegram bot.
@@ -8,6 +8,10 @@ const CHANNELS = `${API_URL}/api/v1/channels`;
 const TELEGRAM_LINK = `${API_URL}/api/v1/channels/telegram/link`;
 const TELEGRAM_URL = "https://t.me/yourclaw_e2e_bot?start=e2e-link-code";
 const CORS = { "access-control-allow-origin": `http://127.0.0.1:${WEB_PORT}` };
+
+test.beforeAll(async ({ request }) => {
+  await waitForApi(request);
+});
 
 function card(page: Page) {
   return page.getByTestId("channels-card");

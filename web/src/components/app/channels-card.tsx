@@ -5,7 +5,7 @@ import { useEffect, useState } from "react";
 import { api, ApiError } from "@/lib/api";
 import { useConfig } from "@/lib/config";
 import { CHANNEL_NAMES, type ChannelName, type Channels } from "@/lib/types";
-import { useResource } from "@/lib/use-resource";
+import type { Resource } from "@/lib/use-resource";
 import { Badge, Button, ButtonLink, Card, Skeleton, Spinner } from "@/components/ui";
 import { ErrorNotice } from "@/components/ui/states";
 
@@ -16,11 +16,18 @@ const TELEGRAM_UNAVAILABLE = "Telegram isn't set up on this server yet.";
 
 /** Where the user can reach their assistant (WhatsApp, Telegram, SMS) and where
  * messages it sends first (reminders, notices) go. */
-export function ChannelsCard() {
+export function ChannelsCard({
+  channels,
+  onWaitingForTelegram,
+}: {
+  /** `GET /channels`, polled while `onWaitingForTelegram(true)` holds. */
+  channels: Resource<Channels>;
+  onWaitingForTelegram: (waiting: boolean) => void;
+}) {
   const config = useConfig();
   // After "Link Telegram", poll until the chat's /start arrives.
   const [waitingForTelegram, setWaitingForTelegram] = useState(false);
-  const channels = useResource<Channels>("/channels", waitingForTelegram ? 3000 : undefined);
+  useEffect(() => onWaitingForTelegram(waitingForTelegram), [waitingForTelegram, onWaitingForTelegram]);
   const [shown, setShown] = useState<Channels | undefined>(undefined);
   const [saving, setSaving] = useState(false);
   const [saveError, setSaveError] = useState<Error | null>(null);
