@@ -165,11 +165,15 @@ class TestVoiceNotes:
         assert "couldn't be transcribed just now" in sent[0]["body"]
         assert [r["path"] for r in await llm_requests(devsim)] == [TRANSCRIPTIONS]
 
+    @pytest.mark.parametrize("proxied", [False, True])
     async def test_without_a_transcription_service_it_says_so(
-        self, register, start_messaging, js, devsim
+        self, register, start_messaging, js, devsim, devsim_url, proxied
     ):
         await register(PHONE)
-        await start_messaging()
+        # proxied: llm-proxy is named, but messaging has no credential for it.
+        await start_messaging(
+            **({"voice_transcription_url": devsim_url} if proxied else {})
+        )
         url = await upload(devsim, b"OggS hello")
 
         await publish(js, voice_note(url))

@@ -130,17 +130,21 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
 
 def voice_notes(settings: MessagingSettings, http: aiohttp.ClientSession) -> VoiceNotes:
     """Voice notes through llm-proxy, or the stand-in in dev, or not at all."""
-    base = settings.voice_transcription_url or settings.dev_llm_base_url
     token = settings.llm_proxy_service_token.get_secret_value()
-    if settings.voice_transcription_url and not token:
-        # The proxy refuses every call without it: each voice note would fail.
+    base, key = None, token
+    if settings.voice_transcription_url and token:
+        base = settings.voice_transcription_url
+    elif settings.voice_transcription_url:
+        # The proxy would refuse every call: voice notes are told they can't
+        # be heard rather than failing one by one.
         log.warning("messaging.voice.no_service_token")
+    elif settings.dev_llm_base_url:
+        base, key = settings.dev_llm_base_url, token or "dev"  # takes any key
     transcriber = (
         Transcriber(
             http,
             base,
-            # The stand-in takes any key; the proxy only the service credential.
-            token=token or "dev",
+            token=key,
             model=settings.voice_transcription_model,
             timeout_seconds=settings.voice_transcription_timeout_seconds,
         )
