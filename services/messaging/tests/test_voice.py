@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from yourclaw_common.events import InboundMedia, InboundWhatsApp
 from yourclaw_common.nats import publish
+from yourclaw_common.testing import eventually
 from yourclaw_devkit.serving import running_app
 from yourclaw_messaging.errors import MediaRejected
 from yourclaw_messaging.outgoing import Planned
@@ -164,6 +165,27 @@ class TestVoiceNotes:
         assert len(sent) == 1
         assert "couldn't be transcribed just now" in sent[0]["body"]
         assert [r["path"] for r in await llm_requests(devsim)] == [TRANSCRIPTIONS]
+
+    async def test_over_the_allowance_it_is_kept_and_nothing_is_said(
+        self, register, start_messaging, js, devsim, devsim_url, clean_db
+    ):
+        # The proxy answers 402 and has told the user once (usage.cap_reached),
+        # as it does for a text message over the cap.
+        await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url)
+        note = voice_note(await upload(devsim, b"OggS hello #fail=402"))
+
+        await publish(js, note)
+
+        async def settled():
+            return await clean_db.fetchval(
+                "SELECT status FROM messages WHERE in_reply_to = $1",
+                note.message_sid,
+            )
+
+        assert await eventually(settled, timeout=15) == "SKIPPED"
+        assert await settle(devsim, PHONE, 0, wait=1.0) == []
+        assert await inbound_stored(clean_db, note.message_sid)
 
     @pytest.mark.parametrize("proxied", [False, True])
     async def test_without_a_transcription_service_it_says_so(
