@@ -49,3 +49,9 @@ TEMPLATE_FALLBACKS = Counter(
     "(outside_window, twilio_63016, no_template).",
     ["reason"],
 )
+VOICE_NOTES = Counter(
+    "yourclaw_messaging_voice_notes_total",
+    "Inbound voice notes, by outcome (transcribed; not: unsupported, rejected, "
+    "failed, empty, over_allowance, unavailable).",
+    ["outcome"],
+)
