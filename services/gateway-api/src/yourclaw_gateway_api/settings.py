@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_network
 from urllib.parse import urlsplit
 
@@ -9,6 +10,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from yourclaw_common.settings import CommonSettings
 
 __all__ = ["GatewaySettings"]
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class GatewaySettings(CommonSettings):
@@ -24,6 +27,9 @@ class GatewaySettings(CommonSettings):
     twilio_auth_token: SecretStr = SecretStr("")
     # The shared WhatsApp sender users prove their number to (the wa.me link).
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
+    # Our SMS number (E.164, "+14155550100"); empty: SMS is off and its webhook
+    # answers 404 SMS_NOT_CONFIGURED.
+    twilio_sms_number: str = ""
     # The endpoint's signing secret (whsec_…); empty refuses every Stripe webhook.
     stripe_webhook_secret: SecretStr = SecretStr("")
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1)
@@ -80,6 +86,14 @@ class GatewaySettings(CommonSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL with a host")
         return value.rstrip("/")
+
+    @field_validator("twilio_sms_number")
+    @classmethod
+    def _check_twilio_sms_number(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _E164.fullmatch(value):
+            raise ValueError("must be empty or an E.164 number like +14155550100")
+        return value
 
     @field_validator("trusted_proxy_ips")
     @classmethod
