@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from yourclaw_common.settings import CommonSettings
+from yourclaw_common.settings import CommonSettings, PhoneNumberSetting
 
 
 class MessagingSettings(CommonSettings):
@@ -11,6 +11,9 @@ class MessagingSettings(CommonSettings):
     twilio_auth_token: SecretStr = SecretStr("")
     # The shared sender, as Twilio spells it: "whatsapp:+14155238886".
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
+    # Our SMS number (E.164, no prefix); empty: SMS is off (no SMS consumer, no
+    # SMS sends). docs/channels.md, "SMS".
+    twilio_sms_number: PhoneNumberSetting = ""
     twilio_api_base: str = "https://api.twilio.com"
     # gateway-api's status webhook as Twilio reaches it
     # (<PUBLIC_BASE_URL>/api/v1/webhooks/twilio/status); empty: no status callbacks.
