@@ -6,6 +6,7 @@ from ipaddress import ip_network
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from yourclaw_common.channels_policy import EVERYWHERE, AllowedCountriesSetting
 from yourclaw_common.settings import CommonSettings, PhoneNumberSetting
 
 __all__ = ["GatewaySettings"]
@@ -27,6 +28,12 @@ class GatewaySettings(CommonSettings):
     # Our SMS number (E.164, "+14155550100"); empty: SMS is off and its webhook
     # answers 404 SMS_NOT_CONFIGURED.
     twilio_sms_number: PhoneNumberSetting = ""
+    # Where WhatsApp may carry the assistant (docs/channels.md): ISO 3166 codes
+    # or calling codes, `*` everywhere. Elsewhere the dashboard offers Telegram
+    # or SMS instead of the wa.me link.
+    whatsapp_allowed_countries: AllowedCountriesSetting = EVERYWHERE
+    # The Telegram bot's token from @BotFather; empty: Telegram is off.
+    telegram_bot_token: SecretStr = SecretStr("")
     # The endpoint's signing secret (whsec_…); empty refuses every Stripe webhook.
     stripe_webhook_secret: SecretStr = SecretStr("")
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1)

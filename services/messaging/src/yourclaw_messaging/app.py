@@ -98,6 +98,8 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                 assistant_ready=settings.twilio_template_assistant_ready,
                 notification=settings.twilio_template_notification,
             ),
+            allowed=settings.whatsapp_allowed_countries,
+            app_url=settings.app_url,
             **sending,
         )
         channels: dict[str, Channel] = {"whatsapp": whatsapp}

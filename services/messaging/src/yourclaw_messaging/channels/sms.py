@@ -151,6 +151,11 @@ class SmsChannel(TwilioChannel):
             return replies.VERIFY_PENDING.format(app_url=app_url)
         return SMS_SIGNUP.format(app_url=app_url)
 
+    def serves(self, address: str) -> bool:
+        # Any number: an opt-out is the user's to undo, and a message we send
+        # first to it is stored SKIPPED (`plan_notice`), not moved elsewhere.
+        return True
+
     def typing(self, address: str) -> AbstractAsyncContextManager[None]:
         return nullcontext()  # SMS has no typing indicator
 

@@ -12,6 +12,11 @@ from typing import ClassVar
 from uuid import UUID
 
 import asyncpg
+from yourclaw_common.channels_policy import (
+    EVERYWHERE,
+    AllowedCountries,
+    whatsapp_allowed,
+)
 from yourclaw_common.db import Connection
 from yourclaw_common.events import InboundWhatsApp
 from yourclaw_common.logging import get_logger
@@ -70,6 +75,9 @@ class Templates:
 class WhatsAppChannel(TwilioChannel):
     name: ClassVar[ChannelName] = "whatsapp"
     templates: Templates = Templates("", "")
+    # Where WhatsApp may carry the assistant (Meta's policy for AI providers).
+    allowed: AllowedCountries = EVERYWHERE
+    app_url: str = ""
 
     # --- what to send ----------------------------------------------------------
 
@@ -79,7 +87,14 @@ class WhatsAppChannel(TwilioChannel):
     async def intercept(
         self, incoming: Incoming, recipient: Recipient | None
     ) -> str | None:
-        return None
+        if recipient is None or self.serves(incoming.address):
+            return None
+        # Their number is from a country where WhatsApp may not carry a
+        # general-purpose assistant: where to talk to it instead.
+        return replies.WHATSAPP_NOT_HERE.format(app_url=self.app_url)
+
+    def serves(self, address: str) -> bool:
+        return whatsapp_allowed(address, self.allowed)
 
     async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
         return await stranger_of_phone(conn, address, app_url)
