@@ -126,6 +126,13 @@ def plain_text(text: str) -> str:
     return text.translate(_PLAIN)
 
 
+def _keyword(keyword: str, answer: str) -> str:
+    """`answer`, counted and logged as the answer to `keyword`."""
+    metrics.SMS_KEYWORDS.labels(keyword).inc()
+    log.info("messaging.sms.keyword", keyword=keyword)
+    return answer
+
+
 @dataclass
 class SmsChannel(TwilioChannel):
     name: ClassVar[ChannelName] = "sms"
@@ -171,25 +178,18 @@ class SmsChannel(TwilioChannel):
         async with self.pool.acquire() as conn:
             if word in OPT_OUT_WORDS:
                 await repository.sms.opt_out(conn, phone)
-                return self._keyword("stop", phone, "")
+                return _keyword("stop", "")
             opted_out = await repository.sms.opted_out(conn, phone)
             if word in OPT_IN_WORDS or (opted_out and word in _OPT_IN_IF_OUT):
                 await repository.sms.opt_in(conn, phone)
-                return self._keyword("start", phone, "")
+                return _keyword("start", "")
             if word in HELP_WORDS and not opted_out:
-                return self._keyword(
-                    "help", phone, SMS_HELP.format(app_url=self.app_url)
-                )
+                return _keyword("help", SMS_HELP.format(app_url=self.app_url))
         if opted_out:
             metrics.SMS_KEYWORDS.labels("opted_out").inc()
             log.info("messaging.sms.opted_out_message", message_sid=incoming.key)
             return ""
         return None
-
-    def _keyword(self, keyword: str, phone: str, answer: str) -> str:
-        metrics.SMS_KEYWORDS.labels(keyword).inc()
-        log.info("messaging.sms.keyword", keyword=keyword)
-        return answer
 
     # --- Twilio's answers ------------------------------------------------------
 
