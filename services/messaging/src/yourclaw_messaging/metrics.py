@@ -55,3 +55,9 @@ SMS_KEYWORDS = Counter(
     "(opted_out), and opt-outs learnt from Twilio's error 21610 (twilio_21610).",
     ["keyword"],
 )
+VOICE_NOTES = Counter(
+    "yourclaw_messaging_voice_notes_total",
+    "Inbound voice notes, by outcome (transcribed; not: unsupported, rejected, "
+    "failed, empty, over_allowance, unavailable).",
+    ["outcome"],
+)
