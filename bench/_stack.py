@@ -7,19 +7,30 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
+import uvloop
 from yourclaw_common.crypto import generate_key
 from yourclaw_common.db import migrate
-from yourclaw_common.embedded import LocalInfra, local_infra
+from yourclaw_common.embedded import LocalInfra, free_port, local_infra
 
-__all__ = ["bench_infra", "provisioner_env", "stop", "wait_http"]
+__all__ = [
+    "Edge",
+    "bench_infra",
+    "provisioner_env",
+    "run_edge",
+    "stop",
+    "wait_http",
+]
 
 
 @contextmanager
@@ -56,6 +67,94 @@ def provisioner_env(infra: LocalInfra) -> dict[str, str]:
         "METRICS_PORT": "0",
         "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
     }
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A running edge: gateway-api's URL, the stand-ins' URL, the database
+    and the encryption key the services share."""
+
+    api: str
+    standins: str
+    database_url: str
+    key: str
+
+
+def run_edge(
+    prefix: str,
+    database: str,
+    run: Callable[[Edge], Coroutine[Any, Any, None]],
+    *,
+    twilio: tuple[str, str],
+    assistant_token: str,
+    env: Callable[[Edge], dict[str, str]] = lambda edge: {},
+    standins: tuple[list[str], str] | None = None,
+    replicas: int = 1,
+) -> None:
+    """Run `run` against gateway-api, `replicas` messaging processes and the
+    stand-ins, on durable NATS and PostgreSQL (fsync on, migrated by the
+    services, as in production); stop them all afterwards.
+
+    `twilio` is the account sid and auth token, `assistant_token` what the
+    assistant stand-in accepts, `env` the settings on top of the defaults
+    (webhook and send-rate limits off, logs at WARNING), `standins` the
+    stand-ins' command and health path (default `_standins.py`).
+    """
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with bench_infra(prefix, database, fast=False, migrated=False) as (_, infra):
+            api_port, standin_port = free_port(), free_port()
+            edge = Edge(
+                api=f"http://127.0.0.1:{api_port}",
+                standins=f"http://127.0.0.1:{standin_port}",
+                database_url=infra.database_url,
+                key=generate_key(),
+            )
+            account_sid, auth_token = twilio
+            environ = {
+                **os.environ,
+                "NATS_URL": infra.operator_url,
+                "DATABASE_URL": infra.database_url,
+                "ENCRYPTION_KEY": edge.key,
+                "LOG_LEVEL": "WARNING",
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(api_port),
+                "PUBLIC_BASE_URL": edge.api,
+                "WEBHOOK_RATE_LIMIT_PER_SECOND": "0",
+                "TWILIO_ACCOUNT_SID": account_sid,
+                "TWILIO_AUTH_TOKEN": auth_token,
+                "TWILIO_API_BASE": edge.standins,
+                "BENCH_STANDIN_PORT": str(standin_port),
+                "BENCH_ASSISTANT_TOKEN": assistant_token,
+                "TWILIO_SEND_RATE_PER_SECOND": "100000",
+                "METRICS_PORT": "0",
+                **env(edge),
+            }
+            command, health = standins or (
+                [sys.executable, str(Path(__file__).with_name("_standins.py"))],
+                "/health",
+            )
+            procs.append(subprocess.Popen(command, env=environ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "yourclaw_gateway_api"], env=environ
+                )
+            )
+            asyncio.run(wait_http(edge.standins + health))
+            asyncio.run(wait_http(f"{edge.api}/healthz"))
+            procs.extend(
+                subprocess.Popen(
+                    [sys.executable, "-m", "yourclaw_messaging"], env=environ
+                )
+                for _ in range(replicas)
+            )
+            try:
+                uvloop.run(run(edge))
+            finally:
+                # Before NATS and PostgreSQL go away.
+                stop(procs)
+    finally:
+        stop(procs)
 
 
 async def _migrate(dsn: str) -> None:

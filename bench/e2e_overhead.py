@@ -22,25 +22,20 @@ Uses NATS_URL / DATABASE_URL when set, else starts embedded servers.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 import asyncpg
 import psutil
-import uvloop
-from _stack import bench_infra, stop, wait_http
+from _stack import Edge, run_edge
 from _standins import KeepAliveClient, signed_form_post
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.db import migrate
-from yourclaw_common.embedded import free_port
 from yourclaw_devkit.cli import register_dev_user
 
 LIGHT = int(os.environ.get("BENCH_LIGHT", "200"))
@@ -168,9 +163,10 @@ def _pct(values: list[float], p: float) -> float:
 MEASURED_TO = "'delivered' callback recorded" if CALLBACKS else "Twilio send recorded"
 
 
-async def _run(db_url: str, api: str, devsim: str, key: str) -> None:
-    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
-    box = SecretBox(key)
+async def _run(edge: Edge) -> None:
+    api, devsim = edge.api, edge.standins
+    pool = await asyncpg.create_pool(edge.database_url, min_size=1, max_size=4)
+    box = SecretBox(edge.key)
     async with pool.acquire() as conn:
         await migrate(conn)
         for i in range(USERS):
@@ -259,76 +255,36 @@ stand-ins and the load generator run elsewhere (an estimate, not a measurement)
 
 
 def main() -> None:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        # Durable: fsync and synchronous commit on, as in production. The
-        # services migrate, as they do in production.
-        with bench_infra(
-            "yourclaw-e2e-bench-", "bench_e2e", fast=False, migrated=False
-        ) as (_, infra):
-            api_port, devsim_port = free_port(), free_port()
-            api = f"http://127.0.0.1:{api_port}"
-            devsim = f"http://127.0.0.1:{devsim_port}"
-            key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-            env = {
-                **os.environ,
-                "NATS_URL": infra.operator_url,
-                "DATABASE_URL": infra.database_url,
-                "ENCRYPTION_KEY": key,
-                "LOG_LEVEL": "WARNING",
-                "API_HOST": "127.0.0.1",
-                "API_PORT": str(api_port),
-                "PUBLIC_BASE_URL": api,
-                "WEBHOOK_RATE_LIMIT_PER_SECOND": "0",
-                # devsim serves only in a dev environment.
-                "YOURCLAW_ENV": "dev",
-                "TWILIO_ACCOUNT_SID": SID,
-                "TWILIO_AUTH_TOKEN": TOKEN,
-                "TWILIO_WHATSAPP_NUMBER": SENDER,
-                "TWILIO_API_BASE": devsim,
-                "DEVSIM_PORT": str(devsim_port),
-                "BENCH_STANDIN_PORT": str(devsim_port),
-                "BENCH_ASSISTANT_TOKEN": ASSISTANT_TOKEN,
-                "DEVSIM_STATUS_CALLBACKS": "true" if CALLBACKS else "false",
-                "BENCH_STATUS_CALLBACKS": "1" if CALLBACKS else "0",
-                "TWILIO_STATUS_CALLBACK_URL": (
-                    f"{api}/api/v1/webhooks/twilio/status" if CALLBACKS else ""
-                ),
-                "DEVSIM_LLM_DELAY_SECONDS": "0",
-                "MESSAGING_CONCURRENCY": str(CONCURRENCY),
-                "TWILIO_SEND_RATE_PER_SECOND": "100000",
-                "METRICS_PORT": "0",
-            }
-            if STANDINS == "devsim":
-                standins = [sys.executable, "-m", "yourclaw_devkit.devsim"]
-                standins_health = f"{devsim}/_devsim/health"
-            elif STANDINS == "lean":
-                standins = [
-                    sys.executable,
-                    str(Path(__file__).with_name("_standins.py")),
-                ]
-                standins_health = f"{devsim}/health"
-            else:
-                raise SystemExit(f"BENCH_STANDINS={STANDINS!r}: lean or devsim")
-            procs.append(subprocess.Popen(standins, env=env))
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "yourclaw_gateway_api"], env=env
-                )
-            )
-            asyncio.run(wait_http(standins_health))
-            asyncio.run(wait_http(f"{api}/healthz"))
-            procs.extend(
-                subprocess.Popen([sys.executable, "-m", "yourclaw_messaging"], env=env)
-                for _ in range(REPLICAS)
-            )
-            try:
-                uvloop.run(_run(infra.database_url, api, devsim, key))
-            finally:
-                # Before NATS and PostgreSQL go away.
-                stop(procs)
-    finally:
-        stop(procs)
+    def env(edge: Edge) -> dict[str, str]:
+        return {
+            # devsim serves only in a dev environment.
+            "YOURCLAW_ENV": "dev",
+            "TWILIO_WHATSAPP_NUMBER": SENDER,
+            "DEVSIM_PORT": edge.standins.rpartition(":")[2],
+            "DEVSIM_STATUS_CALLBACKS": "true" if CALLBACKS else "false",
+            "BENCH_STATUS_CALLBACKS": "1" if CALLBACKS else "0",
+            "TWILIO_STATUS_CALLBACK_URL": (
+                f"{edge.api}/api/v1/webhooks/twilio/status" if CALLBACKS else ""
+            ),
+            "DEVSIM_LLM_DELAY_SECONDS": "0",
+            "MESSAGING_CONCURRENCY": str(CONCURRENCY),
+        }
+
+    if STANDINS == "devsim":
+        standins = ([sys.executable, "-m", "yourclaw_devkit.devsim"], "/_devsim/health")
+    elif STANDINS != "lean":
+        raise SystemExit(f"BENCH_STANDINS={STANDINS!r}: lean or devsim")
+
+    run_edge(
+        "yourclaw-e2e-bench-",
+        "bench_e2e",
+        _run,
+        twilio=(SID, TOKEN),
+        assistant_token=ASSISTANT_TOKEN,
+        env=env,
+        standins=standins if STANDINS == "devsim" else None,
+        replicas=REPLICAS,
+    )
 
 
 if __name__ == "__main__":

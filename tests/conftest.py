@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -236,6 +237,40 @@ async def gateway_stack(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def stack_with_api(
+    service_env: dict[str, str],
+    gateway_stack: Callable[..., Awaitable[GatewayStack]],
+    *,
+    gateway: dict[str, Any] | None = None,
+    messaging: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[GatewayStack, str]]:
+    """A `GatewayStack` for one gateway (on ports clear of other test runs on
+    this machine) and gateway-api in-process on loopback, which the rendered
+    `cron.webhookSsrfPolicy` lets the gateway's automations post to; yields
+    the stack and gateway-api's URL. `gateway`/`messaging`: settings overrides."""
+    api_port = free_port()
+    public = f"http://127.0.0.1:{api_port}"
+    settings = GatewaySettings(
+        _env_file=None,
+        **{
+            **{k.lower(): v for k, v in service_env.items()},
+            "public_base_url": public,
+            "api_port": api_port,
+            **(gateway or {}),
+        },
+    )
+    start = 30000 + random.randrange(0, 9000)
+    stack = await gateway_stack(
+        capacity=1,
+        public_base_url=public,
+        provisioner={"host_port_range_start": start, "host_port_range_end": start + 50},
+        messaging=messaging,
+    )
+    async with running_app(create_app(settings), port=api_port) as url:
+        yield stack, url
 
 
 async def wait_ready(pool, user_id, *, spec_hash_not: str | None = None):

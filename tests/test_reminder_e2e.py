@@ -12,21 +12,16 @@ Nobody writes in between. Slow: one gateway boot (~1.3 GB).
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from yourclaw_common.embedded import free_port
 from yourclaw_common.events import AssistantProvisionRequested
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp
-from yourclaw_devkit.serving import running_app
-from yourclaw_gateway_api.app import create_app
-from yourclaw_gateway_api.settings import GatewaySettings
 
-from .conftest import wait_ready
+from .conftest import stack_with_api, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -35,29 +30,13 @@ PHONE = "+15557775678"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(service_env, gateway_stack) -> AsyncIterator[object]:
-    api_port = free_port()
-    # The address OpenClaw posts automations to: gateway-api on loopback, which
-    # the rendered cron.webhookSsrfPolicy lets through.
-    public = f"http://127.0.0.1:{api_port}"
-    gateway = GatewaySettings(
-        _env_file=None,
-        **{k.lower(): v for k, v in service_env.items()},
-        public_base_url=public,
-        api_port=api_port,
-    )
-    stack = await gateway_stack(
-        capacity=1,
-        public_base_url=public,
-        provisioner={
-            # Clear of other test runs' gateways on this machine.
-            "host_port_range_start": (start := 30000 + random.randrange(0, 9000)),
-            "host_port_range_end": start + 50,
-        },
+    async with stack_with_api(
+        service_env,
+        gateway_stack,
         messaging={
             "twilio_template_assistant_ready": "HXready00000000000000000000000000"
         },
-    )
-    async with running_app(create_app(gateway), port=api_port):
+    ) as (stack, _):
         yield stack
 
 

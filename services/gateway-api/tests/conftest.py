@@ -100,10 +100,12 @@ class Gateway:
         signature: str | None = None,
         tamper: Callable[[list[tuple[str, str]]], list[tuple[str, str]]] | None = None,
         headers: dict[str, str] | None = None,
+        webhook: str = TWILIO_WHATSAPP_PATH,
     ) -> httpx.Response:
-        """POST a form signed like Twilio would (for `signed_url`, default: ours)."""
+        """POST a form signed like Twilio would (for `signed_url`, default: ours)
+        to the `webhook` path."""
         pairs = list(params.items()) if isinstance(params, dict) else list(params)
-        path = TWILIO_WHATSAPP_PATH + (f"?{query}" if query else "")
+        path = webhook + (f"?{query}" if query else "")
         if signature is None:
             url = signed_url or self.public_url + path
             signature = twilio_signature(url, pairs, token or self.token)

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import re
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CommonSettings", "Environment"]
+__all__ = ["CommonSettings", "Environment", "PhoneNumberSetting"]
 
 # Where a process runs. Only "dev" allows what must never reach production
 # (email-only sign-in, the stand-ins); anything else is refused, so a typo is not
 # a way in.
 Environment = Literal["dev", "production"]
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _e164_or_empty(value: str) -> str:
+    value = value.strip()
+    if value and not _E164.fullmatch(value):
+        raise ValueError("must be empty or an E.164 number like +14155550100")
+    return value
+
+
+# A phone number of ours in E.164 (`TWILIO_SMS_NUMBER`), or empty for none.
+PhoneNumberSetting = Annotated[str, AfterValidator(_e164_or_empty)]
 
 # Plain NATS is fine where nothing crosses a network: `make up`, the tests.
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}

@@ -18,19 +18,18 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from yourclaw_common.logging import get_logger
 
-from yourclaw_devkit.signing import twilio_signature
 from yourclaw_devkit.twilio_sim import (
     API_VERSION,
     MediaStore,
     MessageStore,
     StatusCallbacks,
     inbound_whatsapp_form,
+    post_webhook,
 )
 
 __all__ = ["whatsapp_page_router"]
@@ -117,17 +116,9 @@ def whatsapp_page_router(
                     f"/Messages/{message_sid}/Media/{media_sid}",
                 }
             )
-        headers = {
-            "X-Twilio-Signature": twilio_signature(webhook_url, form, auth_token)
-        }
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                answer = await client.post(webhook_url, data=form, headers=headers)
-        except httpx.HTTPError as exc:
-            return JSONResponse(
-                {"detail": f"gateway-api unreachable at {webhook_url}: {exc}"},
-                status_code=502,
-            )
+        answer = await post_webhook(webhook_url, form, auth_token)
+        if isinstance(answer, JSONResponse):
+            return answer
         sent.add(
             {
                 "phone": phone,

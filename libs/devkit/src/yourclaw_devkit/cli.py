@@ -2,6 +2,7 @@
 
     yourclaw-dev send --from +15551234567 "hello"      # a signed inbound webhook
                                                         # (says at once when rate-limited)
+    yourclaw-dev send --sms --from +15551234567 "hi"   # the same as an SMS
     yourclaw-dev register --phone +15551234567          # a ready user, no provisioning
     yourclaw-dev messages --phone +15551234567          # what the Twilio stand-in sent
     yourclaw-dev pay --email you@example.com            # complete the dev checkout
@@ -33,15 +34,21 @@ from yourclaw_devkit import checkout
 from yourclaw_devkit.defaults import (
     DEV_API_URL,
     DEV_GATEWAY_TOKEN,
+    DEV_SMS_NUMBER,
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
     DEV_WHATSAPP_NUMBER,
     DEVSIM_URL,
 )
 from yourclaw_devkit.signing import twilio_signature
-from yourclaw_devkit.twilio_sim import inbound_whatsapp_form, whatsapp_address
+from yourclaw_devkit.twilio_sim import (
+    inbound_sms_form,
+    inbound_whatsapp_form,
+    whatsapp_address,
+)
 
 __all__ = [
+    "SMS_WEBHOOK_PATH",
     "WHATSAPP_WEBHOOK_PATH",
     "DevCliSettings",
     "PhoneTakenError",
@@ -57,6 +64,7 @@ __all__ = [
 ]
 
 WHATSAPP_WEBHOOK_PATH = "/api/v1/webhooks/twilio/whatsapp"
+SMS_WEBHOOK_PATH = "/api/v1/webhooks/twilio/sms"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Fixed, so a phone number always maps to the same dev user id.
 _DEV_USER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "dev-users.yourclaw.local")
@@ -82,6 +90,8 @@ class DevCliSettings(CommonSettings):
     twilio_account_sid: str = DEV_TWILIO_ACCOUNT_SID
     twilio_auth_token: SecretStr = SecretStr(DEV_TWILIO_AUTH_TOKEN)
     twilio_whatsapp_number: str = DEV_WHATSAPP_NUMBER
+    # `send --sms` texts this number (gateway-api's SMS webhook).
+    twilio_sms_number: str = DEV_SMS_NUMBER
     # The URL Twilio is told to call; signatures are computed over it.
     public_base_url: str = DEV_API_URL
     # Where gateway-api actually listens (differs behind a tunnel or proxy).
@@ -170,11 +180,25 @@ def _cmd_send(settings: DevCliSettings, args: argparse.Namespace) -> int:
         profile_name=args.name,
         media_urls=args.media or (),
     )
+    path = WHATSAPP_WEBHOOK_PATH
+    if args.sms:
+        # The same message, as an SMS to our SMS number.
+        sender, path = phone, SMS_WEBHOOK_PATH
+        form = inbound_sms_form(
+            phone=phone,
+            body=form["Body"],
+            to=settings.twilio_sms_number,
+            account_sid=form["AccountSid"],
+            message_sid=form["MessageSid"],
+            media_urls=args.media or (),
+        )
     token = settings.twilio_auth_token.get_secret_value()
-    signed_url, signature = sign_webhook(settings.public_base_url, form, token)
+    signed_url, signature = sign_webhook(
+        settings.public_base_url, form, token, path=path
+    )
     if args.bad_signature:
         signature = twilio_signature(signed_url, form, token + "-wrong")
-    post_url = settings.api_url.rstrip("/") + WHATSAPP_WEBHOOK_PATH
+    post_url = settings.api_url.rstrip("/") + path
     with httpx.Client(timeout=30.0) as client:
         try:
             baseline = {m["sid"] for m in _list_sent(client, settings, to=sender)}
@@ -322,6 +346,8 @@ def _wait_for_replies(
 
 def _cmd_messages(settings: DevCliSettings, args: argparse.Namespace) -> int:
     to = whatsapp_address(normalize_phone(args.phone)) if args.phone else None
+    if args.phone and args.sms:
+        to = normalize_phone(args.phone)
     with httpx.Client(timeout=10.0) as client:
         try:
             messages = _list_sent(client, settings, to=to, limit=args.limit)
@@ -565,6 +591,11 @@ def _parser() -> argparse.ArgumentParser:
         "--bad-signature", action="store_true", help="send a wrong X-Twilio-Signature"
     )
     send.add_argument(
+        "--sms",
+        action="store_true",
+        help="send it as an SMS to TWILIO_SMS_NUMBER (the SMS webhook)",
+    )
+    send.add_argument(
         "--timeout",
         type=float,
         default=30.0,
@@ -609,6 +640,9 @@ def _parser() -> argparse.ArgumentParser:
         "--phone", type=_phone_arg, help="only messages to this number"
     )
     messages.add_argument("--limit", type=int, default=50)
+    messages.add_argument(
+        "--sms", action="store_true", help="with --phone: the SMS sent to it"
+    )
     return parser
 
 

@@ -6,6 +6,7 @@ __all__ = [
     "DEVSIM_URL",
     "DEV_API_URL",
     "DEV_GATEWAY_TOKEN",
+    "DEV_SMS_NUMBER",
     "DEV_STRIPE_PRICE_ID",
     "DEV_STRIPE_SECRET_KEY",
     "DEV_STRIPE_WEBHOOK_SECRET",
@@ -21,6 +22,8 @@ DEV_TWILIO_ACCOUNT_SID = "ACdev" + "0" * 29
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105 - a public dev default
 # Twilio's WhatsApp sandbox number.
 DEV_WHATSAPP_NUMBER = "whatsapp:+14155238886"
+# Twilio's test-credentials "from" number that passes every check (never dialled).
+DEV_SMS_NUMBER = "+15005550006"
 DEV_GATEWAY_TOKEN = "dev-gateway-token"  # noqa: S105 - a public dev default
 DEVSIM_URL = "http://127.0.0.1:8900"
 DEV_API_URL = "http://127.0.0.1:8000"

@@ -35,6 +35,7 @@ from yourclaw_devkit.twilio_sim import (
     Faults,
     MediaStore,
     MessageStore,
+    SmsOptOuts,
     StatusCallbacks,
     twilio_router,
 )
@@ -71,6 +72,11 @@ class DevsimSettings(BaseSettings):
     # at gateway-api's inbound webhook.
     twilio_whatsapp_number: str = DEV_WHATSAPP_NUMBER
     devsim_twilio_webhook_url: str = DEV_API_URL + "/api/v1/webhooks/twilio/whatsapp"
+    # The account's SMS number: an SMS from another is refused, as Twilio does
+    # (empty: any sender, no `/_devsim/twilio/sms`), and where that route posts
+    # a phone's SMS to it, signed. `make up` sets it.
+    twilio_sms_number: str = ""
+    devsim_twilio_sms_webhook_url: str = DEV_API_URL + "/api/v1/webhooks/twilio/sms"
     # Added to every chat completion, on top of any `#sleep=` in the message.
     devsim_llm_delay_seconds: float = Field(default=0.0, ge=0)
     # When set, chat completions need `Authorization: Bearer <this>`.
@@ -169,6 +175,9 @@ def create_app(settings: DevsimSettings) -> FastAPI:
             faults=Faults(),
             media=media,
             templates=_templates(settings),
+            sms_number=settings.twilio_sms_number,
+            sms_webhook_url=settings.devsim_twilio_sms_webhook_url,
+            opt_outs=SmsOptOuts(),
         )
     )
     app.include_router(

@@ -37,9 +37,12 @@ __all__ = [
     "MediaStore",
     "MessageStore",
     "SentMessage",
+    "SmsOptOuts",
     "StatusCallbacks",
     "create_form",
+    "inbound_sms_form",
     "inbound_whatsapp_form",
+    "post_webhook",
     "render_template",
     "twilio_error",
     "twilio_router",
@@ -98,6 +101,8 @@ class SentMessage:
     status_callback: str | None = None
     # Set by an injected fault: Twilio accepts, then reports `failed` with this code.
     fail_code: int | None = None
+    # "outbound-reply": Twilio's own answer to an opt-out, opt-in or help keyword.
+    direction: str = "outbound-api"
 
     @property
     def uri(self) -> str:
@@ -113,7 +118,7 @@ class SentMessage:
             "date_created": _rfc2822(self.date_created),
             "date_sent": _rfc2822(self.date_sent),
             "date_updated": _rfc2822(self.date_updated),
-            "direction": "outbound-api",
+            "direction": self.direction,
             "error_code": self.fail_code if self.status == "failed" else None,
             "error_message": None,
             "from": self.from_,
@@ -274,6 +279,59 @@ class StatusCallbacks:
         )
 
 
+# Twilio's default keyword handling on a long code (STOP filtering): one word,
+# any case. An opt-out blocks our number's sends to the sender (error 21610)
+# until an opt-in; each keyword gets Twilio's standard reply, and the message
+# still reaches our webhook.
+SMS_OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+SMS_OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+SMS_HELP_WORDS = frozenset({"HELP", "INFO"})
+_SMS_KEYWORD_REPLIES = {
+    "out": "You have successfully been unsubscribed. You will not receive any more "
+    "messages from this number. Reply START to resubscribe.",
+    "in": "You have successfully been re-subscribed to messages from this number. "
+    "Reply HELP for help. Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+    "help": "Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+}
+
+
+def sms_keyword(body: str) -> str | None:
+    """ "out", "in" or "help" when `body` is one of Twilio's SMS keywords."""
+    word = body.strip().upper()
+    if word in SMS_OPT_OUT_WORDS:
+        return "out"
+    if word in SMS_OPT_IN_WORDS:
+        return "in"
+    if word in SMS_HELP_WORDS:
+        return "help"
+    return None
+
+
+class SmsOptOuts:
+    """Who opted out of which of our SMS numbers, as Twilio keeps it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pairs: set[tuple[str, str]] = set()
+
+    def apply(self, phone: str, our_number: str, keyword: str | None) -> None:
+        with self._lock:
+            if keyword == "out":
+                self._pairs.add((our_number, phone))
+            elif keyword == "in":
+                self._pairs.discard((our_number, phone))
+
+    def blocks(self, our_number: str, phone: str) -> bool:
+        with self._lock:
+            return (our_number, phone) in self._pairs
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pairs.clear()
+
+
 @dataclass
 class _Fault:
     status: int
@@ -335,6 +393,9 @@ _FAULT_MESSAGES = {
     20429: "Too Many Requests",
     21211: "Invalid 'To' Phone Number",
     63003: "Channel could not find To address",
+    21606: "The From phone number is not a valid, SMS-capable inbound phone number "
+    "or short code for your account.",
+    21610: "Attempt to send to unsubscribed recipient",
     63016: "Failed to send freeform message because you are outside the allowed "
     "window. If you want to send messages outside the allowed window, please use "
     "a Template.",
@@ -380,6 +441,60 @@ def inbound_whatsapp_form(
         form[f"MediaUrl{i}"] = url
         form[f"MediaContentType{i}"] = mimetypes.guess_type(url)[0] or "image/jpeg"
     return form
+
+
+def inbound_sms_form(
+    *,
+    phone: str,
+    body: str,
+    to: str,
+    account_sid: str,
+    message_sid: str | None = None,
+    media_urls: Sequence[str] = (),
+) -> dict[str, str]:
+    """The form Twilio POSTs for an incoming SMS (an MMS with `media_urls`):
+    plain E.164 numbers, the sender's location fields, no profile name."""
+    sid = message_sid or ("MM" if media_urls else "SM") + secrets.token_hex(16)
+    form = {
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": sid,
+        "NumMedia": str(len(media_urls)),
+        "ToCity": "",
+        "FromZip": "",
+        "SmsSid": sid,
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "FromCity": "",
+        "Body": body,
+        "FromCountry": "US",
+        "To": to,
+        "ToZip": "",
+        "NumSegments": str(num_segments(phone, body)),
+        "MessageSid": sid,
+        "AccountSid": account_sid,
+        "From": phone,
+        "ApiVersion": API_VERSION,
+    }
+    for i, url in enumerate(media_urls):
+        form[f"MediaUrl{i}"] = url
+        form[f"MediaContentType{i}"] = mimetypes.guess_type(url)[0] or "image/jpeg"
+    return form
+
+
+async def post_webhook(
+    url: str, form: dict[str, str], auth_token: str
+) -> httpx.Response | JSONResponse:
+    """POST `form` to gateway-api's webhook `url`, signed as Twilio signs it:
+    its answer, or a 502 to return when it cannot be reached."""
+    headers = {"X-Twilio-Signature": twilio_signature(url, form, auth_token)}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.post(url, data=form, headers=headers)
+    except httpx.HTTPError as exc:
+        return JSONResponse(
+            {"detail": f"gateway-api unreachable at {url}: {exc}"}, status_code=502
+        )
 
 
 def _not_found(request: Request) -> JSONResponse:
@@ -536,17 +651,25 @@ def twilio_router(
     faults: Faults | None = None,
     media: MediaStore | None = None,
     templates: Mapping[str, str] | None = None,
+    sms_number: str = "",
+    sms_webhook_url: str = "",
+    opt_outs: SmsOptOuts | None = None,
 ) -> APIRouter:
     """Routes of the Messages resource (and its Media), and the dev-only
-    `/_devsim/messages`, `/_devsim/twilio/faults` and `/_devsim/media`.
+    `/_devsim/messages`, `/_devsim/twilio/faults`, `/_devsim/media` and
+    `/_devsim/twilio/sms`.
 
     `templates` are the account's approved Content templates (sid → text with
     `{{1}}` placeholders): a message sent with their ContentSid shows as the
-    rendered text, as on Twilio.
+    rendered text, as on Twilio. `sms_number` is the account's SMS number: an
+    SMS from any other number is refused (21606), as is one to a number that
+    opted out of it (21610); `/_devsim/twilio/sms` texts it as a phone would,
+    through Twilio's keyword handling, to `sms_webhook_url`.
     """
     templates = dict(templates or {})
     faults = faults or Faults()
     media = media or MediaStore()
+    opt_outs = opt_outs or SmsOptOuts()
     router = APIRouter()
     collection = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json"
 
@@ -565,6 +688,11 @@ def twilio_router(
         form = create_form(raw, raw.getlist("MediaUrl"))
         if (invalid := validate_create(form)) is not None:
             return invalid
+        if form["From"] and not form["To"].startswith("whatsapp:"):
+            if sms_number and form["From"] != sms_number:
+                return twilio_error(400, 21606, _FAULT_MESSAGES[21606])
+            if opt_outs.blocks(form["From"], form["To"]):
+                return twilio_error(400, 21610, _FAULT_MESSAGES[21610])
         fault = faults.take(form["To"])
         if fault is not None and not fault.asynchronous:
             return twilio_error(
@@ -716,7 +844,69 @@ def twilio_router(
     @router.delete("/_devsim/twilio/faults")
     async def devsim_clear_faults() -> dict[str, bool]:
         faults.clear()
+        opt_outs.clear()
         return {"cleared": True}
+
+    @router.post("/_devsim/twilio/sms")
+    async def devsim_text(request: Request) -> Response:
+        """`{"from": "+1555…", "body": "…", "media_urls"?: [...]}`: an SMS from
+        that phone to our SMS number. Twilio's keyword handling first (an
+        opt-out or opt-in, and its standard reply), then the signed webhook."""
+        if not (sms_number and sms_webhook_url):
+            return JSONResponse(
+                {"detail": "no SMS number or SMS webhook URL configured"},
+                status_code=409,
+            )
+        try:
+            spec = orjson.loads(await request.body())
+            phone = str(spec["from"]).strip()
+            body = str(spec.get("body") or "")
+            media_urls = [str(u) for u in spec.get("media_urls") or ()]
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return JSONResponse({"detail": "expected {from, body}"}, status_code=400)
+        if not _E164.match(phone):
+            return JSONResponse(
+                {"detail": "from must be an E.164 number like +15551234567"},
+                status_code=400,
+            )
+        keyword = sms_keyword(body)
+        was_blocked = opt_outs.blocks(sms_number, phone)
+        opt_outs.apply(phone, sms_number, keyword)
+        # Twilio answers a keyword itself; HELP from an opted-out number gets nothing.
+        if keyword is not None and not (keyword == "help" and was_blocked):
+            now = datetime.now(UTC).replace(microsecond=0)
+            store.add(
+                SentMessage(
+                    sid="SM" + secrets.token_hex(16),
+                    account_sid=account_sid,
+                    to=phone,
+                    from_=sms_number,
+                    body=_SMS_KEYWORD_REPLIES[keyword],
+                    status="delivered",
+                    date_created=now,
+                    date_sent=now,
+                    date_updated=now,
+                    direction="outbound-reply",
+                )
+            )
+        form = inbound_sms_form(
+            phone=phone,
+            body=body,
+            to=sms_number,
+            account_sid=account_sid,
+            media_urls=media_urls,
+        )
+        answer = await post_webhook(sms_webhook_url, form, auth_token)
+        if isinstance(answer, JSONResponse):
+            return answer
+        return JSONResponse(
+            {
+                "sid": form["MessageSid"],
+                "keyword": keyword,
+                "webhook_status": answer.status_code,
+            },
+            status_code=200 if answer.status_code == 200 else 502,
+        )
 
     @router.post("/_devsim/media", status_code=201)
     async def devsim_upload_media(request: Request) -> Response:

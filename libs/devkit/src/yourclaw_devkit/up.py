@@ -49,7 +49,7 @@ from yourclaw_common.events import (
 from yourclaw_common.migrate import run as migrate
 from yourclaw_common.nats_auth import host_user
 
-from yourclaw_devkit.defaults import dev_stripe_env, dev_twilio_env
+from yourclaw_devkit.defaults import DEV_SMS_NUMBER, dev_stripe_env, dev_twilio_env
 
 DATA = Path(os.environ.get("YOURCLAW_DATA_DIR") or ".data")
 DEV_ENV_FILE = DATA / "dev.env"
@@ -162,6 +162,9 @@ def dev_defaults(
         "TWILIO_TEMPLATE_ASSISTANT_READY": "HXdev0000000000000000000000000ready",
         "TWILIO_TEMPLATE_NOTIFICATION": "HXdev00000000000000000000000notify",
         "DEVSIM_TWILIO_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/whatsapp",
+        # SMS is on locally: the stand-in's number, and where it posts SMS.
+        "TWILIO_SMS_NUMBER": DEV_SMS_NUMBER,
+        "DEVSIM_TWILIO_SMS_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/twilio/sms",
         # Billing talks to the Stripe stand-in; its checkout page signs webhooks
         # with the same secret gateway-api verifies.
         **dev_stripe_env(devsim),
@@ -607,6 +610,7 @@ _DEV_ENV_KEYS = {
     "TWILIO_ACCOUNT_SID",
     "TWILIO_AUTH_TOKEN",
     "TWILIO_WHATSAPP_NUMBER",
+    "TWILIO_SMS_NUMBER",
     "TWILIO_API_BASE",
     "DEV_ASSISTANT_URL",
     "APP_URL",
@@ -632,6 +636,7 @@ YourClaw is running. Ctrl-C stops everything.
 
 {web_line}  gateway-api     {api}   (health: {api}/api/v1/health, docs: {api}/docs)
   Twilio webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/whatsapp
+  SMS webhook     {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/sms (number {env.get("TWILIO_SMS_NUMBER") or "unset: SMS off"})
 {workers}
   Stripe webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/stripe
   Twilio stand-in {env["TWILIO_API_BASE"]}/2010-04-01/Accounts/{env["TWILIO_ACCOUNT_SID"]}/Messages.json
@@ -645,6 +650,7 @@ YourClaw is running. Ctrl-C stops everything.
 Try it (in another terminal):
   .tools/bin/uv run yourclaw-dev register --phone +15551234567   # shortcut: linked, READY
   .tools/bin/uv run yourclaw-dev send --from +15551234567 "hello"
+  .tools/bin/uv run yourclaw-dev send --sms --from +15551234567 "hello by SMS"
   .tools/bin/uv run yourclaw-dev send --from +15550000000 "who are you?"   # not signed up
   # As a user: sign in on the web app, enter a number, then send the 6-digit code
   # it shows from the WhatsApp sim as that number (or: yourclaw-dev send --from).

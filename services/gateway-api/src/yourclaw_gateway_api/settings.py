@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from ipaddress import ip_network
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from yourclaw_common.channels_policy import EVERYWHERE, AllowedCountriesSetting
-from yourclaw_common.settings import CommonSettings
+from yourclaw_common.settings import CommonSettings, PhoneNumberSetting
 
 __all__ = ["GatewaySettings"]
-
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class GatewaySettings(CommonSettings):
@@ -30,7 +27,7 @@ class GatewaySettings(CommonSettings):
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
     # Our SMS number (E.164, "+14155550100"); empty: SMS is off and its webhook
     # answers 404 SMS_NOT_CONFIGURED.
-    twilio_sms_number: str = ""
+    twilio_sms_number: PhoneNumberSetting = ""
     # Where WhatsApp may carry the assistant (docs/channels.md): ISO 3166 codes
     # or calling codes, `*` everywhere. Elsewhere the dashboard offers Telegram
     # or SMS instead of the wa.me link.
@@ -93,14 +90,6 @@ class GatewaySettings(CommonSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL with a host")
         return value.rstrip("/")
-
-    @field_validator("twilio_sms_number")
-    @classmethod
-    def _check_twilio_sms_number(cls, value: str) -> str:
-        value = value.strip()
-        if value and not _E164.fullmatch(value):
-            raise ValueError("must be empty or an E.164 number like +14155550100")
-        return value
 
     @field_validator("trusted_proxy_ips")
     @classmethod

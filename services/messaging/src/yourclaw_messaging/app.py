@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 import aiohttp
 from yourclaw_common.crypto import SecretBox
@@ -16,12 +17,14 @@ from yourclaw_common.runtime import (
 
 from yourclaw_messaging.assistant import AssistantClient
 from yourclaw_messaging.channels.base import Channel
+from yourclaw_messaging.channels.sms import SmsChannel
 from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
 from yourclaw_messaging.commands import Commands
 from yourclaw_messaging.consumers import CONSUMERS
 from yourclaw_messaging.handlers import (
     on_assistant_ready,
     on_assistant_restarted,
+    on_inbound_sms,
     on_inbound_whatsapp,
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
@@ -36,6 +39,16 @@ from yourclaw_messaging.voice import Transcriber, VoiceNotes
 
 log = get_logger(__name__)
 
+
+class _Sending(TypedDict):
+    """How every Twilio channel sends (`TwilioChannel`'s settings)."""
+
+    status_callback: str
+    send_retries: int
+    send_rate: float
+    send_confirm_seconds: float
+
+
 _CONSUMERS = [
     CONSUMERS.MESSAGING_INBOUND_WHATSAPP,
     CONSUMERS.MESSAGING_INBOUND_STATUS,
@@ -49,8 +62,12 @@ _CONSUMERS = [
 async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set (tests call this directly)."""
     secrets = SecretBox(settings.encryption_key.get_secret_value())
+    # A channel that is off gets no durable consumer.
+    consumers = list(_CONSUMERS)
+    if settings.twilio_sms_number:
+        consumers.append(CONSUMERS.MESSAGING_INBOUND_SMS)
     async with (
-        open_runtime(settings, stop=stop, consumers=_CONSUMERS) as runtime,
+        open_runtime(settings, stop=stop, consumers=consumers) as runtime,
         # aiohttp: a fifth of httpx's CPU per call, which is most of a turn's.
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
     ):
@@ -60,27 +77,41 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             per_day=settings.rate_limit_msg_per_day,
             tokens_per_day=settings.rate_limit_tokens_per_day,
         )
+        twilio = TwilioClient(
+            http,
+            api_base=settings.twilio_api_base,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+        )
+        # What every Twilio channel sends with: the same retries, confirmation
+        # wait and status callbacks, a send rate per sender.
+        sending: _Sending = {
+            "status_callback": settings.twilio_status_callback_url,
+            "send_retries": settings.twilio_send_retries,
+            "send_rate": settings.twilio_send_rate_per_second,
+            "send_confirm_seconds": settings.twilio_send_confirm_seconds,
+        }
         whatsapp = WhatsAppChannel(
             pool=pool,
-            twilio=TwilioClient(
-                http,
-                api_base=settings.twilio_api_base,
-                account_sid=settings.twilio_account_sid,
-                auth_token=settings.twilio_auth_token.get_secret_value(),
-            ),
+            twilio=twilio,
             sender=settings.twilio_whatsapp_number,
             templates=Templates(
                 assistant_ready=settings.twilio_template_assistant_ready,
                 notification=settings.twilio_template_notification,
             ),
-            status_callback=settings.twilio_status_callback_url,
-            send_retries=settings.twilio_send_retries,
-            send_rate=settings.twilio_send_rate_per_second,
-            send_confirm_seconds=settings.twilio_send_confirm_seconds,
             allowed=settings.whatsapp_allowed_countries,
             app_url=settings.app_url,
+            **sending,
         )
         channels: dict[str, Channel] = {"whatsapp": whatsapp}
+        if settings.twilio_sms_number:
+            channels["sms"] = SmsChannel(
+                pool=pool,
+                twilio=twilio,
+                sender=settings.twilio_sms_number,
+                app_url=settings.app_url,
+                **sending,
+            )
         turns = Turns(
             pool=pool,
             channels=channels,
@@ -106,11 +137,18 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             app_url=settings.app_url,
             llm_allowance_usd=settings.llm_monthly_allowance_usd,
         )
-        log.info("messaging.started", twilio_api_base=settings.twilio_api_base)
+        log.info(
+            "messaging.started",
+            twilio_api_base=settings.twilio_api_base,
+            channels=list(channels),
+        )
+        inbound = [(CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound_whatsapp(turns))]
+        if "sms" in channels:
+            inbound.append((CONSUMERS.MESSAGING_INBOUND_SMS, on_inbound_sms(turns)))
         await run_consumers(
             runtime,
             [
-                (CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound_whatsapp(turns)),
+                *inbound,
                 (
                     CONSUMERS.MESSAGING_INBOUND_STATUS,
                     on_inbound_whatsapp_status(whatsapp),

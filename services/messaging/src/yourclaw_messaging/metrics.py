@@ -49,6 +49,12 @@ TEMPLATE_FALLBACKS = Counter(
     "(outside_window, twilio_63016, no_template).",
     ["reason"],
 )
+SMS_KEYWORDS = Counter(
+    "yourclaw_messaging_sms_keywords_total",
+    "SMS keywords handled (stop, start, help), messages from opted-out numbers "
+    "(opted_out), and opt-outs learnt from Twilio's error 21610 (twilio_21610).",
+    ["keyword"],
+)
 VOICE_NOTES = Counter(
     "yourclaw_messaging_voice_notes_total",
     "Inbound voice notes, by outcome (transcribed; not: unsupported, rejected, "

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 from yourclaw_common.channels_policy import EVERYWHERE, AllowedCountriesSetting
-from yourclaw_common.settings import CommonSettings
+from yourclaw_common.settings import CommonSettings, PhoneNumberSetting
 
 
 class MessagingSettings(CommonSettings):
@@ -12,6 +12,9 @@ class MessagingSettings(CommonSettings):
     twilio_auth_token: SecretStr = SecretStr("")
     # The shared sender, as Twilio spells it: "whatsapp:+14155238886".
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
+    # Our SMS number (E.164, no prefix); empty: SMS is off (no SMS consumer, no
+    # SMS sends). docs/channels.md, "SMS".
+    twilio_sms_number: PhoneNumberSetting = ""
     twilio_api_base: str = "https://api.twilio.com"
     # Numbers whose country lets WhatsApp carry a general-purpose assistant
     # (the same variable gateway-api reads): elsewhere a WhatsApp message is

@@ -1,7 +1,8 @@
 """Twilio's webhooks, the hot paths, as bare ASGI handlers: inbound WhatsApp
-messages (`POST /api/v1/webhooks/twilio/whatsapp`) and the status callbacks of
-the messages we send (`POST /api/v1/webhooks/twilio/status`), which come two or
-three per message.
+messages (`POST /api/v1/webhooks/twilio/whatsapp`), inbound SMS
+(`POST /api/v1/webhooks/twilio/sms`, while `TWILIO_SMS_NUMBER` is set) and the
+status callbacks of the messages we send (`POST /api/v1/webhooks/twilio/status`),
+which come two or three per message.
 
 Verify, publish, answer. FastAPI/Starlette would add ~50 µs and python-multipart
 another ~50 µs per request (profiled; docs/benchmarks.md), so the dispatcher
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -21,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from yourclaw_common.errors import ServiceUnavailable
 from yourclaw_common.events import (
     InboundMedia,
+    InboundSms,
     InboundWhatsApp,
     InboundWhatsAppStatus,
     provider_event_id,
@@ -49,6 +51,7 @@ from yourclaw_gateway_api.webhooks.form import parse_form
 from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
 
 __all__ = [
+    "TWILIO_SMS_PATH",
     "TWILIO_STATUS_PATH",
     "TWILIO_WHATSAPP_PATH",
     "TwilioWebhook",
@@ -59,6 +62,7 @@ log = get_logger(__name__)
 
 TWILIO_WHATSAPP_PATH = "/api/v1/webhooks/twilio/whatsapp"
 TWILIO_STATUS_PATH = "/api/v1/webhooks/twilio/status"
+TWILIO_SMS_PATH = "/api/v1/webhooks/twilio/sms"
 
 _FORM = b"application/x-www-form-urlencoded"
 _TWIML = fixed_response(200, b"<Response></Response>", b"text/xml")
@@ -131,8 +135,11 @@ def _check_storable(pairs: list[tuple[str, str]]) -> None:
 # An event from a verified form and the URL's query string, or _bad_request.
 EventOf = Callable[[dict[str, str], str], InboundWhatsApp | InboundWhatsAppStatus]
 
+# An inbound message: WhatsApp, or SMS (the same fields, numbers unprefixed).
+_Inbound = TypeVar("_Inbound", bound=InboundWhatsApp)
 
-def _inbound_event(params: dict[str, str], query: str) -> InboundWhatsApp:
+
+def _inbound_of(params: dict[str, str], kind: type[_Inbound]) -> _Inbound:
     message_sid = params.get("MessageSid")
     from_number = params.get("From")
     if not message_sid or not from_number:
@@ -152,7 +159,7 @@ def _inbound_event(params: dict[str, str], query: str) -> InboundWhatsApp:
         for n in range(num_media)
         if (url := params.get(f"MediaUrl{n}"))
     )
-    return InboundWhatsApp(
+    return kind(
         event_id=provider_event_id(message_sid),
         message_sid=message_sid,
         account_sid=params.get("AccountSid", ""),
@@ -164,6 +171,14 @@ def _inbound_event(params: dict[str, str], query: str) -> InboundWhatsApp:
         media=media,
         params=params,
     )
+
+
+def _inbound_event(params: dict[str, str], query: str) -> InboundWhatsApp:
+    return _inbound_of(params, InboundWhatsApp)
+
+
+def _sms_event(params: dict[str, str], query: str) -> InboundSms:
+    return _inbound_of(params, InboundSms)
 
 
 def _status_event(params: dict[str, str], query: str) -> InboundWhatsAppStatus:
@@ -198,12 +213,30 @@ def _message_id(query: str) -> UUID | None:
 
 def twilio_webhooks(settings: GatewaySettings) -> list[TwilioWebhook]:
     """Inbound messages and the status callbacks of the messages we send."""
+    # Without an SMS number the SMS path answers that SMS is off, and publishes
+    # nothing, rather than not existing: Twilio's debugger then says why.
+    sms_off = (
+        None
+        if settings.twilio_sms_number
+        else (
+            "SMS_NOT_CONFIGURED",
+            "SMS is not configured here (TWILIO_SMS_NUMBER is empty)",
+        )
+    )
     return [
-        TwilioWebhook(settings, path=path, provider=provider, event_of=event, what=what)
-        for path, provider, event, what in (
+        TwilioWebhook(
+            settings,
+            path=path,
+            provider=provider,
+            event_of=event,
+            what=what,
+            disabled=disabled,
+        )
+        for path, provider, event, what, disabled in (
             # provider: the metrics label and log name; what: named in a 503
-            (TWILIO_WHATSAPP_PATH, "twilio", _inbound_event, "message"),
-            (TWILIO_STATUS_PATH, "twilio_status", _status_event, "callback"),
+            (TWILIO_WHATSAPP_PATH, "twilio", _inbound_event, "message", None),
+            (TWILIO_SMS_PATH, "twilio_sms", _sms_event, "message", sms_off),
+            (TWILIO_STATUS_PATH, "twilio_status", _status_event, "callback", None),
         )
     ]
 
@@ -220,9 +253,12 @@ class TwilioWebhook:
         provider: str,
         event_of: EventOf,
         what: str,
+        disabled: tuple[str, str] | None = None,
     ):
         token = settings.twilio_auth_token.get_secret_value()
         self.path = path
+        # (code, detail) of why this path is off (its channel is not configured).
+        self._disabled = disabled
         # No token means no check is possible: every request is refused.
         self._signature = (
             TwilioSignature(token, settings.public_base_url + path) if token else None
@@ -273,6 +309,9 @@ class TwilioWebhook:
                 WebhookOutcome.METHOD_NOT_ALLOWED,
                 headers=[(b"allow", b"POST")],
             )
+        if self._disabled is not None:
+            code, detail = self._disabled
+            raise _Rejected(404, code, detail, WebhookOutcome.NOT_CONFIGURED)
         if self._signature is None:
             raise _Rejected(
                 403,

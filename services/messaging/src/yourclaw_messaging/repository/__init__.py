@@ -1,5 +1,5 @@
 """Every SQL statement of the messaging service, by what it touches."""
 
-from yourclaw_messaging.repository import conversations, inbound, outbound, usage
+from yourclaw_messaging.repository import conversations, inbound, outbound, sms, usage
 
-__all__ = ["conversations", "inbound", "outbound", "usage"]
+__all__ = ["conversations", "inbound", "outbound", "sms", "usage"]

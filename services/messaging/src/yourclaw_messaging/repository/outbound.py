@@ -213,7 +213,7 @@ async def mark_sent(
             WHERE m.id = i.id AND m.twilio_sid IS NULL
               -- A sid is one message's: never copied onto another (unique key).
               AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.twilio_sid = i.sid)
-            RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind,
+            RETURNING m.id, m.user_id, m.channel, m.phone_e164, m.body, m.kind,
                       m.delivery_status, m.error_code,
                       twilio_status_rank(t.status) > twilio_status_rank('queued')
                           AS early
@@ -281,8 +281,8 @@ async def apply_twilio_status(conn: Connection, sid: str) -> asyncpg.Record | No
         WHERE t.twilio_sid = $1 AND m.twilio_sid = $1
           AND twilio_status_rank(t.status)
               > twilio_status_rank(COALESCE(m.delivery_status, ''))
-        RETURNING m.id, m.user_id, m.phone_e164, m.body, m.kind, m.delivery_status,
-                  m.error_code
+        RETURNING m.id, m.user_id, m.channel, m.phone_e164, m.body, m.kind,
+                  m.delivery_status, m.error_code
         """,
         sid,
     )
