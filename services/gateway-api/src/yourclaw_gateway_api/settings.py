@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_network
 from urllib.parse import urlsplit
 
@@ -71,7 +72,26 @@ class GatewaySettings(CommonSettings):
     # Seconds to wait for billing's reply to a checkout or portal request.
     billing_request_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    @field_validator("supabase_url", "app_url")
+    # --- Telegram (docs/channels.md) ---
+    # The bot's token from @BotFather. Empty: Telegram is off (the webhook and
+    # the link endpoint say it is not configured).
+    telegram_bot_token: SecretStr = SecretStr("")
+    # The `secret_token` setWebhook was given, which Telegram sends back in
+    # X-Telegram-Bot-Api-Secret-Token; empty refuses every update.
+    telegram_webhook_secret: SecretStr = SecretStr("")
+    # The Bot API (getMe, setWebhook); a stand-in in dev and tests.
+    telegram_api_base: str = "https://api.telegram.org"
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _check_telegram_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        # What setWebhook accepts as secret_token.
+        secret = value.get_secret_value()
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("supabase_url", "app_url", "telegram_api_base")
     @classmethod
     def _check_optional_url(cls, value: str) -> str:
         if not value:
