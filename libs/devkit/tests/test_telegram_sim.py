@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import orjson
 import pytest_asyncio
 from fastapi import FastAPI, Request, Response
+from yourclaw_devkit.cli import main
 from yourclaw_devkit.serving import running_app
 from yourclaw_devkit.telegram_sim import (
     DEV_TELEGRAM_BOT_TOKEN,
@@ -287,3 +289,31 @@ class TestSending:
             bot("sendMessage"), json={"chat_id": 2003, "text": "hi"}
         )
         assert again.status_code == 200
+
+
+class TestDevCli:
+    async def test_telegram_command_prints_the_bots_reply(
+        self, sim, capsys, monkeypatch
+    ):
+        tg, client = sim
+        monkeypatch.setenv("TELEGRAM_API_BASE", tg.url)
+        app = FastAPI()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> dict[str, bool]:
+            # The bot answers the way messaging does: sendMessage to the chat.
+            chat = orjson.loads(await request.body())["message"]["chat"]["id"]
+            await client.post(
+                bot("sendMessage"), json={"chat_id": chat, "text": "Pong"}
+            )
+            return {"received": True}
+
+        async with running_app(app) as url:
+            await hooked(client, url + "/hook")
+            code = await asyncio.to_thread(
+                main, ["telegram", "--chat", "3001", "--timeout", "5", "ping"]
+            )
+        assert code == 0
+        out = capsys.readouterr().out
+        assert "from chat 3001 -> webhook HTTP 200" in out
+        assert "<- Pong" in out

@@ -86,6 +86,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "YOURCLAW_WATCH_PID": str(watch.pid),
         "API_PORT": str(free_port()),
         "DEVSIM_PORT": str(free_port()),
+        "TELEGRAM_SIM_PORT": str(free_port()),
         "LLM_PROXY_PORT": str(free_port()),
         "WEB_PORT": str(free_port()),
         "HOST_RUNTIME": "process",

@@ -776,6 +776,10 @@ class TelegramSimSettings(BaseSettings):
     telegram_sim_host: str = "127.0.0.1"
     telegram_sim_port: int = Field(default=8901, ge=0, le=65535)
     telegram_bot_token: SecretStr = SecretStr(DEV_TELEGRAM_BOT_TOKEN)
+    # The webhook it starts with (as if setWebhook had been called), so a
+    # restarted stand-in still delivers: gateway-api's, with the secret it checks.
+    telegram_sim_webhook_url: str = ""
+    telegram_webhook_secret: SecretStr = SecretStr(DEV_TELEGRAM_WEBHOOK_SECRET)
     devsim_max_records: int = Field(default=10_000, ge=1)
     log_level: str = "INFO"
 
@@ -838,6 +842,12 @@ def cli(argv: Sequence[str] | None = None) -> None:
         settings.telegram_bot_token.get_secret_value(),
         max_records=settings.devsim_max_records,
     )
+    if settings.telegram_sim_webhook_url:
+        state.webhook = _Webhook(
+            url=settings.telegram_sim_webhook_url,
+            secret_token=settings.telegram_webhook_secret.get_secret_value(),
+            allowed_updates=["message"],
+        )
     uvicorn.run(
         create_app(state),
         host=args.host or settings.telegram_sim_host,
