@@ -104,3 +104,23 @@ class TestCommands:
         await texted("/weather Paris")
         (reply,) = await settle(devsim, PHONE, 1)
         assert reply["body"] == "Echo: /weather Paris"
+
+
+class TestChannelCommand:
+    async def test_channel_tells_where_reminders_go_and_refuses_an_unlinked_one(
+        self, texted, js, devsim, clean_db
+    ):
+        await texted("/channel")
+        (told,) = await settle(devsim, PHONE, 1)
+        assert "reach you on whatsapp" in told["body"]
+        await publish(js, inbound(PHONE, "/channel telegram"))
+        refused = (await settle(devsim, PHONE, 2))[1]["body"]
+        assert '"telegram" isn\'t one of your channels' in refused
+        assert await clean_db.fetchval("SELECT preferred_channel FROM users") is None
+        await publish(js, inbound(PHONE, "/channel WhatsApp"))
+        chosen = (await settle(devsim, PHONE, 3))[2]["body"]
+        assert "now reach you on whatsapp" in chosen
+        assert await clean_db.fetchval("SELECT preferred_channel FROM users") == (
+            "whatsapp"
+        )
+        assert await llm_requests(devsim) == []

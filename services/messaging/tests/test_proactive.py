@@ -44,17 +44,31 @@ from .conftest import (
 )
 
 
+async def wrote(clean_db, user_id, hours_ago: float, channel: str = "whatsapp"):
+    """The user wrote `hours_ago` on `channel`: their message and the
+    conversation's last inbound time, as messaging records them."""
+    await clean_db.execute(
+        """
+        WITH m AS (
+            INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid,
+                                  status, channel, created_at)
+            SELECT $1, phone_e164, 'INBOUND', 'hi', 'SMwrote' || gen_random_uuid(),
+                   'RECEIVED', $3, now() - make_interval(secs => $2)
+            FROM user_phones WHERE user_id = $1
+        )
+        INSERT INTO conversations (user_id, last_inbound_at)
+        VALUES ($1, now() - make_interval(secs => $2))
+        ON CONFLICT (user_id) DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at
+        """,
+        user_id,
+        hours_ago * 3600,
+        channel,
+    )
+
+
 class TestWindowAndProactive:
     async def set_last_inbound(self, clean_db, user_id, hours_ago: float) -> None:
-        await clean_db.execute(
-            """
-            INSERT INTO conversations (user_id, last_inbound_at)
-            VALUES ($1, now() - make_interval(secs => $2))
-            ON CONFLICT (user_id) DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at
-            """,
-            user_id,
-            hours_ago * 3600,
-        )
+        await wrote(clean_db, user_id, hours_ago)
 
     async def test_proactive_message_inside_the_window_is_free_form(
         self, start_messaging, register, js, devsim, clean_db
@@ -296,7 +310,10 @@ async def replicas(database_url, devsim_url) -> AsyncIterator[list[Proactive]]:
             )
             made.append(
                 Proactive(
-                    pool=pool, channel=channel, limits=Limits(0, 0, 0), app_url=""
+                    pool=pool,
+                    channels={"whatsapp": channel},
+                    limits=Limits(0, 0, 0),
+                    app_url="",
                 )
             )
         yield made
@@ -333,11 +350,7 @@ class TestOnceAcrossReplicas:
     @staticmethod
     async def event(notice, register, clean_db, phone):
         user_id = await register(phone)
-        await clean_db.execute(
-            "INSERT INTO conversations (user_id, last_inbound_at) "
-            "VALUES ($1, now() - interval '1 hour')",
-            user_id,
-        )
+        await wrote(clean_db, user_id, 1)
         if notice == "outbound":
             return OutboundWhatsApp(user_id=user_id, body="Your report is ready")
         if notice == "usage":

@@ -417,7 +417,7 @@ class TestPoison:
         monkeypatch.setattr(repository.inbound, "receive", counting)
         turns = Turns(
             pool=clean_db,
-            channel=None,
+            channels={},
             assistant=None,
             secrets=None,
             commands=None,
@@ -426,9 +426,15 @@ class TestPoison:
         )
 
         results = await asyncio.gather(
-            turns._receive(repository.inbound.Inbound("SMgood1", PHONE, "hi", 0)),
-            turns._receive(repository.inbound.Inbound("SMbad", STRANGER, "\x00", 0)),
-            turns._receive(repository.inbound.Inbound("SMgood2", OTHER, "yo", 0)),
+            turns._receive(
+                repository.inbound.Inbound("SMgood1", "whatsapp", PHONE, "hi", 0)
+            ),
+            turns._receive(
+                repository.inbound.Inbound("SMbad", "whatsapp", STRANGER, "\x00", 0)
+            ),
+            turns._receive(
+                repository.inbound.Inbound("SMgood2", "whatsapp", OTHER, "yo", 0)
+            ),
             return_exceptions=True,
         )
 
@@ -453,7 +459,8 @@ class TestStoringReplies:
             return repository.outbound.Replies(
                 inbound_sid=sid,
                 user_id=user_id,
-                phone=phone,
+                channel="whatsapp",
+                address=phone,
                 parts=parts,
                 turn=repository.outbound.Turn("http://gw:1", *tokens),
             )

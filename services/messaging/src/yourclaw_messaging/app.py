@@ -15,6 +15,7 @@ from yourclaw_common.runtime import (
 )
 
 from yourclaw_messaging.assistant import AssistantClient
+from yourclaw_messaging.channels.base import Channel
 from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
 from yourclaw_messaging.commands import Commands
 from yourclaw_messaging.consumers import CONSUMERS
@@ -76,9 +77,10 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             send_rate=settings.twilio_send_rate_per_second,
             send_confirm_seconds=settings.twilio_send_confirm_seconds,
         )
+        channels: dict[str, Channel] = {"whatsapp": whatsapp}
         turns = Turns(
             pool=pool,
-            channel=whatsapp,
+            channels=channels,
             assistant=AssistantClient(http, timeout=settings.assistant_timeout_seconds),
             secrets=secrets,
             commands=Commands(
@@ -86,6 +88,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                 limits=limits,
                 llm_allowance_usd=settings.llm_monthly_allowance_usd,
                 service_name=settings.service_name,
+                channels=tuple(channels),
             ),
             app_url=settings.app_url,
             limits=limits,
@@ -94,7 +97,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
         )
         proactive = Proactive(
             pool=pool,
-            channel=whatsapp,
+            channels=channels,
             limits=limits,
             app_url=settings.app_url,
             llm_allowance_usd=settings.llm_monthly_allowance_usd,

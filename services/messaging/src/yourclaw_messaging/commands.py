@@ -1,4 +1,5 @@
-"""The commands a user types in WhatsApp: /help, /status, /usage, /reset, /model."""
+"""The commands a user types in chat, on any channel: /help, /status, /usage,
+/reset, /model, /channel."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from yourclaw_messaging.repository.usage import ModelSpend
 
 log = get_logger(__name__)
 
-KNOWN = ("help", "status", "usage", "reset", "model")
+KNOWN = ("help", "status", "usage", "reset", "model", "channel")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class Commands:
     llm_allowance_usd: float
     # Names this service's outbox rows (the relay publishes those).
     service_name: str
+    # The channels this deployment serves.
+    channels: tuple[str, ...] = ("whatsapp",)
 
     async def run(
         self, conn: Connection, command: Command, recipient: Recipient
@@ -94,6 +97,8 @@ class Commands:
             return replies.RESET
         if command.name == "model":
             return await self._model(conn, command, recipient)
+        if command.name == "channel":
+            return await self._channel(conn, command, recipient)
         spend = await repository.usage.model_spend(conn, user_id)
         spent, limit, which = self.month_limit(spend)
         share = 100 * spent / limit if limit else 100.0
@@ -167,6 +172,36 @@ class Commands:
             "messaging.command.model", user_id=str(recipient.user_id), model=model.id
         )
         return replies.MODEL_SWITCHED.format(name=model.display_name, model_id=model.id)
+
+    async def _channel(
+        self, conn: Connection, command: Command, recipient: Recipient
+    ) -> str:
+        """Where reminders and other messages we send first go: `/channel`
+        tells, `/channel telegram` chooses (the dashboard shows the same)."""
+        mine = [
+            r.channel
+            for r in await repository.conversations.addresses_of(
+                conn, recipient.user_id
+            )
+            if r.channel in self.channels
+        ]
+        names = ", ".join(mine)
+        wanted = command.arg.strip().lower()
+        if not wanted:
+            return replies.CHANNEL_CURRENT.format(
+                current=mine[0] if mine else recipient.channel, names=names
+            )
+        if wanted not in mine:
+            return replies.CHANNEL_UNKNOWN.format(
+                name=wanted[:30], names=names, app_url=self.app_url
+            )
+        await repository.conversations.set_preferred_channel(
+            conn, recipient.user_id, wanted
+        )
+        log.info(
+            "messaging.command.channel", user_id=str(recipient.user_id), channel=wanted
+        )
+        return replies.CHANNEL_SET.format(name=wanted)
 
     def month_limit(self, spend: ModelSpend) -> tuple[float, float, str]:
         """(spent, limit, its name): the user's own cap counts every call, the

@@ -9,6 +9,10 @@ class CONSUMERS:
     MESSAGING_INBOUND_WHATSAPP = ConsumerSpec(
         "messaging-inbound-whatsapp", Subject.INBOUND_WHATSAPP
     )
+    MESSAGING_INBOUND_SMS = ConsumerSpec("messaging-inbound-sms", Subject.INBOUND_SMS)
+    MESSAGING_INBOUND_TELEGRAM = ConsumerSpec(
+        "messaging-inbound-telegram", Subject.INBOUND_TELEGRAM
+    )
     MESSAGING_INBOUND_STATUS = ConsumerSpec(
         "messaging-inbound-whatsapp-status", Subject.INBOUND_WHATSAPP_STATUS
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from yourclaw_common.events import (
     AssistantReady,
     AssistantRestarted,
@@ -13,16 +16,27 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import Handler, HandlerContext
 
+from yourclaw_messaging.channels import whatsapp
+from yourclaw_messaging.channels.base import Incoming
 from yourclaw_messaging.channels.whatsapp import WhatsAppChannel
 from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.turns import Turns
 
 
-def on_inbound_whatsapp(turns: Turns) -> Handler:
-    async def handle(event: InboundWhatsApp, ctx: HandlerContext) -> None:
-        await turns.handle_inbound(event, deliveries=ctx.num_delivered)
+def on_inbound(turns: Turns, incoming: Callable[[Any], Incoming]) -> Handler:
+    """A message on a channel; `incoming` converts that channel's event."""
+
+    async def handle(event: Any, ctx: HandlerContext) -> None:
+        await turns.handle_incoming(incoming(event), deliveries=ctx.num_delivered)
 
     return handle
+
+
+def on_inbound_whatsapp(turns: Turns) -> Handler:
+    def convert(event: InboundWhatsApp) -> Incoming:
+        return whatsapp.incoming(event)
+
+    return on_inbound(turns, convert)
 
 
 def on_inbound_whatsapp_status(whatsapp: WhatsAppChannel) -> Handler:

@@ -35,14 +35,16 @@ class Planned:
         self,
         key: str,
         user_id: UUID | None,
-        phone: str,
+        channel: str,
+        address: str,
         *,
         turn: Turn | None = None,
     ) -> Replies:
         return Replies(
             inbound_sid=key,
             user_id=user_id,
-            phone=phone,
+            channel=channel,
+            address=address,
             parts=self.parts,
             kind=self.kind,
             content_sid=self.content_sid,
@@ -56,13 +58,14 @@ async def store(
     conn: Connection,
     key: str,
     user_id: UUID | None,
-    phone: str,
+    channel: str,
+    address: str,
     planned: Planned,
 ) -> tuple[list[asyncpg.Record], bool]:
-    """Store what to send, to be sent right after the commit. Returns the
-    stored parts and whether this call stored them (else an earlier attempt
-    or another replica did, and they are as it left them)."""
-    outgoing = planned.replies(key, user_id, phone)
+    """Store what to send to `address` on `channel`, to be sent right after the
+    commit. Returns the stored parts and whether this call stored them (else
+    an earlier attempt or another replica did, and they are as it left them)."""
+    outgoing = planned.replies(key, user_id, channel, address)
     (stored,) = await repository.outbound.add_many_replies(conn, [outgoing])
     return await settle(conn, outgoing, stored)
 

@@ -1,5 +1,6 @@
 """Messages we send first: an automation's result (`outbound.whatsapp`), the
-ready notice, the restart notice and the monthly usage notices.
+ready notice, the restart notice and the monthly usage notices. Each goes to
+the user's preferred channel (else the one they last wrote on).
 
 Each is sent once, whichever copy of its event arrives first (a redelivery,
 two emitting replicas, two messaging replicas). The claim is the insert of its
@@ -12,7 +13,7 @@ that send has had its time (the sender died in between).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -40,14 +41,15 @@ _READY_TEXT = "Your YourClaw assistant is ready! Say hi here to get started."
 # "Chatting recently": who hears of a restart (their last message may be lost).
 _RECENT_HOURS = 24.0
 
-# What to store for a recipient, or None to send nothing.
-_Plan = Callable[[Connection, Recipient], Awaitable[Planned | None]]
+# What to store for a recipient (on the channel given), or None to send nothing.
+_Plan = Callable[[Connection, Recipient, Channel], Awaitable[Planned | None]]
 
 
 @dataclass
 class Proactive:
     pool: asyncpg.Pool
-    channel: Channel
+    # Every channel messaging serves, by name.
+    channels: Mapping[str, Channel]
     limits: Limits
     app_url: str
     # What llm-proxy lets a user spend on platform keys a month (USD).
@@ -93,7 +95,9 @@ class Proactive:
         model change or a re-create, which the user need not hear about.
         """
 
-        async def plan(conn: Connection, recipient: Recipient) -> Planned | None:
+        async def plan(
+            conn: Connection, recipient: Recipient, channel: Channel
+        ) -> Planned | None:
             state = await repository.conversations.conversation(conn, recipient.user_id)
             if state.ready_skipped_for == event.assistant_id:
                 return None  # left out the first time; a later ready is no news either
@@ -107,7 +111,7 @@ class Proactive:
                     conn, recipient.user_id, event.assistant_id
                 )
                 return None
-            return await self.channel.plan_ready(conn, recipient.user_id, _READY_TEXT)
+            return await channel.plan_ready(conn, recipient.user_id, _READY_TEXT)
 
         await self._send_once(event.user_id, f"ready:{event.assistant_id}", plan)
 
@@ -116,7 +120,9 @@ class Proactive:
         user who wrote recently (their last message may have gone unanswered);
         nobody else lost anything."""
 
-        async def plan(conn: Connection, recipient: Recipient) -> Planned | None:
+        async def plan(
+            conn: Connection, recipient: Recipient, channel: Channel
+        ) -> Planned | None:
             if not await repository.conversations.in_window(
                 conn, recipient.user_id, hours=_RECENT_HOURS
             ):
@@ -127,41 +133,56 @@ class Proactive:
         await self._send_once(event.user_id, f"restart:{event.event_id}", plan)
 
     async def _notify(self, user_id: UUID, key: str, text: str) -> None:
-        async def plan(conn: Connection, recipient: Recipient) -> Planned:
+        async def plan(
+            conn: Connection, recipient: Recipient, channel: Channel
+        ) -> Planned:
             if recipient.subscription_status not in ("ACTIVE", "PAST_DUE"):
                 return Planned([text], "proactive", error_code="INACTIVE")
             if await self.limits.proactive_limited(conn, recipient.user_id):
                 return Planned([text], "proactive", error_code="RATE_LIMITED")
-            return await self.channel.plan_notice(conn, recipient.user_id, text)
+            return await channel.plan_notice(conn, recipient.user_id, text)
 
         await self._send_once(user_id, key, plan)
 
+    def _reachable(self, addresses: list[Recipient]) -> Recipient | None:
+        """The first of the user's addresses (best first) on a channel we serve."""
+        return next((r for r in addresses if r.channel in self.channels), None)
+
     async def _send_once(self, user_id: UUID, key: str, plan: _Plan) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            recipient = await repository.conversations.find_recipient_by_user(
-                conn, user_id
-            )
-            if recipient is None:
-                log.info("messaging.proactive.no_phone", user_id=str(user_id), key=key)
-                return
             stored = await repository.outbound.replies_to(conn, key)
             found = bool(stored)
             fresh = False
-            if not found:
-                planned = await plan(conn, recipient)
+            if found:  # on the channel they were stored for
+                channel_name, address = stored[0]["channel"], stored[0]["phone_e164"]
+            else:
+                recipient = self._reachable(
+                    await repository.conversations.addresses_of(conn, user_id)
+                )
+                if recipient is None:
+                    log.info(
+                        "messaging.proactive.no_address", user_id=str(user_id), key=key
+                    )
+                    return
+                channel_name, address = recipient.channel, recipient.address
+                planned = await plan(conn, recipient, self.channels[channel_name])
                 if planned is None:
                     return
                 stored, fresh = await outgoing.store(
-                    conn, key, recipient.user_id, recipient.phone, planned
+                    conn, key, recipient.user_id, channel_name, address, planned
                 )
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            log.error("messaging.proactive.channel_off", key=key, channel=channel_name)
+            return
         if not found and not fresh:
             # Another handler stored them between our look and our insert: the
             # claim is its, and so is the sending.
             log.info("messaging.proactive.claimed_elsewhere", key=key)
             return
-        if found and self.channel.in_flight(stored):
+        if found and channel.in_flight(stored):
             raise SendUnconfirmed(
                 f"{key} is being sent by another handler; checking again later",
                 key=key,
             )
-        await self.channel.deliver(stored, recipient.phone, fresh=fresh)
+        await channel.deliver(stored, address, fresh=fresh)

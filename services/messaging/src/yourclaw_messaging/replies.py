@@ -60,7 +60,19 @@ HELP = """*YourClaw commands*
 /usage: this month's model spend against your allowance
 /reset: start a fresh conversation (your assistant's memory files are kept)
 /model: list the models; /model <name> switches to one
+/channel: where reminders reach you; /channel <whatsapp|telegram|sms> moves them
 Anything else goes to your assistant."""
+CHANNEL_CURRENT = (
+    "Reminders and other messages from your assistant reach you on {current}. "
+    "You can choose from: {names} (for example /channel {current})."
+)
+CHANNEL_SET = (
+    "Done: reminders and other messages from your assistant now reach you on {name}."
+)
+CHANNEL_UNKNOWN = (
+    '"{name}" isn\'t one of your channels. You can choose from: {names}. '
+    "Link another one on your dashboard: {app_url}"
+)
 RESET = (
     "Started a fresh conversation. Your assistant's memory files are kept, "
     "so it still knows what you asked it to remember."

@@ -1,5 +1,5 @@
-"""A turn: an inbound message → a command's answer or the assistant's → the
-reply, sent through the channel.
+"""A turn: an inbound message on any channel → a command's answer or the
+assistant's → the reply, sent back through the channel it came from.
 
 A turn spans three short statements around slow HTTP calls (the assistant,
 the channel's provider), so it takes the pool rather than one connection.
@@ -17,21 +17,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakValueDictionary
 
 import asyncpg
 from yourclaw_common.crypto import SecretBox, SecretBoxError
-from yourclaw_common.db import Connection
-from yourclaw_common.events import InboundWhatsApp
 from yourclaw_common.logging import get_logger
 from yourclaw_common.models import DEFAULT_MODEL
 
 from yourclaw_messaging import commands, metrics, outgoing, replies, repository
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
 from yourclaw_messaging.batching import Batcher
-from yourclaw_messaging.channels.base import Channel
+from yourclaw_messaging.channels.base import Channel, Incoming
+from yourclaw_messaging.commands import Command
 from yourclaw_messaging.errors import (
     AssistantNotReady,
     AssistantStarting,
@@ -56,15 +56,11 @@ HISTORY_TURNS = 20
 _Answer = tuple[Planned, tuple[int, int], str]
 
 
-def phone_of(address: str) -> str:
-    """`whatsapp:+15551234567` → `+15551234567`."""
-    return address.removeprefix("whatsapp:").strip()
-
-
 @dataclass
 class Turns:
     pool: asyncpg.Pool
-    channel: Channel
+    # Every channel messaging serves, by name.
+    channels: Mapping[str, Channel]
     assistant: AssistantClient
     secrets: SecretBox
     commands: commands.Commands
@@ -75,20 +71,25 @@ class Turns:
     not_ready_deliveries: int = 6
 
     def __post_init__(self) -> None:
-        # One turn at a time per phone in this replica, so replies keep order.
+        # One turn at a time per address in this replica, so replies keep order.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         # A batch PostgreSQL refuses for one item's value is stored item by item:
-        # the bad one is terminated alone, the others' turns go on.
+        # the bad one is terminated alone, the others' turns go on. So is a
+        # batch holding two messages of one user (from two of their channels),
+        # whose counters one statement cannot update twice.
         self._receive: Batcher[Inbound, Received] = Batcher(
-            self._receive_batch, isolate=is_unstorable
+            self._receive_batch,
+            isolate=lambda exc: (
+                is_unstorable(exc) or isinstance(exc, asyncpg.CardinalityViolationError)
+            ),
         )
         self._batched_replies: Batcher[Replies, list[asyncpg.Record] | None] = Batcher(
             self._add_replies, isolate=is_unstorable
         )
 
     async def _receive_batch(self, batch: list[Inbound]) -> list[Received]:
-        # At most one message per phone: a phone's turns take turns (its lock
-        # in handle_inbound), and a user has one phone.
+        # At most one message per address: an address's turns take turns (its
+        # lock in handle_incoming).
         limits = self.limits.inbound_check() if self.limits.any else None
         async with self.pool.acquire() as conn:
             with unstorable_as_permanent():
@@ -101,37 +102,40 @@ class Turns:
             with unstorable_as_permanent():
                 return await repository.outbound.add_many_replies(conn, batch)
 
-    async def handle_inbound(
-        self, event: InboundWhatsApp, *, deliveries: int = 1
-    ) -> None:
+    async def handle_incoming(self, incoming: Incoming, *, deliveries: int = 1) -> None:
         """One turn; `deliveries`: how many times JetStream has delivered it."""
-        phone = phone_of(event.from_number)
-        lock = self._locks.setdefault(phone, asyncio.Lock())
+        key = f"{incoming.channel}:{incoming.address}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            await self._handle(event, phone, deliveries)
+            await self._handle(incoming, deliveries)
 
-    async def _handle(
-        self, event: InboundWhatsApp, phone: str, deliveries: int = 1
-    ) -> None:
+    async def _handle(self, incoming: Incoming, deliveries: int = 1) -> None:
+        channel = self.channels[incoming.channel]
         fresh = False
         # Batched with the other turns' inbound messages: one statement.
         received = await self._receive(
-            Inbound(event.message_sid, phone, event.body, event.num_media)
+            Inbound(
+                incoming.key,
+                incoming.channel,
+                incoming.address,
+                incoming.body,
+                len(incoming.media),
+            )
         )
         recipient, state = received.recipient, received.state
         stored: list[asyncpg.Record] = []
         signup_sent = False
-        stranger = ""  # what a number with no account is told
+        stranger = ""  # what an address with no account is told
         if not received.is_new or received.limited or recipient is None:
             async with self.pool.acquire() as conn:
                 if not received.is_new or received.limited:
-                    stored = await repository.outbound.replies_to(
-                        conn, event.message_sid
+                    stored = await repository.outbound.replies_to(conn, incoming.key)
+                if recipient is None and not stored and incoming.link is None:
+                    stranger = await channel.stranger(
+                        conn, incoming.address, self.app_url
                     )
-                if recipient is None and not stored:
-                    stranger = await self._stranger_reply(conn, phone)
                     signup_sent = await repository.inbound.stranger_reply_sent_recently(
-                        conn, phone, stranger
+                        conn, incoming.channel, incoming.address, stranger
                     )
         if received.limited:  # its reply was stored with it
             fresh = True
@@ -146,46 +150,43 @@ class Turns:
                 )
 
         # The message that proved the number gets a confirmation, not a command.
-        command = None if event.verifies_phone else commands.parse(event.body)
+        command = None if incoming.verifies_phone else commands.parse(incoming.body)
         if stored:
             if not fresh:
                 log.info(
                     "messaging.turn.resumed",
-                    message_sid=event.message_sid,
+                    message_sid=incoming.key,
                     parts=len(stored),
                 )
         elif signup_sent:
             metrics.TURNS.labels("signup_suppressed").inc()
-            log.info(
-                "messaging.turn.signup_already_sent", message_sid=event.message_sid
-            )
+            log.info("messaging.turn.signup_already_sent", message_sid=incoming.key)
             return
-        elif recipient is not None and (event.verifies_phone or command):
+        elif answer := await self._own_answer(channel, incoming, recipient, command):
+            text, outcome = answer
             async with self.pool.acquire() as conn, conn.transaction():
-                text = (
-                    await self.commands.run(conn, command, recipient)
-                    if command
-                    else replies.PHONE_VERIFIED
-                )
+                if command and recipient is not None and outcome == "command":
+                    text = await self.commands.run(conn, command, recipient)
                 stored, fresh = await outgoing.store(
                     conn,
-                    event.message_sid,
-                    recipient.user_id,
-                    phone,
-                    Planned(self.channel.split(text), "reply"),
+                    incoming.key,
+                    recipient.user_id if recipient else None,
+                    incoming.channel,
+                    incoming.address,
+                    Planned(channel.split(text) or [""], "reply"),
                 )
-            metrics.TURNS.labels(
-                "phone_verified" if event.verifies_phone else "command"
-            ).inc()
+            metrics.TURNS.labels(outcome).inc()
         else:
-            planned, tokens, model = await self._compose(
-                event, recipient, state, deliveries, stranger=stranger
-            )
+            async with channel.typing(incoming.address):
+                planned, tokens, model = await self._compose(
+                    channel, incoming, recipient, state, deliveries, stranger=stranger
+                )
             # Batched with the other turns' replies: one statement, one commit.
             replies_ = planned.replies(
-                event.message_sid,
+                incoming.key,
                 recipient.user_id if recipient else None,
-                phone,
+                incoming.channel,
+                incoming.address,
                 turn=Turn(recipient.base_url, *tokens)
                 if recipient and planned.kind == "reply"
                 else None,
@@ -196,18 +197,32 @@ class Turns:
             if any(tokens):
                 metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
-        await self.channel.deliver(stored, phone, fresh=fresh)
+        await channel.deliver(stored, incoming.address, fresh=fresh)
 
-    async def _stranger_reply(self, conn: Connection, phone: str) -> str:
-        """A number with no account: how to link it, if it was claimed on the
-        dashboard (nothing it says reaches an assistant), else how to sign up."""
-        if await repository.inbound.phone_claimed(conn, phone):
-            return replies.VERIFY_PENDING.format(app_url=self.app_url)
-        return replies.SIGNUP.format(app_url=self.app_url)
+    async def _own_answer(
+        self,
+        channel: Channel,
+        incoming: Incoming,
+        recipient: Recipient | None,
+        command: Command | None,
+    ) -> tuple[str, str] | None:
+        """What we answer ourselves, without the assistant, and its outcome: the
+        channel's own (keywords, links), a phone proof, a command."""
+        text = await channel.intercept(incoming, recipient)
+        if text is not None:
+            return text, "channel"
+        if recipient is None:
+            return None
+        if incoming.verifies_phone:
+            return replies.PHONE_VERIFIED, "phone_verified"
+        if command:
+            return "", "command"  # answered in the transaction that stores it
+        return None
 
     async def _compose(
         self,
-        event: InboundWhatsApp,
+        channel: Channel,
+        event: Incoming,
         recipient: Recipient | None,
         state: ConversationState | None,
         deliveries: int = 1,
@@ -234,7 +249,7 @@ class Turns:
             return notice(
                 replies.NO_ASSISTANT.format(app_url=self.app_url), "no_assistant"
             )
-        content = await self._content(event)
+        content = await self._content(channel, event)
         if isinstance(content, Planned):
             metrics.TURNS.labels("media").inc()
             return content, (0, 0), ""
@@ -247,7 +262,7 @@ class Turns:
             # A key rotation gone wrong must not leave users without any answer.
             log.error(
                 "messaging.assistant.token_unreadable",
-                message_sid=event.message_sid,
+                message_sid=event.key,
                 user_id=str(recipient.user_id),
                 error=exc.detail,
             )
@@ -274,7 +289,7 @@ class Turns:
                     conn,
                     recipient.user_id,
                     since=state.session_started_at,
-                    before_sid=event.message_sid,
+                    before_sid=event.key,
                     limit=HISTORY_TURNS,
                 )
             log.info(
@@ -300,14 +315,14 @@ class Turns:
             metrics.TURNS.labels("waiting").inc()
             log.info(
                 "messaging.assistant.not_ready",
-                message_sid=event.message_sid,
+                message_sid=event.key,
                 user_id=str(recipient.user_id),
                 delivery=deliveries,
                 error=exc.detail,
             )
             raise AssistantStarting(
                 f"the assistant is starting ({exc.detail})",
-                message_sid=event.message_sid,
+                message_sid=event.key,
             ) from exc
         except AssistantUnavailable as exc:
             async with self.pool.acquire() as conn:
@@ -324,10 +339,10 @@ class Turns:
         )
         metrics.TURNS.labels("replied").inc()
         # An empty answer (the agent only used tools) is stored as SKIPPED, not sent.
-        parts = self.channel.split(answer.text) or [""]
+        parts = channel.split(answer.text) or [""]
         return Planned(parts, "reply"), (answer.tokens_in, answer.tokens_out), label
 
-    async def _content(self, event: InboundWhatsApp) -> Content | Planned:
+    async def _content(self, channel: Channel, event: Incoming) -> Content | Planned:
         """The user turn for the assistant, or a notice when its media can't go."""
         if not event.media:
             return event.body
@@ -343,20 +358,20 @@ class Turns:
         unreadable = Planned([replies.MEDIA_UNREADABLE.format(mb=mb)], "notice")
         for media in event.media:
             try:
-                data, content_type = await self.channel.fetch_media(
+                data, content_type = await channel.fetch_media(
                     media.url, max_bytes=self.media_max_bytes
                 )
             except MediaRejected as exc:
                 log.warning(
                     "messaging.media.rejected",
-                    message_sid=event.message_sid,
+                    message_sid=event.key,
                     error=exc.detail,
                 )
                 return unreadable
             if content_type not in IMAGE_TYPES:
                 log.warning(
                     "messaging.media.wrong_type",
-                    message_sid=event.message_sid,
+                    message_sid=event.key,
                     content_type=content_type,
                 )
                 return unreadable
@@ -366,7 +381,7 @@ class Turns:
 
 
 def _apology(
-    event: InboundWhatsApp,
+    event: Incoming,
     recipient: Recipient,
     label: str,
     started: float,
@@ -377,7 +392,7 @@ def _apology(
     )
     log.warning(
         "messaging.assistant.failed",
-        message_sid=event.message_sid,
+        message_sid=event.key,
         user_id=str(recipient.user_id),
         error=exc.detail,
     )

@@ -1,24 +1,56 @@
-"""What turns and proactive messages need from a channel.
+"""What turns and proactive messages need from a channel, and the message in
+from any channel.
 
 A channel turns stored `messages` rows into sends through its provider's API
 and knows that provider's rules: how long one message may be, when free-form
-text is allowed and what replaces it otherwise, how to fetch an attachment. A
-new channel (Telegram, SMS) is one module that implements this protocol.
+text is allowed and what replaces it otherwise, how to fetch an attachment,
+what a sender it does not know is told. A new channel is one module that
+implements this protocol and converts its inbound event to an `Incoming`,
+plus its webhook in gateway-api.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol
 from uuid import UUID
 
 import asyncpg
 from yourclaw_common.db import Connection
+from yourclaw_common.events import InboundMedia
 
 from yourclaw_messaging.outgoing import Planned
+from yourclaw_messaging.repository.conversations import Recipient
+
+ChannelName = Literal["whatsapp", "sms", "telegram"]
+CHANNELS: tuple[ChannelName, ...] = ("whatsapp", "telegram", "sms")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message from a user on any channel, as turns handle it."""
+
+    channel: ChannelName
+    # Where it came from and where the reply goes: a phone number (E.164) for
+    # WhatsApp and SMS, a chat id for Telegram.
+    address: str
+    # The provider's id of the message (stored as `messages.twilio_sid`):
+    # a redelivery or a retried webhook carries the same one.
+    key: str
+    body: str = ""
+    media: tuple[InboundMedia, ...] = ()
+    # The message carried the code that proved the sender's number (gateway-api
+    # linked it before publishing): answered with a confirmation.
+    verifies_phone: bool = False
+    # Telegram `/start <code>`: what gateway-api made of the code.
+    link: str | None = None
 
 
 class Channel(Protocol):
+    name: ClassVar[ChannelName]
+
     async def deliver(
         self, stored: Sequence[asyncpg.Record], address: str, *, fresh: bool
     ) -> None:
@@ -44,4 +76,19 @@ class Channel(Protocol):
 
     def in_flight(self, stored: Sequence[asyncpg.Record]) -> bool:
         """Whether another attempt may be sending one of these parts right now."""
+        ...
+
+    async def intercept(
+        self, incoming: Incoming, recipient: Recipient | None
+    ) -> str | None:
+        """The channel's own answer to a message before commands and the
+        assistant see it (SMS keywords, a Telegram link), or None to go on."""
+        ...
+
+    async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
+        """What a sender with no account on this channel is told."""
+        ...
+
+    def typing(self, address: str) -> AbstractAsyncContextManager[None]:
+        """Shown to the user while the assistant works on their message."""
         ...

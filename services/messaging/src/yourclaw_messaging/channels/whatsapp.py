@@ -14,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 from uuid import UUID
 
 import asyncpg
 from yourclaw_common.db import Connection
-from yourclaw_common.events import InboundWhatsAppStatus
+from yourclaw_common.events import InboundWhatsApp, InboundWhatsAppStatus
 from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, replies, repository
 from yourclaw_messaging.batching import Batcher
+from yourclaw_messaging.channels.base import ChannelName, Incoming
 from yourclaw_messaging.errors import (
     SendUnconfirmed,
     TwilioRejected,
@@ -33,6 +36,7 @@ from yourclaw_messaging.errors import (
     unstorable_as_permanent,
 )
 from yourclaw_messaging.outgoing import Planned
+from yourclaw_messaging.repository.conversations import Recipient
 from yourclaw_messaging.sendrate import SharedTokenBucket
 from yourclaw_messaging.twilio import SentMessage, TwilioClient
 
@@ -49,6 +53,30 @@ _TEMPLATE_TEXT_CHARS = 900
 _SENT_STATES = ("SENT", "FAILED", "SKIPPED")
 
 
+def phone_of(address: str) -> str:
+    """`whatsapp:+15551234567` → `+15551234567`."""
+    return address.removeprefix("whatsapp:").strip()
+
+
+def incoming(event: InboundWhatsApp) -> Incoming:
+    return Incoming(
+        channel="whatsapp",
+        address=phone_of(event.from_number),
+        key=event.message_sid,
+        body=event.body,
+        media=event.media,
+        verifies_phone=event.verifies_phone,
+    )
+
+
+async def stranger_of_phone(conn: Connection, phone: str, app_url: str) -> str:
+    """A number with no account: how to prove it, if it was claimed on the
+    dashboard (nothing it says reaches an assistant), else how to sign up."""
+    if await repository.inbound.phone_claimed(conn, phone):
+        return replies.VERIFY_PENDING.format(app_url=app_url)
+    return replies.SIGNUP.format(app_url=app_url)
+
+
 @dataclass(frozen=True)
 class Templates:
     """Approved template (Content) sids for messages outside the window."""
@@ -59,6 +87,7 @@ class Templates:
 
 @dataclass
 class WhatsAppChannel:
+    name: ClassVar[ChannelName] = "whatsapp"
     pool: asyncpg.Pool
     twilio: TwilioClient
     sender: str
@@ -92,22 +121,37 @@ class WhatsAppChannel:
     async def fetch_media(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
         return await self.twilio.fetch_media(url, max_bytes=max_bytes)
 
+    async def intercept(
+        self, incoming: Incoming, recipient: Recipient | None
+    ) -> str | None:
+        return None
+
+    async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
+        return await stranger_of_phone(conn, address, app_url)
+
+    def typing(self, address: str) -> AbstractAsyncContextManager[None]:
+        return nullcontext()
+
     async def plan_notice(self, conn: Connection, user_id: UUID, text: str) -> Planned:
         """Free-form inside the window, the notification template outside it."""
-        if await repository.conversations.in_window(conn, user_id, hours=WINDOW_HOURS):
+        if await repository.conversations.in_window(
+            conn, user_id, hours=WINDOW_HOURS, channel=self.name
+        ):
             return Planned(self.split(text) or [""], "proactive")
         metrics.TEMPLATE_FALLBACKS.labels("outside_window").inc()
         return self._notification_template(text)
 
     async def plan_ready(self, conn: Connection, user_id: UUID, text: str) -> Planned:
-        """The ready template; free-form only when none is configured and the
-        user wrote within the window."""
+        """Free-form inside the window the user opened (free of charge), the
+        approved ready template outside it."""
+        if await repository.conversations.in_window(
+            conn, user_id, hours=WINDOW_HOURS, channel=self.name
+        ):
+            return Planned([text], "proactive")
         if self.templates.assistant_ready:
             return Planned(
                 [text], "template", content_sid=self.templates.assistant_ready
             )
-        if await repository.conversations.in_window(conn, user_id, hours=WINDOW_HOURS):
-            return Planned([text], "proactive")
         log.error("messaging.template.not_configured", template="ready")
         return Planned([text], "template", error_code="NO_TEMPLATE")
 
@@ -319,6 +363,7 @@ class WhatsAppChannel:
                 conn,
                 f"fallback:{row['id']}",
                 row["user_id"],
+                self.name,
                 row["phone_e164"],
                 planned,
             )

@@ -1,5 +1,6 @@
-"""Who messaging talks to (the `recipients` view) and the state of their
-conversation: session, window, the ready notice."""
+"""Who messaging talks to (the `channel_recipients` view: every address a
+user has on each channel) and the state of their conversation: session,
+window, the ready notice."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from yourclaw_common.db import Connection
 
 @dataclass(frozen=True)
 class Recipient:
-    """A signed-up user as messaging sees them."""
+    """A signed-up user as messaging sees them, at one of their addresses."""
 
     user_id: UUID
-    phone: str
+    channel: str
+    # A phone number (E.164) for WhatsApp and SMS, a chat id for Telegram.
+    address: str
+    # Where messages we send first go (None: where the user last wrote).
+    preferred_channel: str | None
     assistant_id: UUID | None
     assistant_status: str | None
     base_url: str | None
@@ -30,14 +35,36 @@ def recipient_of(row: Mapping[str, Any]) -> Recipient:
     return Recipient(**{f: row[f] for f in Recipient.__dataclass_fields__})
 
 
-async def find_recipient_by_user(conn: Connection, user_id: UUID) -> Recipient | None:
-    row = await conn.fetchrow(
+async def addresses_of(conn: Connection, user_id: UUID) -> list[Recipient]:
+    """Every address the user has, the best for a message we send first
+    leading: their preferred channel, else the one they last wrote on, else
+    WhatsApp, Telegram, SMS in that order."""
+    rows = await conn.fetch(
         """
-        SELECT * FROM recipients WHERE user_id = $1
+        SELECT cr.* FROM channel_recipients cr
+        LEFT JOIN LATERAL (
+            SELECT m.channel FROM messages m
+            WHERE m.user_id = $1 AND m.direction = 'INBOUND'
+            ORDER BY m.created_at DESC LIMIT 1
+        ) AS last ON true
+        WHERE cr.user_id = $1
+        ORDER BY COALESCE(cr.channel = cr.preferred_channel, false) DESC,
+                 COALESCE(cr.channel = last.channel, false) DESC,
+                 array_position(ARRAY['whatsapp', 'telegram', 'sms'], cr.channel)
         """,
         user_id,
     )
-    return recipient_of(dict(row)) if row else None
+    return [recipient_of(dict(row)) for row in rows]
+
+
+async def set_preferred_channel(
+    conn: Connection, user_id: UUID, channel: str | None
+) -> None:
+    await conn.execute(
+        "UPDATE users SET preferred_channel = $2, updated_at = now() WHERE id = $1",
+        user_id,
+        channel,
+    )
 
 
 @dataclass(frozen=True)
@@ -71,14 +98,28 @@ async def skip_ready_notice(
     )
 
 
-async def in_window(conn: Connection, user_id: UUID, *, hours: float) -> bool:
-    """Whether the user wrote within the last `hours` (free-form replies allowed)."""
-    found = await conn.fetchval(
-        "SELECT 1 FROM conversations WHERE user_id = $1 "
-        "AND last_inbound_at > now() - make_interval(secs => $2)",
-        user_id,
-        hours * 3600,
-    )
+async def in_window(
+    conn: Connection, user_id: UUID, *, hours: float, channel: str | None = None
+) -> bool:
+    """Whether the user wrote within the last `hours`, on `channel` if given
+    (WhatsApp allows free-form replies for 24 hours after the user's last
+    message there; a Telegram message does not open that window)."""
+    if channel is None:
+        found = await conn.fetchval(
+            "SELECT 1 FROM conversations WHERE user_id = $1 "
+            "AND last_inbound_at > now() - make_interval(secs => $2)",
+            user_id,
+            hours * 3600,
+        )
+    else:
+        found = await conn.fetchval(
+            "SELECT 1 FROM messages WHERE user_id = $1 AND direction = 'INBOUND' "
+            "AND channel = $3 AND created_at > now() - make_interval(secs => $2) "
+            "LIMIT 1",
+            user_id,
+            hours * 3600,
+            channel,
+        )
     return found is not None
 
 

@@ -50,7 +50,9 @@ class Received:
 @dataclass(frozen=True)
 class Inbound:
     sid: str
-    phone: str
+    channel: str
+    # A phone number, or a Telegram chat id.
+    address: str
     body: str
     num_media: int
 
@@ -73,14 +75,18 @@ async def receive(
     rows = await conn.fetch(
         """
         WITH input AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
-                WITH ORDINALITY AS i(phone, body, sid, num_media, n)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],
+                                 $13::text[])
+                WITH ORDINALITY AS i(address, body, sid, num_media, channel, n)
         ), r AS (
-            SELECT i.n, rc.* FROM input i JOIN recipients rc ON rc.phone = i.phone
+            SELECT i.n, rc.* FROM input i
+            JOIN channel_recipients rc
+                ON rc.channel = i.channel AND rc.address = i.address
         ), ins AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid,
-                                  status, num_media)
-            SELECT r.user_id, i.phone, 'INBOUND', i.body, i.sid, 'RECEIVED', i.num_media
+                                  status, num_media, channel)
+            SELECT r.user_id, i.address, 'INBOUND', i.body, i.sid, 'RECEIVED',
+                   i.num_media, i.channel
             FROM input i LEFT JOIN r ON r.n = i.n
             ON CONFLICT (twilio_sid) DO NOTHING
             RETURNING user_id, twilio_sid
@@ -132,11 +138,11 @@ async def receive(
             RETURNING user_id
         ), notice AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to,
-                                  part, status, kind, send_attempted_at)
-            SELECT hit.user_id, i.phone, 'OUTBOUND',
+                                  part, status, kind, send_attempted_at, channel)
+            SELECT hit.user_id, i.address, 'OUTBOUND',
                    CASE WHEN s.send THEN hit.notice ELSE '' END, hit.twilio_sid, 0,
                    CASE WHEN s.send THEN 'SENDING' ELSE 'SKIPPED' END, 'notice',
-                   CASE WHEN s.send THEN now() END
+                   CASE WHEN s.send THEN now() END, i.channel
             FROM hit JOIN input i ON i.sid = hit.twilio_sid, LATERAL (
                 SELECT COALESCE(
                     hit.first,
@@ -153,7 +159,7 @@ async def receive(
             RETURNING user_id, session_epoch, last_inbound_at,
                       session_base_url, session_started_at, ready_skipped_for
         )
-        SELECT r.user_id, r.phone, r.assistant_id, r.assistant_status, r.base_url,
+        SELECT r.user_id, r.channel, r.address, r.preferred_channel, r.assistant_id, r.assistant_status, r.base_url,
                r.gateway_token_encrypted, r.model, r.subscription_status,
                ins.twilio_sid IS NOT NULL AS is_new,
                conv.session_epoch, conv.last_inbound_at,
@@ -170,7 +176,7 @@ async def receive(
         LEFT JOIN hit ON hit.twilio_sid = i.sid
         ORDER BY i.n
         """,
-        [m.phone for m in batch],
+        [m.address for m in batch],
         [m.body for m in batch],
         [m.sid for m in batch],
         [m.num_media for m in batch],
@@ -182,6 +188,7 @@ async def receive(
         limits.minute_notice if limits else "",
         limits.day_notice if limits else "",
         limits.tokens_notice if limits else "",
+        [m.channel for m in batch],
     )
     return [_received(dict(row)) for row in rows]
 
@@ -204,19 +211,23 @@ def _received(found: dict[str, Any]) -> Received:
     )
 
 
-async def stranger_reply_sent_recently(conn: Connection, phone: str, text: str) -> bool:
-    """Whether a number with no account already got this reply in the last 24
-    hours: a stranger gets each of our replies once a day, not once a message."""
+async def stranger_reply_sent_recently(
+    conn: Connection, channel: str, address: str, text: str
+) -> bool:
+    """Whether an address with no account already got this reply in the last
+    24 hours: a stranger gets each of our replies once a day, not once a message."""
     found = await conn.fetchval(
         """
         SELECT 1 FROM messages
-        WHERE phone_e164 = $1 AND user_id IS NULL AND direction = 'OUTBOUND'
+        WHERE phone_e164 = $1 AND channel = $3 AND user_id IS NULL
+          AND direction = 'OUTBOUND'
           AND body = $2 AND status IN ('SENT', 'SENDING', 'PENDING')
           AND created_at > now() - interval '24 hours'
         LIMIT 1
         """,
-        phone,
+        address,
         text,
+        channel,
     )
     return found is not None
 

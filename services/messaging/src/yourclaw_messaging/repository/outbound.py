@@ -16,8 +16,8 @@ from yourclaw_common.db import Connection
 async def replies_to(conn: Connection, inbound_sid: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         """
-        SELECT id, user_id, phone_e164, body, part, status, twilio_sid, send_attempted_at,
-               kind, content_sid, content_variables
+        SELECT id, user_id, channel, phone_e164, body, part, status, twilio_sid,
+               send_attempted_at, kind, content_sid, content_variables
         FROM messages WHERE in_reply_to = $1 ORDER BY part
         """,
         inbound_sid,
@@ -41,7 +41,9 @@ class Replies:
 
     inbound_sid: str
     user_id: UUID | None
-    phone: str
+    channel: str
+    # The channel's address: a phone number, or a Telegram chat id.
+    address: str
     parts: list[str]
     kind: str = "reply"
     content_sid: str | None = None
@@ -83,16 +85,17 @@ async def add_many_replies(
         WITH ins AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, in_reply_to,
                                   part, status, kind, content_sid, content_variables,
-                                  error_code, send_attempted_at)
-            SELECT i.user_id, i.phone, 'OUTBOUND', i.body, i.inbound_sid, i.part,
+                                  error_code, send_attempted_at, channel)
+            SELECT i.user_id, i.address, 'OUTBOUND', i.body, i.inbound_sid, i.part,
                    i.status, i.kind, i.content_sid, i.variables::jsonb, i.error_code,
-                   CASE WHEN i.status = 'SENDING' THEN now() END
+                   CASE WHEN i.status = 'SENDING' THEN now() END, i.channel
             FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[],
-                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-                AS i(inbound_sid, user_id, phone, body, part, status, kind,
-                     content_sid, variables, error_code)
+                        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                        $16::text[])
+                AS i(inbound_sid, user_id, address, body, part, status, kind,
+                     content_sid, variables, error_code, channel)
             ON CONFLICT (in_reply_to, part) WHERE in_reply_to IS NOT NULL DO NOTHING
-            RETURNING id, user_id, phone_e164, body, part, status, twilio_sid,
+            RETURNING id, user_id, channel, phone_e164, body, part, status, twilio_sid,
                       send_attempted_at, kind, content_sid, content_variables,
                       in_reply_to
         ), turns AS (
@@ -119,7 +122,7 @@ async def add_many_replies(
         """,
         [r.inbound_sid for r, *_ in parts],
         [r.user_id for r, *_ in parts],
-        [r.phone for r, *_ in parts],
+        [r.address for r, *_ in parts],
         [body for _, _, body, _ in parts],
         [i for _, i, _, _ in parts],
         [status for *_, status in parts],
@@ -135,6 +138,7 @@ async def add_many_replies(
         [r.turn.base_url for r in turns if r.turn],
         [r.turn.tokens_in for r in turns if r.turn],
         [r.turn.tokens_out for r in turns if r.turn],
+        [r.channel for r, *_ in parts],
     )
     stored: dict[str, list[asyncpg.Record]] = {}
     for row in rows:
