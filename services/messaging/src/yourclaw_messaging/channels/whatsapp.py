@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import ClassVar
 from uuid import UUID
 
@@ -26,14 +26,11 @@ from yourclaw_common.events import InboundWhatsApp, InboundWhatsAppStatus
 from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, replies, repository
-from yourclaw_messaging.batching import Batcher
 from yourclaw_messaging.channels.base import ChannelName, Incoming
 from yourclaw_messaging.errors import (
     SendUnconfirmed,
     TwilioRejected,
     TwilioSendError,
-    is_unstorable,
-    unstorable_as_permanent,
 )
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
@@ -101,17 +98,7 @@ class WhatsAppChannel:
 
     def __post_init__(self) -> None:
         self._bucket = SharedTokenBucket(self.pool, self.sender, self.send_rate)
-        # A batch PostgreSQL refuses for one item's value is stored item by item.
-        self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
-            self._record_sent, isolate=is_unstorable
-        )
-
-    async def _record_sent(
-        self, sends: list[tuple[UUID, str]]
-    ) -> list[asyncpg.Record | None]:
-        async with self.pool.acquire() as conn:
-            with unstorable_as_permanent():
-                return await repository.outbound.mark_sent(conn, sends)
+        self._sent = outgoing.sent_recorder(self.pool)
 
     # --- what to send ----------------------------------------------------------
 
@@ -173,13 +160,7 @@ class WhatsAppChannel:
     # --- sending ---------------------------------------------------------------
 
     def in_flight(self, stored: Sequence[asyncpg.Record]) -> bool:
-        since = datetime.now(UTC) - timedelta(seconds=self.send_confirm_seconds)
-        return any(
-            row["status"] == "SENDING"
-            and row["twilio_sid"] is None
-            and (row["send_attempted_at"] or since) > since
-            for row in stored
-        )
+        return outgoing.in_flight(stored, within=self.send_confirm_seconds)
 
     async def deliver(
         self, stored: Sequence[asyncpg.Record], address: str, *, fresh: bool
