@@ -7,14 +7,12 @@ import datetime as dt
 import itertools
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest_asyncio
 from yourclaw_common.events import Stream, Subject
 from yourclaw_devkit.pytest_plugin import api_error
-from yourclaw_devkit.telegram_sim import TelegramSim, running_telegram_sim
 from yourclaw_gateway_api.webhooks.telegram import (
     SECRET_HEADER,
     TELEGRAM_WEBHOOK_PATH,
@@ -25,19 +23,13 @@ _update_ids = itertools.count(800_000_000)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def sim() -> AsyncIterator[TelegramSim]:
-    async with running_telegram_sim() as sim:
-        yield sim
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def tg(start_gateway, supabase, clean_db, js, sim):
+async def tg(start_gateway, supabase, clean_db, js, telegram_sim):
     """A gateway with Telegram configured against the stand-in."""
     async with start_gateway(
         supabase_url=supabase.url,
-        telegram_bot_token=sim.token,
+        telegram_bot_token=telegram_sim.token,
         telegram_webhook_secret=SECRET,
-        telegram_api_base=sim.url,
+        telegram_api_base=telegram_sim.url,
     ) as gw:
         yield gw
 
@@ -113,9 +105,9 @@ class TestTelegramWebhook:
         assert await published(db, js) == []
 
     async def test_unconfigured_webhook_refuses_everything(
-        self, start_gateway, js, db, sim
+        self, start_gateway, js, db, telegram_sim
     ):
-        async with start_gateway(telegram_bot_token=sim.token) as gw:
+        async with start_gateway(telegram_bot_token=telegram_sim.token) as gw:
             answer = await post_update(gw, message_update(), secret="")
         assert answer.status_code == 403
         assert api_error(answer)["code"] == "TELEGRAM_NOT_CONFIGURED"
@@ -283,7 +275,7 @@ class TestStartLink:
 
 class TestLinkEndpoint:
     async def test_link_is_a_t_me_deep_link_with_a_fresh_code(
-        self, clean_db, tg, sign_in, sim, db, js
+        self, clean_db, tg, sign_in, telegram_sim, db, js
     ):
         caller = sign_in()
         answers = [
@@ -297,7 +289,7 @@ class TestLinkEndpoint:
         assert set(bodies[0]) == {"url", "expires_at"}
         urls = [urlsplit(b["url"]) for b in bodies]
         assert {(u.scheme, u.netloc, u.path) for u in urls} == {
-            ("https", "t.me", f"/{sim.state.username}")
+            ("https", "t.me", f"/{telegram_sim.state.username}")
         }
         codes = [parse_qs(u.query)["start"][0] for u in urls]
         assert codes[0] != codes[1]
@@ -352,7 +344,7 @@ class TestLinkEndpoint:
 
 class TestNoSecretInLogs:
     async def test_token_secret_and_codes_stay_out_of_logs(
-        self, tg, sign_in, sim, json_logs
+        self, tg, sign_in, telegram_sim, json_logs
     ):
         caller = sign_in()
         link = await tg.client.post(
@@ -363,5 +355,10 @@ class TestNoSecretInLogs:
         await post_update(tg, message_update(7001, f"/start {code}"))
         logged = str(json_logs())
         assert "gateway.telegram.link" in logged
-        for secret in (sim.token, sim.token.partition(":")[2], SECRET, code):
+        for secret in (
+            telegram_sim.token,
+            telegram_sim.token.partition(":")[2],
+            SECRET,
+            code,
+        ):
             assert secret not in logged

@@ -16,12 +16,14 @@ from yourclaw_common.runtime import (
 
 from yourclaw_messaging.assistant import AssistantClient
 from yourclaw_messaging.channels.base import Channel
+from yourclaw_messaging.channels.telegram import TelegramChannel
 from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
 from yourclaw_messaging.commands import Commands
 from yourclaw_messaging.consumers import CONSUMERS
 from yourclaw_messaging.handlers import (
     on_assistant_ready,
     on_assistant_restarted,
+    on_inbound_telegram,
     on_inbound_whatsapp,
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
@@ -30,6 +32,7 @@ from yourclaw_messaging.handlers import (
 from yourclaw_messaging.limits import Limits
 from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_messaging.telegram import TelegramClient
 from yourclaw_messaging.turns import Turns
 from yourclaw_messaging.twilio import TwilioClient
 
@@ -48,8 +51,12 @@ _CONSUMERS = [
 async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set (tests call this directly)."""
     secrets = SecretBox(settings.encryption_key.get_secret_value())
+    telegram_token = settings.telegram_bot_token.get_secret_value()
+    consumers = list(_CONSUMERS)
+    if telegram_token:
+        consumers.append(CONSUMERS.MESSAGING_INBOUND_TELEGRAM)
     async with (
-        open_runtime(settings, stop=stop, consumers=_CONSUMERS) as runtime,
+        open_runtime(settings, stop=stop, consumers=consumers) as runtime,
         # aiohttp: a fifth of httpx's CPU per call, which is most of a turn's.
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
     ):
@@ -78,6 +85,14 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             send_confirm_seconds=settings.twilio_send_confirm_seconds,
         )
         channels: dict[str, Channel] = {"whatsapp": whatsapp}
+        if telegram_token:
+            channels["telegram"] = TelegramChannel(
+                pool=pool,
+                client=TelegramClient(
+                    http, api_base=settings.telegram_api_base, token=telegram_token
+                ),
+                app_url=settings.app_url,
+            )
         turns = Turns(
             pool=pool,
             channels=channels,
@@ -121,6 +136,11 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                     on_assistant_restarted(proactive),
                 ),
                 (CONSUMERS.MESSAGING_USAGE_NOTICES, on_usage_notice(proactive)),
+                *(
+                    [(CONSUMERS.MESSAGING_INBOUND_TELEGRAM, on_inbound_telegram(turns))]
+                    if "telegram" in channels
+                    else []
+                ),
             ],
             concurrency=settings.messaging_concurrency,
         )

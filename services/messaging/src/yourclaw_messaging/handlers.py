@@ -8,6 +8,7 @@ from typing import Any
 from yourclaw_common.events import (
     AssistantReady,
     AssistantRestarted,
+    InboundTelegram,
     InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
@@ -16,7 +17,7 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import Handler, HandlerContext
 
-from yourclaw_messaging.channels import whatsapp
+from yourclaw_messaging.channels import telegram, whatsapp
 from yourclaw_messaging.channels.base import Incoming
 from yourclaw_messaging.channels.whatsapp import WhatsAppChannel
 from yourclaw_messaging.proactive import Proactive
@@ -35,6 +36,13 @@ def on_inbound(turns: Turns, incoming: Callable[[Any], Incoming]) -> Handler:
 def on_inbound_whatsapp(turns: Turns) -> Handler:
     def convert(event: InboundWhatsApp) -> Incoming:
         return whatsapp.incoming(event)
+
+    return on_inbound(turns, convert)
+
+
+def on_inbound_telegram(turns: Turns) -> Handler:
+    def convert(event: InboundTelegram) -> Incoming:
+        return telegram.incoming(event)
 
     return on_inbound(turns, convert)
 

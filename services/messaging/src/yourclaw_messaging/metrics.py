@@ -49,3 +49,9 @@ TEMPLATE_FALLBACKS = Counter(
     "(outside_window, twilio_63016, no_template).",
     ["reason"],
 )
+TELEGRAM_SENDS = Counter(
+    "yourclaw_messaging_telegram_sends_total",
+    "Messages handed to Telegram's sendMessage, by outcome (sent, rejected, "
+    "failed, retried).",
+    ["outcome"],
+)
