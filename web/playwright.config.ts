@@ -13,6 +13,8 @@ const ROOT = path.resolve(__dirname, "..");
 const DATA_DIR = process.env.E2E_DATA_DIR ?? path.join(ROOT, "web", ".e2e-stack");
 // Google sign-in goes to Supabase, which the tests stand in for (offline).
 export const SUPABASE_URL = "http://127.0.0.1:54321";
+// Our SMS number in the e2e stack.
+export const SMS_NUMBER = "+15550100999";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export default defineConfig({
@@ -69,6 +71,11 @@ export default defineConfig({
           LOG_LEVEL: "INFO",
           // Dev sign-in and the stand-ins refuse to start without it.
           YOURCLAW_ENV: "dev",
+          // WhatsApp for US numbers only (the tests' +1 555 users), so a number
+          // from elsewhere shows the dashboard without it (channels.spec.ts),
+          // and SMS on, at a number of the 555 range.
+          WHATSAPP_ALLOWED_COUNTRIES: "US",
+          TWILIO_SMS_NUMBER: SMS_NUMBER,
         },
         reuseExistingServer: false,
         timeout: 180_000,

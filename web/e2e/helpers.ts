@@ -1,5 +1,5 @@
 import AxeBuilder from "@axe-core/playwright";
-import { expect, type Page, type TestInfo } from "@playwright/test";
+import { expect, type APIRequestContext, type Page, type TestInfo } from "@playwright/test";
 import { randomBytes } from "node:crypto";
 import { API_PORT, DEVSIM_PORT } from "../playwright.config";
 
@@ -67,6 +67,13 @@ export async function whatsAppSimulator(page: Page, phone: string): Promise<Page
   await number.fill(phone);
   await number.press("Tab"); // its change event switches the thread
   return simulator;
+}
+
+/** Waits for gateway-api to answer: the stack's web app may be up before it. */
+export async function waitForApi(request: APIRequestContext): Promise<void> {
+  await expect
+    .poll(async () => (await request.get(`${API_URL}/api/v1/health`).catch(() => null))?.status(), { timeout: 60_000 })
+    .toBe(200);
 }
 
 export function uniqueUser() {

@@ -152,7 +152,7 @@ class TestGrants:
 
 # What each role may do (beside its services' own SQL), then what it may not:
 # billing reads no secret and no key; gateway-api reads the notify secret but
-# no token; messaging reaches tokens only through `recipients`; the LLM proxy
+# no token; messaging reaches tokens only through `channel_recipients`; the LLM proxy
 # only meters.
 BOUNDS: dict[str, tuple[list[str], list[str]]] = {
     "billing": (
@@ -165,6 +165,7 @@ BOUNDS: dict[str, tuple[list[str], list[str]]] = {
             "SELECT id FROM assistants",
             "SELECT encrypted_key FROM api_keys",
             "SELECT gateway_token_encrypted FROM recipients",
+            "SELECT gateway_token_encrypted FROM channel_recipients",
             "SELECT body FROM messages",
             "SELECT token_sha256 FROM proxy_credentials",
         ],
@@ -180,10 +181,15 @@ BOUNDS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "messaging": (
-        ["SELECT gateway_token_encrypted FROM recipients LIMIT 1"],
+        [
+            "SELECT gateway_token_encrypted FROM channel_recipients LIMIT 1",
+            "UPDATE users SET preferred_channel = 'sms' WHERE false",
+        ],
         [
             "SELECT gateway_token_encrypted FROM assistants",
             "UPDATE subscriptions SET status = 'ACTIVE'",
+            "UPDATE users SET email = 'x' WHERE false",
+            "SELECT code_sha256 FROM telegram_link_codes",
         ],
     ),
     "llm-proxy": (

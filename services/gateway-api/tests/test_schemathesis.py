@@ -70,6 +70,16 @@ async def _seed(database_url: str, user_id: uuid.UUID) -> None:
         await conn.execute(
             "INSERT INTO assistants (user_id, status) VALUES ($1, 'READY')", user_id
         )
+        # Reachable on every channel, so any preferred channel is a valid choice.
+        await conn.execute(
+            "INSERT INTO user_phones (user_id, phone_e164) VALUES ($1, '+15550001111')",
+            user_id,
+        )
+        await conn.execute(
+            "INSERT INTO telegram_links (user_id, chat_id, username, linked_by) "
+            "VALUES ($1, 1111, 'fuzz', 1)",
+            user_id,
+        )
         for n in range(5):
             await conn.execute(
                 """
@@ -110,6 +120,7 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
         api_port=port,
         db_pool_max_size=4,
         twilio_auth_token=TWILIO_TOKEN,
+        twilio_sms_number="+15550002222",
         supabase_url=SUPABASE_URL,
         supabase_jwt_secret=JWT_SECRET,
         yourclaw_env="dev",

@@ -27,7 +27,8 @@ from starlette.routing import Route
 from yourclaw_common.events import ContainerSpec, HostVerb, container_name
 from yourclaw_host_agent.errors import InvalidSpec, RuntimeFailure
 from yourclaw_host_agent.layout import DataLayout
-from yourclaw_host_agent.runtimes.docker import DockerRuntime, create_payload
+from yourclaw_host_agent.runtimes.docker import DockerRuntime
+from yourclaw_host_agent.runtimes.docker_api import create_payload
 
 from .conftest import make_spec, spec_payload
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest_asyncio
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import HostVerb
+from yourclaw_host_agent.runtimes.warm import port_free
 
-from .conftest import make_spec, spec_payload
+from .conftest import Agent, make_spec, spec_payload
 
 TOKEN = "the-users-own-token"
 CONFIG = {"config/openclaw.json": json.dumps({"gateway": {"auth": {"token": TOKEN}}})}
@@ -23,14 +25,6 @@ CONFIG = {"config/openclaw.json": json.dumps({"gateway": {"auth": {"token": TOKE
 def grid() -> range:
     base = free_port()
     return range(base, base + 70, 7)
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 async def spares_on(ports: range, count: int) -> list[int]:
@@ -63,12 +57,18 @@ def gateway_pid(root: Path) -> int:
     return int(json.loads((root / "run" / "gateway.pid").read_text())["pid"])
 
 
-async def test_new_user_takes_the_spare_and_the_pool_refills(
-    fake_runtime, start_agent, data_dir
-):
+@pytest_asyncio.fixture
+async def pool_of_one(fake_runtime, start_agent) -> tuple[Agent, range, int]:
+    """An agent keeping one spare, once it is up: the agent, its port grid and
+    the spare's port."""
     ports = grid()
     agent = await start_agent(fake_runtime(warm_pool=1, port_grid=ports))
     [spare_port] = await spares_on(ports, 1)
+    return agent, ports, spare_port
+
+
+async def test_new_user_takes_the_spare_and_the_pool_refills(pool_of_one, data_dir):
+    agent, ports, spare_port = pool_of_one
     [slot] = (data_dir / ".slots").iterdir()
     spare_pid = gateway_pid(slot)
     assert await models_status(spare_port, TOKEN) == 401  # nobody's token yet
@@ -92,11 +92,9 @@ async def test_new_user_takes_the_spare_and_the_pool_refills(
 
 
 async def test_user_with_keys_or_a_workspace_cold_starts_on_the_spares_port(
-    fake_runtime, start_agent, data_dir
+    pool_of_one, data_dir
 ):
-    ports = grid()
-    agent = await start_agent(fake_runtime(warm_pool=1, port_grid=ports))
-    [spare_port] = await spares_on(ports, 1)
+    agent, _, spare_port = pool_of_one
     [slot] = (data_dir / ".slots").iterdir()
 
     # LLM keys go in the environment, which a running process cannot take.
@@ -116,11 +114,9 @@ async def test_user_with_keys_or_a_workspace_cold_starts_on_the_spares_port(
 
 
 async def test_remove_keeps_the_workspace_and_purge_deletes_the_spares_folder(
-    fake_runtime, start_agent, data_dir
+    pool_of_one, data_dir
 ):
-    ports = grid()
-    agent = await start_agent(fake_runtime(warm_pool=1, port_grid=ports))
-    [spare_port] = await spares_on(ports, 1)
+    agent, ports, spare_port = pool_of_one
     spec = make_spec(
         port=spare_port, env={}, files={**CONFIG, "workspace/notes.md": "milk\n"}
     )
@@ -132,7 +128,7 @@ async def test_remove_keeps_the_workspace_and_purge_deletes_the_spares_folder(
     assert (await agent.request(HostVerb.REMOVE, {"name": spec.name})).ok
     # The taken-over spare's process is the user's gateway: remove stops it.
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
-    assert not listening(spare_port) or spare_port in await spares_on(ports, 1)
+    assert port_free(spare_port) or spare_port in await spares_on(ports, 1)
     assert (user_dir / "workspace" / "notes.md").read_text() == "milk\n"
     assert not (user_dir / "config").exists()  # the token goes with the container
 
@@ -150,7 +146,7 @@ async def test_spares_stop_with_the_agent(fake_runtime, start_agent, data_dir):
 
     await agent.shutdown()
 
-    assert not any(listening(port) for port in up)
+    assert all(port_free(port) for port in up)
     assert list((data_dir / ".slots").iterdir()) == []
 
 

@@ -12,6 +12,7 @@ from yourclaw_common.crypto import SecretBox, generate_key
 from yourclaw_common.events import (
     InboundMedia,
     InboundWhatsApp,
+    OutboundWhatsApp,
     Stream,
 )
 from yourclaw_common.nats import count_dead_letters, publish
@@ -498,3 +499,46 @@ class TestStoringReplies:
         assert await clean_db.fetchval(
             "SELECT session_base_url FROM conversations WHERE user_id = $1", first
         ) == ("http://gw:1")
+
+
+class TestWhereWhatsAppIsAllowed:
+    async def test_a_number_outside_the_allowed_countries_is_told_where_to_go(
+        self, texted, js, devsim, clean_db
+    ):
+        """Meta's policy: no general-purpose assistant over WhatsApp there."""
+        user_id = await texted(
+            "what's the weather?", whatsapp_allowed_countries="IT BR"
+        )
+        (reply,) = await settle(devsim, PHONE, 1)
+        assert "WhatsApp can't carry your assistant in your country" in reply["body"]
+        assert await llm_requests(devsim) == []
+        # Nothing is lost: the message is stored like any other.
+        assert (
+            await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE user_id = $1 AND direction = 'INBOUND'",
+                user_id,
+            )
+            == 1
+        )
+
+    async def test_and_nothing_we_send_first_goes_there(
+        self, register, start_messaging, js, devsim, clean_db
+    ):
+        user_id = await register(PHONE)
+        await start_messaging(whatsapp_allowed_countries="IT")
+        await publish(js, OutboundWhatsApp(user_id=user_id, body="Reminder: call Sam"))
+        # Handled (acked) without sending: the consumer has nothing pending.
+        consumer = CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP
+
+        async def handled() -> bool:
+            info = await js.consumer_info(consumer.stream, consumer.durable)
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(handled)
+        assert await sent_to(devsim, PHONE) == []
+        assert (
+            await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE direction = 'OUTBOUND'"
+            )
+            == 0
+        )

@@ -78,10 +78,43 @@ export const PROVIDER_NAMES: Record<Provider, string> = {
   GOOGLE: "Google",
 };
 
-/** `POST /users/me/phone`: the claim and the code that proves it. */
+/** `POST /users/me/phone`: the claim and the code that proves it. `link` opens
+ * WhatsApp with the code, or (where WhatsApp is not available to the number)
+ * an SMS with it: `sms:<our number>?body=<code>`. */
 export type PhoneClaim = {
   phone: string;
   verified: boolean;
   code: string | null;
   link: string | null;
+  whatsapp_available: boolean;
+};
+
+export type ChannelName = "whatsapp" | "telegram" | "sms";
+
+export type WhatsAppChannel = { name: "whatsapp"; available: boolean; linked: boolean; address: string | null; reason: string | null };
+export type TelegramChannel = { name: "telegram"; available: boolean; linked: boolean; address: string | null };
+export type SmsChannel = {
+  name: "sms";
+  available: boolean;
+  linked: boolean;
+  address: string | null;
+  /** Our SMS number. */
+  number: string | null;
+  /** The user's number sent STOP: nothing goes to it by SMS until START. */
+  opted_out: boolean;
+};
+
+/** `GET /channels`: where the user can be reached, and where messages the
+ * assistant sends first go (`effective`; `preferred` null: the last channel
+ * they wrote on). */
+export type Channels = {
+  preferred: ChannelName | null;
+  effective: ChannelName;
+  channels: [WhatsAppChannel, TelegramChannel, SmsChannel];
+};
+
+export const CHANNEL_NAMES: Record<ChannelName, string> = {
+  whatsapp: "WhatsApp",
+  telegram: "Telegram",
+  sms: "SMS",
 };

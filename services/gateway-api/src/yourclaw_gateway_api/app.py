@@ -31,6 +31,7 @@ from yourclaw_gateway_api.api import (
     api_keys,
     assistants,
     billing,
+    channels,
     dev,
     health,
     internal,
@@ -267,6 +268,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     api.include_router(health.router)
     api.include_router(ops.router)
     api.include_router(users.router)
+    api.include_router(channels.router)
     api.include_router(assistants.router)
     api.include_router(billing.router)
     api.include_router(api_keys.router)

@@ -90,6 +90,8 @@ async def phone_owner(conn: Connection, phone: str) -> UUID | None:
 
 
 async def phone_proven_by(conn: Connection, phone: str, message_sid: str) -> bool:
+    """Whether the message `message_sid` is the one that proved `phone` (Twilio
+    retries a webhook it saw fail)."""
     found = await conn.fetchval(
         "SELECT 1 FROM user_phones WHERE phone_e164 = $1 AND verified_by = $2",
         phone,

@@ -18,6 +18,9 @@ __all__ = [
     "AssistantAccepted",
     "AssistantOut",
     "AssistantStatus",
+    "ChannelName",
+    "ChannelOut",
+    "ChannelsOut",
     "CheckoutOut",
     "DeliveryStatus",
     "DevLoginIn",
@@ -31,12 +34,16 @@ __all__ = [
     "PhoneIn",
     "PhoneOut",
     "PortalOut",
+    "PreferredChannelIn",
+    "SmsChannelOut",
     "SubscriptionOut",
     "SubscriptionStatus",
+    "TelegramChannelOut",
     "UsageDay",
     "UsageOut",
     "UsageTotals",
     "UserOut",
+    "WhatsAppChannelOut",
 ]
 
 # E.164: "+", a country code that does not start with 0, at most 15 digits in all;
@@ -63,6 +70,10 @@ class PhoneIn(_Request):
 
 
 class PhoneOut(BaseModel):
+    # `whatsapp_available` has a default for the code that builds the claim;
+    # every answer carries it.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     phone: str = Field(description="The number in E.164.")
     verified: bool = Field(
         description="True only when the number was already your proven one."
@@ -73,7 +84,69 @@ class PhoneOut(BaseModel):
     )
     link: str | None = Field(
         description="https://wa.me/<our number>?text=<code>: opens WhatsApp with "
-        "the code typed. None when verified."
+        "the code typed; for a number WhatsApp is not available to, "
+        "sms:<our SMS number>?body=<code> when the server has SMS. None when "
+        "verified."
+    )
+    whatsapp_available: bool = Field(
+        default=True,
+        description="Whether the assistant may use WhatsApp with this number "
+        "(WHATSAPP_ALLOWED_COUNTRIES); if not, Telegram and SMS are offered.",
+    )
+
+
+ChannelName = Literal["whatsapp", "telegram", "sms"]
+
+
+class WhatsAppChannelOut(BaseModel):
+    name: Literal["whatsapp"]
+    available: bool = Field(
+        description="False when WhatsApp may not carry the assistant for the "
+        "user's number (WHATSAPP_ALLOWED_COUNTRIES); `reason` says why."
+    )
+    linked: bool = Field(description="The user has a proven phone number.")
+    address: str | None = Field(description="The proven number, E.164.")
+    reason: str | None = Field(description="Why WhatsApp is not available.")
+
+
+class TelegramChannelOut(BaseModel):
+    name: Literal["telegram"]
+    available: bool = Field(description="False when the server has no Telegram bot.")
+    linked: bool = Field(description="A Telegram chat is linked to the account.")
+    address: str | None = Field(description="The linked chat's @username, if any.")
+
+
+class SmsChannelOut(BaseModel):
+    name: Literal["sms"]
+    available: bool = Field(description="False when the server has no SMS number.")
+    linked: bool = Field(description="The user has a proven phone number.")
+    address: str | None = Field(description="The proven number, E.164.")
+    number: str | None = Field(description="Our SMS number, E.164.")
+    opted_out: bool = Field(
+        description="The number sent STOP: nothing goes to it by SMS until START."
+    )
+
+
+ChannelOut = Annotated[
+    WhatsAppChannelOut | TelegramChannelOut | SmsChannelOut,
+    Field(discriminator="name"),
+]
+
+
+class ChannelsOut(BaseModel):
+    preferred: ChannelName | None = Field(
+        description="The user's choice for messages we send first; null: the "
+        "channel they last wrote on."
+    )
+    effective: ChannelName = Field(
+        description="Where a message we send first (a reminder, a notice) goes now."
+    )
+    channels: list[ChannelOut]
+
+
+class PreferredChannelIn(_Request):
+    channel: ChannelName | None = Field(
+        description="null: the channel the user last wrote on."
     )
 
 

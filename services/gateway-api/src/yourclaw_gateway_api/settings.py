@@ -7,9 +7,12 @@ from ipaddress import ip_network
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from yourclaw_common.channels_policy import EVERYWHERE, AllowedCountriesSetting
 from yourclaw_common.settings import CommonSettings
 
 __all__ = ["GatewaySettings"]
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class GatewaySettings(CommonSettings):
@@ -25,6 +28,21 @@ class GatewaySettings(CommonSettings):
     twilio_auth_token: SecretStr = SecretStr("")
     # The shared WhatsApp sender users prove their number to (the wa.me link).
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
+    # Our SMS number (E.164, "+14155550100"); empty: SMS is off and its webhook
+    # answers 404 SMS_NOT_CONFIGURED.
+    twilio_sms_number: str = ""
+    # Where WhatsApp may carry the assistant (docs/channels.md): ISO 3166 codes
+    # or calling codes, `*` everywhere. Elsewhere the dashboard offers Telegram
+    # or SMS instead of the wa.me link.
+    whatsapp_allowed_countries: AllowedCountriesSetting = EVERYWHERE
+    # The Telegram bot's token from @BotFather; empty: Telegram is off (the
+    # webhook and the link endpoint say it is not configured).
+    telegram_bot_token: SecretStr = SecretStr("")
+    # The `secret_token` setWebhook was given, which Telegram sends back in
+    # X-Telegram-Bot-Api-Secret-Token; empty refuses every update.
+    telegram_webhook_secret: SecretStr = SecretStr("")
+    # The Bot API (getMe, setWebhook); a stand-in in dev and tests.
+    telegram_api_base: str = "https://api.telegram.org"
     # The endpoint's signing secret (whsec_…); empty refuses every Stripe webhook.
     stripe_webhook_secret: SecretStr = SecretStr("")
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1)
@@ -72,16 +90,6 @@ class GatewaySettings(CommonSettings):
     # Seconds to wait for billing's reply to a checkout or portal request.
     billing_request_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    # --- Telegram (docs/channels.md) ---
-    # The bot's token from @BotFather. Empty: Telegram is off (the webhook and
-    # the link endpoint say it is not configured).
-    telegram_bot_token: SecretStr = SecretStr("")
-    # The `secret_token` setWebhook was given, which Telegram sends back in
-    # X-Telegram-Bot-Api-Secret-Token; empty refuses every update.
-    telegram_webhook_secret: SecretStr = SecretStr("")
-    # The Bot API (getMe, setWebhook); a stand-in in dev and tests.
-    telegram_api_base: str = "https://api.telegram.org"
-
     @field_validator("telegram_webhook_secret")
     @classmethod
     def _check_telegram_webhook_secret(cls, value: SecretStr) -> SecretStr:
@@ -100,6 +108,14 @@ class GatewaySettings(CommonSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL with a host")
         return value.rstrip("/")
+
+    @field_validator("twilio_sms_number")
+    @classmethod
+    def _check_twilio_sms_number(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _E164.fullmatch(value):
+            raise ValueError("must be empty or an E.164 number like +14155550100")
+        return value
 
     @field_validator("trusted_proxy_ips")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from pydantic import ValidationError
 from yourclaw_common.errors import YourClawError
@@ -41,25 +42,18 @@ async def on_create(service: HostService, data: bytes) -> HostReply:
     return HostReply(ok=True, container=info)
 
 
-async def on_start(service: HostService, data: bytes) -> HostReply:
-    command = NamedContainer.model_validate_json(data)
-    check_expiry(command.expires_at, "start")
-    info = await service.start(command.name, generation=command.generation)
-    return HostReply(ok=True, container=info)
+def on_transition(verb: Literal["start", "stop", "restart"]) -> _Handler:
+    """The handler of `start`, `stop` or `restart`."""
 
+    async def handle(service: HostService, data: bytes) -> HostReply:
+        command = NamedContainer.model_validate_json(data)
+        check_expiry(command.expires_at, verb)
+        info = await service.transition(
+            verb, command.name, generation=command.generation
+        )
+        return HostReply(ok=True, container=info)
 
-async def on_stop(service: HostService, data: bytes) -> HostReply:
-    command = NamedContainer.model_validate_json(data)
-    check_expiry(command.expires_at, "stop")
-    info = await service.stop(command.name, generation=command.generation)
-    return HostReply(ok=True, container=info)
-
-
-async def on_restart(service: HostService, data: bytes) -> HostReply:
-    command = NamedContainer.model_validate_json(data)
-    check_expiry(command.expires_at, "restart")
-    info = await service.restart(command.name, generation=command.generation)
-    return HostReply(ok=True, container=info)
+    return handle
 
 
 async def on_remove(service: HostService, data: bytes) -> HostReply:
@@ -101,9 +95,9 @@ async def on_health(service: HostService, data: bytes) -> HostReply:
 
 HANDLERS: dict[HostVerb, _Handler] = {
     HostVerb.CREATE: on_create,
-    HostVerb.START: on_start,
-    HostVerb.STOP: on_stop,
-    HostVerb.RESTART: on_restart,
+    HostVerb.START: on_transition("start"),
+    HostVerb.STOP: on_transition("stop"),
+    HostVerb.RESTART: on_transition("restart"),
     HostVerb.REMOVE: on_remove,
     HostVerb.INSPECT: on_inspect,
     HostVerb.LIST: on_list,

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from yourclaw_common.errors import PermanentError
@@ -207,29 +208,24 @@ class HostService:
         self._on_change()
         return info
 
-    async def start(self, name: str, *, generation: int | None = None) -> ContainerInfo:
-        user_id_of(name)
-        async with self._locks[name]:
-            self._fence(name, generation, "start")
-            info = await self.runtime.start(name)
-        self._on_change()
-        return info
-
-    async def stop(self, name: str, *, generation: int | None = None) -> ContainerInfo:
-        user_id_of(name)
-        async with self._locks[name]:
-            self._fence(name, generation, "stop")
-            info = await self.runtime.stop(name)
-        self._on_change()
-        return info
-
-    async def restart(
-        self, name: str, *, generation: int | None = None
+    async def transition(
+        self,
+        verb: Literal["start", "stop", "restart"],
+        name: str,
+        *,
+        generation: int | None = None,
     ) -> ContainerInfo:
+        """Start, stop or restart the container; with `generation`, only a copy
+        of that generation or an older one."""
         user_id_of(name)
+        act = {
+            "start": self.runtime.start,
+            "stop": self.runtime.stop,
+            "restart": self.runtime.restart,
+        }[verb]
         async with self._locks[name]:
-            self._fence(name, generation, "restart")
-            info = await self.runtime.restart(name)
+            self._fence(name, generation, verb)
+            info = await act(name)
         self._on_change()
         return info
 

@@ -83,6 +83,8 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             send_retries=settings.twilio_send_retries,
             send_rate=settings.twilio_send_rate_per_second,
             send_confirm_seconds=settings.twilio_send_confirm_seconds,
+            allowed=settings.whatsapp_allowed_countries,
+            app_url=settings.app_url,
         )
         channels: dict[str, Channel] = {"whatsapp": whatsapp}
         if telegram_token:

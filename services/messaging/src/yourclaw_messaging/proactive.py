@@ -146,7 +146,15 @@ class Proactive:
 
     def _reachable(self, addresses: list[Recipient]) -> Recipient | None:
         """The first of the user's addresses (best first) on a channel we serve."""
-        return next((r for r in addresses if r.channel in self.channels), None)
+        return next(
+            (
+                r
+                for r in addresses
+                if r.channel in self.channels
+                and self.channels[r.channel].serves(r.address)
+            ),
+            None,
+        )
 
     async def _send_once(self, user_id: UUID, key: str, plan: _Plan) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -82,6 +82,11 @@ HELP = """*YourClaw commands*
 /model: list the models; /model <name> switches to one
 /channel: where reminders reach you; /channel <whatsapp|telegram|sms> moves them
 Anything else goes to your assistant."""
+WHATSAPP_NOT_HERE = (
+    "WhatsApp can't carry your assistant in your country, so it can't answer "
+    "you here. Link Telegram or use SMS on your dashboard and talk to it there: "
+    "{app_url}"
+)
 CHANNEL_CURRENT = (
     "Reminders and other messages from your assistant reach you on {current}. "
     "You can choose from: {names} (for example /channel {current})."

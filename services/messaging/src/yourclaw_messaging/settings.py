@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
+from yourclaw_common.channels_policy import EVERYWHERE, AllowedCountriesSetting
 from yourclaw_common.settings import CommonSettings
 
 
@@ -12,6 +13,10 @@ class MessagingSettings(CommonSettings):
     # The shared sender, as Twilio spells it: "whatsapp:+14155238886".
     twilio_whatsapp_number: str = "whatsapp:+14155238886"
     twilio_api_base: str = "https://api.twilio.com"
+    # Numbers whose country lets WhatsApp carry a general-purpose assistant
+    # (the same variable gateway-api reads): elsewhere a WhatsApp message is
+    # answered with where to go instead, and nothing we send first goes there.
+    whatsapp_allowed_countries: AllowedCountriesSetting = EVERYWHERE
     # gateway-api's status webhook as Twilio reaches it
     # (<PUBLIC_BASE_URL>/api/v1/webhooks/twilio/status); empty: no status callbacks.
     twilio_status_callback_url: str = ""

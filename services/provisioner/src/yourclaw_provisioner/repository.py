@@ -279,11 +279,12 @@ async def set_provisioning(
     return Assistant(**dict(row))
 
 
-async def set_status(conn: Connection, user_id: UUID, status: str) -> None:
+async def mark_none_until_removed(conn: Connection, user_id: UUID) -> None:
+    """NONE, so that messaging stops using the assistant at once; its placement
+    and credential stay for the job that removes the container (`mark_none`)."""
     await conn.execute(
-        "UPDATE assistants SET status = $2, updated_at = now() WHERE user_id = $1",
+        "UPDATE assistants SET status = 'NONE', updated_at = now() WHERE user_id = $1",
         user_id,
-        status,
     )
 
 
@@ -659,6 +660,8 @@ async def host_public_key(conn: Connection, host_id: str) -> str | None:
 
 
 async def set_host_status(conn: Connection, host_id: str, status: str) -> bool:
+    """The operator's DRAINING or ACTIVE for a host; False: no such host (a host
+    appears with its first heartbeat)."""
     row = await conn.fetchval(
         "UPDATE hosts SET status = $2, updated_at = now() WHERE id = $1 RETURNING 1",
         host_id,

@@ -44,7 +44,7 @@ from yourclaw_provisioner.errors import (
 )
 from yourclaw_provisioner.hosts import HostClient
 from yourclaw_provisioner.render import GatewaySecrets, build_spec
-from yourclaw_provisioner.repository import Assistant, Job, Placement
+from yourclaw_provisioner.repository import Assistant, FinishedJob, Job, Placement
 from yourclaw_provisioner.settings import ProvisionerSettings
 
 log = get_logger(__name__)
@@ -103,7 +103,7 @@ class Provisioner:
         current = await repository.get_assistant(conn, user_id, for_update=True)
         if current is None:
             return False
-        await repository.set_status(conn, user_id, "NONE")
+        await repository.mark_none_until_removed(conn, user_id)
         await repository.enqueue_job(conn, user_id, kind=DEPROVISION, reason=reason)
         log.info(
             "provisioner.deprovision_requested", user_id=str(user_id), reason=reason
@@ -148,7 +148,8 @@ class Provisioner:
                     conn, user_id, for_update=True
                 )
                 if assistant is None:
-                    return await self._complete_without_change(job)
+                    await self._complete(conn, job)
+                    return "completed"
                 if not refused and not resealed:
                     previous_host = assistant.host_id
                 placement = await self._place(conn, assistant, refused=refused)
@@ -204,12 +205,8 @@ class Provisioner:
         info = await self._wait_healthy(placement.host_id, spec.name)
 
         async with self.pool.acquire() as conn, conn.transaction():
-            finished = await repository.complete_job(conn, job.id, replica=self.replica)
-            if finished is None:
-                raise LeaseLost
+            finished = await self._complete(conn, job)
             if finished.requeued:
-                # A newer request (another model, a deprovision) is queued.
-                self.wake.set()
                 return "superseded"
             assistant_id = await repository.mark_ready(
                 conn,
@@ -269,24 +266,22 @@ class Provisioner:
                 host_id=assistant.host_id,
             )
         async with self.pool.acquire() as conn, conn.transaction():
-            finished = await repository.complete_job(conn, job.id, replica=self.replica)
-            if finished is None:
-                raise LeaseLost
-            if finished.requeued:
-                self.wake.set()
+            if (await self._complete(conn, job)).requeued:
                 return "superseded"
             await repository.mark_none(conn, user_id)
         log.info("provisioner.deprovisioned", job_id=str(job.id), user_id=str(user_id))
         return "completed"
 
-    async def _complete_without_change(self, job: Job) -> str:
-        async with self.pool.acquire() as conn, conn.transaction():
-            if (
-                await repository.complete_job(conn, job.id, replica=self.replica)
-                is None
-            ):
-                raise LeaseLost
-        return "completed"
+    async def _complete(self, conn: Connection, job: Job) -> FinishedJob:
+        """COMPLETED, while this replica holds the job (LeaseLost otherwise).
+        When a newer request (another model, a deprovision) was queued behind
+        it, the loop is woken for that one."""
+        finished = await repository.complete_job(conn, job.id, replica=self.replica)
+        if finished is None:
+            raise LeaseLost
+        if finished.requeued:
+            self.wake.set()
+        return finished
 
     async def _failed(self, job: Job, exc: Exception) -> str:
         error = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"[:1000]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from yourclaw_gateway_api import service
+from yourclaw_gateway_api.channels import service as channels
 from yourclaw_gateway_api.dependencies import (
     CurrentUser,
     Pool,
@@ -35,7 +36,9 @@ async def get_me(user: CurrentUser, pool: Pool) -> UserOut:
     summary="Claim a WhatsApp number: returns the code that proves it",
     description="The number is linked once a WhatsApp message from it carries "
     "the code (within 15 minutes); until then the proven number, if any, stays "
-    "linked. Every number gets the same answer, whoever holds it.",
+    "linked. Every number gets the same answer, whoever holds it. Where "
+    "WhatsApp may not carry the assistant (`whatsapp_available` false), the "
+    "link sends the code by SMS instead.",
     responses=error_responses(
         {
             422: "INVALID_PHONE: not a phone number with its country code; "
@@ -47,9 +50,10 @@ async def set_phone(
     body: PhoneIn, user: SensitiveUser, pool: Pool, settings: Settings
 ) -> PhoneOut:
     async with pool.acquire() as conn, conn.transaction():
-        return await service.set_phone(
+        claim = await service.set_phone(
             conn,
             user.id,
             body.phone,
             whatsapp_number=settings.twilio_whatsapp_number,
         )
+    return channels.phone_answer(claim, channels.Configured.of(settings))

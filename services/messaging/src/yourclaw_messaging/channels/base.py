@@ -89,6 +89,10 @@ class Channel(Protocol):
         """What a sender with no account on this channel is told."""
         ...
 
+    def serves(self, address: str) -> bool:
+        """Whether this channel may carry the assistant to `address` at all."""
+        ...
+
     def typing(self, address: str) -> AbstractAsyncContextManager[None]:
         """Shown to the user while the assistant works on their message."""
         ...

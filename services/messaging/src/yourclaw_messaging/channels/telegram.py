@@ -122,6 +122,9 @@ class TelegramChannel:
     async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
         return replies.TELEGRAM_STRANGER.format(app_url=app_url)
 
+    def serves(self, address: str) -> bool:
+        return True  # the Bot API carries an assistant to any chat
+
     def typing(self, address: str) -> AbstractAsyncContextManager[None]:
         return self._typing(int(address))
 

@@ -21,6 +21,11 @@ from typing import ClassVar
 from uuid import UUID
 
 import asyncpg
+from yourclaw_common.channels_policy import (
+    EVERYWHERE,
+    AllowedCountries,
+    whatsapp_allowed,
+)
 from yourclaw_common.db import Connection
 from yourclaw_common.events import InboundWhatsApp, InboundWhatsAppStatus
 from yourclaw_common.logging import get_logger
@@ -95,6 +100,9 @@ class WhatsAppChannel:
     send_rate: float = 80.0
     # How long a send of unknown outcome waits for its status callback.
     send_confirm_seconds: float = 60.0
+    # Where WhatsApp may carry the assistant (Meta's policy for AI providers).
+    allowed: AllowedCountries = EVERYWHERE
+    app_url: str = ""
 
     def __post_init__(self) -> None:
         self._bucket = SharedTokenBucket(self.pool, self.sender, self.send_rate)
@@ -111,7 +119,14 @@ class WhatsAppChannel:
     async def intercept(
         self, incoming: Incoming, recipient: Recipient | None
     ) -> str | None:
-        return None
+        if recipient is None or self.serves(incoming.address):
+            return None
+        # Their number is from a country where WhatsApp may not carry a
+        # general-purpose assistant: where to talk to it instead.
+        return replies.WHATSAPP_NOT_HERE.format(app_url=self.app_url)
+
+    def serves(self, address: str) -> bool:
+        return whatsapp_allowed(address, self.allowed)
 
     async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
         return await stranger_of_phone(conn, address, app_url)

@@ -5,10 +5,11 @@ import { Suspense, useEffect, useState } from "react";
 import { api, ApiError, newIdempotencyKey } from "@/lib/api";
 import { useConfig } from "@/lib/config";
 import { formatDate, waLink } from "@/lib/format";
-import type { Assistant, Model, Subscription } from "@/lib/types";
+import type { Assistant, Channels, Model, Subscription } from "@/lib/types";
 import { PROVIDER_NAMES } from "@/lib/types";
 import { useResource } from "@/lib/use-resource";
 import { AssistantBadge } from "@/components/app/assistant-status";
+import { ChannelsCard } from "@/components/app/channels-card";
 import { Button, ButtonLink, Card, PageHeader, Skeleton, Spinner } from "@/components/ui";
 import { ConfirmDialog } from "@/components/ui/confirm";
 import { ErrorNotice } from "@/components/ui/states";
@@ -37,6 +38,11 @@ function AssistantPage() {
   const assistant = useResource<Assistant>("/assistants", fastPoll ? 1500 : undefined);
   const subscription = useResource<Subscription>("/subscription", fastPoll ? 1500 : undefined);
   const models = useResource<Model[]>("/models");
+  // Polled while a Telegram chat is being linked (the Channels card asks).
+  const [channelsPoll, setChannelsPoll] = useState(false);
+  const channels = useResource<Channels>("/channels", channelsPoll ? 3000 : undefined);
+  // Until the channels are known, WhatsApp (the usual case).
+  const whatsappAvailable = channels.data?.channels[0].available ?? true;
 
   const status = assistant.data?.status;
   const subscribed = subscription.data?.status === "ACTIVE" || subscription.data?.status === "PAST_DUE";
@@ -141,7 +147,7 @@ function AssistantPage() {
               returnedFromCheckout={returnedFromCheckout}
               waitedLong={waitedLong}
               busy={busy}
-              whatsappNumber={config.whatsappNumber}
+              whatsappNumber={whatsappAvailable ? config.whatsappNumber : ""}
               onCheckout={() => void checkout()}
               onCreate={() => void create()}
               onRecreate={() => setConfirm("recreate")}
@@ -159,6 +165,7 @@ function AssistantPage() {
             ) : null}
           </>
         ) : null}
+        <ChannelsCard channels={channels} onWaitingForTelegram={setChannelsPoll} />
       </div>
       <ConfirmDialog
         open={confirm === "delete"}
@@ -279,10 +286,14 @@ function StatusCard(props: {
   return (
     <Card>
       <h2 className="text-lg font-semibold text-white">Your assistant is ready</h2>
-      <p className="mt-2 max-w-prose text-sm text-zinc-300">
-        Message it on WhatsApp{number ? <> at <strong className="whitespace-nowrap text-white">{number}</strong></> : null}.
-        Say hi first: WhatsApp lets it reply freely for 24 hours after your last message.
-      </p>
+      {number ? (
+        <p className="mt-2 max-w-prose text-sm text-zinc-300">
+          Message it on WhatsApp at <strong className="whitespace-nowrap text-white">{number}</strong>.
+          Say hi first: WhatsApp lets it reply freely for 24 hours after your last message.
+        </p>
+      ) : (
+        <p className="mt-2 max-w-prose text-sm text-zinc-300">Message it on any channel below.</p>
+      )}
       <dl className="mt-4 grid gap-x-8 gap-y-2 text-sm sm:grid-cols-2">
         <div><dt className="inline text-zinc-400">Last change </dt><dd className="inline text-zinc-200">{formatDate(assistant.updated_at, true)}</dd></div>
         <div><dt className="inline text-zinc-400">Last message </dt><dd className="inline text-zinc-200">{formatDate(assistant.last_message_at, true)}</dd></div>

@@ -35,18 +35,25 @@ function ProveStep({ claim, onBack }: { claim: PhoneClaim; onBack: () => void })
     }, 2000);
     return () => clearInterval(timer);
   }, [claim.phone, config, router]);
+  // Where WhatsApp may not carry the assistant, the code goes by SMS.
+  const bySms = claim.link?.startsWith("sms:") ?? false;
   return (
     <Card>
       <h1 className="text-2xl font-semibold tracking-tight text-white">Prove it's your number</h1>
       <p className="mt-1 text-sm text-zinc-400">
-        Send this code to us on WhatsApp from {claim.phone}, within 15 minutes. Messages from the number
-        reach your assistant once it arrives.
+        Send this code to us {bySms ? "by SMS" : "on WhatsApp"} from {claim.phone}, within 15 minutes. Messages from the
+        number reach your assistant once it arrives.
       </p>
+      {!claim.whatsapp_available ? (
+        <p data-testid="whatsapp-unavailable" className="mt-3 text-sm text-amber-200">
+          WhatsApp is not available in your country — use Telegram or SMS with your assistant.
+        </p>
+      ) : null}
       <p data-testid="phone-code" className="mt-6 text-center font-mono text-4xl tracking-[0.3em] text-white">
         {claim.code}
       </p>
       <ButtonLink href={claim.link ?? "#"} target="_blank" rel="noreferrer" className="mt-6 w-full">
-        Open WhatsApp with the code
+        {bySms ? "Send the code by SMS" : "Open WhatsApp with the code"}
       </ButtonLink>
       <p className="mt-4 flex items-center gap-2 text-sm text-zinc-400" role="status">
         <Spinner /> Waiting for your message…

@@ -1,0 +1,49 @@
+"""`/api/v1/channels`: where the user can be reached (WhatsApp, Telegram, SMS)
+and where messages we send first go (docs/channels.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from yourclaw_gateway_api.channels import service
+from yourclaw_gateway_api.dependencies import CurrentUser, Pool, Settings
+from yourclaw_gateway_api.errors import error_responses
+from yourclaw_gateway_api.schemas import ChannelsOut, PreferredChannelIn
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
+
+
+@router.get(
+    "",
+    summary="The user's channels: available, linked, and where messages we send "
+    "first go",
+    responses=error_responses({404: "USER_NOT_FOUND: the account was removed"}),
+)
+async def get_channels(
+    user: CurrentUser, pool: Pool, settings: Settings
+) -> ChannelsOut:
+    async with pool.acquire() as conn:
+        return await service.channels(conn, user.id, service.Configured.of(settings))
+
+
+@router.put(
+    "/preferred",
+    summary="Choose the channel messages we send first go to (null: the one the "
+    "user last wrote on)",
+    responses=error_responses(
+        {
+            404: "USER_NOT_FOUND: the account was removed",
+            422: "CHANNEL_NOT_LINKED: the user has no address on that channel; "
+            "CHANNEL_NOT_AVAILABLE: the channel is not offered to the user",
+        }
+    ),
+)
+async def set_preferred_channel(
+    body: PreferredChannelIn, user: CurrentUser, pool: Pool, settings: Settings
+) -> ChannelsOut:
+    async with pool.acquire() as conn, conn.transaction():
+        return await service.set_preferred(
+            conn, user.id, body.channel, service.Configured.of(settings)
+        )
