@@ -56,6 +56,21 @@ def bot(method: str) -> str:
     return f"/bot{DEV_TELEGRAM_BOT_TOKEN}/{method}"
 
 
+async def speak(client: httpx.AsyncClient, **spec: Any) -> dict[str, Any]:
+    """The stand-in's answer to speaking as a chat (the Update and its delivery)."""
+    answer = await client.post("/_devsim/telegram/updates", json=spec)
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+async def upload(client: httpx.AsyncClient, data: bytes, kind: str) -> dict[str, Any]:
+    answer = await client.post(
+        "/_devsim/telegram/files", content=data, headers={"content-type": kind}
+    )
+    result: dict[str, Any] = answer.json()
+    return result
+
+
 async def hooked(client: httpx.AsyncClient, url: str) -> None:
     answer = await client.post(
         bot("setWebhook"),
@@ -115,12 +130,7 @@ class TestSpeakingAsAChat:
         _, client = sim
         url, received = receiver
         await hooked(client, url)
-        answer = (
-            await client.post(
-                "/_devsim/telegram/updates",
-                json={"chat_id": 1001, "text": "/start abc", "username": "ada"},
-            )
-        ).json()
+        answer = await speak(client, chat_id=1001, text="/start abc", username="ada")
         assert answer["status"] == 200
         got = received[-1]
         assert got["secret"] == SECRET
@@ -141,44 +151,21 @@ class TestSpeakingAsAChat:
         _, client = sim
         url, received = receiver
         await hooked(client, url)
-        first = (
-            await client.post(
-                "/_devsim/telegram/updates", json={"chat_id": 1002, "text": "hi"}
-            )
-        ).json()
-        again = (
-            await client.post(
-                "/_devsim/telegram/updates",
-                json={"update_id": first["update"]["update_id"]},
-            )
-        ).json()
+        first = await speak(client, chat_id=1002, text="hi")
+        again = await speak(client, update_id=first["update"]["update_id"])
         assert again["update"] == first["update"]
-        forged = (
-            await client.post(
-                "/_devsim/telegram/updates",
-                json={"chat_id": 1002, "text": "hi", "secret_token": "guess"},
-            )
-        ).json()
+        forged = await speak(client, chat_id=1002, text="hi", secret_token="guess")
         assert forged["status"] == 401
         assert received[-1]["secret"] == "guess"
 
     async def test_voice_note_is_a_file_the_bot_can_download(self, sim, receiver):
         _, client = sim
         await hooked(client, receiver[0])
-        uploaded = (
-            await client.post(
-                "/_devsim/telegram/files",
-                content=b"OggS-voice",
-                headers={"content-type": "audio/ogg"},
-            )
-        ).json()
+        uploaded = await upload(client, b"OggS-voice", "audio/ogg")
         assert uploaded["kind"] == "voice"
-        update = (
-            await client.post(
-                "/_devsim/telegram/updates",
-                json={"chat_id": 1003, "file_id": uploaded["file_id"]},
-            )
-        ).json()["update"]
+        update = (await speak(client, chat_id=1003, file_id=uploaded["file_id"]))[
+            "update"
+        ]
         voice = update["message"]["voice"]
         assert voice["mime_type"] == "audio/ogg"
         assert voice["file_size"] == len(b"OggS-voice")
@@ -198,19 +185,10 @@ class TestSpeakingAsAChat:
     async def test_photo_arrives_in_sizes_largest_last(self, sim, receiver):
         _, client = sim
         await hooked(client, receiver[0])
-        uploaded = (
-            await client.post(
-                "/_devsim/telegram/files",
-                content=b"\xff\xd8jpeg",
-                headers={"content-type": "image/jpeg"},
-            )
-        ).json()
+        uploaded = await upload(client, b"\xff\xd8jpeg", "image/jpeg")
         update = (
-            await client.post(
-                "/_devsim/telegram/updates",
-                json={"chat_id": 1004, "file_id": uploaded["file_id"], "text": "look"},
-            )
-        ).json()["update"]
+            await speak(client, chat_id=1004, file_id=uploaded["file_id"], text="look")
+        )["update"]
         assert update["message"]["photo"][-1]["file_id"] == uploaded["file_id"]
         assert update["message"]["caption"] == "look"
         assert "text" not in update["message"]
@@ -220,9 +198,7 @@ class TestSending:
     async def test_send_message_is_recorded_per_chat(self, sim, receiver):
         tg, client = sim
         await hooked(client, receiver[0])
-        await client.post(
-            "/_devsim/telegram/updates", json={"chat_id": 2001, "text": "hello"}
-        )
+        await speak(client, chat_id=2001, text="hello")
         sent = (
             await client.post(bot("sendMessage"), json={"chat_id": 2001, "text": "Hi!"})
         ).json()["result"]
@@ -243,9 +219,7 @@ class TestSending:
     async def test_limits_of_send_message(self, sim, receiver):
         _, client = sim
         await hooked(client, receiver[0])
-        await client.post(
-            "/_devsim/telegram/updates", json={"chat_id": 2002, "text": "x"}
-        )
+        await speak(client, chat_id=2002, text="x")
         too_long = await client.post(
             bot("sendMessage"), json={"chat_id": 2002, "text": "a" * 4097}
         )
@@ -263,9 +237,7 @@ class TestSending:
     async def test_injected_429_carries_retry_after(self, sim, receiver):
         _, client = sim
         await hooked(client, receiver[0])
-        await client.post(
-            "/_devsim/telegram/updates", json={"chat_id": 2003, "text": "x"}
-        )
+        await speak(client, chat_id=2003, text="x")
         await client.post(
             "/_devsim/telegram/faults",
             json={

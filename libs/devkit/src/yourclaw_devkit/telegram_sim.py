@@ -18,13 +18,12 @@ read what the bot sent each chat, and make the next calls of a method fail
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +33,9 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from yourclaw_common.logging import configure_logging, get_logger
 
+from yourclaw_devkit.devsim import DevsimSettings
 from yourclaw_devkit.serving import running_app
 
 __all__ = [
@@ -140,11 +139,10 @@ class _File:
     content_type: str
 
     def as_file(self) -> dict[str, Any]:
-        return {
-            "file_id": self.file_id,
-            "file_unique_id": self.file_unique_id,
-            "file_size": len(self.data),
-            "file_path": self.file_path,
+        """The Bot API's File object."""
+        names = ("file_id", "file_unique_id", "file_path")
+        return {name: getattr(self, name) for name in names} | {
+            "file_size": len(self.data)
         }
 
 
@@ -311,9 +309,7 @@ class TelegramState:
                 data=data,
                 content_type=content_type,
             )
-            self._files[stored.file_id] = stored
-            while len(self._files) > self.max_records:
-                self._files.popitem(last=False)
+            _keep(self._files, stored.file_id, stored, self.max_records)
         return stored, kind
 
     def file(self, file_id: str) -> _File | None:
@@ -332,9 +328,7 @@ class TelegramState:
         with self._lock:
             self._next_update_id += 1
             update = {"update_id": self._next_update_id, "message": message}
-            self._updates[self._next_update_id] = update
-            while len(self._updates) > self.max_records:
-                self._updates.popitem(last=False)
+            _keep(self._updates, self._next_update_id, update, self.max_records)
             return update
 
     def update(self, update_id: int) -> dict[str, Any] | None:
@@ -385,6 +379,13 @@ class TelegramState:
                         self._faults.remove(fault)
                     return fault
             return None
+
+
+def _keep(records: OrderedDict[Any, Any], key: Any, value: Any, most: int) -> None:
+    """Store `value`, forgetting the oldest records past `most`."""
+    records[key] = value
+    while len(records) > most:
+        records.popitem(last=False)
 
 
 def _kind_of(content_type: str) -> tuple[str, str, str]:
@@ -764,15 +765,10 @@ _METHODS = {
 # --- serving it --------------------------------------------------------------
 
 
-class TelegramSimSettings(BaseSettings):
-    """Where the stand-in listens and the bot token it accepts."""
+class TelegramSimSettings(DevsimSettings):
+    """Where the stand-in listens and the bot token it accepts (besides what
+    every stand-in reads: YOURCLAW_ENV, DEVSIM_MAX_RECORDS, LOG_LEVEL)."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
-
-    # A fake Telegram serves only when YOURCLAW_ENV=dev is said outright.
-    yourclaw_env: str = "production"
     telegram_sim_host: str = "127.0.0.1"
     telegram_sim_port: int = Field(default=8901, ge=0, le=65535)
     telegram_bot_token: SecretStr = SecretStr(DEV_TELEGRAM_BOT_TOKEN)
@@ -780,8 +776,6 @@ class TelegramSimSettings(BaseSettings):
     # restarted stand-in still delivers: gateway-api's, with the secret it checks.
     telegram_sim_webhook_url: str = ""
     telegram_webhook_secret: SecretStr = SecretStr(DEV_TELEGRAM_WEBHOOK_SECRET)
-    devsim_max_records: int = Field(default=10_000, ge=1)
-    log_level: str = "INFO"
 
 
 def create_app(state: TelegramState) -> FastAPI:
@@ -803,14 +797,12 @@ def create_app(state: TelegramState) -> FastAPI:
 
 @dataclass(frozen=True)
 class TelegramSim:
-    """A running stand-in: its base URL (TELEGRAM_API_BASE) and its state."""
+    """A running stand-in: its base URL (TELEGRAM_API_BASE), its bot's token
+    and everything it holds."""
 
     url: str
+    token: str
     state: TelegramState
-
-    @property
-    def token(self) -> str:
-        return self.state.token
 
 
 @contextlib.asynccontextmanager
@@ -820,17 +812,12 @@ async def running_telegram_sim(
     """Serve the stand-in on the running loop (a free port unless given)."""
     state = TelegramState(token)
     async with running_app(create_app(state), host=host, port=port) as url:
-        yield TelegramSim(url, state)
+        yield TelegramSim(url, token, state)
 
 
-def cli(argv: Sequence[str] | None = None) -> None:
-    """`python -m yourclaw_devkit.telegram_sim`: serve the stand-in until interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="telegram-sim", description="A local Telegram Bot API stand-in."
-    )
-    parser.add_argument("--host", help="default: TELEGRAM_SIM_HOST or 127.0.0.1")
-    parser.add_argument("--port", type=int, help="default: TELEGRAM_SIM_PORT or 8901")
-    args = parser.parse_args(argv)
+def cli() -> None:
+    """`python -m yourclaw_devkit.telegram_sim`, as `make up` runs it: serve
+    the stand-in on TELEGRAM_SIM_HOST:TELEGRAM_SIM_PORT until interrupted."""
     settings = TelegramSimSettings()
     configure_logging("telegram-sim", settings.log_level)
     if settings.yourclaw_env != "dev":
@@ -850,8 +837,8 @@ def cli(argv: Sequence[str] | None = None) -> None:
         )
     uvicorn.run(
         create_app(state),
-        host=args.host or settings.telegram_sim_host,
-        port=settings.telegram_sim_port if args.port is None else args.port,
+        host=settings.telegram_sim_host,
+        port=settings.telegram_sim_port,
         log_config=None,
         access_log=False,
         ws="none",
