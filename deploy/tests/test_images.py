@@ -249,19 +249,18 @@ class TestWebImage:
             _docker("rm", "--force", name)
 
 
-def test_the_make_up_and_test_step_takes_seconds_when_the_images_are_built(built):
-    started = time.monotonic()
+def test_the_make_up_and_test_step_rebuilds_nothing_when_the_images_are_built(built):
+    # Nothing rebuilt is what makes the step take seconds; the time itself is
+    # not asserted (a loaded machine is slow, not wrong).
     done = subprocess.run(
         [str(ROOT / "scripts/ensure-containers.sh")],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     for repo in ("base", "openclaw", "services", "web"):
         assert re.search(rf"yourclaw-{repo}:\S+ is up to date", done.stderr)
-    assert elapsed < 20, f"{elapsed:.1f} s"
 
 
 def test_without_root_or_engine_make_up_and_test_say_so_in_one_line_and_go_on():

@@ -586,13 +586,17 @@ def _egress(production: dict[tuple[str, str], Doc], app: str) -> set[tuple[Any, 
             continue
         for rule in spec.get("egress", []):
             for peer in rule["to"]:
-                target = (
-                    peer["ipBlock"]["cidr"]
-                    if "ipBlock" in peer
-                    else peer["namespaceSelector"]["matchLabels"][
+                if "ipBlock" in peer:
+                    target = peer["ipBlock"]["cidr"]
+                elif "namespaceSelector" in peer:
+                    target = peer["namespaceSelector"]["matchLabels"][
                         "kubernetes.io/metadata.name"
                     ]
-                )
+                else:  # a pod of this namespace, by app
+                    target = (
+                        "pod:"
+                        + peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                    )
                 for port in rule["ports"]:
                     allowed.add(
                         (
@@ -617,7 +621,12 @@ def test_egress_is_denied_by_default_and_opened_per_service(production):
         "provisioner": dns | bus_and_db,  # hosts are commanded over NATS
         "billing": dns | bus_and_db | https,  # Stripe
         "gateway-api": dns | bus_and_db | https,  # Supabase's JWKS
-        "messaging": dns | bus_and_db | https | hosts,  # Twilio, tenants' gateways
+        # Twilio, tenants' gateways, llm-proxy (voice notes)
+        "messaging": dns
+        | bus_and_db
+        | https
+        | hosts
+        | {("pod:llm-proxy", 8790, None, "TCP")},
     }
     for app, allowed in expected.items():
         assert production[("Deployment", app)]

@@ -610,6 +610,49 @@ class TestRealisticUsage:
         assert 1024 <= cached < usage["prompt_tokens"]
 
 
+class TestTranscriptions:
+    async def test_the_text_in_the_file_is_heard_and_priced_by_duration(self, devsim):
+        (await devsim.delete("/_devsim/llm/requests")).raise_for_status()
+        audio = b"OggS\x00\x02what time is it?" + b"\x00" * 4000
+
+        response = await devsim.post(
+            "/v1/audio/transcriptions",
+            data={"model": "whisper-1"},
+            files={"file": ("voice.ogg", audio, "audio/ogg")},
+            headers={"authorization": "Bearer anything"},
+        )
+
+        assert response.status_code == 200
+        assert response.json() == {
+            "text": "what time is it?",
+            "usage": {"type": "duration", "seconds": 2},
+        }
+        (logged,) = (await devsim.get("/_devsim/llm/requests")).json()["requests"]
+        assert logged["path"] == "/v1/audio/transcriptions"
+        assert logged["body"]["file"] == {
+            "filename": "voice.ogg",
+            "content_type": "audio/ogg",
+            "bytes": len(audio),
+        }
+        assert "authorization" not in logged["headers"]
+
+    async def test_silence_and_failure_markers(self, devsim):
+        async def transcribe(audio: bytes) -> httpx.Response:
+            return await devsim.post(
+                "/v1/audio/transcriptions",
+                data={"model": "whisper-1"},
+                files={"file": ("v.ogg", audio, "audio/ogg")},
+            )
+
+        assert (await transcribe(b"OggS\x00\x01")).json()["text"] == ""
+        failed = await transcribe(b"OggS please #fail=503")
+        assert failed.status_code == 503
+        missing = await devsim.post(
+            "/v1/audio/transcriptions", data={"model": "whisper-1"}
+        )
+        assert missing.status_code == 400
+
+
 def anthropic_body(text: str, **extra) -> dict:
     # The same messages; Anthropic wants max_tokens too.
     return completion_body(

@@ -234,6 +234,125 @@ class TestOtherEndpoints:
         assert row["cost_microusd"] == 3000  # 30 s at $0.006 a minute
 
 
+SERVICE_TOKEN = "service-token-for-tests-0123456789abcdef"
+
+
+def voice_note(who_id=None, token=SERVICE_TOKEN):
+    """A transcription request as messaging sends it for the user `who_id`."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    if who_id is not None:
+        headers["x-yourclaw-user"] = str(who_id)
+    return {
+        "data": {"model": "whisper-1"},
+        "files": {"file": ("voice.ogg", b"OggS voice note", "audio/ogg")},
+        "headers": headers,
+    }
+
+
+class TestServiceCredential:
+    async def test_a_service_transcribes_for_a_user_metered_to_that_user(
+        self, start_proxy, make_assistant, stand_in, clean_db
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+        who = await make_assistant()
+
+        response = await proxy.client.post(
+            "/v1/audio/transcriptions", **voice_note(who.user_id)
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["text"] == "hi"
+        [sent] = stand_in.requests
+        # Our key upstream; neither the service credential nor the user header.
+        assert sent["headers"]["authorization"] == "Bearer dev"
+        assert SERVICE_TOKEN not in str(sent["headers"])
+        assert "x-yourclaw-user" not in sent["headers"]
+        [row] = await wait_calls(clean_db, who.user_id)
+        assert row["assistant_id"] == who.assistant_id
+        assert row["endpoint"] == "audio/transcriptions"
+        assert row["cost_microusd"] == 3000
+
+    async def test_the_service_credential_calls_nothing_but_transcriptions(
+        self, start_proxy, make_assistant, stand_in
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+        who = await make_assistant()
+
+        response = await proxy.client.post(
+            "/v1/chat/completions",
+            json=chat(),
+            headers={
+                "authorization": f"Bearer {SERVICE_TOKEN}",
+                "x-yourclaw-user": str(who.user_id),
+            },
+        )
+
+        assert response.status_code == 403
+        assert response.json()["code"] == "SERVICE_ENDPOINT_FORBIDDEN"
+        assert stand_in.requests == []
+
+    @pytest.mark.parametrize("user", [None, "not-a-uuid"])
+    async def test_a_service_call_without_its_user_is_400(
+        self, start_proxy, stand_in, user
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+
+        response = await proxy.client.post(
+            "/v1/audio/transcriptions", **voice_note(user)
+        )
+
+        assert response.status_code == 400
+        assert response.json()["code"] == "MISSING_USER"
+        assert stand_in.requests == []
+
+    async def test_a_user_without_a_live_assistant_is_refused(
+        self, start_proxy, make_assistant, stand_in, clean_db
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+        who = await make_assistant()
+        await clean_db.execute(
+            "UPDATE proxy_credentials SET revoked_at = now() WHERE assistant_id = $1",
+            who.assistant_id,
+        )
+
+        response = await proxy.client.post(
+            "/v1/audio/transcriptions", **voice_note(who.user_id)
+        )
+
+        assert response.status_code == 403
+        assert response.json()["code"] == "USER_WITHOUT_ASSISTANT"
+        assert stand_in.requests == []
+
+    async def test_a_tenant_cannot_transcribe_on_another_users_account(
+        self, start_proxy, make_assistant, clean_db
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+        tenant, victim = await make_assistant(), await make_assistant()
+
+        response = await proxy.client.post(
+            "/v1/audio/transcriptions", **voice_note(victim.user_id, tenant.token)
+        )
+
+        # The header means nothing with a tenant's credential: their own call.
+        assert response.status_code == 200
+        [row] = await wait_calls(clean_db, tenant.user_id)
+        assert row["assistant_id"] == tenant.assistant_id
+        assert await calls_of(clean_db, victim.user_id) == []
+
+    async def test_without_a_configured_service_token_nothing_passes_as_one(
+        self, start_proxy, make_assistant, stand_in
+    ):
+        proxy = await start_proxy()
+        who = await make_assistant()
+
+        response = await proxy.client.post(
+            "/v1/audio/transcriptions", **voice_note(who.user_id, token="")
+        )
+
+        assert response.status_code == 401
+        assert stand_in.requests == []
+
+
 class TestCredentials:
     @pytest.mark.parametrize(
         "headers",

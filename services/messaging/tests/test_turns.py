@@ -345,10 +345,10 @@ class TestMedia:
     ):
         await register(PHONE)
         await start_messaging()
-        url = await self.upload(devsim, b"OggS fake voice", "audio/ogg")
-        await publish(js, with_media(PHONE, "", [(url, "audio/ogg")]))
+        url = await self.upload(devsim, b"\x00\x00\x00\x18ftypmp42", "video/mp4")
+        await publish(js, with_media(PHONE, "", [(url, "video/mp4")]))
         (reply,) = await settle(devsim, PHONE, 1)
-        assert "not audio files yet" in reply["body"]
+        assert "not video files yet" in reply["body"]
         assert await llm_requests(devsim) == []
 
     async def test_image_over_the_size_limit_is_refused_clearly(

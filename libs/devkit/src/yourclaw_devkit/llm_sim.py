@@ -14,6 +14,14 @@ with that tool call (a one-shot job whose finished run is delivered by webhook
 to the automation address in the agent's instructions); the tool's result is
 answered "Done: …"; the job's own turn ("REMINDER: stretch") is answered with
 the reminder text.
+
+`/v1/audio/transcriptions` (OpenAI's multipart form) "hears" the text in the
+uploaded file: its bytes read as UTF-8, without a leading format signature
+(`OggS`, `ID3`, `RIFF`, `#!AMR`) or anything unprintable, so a test's voice note
+`b"OggS" + b"what time is it"` is transcribed as "what time is it" (no text:
+silence, ""). Usage is
+the file's duration at ~2 KB a second (a voice note's Opus bitrate), at least
+one second; `#fail[=N]` in the text fails the call as for chat.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ __all__ = [
     "pick_user_text",
     "reminder_call",
     "stream_events",
+    "transcript_of",
     "usage_of",
 ]
 
@@ -87,6 +96,10 @@ _REMIND = re.compile(
     re.IGNORECASE,
 )
 _REMINDER_TURN = "REMINDER:"
+# Audio signatures the transcript leaves out (Ogg, MP3, WAV, AMR).
+_AUDIO_MAGIC = ("OggS", "ID3", "RIFF", "#!AMR")
+_AUDIO_BYTES_PER_SECOND = 2000
+_UNPRINTABLE = re.compile(r"[^\S ]+|[\x00-\x1f\x7f-\x9f\ufffd]")
 # Where the agent's instructions say automations deliver (render_instructions).
 _NOTIFY_URL = re.compile(r"to:\s*(https?://\S*/notify(?:/[0-9a-fA-F-]{36})?)(?![\w/-])")
 AUTOMATIONS_TOOL = "automations"
@@ -100,7 +113,8 @@ _SENTENCES = (
 
 
 class RequestLog:
-    """Chat completion requests received, oldest first; safe across threads."""
+    """Model calls received (chat, messages, transcriptions), oldest first; safe
+    across threads."""
 
     def __init__(self, *, max_records: int = 10_000):
         self._lock = threading.Lock()
@@ -150,6 +164,18 @@ def pick_user_text(messages: list[Any]) -> str:
         if text and not text.startswith(_INTERNAL_PREFIXES):
             return text
     return ""
+
+
+def transcript_of(audio: bytes) -> str:
+    """What the stand-in hears in `audio`: its printable UTF-8 text, without a
+    format signature; "" (silence) when there is none."""
+    text = audio.decode("utf-8", errors="replace")
+    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
+    for magic in _AUDIO_MAGIC:
+        if text.startswith(magic):
+            text = text.removeprefix(magic).strip()
+            break
+    return text
 
 
 def _long_text(length: int) -> str:
@@ -705,8 +731,9 @@ def stream_events(
 def llm_router(
     *, api_key: str | None, delay_seconds: float, requests_log: RequestLog
 ) -> APIRouter:
-    """`/v1/chat/completions`, `/v1/messages` (Anthropic), `/v1/models` and the
-    dev-only `/_devsim/llm/requests`."""
+    """`/v1/chat/completions`, `/v1/messages` (Anthropic),
+    `/v1/audio/transcriptions`, `/v1/models` and the dev-only
+    `/_devsim/llm/requests`."""
     router = APIRouter()
     cache = PromptCache()
 
@@ -855,6 +882,54 @@ def llm_router(
         if (denied := unauthorized(request)) is not None:
             return denied
         return JSONResponse(model_object(model_id))
+
+    @router.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        try:
+            form = await request.form()
+        except Exception:  # a body that is no multipart form
+            return openai_error(
+                400, "Could not parse multipart form", kind="invalid_request_error"
+            )
+        upload, model = form.get("file"), form.get("model")
+        if isinstance(upload, str) or upload is None or not model:
+            await form.close()
+            return openai_error(
+                400,
+                "'file' and 'model' are required.",
+                kind="invalid_request_error",
+                code="invalid_value",
+            )
+        audio = await upload.read()
+        await form.close()
+        text = transcript_of(audio)
+        call = _receive(
+            requests_log,
+            request,
+            {
+                "model": model,
+                "file": {
+                    "filename": upload.filename,
+                    "content_type": upload.content_type,
+                    "bytes": len(audio),
+                },
+            },
+            text,
+            delay_seconds=delay_seconds,
+            id_prefix="transcription-",
+            has_authorization="authorization" in request.headers,
+        )
+        if (status := await _failure_asked(text, call.delay)) is not None:
+            return _failure(status)
+        if call.delay:
+            await asyncio.sleep(call.delay)
+        seconds = max(1, len(audio) // _AUDIO_BYTES_PER_SECOND)
+        log.info("devsim.llm.transcription", id=call.id, seconds=seconds)
+        return JSONResponse(
+            {"text": text, "usage": {"type": "duration", "seconds": seconds}}
+        )
 
     @router.get("/_devsim/llm/requests")
     async def devsim_requests() -> dict[str, Any]:

@@ -10,7 +10,7 @@ what the services' tests check and build alike.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ import orjson
 import pytest_asyncio
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from yourclaw_common.events import InboundWhatsApp
+from yourclaw_common.events import InboundMedia, InboundWhatsApp
 
 from yourclaw_devkit.cli import WHATSAPP_WEBHOOK_PATH, dev_whatsapp_message
 from yourclaw_devkit.defaults import (
@@ -112,14 +112,23 @@ async def post_whatsapp(
     )
 
 
-def inbound_whatsapp(phone: str, body: str, sid: str | None = None) -> InboundWhatsApp:
-    """What gateway-api publishes for a WhatsApp message from `phone`."""
+def inbound_whatsapp(
+    phone: str,
+    body: str,
+    sid: str | None = None,
+    *,
+    media: Sequence[tuple[str, str]] = (),
+) -> InboundWhatsApp:
+    """What gateway-api publishes for a WhatsApp message from `phone`, with
+    `media` as (MediaUrl, MediaContentType) pairs."""
     return InboundWhatsApp(
-        message_sid=sid or f"SM{uuid.uuid4().hex}",
+        message_sid=sid or f"{'MM' if media else 'SM'}{uuid.uuid4().hex}",
         account_sid=DEV_TWILIO_ACCOUNT_SID,
         from_number=f"whatsapp:{phone}",
         to_number=DEV_WHATSAPP_NUMBER,
         body=body,
+        num_media=len(media),
+        media=tuple(InboundMedia(url=u, content_type=t) for u, t in media),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Generator
 from dataclasses import replace
@@ -36,6 +37,7 @@ from yourclaw_llm_proxy.credentials import CredentialStore, Tenant
 from yourclaw_llm_proxy.errors import (
     AllowanceExhausted,
     BadRequest,
+    Forbidden,
     HTTPError,
     NotFound,
     PayloadTooLarge,
@@ -68,6 +70,10 @@ log = get_logger(__name__)
 _MAX_NOTIFY_BYTES = 256 * 1024
 # Upstream response headers a client may need; the rest stay here.
 _RESPONSE_HEADERS = ("content-type", "request-id", "x-request-id", "retry-after")
+# What a platform service may call with LLM_PROXY_SERVICE_TOKEN (messaging:
+# voice notes), and the header naming the user it calls for.
+SERVICE_ENDPOINTS = frozenset({"audio/transcriptions"})
+USER_HEADER = "x-yourclaw-user"
 
 
 def _json_error(
@@ -149,11 +155,7 @@ class Proxy:
             prefix is not None and prefix not in Provider.__members__.values()
         ):
             raise NotFound(f"no such endpoint: {request.url.path}")
-        tenant = await self.credentials.tenant(_token(request))
-        if tenant is None:
-            raise Unauthorized(
-                "missing, wrong or revoked proxy credential", code="INVALID_CREDENTIAL"
-            )
+        tenant = await self._caller(request, endpoint)
         body = await _read_body(request, self.settings.llm_proxy_max_body_bytes)
         model, payload = await self._model_of(request, endpoint, body)
         price = price_of(model)
@@ -268,6 +270,39 @@ class Proxy:
         finally:
             if not released:
                 self.limits.release(tenant.assistant_id)
+
+    async def _caller(self, request: Request, endpoint: str) -> Tenant:
+        """The tenant a call is for: the assistant whose credential it carries,
+        or, with the service credential, the user its `X-YourClaw-User` names
+        (the header means nothing with any other credential)."""
+        token = _token(request)
+        service = self.settings.llm_proxy_service_token.get_secret_value()
+        if service and hmac.compare_digest(token.encode(), service.encode()):
+            if endpoint not in SERVICE_ENDPOINTS:
+                raise Forbidden(
+                    f"the service credential may not call /{endpoint}",
+                    code="SERVICE_ENDPOINT_FORBIDDEN",
+                )
+            try:
+                user_id = UUID(request.headers.get(USER_HEADER, ""))
+            except ValueError as exc:
+                raise BadRequest(
+                    f"a service call names its user in {USER_HEADER} (a uuid)",
+                    code="MISSING_USER",
+                ) from exc
+            tenant = await self.credentials.on_behalf_of(user_id)
+            if tenant is None:
+                raise Forbidden(
+                    "that user has no assistant to meter the call to",
+                    code="USER_WITHOUT_ASSISTANT",
+                )
+            return tenant
+        tenant = await self.credentials.tenant(token)
+        if tenant is None:
+            raise Unauthorized(
+                "missing, wrong or revoked proxy credential", code="INVALID_CREDENTIAL"
+            )
+        return tenant
 
     async def _relay(
         self, answer: httpx.Response, tenant: Tenant, call: Call

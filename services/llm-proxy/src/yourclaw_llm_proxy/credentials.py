@@ -5,6 +5,10 @@ assistant's config and stores only its sha256 in `proxy_credentials`; this
 module reads that table (and the user's own provider keys, which only this
 process decrypts). A checked credential is trusted for
 LLM_PROXY_CREDENTIAL_CACHE_SECONDS, so a call costs no query most of the time.
+
+A platform service (messaging, transcribing a voice note) calls with
+LLM_PROXY_SERVICE_TOKEN instead and names the user: `on_behalf_of` gives that
+user's tenant, so the call is limited and metered like their assistant's own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ _BYOK_PROVIDERS = {
     "GOOGLE": Provider.GOOGLE,
 }
 _MAX_CACHED = 100_000
+# Which credential rows a lookup reads: by the token's hash, or by the user.
+_BY_HASH = "(c.token_sha256 = $1 OR c.previous_token_sha256 = $1)"
+_BY_USER = "c.user_id = $1"
 
 
 def hash_token(token: str) -> str:
@@ -61,35 +68,43 @@ class CredentialStore:
         if not token:
             return None
         digest = hash_token(token)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        tenant = await self._load(digest)
-        if tenant is None:
-            self._cache.pop(digest, None)
-            return None
-        if self._ttl > 0:
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            self._cache[digest] = (now + self._ttl, tenant)
-        return tenant
+        return await self._cached(digest, _BY_HASH, digest)
+
+    async def on_behalf_of(self, user_id: UUID) -> Tenant | None:
+        """The tenant of the user's live assistant (for a service's call made
+        for them); None when they have none. Cached like a credential."""
+        return await self._cached(f"user:{user_id}", _BY_USER, user_id)
 
     def forget(self) -> None:
         """Drop every cached credential (tests, key rotation)."""
         self._cache.clear()
 
-    async def _load(self, digest: str) -> Tenant | None:
+    async def _cached(self, key: str, match: str, value: object) -> Tenant | None:
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        tenant = await self._load(match, value)
+        if tenant is None:
+            self._cache.pop(key, None)
+            return None
+        if self._ttl > 0:
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = (now + self._ttl, tenant)
+        return tenant
+
+    async def _load(self, match: str, value: object) -> Tenant | None:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                """
+                f"""
                 SELECT c.assistant_id, c.user_id, k.provider, k.encrypted_key
                 FROM proxy_credentials c
                 LEFT JOIN api_keys k ON k.user_id = c.user_id
-                WHERE (c.token_sha256 = $1 OR c.previous_token_sha256 = $1)
-                  AND c.revoked_at IS NULL
-                """,
-                digest,
+                WHERE {match} AND c.revoked_at IS NULL
+                ORDER BY c.rotated_at DESC
+                """,  # noqa: S608 (`match` is _BY_HASH or _BY_USER)
+                value,
             )
         if not rows:
             return None

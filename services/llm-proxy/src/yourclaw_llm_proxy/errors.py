@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from yourclaw_common.errors import (
     BadRequest,
+    Forbidden,
     HTTPError,
     NotFound,
     PayloadTooLarge,
@@ -15,6 +16,7 @@ from yourclaw_common.errors import (
 __all__ = [
     "AllowanceExhausted",
     "BadRequest",
+    "Forbidden",
     "HTTPError",
     "NotFound",
     "PayloadTooLarge",
@@ -50,6 +52,7 @@ _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     402: "billing_error",
+    403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",

@@ -28,6 +28,12 @@ class LlmProxySettings(CommonSettings):
     # every provider's upstream, so the whole flow runs offline.
     dev_llm_base_url: str | None = None
 
+    # A platform service's credential (messaging transcribes voice notes with it),
+    # shared with that service. It may call only SERVICE_ENDPOINTS, and only on
+    # behalf of the user named in `X-YourClaw-User`, metered to that user.
+    # Empty: no service may call the proxy.
+    llm_proxy_service_token: SecretStr = SecretStr("")
+
     # gateway-api, where automation webhooks (`POST /notify/<assistant>`) go on.
     gateway_api_url: str = "http://127.0.0.1:8000"
 
@@ -47,6 +53,13 @@ class LlmProxySettings(CommonSettings):
     llm_proxy_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     # A streamed answer may take minutes between its first and last token.
     llm_proxy_read_timeout_seconds: float = Field(default=600.0, gt=0)
+
+    @field_validator("llm_proxy_service_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < 32:
+            raise ValueError("LLM_PROXY_SERVICE_TOKEN must be 32+ characters or empty")
+        return value
 
     @field_validator(
         "anthropic_api_base", "openai_api_base", "google_api_base", "gateway_api_url"

@@ -35,6 +35,7 @@ from yourclaw_messaging.settings import MessagingSettings
 from yourclaw_messaging.telegram import TelegramClient
 from yourclaw_messaging.turns import Turns
 from yourclaw_messaging.twilio import TwilioClient
+from yourclaw_messaging.voice import Transcriber, VoiceNotes
 
 log = get_logger(__name__)
 
@@ -110,6 +111,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             app_url=settings.app_url,
             limits=limits,
             media_max_bytes=settings.media_max_bytes,
+            voice_notes=voice_notes(settings, http),
             not_ready_deliveries=settings.assistant_not_ready_deliveries,
         )
         proactive = Proactive(
@@ -146,6 +148,32 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             ],
             concurrency=settings.messaging_concurrency,
         )
+
+
+def voice_notes(settings: MessagingSettings, http: aiohttp.ClientSession) -> VoiceNotes:
+    """Voice notes through llm-proxy, or the stand-in in dev, or not at all."""
+    token = settings.llm_proxy_service_token.get_secret_value()
+    base, key = None, token
+    if settings.voice_transcription_url and token:
+        base = settings.voice_transcription_url
+    elif settings.voice_transcription_url:
+        # The proxy would refuse every call: voice notes are told they can't
+        # be heard rather than failing one by one.
+        log.warning("messaging.voice.no_service_token")
+    elif settings.dev_llm_base_url:
+        base, key = settings.dev_llm_base_url, token or "dev"  # takes any key
+    transcriber = (
+        Transcriber(
+            http,
+            base,
+            token=key,
+            model=settings.voice_transcription_model,
+            timeout_seconds=settings.voice_transcription_timeout_seconds,
+        )
+        if base
+        else None
+    )
+    return VoiceNotes(transcriber, max_bytes=settings.voice_max_bytes)
 
 
 async def main() -> None:

@@ -55,3 +55,9 @@ TELEGRAM_SENDS = Counter(
     "failed, retried).",
     ["outcome"],
 )
+VOICE_NOTES = Counter(
+    "yourclaw_messaging_voice_notes_total",
+    "Inbound voice notes, by outcome (transcribed; not: unsupported, rejected, "
+    "failed, empty, over_allowance, unavailable).",
+    ["outcome"],
+)

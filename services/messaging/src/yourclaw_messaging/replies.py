@@ -65,12 +65,33 @@ TOKENS_EXHAUSTED = (
     "Your assistant has used today's allowance of {limit}. You can write again {when}."
 )
 MEDIA_UNSUPPORTED = (
-    "Sorry, your assistant can read images but not {kind} files yet. "
-    "Please send a photo or describe it in text."
+    "Sorry, your assistant can read images and voice notes but not {kind} files "
+    "yet. Please send a photo or a voice note, or describe it in text."
 )
 MEDIA_UNREADABLE = (
     "Sorry, that image couldn't be read (it may be too large: the limit is {mb} MB). "
     "Please try a smaller photo."
+)
+# Voice notes (voice.py): each case gets one of these, and nothing else.
+VOICE_UNREADABLE = (
+    "Sorry, that voice note couldn't be downloaded (it may be too long: the limit "
+    "is {size}). Please send a shorter one, or type your message."
+)
+VOICE_UNSUPPORTED = (
+    "Sorry, your assistant can't listen to {kind} audio. Please record a voice "
+    "note in the app, or type your message."
+)
+VOICE_FAILED = (
+    "Sorry, that voice note couldn't be transcribed just now. Please send it "
+    "again in a minute, or type your message."
+)
+VOICE_EMPTY = (
+    "Sorry, your assistant couldn't hear any words in that voice note. Please "
+    "try again, or type your message."
+)
+VOICE_UNAVAILABLE = (
+    "Sorry, your assistant can't listen to voice notes here yet. Please type "
+    "your message."
 )
 NOTIFICATION_FALLBACK = "Your assistant has a message for you: {text}"
 

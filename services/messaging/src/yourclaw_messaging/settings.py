@@ -49,6 +49,21 @@ class MessagingSettings(CommonSettings):
     # Largest inbound image fetched from Twilio and handed to the assistant.
     media_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
 
+    # Voice notes: an audio attachment is transcribed by an OpenAI-compatible
+    # `/v1/audio/transcriptions` and reaches the assistant as the user's text.
+    # llm-proxy as messaging reaches it (it meters the minutes to the user);
+    # empty: DEV_LLM_BASE_URL (the stand-in, in dev); neither: a voice note is
+    # answered that it can't be heard here.
+    voice_transcription_url: str = ""
+    dev_llm_base_url: str | None = None
+    # messaging's credential at llm-proxy (the same value in both services).
+    llm_proxy_service_token: SecretStr = SecretStr("")
+    voice_transcription_model: str = "whisper-1"
+    voice_transcription_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Largest voice note fetched (WhatsApp allows 16 MB of audio; the proxy
+    # takes up to LLM_PROXY_MAX_BODY_BYTES).
+    voice_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+
     # Browser tasks can take minutes; the JetStream message is kept alive meanwhile.
     assistant_timeout_seconds: float = Field(default=600.0, gt=0)
     # Deliveries of a turn whose assistant is (re)starting (connection refused,

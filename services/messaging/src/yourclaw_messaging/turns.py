@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 from weakref import WeakValueDictionary
 
 import asyncpg
@@ -27,7 +28,7 @@ from yourclaw_common.crypto import SecretBox, SecretBoxError
 from yourclaw_common.logging import get_logger
 from yourclaw_common.models import DEFAULT_MODEL
 
-from yourclaw_messaging import commands, metrics, outgoing, replies, repository
+from yourclaw_messaging import commands, metrics, outgoing, replies, repository, voice
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
 from yourclaw_messaging.batching import Batcher
 from yourclaw_messaging.channels.base import Channel, Incoming
@@ -67,6 +68,8 @@ class Turns:
     app_url: str
     limits: Limits
     media_max_bytes: int = 5 * 1024 * 1024
+    # Voice notes become the user's text; None: audio is answered as unsupported.
+    voice_notes: voice.VoiceNotes | None = None
     # Deliveries of a turn that wait for a (re)starting assistant before the apology.
     not_ready_deliveries: int = 6
 
@@ -249,7 +252,7 @@ class Turns:
             return notice(
                 replies.NO_ASSISTANT.format(app_url=self.app_url), "no_assistant"
             )
-        content = await self._content(channel, event)
+        content = await self._content(channel, event, recipient.user_id)
         if isinstance(content, Planned):
             metrics.TURNS.labels("media").inc()
             return content, (0, 0), ""
@@ -342,10 +345,16 @@ class Turns:
         parts = channel.split(answer.text) or [""]
         return Planned(parts, "reply"), (answer.tokens_in, answer.tokens_out), label
 
-    async def _content(self, channel: Channel, event: Incoming) -> Content | Planned:
+    async def _content(
+        self, channel: Channel, event: Incoming, user_id: UUID
+    ) -> Content | Planned:
         """The user turn for the assistant, or a notice when its media can't go."""
         if not event.media:
             return event.body
+        if self.voice_notes is not None and voice.is_voice_note(event.media):
+            return await self.voice_notes.content(
+                channel, event.media, event.body, user_id=user_id, key=event.key
+            )
         for media in event.media:
             kind = (media.content_type or "").lower()
             if kind not in IMAGE_TYPES:

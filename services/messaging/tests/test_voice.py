@@ -1,0 +1,255 @@
+"""Voice notes over real NATS and Postgres with the Twilio and LLM stand-ins:
+transcribed and answered as the user's text, or one plain reply and the
+assistant not asked (too large, not decodable, not on a Twilio host, a failed
+transcription)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from yourclaw_common.events import InboundMedia, InboundWhatsApp
+from yourclaw_common.nats import publish
+from yourclaw_common.testing import eventually
+from yourclaw_devkit.serving import running_app
+from yourclaw_messaging.errors import MediaRejected
+from yourclaw_messaging.outgoing import Planned
+from yourclaw_messaging.voice import Transcriber, VoiceNotes
+
+from .conftest import PHONE, inbound, llm_requests, settle
+
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+
+
+def voice_note(url: str, content_type: str = "audio/ogg") -> InboundWhatsApp:
+    """A WhatsApp voice note as gateway-api publishes it (no body)."""
+    return inbound(PHONE, "", media=[(url, content_type)])
+
+
+async def upload(devsim, data: bytes, content_type: str = "audio/ogg") -> str:
+    """Host `data` at the Twilio stand-in as an inbound attachment; its MediaUrl."""
+    resp = await devsim.post(
+        "/_devsim/media", content=data, headers={"content-type": content_type}
+    )
+    resp.raise_for_status()
+    return str(resp.json()["url"])
+
+
+async def inbound_stored(pool, sid: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM messages WHERE twilio_sid = $1 "
+            "AND direction = 'INBOUND'",
+            sid,
+        )
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def foreign_host() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A host that is not Twilio's (127.0.0.2), serving audio to anyone and
+    recording every request with its headers."""
+    seen: list[dict[str, Any]] = []
+
+    async def serve(request: Request) -> Response:
+        seen.append({"path": request.url.path, "headers": dict(request.headers)})
+        return Response(b"OggS stolen credentials please", media_type="audio/ogg")
+
+    app = Starlette(routes=[Route("/{path:path}", serve, methods=["GET"])])
+    async with running_app(app, host="127.0.0.2") as url:
+        yield url, seen
+
+
+class TestVoiceNotes:
+    async def test_a_voice_note_is_transcribed_and_answered_as_the_users_text(
+        self, register, start_messaging, js, devsim, devsim_url
+    ):
+        user_id = await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url)
+        url = await upload(devsim, b"OggS\x00\x02what is on my calendar tomorrow")
+
+        await publish(js, voice_note(url))
+
+        (reply,) = await settle(devsim, PHONE, 1)
+        assert reply["body"] == "Echo: (voice note) what is on my calendar tomorrow"
+        heard, asked = await llm_requests(devsim)
+        assert heard["path"] == TRANSCRIPTIONS
+        assert heard["body"]["model"] == "whisper-1"
+        assert heard["body"]["file"]["filename"] == "voice.ogg"
+        assert heard["body"]["file"]["content_type"] == "audio/ogg"
+        assert heard["headers"]["x-yourclaw-user"] == str(user_id)
+        assert asked["user_text"] == "(voice note) what is on my calendar tomorrow"
+
+    async def test_an_oversized_voice_note_gets_one_reply_and_is_kept(
+        self, register, start_messaging, js, devsim, devsim_url, clean_db
+    ):
+        await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url, voice_max_bytes=64)
+        note = voice_note(await upload(devsim, b"OggS" + b"la " * 100))
+
+        await publish(js, note)
+
+        sent = await settle(devsim, PHONE, 1, wait=1.5)
+        assert len(sent) == 1
+        assert "couldn't be downloaded" in sent[0]["body"]
+        assert "the limit is 64 bytes" in sent[0]["body"]
+        assert await llm_requests(devsim) == []
+        assert await inbound_stored(clean_db, note.message_sid)
+
+    @pytest.mark.parametrize(
+        ("declared", "served", "data", "kind"),
+        [
+            # A format the provider does not decode.
+            ("audio/amr", "audio/amr", b"#!AMR hello", "amr"),
+            # Declared audio, served as a page.
+            ("audio/ogg", "text/html", b"<html>hello</html>", "html"),
+        ],
+    )
+    async def test_audio_the_provider_cannot_decode_gets_one_reply(
+        self,
+        register,
+        start_messaging,
+        js,
+        devsim,
+        devsim_url,
+        declared,
+        served,
+        data,
+        kind,
+    ):
+        await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url)
+        url = await upload(devsim, data, served)
+
+        await publish(js, voice_note(url, declared))
+
+        sent = await settle(devsim, PHONE, 1, wait=1.5)
+        assert [m["body"] for m in sent] == [
+            f"Sorry, your assistant can't listen to {kind} audio. Please record "
+            "a voice note in the app, or type your message."
+        ]
+        assert await llm_requests(devsim) == []
+
+    async def test_media_on_a_foreign_host_is_refused_without_credentials(
+        self, register, start_messaging, js, devsim, devsim_url, foreign_host
+    ):
+        url, seen = foreign_host
+        await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url)
+
+        await publish(js, voice_note(f"{url}/2010-04-01/Media/ME1"))
+
+        (reply,) = await settle(devsim, PHONE, 1, wait=1.5)
+        assert "couldn't be downloaded" in reply["body"]
+        assert seen == []  # not contacted at all, so no credentials either
+        assert await llm_requests(devsim) == []
+
+    async def test_a_failed_transcription_gets_one_reply(
+        self, register, start_messaging, js, devsim, devsim_url
+    ):
+        await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url)
+        url = await upload(devsim, b"OggS please #fail=503")
+
+        await publish(js, voice_note(url))
+
+        sent = await settle(devsim, PHONE, 1, wait=1.5)
+        assert len(sent) == 1
+        assert "couldn't be transcribed just now" in sent[0]["body"]
+        assert [r["path"] for r in await llm_requests(devsim)] == [TRANSCRIPTIONS]
+
+    async def test_over_the_allowance_it_is_kept_and_nothing_is_said(
+        self, register, start_messaging, js, devsim, devsim_url, clean_db
+    ):
+        # The proxy answers 402 and has told the user once (usage.cap_reached),
+        # as it does for a text message over the cap.
+        await register(PHONE)
+        await start_messaging(dev_llm_base_url=devsim_url)
+        note = voice_note(await upload(devsim, b"OggS hello #fail=402"))
+
+        await publish(js, note)
+
+        async def settled():
+            return await clean_db.fetchval(
+                "SELECT status FROM messages WHERE in_reply_to = $1",
+                note.message_sid,
+            )
+
+        assert await eventually(settled, timeout=15) == "SKIPPED"
+        assert await settle(devsim, PHONE, 0, wait=1.0) == []
+        assert await inbound_stored(clean_db, note.message_sid)
+
+    @pytest.mark.parametrize("proxied", [False, True])
+    async def test_without_a_transcription_service_it_says_so(
+        self, register, start_messaging, js, devsim, devsim_url, proxied
+    ):
+        await register(PHONE)
+        # proxied: llm-proxy is named, but messaging has no credential for it.
+        await start_messaging(
+            **({"voice_transcription_url": devsim_url} if proxied else {})
+        )
+        url = await upload(devsim, b"OggS hello")
+
+        await publish(js, voice_note(url))
+
+        (reply,) = await settle(devsim, PHONE, 1, wait=1.5)
+        assert "can't listen to voice notes here yet" in reply["body"]
+        assert await llm_requests(devsim) == []
+
+
+class _Channel:
+    """A channel whose downloads name no type, as Telegram's file server's do."""
+
+    def __init__(self, data: bytes, content_type: str):
+        self.data, self.content_type = data, content_type
+        self.asked: list[str] = []
+
+    async def fetch_media(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
+        self.asked.append(url)
+        if len(self.data) > max_bytes:
+            raise MediaRejected("too large")
+        return self.data, self.content_type
+
+
+class TestVoiceNotesOfAnyChannel:
+    async def test_an_untyped_download_keeps_the_declared_type(
+        self, devsim, devsim_url
+    ):
+        channel = _Channel(b"OggS remind me at noon", "application/octet-stream")
+        async with aiohttp.ClientSession() as http:
+            notes = VoiceNotes(Transcriber(http, devsim_url, token="dev"))
+            text = await notes.content(
+                channel,
+                [InboundMedia(url="AwACAgQAAxkBAAIB", content_type="audio/ogg")],
+                "and this",
+                user_id=uuid.uuid4(),
+                key="tg:1:2",
+            )
+
+        assert channel.asked == ["AwACAgQAAxkBAAIB"]  # a Telegram file id
+        assert text == "and this\n\n(voice note) remind me at noon"
+        (heard,) = await llm_requests(devsim)
+        assert heard["body"]["file"]["content_type"] == "audio/ogg"
+
+    async def test_silence_gets_its_own_reply(self, devsim, devsim_url):
+        async with aiohttp.ClientSession() as http:
+            notes = VoiceNotes(Transcriber(http, f"{devsim_url}/v1", token="dev"))
+            answer = await notes.content(
+                _Channel(b"OggS\x00\x00", "audio/ogg"),
+                [InboundMedia(url="x", content_type="audio/ogg; codecs=opus")],
+                "",
+                user_id=uuid.uuid4(),
+                key="tg:1:3",
+            )
+
+        assert isinstance(answer, Planned)
+        assert answer.kind == "notice"
+        assert "couldn't hear any words" in answer.parts[0]
