@@ -251,6 +251,29 @@ class TestMedia:
         content = request["body"]["messages"][-1]["content"]
         assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
 
+    async def test_voice_note_is_transcribed_and_answered(
+        self,
+        telegram,
+        telegram_sim,
+        js,
+        clean_db,
+        devsim_url,
+        encryption_key,
+        devsim,
+    ):
+        await linked_user(clean_db, devsim_url, encryption_key)
+        note, _ = telegram_sim.state.add_file(
+            b"OggS\x00\x02what is on my calendar tomorrow", "audio/ogg"
+        )
+        await telegram(dev_llm_base_url=devsim_url)
+        media = (InboundMedia(url=note.file_id, content_type="audio/ogg"),)
+        await publish(js, said(telegram_sim, "", media=media))
+        assert await answers(telegram_sim, 1) == [
+            "Echo: (voice note) what is on my calendar tomorrow"
+        ]
+        heard, _ = await llm_requests(devsim)
+        assert heard["body"]["file"]["content_type"] == "audio/ogg"
+
     async def test_voice_note_is_fetched_from_the_bot_api_only(
         self, telegram_sim, clean_db
     ):
