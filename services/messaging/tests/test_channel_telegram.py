@@ -68,6 +68,12 @@ async def linked_user(pool, devsim_url, encryption_key, chat_id: int = CHAT):
     return user.user_id
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def linked(clean_db, devsim_url, encryption_key):
+    """The user of CHAT (a READY assistant, the chat linked); their id."""
+    return await linked_user(clean_db, devsim_url, encryption_key)
+
+
 def said(
     telegram_sim: TelegramSim, text: str, *, chat_id: int = CHAT, **fields
 ) -> InboundTelegram:
@@ -110,9 +116,8 @@ async def answers(
 
 class TestReplies:
     async def test_linked_chat_is_answered_by_send_message(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key, devsim
+        self, linked, telegram, telegram_sim, js, clean_db, devsim
     ):
-        user_id = await linked_user(clean_db, devsim_url, encryption_key)
         await telegram()
         event = said(telegram_sim, "hello bot #sleep=1")
         await publish(js, event)
@@ -124,7 +129,7 @@ class TestReplies:
         assert (row["channel"], row["phone_e164"], row["user_id"]) == (
             "telegram",
             str(CHAT),
-            user_id,
+            linked,
         )
         assert row["status"] == "SENT"
         assert row["twilio_sid"] == f"tg:{CHAT}:{sent['message_id']}"
@@ -133,9 +138,8 @@ class TestReplies:
         assert [a["action"] for a in telegram_sim.state.actions(CHAT)][:1] == ["typing"]
 
     async def test_long_reply_is_split_at_4096_characters(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key
+        self, linked, telegram, telegram_sim, js
     ):
-        await linked_user(clean_db, devsim_url, encryption_key)
         await telegram()
         await publish(js, said(telegram_sim, "essay #long=9000"))
         parts = await answers(telegram_sim, 3)
@@ -144,9 +148,8 @@ class TestReplies:
         assert " ".join(parts).split() == build_reply("#long=9000").split()
 
     async def test_429_retry_after_is_honoured_and_sent_once(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key
+        self, linked, telegram, telegram_sim, js
     ):
-        await linked_user(clean_db, devsim_url, encryption_key)
         await fault(telegram_sim, "sendMessage", 429, retry_after=2)
         before = sample("yourclaw_messaging_telegram_sends_total", outcome="retried")
         await telegram()
@@ -158,9 +161,8 @@ class TestReplies:
         assert after - before == 1
 
     async def test_a_refused_send_is_recorded_failed(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key
+        self, linked, telegram, telegram_sim, js, clean_db
     ):
-        await linked_user(clean_db, devsim_url, encryption_key)
         await fault(
             telegram_sim,
             "sendMessage",
@@ -228,9 +230,8 @@ class TestLinking:
         ]
 
     async def test_bare_start_from_a_linked_chat_says_it_is_linked(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key, devsim
+        self, linked, telegram, telegram_sim, js, devsim
     ):
-        await linked_user(clean_db, devsim_url, encryption_key)
         await telegram()
         await publish(js, said(telegram_sim, "/start"))
         assert await answers(telegram_sim, 1) == [replies.TELEGRAM_LINKED]
@@ -239,9 +240,8 @@ class TestLinking:
 
 class TestMedia:
     async def test_photo_reaches_the_assistant_as_a_data_uri(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key, devsim
+        self, linked, telegram, telegram_sim, js, devsim
     ):
-        await linked_user(clean_db, devsim_url, encryption_key)
         stored, _ = telegram_sim.state.add_file(b"\xff\xd8\xff-a-jpeg", "image/jpeg")
         await telegram()
         media = (InboundMedia(url=stored.file_id, content_type="image/jpeg"),)
@@ -252,16 +252,8 @@ class TestMedia:
         assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
 
     async def test_voice_note_is_transcribed_and_answered(
-        self,
-        telegram,
-        telegram_sim,
-        js,
-        clean_db,
-        devsim_url,
-        encryption_key,
-        devsim,
+        self, linked, telegram, telegram_sim, js, devsim_url, devsim
     ):
-        await linked_user(clean_db, devsim_url, encryption_key)
         note, _ = telegram_sim.state.add_file(
             b"OggS\x00\x02what is on my calendar tomorrow", "audio/ogg"
         )
@@ -296,15 +288,14 @@ class TestMedia:
 
 class TestMessagesWeSendFirst:
     async def test_a_telegram_only_user_gets_notices_free_form(
-        self, telegram, telegram_sim, js, clean_db, devsim_url, encryption_key
+        self, linked, telegram, telegram_sim, js, clean_db
     ):
-        user_id = await linked_user(clean_db, devsim_url, encryption_key)
         telegram_sim.state.chat(CHAT)
         await telegram()
         await publish(
             js,
             OutboundWhatsApp(
-                event_id=uuid.uuid4(), user_id=user_id, body="Reminder: stretch"
+                event_id=uuid.uuid4(), user_id=linked, body="Reminder: stretch"
             ),
         )
         assert await answers(telegram_sim, 1) == ["Reminder: stretch"]
