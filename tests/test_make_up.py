@@ -103,6 +103,7 @@ def test_make_up_serves_a_whatsapp_round_trip_and_stops_cleanly(tmp_path):
     env.update(
         API_PORT=str(api_port),
         DEVSIM_PORT=str(devsim_port),
+        TELEGRAM_SIM_PORT=str(free_port()),
         WEB_PORT=str(free_port()),
         LLM_PROXY_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",

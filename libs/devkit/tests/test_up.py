@@ -86,6 +86,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "YOURCLAW_WATCH_PID": str(watch.pid),
         "API_PORT": str(free_port()),
         "DEVSIM_PORT": str(free_port()),
+        "TELEGRAM_SIM_PORT": str(free_port()),
         "LLM_PROXY_PORT": str(free_port()),
         "WEB_PORT": str(free_port()),
         "HOST_RUNTIME": "process",
@@ -127,6 +128,28 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                 proc.kill()
         watch.kill()
         watch.wait()
+
+
+class TestTelegram:
+    def test_a_chat_is_answered_through_the_stand_in(self, stack):
+        found = re.search(r"Telegram stand-in (http://127.0.0.1:\d+)", stack.text())
+        assert found, stack.text()[-3000:]
+        base = found.group(1)
+        spoken = httpx.post(
+            f"{base}/_devsim/telegram/updates",
+            json={"chat_id": 4040, "text": "hello?"},
+            timeout=30,
+        ).json()
+        # The stand-in's webhook is gateway-api's, with the secret it checks.
+        assert spoken["status"] == 200, spoken
+
+        def answered() -> bool:
+            sent = httpx.get(
+                f"{base}/_devsim/telegram/sent", params={"chat_id": 4040}, timeout=5
+            ).json()["messages"]
+            return bool(sent) and "isn't linked" in sent[0]["text"]
+
+        wait_for(answered, 60, "messaging to answer the unlinked chat")
 
 
 class TestSupervision:

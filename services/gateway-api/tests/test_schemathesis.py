@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY
 from schemathesis import GenerationMode
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import BillingReply, Subject
+from yourclaw_devkit.telegram_sim import running_telegram_sim
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 
@@ -109,6 +110,7 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
     user_id = uuid.uuid4()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    telegram_port = free_port()
     settings_ = GatewaySettings(
         _env_file=None,
         database_url=service_env["DATABASE_URL"],
@@ -119,7 +121,6 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
         db_pool_max_size=4,
         twilio_auth_token=TWILIO_TOKEN,
         twilio_sms_number="+15550002222",
-        telegram_bot_token="123456:schemathesis-telegram-token",
         supabase_url=SUPABASE_URL,
         supabase_jwt_secret=JWT_SECRET,
         yourclaw_env="dev",
@@ -131,6 +132,10 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
         api_rate_limit_user_per_minute=0,
         api_sensitive_rate_limit_ip_per_minute=0,
         api_sensitive_rate_limit_user_per_minute=0,
+        # A bot on the Telegram stand-in (`main`), so the link route answers 200.
+        telegram_bot_token="7000000001:schemathesis-bot-token",
+        telegram_webhook_secret="schemathesis-telegram-secret",
+        telegram_api_base=f"http://127.0.0.1:{telegram_port}",
     )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -138,6 +143,11 @@ def served(service_env: dict[str, str]) -> Iterator[Served]:
     failure: list[BaseException] = []
 
     async def main() -> None:
+        token = settings_.telegram_bot_token.get_secret_value()
+        async with running_telegram_sim(token, port=telegram_port):
+            await serve()
+
+    async def serve() -> None:
         await _seed(service_env["DATABASE_URL"], user_id)
         nc = await nats.connect(service_env["NATS_URL"])
         for subject in (Subject.BILLING_CHECKOUT_CREATE, Subject.BILLING_PORTAL_CREATE):

@@ -6,6 +6,7 @@
     yourclaw-dev register --phone +15551234567          # a ready user, no provisioning
     yourclaw-dev messages --phone +15551234567          # what the Twilio stand-in sent
     yourclaw-dev pay --email you@example.com            # complete the dev checkout
+    yourclaw-dev telegram --chat 1001 "hello"           # as a Telegram chat
 
 Settings come from the environment under the names the services use.
 """
@@ -41,6 +42,7 @@ from yourclaw_devkit.defaults import (
     DEVSIM_URL,
 )
 from yourclaw_devkit.signing import twilio_signature
+from yourclaw_devkit.telegram_chat import add_telegram_command, telegram_command
 from yourclaw_devkit.twilio_sim import (
     inbound_sms_form,
     inbound_whatsapp_form,
@@ -99,6 +101,8 @@ class DevCliSettings(CommonSettings):
     twilio_api_base: str = DEVSIM_URL
     # The assistant endpoint `register` gives new users (the LLM stand-in).
     dev_assistant_url: str = DEVSIM_URL
+    # The Telegram stand-in `telegram` speaks through.
+    telegram_api_base: str = "http://127.0.0.1:8901"
 
 
 def normalize_phone(raw: str) -> str:
@@ -643,6 +647,7 @@ def _parser() -> argparse.ArgumentParser:
     messages.add_argument(
         "--sms", action="store_true", help="with --phone: the SMS sent to it"
     )
+    add_telegram_command(commands)
     return parser
 
 
@@ -659,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_register(settings, args)
     if args.command == "pay":
         return asyncio.run(_pay(settings, args))
+    if args.command in ("telegram", "tg"):
+        return telegram_command(settings.telegram_api_base, args)
     return _cmd_messages(settings, args)
 
 

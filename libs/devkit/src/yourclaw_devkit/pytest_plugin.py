@@ -2,7 +2,8 @@
 
 `devsim_url` serves one devsim (Twilio Messages resource + OpenAI-compatible
 chat completions) per session on a free loopback port; `devsim` is a client on
-it whose records were cleared for the test. The functions and `ManualClock` are
+it whose records were cleared for the test. `telegram_sim` is a Telegram Bot
+API stand-in of the test's own. The functions and `ManualClock` are
 what the services' tests check and build alike.
 """
 
@@ -26,6 +27,7 @@ from yourclaw_devkit.defaults import (
     DEV_WHATSAPP_NUMBER,
 )
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
+from yourclaw_devkit.telegram_sim import TelegramSim, running_telegram_sim
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{DEV_TWILIO_ACCOUNT_SID}/Messages.json"
 
@@ -149,3 +151,10 @@ async def devsim(devsim_url: str) -> AsyncIterator[httpx.AsyncClient]:
         (await client.delete("/_devsim/messages")).raise_for_status()
         (await client.delete("/_devsim/llm/requests")).raise_for_status()
         yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def telegram_sim() -> AsyncIterator[TelegramSim]:
+    """A Telegram Bot API stand-in (the dev bot's token) for this test alone."""
+    async with running_telegram_sim() as sim:
+        yield sim

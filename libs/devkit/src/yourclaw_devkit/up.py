@@ -50,6 +50,10 @@ from yourclaw_common.migrate import run as migrate
 from yourclaw_common.nats_auth import host_user
 
 from yourclaw_devkit.defaults import DEV_SMS_NUMBER, dev_stripe_env, dev_twilio_env
+from yourclaw_devkit.telegram_sim import (
+    DEV_TELEGRAM_BOT_TOKEN,
+    DEV_TELEGRAM_WEBHOOK_SECRET,
+)
 
 DATA = Path(os.environ.get("YOURCLAW_DATA_DIR") or ".data")
 DEV_ENV_FILE = DATA / "dev.env"
@@ -140,6 +144,7 @@ def dev_defaults(
     *,
     docker_bridge: str | None = None,
     proxy_port: str = "8790",
+    telegram_port: int | None = None,
 ) -> dict[str, str]:
     """The local stack's settings; the caller's environment overrides each one.
 
@@ -147,6 +152,7 @@ def dev_defaults(
     without, as bare processes that isolate nothing.
     """
     devsim = f"http://127.0.0.1:{devsim_port}"
+    telegram_port = telegram_port or devsim_port + 1
     return {
         "API_HOST": "127.0.0.1",
         "API_PORT": str(api_port),
@@ -169,6 +175,13 @@ def dev_defaults(
         # with the same secret gateway-api verifies.
         **dev_stripe_env(devsim),
         "DEVSIM_STRIPE_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/stripe",
+        # The Telegram stand-in is the Bot API; it delivers updates to
+        # gateway-api with the secret gateway-api checks.
+        "TELEGRAM_SIM_PORT": str(telegram_port),
+        "TELEGRAM_API_BASE": f"http://127.0.0.1:{telegram_port}",
+        "TELEGRAM_BOT_TOKEN": DEV_TELEGRAM_BOT_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": DEV_TELEGRAM_WEBHOOK_SECRET,
+        "TELEGRAM_SIM_WEBHOOK_URL": f"http://127.0.0.1:{api_port}/api/v1/webhooks/telegram",
         # Assistants registered with `yourclaw-dev register` answer from here.
         "DEV_ASSISTANT_URL": devsim,
         # Provisioned OpenClaw gateways use the LLM stand-in as their provider.
@@ -343,7 +356,12 @@ def main() -> int:
     api_port = int(env_in.get("API_PORT", "8000"))
     devsim_port = int(env_in.get("DEVSIM_PORT", "8900"))
     web_port = int(env_in.get("WEB_PORT", "3000"))
-    ports = [("API_PORT", api_port), ("DEVSIM_PORT", devsim_port)]
+    telegram_port = int(env_in.get("TELEGRAM_SIM_PORT") or devsim_port + 1)
+    ports = [
+        ("API_PORT", api_port),
+        ("DEVSIM_PORT", devsim_port),
+        ("TELEGRAM_SIM_PORT", telegram_port),
+    ]
     if _web_command(web_port) is not None:
         ports.append(("WEB_PORT", web_port))
     for name, port in ports:
@@ -379,6 +397,7 @@ def main() -> int:
             web_port,
             docker_bridge=bridge,
             proxy_port=env_in.get("LLM_PROXY_PORT", "8790"),
+            telegram_port=telegram_port,
         ),
         **_persistent_secrets(),
         **env_in,
@@ -452,6 +471,13 @@ def _run_stack(
             {"SERVICE_NAME": "gateway-api"},
         ),
     ]
+    specs.append(
+        (
+            "telegram-sim",
+            [py, "-m", "yourclaw_devkit.telegram_sim"],
+            {"SERVICE_NAME": "telegram-sim"},
+        )
+    )
     # A Prometheus port each, from <NAME>_METRICS_PORT or a free one.
     for name in ("billing", "host-agent", "provisioner", "llm-proxy", "messaging"):
         variable = name.upper().replace("-", "_") + "_METRICS_PORT"
@@ -486,6 +512,7 @@ def _run_stack(
 
         _wait_http(f"http://127.0.0.1:{devsim_port}/_devsim/health", children[0])
         _wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", children[1])
+        _wait_http(f"{env['TELEGRAM_API_BASE']}/_devsim/health", children[2])
         workers = {c.name: c for c in children if "METRICS_PORT" in c.env}
         for worker in workers.values():
             _wait_http(f"http://127.0.0.1:{worker.env['METRICS_PORT']}/readyz", worker)
@@ -612,6 +639,7 @@ _DEV_ENV_KEYS = {
     "TWILIO_WHATSAPP_NUMBER",
     "TWILIO_SMS_NUMBER",
     "TWILIO_API_BASE",
+    "TELEGRAM_API_BASE",
     "DEV_ASSISTANT_URL",
     "APP_URL",
 }
@@ -639,10 +667,12 @@ YourClaw is running. Ctrl-C stops everything.
   SMS webhook     {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/twilio/sms (number {env.get("TWILIO_SMS_NUMBER") or "unset: SMS off"})
 {workers}
   Stripe webhook  {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/stripe
+  Telegram webhook {env["PUBLIC_BASE_URL"]}/api/v1/webhooks/telegram
   Twilio stand-in {env["TWILIO_API_BASE"]}/2010-04-01/Accounts/{env["TWILIO_ACCOUNT_SID"]}/Messages.json
   WhatsApp sim    {env["TWILIO_API_BASE"]}/_devsim/whatsapp (chat as any phone number)
   LLM stand-in    {env["DEV_ASSISTANT_URL"]}/v1/chat/completions
   Stripe stand-in {env["STRIPE_API_BASE"]}/v1 (hosted checkout pages included)
+  Telegram stand-in {env["TELEGRAM_API_BASE"]}/bot<token>/<method> (yourclaw-dev telegram: speak as a chat)
   NATS            {env["NATS_URL"]}
   PostgreSQL      {env["DATABASE_URL"].split("@")[-1]}
   settings        {DEV_ENV_FILE} (used by the commands below)
@@ -652,6 +682,7 @@ Try it (in another terminal):
   .tools/bin/uv run yourclaw-dev send --from +15551234567 "hello"
   .tools/bin/uv run yourclaw-dev send --sms --from +15551234567 "hello by SMS"
   .tools/bin/uv run yourclaw-dev send --from +15550000000 "who are you?"   # not signed up
+  .tools/bin/uv run yourclaw-dev telegram --chat 1001 "hello"   # as a Telegram chat
   # As a user: sign in on the web app, enter a number, then send the 6-digit code
   # it shows from the WhatsApp sim as that number (or: yourclaw-dev send --from).
 """,

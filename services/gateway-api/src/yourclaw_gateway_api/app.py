@@ -36,6 +36,7 @@ from yourclaw_gateway_api.api import (
     health,
     internal,
     ops,
+    telegram,
     usage,
     users,
 )
@@ -51,6 +52,7 @@ from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.ratelimit import ApiLimits, ClientIp, RateLimiter
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
+from yourclaw_gateway_api.webhooks.telegram import telegram_webhook_router
 from yourclaw_gateway_api.webhooks.twilio import (
     TwilioWebhook,
     twilio_webhooks,
@@ -272,9 +274,11 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     api.include_router(api_keys.router)
     api.include_router(usage.router)
     api.include_router(internal.router)
+    api.include_router(telegram.telegram_router(settings))
     if settings.dev_login_enabled:
         api.include_router(dev.router)
     api.include_router(stripe_webhook_router(settings))
+    api.include_router(telegram_webhook_router(settings))
     install_openapi(
         api,
         jwks=bool(settings.supabase_url),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_network
 from urllib.parse import urlsplit
 
@@ -32,8 +33,14 @@ class GatewaySettings(CommonSettings):
     # or calling codes, `*` everywhere. Elsewhere the dashboard offers Telegram
     # or SMS instead of the wa.me link.
     whatsapp_allowed_countries: AllowedCountriesSetting = EVERYWHERE
-    # The Telegram bot's token from @BotFather; empty: Telegram is off.
+    # The Telegram bot's token from @BotFather; empty: Telegram is off (the
+    # webhook and the link endpoint say it is not configured).
     telegram_bot_token: SecretStr = SecretStr("")
+    # The `secret_token` setWebhook was given, which Telegram sends back in
+    # X-Telegram-Bot-Api-Secret-Token; empty refuses every update.
+    telegram_webhook_secret: SecretStr = SecretStr("")
+    # The Bot API (getMe, setWebhook); a stand-in in dev and tests.
+    telegram_api_base: str = "https://api.telegram.org"
     # The endpoint's signing secret (whsec_…); empty refuses every Stripe webhook.
     stripe_webhook_secret: SecretStr = SecretStr("")
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1)
@@ -81,7 +88,16 @@ class GatewaySettings(CommonSettings):
     # Seconds to wait for billing's reply to a checkout or portal request.
     billing_request_timeout_seconds: float = Field(default=5.0, gt=0)
 
-    @field_validator("supabase_url", "app_url")
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _check_telegram_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        # What setWebhook accepts as secret_token.
+        secret = value.get_secret_value()
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("supabase_url", "app_url", "telegram_api_base")
     @classmethod
     def _check_optional_url(cls, value: str) -> str:
         if not value:

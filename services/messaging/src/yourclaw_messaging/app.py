@@ -18,14 +18,17 @@ from yourclaw_common.runtime import (
 from yourclaw_messaging.assistant import AssistantClient
 from yourclaw_messaging.channels.base import Channel
 from yourclaw_messaging.channels.sms import SmsChannel
+from yourclaw_messaging.channels.sms import incoming as sms_in
+from yourclaw_messaging.channels.telegram import TelegramChannel
+from yourclaw_messaging.channels.telegram import incoming as telegram_in
 from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
+from yourclaw_messaging.channels.whatsapp import incoming as whatsapp_in
 from yourclaw_messaging.commands import Commands
 from yourclaw_messaging.consumers import CONSUMERS
 from yourclaw_messaging.handlers import (
     on_assistant_ready,
     on_assistant_restarted,
-    on_inbound_sms,
-    on_inbound_whatsapp,
+    on_inbound,
     on_inbound_whatsapp_status,
     on_outbound_whatsapp,
     on_usage_notice,
@@ -33,6 +36,7 @@ from yourclaw_messaging.handlers import (
 from yourclaw_messaging.limits import Limits
 from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_messaging.telegram import TelegramClient
 from yourclaw_messaging.turns import Turns
 from yourclaw_messaging.twilio import TwilioClient
 from yourclaw_messaging.voice import Transcriber, VoiceNotes
@@ -63,9 +67,12 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set (tests call this directly)."""
     secrets = SecretBox(settings.encryption_key.get_secret_value())
     # A channel that is off gets no durable consumer.
+    telegram_token = settings.telegram_bot_token.get_secret_value()
     consumers = list(_CONSUMERS)
     if settings.twilio_sms_number:
         consumers.append(CONSUMERS.MESSAGING_INBOUND_SMS)
+    if telegram_token:
+        consumers.append(CONSUMERS.MESSAGING_INBOUND_TELEGRAM)
     async with (
         open_runtime(settings, stop=stop, consumers=consumers) as runtime,
         # aiohttp: a fifth of httpx's CPU per call, which is most of a turn's.
@@ -112,6 +119,14 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
                 app_url=settings.app_url,
                 **sending,
             )
+        if telegram_token:
+            channels["telegram"] = TelegramChannel(
+                pool=pool,
+                client=TelegramClient(
+                    http, api_base=settings.telegram_api_base, token=telegram_token
+                ),
+                app_url=settings.app_url,
+            )
         turns = Turns(
             pool=pool,
             channels=channels,
@@ -142,9 +157,16 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             twilio_api_base=settings.twilio_api_base,
             channels=list(channels),
         )
-        inbound = [(CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound_whatsapp(turns))]
+        # Each channel's messages, converted to one `Incoming`, take one path.
+        inbound = [
+            (CONSUMERS.MESSAGING_INBOUND_WHATSAPP, on_inbound(turns, whatsapp_in)),
+        ]
         if "sms" in channels:
-            inbound.append((CONSUMERS.MESSAGING_INBOUND_SMS, on_inbound_sms(turns)))
+            inbound.append((CONSUMERS.MESSAGING_INBOUND_SMS, on_inbound(turns, sms_in)))
+        if "telegram" in channels:
+            inbound.append(
+                (CONSUMERS.MESSAGING_INBOUND_TELEGRAM, on_inbound(turns, telegram_in))
+            )
         await run_consumers(
             runtime,
             [

@@ -8,8 +8,6 @@ from typing import Any
 from yourclaw_common.events import (
     AssistantReady,
     AssistantRestarted,
-    InboundSms,
-    InboundWhatsApp,
     InboundWhatsAppStatus,
     OutboundWhatsApp,
     UsageAllowanceWarning,
@@ -17,7 +15,6 @@ from yourclaw_common.events import (
 )
 from yourclaw_common.nats import Handler, HandlerContext
 
-from yourclaw_messaging.channels import sms, whatsapp
 from yourclaw_messaging.channels.base import Incoming
 from yourclaw_messaging.channels.whatsapp import WhatsAppChannel
 from yourclaw_messaging.proactive import Proactive
@@ -31,20 +28,6 @@ def on_inbound(turns: Turns, incoming: Callable[[Any], Incoming]) -> Handler:
         await turns.handle_incoming(incoming(event), deliveries=ctx.num_delivered)
 
     return handle
-
-
-def on_inbound_whatsapp(turns: Turns) -> Handler:
-    def convert(event: InboundWhatsApp) -> Incoming:
-        return whatsapp.incoming(event)
-
-    return on_inbound(turns, convert)
-
-
-def on_inbound_sms(turns: Turns) -> Handler:
-    def convert(event: InboundSms) -> Incoming:
-        return sms.incoming(event)
-
-    return on_inbound(turns, convert)
 
 
 def on_inbound_whatsapp_status(whatsapp: WhatsAppChannel) -> Handler:

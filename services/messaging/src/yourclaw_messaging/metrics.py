@@ -55,6 +55,12 @@ SMS_KEYWORDS = Counter(
     "(opted_out), and opt-outs learnt from Twilio's error 21610 (twilio_21610).",
     ["keyword"],
 )
+TELEGRAM_SENDS = Counter(
+    "yourclaw_messaging_telegram_sends_total",
+    "Messages handed to Telegram's sendMessage, by outcome (sent, rejected, "
+    "failed, retried).",
+    ["outcome"],
+)
 VOICE_NOTES = Counter(
     "yourclaw_messaging_voice_notes_total",
     "Inbound voice notes, by outcome (transcribed; not: unsupported, rejected, "

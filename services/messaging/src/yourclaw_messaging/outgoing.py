@@ -11,13 +11,17 @@ another replica) stores the parts first is the one that sends them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 from yourclaw_common.db import Connection
 
 from yourclaw_messaging import metrics, repository
+from yourclaw_messaging.batching import Batcher
+from yourclaw_messaging.errors import is_unstorable, unstorable_as_permanent
 from yourclaw_messaging.repository.outbound import Replies, Turn
 
 
@@ -89,3 +93,32 @@ async def settle(
         if sendable:
             metrics.OUTBOUND.labels(outgoing.kind).inc(sendable)
     return stored, True
+
+
+def sent_recorder(
+    pool: asyncpg.Pool,
+) -> Batcher[tuple[UUID, str], asyncpg.Record | None]:
+    """Records the provider's id of each (message id, provider id) sent, batched
+    with the other turns' (one statement, one commit); each call's result is
+    the message when a status callback that beat us here changed it
+    (`repository.outbound.mark_sent`). A batch PostgreSQL refuses for one
+    item's value is stored item by item."""
+
+    async def record(sends: list[tuple[UUID, str]]) -> list[asyncpg.Record | None]:
+        async with pool.acquire() as conn:
+            with unstorable_as_permanent():
+                return await repository.outbound.mark_sent(conn, sends)
+
+    return Batcher(record, isolate=is_unstorable)
+
+
+def in_flight(stored: Sequence[asyncpg.Record], *, within: float) -> bool:
+    """Whether a part was handed to the provider less than `within` seconds ago
+    and its id is not recorded yet: another attempt may be sending it now."""
+    since = datetime.now(UTC) - timedelta(seconds=within)
+    return any(
+        row["status"] == "SENDING"
+        and row["twilio_sid"] is None
+        and (row["send_attempted_at"] or since) > since
+        for row in stored
+    )

@@ -16,6 +16,26 @@ VERIFY_PENDING = (
     "for 15 minutes). Until then, messages from this number don't reach an "
     "assistant."
 )
+# Telegram: a chat that is not linked to an account, and what became of the
+# `/start <code>` the dashboard's link sends.
+TELEGRAM_STRANGER = (
+    "Hi! This is YourClaw, your always-on AI assistant. This Telegram chat isn't "
+    "linked to an account yet. Sign in at {app_url}/dashboard and press "
+    '"Link Telegram" to connect it; until then, messages here don\'t reach an '
+    "assistant."
+)
+TELEGRAM_LINKED = (
+    "This chat is linked to your YourClaw account. Messages you send here now go "
+    "to your assistant."
+)
+TELEGRAM_LINK_EXPIRED = (
+    "That link has expired or was already used. Open {app_url}/dashboard and "
+    'press "Link Telegram" for a new one (each link works once, for 15 minutes).'
+)
+TELEGRAM_LINK_INVALID = (
+    "That link isn't valid for this chat. Open {app_url}/dashboard and press "
+    '"Link Telegram" for a new one.'
+)
 PHONE_VERIFIED = (
     "Your number is linked to your YourClaw account. Messages you send here now "
     "go to your assistant."

@@ -34,6 +34,11 @@ class MessagingSettings(CommonSettings):
     # backoff; after that the turn is redelivered later by JetStream.
     twilio_send_retries: int = Field(default=3, ge=0)
 
+    # The Telegram bot's token (docs/channels.md); empty turns the channel off.
+    telegram_bot_token: SecretStr = SecretStr("")
+    # The Bot API; a stand-in in dev and tests.
+    telegram_api_base: str = "https://api.telegram.org"
+
     # Per user, counted across every replica in Postgres. 0 turns a limit off.
     rate_limit_msg_per_min: int = Field(default=5, ge=0)
     rate_limit_msg_per_day: int = Field(default=100, ge=0)

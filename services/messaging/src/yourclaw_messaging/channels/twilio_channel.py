@@ -19,7 +19,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import ClassVar
 from uuid import UUID
 
@@ -27,15 +27,12 @@ import asyncpg
 from yourclaw_common.events import InboundWhatsAppStatus
 from yourclaw_common.logging import get_logger
 
-from yourclaw_messaging import metrics, repository
-from yourclaw_messaging.batching import Batcher
+from yourclaw_messaging import metrics, outgoing, repository
 from yourclaw_messaging.channels.base import ChannelName
 from yourclaw_messaging.errors import (
     SendUnconfirmed,
     TwilioRejected,
     TwilioSendError,
-    is_unstorable,
-    unstorable_as_permanent,
 )
 from yourclaw_messaging.sendrate import SharedTokenBucket
 from yourclaw_messaging.twilio import SentMessage, TwilioClient
@@ -63,17 +60,7 @@ class TwilioChannel:
 
     def __post_init__(self) -> None:
         self._bucket = SharedTokenBucket(self.pool, self.sender, self.send_rate)
-        # A batch PostgreSQL refuses for one item's value is stored item by item.
-        self._sent: Batcher[tuple[UUID, str], asyncpg.Record | None] = Batcher(
-            self._record_sent, isolate=is_unstorable
-        )
-
-    async def _record_sent(
-        self, sends: list[tuple[UUID, str]]
-    ) -> list[asyncpg.Record | None]:
-        async with self.pool.acquire() as conn:
-            with unstorable_as_permanent():
-                return await repository.outbound.mark_sent(conn, sends)
+        self._sent = outgoing.sent_recorder(self.pool)
 
     # --- what each channel decides --------------------------------------------
 
@@ -93,13 +80,7 @@ class TwilioChannel:
         return await self.twilio.fetch_media(url, max_bytes=max_bytes)
 
     def in_flight(self, stored: Sequence[asyncpg.Record]) -> bool:
-        since = datetime.now(UTC) - timedelta(seconds=self.send_confirm_seconds)
-        return any(
-            row["status"] == "SENDING"
-            and row["twilio_sid"] is None
-            and (row["send_attempted_at"] or since) > since
-            for row in stored
-        )
+        return outgoing.in_flight(stored, within=self.send_confirm_seconds)
 
     async def deliver(
         self, stored: Sequence[asyncpg.Record], address: str, *, fresh: bool

@@ -1,0 +1,309 @@
+"""Telegram through the Bot API stand-in: replies by sendMessage (split at
+4,096 characters, 429's retry_after honoured, typing while the assistant
+works), the answers to `/start <code>`, an unlinked chat, media by getFile."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+
+import aiohttp
+import httpx
+import pytest
+import pytest_asyncio
+from yourclaw_common.crypto import SecretBox
+from yourclaw_common.events import InboundMedia, InboundTelegram, OutboundWhatsApp
+from yourclaw_common.nats import publish
+from yourclaw_common.testing import eventually
+from yourclaw_devkit.cli import register_dev_user
+from yourclaw_devkit.defaults import DEV_GATEWAY_TOKEN
+from yourclaw_devkit.llm_sim import build_reply
+from yourclaw_devkit.telegram_sim import TelegramSim
+from yourclaw_messaging import replies
+from yourclaw_messaging.channels.telegram import TelegramChannel
+from yourclaw_messaging.errors import MediaRejected
+from yourclaw_messaging.telegram import TelegramClient
+
+from .conftest import llm_requests, sample
+
+CHAT = 424242
+APP_URL = "https://app.yourclaw.test"
+_updates = itertools.count(900_000_000)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def telegram(start_messaging, telegram_sim):
+    """Start messaging with Telegram on the stand-in."""
+
+    async def start(**overrides) -> None:
+        await start_messaging(
+            telegram_bot_token=telegram_sim.token,
+            telegram_api_base=telegram_sim.url,
+            **overrides,
+        )
+
+    telegram_sim.state.clear()
+    return start
+
+
+async def linked_user(pool, devsim_url, encryption_key, chat_id: int = CHAT):
+    """A user with a READY assistant (the LLM stand-in) and a linked chat."""
+    async with pool.acquire() as conn:
+        user = await register_dev_user(
+            conn,
+            phone=f"+1555{chat_id % 10_000_000:07d}",
+            endpoint=devsim_url,
+            token=DEV_GATEWAY_TOKEN,
+            box=SecretBox(encryption_key),
+            link_phone=False,
+        )
+        await conn.execute(
+            "INSERT INTO telegram_links (user_id, chat_id, linked_by) "
+            "VALUES ($1, $2, 1)",
+            user.user_id,
+            chat_id,
+        )
+    return user.user_id
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def linked(clean_db, devsim_url, encryption_key):
+    """The user of CHAT (a READY assistant, the chat linked); their id."""
+    return await linked_user(clean_db, devsim_url, encryption_key)
+
+
+def said(
+    telegram_sim: TelegramSim, text: str, *, chat_id: int = CHAT, **fields
+) -> InboundTelegram:
+    """What gateway-api publishes for a message the chat sends (the stand-in
+    numbers it, so the bot's answers follow it)."""
+    chat = telegram_sim.state.chat(chat_id, first_name="Ada")
+    message = telegram_sim.state.message_from(chat, text=text)
+    return InboundTelegram(
+        update_id=next(_updates),
+        chat_id=chat_id,
+        message_id=message["message_id"],
+        text=text,
+        first_name="Ada",
+        **fields,
+    )
+
+
+async def fault(telegram_sim: TelegramSim, method: str, code: int, **spec) -> None:
+    """The stand-in's next `method` call to the chat fails with `code`."""
+    async with httpx.AsyncClient(base_url=telegram_sim.url) as client:
+        answer = await client.post(
+            "/_devsim/telegram/faults",
+            json={"method": method, "error_code": code, "chat_id": CHAT, **spec},
+        )
+    answer.raise_for_status()
+
+
+async def answers(
+    telegram_sim: TelegramSim, count: int, *, chat_id: int = CHAT, wait=1.0
+):
+    """The texts the bot sent the chat, once there are `count` (and a moment more)."""
+
+    async def enough():
+        return len(telegram_sim.state.sent(chat_id)) >= count
+
+    await eventually(enough, timeout=15)
+    await asyncio.sleep(wait)
+    return [m["text"] for m in telegram_sim.state.sent(chat_id)]
+
+
+class TestReplies:
+    async def test_linked_chat_is_answered_by_send_message(
+        self, linked, telegram, telegram_sim, js, clean_db, devsim
+    ):
+        await telegram()
+        event = said(telegram_sim, "hello bot #sleep=1")
+        await publish(js, event)
+        assert await answers(telegram_sim, 1) == ["Echo: hello bot #sleep=1"]
+        (sent,) = telegram_sim.state.sent(CHAT)
+        row = await clean_db.fetchrow(
+            "SELECT * FROM messages WHERE direction = 'OUTBOUND'"
+        )
+        assert (row["channel"], row["phone_e164"], row["user_id"]) == (
+            "telegram",
+            str(CHAT),
+            linked,
+        )
+        assert row["status"] == "SENT"
+        assert row["twilio_sid"] == f"tg:{CHAT}:{sent['message_id']}"
+        assert row["in_reply_to"] == event.message_key
+        # "typing…" while the assistant worked.
+        assert [a["action"] for a in telegram_sim.state.actions(CHAT)][:1] == ["typing"]
+
+    async def test_long_reply_is_split_at_4096_characters(
+        self, linked, telegram, telegram_sim, js
+    ):
+        await telegram()
+        await publish(js, said(telegram_sim, "essay #long=9000"))
+        parts = await answers(telegram_sim, 3)
+        assert len(parts) == 3
+        assert all(len(p) <= 4096 for p in parts)
+        assert " ".join(parts).split() == build_reply("#long=9000").split()
+
+    async def test_429_retry_after_is_honoured_and_sent_once(
+        self, linked, telegram, telegram_sim, js
+    ):
+        await fault(telegram_sim, "sendMessage", 429, retry_after=2)
+        before = sample("yourclaw_messaging_telegram_sends_total", outcome="retried")
+        await telegram()
+        published = time.monotonic()
+        await publish(js, said(telegram_sim, "busy?"))
+        assert await answers(telegram_sim, 1) == ["Echo: busy?"]
+        assert time.monotonic() - published >= 2
+        after = sample("yourclaw_messaging_telegram_sends_total", outcome="retried")
+        assert after - before == 1
+
+    async def test_a_refused_send_is_recorded_failed(
+        self, linked, telegram, telegram_sim, js, clean_db
+    ):
+        await fault(
+            telegram_sim,
+            "sendMessage",
+            403,
+            description="Forbidden: bot was blocked by the user",
+        )
+        await telegram()
+        await publish(js, said(telegram_sim, "hi"))
+
+        async def failed():
+            return await clean_db.fetchrow(
+                "SELECT status, error_code FROM messages "
+                "WHERE direction = 'OUTBOUND' AND status = 'FAILED'"
+            )
+
+        row = await eventually(failed, timeout=15)
+        assert row["error_code"] == "403"
+        assert telegram_sim.state.sent(CHAT) == []
+
+
+class TestLinking:
+    @pytest.mark.parametrize(
+        ("link", "expected"),
+        [
+            ("linked", replies.TELEGRAM_LINKED),
+            ("expired", replies.TELEGRAM_LINK_EXPIRED.format(app_url=APP_URL)),
+            ("invalid", replies.TELEGRAM_LINK_INVALID.format(app_url=APP_URL)),
+        ],
+    )
+    async def test_link_results_are_answered_without_the_assistant(
+        self,
+        telegram,
+        telegram_sim,
+        js,
+        clean_db,
+        devsim_url,
+        encryption_key,
+        devsim,
+        link,
+        expected,
+    ):
+        if link == "linked":  # gateway-api linked the chat before publishing
+            await linked_user(clean_db, devsim_url, encryption_key)
+        await telegram()
+        await publish(js, said(telegram_sim, "/start", link=link))
+        assert await answers(telegram_sim, 1) == [expected]
+        assert await llm_requests(devsim) == []
+
+    async def test_unlinked_chat_is_told_once_how_to_link(
+        self, telegram, telegram_sim, js, clean_db, devsim
+    ):
+        await telegram()
+        for text in ("hello?", "anyone there?"):
+            await publish(js, said(telegram_sim, text))
+        assert await answers(telegram_sim, 1, wait=2.0) == [
+            replies.TELEGRAM_STRANGER.format(app_url=APP_URL)
+        ]
+        assert await llm_requests(devsim) == []
+        stored = await clean_db.fetch(
+            "SELECT user_id, channel FROM messages WHERE direction = 'INBOUND'"
+        )
+        assert [(r["user_id"], r["channel"]) for r in stored] == [
+            (None, "telegram"),
+            (None, "telegram"),
+        ]
+
+    async def test_bare_start_from_a_linked_chat_says_it_is_linked(
+        self, linked, telegram, telegram_sim, js, devsim
+    ):
+        await telegram()
+        await publish(js, said(telegram_sim, "/start"))
+        assert await answers(telegram_sim, 1) == [replies.TELEGRAM_LINKED]
+        assert await llm_requests(devsim) == []
+
+
+class TestMedia:
+    async def test_photo_reaches_the_assistant_as_a_data_uri(
+        self, linked, telegram, telegram_sim, js, devsim
+    ):
+        stored, _ = telegram_sim.state.add_file(b"\xff\xd8\xff-a-jpeg", "image/jpeg")
+        await telegram()
+        media = (InboundMedia(url=stored.file_id, content_type="image/jpeg"),)
+        await publish(js, said(telegram_sim, "what is this?", media=media))
+        await answers(telegram_sim, 1)
+        (request,) = await llm_requests(devsim)
+        content = request["body"]["messages"][-1]["content"]
+        assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+
+    async def test_voice_note_is_transcribed_and_answered(
+        self, linked, telegram, telegram_sim, js, devsim_url, devsim
+    ):
+        note, _ = telegram_sim.state.add_file(
+            b"OggS\x00\x02what is on my calendar tomorrow", "audio/ogg"
+        )
+        await telegram(dev_llm_base_url=devsim_url)
+        media = (InboundMedia(url=note.file_id, content_type="audio/ogg"),)
+        await publish(js, said(telegram_sim, "", media=media))
+        assert await answers(telegram_sim, 1) == [
+            "Echo: (voice note) what is on my calendar tomorrow"
+        ]
+        heard, _ = await llm_requests(devsim)
+        assert heard["body"]["file"]["content_type"] == "audio/ogg"
+
+    async def test_voice_note_is_fetched_from_the_bot_api_only(
+        self, telegram_sim, clean_db
+    ):
+        stored, _ = telegram_sim.state.add_file(b"OggS" + b"\x00" * 100, "audio/ogg")
+        async with aiohttp.ClientSession() as http:
+            channel = TelegramChannel(
+                pool=clean_db,
+                client=TelegramClient(
+                    http, api_base=telegram_sim.url, token=telegram_sim.token
+                ),
+                app_url=APP_URL,
+            )
+            data, kind = await channel.fetch_media(stored.file_id, max_bytes=1000)
+            assert (data[:4], kind) == (b"OggS", "audio/ogg")
+            with pytest.raises(MediaRejected):
+                await channel.fetch_media(stored.file_id, max_bytes=50)
+            with pytest.raises(MediaRejected):
+                await channel.fetch_media("not-a-file-id", max_bytes=1000)
+
+
+class TestMessagesWeSendFirst:
+    async def test_a_telegram_only_user_gets_notices_free_form(
+        self, linked, telegram, telegram_sim, js, clean_db
+    ):
+        telegram_sim.state.chat(CHAT)
+        await telegram()
+        await publish(
+            js,
+            OutboundWhatsApp(
+                event_id=uuid.uuid4(), user_id=linked, body="Reminder: stretch"
+            ),
+        )
+        assert await answers(telegram_sim, 1) == ["Reminder: stretch"]
+        row = await clean_db.fetchrow(
+            "SELECT kind, channel, status FROM messages WHERE direction = 'OUTBOUND'"
+        )
+        assert (row["kind"], row["channel"], row["status"]) == (
+            "proactive",
+            "telegram",
+            "SENT",
+        )
