@@ -20,15 +20,17 @@ from yourclaw_common.testing import eventually
 from yourclaw_devkit.cli import register_dev_user
 from yourclaw_devkit.defaults import DEV_GATEWAY_TOKEN
 from yourclaw_devkit.llm_sim import build_reply
+from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_devkit.telegram_sim import TelegramSim
 from yourclaw_messaging import replies
 from yourclaw_messaging.channels.telegram import TelegramChannel
 from yourclaw_messaging.errors import MediaRejected
 from yourclaw_messaging.telegram import TelegramClient
 
-from .conftest import llm_requests, sample
+from .conftest import TEMPLATE_NOTIFY, llm_requests, sample
 
 CHAT = 424242
+PHONE_AND_CHAT = "+15551249999"
 APP_URL = "https://app.yourclaw.test"
 _updates = itertools.count(900_000_000)
 
@@ -307,3 +309,45 @@ class TestMessagesWeSendFirst:
             "telegram",
             "SENT",
         )
+
+    async def test_reminders_follow_the_preferred_channel(
+        self, telegram, telegram_sim, js, clean_db, devsim, devsim_url, encryption_key
+    ):
+        """A user on WhatsApp and Telegram: a reminder goes where they last
+        wrote, until `/channel` names one; then it goes there."""
+        async with clean_db.acquire() as conn:
+            user = await register_dev_user(
+                conn,
+                phone=PHONE_AND_CHAT,
+                endpoint=devsim_url,
+                token=DEV_GATEWAY_TOKEN,
+                box=SecretBox(encryption_key),
+            )
+            await conn.execute(
+                "INSERT INTO telegram_links (user_id, chat_id, linked_by) "
+                "VALUES ($1, $2, 1)",
+                user.user_id,
+                CHAT,
+            )
+        await telegram(twilio_template_notification=TEMPLATE_NOTIFY)
+
+        async def remind(body: str) -> None:
+            await publish(js, OutboundWhatsApp(user_id=user.user_id, body=body))
+
+        await publish(js, said(telegram_sim, "hi"))
+        await answers(telegram_sim, 1, wait=0)
+        await remind("Reminder: stretch")  # they last wrote on Telegram
+        assert (await answers(telegram_sim, 2))[1] == "Reminder: stretch"
+
+        await publish(js, said(telegram_sim, "/channel whatsapp"))
+        told = (await answers(telegram_sim, 3))[2]
+        assert "now reach you on whatsapp" in told
+        await remind("Reminder: drink water")
+
+        async def on_whatsapp():
+            return await sent_to(devsim, PHONE_AND_CHAT)
+
+        (reminder,) = await eventually(on_whatsapp)
+        # Outside WhatsApp's 24-hour window (they never wrote there): the template.
+        assert "Reminder: drink water" in reminder["body"]
+        assert len(telegram_sim.state.sent(CHAT)) == 3
