@@ -191,13 +191,15 @@ class Commands:
             return replies.CHANNEL_CURRENT.format(
                 current=mine[0] if mine else recipient.channel, names=names
             )
-        if wanted not in mine:
+        if (
+            wanted not in mine
+            or not await repository.conversations.set_preferred_channel(
+                conn, recipient.user_id, wanted
+            )
+        ):
             return replies.CHANNEL_UNKNOWN.format(
                 name=wanted[:30], names=names, app_url=self.app_url
             )
-        await repository.conversations.set_preferred_channel(
-            conn, recipient.user_id, wanted
-        )
         log.info(
             "messaging.command.channel", user_id=str(recipient.user_id), channel=wanted
         )

@@ -57,14 +57,22 @@ async def addresses_of(conn: Connection, user_id: UUID) -> list[Recipient]:
     return [recipient_of(dict(row)) for row in rows]
 
 
-async def set_preferred_channel(
-    conn: Connection, user_id: UUID, channel: str | None
-) -> None:
-    await conn.execute(
-        "UPDATE users SET preferred_channel = $2, updated_at = now() WHERE id = $1",
+async def set_preferred_channel(conn: Connection, user_id: UUID, channel: str) -> bool:
+    """Make `channel` the user's preferred one, if they have an address there
+    (checked in the same statement, so a link removed meanwhile is not
+    chosen); whether it was."""
+    chosen = await conn.fetchval(
+        """
+        UPDATE users SET preferred_channel = $2, updated_at = now()
+        WHERE id = $1 AND EXISTS (
+            SELECT 1 FROM channel_recipients WHERE user_id = $1 AND channel = $2
+        )
+        RETURNING true
+        """,
         user_id,
         channel,
     )
+    return bool(chosen)
 
 
 @dataclass(frozen=True)
