@@ -1,27 +1,34 @@
-"""Lean stand-ins for the end-to-end benchmark: Twilio's Messages resource and a
-zero-latency OpenAI-compatible assistant, on one port.
+"""Lean stand-ins for the end-to-end benchmark: Twilio's Messages resource, a
+zero-latency OpenAI-compatible assistant and (with TELEGRAM_BOT_TOKEN) the
+Telegram Bot API's sendMessage and sendChatAction, on one port.
 
-They answer with devsim's own pieces (`yourclaw_devkit.twilio_sim` and
-`llm_sim`: the create's validation and Twilio's error body, the Message
-resource, the reply, its usage and the streamed events), so messaging cannot
-tell them apart: Basic auth with the account sid and auth token, a 201 Message
-resource; Bearer auth and a streamed chat completion (`data:` events, usage in
-the last chunk when `stream_options.include_usage`, then `[DONE]`).
+They answer with devsim's own pieces (`yourclaw_devkit.twilio_sim`, `llm_sim`
+and `telegram_sim`: the create's validation and Twilio's error body, the
+Message resource, the reply, its usage and the streamed events, the Bot API's
+Message object), so messaging cannot tell them apart: Basic auth with the
+account sid and auth token, a 201 Message resource; Bearer auth and a streamed
+chat completion (`data:` events, usage in the last chunk when
+`stream_options.include_usage`, then `[DONE]`); the token in the path and
+`{"ok": true, "result": …}`.
 
 What they leave out is what costs devsim most of its CPU and that no
 production counterpart runs on our machines: FastAPI's routing, the request
 log, the simulator's message store, fault injection, scripted turns and
-chunked streaming (the events go in one Content-Length body). Status callbacks
-(signed `sent` and `delivered`) are posted only with BENCH_STATUS_CALLBACKS=1.
-In production, Twilio and the assistants are other machines; here they share
+chunked streaming (the events go in one Content-Length body); for Telegram,
+every Bot API method but those two, parameters other than a JSON body, and
+the chats: any chat may be sent to (the benchmark posts its updates to
+gateway-api itself, not through here), and the bot's messages are numbered
+apart from the users'. Status callbacks (signed `sent` and `delivered`) are
+posted only with BENCH_STATUS_CALLBACKS=1. In production, Twilio and the assistants are other machines; here they share
 the two CPUs with the platform, so the cheaper they are, the closer the
 measured figure is to the platform's own.
 
-`KeepAliveClient` and `signed_form_post` are the bare HTTP/1.1 client the
-callbacks and the benchmark's webhook sender share.
+`KeepAliveClient`, `signed_form_post` and `telegram_update_post` are the bare
+HTTP/1.1 client the callbacks and the benchmark's webhook sender share, and
+the webhook requests it sends.
 
     BENCH_STANDIN_PORT=8901 TWILIO_ACCOUNT_SID=AC… TWILIO_AUTH_TOKEN=… \
-        BENCH_ASSISTANT_TOKEN=… python bench/_standins.py
+        BENCH_ASSISTANT_TOKEN=… [TELEGRAM_BOT_TOKEN=…] python bench/_standins.py
 """
 
 from __future__ import annotations
@@ -51,6 +58,11 @@ from yourclaw_devkit.llm_sim import (
     usage_of,
 )
 from yourclaw_devkit.signing import twilio_signature
+from yourclaw_devkit.telegram_sim import (
+    MAX_MESSAGE_CHARS,
+    SECRET_HEADER,
+    TelegramState,
+)
 from yourclaw_devkit.twilio_sim import (
     SentMessage,
     create_form,
@@ -70,6 +82,10 @@ _SSE = "text/event-stream"
 
 Answer = tuple[int, str, bytes]
 CALLBACK_CONNECTIONS = 32
+# Telegram numbers messages per chat, the user's and the bot's alike. The
+# users' messages do not pass through here, so the bot's are numbered from
+# here on, clear of the ids the benchmark gives them (its chats are new).
+SENT_MESSAGE_IDS_FROM = 1_000_000
 
 
 def _answer(response: JSONResponse) -> Answer:
@@ -161,6 +177,53 @@ class Assistant:
         return 200, _SSE, b"".join(events)
 
 
+class Telegram:
+    """`POST /bot<token>/sendMessage` and `sendChatAction`: devsim's Message
+    object and the Bot API's error body, without its chat store, faults and
+    FastAPI."""
+
+    def __init__(self, token: str):
+        # Keeps each chat's message ids; forgets what was sent at once.
+        self.state = TelegramState(token, max_records=1)
+        self.prefix = f"/bot{token}/".encode()
+
+    def call(self, path: bytes, body: bytes) -> Answer:
+        if not path.startswith(self.prefix):
+            return _bot_error(401, "Unauthorized")
+        method = path.removeprefix(self.prefix).decode(errors="replace").lower()
+        if method not in ("sendmessage", "sendchataction"):
+            return _bot_error(404, "Not Found")
+        try:
+            params = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            params = None
+        if not isinstance(params, dict):
+            return _bot_error(400, "Bad Request: can't parse JSON object")
+        chat_id = params.get("chat_id")
+        if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+            return _bot_error(400, "Bad Request: chat_id is empty")
+        chat = self.state.known_chat(chat_id)
+        if chat is None:
+            chat = self.state.chat(chat_id)
+            chat.last_message_id = SENT_MESSAGE_IDS_FROM
+        if method == "sendchataction":
+            if not isinstance(params.get("action"), str):
+                return _bot_error(400, "Bad Request: wrong parameter action in request")
+            return 200, _JSON, b'{"ok":true,"result":true}'
+        text = params.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _bot_error(400, "Bad Request: message text is empty")
+        if len(text) > MAX_MESSAGE_CHARS:
+            return _bot_error(400, "Bad Request: message is too long")
+        message = self.state.record_sent(chat, text)
+        return 200, _JSON, orjson.dumps({"ok": True, "result": message})
+
+
+def _bot_error(code: int, description: str) -> Answer:
+    body = {"ok": False, "error_code": code, "description": description}
+    return code, _JSON, orjson.dumps(body)
+
+
 class _Exchange(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
@@ -233,6 +296,19 @@ def signed_form_post(url: str, form: dict[str, str], auth_token: str) -> bytes:
     return head.encode() + body
 
 
+def telegram_update_post(url: str, update: dict[str, Any], secret: str) -> bytes:
+    """A whole Update POST to `url`, with the secret token Telegram would send."""
+    parts = urlsplit(url)
+    body = orjson.dumps(update)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"{SECRET_HEADER}: {secret}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 class StatusCallbacks:
     """Signed `sent`, then `delivered`, to a message's StatusCallback URL, as
     Twilio posts them (with BENCH_STATUS_CALLBACKS=1)."""
@@ -287,9 +363,10 @@ class StatusCallbacks:
 class _Connection(asyncio.Protocol):
     """HTTP/1.1 with keep-alive; one request at a time, answered in order."""
 
-    def __init__(self, twilio: Twilio, assistant: Assistant):
+    def __init__(self, twilio: Twilio, assistant: Assistant, telegram: Telegram | None):
         self.twilio = twilio
         self.assistant = assistant
+        self.telegram = telegram
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -329,6 +406,8 @@ class _Connection(asyncio.Protocol):
             status, kind, payload = self.twilio.create(self.headers, body)
         elif method == b"POST" and path == b"/v1/chat/completions":
             status, kind, payload = self.assistant.complete(self.headers, body)
+        elif method == b"POST" and self.telegram and path.startswith(b"/bot"):
+            status, kind, payload = self.telegram.call(path, body)
         elif method == b"GET" and path == b"/health":
             status, kind, payload = 200, _JSON, b'{"ok":true}'
         else:
@@ -346,10 +425,15 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(port: int, twilio: Twilio, assistant: Assistant) -> None:
+async def serve(
+    port: int, twilio: Twilio, assistant: Assistant, telegram: Telegram | None
+) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: _Connection(twilio, assistant), "127.0.0.1", port, backlog=1024
+        lambda: _Connection(twilio, assistant, telegram),
+        "127.0.0.1",
+        port,
+        backlog=1024,
     )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -368,7 +452,10 @@ def main() -> None:
         callbacks = StatusCallbacks(account_sid, auth_token)
     twilio = Twilio(account_sid, auth_token, callbacks)
     assistant = Assistant(os.environ["BENCH_ASSISTANT_TOKEN"])
-    uvloop.run(serve(int(os.environ["BENCH_STANDIN_PORT"]), twilio, assistant))
+    bot_token = os.environ.get("TELEGRAM_BOT_TOKEN")
+    telegram = Telegram(bot_token) if bot_token else None
+    port = int(os.environ["BENCH_STANDIN_PORT"])
+    uvloop.run(serve(port, twilio, assistant, telegram))
 
 
 if __name__ == "__main__":

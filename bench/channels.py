@@ -1,19 +1,22 @@
 """Benchmark: inbound→reply overhead per channel, against WhatsApp's in the same run.
 
 The stack of `bench/e2e_overhead.py` (gateway-api, messaging, the lean
-stand-ins for Twilio and a zero-latency assistant, real NATS JetStream and
-PostgreSQL, each its own process), with SMS on (`TWILIO_SMS_NUMBER`). Signed
-webhooks go in on each channel's path, one message at a time at
-`BENCH_RATE` per second, the channels taking turns message by message so that
-whatever else the machine does weighs on each alike. Latency is the time from
-sending the webhook to messaging recording the provider's answer to the reply
-(the reply row's `updated_at` once SENT): webhook, JetStream, every Postgres
-write, the assistant call and the send.
+stand-ins for Twilio, the Telegram Bot API and a zero-latency assistant, real
+NATS JetStream and PostgreSQL, each its own process), with SMS on
+(`TWILIO_SMS_NUMBER`) and Telegram on (`TELEGRAM_BOT_TOKEN`,
+`TELEGRAM_WEBHOOK_SECRET`, `TELEGRAM_API_BASE`). WhatsApp and SMS users have a
+proven phone number; Telegram users a linked chat (a `telegram_links` row).
+Webhooks go in on each channel's path (Twilio's signed forms; Telegram's
+Updates with the secret token), one message at a time at `BENCH_RATE` per
+second, the channels taking turns message by message so that whatever else
+the machine does weighs on each alike. Latency is the time from sending the
+webhook to messaging recording the provider's answer to the reply (the reply
+row's `updated_at` once SENT): webhook, JetStream, every Postgres write, the
+assistant call and the send.
 
     uv run python bench/channels.py
     BENCH_MESSAGES=400 BENCH_RATE=20 uv run python bench/channels.py
 
-Telegram is not measured: its channel is not on this branch.
 Uses NATS_URL / DATABASE_URL when set, else starts embedded servers.
 """
 
@@ -30,10 +33,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from _stack import Edge, run_edge
-from _standins import KeepAliveClient, signed_form_post
+from _standins import KeepAliveClient, signed_form_post, telegram_update_post
 from yourclaw_common.crypto import SecretBox
-from yourclaw_common.db import migrate
+from yourclaw_common.db import Connection, migrate
 from yourclaw_devkit.cli import register_dev_user
+from yourclaw_devkit.telegram_sim import TelegramState
 
 # Messages per channel (each from its own user: none nears a rate limit).
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "300"))
@@ -45,16 +49,19 @@ TOKEN = "bench-twilio-auth-token"
 WHATSAPP_NUMBER = "whatsapp:+14155238886"
 SMS_NUMBER = "+15005550006"
 ASSISTANT_TOKEN = "bench-gateway-token"
+# Shaped like a bot's token ("<bot id>:<35 characters>"); no real bot's.
+TELEGRAM_TOKEN = "7000000002:AAbench-yourclaw-telegram-token-000"
+TELEGRAM_SECRET = "bench-telegram-webhook-secret"
+# User i's Telegram chat is CHAT_BASE + i.
+CHAT_BASE = 700_000_000
 
 
 @dataclass
 class Channel:
-    """One channel's webhook, and the latencies measured on it."""
+    """One channel's webhook, its users, and the latencies measured on it."""
 
     name: str
     path: str
-    # The form's From and To for a user's phone.
-    addresses: Callable[[str], tuple[str, str]]
     first_user: int
     sent_at: dict[str, float] = field(default_factory=dict)
     client: KeepAliveClient | None = None
@@ -64,9 +71,39 @@ class Channel:
         self.url = api + self.path
         self.client = KeepAliveClient(self.url)
 
-    def signed(self, i: int) -> tuple[str, bytes]:
+    def request(self, user: int, i: int) -> tuple[str, bytes]:
+        """The webhook request for message `i` of `user`, and the key the
+        reply's `in_reply_to` names it by."""
+        raise NotImplementedError
+
+    async def enrol(
+        self, conn: Connection, user: int, assistant: str, box: SecretBox
+    ) -> None:
+        """`user`: a subscriber whose READY assistant is at `assistant`,
+        reachable on this channel."""
+        await register_dev_user(
+            conn, phone=_phone(user), endpoint=assistant, token=ASSISTANT_TOKEN, box=box
+        )
+
+    async def send(self, i: int) -> None:
+        assert self.client is not None
+        key, request = self.request(self.first_user + i, i)
+        self.sent_at[key] = time.time()
+        status = await self.client.send(request)
+        if not 200 <= status < 300:
+            raise RuntimeError(f"gateway-api answered HTTP {status} on {self.path}")
+
+
+@dataclass
+class TwilioChannel(Channel):
+    """WhatsApp or SMS: Twilio's signed form, from the user's proven number."""
+
+    # The form's From and To for a user's phone.
+    addresses: Callable[[str], tuple[str, str]] = lambda phone: (phone, phone)
+
+    def request(self, user: int, i: int) -> tuple[str, bytes]:
         sid = "SM" + uuid.uuid4().hex
-        from_, to = self.addresses(_phone(self.first_user + i))
+        from_, to = self.addresses(_phone(user))
         form = {
             "MessageSid": sid,
             "SmsMessageSid": sid,
@@ -78,13 +115,39 @@ class Channel:
         }
         return sid, signed_form_post(self.url, form, TOKEN)
 
-    async def send(self, i: int) -> None:
-        assert self.client is not None
-        sid, request = self.signed(i)
-        self.sent_at[sid] = time.time()
-        status = await self.client.send(request)
-        if not 200 <= status < 300:
-            raise RuntimeError(f"gateway-api answered HTTP {status} on {self.path}")
+
+@dataclass
+class TelegramChannel(Channel):
+    """Telegram: an Update with the webhook's secret token, from the user's
+    linked chat (built by the Telegram stand-in's own pieces)."""
+
+    chats: TelegramState = field(default_factory=lambda: TelegramState(TELEGRAM_TOKEN))
+
+    def request(self, user: int, i: int) -> tuple[str, bytes]:
+        chat = self.chats.chat(CHAT_BASE + user, first_name="Bench")
+        message = self.chats.message_from(chat, text=f"bench {self.name} {i}")
+        update = self.chats.new_update(message)
+        key = f"tg:{chat.id}:{message['message_id']}"
+        return key, telegram_update_post(self.url, update, TELEGRAM_SECRET)
+
+    async def enrol(
+        self, conn: Connection, user: int, assistant: str, box: SecretBox
+    ) -> None:
+        """`user`: a subscriber with no proven number, whose chat is linked (as
+        `/start <code>` leaves it)."""
+        registered = await register_dev_user(
+            conn,
+            phone=_phone(user),
+            endpoint=assistant,
+            token=ASSISTANT_TOKEN,
+            box=box,
+            link_phone=False,
+        )
+        await conn.execute(
+            "INSERT INTO telegram_links (user_id, chat_id, linked_by) VALUES ($1, $2, 1)",
+            registered.user_id,
+            CHAT_BASE + user,
+        )
 
 
 def _phone(i: int) -> str:
@@ -94,18 +157,19 @@ def _phone(i: int) -> str:
 def _channels() -> list[Channel]:
     users = MESSAGES + WARMUP
     return [
-        Channel(
+        TwilioChannel(
             "whatsapp",
             "/api/v1/webhooks/twilio/whatsapp",
-            lambda phone: (f"whatsapp:{phone}", WHATSAPP_NUMBER),
             0,
+            addresses=lambda phone: (f"whatsapp:{phone}", WHATSAPP_NUMBER),
         ),
-        Channel(
+        TwilioChannel(
             "sms",
             "/api/v1/webhooks/twilio/sms",
-            lambda phone: (phone, SMS_NUMBER),
             users,
+            addresses=lambda phone: (phone, SMS_NUMBER),
         ),
+        TelegramChannel("telegram", "/api/v1/webhooks/telegram", 2 * users),
     ]
 
 
@@ -156,10 +220,9 @@ async def _run(edge: Edge) -> None:
     box = SecretBox(edge.key)
     async with pool.acquire() as conn:
         await migrate(conn)
-        for i in range(len(channels) * (MESSAGES + WARMUP)):
-            await register_dev_user(
-                conn, phone=_phone(i), endpoint=devsim, token=ASSISTANT_TOKEN, box=box
-            )
+        for channel in channels:
+            for i in range(MESSAGES + WARMUP):
+                await channel.enrol(conn, channel.first_user + i, devsim, box)
     for channel in channels:
         channel.connect(api)
     # Warm up each channel (statements prepared on every pooled connection).
@@ -210,6 +273,9 @@ def main() -> None:
             "TWILIO_SMS_NUMBER": SMS_NUMBER,
             "TWILIO_STATUS_CALLBACK_URL": "",
             "BENCH_STATUS_CALLBACKS": "0",
+            "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+            "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+            "TELEGRAM_API_BASE": edge.standins,
         },
     )
 

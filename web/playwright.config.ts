@@ -9,6 +9,8 @@ import path from "node:path";
 export const WEB_PORT = Number(process.env.E2E_WEB_PORT ?? 13000);
 export const API_PORT = Number(process.env.E2E_API_PORT ?? 18000);
 export const DEVSIM_PORT = Number(process.env.E2E_DEVSIM_PORT ?? 18900);
+// The Telegram stand-in (the Bot API, its dev bot's webhook at gateway-api).
+export const TELEGRAM_SIM_PORT = Number(process.env.E2E_TELEGRAM_SIM_PORT ?? DEVSIM_PORT + 1);
 const ROOT = path.resolve(__dirname, "..");
 const DATA_DIR = process.env.E2E_DATA_DIR ?? path.join(ROOT, "web", ".e2e-stack");
 // Google sign-in goes to Supabase, which the tests stand in for (offline).
@@ -60,6 +62,7 @@ export default defineConfig({
           YOURCLAW_DATA_DIR: DATA_DIR,
           API_PORT: String(API_PORT),
           DEVSIM_PORT: String(DEVSIM_PORT),
+          TELEGRAM_SIM_PORT: String(TELEGRAM_SIM_PORT),
           WEB_PORT: String(WEB_PORT),
           // Its own LLM proxy port and tenant network (with its own firewall
           // chains), beside a developer's `make up`.
