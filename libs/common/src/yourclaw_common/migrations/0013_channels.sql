@@ -30,6 +30,9 @@ CREATE TABLE telegram_links (
     linked_by bigint NOT NULL,
     linked_at timestamptz NOT NULL DEFAULT now()
 );
+-- The view below addresses a chat by its id as text: messaging looks chats up
+-- that way on every message.
+CREATE INDEX telegram_links_chat_text ON telegram_links ((chat_id::text));
 
 -- gateway-api: single-use link codes, valid 15 minutes. Only a hash is kept.
 CREATE TABLE telegram_link_codes (

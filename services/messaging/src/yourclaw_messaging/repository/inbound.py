@@ -79,9 +79,13 @@ async def receive(
                                  $13::text[])
                 WITH ORDINALITY AS i(address, body, sid, num_media, channel, n)
         ), r AS (
-            SELECT i.n, rc.* FROM input i
-            JOIN channel_recipients rc
-                ON rc.channel = i.channel AND rc.address = i.address
+            -- Each message's sender looked up by its index (a plain join
+            -- would hash the whole view).
+            SELECT i.n, rc.* FROM input i CROSS JOIN LATERAL (
+                SELECT * FROM channel_recipients c
+                WHERE c.channel = i.channel AND c.address = i.address
+                OFFSET 0
+            ) AS rc
         ), ins AS (
             INSERT INTO messages (user_id, phone_e164, direction, body, twilio_sid,
                                   status, num_media, channel)
