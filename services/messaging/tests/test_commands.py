@@ -73,6 +73,8 @@ class TestCommands:
         )
         with pytest.raises(asyncio.TimeoutError):
             await provision.fetch(1, timeout=1)
+        # Gone before the client drains, which would wait 30 s for it.
+        await provision.unsubscribe()
 
         # Turns use the assistant's model, wherever it was changed: here the
         # provisioner has recorded another pick (the dashboard's).
