@@ -31,6 +31,17 @@ class TestGetAssistant:
         assert response.json()["status"] == "NONE"
         assert response.json()["model"] == DEFAULT_MODEL
 
+    async def test_a_sleeping_assistant_is_shown_as_suspended(
+        self, api, sign_in, db, clean_db
+    ):
+        caller = sign_in()
+        await db.assistant(clean_db, caller.id, "SUSPENDED")
+
+        response = await api.client.get("/api/v1/assistants", headers=caller.headers)
+
+        assert response.status_code == 200
+        assert response.json()["status"] == "SUSPENDED"
+
     async def test_the_assistant_is_shown_without_its_secrets(
         self, api, sign_in, db, clean_db
     ):

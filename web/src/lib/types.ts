@@ -1,4 +1,5 @@
-export type AssistantStatus = "NONE" | "PROVISIONING" | "READY" | "ERROR";
+// SUSPENDED: asleep after an idle while (healthy); the next message wakes it.
+export type AssistantStatus = "NONE" | "PROVISIONING" | "READY" | "SUSPENDED" | "ERROR";
 export type SubscriptionStatus = "NONE" | "ACTIVE" | "PAST_DUE" | "CANCELED";
 export type Provider = "ANTHROPIC" | "OPENAI" | "GOOGLE";
 

@@ -115,7 +115,11 @@ PLATFORM_GRANTS: Mapping[str, Grant] = {
             Subject.ASSISTANT_RESTARTED,
             "host.*.*",
         ),
-        subscribe=_events(f"{Subject.HOST_HEARTBEAT.value}.*"),
+        subscribe=_events(
+            f"{Subject.HOST_HEARTBEAT.value}.*",
+            Subject.ASSISTANT_WAKE,  # requests from messaging
+        ),
+        respond=True,
         jetstream=True,
     ),
     "llm-proxy": Grant(
@@ -123,7 +127,10 @@ PLATFORM_GRANTS: Mapping[str, Grant] = {
         jetstream=True,
     ),
     "messaging": Grant(
-        publish=_events(Subject.ASSISTANT_PROVISION_REQUESTED),  # `/model` in chat
+        publish=_events(
+            Subject.ASSISTANT_PROVISION_REQUESTED,  # `/model` in chat
+            Subject.ASSISTANT_WAKE,  # requests to the provisioner
+        ),
         jetstream=True,
     ),
 }

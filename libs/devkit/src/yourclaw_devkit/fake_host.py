@@ -6,7 +6,8 @@ heartbeat and opens the sealed specs it is sent.
 
 For tests and `bench/provisioning.py`, where the real host-agent would start a
 real OpenClaw per user. Knobs let tests inject faults: failing or held creates,
-gateways that never get healthy, silent heartbeats, vanished containers.
+gateways that never get healthy, silent heartbeats, vanished containers, idle
+containers put to sleep and wakes that fail.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from nats.aio.client import Client as NATS
@@ -44,6 +45,8 @@ class FakeContainer:
     created_at: float
     state: str = "running"
     server: asyncio.Server | None = None
+    # Put to sleep (`FakeHost.sleep`): "frozen" or "stopped"; None: awake.
+    sleeping: Literal["frozen", "stopped"] | None = None
 
     @property
     def name(self) -> str:
@@ -90,6 +93,9 @@ class FakeHost:
     partitioned: bool = False
     # Container name → when the kernel "killed it for memory" (reported).
     oom_kills: dict[str, int] = field(default_factory=dict)
+    # Wakes answered WAKE_FAILED before one succeeds; seconds a wake takes.
+    refuse_wakes: int = 0
+    wake_seconds: float = 0.0
     # When set, creates wait on it (after `create_received` is set).
     hold_creates: asyncio.Event | None = None
     create_received: asyncio.Event = field(default_factory=asyncio.Event)
@@ -151,6 +157,17 @@ class FakeHost:
         if container is not None:
             self._close_server(container)
 
+    def sleep(self, name: str, mode: Literal["frozen", "stopped"] = "stopped") -> None:
+        """The host-agent put the idle container to sleep: "frozen" (paused)
+        or "stopped"; either way its gateway stops answering until a wake."""
+        container = self.containers[name]
+        container.sleeping = mode
+        container.state = "paused" if mode == "frozen" else "stopped"
+        self._close_server(container)
+
+    def wakes(self) -> list[NamedContainer]:
+        return [p for verb, p in self.commands if verb == "wake"]
+
     def add_stray(self, spec: ContainerSpec) -> None:
         """A container this host runs that nobody asked it for."""
         self.containers[spec.name] = FakeContainer(spec, time.monotonic())
@@ -162,6 +179,8 @@ class FakeHost:
             runtime="process",
             capacity=self.capacity,
             used=len(self.containers),
+            awake=sum(1 for c in self.containers.values() if c.sleeping is None),
+            asleep=sum(1 for c in self.containers.values() if c.sleeping),
             public_key=None
             if self.keyless
             else (self.announced or self.key).public_key,
@@ -171,6 +190,7 @@ class FakeHost:
                     state=c.state,
                     port=c.spec.port,
                     oom_killed_at=self.oom_kills.get(c.name),
+                    sleeping=c.sleeping,
                 )
                 for c in self.containers.values()
             ),
@@ -263,6 +283,8 @@ class FakeHost:
             return HostReply(
                 ok=True, container=ContainerInfo(name=named.name, state="missing")
             )
+        if verb == "wake":
+            return await self._wake(container, named.wait_seconds)
         if verb == "health":
             deadline = time.monotonic() + named.wait_seconds
             info = await self._health(container)
@@ -298,7 +320,9 @@ class FakeHost:
             return HostReply(
                 ok=False, code="PORT_IN_USE", error=f"port {spec.port} is taken"
             )
-        if current is None and len(self.containers) >= self.capacity:
+        # Sleepers leave room (the provisioner overcommits them).
+        awake = sum(1 for c in self.containers.values() if c.sleeping is None)
+        if current is None and awake >= self.capacity:
             return HostReply(ok=False, code="NO_CAPACITY", error="host is full")
         if current is not None:
             self._close_server(current)
@@ -311,6 +335,19 @@ class FakeHost:
         if self.serve_http:
             container.server = await _serve_gateway(spec, self.address)
         return HostReply(ok=True, container=self._info(container))
+
+    async def _wake(self, container: FakeContainer, wait_seconds: float) -> HostReply:
+        if self.refuse_wakes > 0:
+            self.refuse_wakes -= 1
+            return HostReply(ok=False, code="WAKE_FAILED", error="injected failure")
+        if container.sleeping is not None:
+            await asyncio.sleep(min(self.wake_seconds, wait_seconds))
+            container.sleeping = None
+            container.state = "running"
+            container.created_at = time.monotonic() - self.boot_seconds
+            if self.serve_http and container.server is None:
+                container.server = await _serve_gateway(container.spec, self.address)
+        return HostReply(ok=True, container=await self._health(container))
 
     async def _health(self, container: FakeContainer) -> ContainerInfo:
         booted = time.monotonic() - container.created_at >= self.boot_seconds

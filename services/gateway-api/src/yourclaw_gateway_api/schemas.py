@@ -50,7 +50,8 @@ __all__ = [
 # the same rule as the user_phones CHECK constraint.
 E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 
-AssistantStatus = Literal["NONE", "PROVISIONING", "READY", "ERROR"]
+# SUSPENDED: asleep after an idle while (healthy); the next message wakes it.
+AssistantStatus = Literal["NONE", "PROVISIONING", "READY", "SUSPENDED", "ERROR"]
 SubscriptionStatus = Literal["NONE", "ACTIVE", "PAST_DUE", "CANCELED"]
 
 
@@ -168,7 +169,8 @@ class AssistantOut(BaseModel):
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
     last_message_at: dt.datetime | None
-    # Why provisioning failed (status ERROR), in words for the user.
+    # Why provisioning failed (status ERROR), or what is wrong with a placed
+    # one (its server silent, a wake that failed), in words for the user.
     last_error: str | None
 
 

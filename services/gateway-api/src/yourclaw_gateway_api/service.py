@@ -288,7 +288,7 @@ async def _reprovision_if_ready(
     # Through the outbox: the provisioner must read the keys this transaction
     # writes, so the event may only leave once it has committed.
     row = await repository.assistant(conn, user_id)
-    if row is not None and row["status"] == "READY":
+    if row is not None and row["status"] in ("READY", "SUSPENDED"):
         event = AssistantProvisionRequested(user_id=user_id, reason="api_keys_changed")
         await outbox.add(conn, event, service=service)
 

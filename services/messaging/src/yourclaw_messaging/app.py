@@ -40,6 +40,7 @@ from yourclaw_messaging.telegram import TelegramClient
 from yourclaw_messaging.turns import Turns
 from yourclaw_messaging.twilio import TwilioClient
 from yourclaw_messaging.voice import Transcriber, VoiceNotes
+from yourclaw_messaging.wake import Waker
 
 log = get_logger(__name__)
 
@@ -144,6 +145,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             media_max_bytes=settings.media_max_bytes,
             voice_notes=voice_notes(settings, http),
             not_ready_deliveries=settings.assistant_not_ready_deliveries,
+            waker=Waker(runtime.nc, timeout=settings.assistant_wake_timeout_seconds),
         )
         proactive = Proactive(
             pool=pool,

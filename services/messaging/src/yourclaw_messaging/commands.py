@@ -126,8 +126,11 @@ class Commands:
             if self.limits.tokens_per_day
             else ""
         )
+        status = recipient.assistant_status or "NONE"
         return replies.STATUS.format(
-            status=(recipient.assistant_status or "NONE").lower().replace("_", " "),
+            status=replies.ASLEEP
+            if status == "SUSPENDED"
+            else status.lower().replace("_", " "),
             model=model_name(recipient.model),
             inbound=replies.counted(usage["inbound_count"] if usage else 0, "message"),
             outbound=replies.counted(

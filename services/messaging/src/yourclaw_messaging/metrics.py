@@ -5,8 +5,9 @@ from prometheus_client import Counter, Histogram
 TURNS = Counter(
     "yourclaw_messaging_turns_total",
     "Inbound messages handled, by outcome (replied, command, rate_limited, media, "
-    "signup, not_ready, inactive, no_assistant, apology, signup_suppressed; "
-    "waiting: a delivery that waits for a starting assistant).",
+    "signup, not_ready, inactive, no_assistant, apology, signup_suppressed, "
+    "wake_failed; waiting: a delivery that waits for a starting or waking "
+    "assistant).",
     ["outcome"],
 )
 ASSISTANT_SECONDS = Histogram(
@@ -66,4 +67,16 @@ VOICE_NOTES = Counter(
     "Inbound voice notes, by outcome (transcribed; not: unsupported, rejected, "
     "failed, empty, over_allowance, unavailable).",
     ["outcome"],
+)
+WAKES = Counter(
+    "yourclaw_messaging_wakes_total",
+    "Sleeping assistants woken before a turn, by outcome (woken, or the "
+    "failure's code).",
+    ["outcome"],
+)
+WAKE_SECONDS = Histogram(
+    "yourclaw_messaging_wake_seconds",
+    "A wake request's round trip, by outcome (ok, failed).",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 10, 15, 30, 60),
 )

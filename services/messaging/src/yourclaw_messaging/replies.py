@@ -52,6 +52,13 @@ INACTIVE = (
     "Your YourClaw subscription isn't active, so your assistant is paused. "
     "Open {app_url}/dashboard to renew."
 )
+# /status of a sleeping (SUSPENDED) assistant.
+ASLEEP = "asleep, wakes when you write"
+# A turn whose sleeping assistant could not be woken (after the retries).
+WAKE_FAILED = (
+    "Sorry, your assistant is asleep and didn't wake up just now. We keep "
+    "trying; please send your message again in a minute."
+)
 APOLOGY = (
     "Sorry, your assistant couldn't answer that just now. Please try again in a minute."
 )

@@ -74,6 +74,12 @@ class MessagingSettings(CommonSettings):
     # backoff (1, 2, 4 … s: 6 deliveries wait about a minute). Below the
     # consumer's max_deliver (10).
     assistant_not_ready_deliveries: int = Field(default=6, ge=1, le=9)
+    # How long a turn waits for the provisioner to wake a sleeping assistant
+    # (`assistant.wake.request`); a wake that fails or takes longer makes the
+    # turn wait like a starting assistant's (redelivered, then the apology).
+    # Keep above the provisioner's ASSISTANT_WAKE_WAIT_SECONDS +
+    # HOST_COMMAND_TIMEOUT_SECONDS.
+    assistant_wake_timeout_seconds: float = Field(default=45.0, gt=0)
     # A send whose outcome is unknown (the worker died, or the connection broke,
     # after asking Twilio) waits this long for Twilio's status callback, which
     # names our message id, before it is sent again. Needs

@@ -46,6 +46,7 @@ from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import ConversationState, Recipient
 from yourclaw_messaging.repository.inbound import Inbound, Received
 from yourclaw_messaging.repository.outbound import Replies, Turn
+from yourclaw_messaging.wake import Waker
 
 log = get_logger(__name__)
 
@@ -72,6 +73,8 @@ class Turns:
     voice_notes: voice.VoiceNotes | None = None
     # Deliveries of a turn that wait for a (re)starting assistant before the apology.
     not_ready_deliveries: int = 6
+    # Wakes a sleeping (SUSPENDED) assistant before its turn; None: no waking.
+    waker: Waker | None = None
 
     def __post_init__(self) -> None:
         # One turn at a time per address in this replica, so replies keep order.
@@ -245,7 +248,7 @@ class Turns:
         if recipient.assistant_status == "PROVISIONING":
             return notice(replies.NOT_READY, "not_ready")
         if (
-            recipient.assistant_status != "READY"
+            recipient.assistant_status not in ("READY", "SUSPENDED")
             or not recipient.base_url
             or not recipient.gateway_token_encrypted
         ):
@@ -300,6 +303,16 @@ class Turns:
                 user_id=str(recipient.user_id),
                 turns=len(seed),
             )
+        if (
+            recipient.assistant_status == "SUSPENDED"
+            and self.waker is not None
+            and not await self.waker.before_turn(
+                recipient.user_id,
+                message_sid=event.key,
+                last_delivery=deliveries >= self.not_ready_deliveries,
+            )
+        ):
+            return notice(replies.WAKE_FAILED, "wake_failed")
         started = time.perf_counter()
         try:
             answer = await self.assistant.ask(

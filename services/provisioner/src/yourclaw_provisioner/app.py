@@ -1,5 +1,5 @@
-"""main(): settings → pg pool → nats → topology → consumers, job runner, heartbeats
-and reconcile → wait for SIGTERM → drain."""
+"""main(): settings → pg pool → nats → topology → consumers, job runner, heartbeats,
+wake requests and reconcile → wait for SIGTERM → drain."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from yourclaw_provisioner.handlers import (
 )
 from yourclaw_provisioner.hosts import HostClient
 from yourclaw_provisioner.jobs import JobRunner
+from yourclaw_provisioner.lifecycle import Waker
 from yourclaw_provisioner.reconcile import Fleet, Reconciler
 from yourclaw_provisioner.service import Provisioner
 from yourclaw_provisioner.settings import ProvisionerSettings
@@ -49,13 +50,14 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set (tests call this directly)."""
     secrets = SecretBox(settings.encryption_key.get_secret_value())
     async with open_runtime(settings, stop=stop, consumers=_CONSUMERS) as runtime:
+        hosts = HostClient(
+            runtime.nc,
+            command_timeout=settings.host_command_timeout_seconds,
+            create_timeout=settings.host_create_timeout_seconds,
+        )
         provisioner = Provisioner(
             pool=runtime.pool,
-            hosts=HostClient(
-                runtime.nc,
-                command_timeout=settings.host_command_timeout_seconds,
-                create_timeout=settings.host_create_timeout_seconds,
-            ),
+            hosts=hosts,
             secrets=secrets,
             settings=settings,
             replica=replica_id(),
@@ -64,6 +66,8 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
         heartbeats = await runtime.nc.subscribe(
             f"{Subject.HOST_HEARTBEAT.value}.*", cb=fleet.on_message
         )
+        waker = Waker(runtime.pool, hosts, settings, container_state=fleet.container)
+        await waker.serve(runtime.nc)
         pool = runtime.pool
         log.info(
             "provisioner.started",
@@ -99,6 +103,7 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
                 tg.create_task(JobRunner(pool, provisioner, settings).run(stop))
                 tg.create_task(Reconciler(pool, fleet, provisioner, settings).run(stop))
         finally:
+            await waker.close()
             await heartbeats.unsubscribe()
 
 

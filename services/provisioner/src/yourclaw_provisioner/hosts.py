@@ -95,6 +95,25 @@ class HostClient:
         )
         return reply.container
 
+    async def wake(
+        self,
+        host_id: str,
+        name: str,
+        *,
+        wait_seconds: float,
+        generation: int | None = None,
+    ) -> ContainerInfo | None:
+        """Unpause or start a sleeping container; the host answers once its
+        /healthz does (or `wait_seconds` pass). Idempotent: an awake one only
+        gets the health probe."""
+        reply = await self._request(
+            host_id,
+            HostVerb.WAKE,
+            NamedContainer(name=name, wait_seconds=wait_seconds, generation=generation),
+            self.command_timeout + wait_seconds,
+        )
+        return reply.container
+
     async def _request(
         self, host_id: str, verb: HostVerb, command: BaseModel, timeout: float
     ) -> HostReply:

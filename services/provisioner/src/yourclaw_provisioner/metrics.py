@@ -23,7 +23,7 @@ READY_SECONDS = Histogram(
 )
 ASSISTANTS = Gauge(
     "yourclaw_provisioner_assistants",
-    "Assistants by status (NONE, PROVISIONING, READY, ERROR).",
+    "Assistants by status (NONE, PROVISIONING, READY, SUSPENDED, ERROR).",
     ["status"],
 )
 HOSTS = Gauge(
@@ -72,4 +72,17 @@ RECONCILE_ACTIONS = Counter(
     "(host lost), flagged; fenced: a pass that did not judge silent hosts lost "
     "(no host heard from, or the provisioner's NATS link down).",
     ["action"],
+)
+WAKES = Counter(
+    "yourclaw_provisioner_wakes_total",
+    "Wake requests served (messaging asked for a sleeping assistant), by "
+    "outcome (woken, or the failure's code).",
+    ["outcome"],
+)
+WAKE_SECONDS = Histogram(
+    "yourclaw_provisioner_wake_seconds",
+    "From a wake request to the assistant's gateway healthy (woken ones only), "
+    "by the state it slept in (frozen, stopped, awake: it was not asleep).",
+    ["from_state"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 10, 15, 30, 60),
 )

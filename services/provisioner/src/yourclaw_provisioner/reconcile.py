@@ -5,14 +5,15 @@ memory); one replica at a time (advisory lock) repairs drift, every
 RECONCILE_INTERVAL_SECONDS and at once when a heartbeat lacks a container the
 host's previous one had or a host comes back:
 
-- a READY assistant whose container is not in its host's heartbeat → re-created;
-- a `yourclaw-<user_id>` container that no READY/PROVISIONING assistant on that
-  host owns → removed, fenced by generation: the remove names the generations
+- a READY or SUSPENDED assistant whose container is not in its host's
+  heartbeat (running, or asleep: see lifecycle.py) → re-created;
+- a `yourclaw-<user_id>` container that no READY/SUSPENDED/PROVISIONING
+  assistant on that host owns → removed, fenced by generation: the remove names the generations
   it may take (older than the assistant's current placement, or all when it
   has none), and a host keeps a copy of the current generation;
 - host-loss policy, fencing instead of guessing. A host silent for
   HOST_HEARTBEAT_TIMEOUT_SECONDS is suspect (`OFFLINE`): it takes nothing new,
-  its READY assistants are flagged (`last_error`) and keep their place, since
+  its READY and SUSPENDED assistants are flagged (`last_error`) and keep their place, since
   their workspace lives on that host's disk. Only a host silent for another
   HOST_EVACUATE_AFTER_SECONDS (minutes) is lost, and only then are its
   assistants re-placed on live hosts; one with nowhere to go stays where it
@@ -49,6 +50,7 @@ from yourclaw_common.sealing import key_id
 
 from yourclaw_provisioner import metrics, repository
 from yourclaw_provisioner.errors import HEALABLE_CODES, HostCommandFailed
+from yourclaw_provisioner.lifecycle import owner_of, record_sleep
 from yourclaw_provisioner.service import (
     HOST_LOST_FLAG,
     HOST_LOST_REASON,
@@ -85,6 +87,13 @@ class Fleet:
     # host is back: the reconcile pass runs now, not at its next interval.
     drifted: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def container(self, host_id: str, name: str) -> ContainerState | None:
+        """What the host's last heartbeat says of one container."""
+        seen = self.seen.get(host_id)
+        if seen is None:
+            return None
+        return next((c for c in seen.containers if c.name == name), None)
+
     async def on_message(self, msg: Msg) -> None:
         try:
             hb = HostHeartbeat.model_validate_json(msg.data)
@@ -117,6 +126,7 @@ class Fleet:
             if previous in ("NEW", "OFFLINE"):
                 await repository.hurry_jobs_waiting_for_a_host(conn)
             await self._tell_of_oom_kills(conn, hb)
+            await record_sleep(conn, hb)
         before = self.seen.get(hb.host_id)
         self.seen[hb.host_id] = Seen(received, hb.containers)
         metrics.HEARTBEATS.inc()
@@ -347,7 +357,7 @@ class Reconciler:
             strays = {
                 owner: container.name
                 for container in seen.containers
-                if (owner := _owner_of(container.name)) is not None
+                if (owner := owner_of(container.name)) is not None
                 and owner not in owners
             }
             changed = await repository.last_changes(conn, list(strays))
@@ -406,7 +416,7 @@ class Reconciler:
 
     async def _gauges(self, conn: Connection) -> None:
         counts = await repository.assistant_counts(conn)
-        for status in ("NONE", "PROVISIONING", "READY", "ERROR"):
+        for status in ("NONE", "PROVISIONING", "READY", "SUSPENDED", "ERROR"):
             metrics.ASSISTANTS.labels(status).set(counts.get(status, 0))
         hosts = await repository.host_rows(conn)
         for status in ("ACTIVE", "DRAINING", "OFFLINE"):
@@ -423,13 +433,5 @@ class Reconciler:
 
 
 def _present(containers: tuple[ContainerState, ...]) -> set[str]:
-    return {c.name for c in containers if c.state in _PRESENT}
-
-
-def _owner_of(name: str) -> UUID | None:
-    if not name.startswith(_CONTAINER_PREFIX):
-        return None
-    try:
-        return UUID(name.removeprefix(_CONTAINER_PREFIX))
-    except ValueError:
-        return None
+    """Containers the host runs or keeps asleep (paused or stopped on purpose)."""
+    return {c.name for c in containers if c.state in _PRESENT or c.sleeping is not None}

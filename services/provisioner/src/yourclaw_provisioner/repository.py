@@ -472,30 +472,42 @@ async def host_is_live(
     return row is not None
 
 
+# The room a host's assistants take: an awake one counts 1, a sleeping one
+# 1/overcommit ($overcommit names the statement's parameter).
+_LOAD = """(SELECT count(*) FILTER (WHERE a.status <> 'SUSPENDED')
+            + count(*) FILTER (WHERE a.status = 'SUSPENDED') / {overcommit}::float
+           FROM assistants a WHERE a.host_id = h.id)"""
+
+
 async def lock_candidate_host(
-    conn: Connection, *, timeout_seconds: float, exclude: list[str]
+    conn: Connection,
+    *,
+    timeout_seconds: float,
+    exclude: list[str],
+    overcommit: float = 1.0,
 ) -> tuple[str, str] | None:
     """Lock the least-filled live ACTIVE host that seems to have room (and a
-    public key to seal its specs to).
+    public key to seal its specs to); sleepers weigh 1/`overcommit`.
 
     The row lock serialises placements on one host (capacity and ports); the
     caller re-checks room under it, since this count may predate the lock.
     """
+    load = _LOAD.format(overcommit="$3")
     row = await conn.fetchrow(
-        """
+        f"""
         SELECT h.id, h.address FROM hosts h
         WHERE h.status = 'ACTIVE'
           AND h.last_heartbeat_at > now() - make_interval(secs => $1)
           AND h.public_key IS NOT NULL
           AND NOT (h.id = ANY($2::text[]))
-          AND h.capacity > (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)
-        ORDER BY (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)::float
-                 / h.capacity, h.id
+          AND h.capacity >= {load} + 1
+        ORDER BY {load} / h.capacity, h.id
         LIMIT 1
         FOR UPDATE OF h
-        """,
+        """,  # noqa: S608 - constant fragments
         timeout_seconds,
         exclude,
+        overcommit,
     )
     return (row["id"], row["address"]) if row else None
 
@@ -549,13 +561,17 @@ async def any_live_host(conn: Connection, *, timeout_seconds: float) -> bool:
     return row is not None
 
 
-async def host_has_room(conn: Connection, host_id: str) -> bool:
+async def host_has_room(
+    conn: Connection, host_id: str, *, overcommit: float = 1.0
+) -> bool:
+    """Room for one more awake assistant; sleepers weigh 1/`overcommit`."""
     row = await conn.fetchval(
-        """
+        f"""
         SELECT 1 FROM hosts h WHERE h.id = $1
-          AND h.capacity > (SELECT count(*) FROM assistants a WHERE a.host_id = h.id)
-        """,
+          AND h.capacity >= {_LOAD.format(overcommit="$2")} + 1
+        """,  # noqa: S608 - constant fragments
         host_id,
+        overcommit,
     )
     return row is not None
 
@@ -670,6 +686,82 @@ async def set_host_status(conn: Connection, host_id: str, status: str) -> bool:
     return row is not None
 
 
+# Sleep
+# -----
+
+
+async def record_sleep(
+    conn: Connection,
+    host_id: str,
+    *,
+    sleeping: list[UUID],
+    awake: list[UUID],
+    grace_seconds: float,
+    flags: list[str],
+) -> tuple[int, int]:
+    """What a heartbeat says of the host's assistants: READY ones it reports
+    sleeping become SUSPENDED, SUSPENDED ones it reports running READY again
+    (their `flags` cleared). Only assistants placed on that host; a READY one
+    that changed within `grace_seconds` is left alone (the heartbeat may
+    predate its wake). Returns (suspended, woken)."""
+    suspended = await conn.execute(
+        """
+        UPDATE assistants SET status = 'SUSPENDED', updated_at = now()
+        WHERE host_id = $1 AND status = 'READY' AND user_id = ANY($2::uuid[])
+          AND updated_at < now() - make_interval(secs => $3)
+        """,
+        host_id,
+        sleeping,
+        grace_seconds,
+    )
+    woken = await conn.execute(
+        """
+        UPDATE assistants SET status = 'READY', updated_at = now(),
+            last_error = CASE WHEN last_error = ANY($3::text[]) THEN NULL
+                              ELSE last_error END
+        WHERE host_id = $1 AND status = 'SUSPENDED' AND user_id = ANY($2::uuid[])
+        """,
+        host_id,
+        awake,
+        flags,
+    )
+    return int(suspended.split()[-1]), int(woken.split()[-1])
+
+
+async def mark_awake(
+    conn: Connection, user_id: UUID, *, host_id: str, flags: list[str]
+) -> bool:
+    """READY again after a wake on `host_id` (its `flags` cleared); False when
+    the assistant is not placed there any more."""
+    row = await conn.fetchval(
+        """
+        UPDATE assistants SET status = 'READY', updated_at = now(),
+            last_error = CASE WHEN last_error = ANY($3::text[]) THEN NULL
+                              ELSE last_error END
+        WHERE user_id = $1 AND host_id = $2 AND status IN ('READY', 'SUSPENDED')
+        RETURNING 1
+        """,
+        user_id,
+        host_id,
+        flags,
+    )
+    return row is not None
+
+
+async def flag_wake_failed(conn: Connection, user_id: UUID, *, flag: str) -> None:
+    """Tell the dashboard a wake failed; the assistant stays SUSPENDED, so the
+    next message tries again."""
+    await conn.execute(
+        """
+        UPDATE assistants SET last_error = $2, updated_at = now()
+        WHERE user_id = $1 AND status = 'SUSPENDED'
+          AND last_error IS DISTINCT FROM $2
+        """,
+        user_id,
+        flag,
+    )
+
+
 # Reconcile
 # ---------
 
@@ -694,12 +786,13 @@ async def mark_lost_hosts_offline(
 async def flag_assistants_on_lost_hosts(
     conn: Connection, *, timeout_seconds: float, flag: str
 ) -> int:
-    """Tell the dashboard which READY assistants sit on a silent host."""
+    """Tell the dashboard which placed (READY, SUSPENDED) assistants sit on a
+    silent host."""
     result = await conn.execute(
         """
         UPDATE assistants a SET last_error = $2, updated_at = now()
         FROM hosts h
-        WHERE a.host_id = h.id AND a.status = 'READY'
+        WHERE a.host_id = h.id AND a.status IN ('READY', 'SUSPENDED')
           AND a.last_error IS DISTINCT FROM $2
           AND (h.last_heartbeat_at IS NULL
                OR h.last_heartbeat_at < now() - make_interval(secs => $1))
@@ -714,7 +807,7 @@ async def clear_host_flags(conn: Connection, host_id: str, *, flag: str) -> None
     await conn.execute(
         """
         UPDATE assistants SET last_error = NULL, updated_at = now()
-        WHERE host_id = $1 AND status = 'READY' AND last_error = $2
+        WHERE host_id = $1 AND status IN ('READY', 'SUSPENDED') AND last_error = $2
         """,
         host_id,
         flag,
@@ -724,12 +817,13 @@ async def clear_host_flags(conn: Connection, host_id: str, *, flag: str) -> None
 async def assistants_to_evacuate(
     conn: Connection, *, silent_for_seconds: float
 ) -> list[UUID]:
-    """READY assistants on hosts silent for longer than the evacuation delay,
-    except those a move off it failed for within as long (nowhere to go)."""
+    """Placed (READY, SUSPENDED) assistants on hosts silent for longer than
+    the evacuation delay, except those a move off it failed for within as long
+    (nowhere to go)."""
     rows = await conn.fetch(
         """
         SELECT a.user_id FROM assistants a JOIN hosts h ON h.id = a.host_id
-        WHERE a.status = 'READY'
+        WHERE a.status IN ('READY', 'SUSPENDED')
           AND (h.last_heartbeat_at IS NULL
                OR h.last_heartbeat_at < now() - make_interval(secs => $1))
           AND NOT EXISTS (
@@ -766,9 +860,11 @@ async def placements(
 
 
 async def ready_on_host(conn: Connection, host_id: str) -> list[tuple[UUID, datetime]]:
-    """READY assistants placed on a host, with when they last changed."""
+    """Placed assistants (READY, or SUSPENDED: asleep, not gone) on a host,
+    with when they last changed."""
     rows = await conn.fetch(
-        "SELECT user_id, updated_at FROM assistants WHERE host_id = $1 AND status = 'READY'",
+        "SELECT user_id, updated_at FROM assistants "
+        "WHERE host_id = $1 AND status IN ('READY', 'SUSPENDED')",
         host_id,
     )
     return [(r["user_id"], r["updated_at"]) for r in rows]
@@ -781,7 +877,7 @@ async def owners_on_host(conn: Connection, host_id: str) -> set[UUID]:
         """
         SELECT a.user_id FROM assistants a
         WHERE a.host_id = $1
-          AND (a.status IN ('READY', 'PROVISIONING')
+          AND (a.status IN ('READY', 'SUSPENDED', 'PROVISIONING')
                OR EXISTS (SELECT 1 FROM provisioning_jobs j
                           WHERE j.user_id = a.user_id
                             AND j.status IN ('PENDING', 'RUNNING')))

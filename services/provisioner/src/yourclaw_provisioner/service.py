@@ -6,10 +6,11 @@ slow part — place, render, create on the host, wait for /healthz — in short
 transactions around the host calls, each fenced by the job's lease, so a
 replica that lost its lease can never overwrite the one that took over.
 
-    assistant:  NONE ─► PROVISIONING ─► READY
-                 ▲          │  ▲          │ (model change, keys, reconcile)
-                 │          ▼  └──────────┘
+    assistant:  NONE ─► PROVISIONING ─► READY ◄──► SUSPENDED  (heartbeats: the
+                 ▲          │  ▲          │         host put it to sleep or
+                 │          ▼  └──────────┘         woke it; see lifecycle.py)
                  └───────  ERROR  (after PROVISION_MAX_ATTEMPTS; retry = new request)
+                 (model change, keys, reconcile: READY or SUSPENDED ─► PROVISIONING)
     job:        PENDING ─► RUNNING ─► COMPLETED | FAILED  (RUNNING ─► PENDING: retry)
 """
 
@@ -89,9 +90,14 @@ class Provisioner:
     async def request_provision_if_absent(
         self, conn: Connection, user_id: UUID, *, reason: str
     ) -> bool:
-        """Provision unless the assistant is READY or on its way (re-activation)."""
+        """Provision unless the assistant is READY (or asleep) or on its way
+        (re-activation)."""
         current = await repository.get_assistant(conn, user_id, for_update=True)
-        if current is not None and current.status in ("READY", "PROVISIONING"):
+        if current is not None and current.status in (
+            "READY",
+            "SUSPENDED",
+            "PROVISIONING",
+        ):
             return False
         await self.request_provision(conn, user_id, reason=reason, model=None)
         return True
@@ -410,13 +416,18 @@ class Provisioner:
         excluded: list[str] = []
         for _ in range(_PLACEMENT_ATTEMPTS):
             candidate = await repository.lock_candidate_host(
-                conn, timeout_seconds=timeout, exclude=excluded
+                conn,
+                timeout_seconds=timeout,
+                exclude=excluded,
+                overcommit=self.settings.assistant_sleep_overcommit,
             )
             if candidate is None:
                 break
             host_id, address = candidate
             placement = None
-            if await repository.host_has_room(conn, host_id):
+            if await repository.host_has_room(
+                conn, host_id, overcommit=self.settings.assistant_sleep_overcommit
+            ):
                 placement = await self._assign_port(
                     conn, assistant.user_id, host_id, address, refused
                 )

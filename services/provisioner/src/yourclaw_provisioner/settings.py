@@ -56,6 +56,13 @@ class ProvisionerSettings(CommonSettings):
     # heart-beats: first this long after the failure, doubling after each
     # failed heal up to 64 times this.
     assistant_heal_base_seconds: float = Field(default=30.0, gt=0)
+    # Placement weighs a sleeping (SUSPENDED) assistant as 1/this of an awake
+    # one against a host's capacity: with 3, three sleepers take the room of
+    # one. 1 counts sleepers in full (no overcommit).
+    assistant_sleep_overcommit: float = Field(default=3.0, ge=1)
+    # How long a host may take to wake a sleeping assistant (unpause, or start
+    # a stopped one) until its /healthz answers, when messaging asks.
+    assistant_wake_wait_seconds: float = Field(default=30.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _check_port_range(self) -> ProvisionerSettings:

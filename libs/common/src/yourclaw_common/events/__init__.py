@@ -11,6 +11,8 @@ from yourclaw_common.events.schemas.assistants import (
     AssistantRestarted,
     ContainerState,
     HostHeartbeat,
+    WakeAssistant,
+    WakeReply,
 )
 from yourclaw_common.events.schemas.billing import (
     STRIPE_EVENT_SUBJECTS,
@@ -92,6 +94,8 @@ __all__ = [
     "TailLogs",
     "UsageAllowanceWarning",
     "UsageCapReached",
+    "WakeAssistant",
+    "WakeReply",
     "container_name",
     "ensure_topology",
     "host_command",

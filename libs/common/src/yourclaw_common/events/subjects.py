@@ -45,6 +45,10 @@ class Subject(StrEnum):
     # BILLING stream (`billing.*`) never captures them.
     BILLING_CHECKOUT_CREATE = "billing.checkout.create"
     BILLING_PORTAL_CREATE = "billing.portal.create"
+    # Core NATS request/reply served by the provisioner (wake a sleeping
+    # assistant); two tokens after `assistant`, so the ASSISTANTS stream
+    # (`assistant.*`) never captures it.
+    ASSISTANT_WAKE = "assistant.wake.request"
 
 
 class HostVerb(StrEnum):
@@ -59,6 +63,10 @@ class HostVerb(StrEnum):
     LIST = "list"
     LOGS = "logs"
     HEALTH = "health"
+    # Unpause or start a sleeping container and wait for /healthz
+    # (`NamedContainer.wait_seconds`); idempotent.
+    WAKE = "wake"
+    SUSPEND = "suspend"
 
 
 def host_command(host_id: str, verb: HostVerb | str) -> str:

@@ -1,6 +1,6 @@
 """`/api/v1/api-keys`: bring-your-own LLM keys. Stored encrypted and bound to the
 user; never returned (provider, last 4 characters and date only). A change
-re-provisions a READY assistant so it runs with the new keys."""
+re-provisions a READY (or sleeping) assistant so it runs with the new keys."""
 
 from __future__ import annotations
 

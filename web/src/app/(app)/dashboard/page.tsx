@@ -283,9 +283,18 @@ function StatusCard(props: {
     );
   }
   const number = props.whatsappNumber;
+  const asleep = assistant.status === "SUSPENDED";
   return (
     <Card>
-      <h2 className="text-lg font-semibold text-white">Your assistant is ready</h2>
+      <h2 className="text-lg font-semibold text-white">{asleep ? "Your assistant is asleep" : "Your assistant is ready"}</h2>
+      {asleep ? (
+        <p className="mt-2 max-w-prose text-sm text-zinc-300" data-testid="assistant-asleep">
+          It&apos;s asleep, wakes when you write: your next message wakes it and gets its answer. Reminders still arrive on time.
+        </p>
+      ) : null}
+      {assistant.last_error ? (
+        <p className="mt-2 max-w-prose text-sm text-amber-200" data-testid="assistant-warning">{assistant.last_error}</p>
+      ) : null}
       {number ? (
         <p className="mt-2 max-w-prose text-sm text-zinc-300">
           Message it on WhatsApp at <strong className="whitespace-nowrap text-white">{number}</strong>.

@@ -17,6 +17,8 @@ __all__ = [
     "AssistantReady",
     "ContainerState",
     "HostHeartbeat",
+    "WakeAssistant",
+    "WakeReply",
 ]
 
 
@@ -88,6 +90,14 @@ class ContainerState(BaseModel):
     # the agent started. Needs provisioners that know the field (deploy them
     # first: they refuse unknown fields).
     oom_killed_at: int | None = None
+    # Idle and put to sleep by its host-agent: "frozen" (paused, no CPU,
+    # instant resume) or "stopped" (memory freed, workspace kept); None: awake.
+    # The provisioner shows it as SUSPENDED. Needs provisioners that know the
+    # field (deploy them first).
+    sleeping: Literal["frozen", "stopped"] | None = None
+    # When its next scheduled automation is due (Unix seconds), if any: the
+    # host-agent wakes it ahead of that.
+    next_wake_at: int | None = None
 
 
 class HostHeartbeat(Event):
@@ -101,6 +111,10 @@ class HostHeartbeat(Event):
     capacity: int
     used: int
     containers: tuple[ContainerState, ...] = ()
+    # How many of `containers` are awake and how many sleep (`sleeping`).
+    # Needs provisioners that know the fields (deploy them first).
+    awake: int = 0
+    asleep: int = 0
     # The host's X25519 public key (base64url), to which the provisioner seals
     # the secrets of the specs it sends there. Only this host's NATS user may
     # publish its heartbeat subject, so the key comes from the host. None: an
@@ -110,3 +124,31 @@ class HostHeartbeat(Event):
 
     def publish_subject(self) -> str:
         return f"{self.subject.value}.{self.host_id}"
+
+
+class WakeAssistant(BaseModel):
+    """Request on `assistant.wake.request` (core NATS, served by the
+    provisioner): wake the user's sleeping assistant and answer once its
+    gateway is healthy. Idempotent: waking an awake assistant is a no-op."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = 1
+    user_id: UUID
+
+
+class WakeReply(BaseModel):
+    """The provisioner's answer to `WakeAssistant`.
+
+    `code` when not ok: NO_ASSISTANT (none placed), HOST_UNREACHABLE,
+    HOST_TIMEOUT, RUNTIME_UNAVAILABLE, WAKE_FAILED (the host could not wake
+    it), INVALID_REQUEST, INTERNAL_ERROR.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    code: str | None = None
+    error: str | None = None
+    # From the request to a healthy gateway, as the provisioner measured it.
+    seconds: float | None = None

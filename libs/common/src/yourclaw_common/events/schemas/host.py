@@ -111,7 +111,7 @@ class NamedContainer(_Command):
     name: str
     # remove only: also delete the user's workspace (account deleted).
     purge_workspace: bool = False
-    # health only: keep probing on the host (no extra round trips) until /healthz
+    # health and wake: keep probing on the host (no extra round trips) until /healthz
     # answers or this many seconds pass; 0 = probe once.
     wait_seconds: float = Field(default=0, ge=0, le=300)
 
@@ -131,7 +131,8 @@ class ContainerInfo(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    state: Literal["running", "starting", "stopped", "exited", "missing"]
+    # "paused": frozen while idle (docker pause); see `wake`.
+    state: Literal["running", "starting", "paused", "stopped", "exited", "missing"]
     port: int | None = None
     spec_hash: str | None = None
     # /healthz answered (health verb only; None when not probed).

@@ -1,0 +1,185 @@
+"""Sleeping assistants: SUSPENDED from heartbeats, healthy to reconcile and
+placement, and woken on request (`assistant.wake.request`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from yourclaw_common.events import (
+    Subject,
+    WakeAssistant,
+    WakeReply,
+    container_name,
+)
+from yourclaw_common.testing import eventually
+from yourclaw_provisioner import repository
+from yourclaw_provisioner.lifecycle import WAKE_FAILED_FLAG
+
+from .conftest import assistant, jobs_of, provision, wait_status
+
+
+async def ask_wake(nc, user_id, *, timeout=10.0) -> WakeReply:
+    msg = await nc.request(
+        Subject.ASSISTANT_WAKE.value,
+        WakeAssistant(user_id=user_id).model_dump_json().encode(),
+        timeout=timeout,
+    )
+    return WakeReply.model_validate_json(msg.data)
+
+
+class TestSuspendedFromHeartbeats:
+    async def test_a_sleeping_container_is_suspended_and_awake_again_ready(
+        self, ready_assistant, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        name = container_name(user_id)
+
+        host.sleep(name, "frozen")
+        await wait_status(clean_db, user_id, "SUSPENDED")
+
+        # The host-agent woke it on its own (a reminder due): READY again.
+        host.containers[name].sleeping = None
+        host.containers[name].state = "running"
+        await wait_status(clean_db, user_id, "READY")
+
+    async def test_reconcile_neither_recreates_nor_removes_a_sleeper(
+        self, ready_assistant, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        name = container_name(user_id)
+
+        host.sleep(name, "stopped")
+        await wait_status(clean_db, user_id, "SUSPENDED")
+        # Many reconcile passes (every 0.2 s) and heartbeats later…
+        await asyncio.sleep(1.5)
+
+        row = await assistant(clean_db, user_id)
+        assert row["status"] == "SUSPENDED"
+        assert row["last_error"] is None
+        assert len(host.creates()) == 1
+        assert host.removes() == []
+        assert [j["reason"] for j in await jobs_of(clean_db, user_id)] == ["created"]
+
+    async def test_a_sleeper_whose_container_vanished_is_recreated(
+        self, ready_assistant, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        name = container_name(user_id)
+        host.sleep(name, "stopped")
+        await wait_status(clean_db, user_id, "SUSPENDED")
+
+        host.vanish(name)
+
+        async def recreated():
+            row = await assistant(clean_db, user_id)
+            return row["status"] == "READY" and len(host.creates()) == 2
+
+        await eventually(recreated)
+        assert host.running() == {name}
+
+
+class TestPlacementOvercommit:
+    async def test_sleepers_weigh_a_third_of_an_awake_assistant(
+        self, start_provisioner, fake_host, make_user, js, clean_db
+    ):
+        host = await fake_host("h-dense", capacity=2)
+        await start_provisioner(assistant_sleep_overcommit=3)
+        sleepers = [await make_user(), await make_user()]
+        for user_id in sleepers:
+            await provision(js, clean_db, user_id)
+            host.sleep(container_name(user_id), "stopped")
+        for user_id in sleepers:
+            await wait_status(clean_db, user_id, "SUSPENDED")
+        async with clean_db.acquire() as conn:
+            # Counted in full, the host is full.
+            assert not await repository.host_has_room(conn, "h-dense", overcommit=1)
+
+        third = await make_user()
+        row = await provision(js, clean_db, third)
+
+        assert row["host_id"] == "h-dense"
+        assert container_name(third) in host.running()
+
+
+class TestWake:
+    async def test_a_stopped_assistant_is_woken_and_ready(
+        self, ready_assistant, nats_client, clean_db
+    ):
+        host, user_id, ready = await ready_assistant()
+        name = container_name(user_id)
+        host.sleep(name, "stopped")
+        await wait_status(clean_db, user_id, "SUSPENDED")
+
+        reply = await ask_wake(nats_client, user_id)
+
+        assert reply.ok, reply
+        assert reply.seconds is not None
+        assert reply.seconds >= 0
+        (wake,) = host.wakes()
+        assert wake.name == name
+        assert wake.generation == ready["generation"]
+        assert wake.wait_seconds > 0
+        assert name in host.running()
+        assert (await assistant(clean_db, user_id))["status"] == "READY"
+
+    async def test_a_burst_of_requests_shares_one_wake(
+        self, ready_assistant, nats_client, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        host.wake_seconds = 0.5
+        host.sleep(container_name(user_id), "frozen")
+        await wait_status(clean_db, user_id, "SUSPENDED")
+
+        replies = await asyncio.gather(
+            *(ask_wake(nats_client, user_id) for _ in range(5))
+        )
+
+        assert all(r.ok for r in replies), replies
+        assert len(host.wakes()) == 1
+
+    async def test_a_failed_wake_answers_its_code_flags_and_a_later_one_works(
+        self, ready_assistant, nats_client, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        host.sleep(container_name(user_id), "stopped")
+        await wait_status(clean_db, user_id, "SUSPENDED")
+        host.refuse_wakes = 1
+
+        failed = await ask_wake(nats_client, user_id)
+
+        assert not failed.ok
+        assert failed.code == "WAKE_FAILED"
+        row = await assistant(clean_db, user_id)
+        # Still asleep (the next message tries again), and the dashboard says so.
+        assert row["status"] == "SUSPENDED"
+        assert row["last_error"] == WAKE_FAILED_FLAG
+
+        again = await ask_wake(nats_client, user_id)
+
+        assert again.ok, again
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["last_error"]) == ("READY", None)
+
+    async def test_a_user_without_an_assistant_gets_no_assistant(
+        self, start_provisioner, fake_host, nats_client
+    ):
+        await fake_host("h1")
+        await start_provisioner()
+
+        reply = await ask_wake(nats_client, uuid.uuid4())
+
+        assert (reply.ok, reply.code) == (False, "NO_ASSISTANT")
+
+    async def test_a_malformed_request_is_answered_not_dropped(
+        self, start_provisioner, fake_host, nats_client
+    ):
+        await fake_host("h1")
+        await start_provisioner()
+
+        msg = await nats_client.request(
+            Subject.ASSISTANT_WAKE.value, b'{"user_id": "nope"}', timeout=5
+        )
+
+        reply = WakeReply.model_validate_json(msg.data)
+        assert (reply.ok, reply.code) == (False, "INVALID_REQUEST")
