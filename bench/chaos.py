@@ -768,6 +768,10 @@ def main() -> None:
             # Room for the assistants of the users who pay during billing's fault.
             "HOST_CAPACITY": str(HOSTED + 50),
             "OPENCLAW_INSTALL_DIR": str(entry.parents[2]),
+            # No sleeping: the stand-in gateways write none of OpenClaw's
+            # activity, and every assistant must stay READY to be counted.
+            # Sleep and wake have their own tests and bench/density.py.
+            "IDLE_SUSPEND_AFTER_SECONDS": "0",
         }
 
         async def migrated() -> None:
