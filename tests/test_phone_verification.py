@@ -230,7 +230,13 @@ class TestProofOfPhone:
 
         body = (await stack.claim(user, phone)).json()
 
-        assert body == {"phone": phone, "verified": True, "code": None, "link": None}
+        assert body == {
+            "phone": phone,
+            "verified": True,
+            "code": None,
+            "link": None,
+            "whatsapp_available": True,
+        }
 
     async def test_twilios_retry_of_the_proving_message_is_one_confirmation(
         self, stack
