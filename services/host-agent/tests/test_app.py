@@ -168,10 +168,17 @@ class TestAgentRestart:
         assert again.ok
         assert json.loads(pid_file.read_text())["pid"] == orphan
         assert gateways_in(data_dir, spec) == [orphan]
-        listed = await second.request(HostVerb.LIST, {})
-        assert [(c.name, c.state) for c in listed.containers] == [
-            (spec.name, "running")
-        ]
+
+        # The orphan may still be binding its port (it was spawned a moment
+        # ago), so it is listed as starting until it answers, then running.
+        async def listed_running() -> bool:
+            listed = await second.request(HostVerb.LIST, {})
+            return [(c.name, c.state) for c in listed.containers] == [
+                (spec.name, "running")
+            ]
+
+        await eventually(listed_running, timeout=15)
+        assert gateways_in(data_dir, spec) == [orphan]
 
     async def test_remove_stops_a_gateway_no_pid_file_names(
         self, fake_runtime, start_agent, data_dir
