@@ -13,10 +13,13 @@ from yourclaw_common.events import (
     AssistantProvisionRequested,
     ConsumerSpec,
     ContainerSpec,
+    HostReply,
+    NamedContainer,
+    container_name,
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
-from yourclaw_devkit.fake_host import FakeHost
+from yourclaw_devkit.fake_host import FakeContainer, FakeHost
 from yourclaw_provisioner.app import run
 from yourclaw_provisioner.settings import ProvisionerSettings
 
@@ -82,16 +85,57 @@ async def start_provisioner(
     await asyncio.gather(*(t for _, t in replicas), return_exceptions=True)
 
 
+class SleepyFakeHost(FakeHost):
+    """The devkit's fake host with the host-agent's refusals of a wake: a
+    stopped sleeper whose port another process took meanwhile (PORT_IN_USE),
+    no room for one more gateway in memory, awake or frozen (NO_CAPACITY);
+    and a sleeper it is told to `stop` stays a sleeper, stopped."""
+
+    async def _dispatch(self, verb: str, data: bytes) -> HostReply:
+        named = NamedContainer.model_validate_json(data) if verb == "wake" else None
+        container = self.containers.get(named.name) if named else None
+        if named is not None and container is not None and container.sleeping:
+            refusal = self._wake_refusal(container)
+            if refusal is not None:
+                self.commands.append((verb, named))
+                self.refused.append((verb, refusal.code or ""))
+                return refusal
+        reply = await super()._dispatch(verb, data)
+        if verb == "stop" and reply.ok and reply.container is not None:
+            stopped = self.containers[reply.container.name]
+            if stopped.sleeping is not None:
+                stopped.sleeping = "stopped"
+        return reply
+
+    def _wake_refusal(self, container: FakeContainer) -> HostReply | None:
+        if container.sleeping == "stopped" and container.spec.port in self.taken_ports:
+            return HostReply(
+                ok=False,
+                code="PORT_IN_USE",
+                error=f"port {container.spec.port} is taken",
+            )
+        in_memory = sum(
+            1
+            for c in self.containers.values()
+            if c is not container and c.state in ("running", "paused")
+        )
+        if in_memory >= self.capacity:
+            return HostReply(ok=False, code="NO_CAPACITY", error="host is full")
+        return None
+
+
 class FakeHosts:
     """Starts fake host-agents (heart-beating) on the test's NATS connection."""
 
     def __init__(self, nc):
         self._nc = nc
-        self.started: list[FakeHost] = []
+        self.started: list[SleepyFakeHost] = []
 
-    async def __call__(self, host_id: str | None = None, **options: Any) -> FakeHost:
+    async def __call__(
+        self, host_id: str | None = None, **options: Any
+    ) -> SleepyFakeHost:
         options.setdefault("heartbeat_interval", 0.2)
-        host = FakeHost(
+        host = SleepyFakeHost(
             self._nc, host_id=host_id or f"h-{uuid.uuid4().hex[:8]}", **options
         )
         self.started.append(host)
@@ -162,11 +206,32 @@ async def ready_assistant(start_provisioner, fake_host, make_user, js, clean_db)
 
     async def make(
         host_id: str = "h1", **overrides: Any
-    ) -> tuple[FakeHost, uuid.UUID, Any]:
+    ) -> tuple[SleepyFakeHost, uuid.UUID, Any]:
         host = await fake_host(host_id)
         user_id = await make_user()
         await start_provisioner(**overrides)
         return host, user_id, await provision(js, clean_db, user_id)
+
+    return make
+
+
+async def put_to_sleep(host, pool, user_id, mode="stopped"):
+    """The host puts the user's idle assistant to sleep; it is SUSPENDED."""
+    host.sleep(container_name(user_id), mode)
+    return await wait_status(pool, user_id, "SUSPENDED")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sleeping_assistant(ready_assistant, clean_db):
+    """`ready_assistant`, then put to sleep: `sleeping_assistant(mode)` returns
+    (the fake host, the user's id, the assistant's row when READY)."""
+
+    async def make(
+        mode: str = "stopped", **options: Any
+    ) -> tuple[SleepyFakeHost, uuid.UUID, Any]:
+        host, user_id, ready = await ready_assistant(**options)
+        await put_to_sleep(host, clean_db, user_id, mode)
+        return host, user_id, ready
 
     return make
 

@@ -16,7 +16,7 @@ from yourclaw_common.testing import eventually
 from yourclaw_provisioner import repository
 from yourclaw_provisioner.lifecycle import WAKE_FAILED_FLAG
 
-from .conftest import assistant, jobs_of, provision, wait_status
+from .conftest import assistant, jobs_of, provision, put_to_sleep, wait_status
 
 
 async def ask_wake(nc, user_id, *, timeout=10.0) -> WakeReply:
@@ -35,8 +35,7 @@ class TestSuspendedFromHeartbeats:
         host, user_id, _ = await ready_assistant()
         name = container_name(user_id)
 
-        host.sleep(name, "frozen")
-        await wait_status(clean_db, user_id, "SUSPENDED")
+        await put_to_sleep(host, clean_db, user_id, "frozen")
 
         # The host-agent woke it on its own (a reminder due): READY again.
         host.containers[name].sleeping = None
@@ -44,13 +43,9 @@ class TestSuspendedFromHeartbeats:
         await wait_status(clean_db, user_id, "READY")
 
     async def test_reconcile_neither_recreates_nor_removes_a_sleeper(
-        self, ready_assistant, clean_db
+        self, sleeping_assistant, clean_db
     ):
-        host, user_id, _ = await ready_assistant()
-        name = container_name(user_id)
-
-        host.sleep(name, "stopped")
-        await wait_status(clean_db, user_id, "SUSPENDED")
+        host, user_id, _ = await sleeping_assistant("stopped")
         # Many reconcile passes (every 0.2 s) and heartbeats later…
         await asyncio.sleep(1.5)
 
@@ -62,12 +57,10 @@ class TestSuspendedFromHeartbeats:
         assert [j["reason"] for j in await jobs_of(clean_db, user_id)] == ["created"]
 
     async def test_a_sleeper_whose_container_vanished_is_recreated(
-        self, ready_assistant, clean_db
+        self, sleeping_assistant, clean_db
     ):
-        host, user_id, _ = await ready_assistant()
+        host, user_id, _ = await sleeping_assistant("stopped")
         name = container_name(user_id)
-        host.sleep(name, "stopped")
-        await wait_status(clean_db, user_id, "SUSPENDED")
 
         host.vanish(name)
 
@@ -104,12 +97,10 @@ class TestPlacementOvercommit:
 
 class TestWake:
     async def test_a_stopped_assistant_is_woken_and_ready(
-        self, ready_assistant, nats_client, clean_db
+        self, sleeping_assistant, nats_client, clean_db
     ):
-        host, user_id, ready = await ready_assistant()
+        host, user_id, ready = await sleeping_assistant("stopped")
         name = container_name(user_id)
-        host.sleep(name, "stopped")
-        await wait_status(clean_db, user_id, "SUSPENDED")
 
         reply = await ask_wake(nats_client, user_id)
 
@@ -128,8 +119,7 @@ class TestWake:
     ):
         host, user_id, _ = await ready_assistant()
         host.wake_seconds = 0.5
-        host.sleep(container_name(user_id), "frozen")
-        await wait_status(clean_db, user_id, "SUSPENDED")
+        await put_to_sleep(host, clean_db, user_id, "frozen")
 
         replies = await asyncio.gather(
             *(ask_wake(nats_client, user_id) for _ in range(5))
@@ -139,11 +129,9 @@ class TestWake:
         assert len(host.wakes()) == 1
 
     async def test_a_failed_wake_answers_its_code_flags_and_a_later_one_works(
-        self, ready_assistant, nats_client, clean_db
+        self, sleeping_assistant, nats_client, clean_db
     ):
-        host, user_id, _ = await ready_assistant()
-        host.sleep(container_name(user_id), "stopped")
-        await wait_status(clean_db, user_id, "SUSPENDED")
+        host, user_id, _ = await sleeping_assistant("stopped")
         host.refuse_wakes = 1
 
         failed = await ask_wake(nats_client, user_id)
@@ -183,3 +171,141 @@ class TestWake:
 
         reply = WakeReply.model_validate_json(msg.data)
         assert (reply.ok, reply.code) == (False, "INVALID_REQUEST")
+
+
+async def holder_of(pool, host_id, port):
+    return await pool.fetchval(
+        "SELECT user_id FROM assistants WHERE host_id = $1 AND port = $2",
+        host_id,
+        port,
+    )
+
+
+class TestWakeOnATakenPort:
+    async def test_the_assistant_moves_to_a_free_port_on_its_host(
+        self, sleeping_assistant, nats_client, clean_db
+    ):
+        host, user_id, ready = await sleeping_assistant("stopped")
+        name = container_name(user_id)
+        # While it slept, another process took its port.
+        host.taken_ports.add(ready["port"])
+
+        reply = await ask_wake(nats_client, user_id)
+
+        assert reply.ok, reply
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["last_error"]) == ("READY", None)
+        # Same host (its workspace is there), another port, a newer placement.
+        assert row["host_id"] == ready["host_id"]
+        assert row["port"] != ready["port"]
+        assert row["base_url"] == f"http://127.0.0.1:{row['port']}"
+        assert row["generation"] == ready["generation"] + 1
+        assert await holder_of(clean_db, ready["host_id"], ready["port"]) is None
+        # The host runs it, healthy, on the new port, from a spec of that port.
+        created = host.creates()[-1]
+        assert (created.name, created.port) == (name, row["port"])
+        assert name in host.running()
+        assert host.containers[name].spec.port == row["port"]
+        assert host.workspaces[user_id]
+        # No provisioning job: the user was never shown a (re)start.
+        assert [j["reason"] for j in await jobs_of(clean_db, user_id)] == ["created"]
+
+    async def test_a_burst_of_wakes_moves_it_once(
+        self, sleeping_assistant, nats_client, clean_db
+    ):
+        host, user_id, ready = await sleeping_assistant("stopped")
+        host.taken_ports.add(ready["port"])
+        host.hold_creates = asyncio.Event()
+        host.create_received.clear()
+
+        first = [asyncio.create_task(ask_wake(nats_client, user_id)) for _ in range(3)]
+        await asyncio.wait_for(host.create_received.wait(), timeout=10)
+        # These arrive while the move is under way.
+        later = [asyncio.create_task(ask_wake(nats_client, user_id)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        host.hold_creates.set()
+        replies = await asyncio.gather(*first, *later)
+
+        assert all(r.ok for r in replies), replies
+        assert len(host.creates()) == 2
+        assert len(host.wakes()) == 1
+        row = await assistant(clean_db, user_id)
+        assert row["generation"] == ready["generation"] + 1
+        assert row["status"] == "READY"
+
+    async def test_a_move_that_keeps_failing_stays_flagged_until_one_works(
+        self, sleeping_assistant, nats_client, clean_db
+    ):
+        host, user_id, ready = await sleeping_assistant("stopped")
+        host.taken_ports.add(ready["port"])
+        host.fail_creates = 2
+
+        for _ in range(2):
+            failed = await ask_wake(nats_client, user_id)
+
+            assert (failed.ok, failed.code) == (False, "WAKE_FAILED")
+            assert "port" in (failed.error or "")
+            row = await assistant(clean_db, user_id)
+            # What the dashboard shows: asleep, with the warning; the next
+            # message tries again.
+            assert (row["status"], row["last_error"]) == (
+                "SUSPENDED",
+                WAKE_FAILED_FLAG,
+            )
+
+        again = await ask_wake(nats_client, user_id)
+
+        assert again.ok, again
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["last_error"]) == ("READY", None)
+        assert row["port"] != ready["port"]
+        assert host.containers[container_name(user_id)].spec.port == row["port"]
+        # The failed attempts took no further ports: one move, one new port.
+        assert row["generation"] == ready["generation"] + 1
+
+
+class TestWakeOnAFullHost:
+    async def test_a_frozen_sleeper_is_stopped_to_make_room(
+        self, ready_assistant, make_user, js, nats_client, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        neighbour = await make_user()
+        theirs = await provision(js, clean_db, neighbour)
+        await put_to_sleep(host, clean_db, user_id, "stopped")
+        await put_to_sleep(host, clean_db, neighbour, "frozen")
+        # Room for one gateway in memory: the frozen neighbour's.
+        host.capacity = 1
+
+        reply = await ask_wake(nats_client, user_id)
+
+        assert reply.ok, reply
+        assert (await assistant(clean_db, user_id))["status"] == "READY"
+        (stop,) = [p for verb, p in host.commands if verb == "stop"]
+        assert (stop.name, stop.generation) == (
+            container_name(neighbour),
+            theirs["generation"],
+        )
+        # The neighbour sleeps on, stopped (memory freed, workspace kept).
+        assert host.containers[container_name(neighbour)].sleeping == "stopped"
+        await asyncio.sleep(0.5)  # a few heartbeats
+        assert (await assistant(clean_db, neighbour))["status"] == "SUSPENDED"
+
+    async def test_without_a_sleeper_to_stop_the_wake_fails_flagged(
+        self, ready_assistant, make_user, js, nats_client, clean_db
+    ):
+        host, user_id, _ = await ready_assistant()
+        neighbour = await make_user()
+        await provision(js, clean_db, neighbour)
+        await put_to_sleep(host, clean_db, user_id, "stopped")
+        host.capacity = 1  # the awake neighbour fills it
+
+        failed = await ask_wake(nats_client, user_id)
+
+        assert (failed.ok, failed.code) == (False, "WAKE_FAILED")
+        assert "workspace" in (failed.error or "")
+        row = await assistant(clean_db, user_id)
+        assert (row["status"], row["last_error"]) == ("SUSPENDED", WAKE_FAILED_FLAG)
+        # Nothing of the awake neighbour's was touched, nothing moved hosts.
+        assert [v for v, _ in host.commands if v == "stop"] == []
+        assert container_name(neighbour) in host.running()
+        assert row["host_id"] == host.host_id

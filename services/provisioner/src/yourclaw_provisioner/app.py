@@ -66,7 +66,7 @@ async def run(settings: ProvisionerSettings, stop: asyncio.Event) -> None:
         heartbeats = await runtime.nc.subscribe(
             f"{Subject.HOST_HEARTBEAT.value}.*", cb=fleet.on_message
         )
-        waker = Waker(runtime.pool, hosts, settings, container_state=fleet.container)
+        waker = Waker(provisioner, container_state=fleet.container)
         await waker.serve(runtime.nc)
         pool = runtime.pool
         log.info(

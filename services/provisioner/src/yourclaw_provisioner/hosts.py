@@ -82,6 +82,19 @@ class HostClient:
             self.command_timeout,
         )
 
+    async def stop(
+        self, host_id: str, name: str, *, generation: int | None = None
+    ) -> ContainerInfo | None:
+        """Stop the container (its workspace stays), if the copy there is of
+        `generation` or older."""
+        reply = await self._request(
+            host_id,
+            HostVerb.STOP,
+            NamedContainer(name=name, generation=generation),
+            self.command_timeout,
+        )
+        return reply.container
+
     async def health(
         self, host_id: str, name: str, *, wait_seconds: float = 0
     ) -> ContainerInfo | None:

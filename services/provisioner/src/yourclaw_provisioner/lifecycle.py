@@ -8,24 +8,30 @@ re-creates nor heals it, and placement weighs it 1/ASSISTANT_SLEEP_OVERCOMMIT.
 
 messaging asks for a wake before a turn (`assistant.wake.request`, core NATS
 request/reply, replicas in one queue group): the host verb `wake` unpauses or
-starts the container and answers once /healthz does. A failed wake leaves the
-assistant SUSPENDED with a flag the dashboard shows, so the next message (or
-the redelivered one) tries again.
+starts the container and answers once /healthz does. Two refusals are worked
+around, on the same host, since the workspace lives on its disk and nothing
+moves one across hosts:
+
+- PORT_IN_USE (another process took the port while the gateway was stopped):
+  the assistant is re-created on a fresh port of that host, as placement
+  allocates ports (a new generation), and the wake answers once it is healthy;
+- NO_CAPACITY (no room for one more gateway in memory): the host stops the
+  longest-asleep frozen sleeper (it stays SUSPENDED) and wakes this one; with
+  none to stop, the wake fails.
+
+A failed wake leaves the assistant SUSPENDED with a flag the dashboard shows,
+so the next message (or the redelivered one) tries again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-import asyncpg
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from yourclaw_common.db import Connection
 from yourclaw_common.events import (
@@ -36,13 +42,13 @@ from yourclaw_common.events import (
     WakeReply,
     container_name,
 )
-from yourclaw_common.logging import bind_correlation_id, get_logger
-from yourclaw_common.nats import CORRELATION_HEADER
+from yourclaw_common.logging import get_logger
+from yourclaw_common.responder import Responder
 
 from yourclaw_provisioner import metrics, repository
-from yourclaw_provisioner.errors import HostCommandFailed
-from yourclaw_provisioner.hosts import HostClient
-from yourclaw_provisioner.settings import ProvisionerSettings
+from yourclaw_provisioner.errors import HostCommandFailed, ProvisioningError
+from yourclaw_provisioner.repository import Assistant
+from yourclaw_provisioner.service import Provisioner
 
 __all__ = ["WAKE_FAILED_FLAG", "Waker", "owner_of", "record_sleep"]
 
@@ -107,61 +113,31 @@ class Waker:
     """Serves `assistant.wake.request`: one wake per user at a time in this
     replica (a burst of requests shares it)."""
 
-    pool: asyncpg.Pool
-    hosts: HostClient
-    settings: ProvisionerSettings
+    provisioner: Provisioner
     # What the host's last heartbeat says of a container (its sleep depth).
     container_state: Callable[[str, str], ContainerState | None] = lambda _host, _name: (
         None
     )
     _waking: dict[UUID, asyncio.Task[WakeReply]] = field(default_factory=dict)
-    _answers: set[asyncio.Task[None]] = field(default_factory=set)
-    _sub: Subscription | None = None
+    _responder: Responder | None = None
 
     async def serve(self, nc: NATS) -> None:
-        async def on_message(msg: Msg) -> None:
-            task = asyncio.create_task(self._answer(msg))
-            self._answers.add(task)
-            task.add_done_callback(self._answers.discard)
-
-        self._sub = await nc.subscribe(
-            Subject.ASSISTANT_WAKE.value,
-            queue=self.settings.service_name,
-            cb=on_message,
+        self._responder = Responder(
+            nc, queue=self.provisioner.settings.service_name, crashed=_INTERNAL
         )
-        log.info("provisioner.wake.serving", subject=Subject.ASSISTANT_WAKE.value)
+        await self._responder.serve(Subject.ASSISTANT_WAKE.value, self._handle)
 
     async def close(self) -> None:
         """Stop taking requests; finish those in flight."""
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception as exc:  # NATS is closing anyway
-                log.debug("provisioner.wake.unsubscribe_failed", error=str(exc))
-        if self._answers:
-            await asyncio.gather(*self._answers, return_exceptions=True)
+        if self._responder is not None:
+            await self._responder.close()
 
-    async def _answer(self, msg: Msg) -> None:
-        cid = (msg.headers or {}).get(CORRELATION_HEADER) or uuid.uuid4().hex
-        with bind_correlation_id(cid):
-            try:
-                request = WakeAssistant.model_validate_json(msg.data)
-            except ValidationError as exc:
-                reply = WakeReply(
-                    ok=False, code="INVALID_REQUEST", error=str(exc)[:300]
-                )
-            else:
-                try:
-                    reply = await self.wake(request.user_id)
-                except Exception:
-                    log.exception("provisioner.wake.crashed")
-                    reply = _INTERNAL
-            if not msg.reply:
-                return
-            try:
-                await msg.respond(reply.model_dump_json().encode())
-            except Exception as exc:  # the requester is gone or NATS reconnects
-                log.warning("provisioner.wake.reply_failed", error=str(exc))
+    async def _handle(self, data: bytes) -> WakeReply:
+        try:
+            request = WakeAssistant.model_validate_json(data)
+        except ValidationError as exc:
+            return WakeReply(ok=False, code="INVALID_REQUEST", error=str(exc)[:300])
+        return await self.wake(request.user_id)
 
     async def wake(self, user_id: UUID) -> WakeReply:
         """Wake the user's assistant (or join the wake under way)."""
@@ -172,13 +148,15 @@ class Waker:
             task.add_done_callback(lambda _: self._waking.pop(user_id, None))
         return await asyncio.shield(task)
 
-    async def _wake(self, user_id: UUID) -> WakeReply:
+    async def _wake(self, user_id: UUID, *, moves_left: int = 1) -> WakeReply:
         started = time.perf_counter()
-        async with self.pool.acquire() as conn:
+        pool = self.provisioner.pool
+        async with pool.acquire() as conn:
             assistant = await repository.get_assistant(conn, user_id)
         if (
             assistant is None
             or assistant.host_id is None
+            or assistant.port is None
             or assistant.status not in ("READY", "SUSPENDED")
         ):
             metrics.WAKES.labels("NO_ASSISTANT").inc()
@@ -192,37 +170,120 @@ class Waker:
         seen = self.container_state(host_id, name)
         from_state = (seen.sleeping if seen else None) or "awake"
         try:
-            info = await self.hosts.wake(
-                host_id,
-                name,
-                wait_seconds=self.settings.assistant_wake_wait_seconds,
-                generation=assistant.generation,
-            )
+            await self._wake_on_host(assistant)
+            outcome = "woken"
         except HostCommandFailed as exc:
-            return await self._failed(user_id, exc.code, exc.detail, from_state)
-        if info is None or not info.healthy:
-            state = info.state if info else "no answer"
-            return await self._failed(
-                user_id,
-                "WAKE_FAILED",
-                f"host {host_id} did not get {name} healthy ({state})",
-                from_state,
-            )
-        async with self.pool.acquire() as conn:
+            if exc.code != "PORT_IN_USE":
+                return await self._failed(user_id, exc.code, exc.detail, from_state)
+            # Another process took its port while it slept: the same host (its
+            # workspace lives there) on a fresh port.
+            try:
+                moved = await self.provisioner.move_port(
+                    user_id,
+                    host_id=host_id,
+                    # The port the sleeping container holds, as its host last
+                    # reported it (a failed move may have noted another).
+                    taken=seen.port if seen and seen.port else assistant.port,
+                    generation=assistant.generation,
+                )
+            except ProvisioningError as moving:
+                return await self._failed(
+                    user_id,
+                    "WAKE_FAILED",
+                    f"{exc.detail}; moving it to another port failed: {moving.detail}",
+                    from_state,
+                )
+            if moved is None:
+                # Its placement changed meanwhile (another replica moved it):
+                # wake it where it is now.
+                if moves_left:
+                    return await self._wake(user_id, moves_left=moves_left - 1)
+                return await self._failed(
+                    user_id, "WAKE_FAILED", "its placement kept changing", from_state
+                )
+            outcome = "moved"
+        async with pool.acquire() as conn:
             await repository.mark_awake(
                 conn, user_id, host_id=host_id, flags=[WAKE_FAILED_FLAG]
             )
         seconds = time.perf_counter() - started
-        metrics.WAKES.labels("woken").inc()
+        metrics.WAKES.labels(outcome).inc()
         metrics.WAKE_SECONDS.labels(from_state).observe(seconds)
         log.info(
-            "provisioner.wake.woken",
+            f"provisioner.wake.{outcome}",
             user_id=str(user_id),
             host_id=host_id,
             from_state=from_state,
             seconds=round(seconds, 3),
         )
         return WakeReply(ok=True, seconds=round(seconds, 3))
+
+    async def _wake_on_host(self, assistant: Assistant) -> None:
+        """The host's `wake`, answered once the gateway is healthy (else
+        HostCommandFailed); when the host has no room for one more gateway in
+        memory, once more after it stopped a frozen sleeper."""
+        assert assistant.host_id is not None
+        host_id, name = assistant.host_id, container_name(assistant.user_id)
+        wait = self.provisioner.settings.assistant_wake_wait_seconds
+        try:
+            info = await self.provisioner.hosts.wake(
+                host_id, name, wait_seconds=wait, generation=assistant.generation
+            )
+        except HostCommandFailed as exc:
+            if exc.code != "NO_CAPACITY":
+                raise
+            if not await self._make_room(host_id, assistant.user_id):
+                # Another host with room would need the workspace, which lives
+                # on this host's disk: nothing moves it across hosts.
+                raise HostCommandFailed(
+                    f"host {host_id} has no room to wake {name} and no frozen "
+                    "sleeper to stop; its workspace lives there, so it cannot "
+                    "wake on another host",
+                    code="WAKE_FAILED",
+                    host_id=host_id,
+                ) from exc
+            info = await self.provisioner.hosts.wake(
+                host_id, name, wait_seconds=wait, generation=assistant.generation
+            )
+        if info is None or not info.healthy:
+            raise HostCommandFailed(
+                f"host {host_id} did not get {name} healthy "
+                f"({info.state if info else 'no answer'})",
+                code="WAKE_FAILED",
+                host_id=host_id,
+            )
+
+    async def _make_room(self, host_id: str, user_id: UUID) -> bool:
+        """Stop the longest-asleep frozen sleeper on the host (frozen ones keep
+        their memory; stopped, they keep only their workspace). It stays
+        SUSPENDED, and wakes from stopped next time."""
+        async with self.provisioner.pool.acquire() as conn:
+            sleepers = await repository.sleepers_on_host(
+                conn, host_id, other_than=user_id
+            )
+        for other, generation in sleepers:
+            name = container_name(other)
+            seen = self.container_state(host_id, name)
+            if seen is None or seen.sleeping != "frozen":
+                continue
+            try:
+                await self.provisioner.hosts.stop(host_id, name, generation=generation)
+            except HostCommandFailed as exc:
+                log.warning(
+                    "provisioner.wake.room_failed",
+                    host_id=host_id,
+                    container=name,
+                    error=exc.detail,
+                )
+                continue
+            log.info(
+                "provisioner.wake.room_made",
+                host_id=host_id,
+                user_id=str(user_id),
+                stopped=name,
+            )
+            return True
+        return False
 
     async def _failed(
         self, user_id: UUID, code: str, detail: str, from_state: str
@@ -235,6 +296,6 @@ class Waker:
             from_state=from_state,
             error=detail,
         )
-        async with self.pool.acquire() as conn:
+        async with self.provisioner.pool.acquire() as conn:
             await repository.flag_wake_failed(conn, user_id, flag=WAKE_FAILED_FLAG)
         return WakeReply(ok=False, code=code, error=detail)

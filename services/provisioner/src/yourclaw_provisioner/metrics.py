@@ -76,7 +76,8 @@ RECONCILE_ACTIONS = Counter(
 WAKES = Counter(
     "yourclaw_provisioner_wakes_total",
     "Wake requests served (messaging asked for a sleeping assistant), by "
-    "outcome (woken, or the failure's code).",
+    "outcome (woken; moved: re-created on a free port of its host, its own "
+    "taken; or the failure's code).",
     ["outcome"],
 )
 WAKE_SECONDS = Histogram(

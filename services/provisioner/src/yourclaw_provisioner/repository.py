@@ -457,6 +457,13 @@ async def host_if_usable(
     )
 
 
+async def host_address(conn: Connection, host_id: str) -> str | None:
+    """The address a host last announced, whatever its status."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT address FROM hosts WHERE id = $1", host_id
+    )
+
+
 async def host_is_live(
     conn: Connection, host_id: str, *, timeout_seconds: float
 ) -> bool:
@@ -746,6 +753,51 @@ async def mark_awake(
         flags,
     )
     return row is not None
+
+
+async def record_moved_container(
+    conn: Connection,
+    user_id: UUID,
+    *,
+    generation: int,
+    base_url: str,
+    container_id: str,
+    spec_hash: str,
+) -> bool:
+    """The container a wake re-created elsewhere on its host; False when the
+    placement is no longer that `generation` or a job took the assistant over
+    (PROVISIONING, NONE)."""
+    row = await conn.fetchval(
+        """
+        UPDATE assistants SET base_url = $3, container_id = $4, spec_hash = $5,
+            updated_at = now()
+        WHERE user_id = $1 AND generation = $2 AND status IN ('READY', 'SUSPENDED')
+        RETURNING 1
+        """,
+        user_id,
+        generation,
+        base_url,
+        container_id,
+        spec_hash,
+    )
+    return row is not None
+
+
+async def sleepers_on_host(
+    conn: Connection, host_id: str, *, other_than: UUID
+) -> list[tuple[UUID, int]]:
+    """SUSPENDED assistants on a host but `other_than`, longest asleep first,
+    with their placement generation."""
+    rows = await conn.fetch(
+        """
+        SELECT user_id, generation FROM assistants
+        WHERE host_id = $1 AND status = 'SUSPENDED' AND user_id <> $2
+        ORDER BY updated_at, user_id
+        """,
+        host_id,
+        other_than,
+    )
+    return [(r["user_id"], r["generation"]) for r in rows]
 
 
 async def flag_wake_failed(conn: Connection, user_id: UUID, *, flag: str) -> None:

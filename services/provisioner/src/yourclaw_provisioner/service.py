@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from yourclaw_common.events import (
     AssistantFailed,
     AssistantReady,
     ContainerInfo,
+    ContainerSpec,
     container_name,
 )
 from yourclaw_common.logging import get_logger
@@ -144,70 +146,26 @@ class Provisioner:
 
     async def _provision(self, job: Job) -> str:
         user_id = job.user_id
-        # Ports the host refused because something else listens there.
-        refused: set[tuple[str, int]] = set()
-        previous_host: str | None = None
-        resealed = False
-        while True:
-            async with self.pool.acquire() as conn, conn.transaction():
-                assistant = await repository.get_assistant(
-                    conn, user_id, for_update=True
-                )
-                if assistant is None:
-                    await self._complete(conn, job)
-                    return "completed"
-                if not refused and not resealed:
-                    previous_host = assistant.host_id
-                placement = await self._place(conn, assistant, refused=refused)
-                host_key = await repository.host_public_key(conn, placement.host_id)
-                gateway_secrets = await self._gateway_secrets(conn, assistant)
-            spec = build_spec(
-                user_id=user_id,
-                assistant_id=assistant.id,
-                port=placement.port,
-                model=assistant.model,
-                secrets=gateway_secrets,
-                llm_proxy_url=self.settings.llm_proxy_url,
-                image=self.settings.openclaw_image,
-                mcp_idle_ttl_seconds=self.settings.mcp_idle_ttl_seconds,
-            )
-            log.info(
-                "provisioner.create",
-                job_id=str(job.id),
-                user_id=str(user_id),
-                host_id=placement.host_id,
-                port=placement.port,
-                attempt=job.attempts,
-            )
-            try:
-                await self.hosts.create(
-                    placement.host_id,
-                    spec,
-                    host_key=host_key,
-                    generation=placement.generation,
-                )
-            except HostCommandFailed as exc:
-                if exc.code == "SEALED_FOR_ANOTHER_KEY" and not resealed:
-                    # The host's key changed (rotated, or lost with its disk)
-                    # since the heartbeat read above: seal again to the newest.
-                    log.warning(
-                        "provisioner.create.resealing",
-                        host_id=placement.host_id,
-                        error=exc.detail,
-                    )
-                    resealed = True
-                    continue
-                if exc.code != "PORT_IN_USE" or len(refused) >= _PORT_RETRIES:
-                    raise
-                # Not one of ours on that port (a stray process): take the next.
-                log.warning(
-                    "provisioner.port_in_use",
-                    host_id=placement.host_id,
-                    port=placement.port,
-                )
-                refused.add((placement.host_id, placement.port))
-                continue
-            break
+        async with self.pool.acquire() as conn:
+            before = await repository.get_assistant(conn, user_id)
+        # A move off a draining or lost host leaves a copy there to remove.
+        previous_host = before.host_id if before else None
+
+        async def prepare(
+            conn: Connection, refused: set[tuple[str, int]]
+        ) -> tuple[Assistant, Placement] | None:
+            assistant = await repository.get_assistant(conn, user_id, for_update=True)
+            if assistant is None:
+                await self._complete(conn, job)
+                return None
+            return assistant, await self._place(conn, assistant, refused=refused)
+
+        created = await self._create(
+            user_id, prepare, job_id=str(job.id), attempt=job.attempts
+        )
+        if created is None:
+            return "completed"
+        placement, spec = created
         info = await self._wait_healthy(placement.host_id, spec.name)
 
         async with self.pool.acquire() as conn, conn.transaction():
@@ -384,6 +342,148 @@ class Provisioner:
             error=error,
         )
         return "failed"
+
+    async def move_port(
+        self, user_id: UUID, *, host_id: str, taken: int, generation: int
+    ) -> Placement | None:
+        """Re-create a placed assistant on another port of the same host (its
+        workspace lives there), once another process took `taken` while it
+        slept; returns once it is healthy there. None when the placement
+        changed meanwhile (another wake moved it, a job took over)."""
+        first = True
+
+        async def prepare(
+            conn: Connection, refused: set[tuple[str, int]]
+        ) -> tuple[Assistant, Placement] | None:
+            nonlocal first
+            assistant = await repository.get_assistant(conn, user_id, for_update=True)
+            if (
+                assistant is None
+                or assistant.status not in ("READY", "SUSPENDED")
+                or assistant.host_id != host_id
+                or (first and assistant.generation != generation)
+            ):
+                return None
+            first = False
+            address = await repository.host_address(conn, host_id)
+            if address is None or assistant.port is None:
+                return None
+            if (host_id, assistant.port) not in refused:
+                # A port a move gave it already: this one, before a reseal, or
+                # an earlier one whose create failed.
+                return assistant, Placement(
+                    host_id, address, assistant.port, assistant.generation
+                )
+            placement = await self._assign_port(
+                conn, user_id, host_id, address, refused
+            )
+            if placement is None:
+                raise NoHostAvailable(
+                    f"host {host_id} has no free port left", excluded=[host_id]
+                )
+            return assistant, placement
+
+        created = await self._create(
+            user_id, prepare, refused={(host_id, taken)}, moved_from=taken
+        )
+        if created is None:
+            return None
+        placement, spec = created
+        info = await self._wait_healthy(placement.host_id, spec.name)
+        async with self.pool.acquire() as conn:
+            recorded = await repository.record_moved_container(
+                conn,
+                user_id,
+                generation=placement.generation,
+                base_url=f"http://{placement.address}:{placement.port}",
+                container_id=info.name if info else spec.name,
+                spec_hash=spec.spec_hash,
+            )
+        if not recorded:
+            return None
+        log.info(
+            "provisioner.port_moved",
+            user_id=str(user_id),
+            host_id=host_id,
+            taken=taken,
+            port=placement.port,
+            generation=placement.generation,
+        )
+        return placement
+
+    async def _create(
+        self,
+        user_id: UUID,
+        prepare: Callable[
+            [Connection, set[tuple[str, int]]],
+            Awaitable[tuple[Assistant, Placement] | None],
+        ],
+        *,
+        refused: set[tuple[str, int]] | None = None,
+        **context: object,
+    ) -> tuple[Placement, ContainerSpec] | None:
+        """Create the user's gateway where `prepare` places it (in a
+        transaction holding the assistant's row; None: nothing to do).
+        A port the host finds taken (a stray process) is `refused` and
+        `prepare` asked again, up to _PORT_RETRIES ports; a spec sealed to a
+        key the host no longer holds is sealed again once."""
+        # Ports the host refused because something else listens there.
+        refused = set(refused or ())
+        resealed = False
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                prepared = await prepare(conn, refused)
+                if prepared is None:
+                    return None
+                assistant, placement = prepared
+                host_key = await repository.host_public_key(conn, placement.host_id)
+                gateway_secrets = await self._gateway_secrets(conn, assistant)
+            spec = build_spec(
+                user_id=user_id,
+                assistant_id=assistant.id,
+                port=placement.port,
+                model=assistant.model,
+                secrets=gateway_secrets,
+                llm_proxy_url=self.settings.llm_proxy_url,
+                image=self.settings.openclaw_image,
+                mcp_idle_ttl_seconds=self.settings.mcp_idle_ttl_seconds,
+            )
+            log.info(
+                "provisioner.create",
+                user_id=str(user_id),
+                host_id=placement.host_id,
+                port=placement.port,
+                **context,
+            )
+            try:
+                await self.hosts.create(
+                    placement.host_id,
+                    spec,
+                    host_key=host_key,
+                    generation=placement.generation,
+                )
+            except HostCommandFailed as exc:
+                if exc.code == "SEALED_FOR_ANOTHER_KEY" and not resealed:
+                    # The host's key changed (rotated, or lost with its disk)
+                    # since the heartbeat read above: seal again to the newest.
+                    log.warning(
+                        "provisioner.create.resealing",
+                        host_id=placement.host_id,
+                        error=exc.detail,
+                    )
+                    resealed = True
+                    continue
+                if exc.code != "PORT_IN_USE" or len(refused) >= _PORT_RETRIES:
+                    raise
+                # Not one of ours on that port (a stray process): take the next.
+                log.warning(
+                    "provisioner.port_in_use",
+                    host_id=placement.host_id,
+                    port=placement.port,
+                )
+                refused.add((placement.host_id, placement.port))
+                continue
+            return placement, spec
 
     # Steps.
 
