@@ -83,3 +83,30 @@ class TestResponder:
         await closing
 
         assert (await pending).text == "late"
+
+    async def test_close_cancels_a_request_that_outlasts_the_grace(self, nats_client):
+        # A wake that waits minutes for a host must not hold up a shutdown:
+        # its requester times out and asks another replica.
+        subject = f"test.{uuid.uuid4().hex}"
+        started = asyncio.Event()
+        cancelled = asyncio.Event()
+
+        async def stuck(data: bytes) -> Answer:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return Answer(ok=True)
+
+        responder = Responder(nats_client, queue="test", crashed=CRASHED)
+        await responder.serve(subject, stuck)
+        pending = asyncio.create_task(ask(nats_client, subject))
+        await asyncio.wait_for(started.wait(), timeout=5)
+
+        await asyncio.wait_for(responder.close(grace_seconds=0.2), timeout=10)
+
+        assert cancelled.is_set()
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)

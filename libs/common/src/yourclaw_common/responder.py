@@ -4,7 +4,8 @@
 Replicas share a subject in one queue group; each request runs in its own task
 under the requester's correlation id, and a request that asks for an answer
 gets exactly one: the handler's, or the `crashed` reply when the handler
-raised. `close()` stops taking requests and lets those in flight finish.
+raised. `close()` stops taking requests and lets those in flight finish
+within a grace period, then cancels the rest.
 """
 
 from __future__ import annotations
@@ -54,15 +55,23 @@ class Responder:
         )
         log.info("requests.serving", subject=subject, queue=self._queue)
 
-    async def close(self) -> None:
-        """Stop taking requests; finish those in flight."""
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Stop taking requests; finish those in flight within `grace_seconds`,
+        then cancel the rest (their requesters time out and ask again), so a
+        request that waits long (a wake, a create) never holds up a shutdown."""
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
             except Exception as exc:  # NATS is closing anyway
                 log.debug("requests.unsubscribe_failed", error=str(exc))
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("requests.cancelled_at_close", count=len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _answer(self, msg: Msg, handler: RequestHandler) -> None:
         cid = (msg.headers or {}).get(CORRELATION_HEADER) or uuid.uuid4().hex
