@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import pytest_asyncio
 from yourclaw_common.events import Stream, Subject
 from yourclaw_devkit.pytest_plugin import api_error
@@ -22,15 +23,26 @@ SECRET = "telegram-webhook-secret_0123456789"
 _update_ids = itertools.count(800_000_000)
 
 
+@pytest.fixture
+def start_tg(start_gateway, clean_db, js, telegram_sim):
+    """Start a gateway with Telegram configured against the stand-in (and the
+    settings given)."""
+
+    def start(**overrides: Any):
+        return start_gateway(
+            telegram_bot_token=telegram_sim.token,
+            telegram_webhook_secret=SECRET,
+            telegram_api_base=telegram_sim.url,
+            **overrides,
+        )
+
+    return start
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def tg(start_gateway, supabase, clean_db, js, telegram_sim):
+async def tg(start_tg, supabase):
     """A gateway with Telegram configured against the stand-in."""
-    async with start_gateway(
-        supabase_url=supabase.url,
-        telegram_bot_token=telegram_sim.token,
-        telegram_webhook_secret=SECRET,
-        telegram_api_base=telegram_sim.url,
-    ) as gw:
+    async with start_tg(supabase_url=supabase.url) as gw:
         yield gw
 
 
@@ -208,14 +220,9 @@ class TestServedBeforeFastApi:
 
         assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1, 2, 1]
 
-    async def test_forged_secrets_spend_the_ip_budget_then_429(
-        self, start_gateway, clean_db, js, db, telegram_sim
-    ):
-        async with start_gateway(
-            telegram_bot_token=telegram_sim.token,
-            telegram_webhook_secret=SECRET,
-            webhook_rate_limit_per_second=0.001,
-            webhook_rate_limit_burst=2,
+    async def test_forged_secrets_spend_the_ip_budget_then_429(self, start_tg, js, db):
+        async with start_tg(
+            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=2
         ) as gw:
             forged = [
                 (await post_update(gw, message_update(), secret="guess")).status_code
@@ -230,14 +237,9 @@ class TestServedBeforeFastApi:
         assert int(limited.headers["retry-after"]) >= 1
         assert await published(db, js) == []
 
-    async def test_accepted_updates_are_never_limited(
-        self, start_gateway, clean_db, js, telegram_sim
-    ):
-        async with start_gateway(
-            telegram_bot_token=telegram_sim.token,
-            telegram_webhook_secret=SECRET,
-            webhook_rate_limit_per_second=0.001,
-            webhook_rate_limit_burst=1,
+    async def test_accepted_updates_are_never_limited(self, start_tg):
+        async with start_tg(
+            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
         ) as gw:
             codes = [
                 (await post_update(gw, message_update())).status_code for _ in range(5)
@@ -245,14 +247,8 @@ class TestServedBeforeFastApi:
 
         assert codes == [200] * 5
 
-    async def test_a_body_over_the_webhook_limit_is_413(
-        self, start_gateway, clean_db, js, db, telegram_sim
-    ):
-        async with start_gateway(
-            telegram_bot_token=telegram_sim.token,
-            telegram_webhook_secret=SECRET,
-            webhook_max_body_bytes=1024,
-        ) as gw:
+    async def test_a_body_over_the_webhook_limit_is_413(self, start_tg, js, db):
+        async with start_tg(webhook_max_body_bytes=1024) as gw:
             small = await post_update(gw, message_update(text="short"))
             large = await post_update(gw, message_update(text="x" * 2000))
 

@@ -19,7 +19,6 @@ from yourclaw_common.logging import get_logger
 __all__ = [
     "ErrorBody",
     "InvalidPhone",
-    "PaymentRequired",
     "error_responses",
     "install_error_handlers",
     "json_response",
@@ -46,13 +45,6 @@ class ErrorBody(BaseModel):
 
     detail: str
     code: str
-
-
-class PaymentRequired(HTTPError):
-    """402: the action needs a subscription the user does not have."""
-
-    status_code = 402
-    code = "PAYMENT_REQUIRED"
 
 
 class InvalidPhone(HTTPError):
