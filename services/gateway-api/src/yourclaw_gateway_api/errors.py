@@ -19,6 +19,8 @@ from yourclaw_common.logging import get_logger
 __all__ = [
     "ErrorBody",
     "InvalidPhone",
+    "MethodNotAllowed",
+    "UnsupportedMediaType",
     "error_responses",
     "install_error_handlers",
     "json_response",
@@ -52,6 +54,20 @@ class InvalidPhone(HTTPError):
 
     status_code = 422
     code = "INVALID_PHONE"
+
+
+class MethodNotAllowed(HTTPError):
+    """405, from the lean webhooks (FastAPI's routing answers its own)."""
+
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class UnsupportedMediaType(HTTPError):
+    """415: the body is not of the type the route reads."""
+
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:

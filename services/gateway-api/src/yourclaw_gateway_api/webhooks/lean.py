@@ -14,17 +14,17 @@ from typing import Any
 
 from nats.js.api import PubAck
 from starlette.types import Receive, Scope, Send
-from yourclaw_common.errors import ServiceUnavailable
+from yourclaw_common.errors import (
+    HTTPError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    error_body,
+)
 from yourclaw_common.events import Event
 from yourclaw_common.logging import get_logger
 
-from yourclaw_gateway_api.asgi import (
-    BodyTooLarge,
-    Disconnected,
-    Headers,
-    read_body,
-    send_json,
-)
+from yourclaw_gateway_api.asgi import BodyTooLarge, Disconnected, read_body, send_json
+from yourclaw_gateway_api.errors import MethodNotAllowed
 from yourclaw_gateway_api.metrics import (
     WEBHOOK_PUBLISH_SECONDS,
     WEBHOOK_SIGNATURE_FAILURES,
@@ -37,30 +37,16 @@ __all__ = ["LeanWebhook", "Rejected"]
 
 log = get_logger(__name__)
 
-_POST_ONLY = [(b"allow", b"POST")]
-
 
 class Rejected(Exception):
-    """A request refused with `status` and `{"detail", "code"}`; the log line
-    of the refusal carries `log_fields`."""
+    """A refused request: `error` is the answer (its status, `{"detail",
+    "code"}` and headers; its context goes into the log line), `outcome` what
+    the refusal counts as."""
 
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        outcome: WebhookOutcome,
-        *,
-        headers: Headers = (),
-        **log_fields: Any,
-    ):
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
+    def __init__(self, outcome: WebhookOutcome, error: HTTPError):
+        super().__init__(error.detail)
         self.outcome = outcome
-        self.headers = headers
-        self.log_fields = log_fields
+        self.error = error
 
 
 class LeanWebhook:
@@ -84,17 +70,21 @@ class LeanWebhook:
             self._requests[exc.outcome].inc()
             if exc.outcome is WebhookOutcome.INVALID_SIGNATURE:
                 self._signature_failures.inc()
+            error = exc.error
             client = scope.get("client")
             log.warning(
                 f"{self._log}.rejected",
-                status=exc.status,
-                code=exc.code,
-                detail=exc.detail,
+                status=error.status_code,
+                code=error.code,
+                detail=error.detail,
                 client=client[0] if client else None,
-                **exc.log_fields,
+                **error.context,
             )
+            headers = [
+                (k.lower().encode(), v.encode()) for k, v in error.headers.items()
+            ]
             await send_json(
-                send, exc.status, {"detail": exc.detail, "code": exc.code}, exc.headers
+                send, error.status_code, error_body(error.detail, error.code), headers
             )
         except Disconnected:
             log.debug(f"{self._log}.client_disconnected")
@@ -112,11 +102,8 @@ class LeanWebhook:
     def _check_post(scope: Scope) -> None:
         if scope["method"] != "POST":
             raise Rejected(
-                405,
-                "METHOD_NOT_ALLOWED",
-                "method not allowed",
                 WebhookOutcome.METHOD_NOT_ALLOWED,
-                headers=_POST_ONLY,
+                MethodNotAllowed("method not allowed", headers={"Allow": "POST"}),
             )
 
     async def _body(self, receive: Receive, *, declared: int | None) -> bytes:
@@ -125,11 +112,11 @@ class LeanWebhook:
             return await read_body(receive, limit=self._max_body, declared=declared)
         except BodyTooLarge as exc:
             raise Rejected(
-                413,
-                "PAYLOAD_TOO_LARGE",
-                f"the body is larger than {self._max_body} bytes",
                 WebhookOutcome.TOO_LARGE,
-                headers=[(b"connection", b"close")] if exc.close else (),
+                PayloadTooLarge(
+                    f"the body is larger than {self._max_body} bytes",
+                    headers={"Connection": "close"} if exc.close else None,
+                ),
             ) from None
 
     async def _publish(
@@ -142,16 +129,8 @@ class LeanWebhook:
         try:
             ack = await publish(event, what=what, **log_fields)
         except ServiceUnavailable as exc:
-            raise Rejected(
-                503,
-                exc.code,
-                exc.detail,
-                WebhookOutcome.PUBLISH_FAILED,
-                headers=[
-                    (k.lower().encode(), v.encode()) for k, v in exc.headers.items()
-                ],
-                **log_fields,
-            ) from exc
+            # `publish` logged it, with `log_fields`.
+            raise Rejected(WebhookOutcome.PUBLISH_FAILED, exc) from exc
         finally:
             self._publish_seconds.observe(perf_counter() - started)
         self._accepted.inc()

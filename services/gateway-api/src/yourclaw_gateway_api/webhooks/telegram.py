@@ -22,6 +22,12 @@ from typing import Any
 import asyncpg
 import orjson
 from starlette.types import Receive, Scope, Send
+from yourclaw_common.errors import (
+    BadRequest,
+    Forbidden,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from yourclaw_common.events import InboundMedia, InboundTelegram, provider_event_id
 from yourclaw_common.logging import get_logger
 
@@ -64,7 +70,6 @@ _QUEUED_ANSWER = fixed_response(
 _IGNORED_ANSWER = fixed_response(
     200, b'{"received":true,"queued":false}', b"application/json"
 )
-_RETRY_AFTER = [(b"retry-after", b"2")]
 
 
 def _int(value: Any) -> int | None:
@@ -156,7 +161,9 @@ def _update_from(body: bytes) -> dict[str, Any]:
 
 
 def _invalid_update(detail: str) -> Rejected:
-    return Rejected(400, "INVALID_UPDATE", detail, WebhookOutcome.BAD_REQUEST)
+    return Rejected(
+        WebhookOutcome.BAD_REQUEST, BadRequest(detail, code="INVALID_UPDATE")
+    )
 
 
 class TelegramWebhook(LeanWebhook):
@@ -190,18 +197,20 @@ class TelegramWebhook(LeanWebhook):
         body = await self._body(receive, declared=declared)
         if not self._configured:
             raise Rejected(
-                403,
-                "TELEGRAM_NOT_CONFIGURED",
-                "the Telegram webhook is not configured",
                 WebhookOutcome.NOT_CONFIGURED,
+                Forbidden(
+                    "the Telegram webhook is not configured",
+                    code="TELEGRAM_NOT_CONFIGURED",
+                ),
             )
         if not hmac.compare_digest(given, self._secret):
             raise Rejected(
-                401,
-                "INVALID_SECRET_TOKEN",
-                f"missing or wrong {SECRET_HEADER}",
                 WebhookOutcome.INVALID_SIGNATURE,
-                reason="missing" if not given else "mismatch",
+                Unauthorized(
+                    f"missing or wrong {SECRET_HEADER}",
+                    code="INVALID_SECRET_TOKEN",
+                    reason="missing" if not given else "mismatch",
+                ),
             )
         update = _update_from(body)
         event = inbound_event(update)
@@ -241,13 +250,14 @@ async def _link(
     except Exception as exc:
         # Telegram retries a 5xx; the link is keyed by the update_id.
         raise Rejected(
-            503,
-            "LINK_CHECK_FAILED",
-            "could not check the link code, retry later",
             WebhookOutcome.PUBLISH_FAILED,
-            headers=_RETRY_AFTER,
-            update_id=event.update_id,
-            error=type(exc).__name__,
+            ServiceUnavailable(
+                "could not check the link code, retry later",
+                code="LINK_CHECK_FAILED",
+                headers={"Retry-After": "2"},
+                update_id=event.update_id,
+                error=type(exc).__name__,
+            ),
         ) from exc
     log.info("gateway.telegram.link", update_id=event.update_id, result=result)
     return event.model_copy(update={"text": "/start", "link": result})

@@ -18,6 +18,12 @@ from uuid import UUID
 
 import asyncpg
 from starlette.types import Receive, Scope, Send
+from yourclaw_common.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+)
 from yourclaw_common.events import (
     InboundMedia,
     InboundSms,
@@ -29,6 +35,7 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_gateway_api import verification
 from yourclaw_gateway_api.asgi import fixed_response
+from yourclaw_gateway_api.errors import UnsupportedMediaType
 from yourclaw_gateway_api.metrics import WebhookOutcome
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.verification import codes_in
@@ -56,18 +63,17 @@ _TWIML = fixed_response(200, b"<Response></Response>", b"text/xml")
 
 def _invalid_signature(reason: str) -> Rejected:
     return Rejected(
-        403,
-        "INVALID_SIGNATURE",
-        "invalid Twilio signature",
         WebhookOutcome.INVALID_SIGNATURE,
-        reason=reason,
+        Forbidden("invalid Twilio signature", code="INVALID_SIGNATURE", reason=reason),
     )
 
 
 def _bad_request(
     detail: str, *, code: str = "BAD_REQUEST", **log_fields: Any
 ) -> Rejected:
-    return Rejected(400, code, detail, WebhookOutcome.BAD_REQUEST, **log_fields)
+    return Rejected(
+        WebhookOutcome.BAD_REQUEST, BadRequest(detail, code=code, **log_fields)
+    )
 
 
 # What PostgreSQL cannot store, or stores only by failing a whole batched insert
@@ -240,13 +246,14 @@ class TwilioWebhook(LeanWebhook):
         self._check_post(scope)
         if self._disabled is not None:
             code, detail = self._disabled
-            raise Rejected(404, code, detail, WebhookOutcome.NOT_CONFIGURED)
+            raise Rejected(WebhookOutcome.NOT_CONFIGURED, NotFound(detail, code=code))
         if self._signature is None:
             raise Rejected(
-                403,
-                "TWILIO_NOT_CONFIGURED",
-                "the Twilio webhook is not configured",
                 WebhookOutcome.NOT_CONFIGURED,
+                Forbidden(
+                    "the Twilio webhook is not configured",
+                    code="TWILIO_NOT_CONFIGURED",
+                ),
             )
         content_type = signature = None
         content_length = b""
@@ -262,10 +269,8 @@ class TwilioWebhook(LeanWebhook):
             or content_type.partition(b";")[0].strip().lower() != _FORM
         ):
             raise Rejected(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "expected application/x-www-form-urlencoded",
                 WebhookOutcome.UNSUPPORTED_MEDIA_TYPE,
+                UnsupportedMediaType("expected application/x-www-form-urlencoded"),
             )
         if not signature:
             raise _invalid_signature("missing")
@@ -314,12 +319,13 @@ class TwilioWebhook(LeanWebhook):
         except Exception as exc:
             # Twilio retries a 5xx; the proof is keyed by the MessageSid.
             raise Rejected(
-                503,
-                "PHONE_CHECK_FAILED",
-                f"could not check the {self._what}, retry later",
                 WebhookOutcome.PUBLISH_FAILED,
-                message_sid=event.message_sid,
-                error=f"{type(exc).__name__}: {exc}"[:300],
+                ServiceUnavailable(
+                    f"could not check the {self._what}, retry later",
+                    code="PHONE_CHECK_FAILED",
+                    message_sid=event.message_sid,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                ),
             ) from exc
         if not proved:
             return event
