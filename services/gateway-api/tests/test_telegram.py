@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import pytest_asyncio
 from yourclaw_common.events import Stream, Subject
 from yourclaw_devkit.pytest_plugin import api_error
@@ -22,15 +23,26 @@ SECRET = "telegram-webhook-secret_0123456789"
 _update_ids = itertools.count(800_000_000)
 
 
+@pytest.fixture
+def start_tg(start_gateway, clean_db, js, telegram_sim):
+    """Start a gateway with Telegram configured against the stand-in (and the
+    settings given)."""
+
+    def start(**overrides: Any):
+        return start_gateway(
+            telegram_bot_token=telegram_sim.token,
+            telegram_webhook_secret=SECRET,
+            telegram_api_base=telegram_sim.url,
+            **overrides,
+        )
+
+    return start
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def tg(start_gateway, supabase, clean_db, js, telegram_sim):
+async def tg(start_tg, supabase):
     """A gateway with Telegram configured against the stand-in."""
-    async with start_gateway(
-        supabase_url=supabase.url,
-        telegram_bot_token=telegram_sim.token,
-        telegram_webhook_secret=SECRET,
-        telegram_api_base=telegram_sim.url,
-    ) as gw:
+    async with start_tg(supabase_url=supabase.url) as gw:
         yield gw
 
 
@@ -165,6 +177,101 @@ class TestTelegramWebhook:
         assert first["text"] == ""
         assert second["media"] == [{"url": "large", "content_type": "image/jpeg"}]
         assert second["text"] == "look"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    match = re.search(rf"^{name}\{{{want}\}} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+class TestServedBeforeFastApi:
+    """The webhook is a lean handler in front of FastAPI, as Twilio's are: the
+    edge's guarantees (body limit, per-IP limit, counting) hold for it too."""
+
+    async def test_outcomes_are_counted_like_every_route(self, tg):
+        async def scrape() -> list[float]:
+            text = (await tg.client.get("/metrics")).text
+            route = {"route": TELEGRAM_WEBHOOK_PATH}
+            return [
+                metric(
+                    text,
+                    "yourclaw_gateway_api_webhook_requests_total",
+                    provider="telegram",
+                    outcome=outcome,
+                )
+                for outcome in ("accepted", "invalid_signature", "ignored")
+            ] + [
+                metric(
+                    text,
+                    "yourclaw_gateway_api_api_requests_total",
+                    method="POST",
+                    status=status,
+                    **route,
+                )
+                for status in ("200", "401")
+            ]
+
+        before = await scrape()
+        await post_update(tg, message_update())
+        await post_update(tg, message_update(), secret="guess")
+        await post_update(tg, {"update_id": next(_update_ids), "edited_message": {}})
+        after = await scrape()
+
+        assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1, 2, 1]
+
+    async def test_forged_secrets_spend_the_ip_budget_then_429(self, start_tg, js, db):
+        async with start_tg(
+            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=2
+        ) as gw:
+            forged = [
+                (await post_update(gw, message_update(), secret="guess")).status_code
+                for _ in range(3)
+            ]
+            # The IP spent its budget on guesses: even a good update waits.
+            limited = await post_update(gw, message_update())
+
+        assert forged == [401, 401, 429]
+        assert limited.status_code == 429
+        assert api_error(limited)["code"] == "RATE_LIMITED"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert await published(db, js) == []
+
+    async def test_accepted_updates_are_never_limited(self, start_tg):
+        async with start_tg(
+            webhook_rate_limit_per_second=0.001, webhook_rate_limit_burst=1
+        ) as gw:
+            codes = [
+                (await post_update(gw, message_update())).status_code for _ in range(5)
+            ]
+
+        assert codes == [200] * 5
+
+    async def test_a_body_over_the_webhook_limit_is_413(self, start_tg, js, db):
+        async with start_tg(webhook_max_body_bytes=1024) as gw:
+            small = await post_update(gw, message_update(text="short"))
+            large = await post_update(gw, message_update(text="x" * 2000))
+
+        assert small.status_code == 200
+        assert large.status_code == 413
+        assert api_error(large)["code"] == "PAYLOAD_TOO_LARGE"
+        assert len(await published(db, js)) == 1
+
+    async def test_only_post(self, tg):
+        answer = await tg.client.get(TELEGRAM_WEBHOOK_PATH)
+
+        assert answer.status_code == 405
+        assert api_error(answer)["code"] == "METHOD_NOT_ALLOWED"
+        assert answer.headers["allow"] == "POST"
+
+    async def test_publish_failure_is_503_so_telegram_retries(self, tg, js):
+        await js.delete_stream(Stream.INBOUND)
+
+        answer = await post_update(tg, message_update())
+
+        assert answer.status_code == 503
+        assert api_error(answer)["code"] == "PUBLISH_FAILED"
+        assert answer.headers["retry-after"] == "2"
 
 
 class TestStartLink:

@@ -6,8 +6,8 @@ Our exception hierarchy:
   + PermanentError   -- the runner terms the message: bad input, unknown entity
   + TransientError   -- the runner naks with backoff: timeouts, 5xx, contention
   + HTTPError        -- rendered by gateway-api as {"detail", "code"} with status
-    - BadRequest 400 · Unauthorized 401 · Forbidden 403 · NotFound 404
-    - Conflict 409 · PayloadTooLarge 413 · TooManyRequests 429
+    - BadRequest 400 · Unauthorized 401 · PaymentRequired 402 · Forbidden 403
+    - NotFound 404 · Conflict 409 · PayloadTooLarge 413 · TooManyRequests 429
     - ServiceUnavailable 503
 """
 
@@ -22,6 +22,7 @@ __all__ = [
     "HTTPError",
     "NotFound",
     "PayloadTooLarge",
+    "PaymentRequired",
     "PermanentError",
     "ServiceUnavailable",
     "TooManyRequests",
@@ -86,6 +87,13 @@ class Unauthorized(HTTPError):
 
     status_code = 401
     code = "UNAUTHORIZED"
+
+
+class PaymentRequired(HTTPError):
+    """402: the action needs a subscription or allowance the user does not have."""
+
+    status_code = 402
+    code = "PAYMENT_REQUIRED"
 
 
 class Forbidden(HTTPError):

@@ -1,5 +1,5 @@
-"""The ASGI app: the lean Twilio webhook in front, FastAPI (behind the edge
-layers of `edge.py`) for everything else."""
+"""The ASGI app: the lean Twilio and Telegram webhooks in front, FastAPI
+(behind the edge layers of `edge.py`) for everything else."""
 
 from __future__ import annotations
 
@@ -51,12 +51,10 @@ from yourclaw_gateway_api.openapi import LIVENESS_PATH, install_openapi
 from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.ratelimit import ApiLimits, ClientIp, RateLimiter
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.webhooks.lean import LeanWebhook
 from yourclaw_gateway_api.webhooks.stripe import stripe_webhook_router
-from yourclaw_gateway_api.webhooks.telegram import telegram_webhook_router
-from yourclaw_gateway_api.webhooks.twilio import (
-    TwilioWebhook,
-    twilio_webhooks,
-)
+from yourclaw_gateway_api.webhooks.telegram import TelegramWebhook
+from yourclaw_gateway_api.webhooks.twilio import twilio_webhooks
 
 __all__ = ["GatewayApp", "app_factory", "create_app"]
 
@@ -162,7 +160,7 @@ def _lifespan(
 
 
 class GatewayApp:
-    """Sends the Twilio webhook paths to their lean handlers and the rest to FastAPI.
+    """Sends the lean webhooks' paths to their handlers and the rest to FastAPI.
 
     Lifespan and websocket scopes go to FastAPI, whose lifespan state the ASGI
     server copies into every request scope, the webhooks' included. HTTP requests
@@ -173,19 +171,19 @@ class GatewayApp:
     def __init__(
         self,
         api: FastAPI,
-        twilio: list[TwilioWebhook],
+        webhooks: list[LeanWebhook],
         *,
         edge: ASGIApp | None = None,
         limiter: RateLimiter | None = None,
         client_ip: ClientIp | None = None,
     ):
         self.api = api
-        self._twilio = {hook.path: hook for hook in twilio}
+        self._webhooks = {hook.path: hook for hook in webhooks}
         self._edge = edge or api
         self._limiter = limiter
         self._client_ip = client_ip or ClientIp()
-        self._twilio_seconds = {
-            hook.path: API_REQUEST_SECONDS.labels(hook.path) for hook in twilio
+        self._webhook_seconds = {
+            hook.path: API_REQUEST_SECONDS.labels(hook.path) for hook in webhooks
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,26 +197,26 @@ class GatewayApp:
             await send(start)
             await send(body)
             return
-        hook = self._twilio.get(path)
+        hook = self._webhooks.get(path)
         if hook is not None:
             # The same per-IP limit as the other webhooks (edge.RateLimit): only
             # refused requests spend, so Twilio's fan-in is never limited. The
             # cost on the hot path is a dict lookup.
             if self._limiter is None:
-                await self._twilio_counted(hook, scope, receive, send)
+                await self._counted(hook, scope, receive, send)
                 return
 
             async def answer() -> int:
-                return await self._twilio_counted(hook, scope, receive, send)
+                return await self._counted(hook, scope, receive, send)
 
             await serve_webhook(
-                self._limiter, self._client_ip(scope), "twilio", send, answer
+                self._limiter, self._client_ip(scope), hook.rate_label, send, answer
             )
             return
         await self._edge(scope, receive, send)
 
-    async def _twilio_counted(
-        self, hook: TwilioWebhook, scope: Scope, receive: Receive, send: Send
+    async def _counted(
+        self, hook: LeanWebhook, scope: Scope, receive: Receive, send: Send
     ) -> int:
         """A webhook, counted and timed like the routes `edge` serves; its status."""
         recorder = StatusRecorder(send)
@@ -227,7 +225,7 @@ class GatewayApp:
             with bind_correlation_id(uuid.uuid4().hex):
                 await hook(scope, receive, recorder)
         finally:
-            self._twilio_seconds[hook.path].observe(perf_counter() - started)
+            self._webhook_seconds[hook.path].observe(perf_counter() - started)
             API_REQUESTS.labels(hook.path, scope["method"], str(recorder.status)).inc()
         return recorder.status
 
@@ -278,7 +276,6 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     if settings.dev_login_enabled:
         api.include_router(dev.router)
     api.include_router(stripe_webhook_router(settings))
-    api.include_router(telegram_webhook_router(settings))
     install_openapi(
         api,
         jwks=bool(settings.supabase_url),
@@ -293,7 +290,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     )
     return GatewayApp(
         api,
-        twilio_webhooks(settings),
+        [*twilio_webhooks(settings), TelegramWebhook(settings)],
         edge=build_edge(
             api, settings, limiter=limiter, api_limits=limits, client_ip=client_ip
         ),

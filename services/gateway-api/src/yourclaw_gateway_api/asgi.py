@@ -1,5 +1,5 @@
 """Bare ASGI pieces the paths in front of FastAPI share (`app.py`, `edge.py`,
-the lean Twilio webhooks): read a body under a limit, answer JSON, know the
+the lean webhooks): read a body under a limit, answer JSON, know the
 status an app answered."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What stands in front of FastAPI (never in front of the lean Twilio path):
+"""What stands in front of FastAPI (never in front of the lean webhooks):
 
 request id → CORS → rate limit by client IP → body limit → FastAPI
 
@@ -157,9 +157,9 @@ class RateLimit(_HttpLayer):
     bad signature or secret, bad body) spend from the IP's budget, and an IP with
     none left waits; a caller that signs correctly is never limited, so Twilio's
     fan-in and retries, and a busy container host's notifications, always get
-    through. The Twilio routes never reach FastAPI; `GatewayApp` does the same
-    before their lean handlers. The rest of /api/v1: every request spends from
-    the IP's budget.
+    through. The Twilio and Telegram routes never reach FastAPI; `GatewayApp`
+    does the same before their lean handlers. The rest of /api/v1: every
+    request spends from the IP's budget.
     """
 
     def __init__(

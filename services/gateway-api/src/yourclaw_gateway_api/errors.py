@@ -19,7 +19,8 @@ from yourclaw_common.logging import get_logger
 __all__ = [
     "ErrorBody",
     "InvalidPhone",
-    "PaymentRequired",
+    "MethodNotAllowed",
+    "UnsupportedMediaType",
     "error_responses",
     "install_error_handlers",
     "json_response",
@@ -48,18 +49,25 @@ class ErrorBody(BaseModel):
     code: str
 
 
-class PaymentRequired(HTTPError):
-    """402: the action needs a subscription the user does not have."""
-
-    status_code = 402
-    code = "PAYMENT_REQUIRED"
-
-
 class InvalidPhone(HTTPError):
     """422: a phone number we cannot read; the detail says what to fix."""
 
     status_code = 422
     code = "INVALID_PHONE"
+
+
+class MethodNotAllowed(HTTPError):
+    """405, from the lean webhooks (FastAPI's routing answers its own)."""
+
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class UnsupportedMediaType(HTTPError):
+    """415: the body is not of the type the route reads."""
+
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:

@@ -6,8 +6,8 @@ FastAPI documents the routes it serves; this adds what it cannot see:
   of routes with a body, the 429 of /api/v1 (rate limits), the 500 anything can
   answer, the 503 with Retry-After of routes while PostgreSQL is down;
 - the `X-Request-Id` header of every answer that passes through `edge.py`;
-- the two paths `GatewayApp` answers before FastAPI: the Twilio webhook and
-  `/healthz`.
+- the paths `GatewayApp` answers before FastAPI: the Twilio and Telegram
+  webhooks and `/healthz`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from yourclaw_gateway_api.edge import API_PREFIX, REQUEST_ID_HEADER, WEBHOOKS_PREFIX
 from yourclaw_gateway_api.errors import ErrorBody
+from yourclaw_gateway_api.webhooks.telegram import SECRET_HEADER, TELEGRAM_WEBHOOK_PATH
 from yourclaw_gateway_api.webhooks.twilio import (
     TWILIO_STATUS_PATH,
     TWILIO_WHATSAPP_PATH,
@@ -88,6 +89,39 @@ _TWILIO_SIGNATURE = {
 }
 
 
+def _lean_webhook(
+    *,
+    summary: str,
+    description: str,
+    operation_id: str,
+    parameters: list[dict[str, Any]],
+    body: dict[str, Any],
+    ok: dict[str, Any],
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    """A webhook as its lean handler (`webhooks/lean.py`) answers it: `body` the
+    request's content by media type, `ok` the 200, `errors` its own error codes
+    by status (those all lean webhooks share are added)."""
+    return {
+        "post": {
+            "tags": ["webhooks"],
+            "summary": summary,
+            "description": description,
+            "operationId": operation_id,
+            "parameters": parameters,
+            "requestBody": {"required": True, "content": body},
+            "responses": {
+                "200": ok,
+                **{status: _error(text) for status, text in errors.items()},
+                "405": _error("METHOD_NOT_ALLOWED: POST only."),
+                "413": _SHARED["413"],
+                "429": _SHARED["429"],
+                "500": _SHARED["500"],
+            },
+        }
+    }
+
+
 def _twilio_webhook(
     *,
     summary: str,
@@ -100,51 +134,83 @@ def _twilio_webhook(
     query: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Twilio webhook as the lean handler in `webhooks/twilio.py` answers it."""
-    return {
-        "post": {
-            "tags": ["webhooks"],
-            "summary": summary,
-            "description": description,
-            "operationId": operation_id,
-            "parameters": [_TWILIO_SIGNATURE, *(query or [])],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "properties": fields,
-                            "required": required,
-                            "additionalProperties": {"type": "string"},
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "Queued: an empty TwiML response.",
-                    "content": {"text/xml": {"schema": {"type": "string"}}},
-                },
-                "400": _error(
-                    f"BAD_REQUEST: {bad_request} INVALID_CHARACTER: a field holds "
-                    "a NUL character; FIELD_TOO_LONG: a sid over 64 or another "
-                    "field over 4,096 characters."
-                ),
-                "403": _error(
-                    "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
-                    "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server."
-                ),
-                "405": _error("METHOD_NOT_ALLOWED: POST only."),
-                "413": _SHARED["413"],
-                "415": _error("UNSUPPORTED_MEDIA_TYPE: a form body is expected."),
-                "429": _SHARED["429"],
-                "500": _SHARED["500"],
-                "503": _error(
-                    f"PUBLISH_FAILED: could not queue the {queued}; Twilio retries."
-                ),
-            },
-        }
+    form = {
+        "type": "object",
+        "properties": fields,
+        "required": required,
+        "additionalProperties": {"type": "string"},
     }
+    return _lean_webhook(
+        summary=summary,
+        description=description,
+        operation_id=operation_id,
+        parameters=[_TWILIO_SIGNATURE, *(query or [])],
+        body={"application/x-www-form-urlencoded": {"schema": form}},
+        ok={
+            "description": "Queued: an empty TwiML response.",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        },
+        errors={
+            "400": f"BAD_REQUEST: {bad_request} INVALID_CHARACTER: a field holds "
+            "a NUL character; FIELD_TOO_LONG: a sid over 64 or another field over "
+            "4,096 characters.",
+            "403": "INVALID_SIGNATURE: missing or wrong X-Twilio-Signature; "
+            "TWILIO_NOT_CONFIGURED: no TWILIO_AUTH_TOKEN on this server.",
+            "415": "UNSUPPORTED_MEDIA_TYPE: a form body is expected.",
+            "503": f"PUBLISH_FAILED: could not queue the {queued}; Twilio retries.",
+        },
+    )
+
+
+# The handler reads the header and the body itself; this says what it expects.
+_TELEGRAM_WEBHOOK = _lean_webhook(
+    summary="Telegram Bot API updates (secret token)",
+    description="Checked against the secret_token given to setWebhook; a "
+    "message from a private chat is queued on `inbound.telegram` (`/start "
+    "<code>` links the chat first), any other update is acknowledged and "
+    "dropped.",
+    operation_id="telegram_webhook",
+    parameters=[
+        {
+            "name": SECRET_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "The secret_token given to setWebhook.",
+            "schema": {"type": "string"},
+        }
+    ],
+    body={
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["update_id"],
+                "properties": {"update_id": {"type": "integer"}},
+            }
+        }
+    },
+    ok={
+        "description": "Received: queued, or an update we ignore.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "received": {"const": True},
+                        "queued": {"type": "boolean"},
+                    },
+                    "required": ["received", "queued"],
+                }
+            }
+        },
+    },
+    errors={
+        "400": "INVALID_UPDATE: the body is not a Telegram Update.",
+        "401": f"INVALID_SECRET_TOKEN: {SECRET_HEADER} is missing or wrong.",
+        "403": "TELEGRAM_NOT_CONFIGURED: no bot token or webhook secret is set.",
+        "503": "PUBLISH_FAILED, LINK_CHECK_FAILED: could not queue the update; "
+        "Telegram retries.",
+    },
+)
 
 
 _GATEWAY_PATHS: dict[str, Any] = {
@@ -186,6 +252,7 @@ _GATEWAY_PATHS: dict[str, Any] = {
             }
         ],
     ),
+    TELEGRAM_WEBHOOK_PATH: _TELEGRAM_WEBHOOK,
     LIVENESS_PATH: {
         "get": {
             "tags": ["ops"],

@@ -34,6 +34,7 @@ from yourclaw_common.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    PaymentRequired,
     ServiceUnavailable,
 )
 from yourclaw_common.events import (
@@ -51,7 +52,7 @@ from yourclaw_common.nats import CORRELATION_HEADER
 
 from yourclaw_gateway_api import repository, verification
 from yourclaw_gateway_api.auth import TokenUser
-from yourclaw_gateway_api.errors import InvalidPhone, PaymentRequired
+from yourclaw_gateway_api.errors import InvalidPhone
 from yourclaw_gateway_api.phones import InvalidPhoneNumber, to_e164
 from yourclaw_gateway_api.publishing import Publisher
 from yourclaw_gateway_api.schemas import (

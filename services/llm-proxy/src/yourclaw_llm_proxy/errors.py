@@ -9,6 +9,7 @@ from yourclaw_common.errors import (
     HTTPError,
     NotFound,
     PayloadTooLarge,
+    PaymentRequired,
     TooManyRequests,
     Unauthorized,
 )
@@ -34,10 +35,9 @@ class UnknownModel(BadRequest):
     code = "UNKNOWN_MODEL"
 
 
-class AllowanceExhausted(HTTPError):
-    """402: this month's allowance is spent; no provider is called."""
+class AllowanceExhausted(PaymentRequired):
+    """This month's allowance is spent; no provider is called."""
 
-    status_code = 402
     code = "ALLOWANCE_EXHAUSTED"
 
 

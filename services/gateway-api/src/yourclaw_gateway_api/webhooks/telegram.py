@@ -1,4 +1,7 @@
-"""`POST /api/v1/webhooks/telegram`: verify, publish, answer.
+"""`POST /api/v1/webhooks/telegram`: verify, publish, answer, as a bare ASGI
+handler that the dispatcher in `app.py` serves before FastAPI, as it does the
+Twilio webhooks (one message each, and FastAPI's routing, dependencies and
+response model cost a millisecond a message: docs/benchmarks.md).
 
 Telegram does not sign updates: setWebhook's `secret_token` comes back in the
 `X-Telegram-Bot-Api-Secret-Token` header, compared in constant time; missing
@@ -14,12 +17,11 @@ dropped. The PubAck is awaited before the 200; if publishing fails we answer
 from __future__ import annotations
 
 import hmac
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import orjson
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 from yourclaw_common.errors import (
     BadRequest,
     Forbidden,
@@ -30,29 +32,23 @@ from yourclaw_common.events import InboundMedia, InboundTelegram, provider_event
 from yourclaw_common.logging import get_logger
 
 from yourclaw_gateway_api import telegram_links
-from yourclaw_gateway_api.dependencies import Pool, Publish
-from yourclaw_gateway_api.errors import error_responses
-from yourclaw_gateway_api.metrics import (
-    WEBHOOK_PUBLISH_SECONDS,
-    WEBHOOK_REQUESTS,
-    WEBHOOK_SIGNATURE_FAILURES,
-    WebhookOutcome,
-    webhook_requests,
-)
+from yourclaw_gateway_api.asgi import fixed_response
+from yourclaw_gateway_api.metrics import WEBHOOK_REQUESTS, WebhookOutcome
 from yourclaw_gateway_api.settings import GatewaySettings
+from yourclaw_gateway_api.webhooks.lean import LeanWebhook, Rejected
 
 __all__ = [
     "SECRET_HEADER",
     "TELEGRAM_WEBHOOK_PATH",
-    "TelegramWebhookReceipt",
+    "TelegramWebhook",
     "inbound_event",
-    "telegram_webhook_router",
 ]
 
 log = get_logger(__name__)
 
 TELEGRAM_WEBHOOK_PATH = "/api/v1/webhooks/telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+_SECRET_HEADER_KEY = SECRET_HEADER.lower().encode()
 _PROVIDER = "telegram"
 # A message's text is at most 4,096 characters, a caption 1,024.
 _MAX_TEXT_CHARS = 4096
@@ -66,18 +62,14 @@ _MEDIA_TYPES = {
     "animation": "video/mp4",
 }
 
-
-_REQUESTS = webhook_requests(_PROVIDER)
 _IGNORED = WEBHOOK_REQUESTS.labels(_PROVIDER, "ignored")
-_SECRET_FAILURES = WEBHOOK_SIGNATURE_FAILURES.labels(_PROVIDER)
-_PUBLISH_SECONDS = WEBHOOK_PUBLISH_SECONDS.labels(_PROVIDER)
-
-
-class TelegramWebhookReceipt(BaseModel):
-    """What Telegram gets back: the update was queued (or is one we ignore)."""
-
-    received: Literal[True] = True
-    queued: bool
+# What Telegram gets back: the update was queued, or is one we ignore.
+_QUEUED_ANSWER = fixed_response(
+    200, b'{"received":true,"queued":true}', b"application/json"
+)
+_IGNORED_ANSWER = fixed_response(
+    200, b'{"received":true,"queued":false}', b"application/json"
+)
 
 
 def _int(value: Any) -> int | None:
@@ -162,104 +154,81 @@ def _update_from(body: bytes) -> dict[str, Any]:
     try:
         update = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise BadRequest("the body is not JSON", code="INVALID_UPDATE") from None
+        raise _invalid_update("the body is not JSON") from None
     if not isinstance(update, dict) or _int(update.get("update_id")) is None:
-        raise BadRequest("not a Telegram Update (update_id)", code="INVALID_UPDATE")
+        raise _invalid_update("not a Telegram Update (update_id)")
     return update
 
 
-# The route reads its header and body itself; this says what it expects.
-_UPDATE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["update_id"],
-    "properties": {"update_id": {"type": "integer"}},
-}
-_SECRET_PARAMETER = {
-    "name": SECRET_HEADER,
-    "in": "header",
-    "required": True,
-    "description": "The secret_token given to setWebhook.",
-    "schema": {"type": "string"},
-}
-_JSON_BODY = {"application/json": {"schema": _UPDATE_SCHEMA}}
-_OPENAPI = {
-    "parameters": [_SECRET_PARAMETER],
-    "requestBody": {"required": True, "content": _JSON_BODY},
-}
-
-
-def _responses() -> dict[int | str, dict[str, Any]]:
-    return error_responses(
-        {
-            400: "INVALID_UPDATE: the body is not a Telegram Update",
-            401: f"INVALID_SECRET_TOKEN: {SECRET_HEADER} is missing or wrong",
-            403: "TELEGRAM_NOT_CONFIGURED: no bot token or webhook secret is set",
-            503: "PUBLISH_FAILED, LINK_CHECK_FAILED: could not queue the update; "
-            "Telegram retries",
-        }
+def _invalid_update(detail: str) -> Rejected:
+    return Rejected(
+        WebhookOutcome.BAD_REQUEST, BadRequest(detail, code="INVALID_UPDATE")
     )
 
 
-def telegram_webhook_router(settings: GatewaySettings) -> APIRouter:
-    """The Telegram webhook route, bound to the configured secret token."""
-    secret = settings.telegram_webhook_secret.get_secret_value().encode()
-    # An empty secret would match an absent header: refuse everything instead.
-    configured = bool(secret) and bool(settings.telegram_bot_token.get_secret_value())
-    router = APIRouter(tags=["webhooks"])
+class TelegramWebhook(LeanWebhook):
+    """The ASGI handler of the Telegram webhook, bound to the configured secret
+    token."""
 
-    @router.post(
-        TELEGRAM_WEBHOOK_PATH,
-        responses=_responses(),
-        openapi_extra=_OPENAPI,
-        summary="Telegram Bot API updates (secret token)",
-    )
-    async def telegram_webhook(
-        request: Request, publish: Publish, pool: Pool
-    ) -> TelegramWebhookReceipt:
-        if not configured:
-            _REQUESTS[WebhookOutcome.NOT_CONFIGURED].inc()
-            log.warning("gateway.telegram.not_configured")
-            raise Forbidden(
-                "the Telegram webhook is not configured",
-                code="TELEGRAM_NOT_CONFIGURED",
+    def __init__(self, settings: GatewaySettings):
+        super().__init__(
+            path=TELEGRAM_WEBHOOK_PATH,
+            provider=_PROVIDER,
+            rate_label=_PROVIDER,
+            max_body=settings.webhook_max_body_bytes,
+        )
+        self._secret = settings.telegram_webhook_secret.get_secret_value().encode()
+        # An empty secret would match an absent header: refuse everything instead.
+        self._configured = bool(self._secret) and bool(
+            settings.telegram_bot_token.get_secret_value()
+        )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._check_post(scope)
+        given = b""
+        content_length = b""
+        for name, value in scope["headers"]:
+            if name == _SECRET_HEADER_KEY:
+                given = value
+            elif name == b"content-length":
+                content_length = value
+        # The size first, as for every route with a body.
+        declared = int(content_length) if content_length.isdigit() else None
+        body = await self._body(receive, declared=declared)
+        if not self._configured:
+            raise Rejected(
+                WebhookOutcome.NOT_CONFIGURED,
+                Forbidden(
+                    "the Telegram webhook is not configured",
+                    code="TELEGRAM_NOT_CONFIGURED",
+                ),
             )
-        given = request.headers.get(SECRET_HEADER, "").encode()
-        if not hmac.compare_digest(given, secret):
-            _REQUESTS[WebhookOutcome.INVALID_SIGNATURE].inc()
-            _SECRET_FAILURES.inc()
-            client = request.client
-            log.warning(
-                "gateway.telegram.rejected",
-                reason="missing" if not given else "mismatch",
-                client=client.host if client else None,
+        if not hmac.compare_digest(given, self._secret):
+            raise Rejected(
+                WebhookOutcome.INVALID_SIGNATURE,
+                Unauthorized(
+                    f"missing or wrong {SECRET_HEADER}",
+                    code="INVALID_SECRET_TOKEN",
+                    reason="missing" if not given else "mismatch",
+                ),
             )
-            raise Unauthorized(
-                f"missing or wrong {SECRET_HEADER}", code="INVALID_SECRET_TOKEN"
-            )
-        try:
-            update = _update_from(await request.body())
-        except BadRequest:
-            _REQUESTS[WebhookOutcome.BAD_REQUEST].inc()
-            raise
+        update = _update_from(body)
         event = inbound_event(update)
         if event is None:
             _IGNORED.inc()
             log.debug("gateway.telegram.ignored", update_id=update["update_id"])
-            return TelegramWebhookReceipt(queued=False)
+            await send(_IGNORED_ANSWER[0])
+            await send(_IGNORED_ANSWER[1])
+            return
         if (payload := telegram_links.start_payload(event.text)) is not None:
-            event = await _link(pool, event, payload)
-        # A failed publish raises 503 PUBLISH_FAILED: Telegram retries.
-        outcome = WebhookOutcome.PUBLISH_FAILED
-        try:
-            with _PUBLISH_SECONDS.time():
-                ack = await publish(event, what="update", update_id=event.update_id)
-            outcome = WebhookOutcome.ACCEPTED
-            log.debug("gateway.telegram.accepted", duplicate=ack.duplicate)
-            return TelegramWebhookReceipt(queued=True)
-        finally:
-            _REQUESTS[outcome].inc()
-
-    return router
+            event = await _link(scope["state"]["pool"], event, payload)
+        # A failed publish is a 503 PUBLISH_FAILED: Telegram retries.
+        ack = await self._publish(
+            scope, event, what="update", update_id=event.update_id
+        )
+        log.debug("gateway.telegram.accepted", duplicate=ack.duplicate)
+        await send(_QUEUED_ANSWER[0])
+        await send(_QUEUED_ANSWER[1])
 
 
 async def _link(
@@ -280,15 +249,15 @@ async def _link(
             )
     except Exception as exc:
         # Telegram retries a 5xx; the link is keyed by the update_id.
-        log.warning(
-            "gateway.telegram.link_failed",
-            update_id=event.update_id,
-            error=type(exc).__name__,
-        )
-        raise ServiceUnavailable(
-            "could not check the link code, retry later",
-            code="LINK_CHECK_FAILED",
-            headers={"Retry-After": "2"},
+        raise Rejected(
+            WebhookOutcome.PUBLISH_FAILED,
+            ServiceUnavailable(
+                "could not check the link code, retry later",
+                code="LINK_CHECK_FAILED",
+                headers={"Retry-After": "2"},
+                update_id=event.update_id,
+                error=type(exc).__name__,
+            ),
         ) from exc
     log.info("gateway.telegram.link", update_id=event.update_id, result=result)
     return event.model_copy(update={"text": "/start", "link": result})

@@ -13,13 +13,17 @@ lean form parse (`form.py`), a precomputed HMAC, orjson, and the PubAck awaited 
 from __future__ import annotations
 
 from collections.abc import Callable
-from time import perf_counter
 from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 from starlette.types import Receive, Scope, Send
-from yourclaw_common.errors import ServiceUnavailable
+from yourclaw_common.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+)
 from yourclaw_common.events import (
     InboundMedia,
     InboundSms,
@@ -30,24 +34,13 @@ from yourclaw_common.events import (
 from yourclaw_common.logging import get_logger
 
 from yourclaw_gateway_api import verification
-from yourclaw_gateway_api.asgi import (
-    BodyTooLarge,
-    Disconnected,
-    Headers,
-    fixed_response,
-    read_body,
-    send_json,
-)
-from yourclaw_gateway_api.metrics import (
-    WEBHOOK_PUBLISH_SECONDS,
-    WEBHOOK_SIGNATURE_FAILURES,
-    WebhookOutcome,
-    webhook_requests,
-)
-from yourclaw_gateway_api.publishing import Publisher
+from yourclaw_gateway_api.asgi import fixed_response
+from yourclaw_gateway_api.errors import UnsupportedMediaType
+from yourclaw_gateway_api.metrics import WebhookOutcome
 from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.verification import codes_in
 from yourclaw_gateway_api.webhooks.form import parse_form
+from yourclaw_gateway_api.webhooks.lean import LeanWebhook, Rejected
 from yourclaw_gateway_api.webhooks.twilio_signature import TwilioSignature
 
 __all__ = [
@@ -68,40 +61,19 @@ _FORM = b"application/x-www-form-urlencoded"
 _TWIML = fixed_response(200, b"<Response></Response>", b"text/xml")
 
 
-class _Rejected(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        outcome: WebhookOutcome,
-        *,
-        headers: Headers = (),
-        **log_fields: Any,
-    ):
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.outcome = outcome
-        self.headers = headers
-        self.log_fields = log_fields
-
-
-def _invalid_signature(reason: str) -> _Rejected:
-    return _Rejected(
-        403,
-        "INVALID_SIGNATURE",
-        "invalid Twilio signature",
+def _invalid_signature(reason: str) -> Rejected:
+    return Rejected(
         WebhookOutcome.INVALID_SIGNATURE,
-        reason=reason,
+        Forbidden("invalid Twilio signature", code="INVALID_SIGNATURE", reason=reason),
     )
 
 
 def _bad_request(
     detail: str, *, code: str = "BAD_REQUEST", **log_fields: Any
-) -> _Rejected:
-    return _Rejected(400, code, detail, WebhookOutcome.BAD_REQUEST, **log_fields)
+) -> Rejected:
+    return Rejected(
+        WebhookOutcome.BAD_REQUEST, BadRequest(detail, code=code, **log_fields)
+    )
 
 
 # What PostgreSQL cannot store, or stores only by failing a whole batched insert
@@ -241,9 +213,8 @@ def twilio_webhooks(settings: GatewaySettings) -> list[TwilioWebhook]:
     ]
 
 
-class TwilioWebhook:
-    """The ASGI handler of one Twilio webhook path; JetStream comes from the
-    lifespan state (`scope["state"]["js"]`)."""
+class TwilioWebhook(LeanWebhook):
+    """The ASGI handler of one Twilio webhook path."""
 
     def __init__(
         self,
@@ -255,8 +226,13 @@ class TwilioWebhook:
         what: str,
         disabled: tuple[str, str] | None = None,
     ):
+        super().__init__(
+            path=path,
+            provider=provider,
+            rate_label="twilio",
+            max_body=settings.webhook_max_body_bytes,
+        )
         token = settings.twilio_auth_token.get_secret_value()
-        self.path = path
         # (code, detail) of why this path is off (its channel is not configured).
         self._disabled = disabled
         # No token means no check is possible: every request is refused.
@@ -265,59 +241,19 @@ class TwilioWebhook:
         )
         self._event_of = event_of
         self._what = what
-        self._log = f"gateway.{provider}"
-        self._max_body = settings.webhook_max_body_bytes
-        self._requests = webhook_requests(provider)
-        self._accepted = self._requests[WebhookOutcome.ACCEPTED]
-        self._signature_failures = WEBHOOK_SIGNATURE_FAILURES.labels(provider)
-        self._publish_seconds = WEBHOOK_PUBLISH_SECONDS.labels(provider)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self._handle(scope, receive, send)
-        except _Rejected as exc:
-            self._requests[exc.outcome].inc()
-            if exc.outcome is WebhookOutcome.INVALID_SIGNATURE:
-                self._signature_failures.inc()
-            client = scope.get("client")
-            log.warning(
-                f"{self._log}.rejected",
-                status=exc.status,
-                code=exc.code,
-                detail=exc.detail,
-                client=client[0] if client else None,
-                **exc.log_fields,
-            )
-            await send_json(
-                send, exc.status, {"detail": exc.detail, "code": exc.code}, exc.headers
-            )
-        except Disconnected:
-            log.debug(f"{self._log}.client_disconnected")
-        except Exception:
-            self._requests[WebhookOutcome.ERROR].inc()
-            log.exception(f"{self._log}.failed")
-            await send_json(
-                send, 500, {"detail": "internal error", "code": "INTERNAL_ERROR"}
-            )
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            raise _Rejected(
-                405,
-                "METHOD_NOT_ALLOWED",
-                "method not allowed",
-                WebhookOutcome.METHOD_NOT_ALLOWED,
-                headers=[(b"allow", b"POST")],
-            )
+        self._check_post(scope)
         if self._disabled is not None:
             code, detail = self._disabled
-            raise _Rejected(404, code, detail, WebhookOutcome.NOT_CONFIGURED)
+            raise Rejected(WebhookOutcome.NOT_CONFIGURED, NotFound(detail, code=code))
         if self._signature is None:
-            raise _Rejected(
-                403,
-                "TWILIO_NOT_CONFIGURED",
-                "the Twilio webhook is not configured",
+            raise Rejected(
                 WebhookOutcome.NOT_CONFIGURED,
+                Forbidden(
+                    "the Twilio webhook is not configured",
+                    code="TWILIO_NOT_CONFIGURED",
+                ),
             )
         content_type = signature = None
         content_length = b""
@@ -332,25 +268,14 @@ class TwilioWebhook:
             content_type is None
             or content_type.partition(b";")[0].strip().lower() != _FORM
         ):
-            raise _Rejected(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                "expected application/x-www-form-urlencoded",
+            raise Rejected(
                 WebhookOutcome.UNSUPPORTED_MEDIA_TYPE,
+                UnsupportedMediaType("expected application/x-www-form-urlencoded"),
             )
         if not signature:
             raise _invalid_signature("missing")
         declared = int(content_length) if content_length.isdigit() else None
-        try:
-            body = await read_body(receive, limit=self._max_body, declared=declared)
-        except BodyTooLarge as exc:
-            raise _Rejected(
-                413,
-                "PAYLOAD_TOO_LARGE",
-                f"the body is larger than {self._max_body} bytes",
-                WebhookOutcome.TOO_LARGE,
-                headers=[(b"connection", b"close")] if exc.close else (),
-            ) from None
+        body = await self._body(receive, declared=declared)
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -363,22 +288,11 @@ class TwilioWebhook:
         event = self._event_of(dict(pairs), query)
         if isinstance(event, InboundWhatsApp) and (codes := codes_in(event.body)):
             event = await self._prove_phone(scope, event, codes)
-        publish: Publisher = scope["state"]["publish"]
-        started = perf_counter()
-        try:
-            ack = await publish(event, what=self._what, message_sid=event.message_sid)
-        except ServiceUnavailable as exc:
-            # Twilio retries a 5xx (with connection overrides).
-            raise _Rejected(
-                503,
-                exc.code,
-                exc.detail,
-                WebhookOutcome.PUBLISH_FAILED,
-                message_sid=event.message_sid,
-            ) from exc
-        finally:
-            self._publish_seconds.observe(perf_counter() - started)
-        self._accepted.inc()
+        # A failed publish is a 503: Twilio retries a 5xx (with connection
+        # overrides).
+        ack = await self._publish(
+            scope, event, what=self._what, message_sid=event.message_sid
+        )
         log.debug(
             f"{self._log}.accepted",
             message_sid=event.message_sid,
@@ -404,13 +318,14 @@ class TwilioWebhook:
                 proved = await verification.prove(conn, phone, codes, event.message_sid)
         except Exception as exc:
             # Twilio retries a 5xx; the proof is keyed by the MessageSid.
-            raise _Rejected(
-                503,
-                "PHONE_CHECK_FAILED",
-                f"could not check the {self._what}, retry later",
+            raise Rejected(
                 WebhookOutcome.PUBLISH_FAILED,
-                message_sid=event.message_sid,
-                error=f"{type(exc).__name__}: {exc}"[:300],
+                ServiceUnavailable(
+                    f"could not check the {self._what}, retry later",
+                    code="PHONE_CHECK_FAILED",
+                    message_sid=event.message_sid,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                ),
             ) from exc
         if not proved:
             return event
