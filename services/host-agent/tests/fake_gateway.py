@@ -25,7 +25,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-
 # OpenClaw 2026.9.6's own table, as its gateway creates it in
 # `state/openclaw.sqlite`.
 CRON_JOBS_SCHEMA = """CREATE TABLE IF NOT EXISTS cron_jobs (

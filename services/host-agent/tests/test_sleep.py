@@ -248,9 +248,7 @@ class TestRestart:
                 HostVerb.WAKE, {"name": name, "wait_seconds": 10}
             )
             assert woken.container.healthy is True, woken
-        beat = await next_beat(
-            host_nc, second.host_id, where=lambda b: b.awake == 2
-        )
+        beat = await next_beat(host_nc, second.host_id, where=lambda b: b.awake == 2)
         assert beat.asleep == 0
 
 

@@ -70,6 +70,8 @@ log = get_logger(__name__)
 
 # What the Engine says when a container's port is someone else's.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
+# What it says to a pause or unpause with nothing to do.
+_NOT_PAUSABLE = ("is not paused", "is already paused", "is not running")
 
 
 @dataclass(frozen=True)
@@ -421,12 +423,23 @@ class DockerRuntime:
     async def _unpause(self, name: str) -> bool:
         """Resume a paused container; whether it was paused. (A stop or kill
         of a paused one would only be delivered at its resume.)"""
-        resp = await self._call("POST", f"/containers/{name}/unpause")
-        # 409: not paused; 404: not there.
+        try:
+            resp = await self._call("POST", f"/containers/{name}/unpause")
+        except RuntimeFailure as exc:
+            # Engines before 23 answer 500, newer 409, when there is nothing
+            # to resume.
+            if any(m in str(exc) for m in _NOT_PAUSABLE):
+                return False
+            raise
         return resp.status_code == 204
 
     async def freeze(self, name: str) -> ContainerInfo:
-        resp = await self._call("POST", f"/containers/{name}/pause")
+        try:
+            resp = await self._call("POST", f"/containers/{name}/pause")
+        except RuntimeFailure as exc:
+            if any(m in str(exc) for m in _NOT_PAUSABLE):
+                return await self.inspect(name)
+            raise
         if resp.status_code == 404:
             raise ContainerNotFound(f"{name} does not exist on this host")
         if resp.status_code not in (204, 409):
