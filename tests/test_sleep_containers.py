@@ -29,6 +29,7 @@ from yourclaw_common.events import (
     container_name,
     host_command,
 )
+from yourclaw_common.testing import eventually
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.settings import HostAgentSettings
 
@@ -78,19 +79,24 @@ class _Agent:
         await asyncio.wait_for(self.task, 60)
 
 
-async def _beat(nc: Any, host_id: str, where, timeout: float = 60) -> HostHeartbeat:
-    found: asyncio.Future[HostHeartbeat] = asyncio.get_running_loop().create_future()
+class _Beats:
+    """The host's heartbeats as they come; `forget()` after an agent restart."""
 
-    async def on_beat(msg: Any) -> None:
-        beat = HostHeartbeat.model_validate_json(msg.data)
-        if where(beat) and not found.done():
-            found.set_result(beat)
+    def __init__(self) -> None:
+        self.latest: HostHeartbeat | None = None
 
-    sub = await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.{host_id}", cb=on_beat)
-    try:
-        return await asyncio.wait_for(found, timeout)
-    finally:
-        await sub.unsubscribe()
+    async def on_beat(self, msg: Any) -> None:
+        self.latest = HostHeartbeat.model_validate_json(msg.data)
+
+    def forget(self) -> None:
+        self.latest = None
+
+    async def until(self, where: Any, timeout: float = 60) -> HostHeartbeat:
+        async def matching() -> HostHeartbeat | None:
+            beat = self.latest
+            return beat if beat is not None and where(beat) else None
+
+        return await eventually(matching, timeout=timeout, interval=0.1)
 
 
 def _depth(name: str, depth: str | None):
@@ -130,6 +136,8 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         spec_hash="s1",
     )
     nc = await nats.connect(nats_url)
+    beats = _Beats()
+    await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.ds{suffix}", cb=beats.on_beat)
     agent = _Agent(settings(), nc)
 
     def mark(step: str, since: float) -> None:  # shown with -s
@@ -152,8 +160,9 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         assert suspended.container.state == "paused", suspended
         assert inspect(name)["State"]["Paused"] is True
         await agent.shutdown()
+        beats.forget()
         agent = _Agent(settings(), nc)
-        beat = await _beat(nc, agent.settings.host_id, _depth(name, "frozen"))
+        beat = await beats.until(_depth(name, "frozen"))
         assert (beat.awake, beat.asleep) == (0, 1)
 
         started = time.monotonic()
@@ -165,14 +174,16 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         # Idle: frozen, then stopped (memory freed); a restarted agent still
         # knows it for a sleeper, and wakes it.
         await agent.shutdown()
+        beats.forget()
         agent = _Agent(
             settings(idle_suspend_after_seconds=1, idle_stop_after_seconds=3), nc
         )
-        await _beat(nc, agent.settings.host_id, _depth(name, "stopped"))
+        await beats.until(_depth(name, "stopped"))
         assert inspect(name)["State"]["Running"] is False
         await agent.shutdown()
+        beats.forget()
         agent = _Agent(settings(), nc)
-        beat = await _beat(nc, agent.settings.host_id, lambda b: bool(b.containers))
+        beat = await beats.until(lambda b: bool(b.containers))
         assert beat.containers[0].sleeping == "stopped"
         started = time.monotonic()
         woken = await agent.request(
@@ -183,7 +194,7 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         mark("wake from stopped", started)
         assert woken.ok, woken
         assert woken.container.healthy is True, docker("logs", name)
-        await _beat(nc, agent.settings.host_id, _depth(name, None))
+        await beats.until(_depth(name, None))
 
         # A frozen tenant is removed like any other.
         assert (await agent.request(HostVerb.SUSPEND, {"name": name})).ok
