@@ -187,6 +187,56 @@ class TestVerbs:
         )
         assert woken.container.healthy is True
 
+    async def test_a_full_host_refuses_a_boot_until_a_frozen_sleeper_is_stopped(
+        self, fake_runtime, start_agent, host_nc
+    ):
+        agent = await start_agent(fake_runtime(), host_capacity=2)
+        stopped, awake, frozen = make_spec(), make_spec(), make_spec()
+        await _create(agent, stopped)
+        await _create(agent, awake)
+        assert (await agent.request(HostVerb.SUSPEND, {"name": stopped.name})).ok
+        # The provisioner stops a sleeper: it stays one, stopped.
+        assert (await agent.request(HostVerb.STOP, {"name": stopped.name})).ok
+        await next_beat(host_nc, agent.host_id, where=_asleep(stopped.name, "stopped"))
+        await _create(agent, frozen)  # one awake of two: room
+        assert (await agent.request(HostVerb.SUSPEND, {"name": frozen.name})).ok
+
+        # Two in memory (one awake, one frozen): no boot of a third.
+        refused = await agent.request(
+            HostVerb.WAKE, {"name": stopped.name, "wait_seconds": 5}
+        )
+        assert (refused.ok, refused.code) == (False, "NO_CAPACITY")
+        # Waking the frozen one takes no more memory.
+        thawed = await agent.request(HostVerb.WAKE, {"name": frozen.name})
+        assert thawed.ok, thawed
+        assert (await agent.request(HostVerb.SUSPEND, {"name": frozen.name})).ok
+
+        assert (await agent.request(HostVerb.STOP, {"name": frozen.name})).ok
+        woken = await agent.request(
+            HostVerb.WAKE, {"name": stopped.name, "wait_seconds": 10}
+        )
+        assert woken.container.healthy is True, woken
+        beat = await next_beat(
+            host_nc, agent.host_id, where=_asleep(stopped.name, None)
+        )
+        assert _sleeping(beat, frozen.name) == "stopped"
+        assert (beat.awake, beat.asleep) == (2, 1)
+
+    async def test_an_operator_stop_of_an_awake_one_is_no_sleep(
+        self, fake_runtime, start_agent, host_nc
+    ):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec()
+        await _create(agent, spec)
+        assert (await agent.request(HostVerb.STOP, {"name": spec.name})).ok
+        beat = await next_beat(
+            host_nc,
+            agent.host_id,
+            where=lambda b: b.containers and b.containers[0].state == "stopped",
+        )
+        assert _sleeping(beat, spec.name) is None
+        assert beat.asleep == 0
+
 
 class TestRestart:
     async def test_memory_pressure_stops_the_longest_idle_frozen_first_after_an_agent_restart(

@@ -252,13 +252,22 @@ class HostService:
         }[verb]
         async with self._locks[name]:
             self._fence(name, generation, verb)
-            info = await act(name)
-            # Started, restarted or stopped by command: no longer a sleeper
-            # (an operator's stop is not woken by a schedule).
             paths = self.layout.for_name(name)
-            self.marks.clear(paths)
-            if verb != "stop":
-                self.marks.touch(paths)
+            depth = self._depth(await self.runtime.inspect(name))
+            if verb == "stop" and depth is not None:
+                # A sleeper stopped (the provisioner makes room for a wake)
+                # stays a sleeper, stopped; marked before, as in a suspension.
+                self.marks.mark(paths, "stopped")
+                info = await act(name)
+                if depth == "frozen":
+                    SUSPENSIONS.labels("stopped", "command").inc()
+            else:
+                info = await act(name)
+                # Started, restarted, or an awake one stopped by an operator
+                # (never woken by a schedule): not a sleeper.
+                self.marks.clear(paths)
+                if verb != "stop":
+                    self.marks.touch(paths)
         self._on_change()
         return info
 
@@ -387,8 +396,20 @@ class HostService:
         if info.state == "paused":
             await self.runtime.unfreeze(name)
         elif info.state in ("stopped", "exited"):
+            # A boot brings it back into memory: not past the host's capacity
+            # (the provisioner then stops a frozen sleeper and asks again).
+            in_memory = [
+                c
+                for c in await self.runtime.list()
+                if c.name != name and c.state in (*_ALIVE, "paused")
+            ]
+            if len(in_memory) >= self.capacity:
+                raise NoCapacity(
+                    f"this host holds {len(in_memory)} of {self.capacity} "
+                    "gateways in memory (awake or frozen)"
+                )
             # PortInUse when another process took its port meanwhile: the
-            # provisioner places it again.
+            # provisioner moves it to another port of this host.
             await self.runtime.start(name)
         else:
             self.marks.clear(paths)
@@ -446,7 +467,16 @@ class HostService:
             idle = now - self.marks.last_activity(paths)
             async with lock:
                 if depth is not None and pending:
-                    await self._wake(info.name, "schedule")
+                    try:
+                        await self._wake(info.name, "schedule")
+                    except (NoCapacity, PortInUse) as exc:
+                        # Tried again next pass; memory pressure or the
+                        # provisioner's next wake may make room meanwhile.
+                        log.warning(
+                            "host_agent.sleep.schedule_wake_refused",
+                            container=info.name,
+                            code=exc.code,
+                        )
                 elif info.state == "running" and not pending:
                     if rules.stop_after and idle >= rules.stop_after:
                         await self._put_to_sleep(info, "stopped", "idle")
