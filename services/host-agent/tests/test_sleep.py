@@ -9,10 +9,15 @@ import time
 
 import httpx
 import psutil
-from yourclaw_common.events import HostHeartbeat, HostVerb
+from yourclaw_common.events import HostHeartbeat, HostVerb, Subject
+from yourclaw_common.testing import eventually
 
 from .conftest import make_spec, next_beat, spec_payload
 from .fake_gateway import add_cron_job, cron_state
+
+
+async def _done(beats: list[HostHeartbeat], name: str) -> bool:
+    return any(_sleeping(b, name) == "stopped" for b in beats)
 
 
 def _sleeping(beat: HostHeartbeat, name: str) -> str | None:
@@ -163,7 +168,7 @@ class TestVerbs:
         self, fake_runtime, start_agent, host_nc
     ):
         agent = await start_agent(
-            fake_runtime(), idle_suspend_after_seconds=0.5, idle_stop_after_seconds=1
+            fake_runtime(), idle_suspend_after_seconds=1, idle_stop_after_seconds=2
         )
         spec = make_spec()
         await _create(agent, spec)
@@ -252,17 +257,25 @@ class TestRestart:
             assert (await first.request(HostVerb.SUSPEND, {"name": spec.name})).ok
         await first.shutdown()
 
-        # A new agent adopts the frozen ones, and finds memory short.
-        second = await start_agent(
-            fake_runtime(), host_id=first.host_id, host_memory_reserve_mb=10**9
-        )
+        # A new agent adopts the frozen ones, and finds memory short; every
+        # heartbeat it sends is recorded, from its first.
         beats: list[HostHeartbeat] = []
 
-        def record(beat: HostHeartbeat) -> bool:
-            beats.append(beat)
-            return _sleeping(beat, newer.name) == "stopped"
+        async def record(msg) -> None:
+            beats.append(HostHeartbeat.model_validate_json(msg.data))
 
-        await next_beat(host_nc, second.host_id, where=record)
+        sub = await host_nc.subscribe(
+            f"{Subject.HOST_HEARTBEAT.value}.{first.host_id}", cb=record
+        )
+        try:
+            await start_agent(
+                fake_runtime(), host_id=first.host_id, host_memory_reserve_mb=10**9
+            )
+            await eventually(
+                lambda: _done(beats, newer.name), timeout=15, interval=0.05
+            )
+        finally:
+            await sub.unsubscribe()
         depths = [
             tuple(_sleeping(b, s.name) for s in (awake, older, newer)) for b in beats
         ]
@@ -275,7 +288,7 @@ class TestRestart:
     ):
         runtime = fake_runtime()
         first = await start_agent(
-            runtime, idle_suspend_after_seconds=0.5, idle_stop_after_seconds=1
+            runtime, idle_suspend_after_seconds=1, idle_stop_after_seconds=2
         )
         spec, other = make_spec(), make_spec()
         await _create(first, spec)
