@@ -127,12 +127,13 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
 
     user_id = uuid.uuid4()
     name = container_name(user_id)
+    token = uuid.uuid4().hex
     spec = ContainerSpec(
         user_id=user_id,
         name=name,
         port=free_port(),
         image=IMAGE,
-        files={"config/openclaw.json": _config(uuid.uuid4().hex)},
+        files={"config/openclaw.json": _config(token)},
         spec_hash="s1",
     )
     nc = await nats.connect(nats_url)
@@ -154,6 +155,19 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
             timeout=BOOT_SECONDS + 30,
         )
         assert health.container.healthy is True, docker("logs", name)
+
+        # A reminder set with OpenClaw's CLI (as its automations tool does):
+        # the heartbeat names its due time, read from OpenClaw's own cron
+        # store, and not that of OpenClaw's half-hourly heartbeat job.
+        out = docker(
+            "exec", "-u", "1000:1000", name,
+            "node", "dist/index.js", "cron", "add",
+            "--at", "7200s", "--command", "echo reminder", "--name", "reminder",
+            "--no-deliver", "--token", token, "--url", "ws://127.0.0.1:18789",
+        )  # fmt: skip
+        due = int(json.loads(out[out.index("{") :])["nextRunAtMs"]) // 1000
+        beat = await beats.until(lambda b: any(c.next_wake_at for c in b.containers))
+        assert [c.next_wake_at for c in beat.containers] == [due]
 
         # Frozen: the engine's own state, which a restarted agent adopts.
         suspended = await agent.request(HostVerb.SUSPEND, {"name": name})

@@ -149,32 +149,27 @@ def _token() -> str | None:
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path in ("/healthz", "/readyz"):
-            body = b'{"ok":true,"status":"live"}'
-            self.send_response(200)
+            self._send(200, b'{"ok":true,"status":"live"}')
         elif self.path == "/v1/models":
             token = _token()
             if token and self.headers.get("Authorization") == f"Bearer {token}":
-                body = b'{"object":"list","data":[{"id":"openclaw/default"}]}'
-                self.send_response(200)
+                self._send(200, b'{"object":"list","data":[{"id":"openclaw/default"}]}')
             else:
-                body = b'{"error":{"message":"unauthorized"}}'
-                self.send_response(401)
+                self._send(401, b'{"error":{"message":"unauthorized"}}')
         else:
-            body = b"{}"
-            self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            self._send(404, b"{}")
 
     def do_POST(self) -> None:
         if self.path != "/v1/chat/completions":
-            self.send_response(404)
-            self.end_headers()
+            self._send(404, b"{}")
             return
         _turn()
-        body = b'{"choices":[{"message":{"role":"assistant","content":"ok"}}]}'
-        self.send_response(200)
+        self._send(
+            200, b'{"choices":[{"message":{"role":"assistant","content":"ok"}}]}'
+        )
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
