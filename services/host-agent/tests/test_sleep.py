@@ -348,3 +348,24 @@ class TestSchedule:
         # A frozen gateway runs nothing: it ran because it was woken, when due.
         assert isinstance(ran, int)
         assert ran >= int(due * 1000)
+
+    async def test_a_due_reminder_on_a_full_host_waits_and_heartbeats_go_on(
+        self, fake_runtime, start_agent, host_nc, data_dir
+    ):
+        agent = await start_agent(
+            fake_runtime(), host_capacity=1, wake_lead_seconds=600
+        )
+        sleeper, busy = make_spec(), make_spec()
+        await _create(agent, sleeper)
+        assert (await agent.request(HostVerb.SUSPEND, {"name": sleeper.name})).ok
+        assert (await agent.request(HostVerb.STOP, {"name": sleeper.name})).ok
+        await _create(agent, busy)  # the one gateway this host holds in memory
+        add_cron_job(
+            data_dir / str(sleeper.user_id) / "config", "reminder", time.time()
+        )
+
+        seen = []
+        for _ in range(5):  # a second of heartbeats, each a refused wake
+            beat = await next_beat(host_nc, agent.host_id)
+            seen.append((_sleeping(beat, sleeper.name), _sleeping(beat, busy.name)))
+        assert seen == [("stopped", None)] * 5

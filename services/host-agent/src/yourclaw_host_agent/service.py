@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from yourclaw_common.errors import PermanentError
+from yourclaw_common.errors import PermanentError, YourClawError
 from yourclaw_common.events import ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 from yourclaw_common.sealing import HOST_KEY_FILE, HostKey
@@ -422,9 +422,11 @@ class HostService:
         from_state: Depth = depth or "stopped"
         WAKES.labels(from_state, reason).inc()
         log.info(
-            "host_agent.sleep.woken", container=name, from_state=from_state,
+            "host_agent.sleep.woken",
+            container=name,
+            from_state=from_state,
             reason=reason,
-        )  # fmt: skip
+        )
         self._on_change()
         return from_state
 
@@ -466,29 +468,31 @@ class HostService:
             pending = rules.job_pending(self.marks.next_due(paths), now)
             idle = now - self.marks.last_activity(paths)
             async with lock:
-                if depth is not None and pending:
-                    try:
+                try:
+                    if depth is not None and pending:
                         await self._wake(info.name, "schedule")
-                    except (NoCapacity, PortInUse) as exc:
-                        # Tried again next pass; memory pressure or the
-                        # provisioner's next wake may make room meanwhile.
-                        log.warning(
-                            "host_agent.sleep.schedule_wake_refused",
-                            container=info.name,
-                            code=exc.code,
-                        )
-                elif info.state == "running" and not pending:
-                    if rules.stop_after and idle >= rules.stop_after:
-                        await self._put_to_sleep(info, "stopped", "idle")
-                    elif idle >= rules.suspend_after:
-                        await self._put_to_sleep(info, "frozen", "idle")
-                    elif idle >= _PRESSURE_MIN_IDLE_SECONDS:
-                        awake.append((idle, info))
-                elif depth == "frozen" and not pending:
-                    if rules.stop_after and idle >= rules.stop_after:
-                        await self._put_to_sleep(info, "stopped", "idle")
-                    else:
-                        frozen.append((idle, info))
+                    elif info.state == "running" and not pending:
+                        if rules.stop_after and idle >= rules.stop_after:
+                            await self._put_to_sleep(info, "stopped", "idle")
+                        elif idle >= rules.suspend_after:
+                            await self._put_to_sleep(info, "frozen", "idle")
+                        elif idle >= _PRESSURE_MIN_IDLE_SECONDS:
+                            awake.append((idle, info))
+                    elif depth == "frozen" and not pending:
+                        if rules.stop_after and idle >= rules.stop_after:
+                            await self._put_to_sleep(info, "stopped", "idle")
+                        else:
+                            frozen.append((idle, info))
+                except (YourClawError, OSError) as exc:
+                    # One gateway's trouble (no room or port for a scheduled
+                    # wake, an engine refusal) holds up neither the others
+                    # nor the heartbeat; the next pass tries again.
+                    log.warning(
+                        "host_agent.sleep.failed",
+                        container=info.name,
+                        code=getattr(exc, "code", "OS_ERROR"),
+                        error=str(exc)[:300],
+                    )
         await self._relieve_memory(frozen, awake)
 
     async def _relieve_memory(
@@ -520,7 +524,16 @@ class HostService:
                     reserve_mb=reserve,
                     container=info.name,
                 )
-                await self._put_to_sleep(current, "stopped", "memory")
+                try:
+                    await self._put_to_sleep(current, "stopped", "memory")
+                except (YourClawError, OSError) as exc:
+                    log.warning(
+                        "host_agent.sleep.failed",
+                        container=info.name,
+                        code=getattr(exc, "code", "OS_ERROR"),
+                        error=str(exc)[:300],
+                    )
+                    continue
             return
 
     def count_sleepers(
