@@ -64,6 +64,15 @@ _PRESSURE_MIN_IDLE_SECONDS = 60.0
 _GENERATIONS_FILE = ".generations.json"
 
 
+def _log_sleep_failed(name: str, exc: Exception) -> None:
+    log.warning(
+        "host_agent.sleep.failed",
+        container=name,
+        code=getattr(exc, "code", "OS_ERROR"),
+        error=str(exc)[:300],
+    )
+
+
 class CommandExpired(PermanentError):
     """The command arrived after its expiry: its sender no longer waits for it."""
 
@@ -487,12 +496,7 @@ class HostService:
                     # One gateway's trouble (no room or port for a scheduled
                     # wake, an engine refusal) holds up neither the others
                     # nor the heartbeat; the next pass tries again.
-                    log.warning(
-                        "host_agent.sleep.failed",
-                        container=info.name,
-                        code=getattr(exc, "code", "OS_ERROR"),
-                        error=str(exc)[:300],
-                    )
+                    _log_sleep_failed(info.name, exc)
         await self._relieve_memory(frozen, awake)
 
     async def _relieve_memory(
@@ -527,12 +531,7 @@ class HostService:
                 try:
                     await self._put_to_sleep(current, "stopped", "memory")
                 except (YourClawError, OSError) as exc:
-                    log.warning(
-                        "host_agent.sleep.failed",
-                        container=info.name,
-                        code=getattr(exc, "code", "OS_ERROR"),
-                        error=str(exc)[:300],
-                    )
+                    _log_sleep_failed(info.name, exc)
                     continue
             return
 
