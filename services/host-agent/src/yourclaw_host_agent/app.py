@@ -32,6 +32,7 @@ from yourclaw_host_agent.metrics import CONTAINERS, HEARTBEATS
 from yourclaw_host_agent.runtimes import ContainerRuntime
 from yourclaw_host_agent.service import HostService
 from yourclaw_host_agent.settings import HostAgentSettings
+from yourclaw_host_agent.sleep import SleepRules
 
 __all__ = ["HostAgent", "build_runtime", "main", "run"]
 
@@ -39,7 +40,7 @@ log = get_logger(__name__)
 
 # Two agents for one host (a restart overlapping the old one): one answers.
 _QUEUE = "host-agent"
-_STATES = ("running", "starting", "stopped", "exited")
+_STATES = ("running", "starting", "paused", "stopped", "exited")
 
 
 def build_runtime(settings: HostAgentSettings, layout: DataLayout) -> ContainerRuntime:
@@ -144,12 +145,16 @@ class HostAgent:
         counts: Counter[str] = Counter(c.state for c in containers)
         for state in _STATES:
             CONTAINERS.labels(state).set(counts[state])
+        awake, asleep = self.service.count_sleepers(containers)
+        sleep = {c.name: self.service.sleep_state(c) for c in containers}
         return HostHeartbeat(
             host_id=self.settings.host_id,
             address=self.settings.host_address,
             runtime=self.service.runtime.kind,
             capacity=self.settings.host_capacity,
             used=len(containers),
+            awake=awake,
+            asleep=asleep,
             public_key=self.service.key.public_key,
             containers=tuple(
                 ContainerState(
@@ -157,6 +162,8 @@ class HostAgent:
                     state=c.state,
                     port=c.port,
                     oom_killed_at=oom_kills.get(c.name),
+                    sleeping=sleep[c.name][0],
+                    next_wake_at=sleep[c.name][1],
                 )
                 for c in containers
             ),
@@ -217,6 +224,12 @@ async def run(
                 http,
                 capacity=settings.host_capacity,
                 on_change=wake.set,
+                sleep=SleepRules(
+                    suspend_after=settings.idle_suspend_after_seconds,
+                    stop_after=settings.idle_stop_after_seconds,
+                    wake_lead=settings.wake_lead_seconds,
+                    memory_reserve_mb=settings.host_memory_reserve_mb,
+                ),
             )
             agent = HostAgent(settings, nc, service, wake=wake)
 

@@ -93,6 +93,22 @@ async def on_health(service: HostService, data: bytes) -> HostReply:
     return HostReply(ok=True, container=info)
 
 
+async def on_wake(service: HostService, data: bytes) -> HostReply:
+    command = NamedContainer.model_validate_json(data)
+    check_expiry(command.expires_at, "wake")
+    info = await service.wake(
+        command.name, wait_seconds=command.wait_seconds, generation=command.generation
+    )
+    return HostReply(ok=True, container=info)
+
+
+async def on_suspend(service: HostService, data: bytes) -> HostReply:
+    command = NamedContainer.model_validate_json(data)
+    check_expiry(command.expires_at, "suspend")
+    info = await service.suspend(command.name, generation=command.generation)
+    return HostReply(ok=True, container=info)
+
+
 HANDLERS: dict[HostVerb, _Handler] = {
     HostVerb.CREATE: on_create,
     HostVerb.START: on_transition("start"),
@@ -103,6 +119,8 @@ HANDLERS: dict[HostVerb, _Handler] = {
     HostVerb.LIST: on_list,
     HostVerb.LOGS: on_logs,
     HostVerb.HEALTH: on_health,
+    HostVerb.WAKE: on_wake,
+    HostVerb.SUSPEND: on_suspend,
 }
 
 

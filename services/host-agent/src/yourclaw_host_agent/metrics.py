@@ -50,3 +50,33 @@ WARM_CLAIMS = Counter(
     "Spares handed to a new user (taken) or stopped because a create needed their port (retired).",
     ["outcome"],
 )
+GATEWAYS_AWAKE = Gauge(
+    "yourclaw_host_agent_gateways_awake",
+    "Users' gateways awake on this host, as of the last heartbeat.",
+)
+GATEWAYS_SUSPENDED = Gauge(
+    "yourclaw_host_agent_gateways_suspended",
+    "Users' gateways asleep on this host by depth (frozen: paused, memory "
+    "held; stopped: memory freed), as of the last heartbeat.",
+    ["depth"],
+)
+SUSPENSIONS = Counter(
+    "yourclaw_host_agent_suspensions_total",
+    "Gateways put to sleep, by depth (frozen, stopped) and reason (idle, "
+    "memory: the host's available memory fell below HOST_MEMORY_RESERVE_MB, "
+    "command: the suspend verb).",
+    ["depth", "reason"],
+)
+WAKES = Counter(
+    "yourclaw_host_agent_wakes_total",
+    "Sleeping gateways woken, by the depth they slept at and reason (command: "
+    "the wake verb; schedule: an automation is due).",
+    ["from_state", "reason"],
+)
+WAKE_SECONDS = Histogram(
+    "yourclaw_host_agent_wake_seconds",
+    "From the wake to the gateway answering /readyz, by the depth it slept at "
+    "(the wake verb with wait_seconds only).",
+    ["from_state"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 10, 15, 20, 30, 60),
+)

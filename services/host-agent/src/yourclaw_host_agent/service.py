@@ -19,6 +19,7 @@ latest heartbeat.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from yourclaw_common.errors import PermanentError
+from yourclaw_common.errors import PermanentError, YourClawError
 from yourclaw_common.events import ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 from yourclaw_common.sealing import HOST_KEY_FILE, HostKey
@@ -42,14 +43,34 @@ from yourclaw_host_agent.layout import (
     validate_spec,
     write_files,
 )
+from yourclaw_host_agent.metrics import (
+    GATEWAYS_AWAKE,
+    GATEWAYS_SUSPENDED,
+    SUSPENSIONS,
+    WAKE_SECONDS,
+    WAKES,
+)
 from yourclaw_host_agent.runtimes import ContainerRuntime
+from yourclaw_host_agent.sleep import Depth, SleepMarks, SleepRules, available_memory_mb
 
 __all__ = ["CommandExpired", "HostService", "StaleGeneration"]
 
 log = get_logger(__name__)
 
 _ALIVE = ("running", "starting")
+# Under memory pressure an awake gateway is stopped only after this much quiet:
+# a turn waiting on a slow model writes nothing meanwhile.
+_PRESSURE_MIN_IDLE_SECONDS = 60.0
 _GENERATIONS_FILE = ".generations.json"
+
+
+def _log_sleep_failed(name: str, exc: Exception) -> None:
+    log.warning(
+        "host_agent.sleep.failed",
+        container=name,
+        code=getattr(exc, "code", "OS_ERROR"),
+        error=str(exc)[:300],
+    )
 
 
 class CommandExpired(PermanentError):
@@ -117,8 +138,11 @@ class HostService:
         capacity: int,
         on_change: Callable[[], None] = lambda: None,
         key: HostKey | None = None,
+        sleep: SleepRules | None = None,
     ):
         self.runtime = runtime
+        self.sleep = sleep or SleepRules()
+        self.marks = SleepMarks()
         self.key = key or HostKey.load_or_create(layout.root / HOST_KEY_FILE)
         self.layout = layout
         self.capacity = capacity
@@ -164,18 +188,29 @@ class HostService:
 
     async def _create(self, spec: ContainerSpec) -> ContainerInfo:
         current = await self.runtime.inspect(spec.name)
+        paths = self.layout.user(spec.user_id)
         if current.state != "missing" and current.spec_hash == spec.spec_hash:
             if current.state in _ALIVE:
                 log.info("host_agent.create.unchanged", container=spec.name)
                 return current
+            if self.marks.depth(current, paths) is not None:
+                # The same spec asleep: it stays asleep (a wake is what
+                # brings it back), so a reconcile's re-create never undoes a
+                # suspension.
+                log.info("host_agent.create.asleep", container=spec.name)
+                return current
             # Same spec, but stopped or crashed: bring it back as it was.
             info = await self.runtime.start(spec.name)
+            self.marks.touch(paths)
             self._on_change()
             return info
         others = [c for c in await self.runtime.list() if c.name != spec.name]
-        if current.state == "missing" and len(others) >= self.capacity:
+        # Sleepers leave room: the provisioner overcommits them, and memory
+        # pressure stops the longest-idle ones.
+        awake = [c for c in others if self._depth(c) is None]
+        if current.state == "missing" and len(awake) >= self.capacity:
             raise NoCapacity(
-                f"this host runs {len(others)} of {self.capacity} gateways"
+                f"this host runs {len(awake)} of {self.capacity} gateways awake"
             )
         taken = next((c for c in others if c.port == spec.port), None)
         if taken is not None:
@@ -188,7 +223,6 @@ class HostService:
             # Replace: stop, rewrite files and env, start; the workspace and
             # the gateway's state (sessions) stay.
             await self.runtime.stop(spec.name)
-        paths = self.layout.user(spec.user_id)
         await self.runtime.prepare(spec, paths)
         await asyncio.to_thread(
             write_files,
@@ -199,6 +233,8 @@ class HostService:
             owner=self.runtime.file_owner,
         )
         info = await self.runtime.run(spec, paths)
+        self.marks.clear(paths)
+        self.marks.touch(paths)
         log.info(
             "host_agent.create.done",
             container=spec.name,
@@ -225,7 +261,22 @@ class HostService:
         }[verb]
         async with self._locks[name]:
             self._fence(name, generation, verb)
-            info = await act(name)
+            paths = self.layout.for_name(name)
+            depth = self._depth(await self.runtime.inspect(name))
+            if verb == "stop" and depth is not None:
+                # A sleeper stopped (the provisioner makes room for a wake)
+                # stays a sleeper, stopped; marked before, as in a suspension.
+                self.marks.mark(paths, "stopped")
+                info = await act(name)
+                if depth == "frozen":
+                    SUSPENSIONS.labels("stopped", "command").inc()
+            else:
+                info = await act(name)
+                # Started, restarted, or an awake one stopped by an operator
+                # (never woken by a schedule): not a sleeper.
+                self.marks.clear(paths)
+                if verb != "stop":
+                    self.marks.touch(paths)
         self._on_change()
         return info
 
@@ -298,3 +349,199 @@ class HostService:
 
     async def supervise(self) -> None:
         await self.runtime.supervise()
+        if self.sleep.enabled:
+            await self._tend_sleepers()
+
+    # -- sleep -----------------------------------------------------------------
+
+    def _depth(self, info: ContainerInfo) -> Depth | None:
+        return self.marks.depth(info, self.layout.for_name(info.name))
+
+    def sleep_state(self, info: ContainerInfo) -> tuple[Depth | None, int | None]:
+        """How deep the container sleeps, and when its next automation is due
+        (Unix seconds), for the heartbeat."""
+        paths = self.layout.for_name(info.name)
+        due = self.marks.next_due(paths)
+        return self.marks.depth(info, paths), int(due) if due is not None else None
+
+    async def suspend(
+        self, name: str, *, generation: int | None = None
+    ) -> ContainerInfo:
+        """Freeze the container now (ops, tests); a sleeper stays as it is."""
+        user_id_of(name)
+        async with self._locks[name]:
+            self._fence(name, generation, "suspend")
+            info = await self.runtime.inspect(name)
+            if info.state == "missing":
+                raise ContainerNotFound(f"{name} does not exist on this host")
+            if info.state in _ALIVE:
+                info = await self._put_to_sleep(info, "frozen", "command")
+        self._on_change()
+        return info
+
+    async def wake(
+        self, name: str, *, wait_seconds: float = 0, generation: int | None = None
+    ) -> ContainerInfo:
+        """Unpause or start the container, then probe it for up to
+        `wait_seconds`; on an awake one only the probe."""
+        user_id_of(name)
+        started = time.monotonic()
+        async with self._locks[name]:
+            self._fence(name, generation, "wake")
+            from_state = await self._wake(name, "command")
+        info = await self.health(name, wait_seconds=wait_seconds)
+        if from_state is not None and info.healthy:
+            WAKE_SECONDS.labels(from_state).observe(time.monotonic() - started)
+        return info
+
+    async def _wake(self, name: str, reason: str) -> Depth | None:
+        """Under the name's lock: wake it if it sleeps (or is stopped); the
+        depth it slept at, None if it was awake."""
+        paths = self.layout.for_name(name)
+        info = await self.runtime.inspect(name)
+        if info.state == "missing":
+            raise ContainerNotFound(f"{name} does not exist on this host")
+        depth = self.marks.depth(info, paths)
+        if info.state == "paused":
+            await self.runtime.unfreeze(name)
+        elif info.state in ("stopped", "exited"):
+            # A boot brings it back into memory: not past the host's capacity
+            # (the provisioner then stops a frozen sleeper and asks again).
+            in_memory = [
+                c
+                for c in await self.runtime.list()
+                if c.name != name and c.state in (*_ALIVE, "paused")
+            ]
+            if len(in_memory) >= self.capacity:
+                raise NoCapacity(
+                    f"this host holds {len(in_memory)} of {self.capacity} "
+                    "gateways in memory (awake or frozen)"
+                )
+            # PortInUse when another process took its port meanwhile: the
+            # provisioner moves it to another port of this host.
+            await self.runtime.start(name)
+        else:
+            self.marks.clear(paths)
+            return None
+        # The mark goes after the runtime call: an agent killed in between
+        # finds the container running, which wins over the mark, and the
+        # next wake finds nothing left to do.
+        self.marks.clear(paths)
+        self.marks.touch(paths)
+        from_state: Depth = depth or "stopped"
+        WAKES.labels(from_state, reason).inc()
+        log.info(
+            "host_agent.sleep.woken",
+            container=name,
+            from_state=from_state,
+            reason=reason,
+        )
+        self._on_change()
+        return from_state
+
+    async def _put_to_sleep(
+        self, info: ContainerInfo, depth: Depth, reason: str
+    ) -> ContainerInfo:
+        paths = self.layout.for_name(info.name)
+        if depth == "frozen":
+            info = await self.runtime.freeze(info.name)
+        else:
+            # Marked first: an agent killed before the stop sees the engine's
+            # state, which wins; one killed after finds a marked sleeper.
+            self.marks.mark(paths, "stopped")
+            info = await self.runtime.stop(info.name)
+        SUSPENSIONS.labels(depth, reason).inc()
+        log.info(
+            "host_agent.sleep.suspended",
+            container=info.name,
+            depth=depth,
+            reason=reason,
+            idle_seconds=round(time.time() - self.marks.last_activity(paths)),
+        )
+        self._on_change()
+        return info
+
+    async def _tend_sleepers(self) -> None:
+        """Every heartbeat: freeze the idle, stop the long idle, wake those
+        whose automation is due, and stop one gateway if memory runs short."""
+        now = time.time()
+        rules = self.sleep
+        frozen: list[tuple[float, ContainerInfo]] = []
+        awake: list[tuple[float, ContainerInfo]] = []
+        for info in await self.runtime.list():
+            lock = self._locks[info.name]
+            if lock.locked():
+                continue  # a command is at it; next pass
+            paths = self.layout.for_name(info.name)
+            depth = self.marks.depth(info, paths)
+            pending = rules.job_pending(self.marks.next_due(paths), now)
+            idle = now - self.marks.last_activity(paths)
+            async with lock:
+                try:
+                    if depth is not None and pending:
+                        await self._wake(info.name, "schedule")
+                    elif info.state == "running" and not pending:
+                        if rules.stop_after and idle >= rules.stop_after:
+                            await self._put_to_sleep(info, "stopped", "idle")
+                        elif idle >= rules.suspend_after:
+                            await self._put_to_sleep(info, "frozen", "idle")
+                        elif idle >= _PRESSURE_MIN_IDLE_SECONDS:
+                            awake.append((idle, info))
+                    elif depth == "frozen" and not pending:
+                        if rules.stop_after and idle >= rules.stop_after:
+                            await self._put_to_sleep(info, "stopped", "idle")
+                        else:
+                            frozen.append((idle, info))
+                except (YourClawError, OSError) as exc:
+                    # One gateway's trouble (no room or port for a scheduled
+                    # wake, an engine refusal) holds up neither the others
+                    # nor the heartbeat; the next pass tries again.
+                    _log_sleep_failed(info.name, exc)
+        await self._relieve_memory(frozen, awake)
+
+    async def _relieve_memory(
+        self,
+        frozen: builtins.list[tuple[float, ContainerInfo]],
+        awake: builtins.list[tuple[float, ContainerInfo]],
+    ) -> None:
+        reserve = self.sleep.memory_reserve_mb
+        if not reserve:
+            return
+        available = await asyncio.to_thread(available_memory_mb)
+        if available >= reserve:
+            return
+        # One per pass: the next pass measures what that one freed.
+        for _, info in [
+            *sorted(frozen, key=lambda c: -c[0]),
+            *sorted(awake, key=lambda c: -c[0]),
+        ]:
+            lock = self._locks[info.name]
+            if lock.locked():
+                continue
+            async with lock:
+                current = await self.runtime.inspect(info.name)
+                if current.state not in ("running", "paused"):
+                    continue
+                log.warning(
+                    "host_agent.sleep.memory_pressure",
+                    available_mb=available,
+                    reserve_mb=reserve,
+                    container=info.name,
+                )
+                try:
+                    await self._put_to_sleep(current, "stopped", "memory")
+                except (YourClawError, OSError) as exc:
+                    _log_sleep_failed(info.name, exc)
+                    continue
+            return
+
+    def count_sleepers(
+        self, containers: builtins.list[ContainerInfo]
+    ) -> tuple[int, int]:
+        """(awake, asleep) among `containers`, and the gauges set to them."""
+        depths = [self._depth(c) for c in containers]
+        asleep = {d: depths.count(d) for d in ("frozen", "stopped")}
+        GATEWAYS_AWAKE.set(depths.count(None))
+        for depth, count in asleep.items():
+            GATEWAYS_SUSPENDED.labels(depth).set(count)
+        return depths.count(None), sum(asleep.values())

@@ -76,6 +76,20 @@ class HostAgentSettings(CommonSettings):
     # How long such a restart waits for running turns before it kills.
     gateway_restart_grace_seconds: float = Field(default=300.0, gt=0)
 
+    # Sleeping assistants (docs/sleep.md). An assistant with no activity (no
+    # turn, no automation run: its OpenClaw databases unchanged) this long is
+    # frozen (paused: no CPU, instant wake); 0 = never, nothing sleeps.
+    idle_suspend_after_seconds: float = Field(default=900.0, ge=0)
+    # Idle this long (counted from the same last activity), a frozen one is
+    # stopped: its memory is freed, workspace and state stay. 0 = only under
+    # memory pressure.
+    idle_stop_after_seconds: float = Field(default=3600.0, ge=0)
+    # A sleeper is woken this long before its next scheduled automation.
+    wake_lead_seconds: float = Field(default=60.0, ge=0)
+    # When the host's available memory falls below this, the longest-idle
+    # gateways are stopped, frozen ones before awake ones. 0 = off.
+    host_memory_reserve_mb: int = Field(default=1024, ge=0)
+
     @field_validator("host_id")
     @classmethod
     def _one_token(cls, value: str) -> str:
@@ -122,6 +136,19 @@ class HostAgentSettings(CommonSettings):
                 "HOST_RUNTIME=process runs assistants as bare processes that can "
                 "read each other's files: it is for YOURCLAW_ENV=dev only; "
                 "production runs HOST_RUNTIME=docker"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stop_after_suspend(self) -> HostAgentSettings:
+        if (
+            self.idle_suspend_after_seconds
+            and self.idle_stop_after_seconds
+            and self.idle_stop_after_seconds < self.idle_suspend_after_seconds
+        ):
+            raise ValueError(
+                "IDLE_STOP_AFTER_SECONDS counts from the same last activity as "
+                "IDLE_SUSPEND_AFTER_SECONDS: it must not be shorter"
             )
         return self
 

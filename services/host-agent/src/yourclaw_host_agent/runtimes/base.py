@@ -19,7 +19,9 @@ class ContainerRuntime(Protocol):
     before `run`; a runtime only starts, stops and reports. Every method takes a
     validated name (`yourclaw-<uuid>`). `inspect` of an unknown name answers
     `state="missing"`; `start`/`restart`/`logs` of one raise ContainerNotFound;
-    `stop` and `remove` of one do nothing.
+    `stop` and `remove` of one do nothing. A frozen container (`freeze`)
+    reports `state="paused"`; `stop`, `restart`, `start` and `remove` work on
+    it as on a running one.
     """
 
     @property
@@ -54,6 +56,13 @@ class ContainerRuntime(Protocol):
     async def stop(self, name: str) -> ContainerInfo: ...
 
     async def restart(self, name: str) -> ContainerInfo: ...
+
+    async def freeze(self, name: str) -> ContainerInfo:
+        """Pause every process of a running container (no CPU; memory kept);
+        a no-op on one that is not running."""
+
+    async def unfreeze(self, name: str) -> ContainerInfo:
+        """Resume a frozen container; a no-op on any other."""
 
     async def remove(self, name: str) -> None:
         """Stop and forget the container; the user's files stay."""

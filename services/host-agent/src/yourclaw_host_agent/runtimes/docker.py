@@ -70,6 +70,8 @@ log = get_logger(__name__)
 
 # What the Engine says when a container's port is someone else's.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
+# What it says to a pause or unpause with nothing to do.
+_NOT_PAUSABLE = ("is not paused", "is already paused", "is not running")
 
 
 @dataclass(frozen=True)
@@ -98,21 +100,24 @@ def _demux(raw: bytes) -> str:
     return b"".join(out).decode("utf-8", errors="replace")
 
 
-def _state_of(
-    status: str, health: str | None, exit_code: int
-) -> Literal["running", "starting", "stopped", "exited"]:
+_State = Literal["running", "starting", "paused", "stopped", "exited", "missing"]
+
+
+def _state_of(status: str, health: str | None, exit_code: int) -> _State:
     if status in ("running",):
         return "starting" if health == "starting" else "running"
     if status == "restarting":
         return "starting"
-    if status in ("created", "paused"):
+    if status == "paused":
+        return "paused"
+    if status == "created":
         return "stopped"
     return "stopped" if exit_code in (0, 143) else "exited"
 
 
 def _info(
     name: str,
-    state: Literal["running", "starting", "stopped", "exited", "missing"],
+    state: _State,
     labels: dict[str, str],
 ) -> ContainerInfo:
     port = labels.get("yourclaw.port")
@@ -409,9 +414,42 @@ class DockerRuntime:
             raise RuntimeFailure(f"cannot start {name}: {resp.status_code} {message}")
 
     async def start(self, name: str) -> ContainerInfo:
+        await self._unpause(name)
         if (relabelled := await self._relabel(name)) is not None:
             return relabelled
         await self._start(name)
+        return await self.inspect(name)
+
+    async def _unpause(self, name: str) -> bool:
+        """Resume a paused container; whether it was paused. (A stop or kill
+        of a paused one would only be delivered at its resume.)"""
+        try:
+            resp = await self._call("POST", f"/containers/{name}/unpause")
+        except RuntimeFailure as exc:
+            # Engines before 23 answer 500, newer 409, when there is nothing
+            # to resume.
+            if any(m in str(exc) for m in _NOT_PAUSABLE):
+                return False
+            raise
+        return resp.status_code == 204
+
+    async def freeze(self, name: str) -> ContainerInfo:
+        try:
+            resp = await self._call("POST", f"/containers/{name}/pause")
+        except RuntimeFailure as exc:
+            if any(m in str(exc) for m in _NOT_PAUSABLE):
+                return await self.inspect(name)
+            raise
+        if resp.status_code == 404:
+            raise ContainerNotFound(f"{name} does not exist on this host")
+        if resp.status_code not in (204, 409):
+            raise RuntimeFailure(
+                f"cannot pause {name}: {resp.status_code} {engine_message(resp)}"
+            )
+        return await self.inspect(name)
+
+    async def unfreeze(self, name: str) -> ContainerInfo:
+        await self._unpause(name)
         return await self.inspect(name)
 
     async def _relabel(self, name: str) -> ContainerInfo | None:
@@ -435,6 +473,8 @@ class DockerRuntime:
         return POOL_LABEL in labels
 
     async def stop(self, name: str) -> ContainerInfo:
+        # Thawed first: OpenClaw gets its SIGTERM and saves its state.
+        await self._unpause(name)
         resp = await self._call(
             "POST", f"/containers/{name}/stop?t={self._stop_timeout}"
         )
@@ -445,6 +485,7 @@ class DockerRuntime:
         return await self.inspect(name)
 
     async def restart(self, name: str) -> ContainerInfo:
+        await self._unpause(name)
         if (relabelled := await self._relabel(name)) is not None:
             return relabelled
         resp = await self._call(
@@ -466,6 +507,7 @@ class DockerRuntime:
             )
 
     async def remove(self, name: str) -> None:
+        await self._unpause(name)
         await self._delete(name)
         if self._data_dir is not None:
             run = Path(self._data_dir) / str(user_id_of(name)) / "run"
@@ -490,7 +532,7 @@ class DockerRuntime:
     def _describe(
         self,
         name: str,
-        state: Literal["running", "starting", "stopped", "exited", "missing"],
+        state: _State,
         labels: dict[str, str],
     ) -> ContainerInfo:
         info = _info(name, state, labels)

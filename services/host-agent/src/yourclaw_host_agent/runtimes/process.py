@@ -158,6 +158,20 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _frozen(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+    except psutil.Error:
+        return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _reap(pid: int) -> None:
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
@@ -334,10 +348,17 @@ class ProcessRuntime:
         if record is None:
             return ContainerInfo(name=f"yourclaw-{paths.root.name}", state="missing")
         pid = self._read_pid(paths)
+        state: Literal["running", "starting", "paused", "stopped", "exited"]
         if self._alive(pid, record.port):
-            state: Literal["running", "starting", "stopped", "exited"] = (
-                "running" if _port_open(record.port) else "starting"
-            )
+            assert pid is not None
+            # A stopped process still accepts connections (the kernel queues
+            # them), so the port says nothing about a frozen gateway.
+            if _frozen(pid.pid):
+                state = "paused"
+            elif _port_open(record.port):
+                state = "running"
+            else:
+                state = "starting"
         elif record.desired == "stopped":
             state = "stopped"
         else:
@@ -459,6 +480,8 @@ class ProcessRuntime:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
                 break
+            # A frozen gateway handles its SIGTERM once it runs again.
+            _signal_group(pgid, signal.SIGCONT)
             deadline = time.monotonic() + budget
             while time.monotonic() < deadline:
                 _reap(pgid)
@@ -640,9 +663,43 @@ class ProcessRuntime:
             record = self._record(paths)
             if record is None:
                 raise ContainerNotFound(f"{name} does not exist on this host")
+            was = record.desired
             record = self._set_desired(paths, record, "running")
-            if not self._alive(self._read_pid(paths), record.port):
-                await self._start_process(paths, record)
+            pid = self._read_pid(paths)
+            if not self._alive(pid, record.port):
+                try:
+                    await self._start_process(paths, record)
+                except PortInUse:
+                    # Not started: as it was (a sleeper stays one, and
+                    # supervise does not take the port back behind the
+                    # provisioner's back once it is free).
+                    self._set_desired(paths, record, was)
+                    raise
+            elif pid is not None:
+                _signal_group(pid.pid, signal.SIGCONT)
+            return self._info(paths, record)
+
+    async def freeze(self, name: str) -> ContainerInfo:
+        return await self._signal(name, signal.SIGSTOP)
+
+    async def unfreeze(self, name: str) -> ContainerInfo:
+        return await self._signal(name, signal.SIGCONT)
+
+    async def _signal(self, name: str, sig: signal.Signals) -> ContainerInfo:
+        paths = self._paths(name)
+        async with self._locks[name]:
+            record = self._record(paths)
+            if record is None:
+                raise ContainerNotFound(f"{name} does not exist on this host")
+            pid = self._read_pid(paths)
+            if self._alive(pid, record.port):
+                assert pid is not None
+                # The whole group: the gateway and its helpers.
+                _signal_group(pid.pid, sig)
+                for _ in range(50):  # the kernel applies it within moments
+                    if _frozen(pid.pid) == (sig == signal.SIGSTOP):
+                        break
+                    await asyncio.sleep(0.01)
             return self._info(paths, record)
 
     async def stop(self, name: str) -> ContainerInfo:

@@ -1,0 +1,223 @@
+"""Sleeping assistants on the real Docker Engine: a tenant frozen (docker
+pause) and stopped by its host-agent, adopted as a sleeper by a restarted
+agent, and woken by the `wake` verb. One test, two gateway boots.
+
+The tenant's firewall is off here (tenancy has its own tests in
+test_containers.py); the gateway needs no LLM, nothing chats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from yourclaw_common.embedded import free_port
+from yourclaw_common.events import (
+    ContainerSpec,
+    CreateContainer,
+    HostHeartbeat,
+    HostReply,
+    HostVerb,
+    Subject,
+    container_name,
+    host_command,
+)
+from yourclaw_common.testing import eventually
+from yourclaw_host_agent.app import run as run_host_agent
+from yourclaw_host_agent.settings import HostAgentSettings
+
+from .test_containers import IMAGE, docker, engine, inspect  # noqa: F401
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(600)]
+
+BOOT_SECONDS = 180
+
+
+def _config(token: str) -> str:
+    return json.dumps(
+        {
+            "gateway": {
+                "mode": "local",
+                "port": 18789,
+                "auth": {"mode": "token", "token": token},
+            },
+        }
+    )
+
+
+class _Agent:
+    def __init__(self, settings: HostAgentSettings, nc: Any):
+        self.settings = settings
+        self.nc = nc
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(run_host_agent(settings, self.stop))
+
+    async def request(
+        self, verb: HostVerb, payload: dict[str, Any], timeout: float = 60
+    ) -> HostReply:
+        for _ in range(300):
+            try:
+                msg = await self.nc.request(
+                    host_command(self.settings.host_id, verb),
+                    json.dumps(payload).encode(),
+                    timeout=timeout,
+                )
+                return HostReply.model_validate_json(msg.data)
+            except nats.errors.NoRespondersError:
+                await asyncio.sleep(0.1)  # still starting
+        raise TimeoutError(f"no host-agent answers {verb}")
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 60)
+
+
+class _Beats:
+    """The host's heartbeats as they come; `forget()` after an agent restart."""
+
+    def __init__(self) -> None:
+        self.latest: HostHeartbeat | None = None
+
+    async def on_beat(self, msg: Any) -> None:
+        self.latest = HostHeartbeat.model_validate_json(msg.data)
+
+    def forget(self) -> None:
+        self.latest = None
+
+    async def until(self, where: Any, timeout: float = 60) -> HostHeartbeat:
+        async def matching() -> HostHeartbeat | None:
+            beat = self.latest
+            return beat if beat is not None and where(beat) else None
+
+        return await eventually(matching, timeout=timeout, interval=0.1)
+
+
+def _depth(name: str, depth: str | None):
+    return lambda beat: any(
+        c.name == name and c.sleeping == depth for c in beat.containers
+    )
+
+
+@pytest.mark.usefixtures("engine")
+async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: Path):
+    suffix = uuid.uuid4().hex[:6]
+    data_dir = (tmp_path / "host").resolve()
+
+    def settings(**more: Any) -> HostAgentSettings:
+        return HostAgentSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            nats_url=nats_url,
+            host_id=f"ds{suffix}",
+            host_runtime="docker",
+            host_data_dir=data_dir,
+            host_heartbeat_seconds=0.5,
+            tenant_network=f"yourclaw-sleep-{suffix}",
+            tenant_bridge=f"ycs{suffix}",
+            tenant_firewall=False,
+            openclaw_image=IMAGE,
+            **more,
+        )
+
+    user_id = uuid.uuid4()
+    name = container_name(user_id)
+    token = uuid.uuid4().hex
+    spec = ContainerSpec(
+        user_id=user_id,
+        name=name,
+        port=free_port(),
+        image=IMAGE,
+        files={"config/openclaw.json": _config(token)},
+        spec_hash="s1",
+    )
+    nc = await nats.connect(nats_url)
+    beats = _Beats()
+    await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.ds{suffix}", cb=beats.on_beat)
+    agent = _Agent(settings(), nc)
+
+    def mark(step: str, since: float) -> None:  # shown with -s
+        sys.stderr.write(f"{step}: {time.monotonic() - since:.2f} s\n")
+
+    try:
+        created = await agent.request(
+            HostVerb.CREATE, json.loads(CreateContainer(spec=spec).model_dump_json())
+        )
+        assert created.ok, created
+        health = await agent.request(
+            HostVerb.HEALTH,
+            {"name": name, "wait_seconds": BOOT_SECONDS},
+            timeout=BOOT_SECONDS + 30,
+        )
+        assert health.container.healthy is True, docker("logs", name)
+
+        # A reminder set with OpenClaw's CLI (as its automations tool does):
+        # the heartbeat names its due time, read from OpenClaw's own cron
+        # store, and not that of OpenClaw's half-hourly heartbeat job.
+        out = docker(
+            "exec", "-u", "1000:1000", name,
+            "node", "dist/index.js", "cron", "add",
+            "--at", "7200s", "--command", "echo reminder", "--name", "reminder",
+            "--no-deliver", "--token", token, "--url", "ws://127.0.0.1:18789",
+        )  # fmt: skip
+        due = int(json.loads(out[out.index("{") :])["nextRunAtMs"]) // 1000
+        beat = await beats.until(lambda b: any(c.next_wake_at for c in b.containers))
+        assert [c.next_wake_at for c in beat.containers] == [due]
+
+        # Frozen: the engine's own state, which a restarted agent adopts.
+        suspended = await agent.request(HostVerb.SUSPEND, {"name": name})
+        assert suspended.container.state == "paused", suspended
+        assert inspect(name)["State"]["Paused"] is True
+        await agent.shutdown()
+        beats.forget()
+        agent = _Agent(settings(), nc)
+        beat = await beats.until(_depth(name, "frozen"))
+        assert (beat.awake, beat.asleep) == (0, 1)
+
+        started = time.monotonic()
+        woken = await agent.request(HostVerb.WAKE, {"name": name, "wait_seconds": 30})
+        mark("wake from frozen", started)
+        assert woken.container.healthy is True, woken
+        assert inspect(name)["State"]["Paused"] is False
+
+        # Idle: frozen, then stopped (memory freed); a restarted agent still
+        # knows it for a sleeper, and wakes it.
+        await agent.shutdown()
+        beats.forget()
+        agent = _Agent(
+            settings(idle_suspend_after_seconds=1, idle_stop_after_seconds=3), nc
+        )
+        await beats.until(_depth(name, "stopped"))
+        assert inspect(name)["State"]["Running"] is False
+        await agent.shutdown()
+        beats.forget()
+        agent = _Agent(settings(), nc)
+        beat = await beats.until(lambda b: bool(b.containers))
+        assert beat.containers[0].sleeping == "stopped"
+        started = time.monotonic()
+        woken = await agent.request(
+            HostVerb.WAKE,
+            {"name": name, "wait_seconds": BOOT_SECONDS},
+            timeout=BOOT_SECONDS + 30,
+        )
+        mark("wake from stopped", started)
+        assert woken.ok, woken
+        assert woken.container.healthy is True, docker("logs", name)
+        await beats.until(_depth(name, None))
+
+        # A frozen tenant is removed like any other.
+        assert (await agent.request(HostVerb.SUSPEND, {"name": name})).ok
+        removed = await agent.request(HostVerb.REMOVE, {"name": name})
+        assert removed.ok, removed
+        assert docker("ps", "-aq", "--filter", f"name=^{name}$") == ""
+    finally:
+        if not agent.task.done():
+            await agent.shutdown()
+        docker("rm", "-f", name, check=False)
+        docker("network", "rm", f"yourclaw-sleep-{suffix}", check=False)
+        await nc.close()
