@@ -921,12 +921,8 @@ class TestPickUserText:
 class TestPickUserTextWithOpenClawRuntimeLine:
     def test_runtime_status_line_is_not_part_of_the_user_text(self):
         from yourclaw_devkit.llm_sim import (
-    ogg_packets,
-    pick_user_text,
-    speech_audio,
-    spoken_text,
-    transcript_of,
-)
+            pick_user_text,
+        )
 
         text = (
             "hello there\nRuntime: agent=main | model=local/echo-1 | channel=whatsapp"

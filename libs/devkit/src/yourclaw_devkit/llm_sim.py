@@ -62,8 +62,8 @@ __all__ = [
     "completion",
     "estimate_tokens",
     "llm_router",
-    "openai_error",
     "ogg_packets",
+    "openai_error",
     "pick_user_text",
     "reminder_call",
     "speech_audio",
@@ -1091,13 +1091,12 @@ def llm_router(
             body = None
         if not isinstance(body, dict):
             return openai_error(
-                400, "We could not parse the JSON body of your request.",
+                400,
+                "We could not parse the JSON body of your request.",
                 kind="invalid_request_error",
             )
         text, model = body.get("input"), body.get("model")
-        if not isinstance(text, str) or not text or not model or not body.get(
-            "voice"
-        ):
+        if not isinstance(text, str) or not text or not model or not body.get("voice"):
             return openai_error(
                 400,
                 "'model', 'input' and 'voice' are required.",

@@ -61,7 +61,7 @@ async def set_preferred_channel(
     responses=error_responses(
         {
             404: "USER_NOT_FOUND: the account was removed",
-            422: "VALIDATION_ERROR: the body is not {\"enabled\": true|false}",
+            422: 'VALIDATION_ERROR: the body is not {"enabled": true|false}',
         }
     ),
 )
