@@ -46,14 +46,16 @@ SERVICE_TOKEN = "voice-e2e-service-credential-0123456789"
 SPOKEN = "what should I cook tonight"
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def stack(gateway_stack):
+async def through_the_proxy(gateway_stack, *, messaging=None, **overrides):
+    """One gateway whose model calls, and messaging's voice notes (and voice
+    replies), go through llm-proxy on a port of its own."""
     proxy = f"http://127.0.0.1:{free_port()}"
+    # Clear of other test runs' gateways on this machine.
+    start = 30000 + random.randrange(0, 9000)
     return await gateway_stack(
         capacity=1,
         provisioner={
-            # Clear of other test runs' gateways on this machine.
-            "host_port_range_start": (start := 30000 + random.randrange(0, 9000)),
+            "host_port_range_start": start,
             "host_port_range_end": start + 50,
             "llm_proxy_url": proxy,
         },
@@ -64,8 +66,15 @@ async def stack(gateway_stack):
         messaging={
             "voice_transcription_url": proxy,
             "llm_proxy_service_token": SERVICE_TOKEN,
+            **(messaging or {}),
         },
+        **overrides,
     )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(gateway_stack):
+    return await through_the_proxy(gateway_stack)
 
 
 class TestVoiceNoteEndToEnd:
@@ -125,7 +134,6 @@ ASKED = "when does the bakery open"
 async def speaking(gateway_stack, service_env):
     """The voice note stack plus the Telegram stand-in, and gateway-api on
     loopback serving the spoken replies Twilio is given links to."""
-    proxy = f"http://127.0.0.1:{free_port()}"
     api_port = free_port()
     public = f"http://127.0.0.1:{api_port}"
     api_settings = GatewaySettings(
@@ -141,22 +149,10 @@ async def speaking(gateway_stack, service_env):
         running_telegram_sim() as telegram,
         running_app(create_app(api_settings), port=api_port),
     ):
-        start = 30000 + random.randrange(0, 9000)
-        stack = await gateway_stack(
-            capacity=1,
+        stack = await through_the_proxy(
+            gateway_stack,
             public_base_url=public,
-            provisioner={
-                "host_port_range_start": start,
-                "host_port_range_end": start + 50,
-                "llm_proxy_url": proxy,
-            },
-            llm_proxy={
-                "llm_proxy_port": int(proxy.rsplit(":", 1)[1]),
-                "llm_proxy_service_token": SERVICE_TOKEN,
-            },
             messaging={
-                "voice_transcription_url": proxy,
-                "llm_proxy_service_token": SERVICE_TOKEN,
                 "telegram_bot_token": telegram.token,
                 "telegram_api_base": telegram.url,
                 "media_url_signing_key": MEDIA_KEY,

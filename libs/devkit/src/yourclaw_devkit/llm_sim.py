@@ -828,6 +828,16 @@ async def _failure_asked(text: str, delay: float) -> int | None:
     return int(match.group(1) or 500)
 
 
+async def _failed_or_waited(text: str, delay: float) -> JSONResponse | None:
+    """The error `#fail[=N]` in the text asks for, or None once the delay has
+    passed (audio endpoints)."""
+    if (status := await _failure_asked(text, delay)) is not None:
+        return _failure(status)
+    if delay:
+        await asyncio.sleep(delay)
+    return None
+
+
 def _answer(
     openai_body: dict[str, Any], text: str
 ) -> tuple[str, dict[str, Any] | None]:
@@ -1071,10 +1081,8 @@ def llm_router(
             id_prefix="transcription-",
             has_authorization="authorization" in request.headers,
         )
-        if (status := await _failure_asked(text, call.delay)) is not None:
-            return _failure(status)
-        if call.delay:
-            await asyncio.sleep(call.delay)
+        if (failed := await _failed_or_waited(text, call.delay)) is not None:
+            return failed
         seconds = max(1, len(audio) // _AUDIO_BYTES_PER_SECOND)
         log.info("devsim.llm.transcription", id=call.id, seconds=seconds)
         return JSONResponse(
@@ -1126,10 +1134,8 @@ def llm_router(
             id_prefix="speech-",
             has_authorization="authorization" in request.headers,
         )
-        if (status := await _failure_asked(text, call.delay)) is not None:
-            return _failure(status)
-        if call.delay:
-            await asyncio.sleep(call.delay)
+        if (failed := await _failed_or_waited(text, call.delay)) is not None:
+            return failed
         audio = speech_audio(text)
         log.info("devsim.llm.speech", id=call.id, characters=len(text))
         return Response(audio, media_type="audio/ogg")

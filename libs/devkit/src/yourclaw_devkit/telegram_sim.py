@@ -763,7 +763,7 @@ def _ogg_seconds(data: bytes) -> int:
     if last < 0 or len(data) < last + 14:
         return 0
     (granule,) = struct.unpack_from("<q", data, last + 6)
-    return max(0, round(granule / 48000))
+    return max(0, round(int(granule) / 48000))
 
 
 def _send_voice(state: TelegramState, params: dict[str, Any]) -> JSONResponse:

@@ -54,23 +54,12 @@ export function ChannelsCard({
     return () => window.clearTimeout(id);
   }, [waitingForTelegram]);
 
-  async function prefer(channel: ChannelName | null) {
+  /** A setting saved; the card shows the server's answer. */
+  async function save(path: string, body: unknown) {
     setSaving(true);
     setSaveError(null);
     try {
-      setShown(await api<Channels>(config, "/channels/preferred", { method: "PUT", body: { channel } }));
-    } catch (e) {
-      setSaveError(e instanceof Error ? e : new Error(String(e)));
-    } finally {
-      setSaving(false);
-    }
-  }
-
-  async function voiceReplies(enabled: boolean) {
-    setSaving(true);
-    setSaveError(null);
-    try {
-      setShown(await api<Channels>(config, "/channels/voice", { method: "PUT", body: { enabled } }));
+      setShown(await api<Channels>(config, path, { method: "PUT", body }));
     } catch (e) {
       setSaveError(e instanceof Error ? e : new Error(String(e)));
     } finally {
@@ -124,8 +113,12 @@ export function ChannelsCard({
             </ChannelRow>
             <SmsRow channels={shown} />
           </ul>
-          <PreferredPicker channels={shown} saving={saving} onPick={(c) => void prefer(c)} />
-          <VoiceRepliesSwitch on={shown.voice_replies} saving={saving} onChange={(on) => void voiceReplies(on)} />
+          <PreferredPicker channels={shown} saving={saving} onPick={(channel) => void save("/channels/preferred", { channel })} />
+          <VoiceRepliesSwitch
+            on={shown.voice_replies}
+            saving={saving}
+            onChange={(enabled) => void save("/channels/voice", { enabled })}
+          />
           {saveError ? <div className="mt-3"><ErrorNotice error={saveError} /></div> : null}
         </>
       ) : null}
