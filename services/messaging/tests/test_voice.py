@@ -5,6 +5,7 @@ transcription)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,16 +17,17 @@ import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from yourclaw_common.events import InboundMedia, InboundWhatsApp
 from yourclaw_common.media_links import MEDIA_PATH, media_signature_ok
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
-from yourclaw_devkit.llm_sim import build_reply, spoken_text
+from yourclaw_devkit.llm_sim import build_reply, speech_audio, spoken_text
 from yourclaw_devkit.serving import running_app
 from yourclaw_messaging.errors import MediaRejected
 from yourclaw_messaging.outgoing import Planned
+from yourclaw_messaging.speech import Speaker, SpeechFailed, SpeechRefused
 from yourclaw_messaging.voice import Transcriber, VoiceNotes
 
 from .conftest import PHONE, inbound, llm_requests, sample, settle
@@ -387,3 +389,52 @@ class TestVoiceRepliesOnWhatsApp:
             for o, before in counted.items()
         } == {o: float(o == outcome) for o in counted}
         assert await clean_db.fetchval("SELECT count(*) FROM voice_reply_media") == 0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def speech_provider() -> AsyncIterator[str]:
+    """A speech endpoint that streams its audio in small chunks, as providers
+    do, or answers as the request's `voice` asks (`402`, `html`)."""
+
+    async def speech(request: Request) -> Response:
+        body = await request.json()
+        if body["voice"] == "402":
+            return Response(b'{"detail": "over"}', status_code=402)
+        if body["voice"] == "html":
+            return Response(b"<html>hi</html>", media_type="text/html")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            audio = speech_audio(body["input"])
+            for at in range(0, len(audio), 1000):
+                await asyncio.sleep(0.001)
+                yield audio[at : at + 1000]
+
+        return StreamingResponse(chunks(), media_type="audio/ogg")
+
+    app = Starlette(routes=[Route("/v1/audio/speech", speech, methods=["POST"])])
+    async with running_app(app) as url:
+        yield url
+
+
+class TestSpeaker:
+    async def test_audio_streamed_in_chunks_arrives_whole(self, speech_provider):
+        text = "A long answer, read aloud. " * 40  # over a minute of speech
+        async with aiohttp.ClientSession() as http:
+            speaker = Speaker(http, speech_provider, token="t")
+
+            spoken = await speaker.speak(text, user_id=uuid.uuid4())
+
+        assert spoken.audio == speech_audio(text)
+        assert spoken.content_type == "audio/ogg"
+
+    @pytest.mark.parametrize(
+        ("voice", "error"), [("402", SpeechRefused), ("html", SpeechFailed)]
+    )
+    async def test_a_refusal_or_an_answer_that_is_no_audio(
+        self, speech_provider, voice, error
+    ):
+        async with aiohttp.ClientSession() as http:
+            speaker = Speaker(http, speech_provider, token="t", voice=voice)
+
+            with pytest.raises(error):
+                await speaker.speak("hello", user_id=uuid.uuid4())

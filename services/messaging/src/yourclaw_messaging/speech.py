@@ -69,6 +69,18 @@ def speech_endpoint(base_url: str) -> str:
     return f"{base}/v1/audio/speech"
 
 
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to `limit` bytes: `read(n)` gives what has arrived so far,
+    and a provider streams its audio in chunks."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await stream.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 @dataclass
 class Speaker:
     http: aiohttp.ClientSession
@@ -96,7 +108,7 @@ class Speaker:
                 allow_redirects=False,
             ) as resp:
                 status, stated = resp.status, resp.content_type
-                audio = await resp.content.read(_MAX_AUDIO_BYTES + 1)
+                audio = await _read_at_most(resp.content, _MAX_AUDIO_BYTES + 1)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SpeechFailed(f"speech unreachable: {exc.__class__.__name__}") from exc
         if status == 402:
