@@ -72,6 +72,21 @@ async def through_the_proxy(gateway_stack, *, messaging=None, **overrides):
     )
 
 
+async def say_on_whatsapp(stack, words: str) -> None:
+    """PHONE sends a WhatsApp voice note saying `words` (hosted at the Twilio
+    stand-in as its MediaUrl0; the LLM stand-in hears the text in it)."""
+    hosted = await stack.devsim.post(
+        "/_devsim/media",
+        content=b"OggS\x00\x02" + words.encode() + b"\x00" * 6000,
+        headers={"content-type": "audio/ogg"},
+    )
+    hosted.raise_for_status()
+    await publish(
+        stack.nc.jetstream(),
+        inbound_whatsapp(PHONE, "", media=[(hosted.json()["url"], "audio/ogg")]),
+    )
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(gateway_stack):
     return await through_the_proxy(gateway_stack)
@@ -85,17 +100,8 @@ class TestVoiceNoteEndToEnd:
         )
         await wait_ready(clean_db, user_id)
         (await stack.devsim.delete("/_devsim/llm/requests")).raise_for_status()
-        hosted = await stack.devsim.post(
-            "/_devsim/media",
-            content=b"OggS\x00\x02" + SPOKEN.encode() + b"\x00" * 6000,
-            headers={"content-type": "audio/ogg"},
-        )
-        hosted.raise_for_status()
 
-        await publish(
-            stack.nc.jetstream(),
-            inbound_whatsapp(PHONE, "", media=[(hosted.json()["url"], "audio/ogg")]),
-        )
+        await say_on_whatsapp(stack, SPOKEN)
 
         async def answered():
             found = [r for r in await stack.replies(PHONE) if "voice note" in r]
@@ -221,16 +227,7 @@ class TestVoiceRepliesEndToEnd:
 
         # WhatsApp: the text, then the audio from a MediaUrl that gateway-api
         # answers over loopback.
-        hosted = await stack.devsim.post(
-            "/_devsim/media",
-            content=b"OggS\x00\x02" + ASKED.encode() + b"\x00" * 4000,
-            headers={"content-type": "audio/ogg"},
-        )
-        hosted.raise_for_status()
-        await publish(
-            stack.nc.jetstream(),
-            inbound_whatsapp(PHONE, "", media=[(hosted.json()["url"], "audio/ogg")]),
-        )
+        await say_on_whatsapp(stack, ASKED)
 
         async def both():
             # With what Twilio's API does not echo back: the MediaUrl given.
