@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response
 from yourclaw_common.errors import Forbidden, NotFound
 from yourclaw_common.media_links import MEDIA_PATH, media_signature_ok
 
+from yourclaw_gateway_api import repository
 from yourclaw_gateway_api.dependencies import Pool, Settings
 from yourclaw_gateway_api.errors import error_responses
 
@@ -57,11 +58,7 @@ async def get_media(
     if exp < time.time():
         raise NotFound("this media link has expired", code="MEDIA_NOT_FOUND")
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT content, content_type FROM voice_reply_media "
-            "WHERE id = $1 AND expires_at > now()",
-            media_id,
-        )
+        row = await repository.voice_reply_media(conn, media_id)
     if row is None:
         raise NotFound("no such media", code="MEDIA_NOT_FOUND")
     return Response(
