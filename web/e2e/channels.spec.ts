@@ -58,6 +58,18 @@ test("a US user sees WhatsApp and SMS linked and picks where reminders go", asyn
     await page.getByLabel("Reminders and notices go to").selectOption("");
     await expect(card(page).getByTestId("effective-channel")).toHaveText("Right now they go to WhatsApp.");
   });
+
+  await test.step("voice replies are off until switched on, and stay as set", async () => {
+    const voice = card(page).getByRole("switch", { name: "Voice replies" });
+    await expect(voice).toHaveAttribute("aria-checked", "false");
+    await voice.click();
+    await expect(voice).toHaveAttribute("aria-checked", "true");
+    await expect(card(page).getByTestId("voice-replies-help")).toContainText("on WhatsApp and Telegram");
+    await page.reload();
+    await expect(card(page).getByRole("switch", { name: "Voice replies" })).toHaveAttribute("aria-checked", "true");
+    await card(page).getByRole("switch", { name: "Voice replies" }).click();
+    await expect(card(page).getByRole("switch", { name: "Voice replies" })).toHaveAttribute("aria-checked", "false");
+  });
 });
 
 test("a number outside WhatsApp's countries proves itself by SMS and is offered Telegram or SMS", async ({ page }, testInfo) => {

@@ -20,7 +20,13 @@ from yourclaw_devkit.devsim import (
     DevsimSettings,
     running_devsim,
 )
-from yourclaw_devkit.llm_sim import pick_user_text
+from yourclaw_devkit.llm_sim import (
+    ogg_packets,
+    pick_user_text,
+    speech_audio,
+    spoken_text,
+    transcript_of,
+)
 from yourclaw_devkit.serving import running_app
 
 MESSAGES_PATH = f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -653,6 +659,111 @@ class TestTranscriptions:
         assert missing.status_code == 400
 
 
+def _decoded_frames(audio: bytes, tmp_path) -> int | None:
+    """PCM frames libsndfile (with the system's libopus) decodes from `audio`;
+    None where the library is not installed."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sndfile")
+    if name is None:
+        return None
+    lib = ctypes.CDLL(name)
+
+    class Info(ctypes.Structure):
+        _fields_ = [
+            ("frames", ctypes.c_int64),
+            ("samplerate", ctypes.c_int),
+            ("channels", ctypes.c_int),
+            ("format", ctypes.c_int),
+            ("sections", ctypes.c_int),
+            ("seekable", ctypes.c_int),
+        ]
+
+    path = tmp_path / "speech.ogg"
+    path.write_bytes(audio)
+    info = Info()
+    lib.sf_open.restype = ctypes.c_void_p
+    handle = lib.sf_open(str(path).encode(), 0x10, ctypes.byref(info))  # SFM_READ
+    assert handle, "libsndfile cannot open the stand-in's speech"
+    lib.sf_close(ctypes.c_void_p(handle))
+    assert info.format == 0x200064  # SF_FORMAT_OGG | SF_FORMAT_OPUS
+    assert info.samplerate == 48000
+    return int(info.frames)
+
+
+class TestSpeech:
+    async def test_the_text_is_spoken_as_a_real_ogg_opus_file(self, devsim, tmp_path):
+        (await devsim.delete("/_devsim/llm/requests")).raise_for_status()
+        text = "It is half past nine. " * 5  # 110 characters: about 7 seconds
+
+        response = await devsim.post(
+            "/v1/audio/speech",
+            json={
+                "model": "tts-1",
+                "input": text,
+                "voice": "alloy",
+                "response_format": "opus",
+            },
+            headers={"authorization": "Bearer anything"},
+        )
+
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "audio/ogg"
+        audio = response.content
+        packets = ogg_packets(audio)  # every page's checksum verified
+        assert packets[0].startswith(b"OpusHead")
+        assert packets[1].startswith(b"OpusTags")
+        assert spoken_text(audio) == text
+        # Heard back as what it says, as a transcription of a real reply would.
+        assert transcript_of(audio) == text
+        # 20 ms packets: about fifteen characters a second.
+        assert len(packets) - 2 == round(len(text) / 15 * 50)
+        frames = _decoded_frames(audio, tmp_path)
+        if frames is not None:
+            assert 7.0 < frames / 48000 < 7.5
+        (logged,) = (await devsim.get("/_devsim/llm/requests")).json()["requests"]
+        assert logged["path"] == "/v1/audio/speech"
+        assert logged["body"]["characters"] == len(text)
+
+    async def test_a_short_text_lasts_a_second_and_longer_ones_longer(self):
+        short, longer = speech_audio("Hi"), speech_audio("x" * 300)
+
+        assert len(ogg_packets(short)) - 2 == 50
+        assert len(ogg_packets(longer)) - 2 == 1000
+        assert spoken_text(b"OggS not really") is None
+
+    @pytest.mark.parametrize(
+        ("body", "status"),
+        [
+            ({"model": "tts-1", "voice": "alloy", "response_format": "opus"}, 400),
+            (
+                {
+                    "model": "tts-1",
+                    "input": "x" * 4097,
+                    "voice": "alloy",
+                    "response_format": "opus",
+                },
+                400,
+            ),
+            (
+                {
+                    "model": "tts-1",
+                    "input": "hello #fail=503",
+                    "voice": "alloy",
+                    "response_format": "opus",
+                },
+                503,
+            ),
+        ],
+    )
+    async def test_bad_requests_and_failure_markers(self, devsim, body, status):
+        response = await devsim.post("/v1/audio/speech", json=body)
+
+        assert response.status_code == status
+        assert "error" in response.json()
+
+
 def anthropic_body(text: str, **extra) -> dict:
     # The same messages; Anthropic wants max_tokens too.
     return completion_body(
@@ -809,7 +920,9 @@ class TestPickUserText:
 
 class TestPickUserTextWithOpenClawRuntimeLine:
     def test_runtime_status_line_is_not_part_of_the_user_text(self):
-        from yourclaw_devkit.llm_sim import pick_user_text
+        from yourclaw_devkit.llm_sim import (
+            pick_user_text,
+        )
 
         text = (
             "hello there\nRuntime: agent=main | model=local/echo-1 | channel=whatsapp"

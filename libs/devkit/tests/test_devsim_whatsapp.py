@@ -146,3 +146,28 @@ class TestReminders:
             response.json()["choices"][0]["message"]["content"]
             == "Echo: remind me in 1 minute"
         )
+
+
+class TestVoiceReplies:
+    async def test_a_media_url_without_a_body_is_a_voice_message_in_the_chat(
+        self, devsim
+    ):
+        link = "http://127.0.0.1:8000/api/v1/media/abc.ogg?exp=1&sig=ab"
+
+        created = await devsim.post(
+            MESSAGES_PATH,
+            data={"To": USER, "From": SENDER, "MediaUrl": link},
+            auth=AUTH,
+        )
+
+        assert created.status_code == 201, created.text
+        assert created.json()["num_media"] == "1"
+        thread = await devsim.get(
+            "/_devsim/whatsapp/thread", params={"phone": USER.removeprefix("whatsapp:")}
+        )
+        (shown,) = [
+            m for m in thread.json()["messages"] if m["sid"] == created.json()["sid"]
+        ]
+        assert shown["media"] == [link]
+        page = await devsim.get("/_devsim/whatsapp")
+        assert "voice message" in page.text

@@ -11,6 +11,7 @@ import orjson
 import pytest_asyncio
 from fastapi import FastAPI, Request, Response
 from yourclaw_devkit.cli import main
+from yourclaw_devkit.llm_sim import speech_audio
 from yourclaw_devkit.serving import running_app
 from yourclaw_devkit.telegram_sim import (
     DEV_TELEGRAM_BOT_TOKEN,
@@ -216,6 +217,58 @@ class TestSending:
         assert [a["action"] for a in record["actions"]] == ["typing"]
         assert tg.state.sent(2001)[0]["text"] == "Hi!"
 
+    async def test_send_voice_takes_a_multipart_upload_with_a_caption(
+        self, sim, receiver
+    ):
+        tg, client = sim
+        await hooked(client, receiver[0])
+        await speak(client, chat_id=2005, text="hello")
+        audio = speech_audio("It is nine o'clock, time for tea.")  # 2 s
+
+        answer = await client.post(
+            bot("sendVoice"),
+            data={"chat_id": "2005", "caption": "It is nine o'clock."},
+            files={"voice": ("reply.ogg", audio, "audio/ogg")},
+        )
+
+        assert answer.status_code == 200, answer.text
+        sent = answer.json()["result"]
+        assert sent["caption"] == "It is nine o'clock."
+        assert "text" not in sent
+        voice = sent["voice"]
+        assert (voice["mime_type"], voice["duration"]) == ("audio/ogg", 2)
+        assert voice["file_size"] == len(audio)
+        # The bot (or a test) downloads what it sent, as any file.
+        found = (
+            await client.post(bot("getFile"), json={"file_id": voice["file_id"]})
+        ).json()["result"]
+        download = await client.get(
+            f"/file/bot{DEV_TELEGRAM_BOT_TOKEN}/{found['file_path']}"
+        )
+        assert download.content == audio
+        assert tg.state.sent(2005)[0]["voice"]["file_id"] == voice["file_id"]
+
+    async def test_limits_of_send_voice(self, sim, receiver):
+        _, client = sim
+        await hooked(client, receiver[0])
+        await speak(client, chat_id=2006, text="x")
+        audio = speech_audio("hi")
+
+        long_caption = await client.post(
+            bot("sendVoice"),
+            data={"chat_id": "2006", "caption": "a" * 1025},
+            files={"voice": ("v.ogg", audio, "audio/ogg")},
+        )
+        no_voice = await client.post(bot("sendVoice"), json={"chat_id": 2006})
+        unknown_id = await client.post(
+            bot("sendVoice"), json={"chat_id": 2006, "voice": "AwACAgIAAx"}
+        )
+
+        assert long_caption.json()["description"] == (
+            "Bad Request: message caption is too long"
+        )
+        assert no_voice.status_code == unknown_id.status_code == 400
+
     async def test_limits_of_send_message(self, sim, receiver):
         _, client = sim
         await hooked(client, receiver[0])
@@ -278,6 +331,12 @@ class TestDevCli:
             await client.post(
                 bot("sendMessage"), json={"chat_id": chat, "text": "Pong"}
             )
+            # And a voice reply, as messaging sends one with its text.
+            await client.post(
+                bot("sendVoice"),
+                data={"chat_id": str(chat), "caption": "Pong, aloud"},
+                files={"voice": ("reply.ogg", speech_audio("Pong"), "audio/ogg")},
+            )
             return {"received": True}
 
         async with running_app(app) as url:
@@ -289,3 +348,4 @@ class TestDevCli:
         out = capsys.readouterr().out
         assert "from chat 3001 -> webhook HTTP 200" in out
         assert "<- Pong" in out
+        assert "<- [voice message, 1 s] Pong, aloud" in out

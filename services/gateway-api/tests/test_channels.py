@@ -128,6 +128,7 @@ class TestGetChannels:
                     "opted_out": False,
                 },
             ],
+            "voice_replies": False,
         }
 
     async def test_every_channel_linked(self, full, sign_in, clean_db):
@@ -310,6 +311,54 @@ class TestSetPreferred:
 
         assert response.status_code == 422
         assert response.json()["code"] == "VALIDATION_ERROR"
+
+
+class TestVoiceReplies:
+    async def test_unauthenticated_is_401(self, api):
+        response = await api.client.put(
+            "/api/v1/channels/voice", json={"enabled": True}
+        )
+
+        assert response.status_code == 401
+
+    async def test_on_then_off_is_stored_and_shown(self, api, sign_in, clean_db):
+        caller = sign_in()
+
+        turned_on = await api.client.put(
+            "/api/v1/channels/voice", json={"enabled": True}, headers=caller.headers
+        )
+
+        assert turned_on.status_code == 200, turned_on.text
+        assert turned_on.json()["voice_replies"] is True
+        assert await clean_db.fetchval(
+            "SELECT voice_replies FROM users WHERE id = $1", caller.id
+        )
+        assert await channels_of(api, caller) == turned_on.json()
+
+        turned_off = await api.client.put(
+            "/api/v1/channels/voice", json={"enabled": False}, headers=caller.headers
+        )
+
+        assert turned_off.json()["voice_replies"] is False
+        assert (await channels_of(api, caller))["voice_replies"] is False
+
+    @pytest.mark.parametrize(
+        "body",
+        [{}, {"enabled": "yes"}, {"enabled": 1}, {"enabled": True, "extra": 1}],
+    )
+    async def test_a_bad_body_is_422(self, api, sign_in, clean_db, body):
+        caller = sign_in()
+
+        response = await api.client.put(
+            "/api/v1/channels/voice", json=body, headers=caller.headers
+        )
+
+        assert response.status_code == 422
+        assert set(response.json()) == {"detail", "code"}
+        assert response.json()["code"] == "VALIDATION_ERROR"
+        assert not await clean_db.fetchval(
+            "SELECT voice_replies FROM users WHERE id = $1", caller.id
+        )
 
 
 class TestPhoneClaimChannel:

@@ -158,6 +158,10 @@ def _stand_in_app(log: list[dict[str, Any]]) -> Starlette:
             {"text": "hi", "usage": {"type": "duration", "seconds": 30}}
         )
 
+    async def speech(request: Request) -> Response:
+        await remember(request)
+        return Response(b"OggS spoken audio", media_type="audio/ogg")
+
     async def notify(request: Request) -> Response:
         await remember(request)
         return JSONResponse({"queued": True}, status_code=202)
@@ -173,6 +177,7 @@ def _stand_in_app(log: list[dict[str, Any]]) -> Starlette:
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+            Route("/v1/audio/speech", speech, methods=["POST"]),
         ]
     )
 

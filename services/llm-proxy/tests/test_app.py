@@ -353,6 +353,61 @@ class TestServiceCredential:
         assert stand_in.requests == []
 
 
+def speech(who_id, text="It is nine o'clock.", token=SERVICE_TOKEN):
+    """A speech request as messaging sends it for the user `who_id`."""
+    return {
+        "json": {
+            "model": "tts-1",
+            "input": text,
+            "voice": "alloy",
+            "response_format": "opus",
+        },
+        "headers": {
+            "authorization": f"Bearer {token}",
+            "x-yourclaw-user": str(who_id),
+        },
+    }
+
+
+class TestSpeech:
+    async def test_a_service_speaks_for_a_user_priced_by_the_character(
+        self, start_proxy, make_assistant, stand_in, clean_db
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+        who = await make_assistant()
+        text = "x" * 1000
+
+        response = await proxy.client.post(
+            "/v1/audio/speech", **speech(who.user_id, text)
+        )
+
+        assert response.status_code == 200, response.text
+        assert response.content == b"OggS spoken audio"
+        assert response.headers["content-type"] == "audio/ogg"
+        [sent] = stand_in.requests
+        assert SERVICE_TOKEN not in str(sent["headers"])
+        assert "x-yourclaw-user" not in sent["headers"]
+        [row] = await wait_calls(clean_db, who.user_id)
+        assert (row["endpoint"], row["model"]) == ("audio/speech", "tts-1")
+        assert row["cost_microusd"] == 15_000  # 1,000 characters at $15 a million
+
+    async def test_text_over_openais_limit_is_refused_before_the_provider(
+        self, start_proxy, make_assistant, stand_in
+    ):
+        proxy = await start_proxy(llm_proxy_service_token=SERVICE_TOKEN)
+        who = await make_assistant()
+
+        too_long = await proxy.client.post(
+            "/v1/audio/speech", **speech(who.user_id, "x" * 4097)
+        )
+        empty = await proxy.client.post("/v1/audio/speech", **speech(who.user_id, ""))
+
+        assert too_long.status_code == 400
+        assert too_long.json()["code"] == "INPUT_TOO_LONG"
+        assert empty.json()["code"] == "MISSING_INPUT"
+        assert stand_in.requests == []
+
+
 class TestCredentials:
     @pytest.mark.parametrize(
         "headers",

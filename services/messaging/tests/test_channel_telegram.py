@@ -19,7 +19,7 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
 from yourclaw_devkit.cli import register_dev_user
 from yourclaw_devkit.defaults import DEV_GATEWAY_TOKEN
-from yourclaw_devkit.llm_sim import build_reply
+from yourclaw_devkit.llm_sim import build_reply, spoken_text
 from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_devkit.telegram_sim import TelegramSim
 from yourclaw_messaging import replies
@@ -286,6 +286,99 @@ class TestMedia:
                 await channel.fetch_media(stored.file_id, max_bytes=50)
             with pytest.raises(MediaRejected):
                 await channel.fetch_media("not-a-file-id", max_bytes=1000)
+
+
+async def voice_note(telegram_sim, text: str) -> InboundTelegram:
+    """The chat sends a voice note saying `text` (the LLM stand-in hears it)."""
+    note, _ = telegram_sim.state.add_file(b"OggS\x00\x02" + text.encode(), "audio/ogg")
+    media = (InboundMedia(url=note.file_id, content_type="audio/ogg"),)
+    return said(telegram_sim, "", media=media)
+
+
+def audio_of(telegram_sim, message) -> bytes:
+    stored = telegram_sim.state.file(message["voice"]["file_id"])
+    assert stored is not None
+    return stored.data
+
+
+class TestVoiceReplies:
+    async def test_a_short_answer_is_the_voice_messages_caption(
+        self, linked, telegram, telegram_sim, js, devsim_url, devsim, clean_db
+    ):
+        await clean_db.execute("UPDATE users SET voice_replies = true")
+        await telegram(dev_llm_base_url=devsim_url)
+
+        await publish(js, await voice_note(telegram_sim, "what time is it"))
+
+        await answers_or_voices(telegram_sim, 1)
+        (sent,) = telegram_sim.state.sent(CHAT)
+        answer = "Echo: (voice note) what time is it"
+        assert sent["caption"] == answer
+        assert "text" not in sent
+        assert spoken_text(audio_of(telegram_sim, sent)) == answer
+        # The caption is the reply part, recorded as sent by that message.
+        row = await clean_db.fetchrow(
+            "SELECT status, twilio_sid FROM messages WHERE direction = 'OUTBOUND'"
+        )
+        assert (row["status"], row["twilio_sid"]) == (
+            "SENT",
+            f"tg:{CHAT}:{sent['message_id']}",
+        )
+        *_, spoke = await llm_requests(devsim)
+        assert spoke["path"] == "/v1/audio/speech"
+        assert spoke["headers"]["x-yourclaw-user"] == str(linked)
+
+    async def test_an_answer_too_long_for_a_caption_goes_as_text_then_voice(
+        self, linked, telegram, telegram_sim, js, devsim_url, clean_db
+    ):
+        await clean_db.execute("UPDATE users SET voice_replies = true")
+        await telegram(dev_llm_base_url=devsim_url)
+
+        await publish(js, await voice_note(telegram_sim, "#long=1200"))
+
+        await answers_or_voices(telegram_sim, 2)
+        text, voice = telegram_sim.state.sent(CHAT)
+        assert text["text"] == build_reply("(voice note) #long=1200")
+        assert "caption" not in voice
+        assert spoken_text(audio_of(telegram_sim, voice)) == text["text"]
+
+    async def test_a_refused_voice_message_leaves_the_text(
+        self, linked, telegram, telegram_sim, js, devsim_url, clean_db
+    ):
+        await clean_db.execute("UPDATE users SET voice_replies = true")
+        await fault(
+            telegram_sim,
+            "sendVoice",
+            400,
+            description="Bad Request: VOICE_MESSAGES_FORBIDDEN",
+        )
+        await telegram(dev_llm_base_url=devsim_url)
+
+        await publish(js, await voice_note(telegram_sim, "hello"))
+
+        assert await answers(telegram_sim, 1) == ["Echo: (voice note) hello"]
+        assert (
+            await clean_db.fetchval(
+                "SELECT status FROM messages WHERE direction = 'OUTBOUND'"
+            )
+            == "SENT"
+        )
+
+    async def test_off_by_default(self, linked, telegram, telegram_sim, js, devsim_url):
+        await telegram(dev_llm_base_url=devsim_url)
+
+        await publish(js, await voice_note(telegram_sim, "hello"))
+
+        assert await answers(telegram_sim, 1) == ["Echo: (voice note) hello"]
+
+
+async def answers_or_voices(telegram_sim, count: int, *, wait=1.0) -> None:
+    async def enough():
+        return len(telegram_sim.state.sent(CHAT)) >= count
+
+    await eventually(enough, timeout=15)
+    await asyncio.sleep(wait)
+    assert len(telegram_sim.state.sent(CHAT)) == count
 
 
 class TestMessagesWeSendFirst:

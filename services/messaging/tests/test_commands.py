@@ -126,3 +126,30 @@ class TestChannelCommand:
             "whatsapp"
         )
         assert await llm_requests(devsim) == []
+
+
+class TestVoiceCommand:
+    async def test_voice_on_and_off_switch_spoken_replies(
+        self, texted, js, devsim, clean_db
+    ):
+        await texted("/voice")
+        (told,) = await settle(devsim, PHONE, 1)
+        assert told["body"].startswith("Voice replies are off.")
+        await publish(js, inbound(PHONE, "/voice ON"))
+        turned_on = (await settle(devsim, PHONE, 2))[1]["body"]
+        assert turned_on.startswith("Voice replies are on")
+        assert await clean_db.fetchval("SELECT voice_replies FROM users") is True
+        await publish(js, inbound(PHONE, "/voice loud"))
+        unknown = (await settle(devsim, PHONE, 3))[2]["body"]
+        assert unknown.startswith("Use /voice on or /voice off.")
+        assert await clean_db.fetchval("SELECT voice_replies FROM users") is True
+        await publish(js, inbound(PHONE, "/voice off"))
+        turned_off = (await settle(devsim, PHONE, 4))[3]["body"]
+        assert turned_off.startswith("Voice replies are off")
+        assert await clean_db.fetchval("SELECT voice_replies FROM users") is False
+        assert await llm_requests(devsim) == []
+
+    async def test_help_lists_voice(self, texted, devsim):
+        await texted("/help")
+        (reply,) = await settle(devsim, PHONE, 1)
+        assert "/voice on|off" in reply["body"]

@@ -5,26 +5,32 @@ transcription)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from yourclaw_common.events import InboundMedia, InboundWhatsApp
+from yourclaw_common.media_links import MEDIA_PATH, media_signature_ok
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
+from yourclaw_devkit.llm_sim import build_reply, speech_audio, spoken_text
 from yourclaw_devkit.serving import running_app
 from yourclaw_messaging.errors import MediaRejected
 from yourclaw_messaging.outgoing import Planned
+from yourclaw_messaging.speech import Speaker, SpeechFailed, SpeechRefused
 from yourclaw_messaging.voice import Transcriber, VoiceNotes
 
-from .conftest import PHONE, inbound, llm_requests, settle
+from .conftest import PHONE, inbound, llm_requests, sample, settle
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 
@@ -253,3 +259,182 @@ class TestVoiceNotesOfAnyChannel:
         assert isinstance(answer, Planned)
         assert answer.kind == "notice"
         assert "couldn't hear any words" in answer.parts[0]
+
+
+MEDIA_KEY = "media-signing-key-for-tests-0123456789abcdef"
+PUBLIC = "https://api.yourclaw.test"
+SPEECH = "/v1/audio/speech"
+VOICE_REPLIES = "yourclaw_messaging_voice_replies_total"
+
+
+async def voice_replies_on(pool, user_id) -> None:
+    await pool.execute("UPDATE users SET voice_replies = true WHERE id = $1", user_id)
+
+
+def signed_media(url: str) -> tuple[uuid.UUID, int, str]:
+    """The media id, expiry and signature of a link messaging gave Twilio."""
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == PUBLIC
+    name = parts.path.removeprefix(f"{MEDIA_PATH}/")
+    assert name.endswith(".ogg")
+    query = parse_qs(parts.query)
+    return uuid.UUID(name.removesuffix(".ogg")), int(query["exp"][0]), query["sig"][0]
+
+
+class TestVoiceRepliesOnWhatsApp:
+    async def test_the_answer_to_a_voice_note_comes_as_text_and_audio(
+        self, register, start_messaging, js, devsim, devsim_url, clean_db
+    ):
+        user_id = await register(PHONE)
+        await voice_replies_on(clean_db, user_id)
+        await start_messaging(
+            dev_llm_base_url=devsim_url,
+            media_url_signing_key=MEDIA_KEY,
+            public_base_url=PUBLIC,
+        )
+        url = await upload(devsim, b"OggS\x00\x02what is on my calendar tomorrow")
+
+        await publish(js, voice_note(url))
+
+        text, audio = await settle(devsim, PHONE, 2)
+        answer = "Echo: (voice note) what is on my calendar tomorrow"
+        assert (text["body"], text["media_urls"]) == (answer, [])
+        assert audio["body"] == ""
+        (link,) = audio["media_urls"]
+        media_id, expires, signature = signed_media(link)
+        assert media_signature_ok(MEDIA_KEY, media_id, expires, signature)
+        assert 3000 < expires - time.time() <= 3600
+        row = await clean_db.fetchrow(
+            "SELECT user_id, content, content_type FROM voice_reply_media "
+            "WHERE id = $1",
+            media_id,
+        )
+        assert (row["user_id"], row["content_type"]) == (user_id, "audio/ogg")
+        # The stand-in's Ogg/Opus of the answer, as the speech endpoint gave it.
+        assert spoken_text(bytes(row["content"])) == answer
+        *_, spoke = await llm_requests(devsim)
+        assert spoke["path"] == SPEECH
+        assert spoke["body"]["model"] == "tts-1"
+        assert spoke["body"]["response_format"] == "opus"
+        assert spoke["headers"]["x-yourclaw-user"] == str(user_id)
+        # One reply part recorded; the audio is no part of the turn's record.
+        assert (
+            await clean_db.fetchval(
+                "SELECT count(*) FROM messages WHERE direction = 'OUTBOUND'"
+            )
+            == 1
+        )
+
+    async def test_a_text_message_is_answered_in_text(
+        self, register, start_messaging, js, devsim, devsim_url, clean_db
+    ):
+        user_id = await register(PHONE)
+        await voice_replies_on(clean_db, user_id)
+        await start_messaging(
+            dev_llm_base_url=devsim_url, media_url_signing_key=MEDIA_KEY
+        )
+
+        await publish(js, inbound(PHONE, "what time is it"))
+
+        (reply,) = await settle(devsim, PHONE, 1, wait=1.5)
+        assert reply["media_urls"] == []
+        assert SPEECH not in [r["path"] for r in await llm_requests(devsim)]
+
+    @pytest.mark.parametrize(
+        ("spoken", "overrides", "outcome"),
+        [
+            # Longer than VOICE_REPLY_MAX_CHARS: not spoken at all.
+            ("#long=1550", {}, "too_long"),
+            # The speech endpoint refuses (400: no voice given): text only.
+            ("hello there", {"voice_reply_voice": ""}, "failed"),
+            # No signing key: Twilio could not fetch it, so none is made.
+            ("hello there", {"media_url_signing_key": ""}, None),
+        ],
+    )
+    async def test_text_only_when_the_answer_cannot_be_spoken(
+        self,
+        register,
+        start_messaging,
+        js,
+        devsim,
+        devsim_url,
+        clean_db,
+        spoken,
+        overrides,
+        outcome,
+    ):
+        counted = {
+            o: sample(VOICE_REPLIES, channel="whatsapp", outcome=o)
+            for o in ("too_long", "failed", "spoken")
+        }
+        user_id = await register(PHONE)
+        await voice_replies_on(clean_db, user_id)
+        await start_messaging(
+            **{
+                "dev_llm_base_url": devsim_url,
+                "media_url_signing_key": MEDIA_KEY,
+                **overrides,
+            }
+        )
+        url = await upload(devsim, b"OggS\x00\x02" + spoken.encode())
+
+        await publish(js, voice_note(url))
+
+        (reply,) = await settle(devsim, PHONE, 1, wait=1.5)
+        assert reply["body"] == build_reply(f"(voice note) {spoken}")
+        assert reply["media_urls"] == []
+        assert SPEECH not in [r["path"] for r in await llm_requests(devsim)]
+        assert {
+            o: sample(VOICE_REPLIES, channel="whatsapp", outcome=o) - before
+            for o, before in counted.items()
+        } == {o: float(o == outcome) for o in counted}
+        assert await clean_db.fetchval("SELECT count(*) FROM voice_reply_media") == 0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def speech_provider() -> AsyncIterator[str]:
+    """A speech endpoint that streams its audio in small chunks, as providers
+    do, or answers as the request's `voice` asks (`402`, `html`)."""
+
+    async def speech(request: Request) -> Response:
+        body = await request.json()
+        if body["voice"] == "402":
+            return Response(b'{"detail": "over"}', status_code=402)
+        if body["voice"] == "html":
+            return Response(b"<html>hi</html>", media_type="text/html")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            audio = speech_audio(body["input"])
+            for at in range(0, len(audio), 1000):
+                await asyncio.sleep(0.001)
+                yield audio[at : at + 1000]
+
+        return StreamingResponse(chunks(), media_type="audio/ogg")
+
+    app = Starlette(routes=[Route("/v1/audio/speech", speech, methods=["POST"])])
+    async with running_app(app) as url:
+        yield url
+
+
+class TestSpeaker:
+    async def test_audio_streamed_in_chunks_arrives_whole(self, speech_provider):
+        text = "A long answer, read aloud. " * 40  # over a minute of speech
+        async with aiohttp.ClientSession() as http:
+            speaker = Speaker(http, speech_provider, token="t")
+
+            spoken = await speaker.speak(text, user_id=uuid.uuid4())
+
+        assert spoken.audio == speech_audio(text)
+        assert spoken.content_type == "audio/ogg"
+
+    @pytest.mark.parametrize(
+        ("voice", "error"), [("402", SpeechRefused), ("html", SpeechFailed)]
+    )
+    async def test_a_refusal_or_an_answer_that_is_no_audio(
+        self, speech_provider, voice, error
+    ):
+        async with aiohttp.ClientSession() as http:
+            speaker = Speaker(http, speech_provider, token="t", voice=voice)
+
+            with pytest.raises(error):
+                await speaker.speak("hello", user_id=uuid.uuid4())

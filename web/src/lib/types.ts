@@ -105,13 +105,14 @@ export type SmsChannel = {
   opted_out: boolean;
 };
 
-/** `GET /channels`: where the user can be reached, and where messages the
+/** `GET /channels`: where the user can be reached, where messages the
  * assistant sends first go (`effective`; `preferred` null: the last channel
- * they wrote on). */
+ * they wrote on), and whether voice notes are answered aloud too. */
 export type Channels = {
   preferred: ChannelName | null;
   effective: ChannelName;
   channels: [WhatsAppChannel, TelegramChannel, SmsChannel];
+  voice_replies: boolean;
 };
 
 export const CHANNEL_NAMES: Record<ChannelName, string> = {

@@ -166,6 +166,8 @@ def whatsapp_page_router(
                     "direction": "out",
                     "sid": m.sid,
                     "body": m.body,
+                    # A voice reply: the link Twilio would fetch the audio from.
+                    "media": list(m.media_urls),
                     "template": m.content_sid,
                     "at": m.date_created.isoformat(),
                     "status": m.status,
@@ -220,6 +222,10 @@ async function refresh(){
     const d=document.createElement('div');
     d.className='msg '+m.direction+(m.template?' tpl':'');
     d.textContent=m.body;
+    for(const url of m.media||[]){const a=document.createElement('audio');
+      a.controls=true;a.src=url;a.title='voice message';
+      if(m.body)d.append(document.createElement('br'));
+      d.append('voice message ',a);}
     const meta=document.createElement('div');meta.className='meta';
     meta.textContent=(m.template?'template '+m.template+' · ':'')+m.status+' · '
       +new Date(m.at).toLocaleTimeString();

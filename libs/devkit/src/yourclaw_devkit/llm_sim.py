@@ -22,6 +22,11 @@ uploaded file: its bytes read as UTF-8, without a leading format signature
 silence, ""). Usage is
 the file's duration at ~2 KB a second (a voice note's Opus bitrate), at least
 one second; `#fail[=N]` in the text fails the call as for chat.
+
+`/v1/audio/speech` (OpenAI's JSON body, `response_format: "opus"`) answers a
+real Ogg/Opus file (`audio/ogg`): Opus silence at about fifteen characters a
+second of the text, which the file's OpusTags carry as `YOURCLAW_TEXT=…`
+(`spoken_text` reads it back; the transcription endpoint "hears" it).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import struct
 import threading
 import time
 from collections import deque
@@ -56,9 +62,12 @@ __all__ = [
     "completion",
     "estimate_tokens",
     "llm_router",
+    "ogg_packets",
     "openai_error",
     "pick_user_text",
     "reminder_call",
+    "speech_audio",
+    "spoken_text",
     "stream_events",
     "transcript_of",
     "usage_of",
@@ -102,6 +111,15 @@ _AUDIO_BYTES_PER_SECOND = 2000
 _UNPRINTABLE = re.compile(r"[^\S ]+|[\x00-\x1f\x7f-\x9f\ufffd]")
 # Where the agent's instructions say automations deliver (render_instructions).
 _NOTIFY_URL = re.compile(r"to:\s*(https?://\S*/notify(?:/[0-9a-fA-F-]{36})?)(?![\w/-])")
+# Speech: OpenAI's limit on `input`, how fast the stand-in "speaks", and the
+# Opus packet it speaks with (one 20 ms CELT frame of silence, mono).
+_MAX_SPEECH_CHARS = 4096
+_SPEECH_CHARS_PER_SECOND = 15
+_OPUS_SILENCE = b"\xf8\xff\xfe"
+_OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz, the rate Ogg/Opus granules count in
+_OPUS_PRE_SKIP = 312
+_PACKETS_PER_PAGE = 50
+_SPOKEN_TAG = "YOURCLAW_TEXT="
 AUTOMATIONS_TOOL = "automations"
 _TOOL_CALL = "tool_call"
 _SENTENCES = (
@@ -166,9 +184,141 @@ def pick_user_text(messages: list[Any]) -> str:
     return ""
 
 
+def _crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return table
+
+
+_OGG_CRC = _crc_table()
+
+
+def _ogg_crc(data: bytes) -> int:
+    """Ogg's page checksum: CRC-32, polynomial 0x04C11DB7, no reflection."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC[(crc >> 24) ^ byte]
+    return crc
+
+
+def _ogg_page(
+    packets: list[bytes], *, serial: int, sequence: int, granule: int, flags: int
+) -> bytes:
+    lacing = bytearray()
+    for packet in packets:
+        lacing += b"\xff" * (len(packet) // 255) + bytes([len(packet) % 255])
+    page = (
+        struct.pack(
+            "<4sBBqIIIB", b"OggS", 0, flags, granule, serial, sequence, 0, len(lacing)
+        )
+        + bytes(lacing)
+        + b"".join(packets)
+    )
+    return page[:22] + struct.pack("<I", _ogg_crc(page)) + page[26:]
+
+
+def speech_audio(text: str) -> bytes:
+    """An Ogg/Opus file of silence as long as `text` takes to say (at least a
+    second), carrying `text` in its OpusTags."""
+    serial = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    head = struct.pack("<8sBBHIhB", b"OpusHead", 1, 1, _OPUS_PRE_SKIP, 48000, 0, 0)
+    vendor = b"yourclaw devsim"
+    comment = (_SPOKEN_TAG + text).encode()
+    tags = (
+        b"OpusTags"
+        + struct.pack("<I", len(vendor))
+        + vendor
+        + struct.pack("<II", 1, len(comment))
+        + comment
+    )
+    pages = [
+        _ogg_page([head], serial=serial, sequence=0, granule=0, flags=0x02),
+        _ogg_page([tags], serial=serial, sequence=1, granule=0, flags=0),
+    ]
+    seconds = max(1.0, len(text) / _SPEECH_CHARS_PER_SECOND)
+    frames = round(seconds * 1000 / 20)
+    done = 0
+    while done < frames:
+        count = min(_PACKETS_PER_PAGE, frames - done)
+        done += count
+        pages.append(
+            _ogg_page(
+                [_OPUS_SILENCE] * count,
+                serial=serial,
+                sequence=len(pages),
+                granule=done * _OPUS_FRAME_SAMPLES,
+                flags=0x04 if done == frames else 0,
+            )
+        )
+    return b"".join(pages)
+
+
+def ogg_packets(data: bytes) -> list[bytes]:
+    """The packets of an Ogg stream, each page's checksum verified; ValueError
+    for anything that is not a well-formed Ogg stream."""
+    packets: list[bytes] = []
+    partial = b""
+    at = 0
+    while at < len(data):
+        if len(data) - at < 27 or data[at : at + 4] != b"OggS":
+            raise ValueError(f"no Ogg page at byte {at}")
+        segments = data[at + 26]
+        body_at = at + 27 + segments
+        lacing = data[at + 27 : body_at]
+        end = body_at + sum(lacing)
+        if len(lacing) != segments or end > len(data):
+            raise ValueError(f"the Ogg page at byte {at} is cut short")
+        page = data[at:end]
+        (stated,) = struct.unpack("<I", page[22:26])
+        if _ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) != stated:
+            raise ValueError(f"the Ogg page at byte {at} fails its checksum")
+        offset = body_at
+        for size in lacing:
+            partial += data[offset : offset + size]
+            offset += size
+            if size < 255:
+                packets.append(partial)
+                partial = b""
+        at = end
+    if not packets:
+        raise ValueError("no Ogg packets")
+    return packets
+
+
+def spoken_text(audio: bytes) -> str | None:
+    """The text a `speech_audio` file says; None for any other audio."""
+    try:
+        packets = ogg_packets(audio)
+    except ValueError:
+        return None
+    if len(packets) < 2 or not packets[0].startswith(b"OpusHead"):
+        return None
+    tags = packets[1]
+    if not tags.startswith(b"OpusTags"):
+        return None
+    (vendor,) = struct.unpack_from("<I", tags, 8)
+    at = 12 + vendor
+    (count,) = struct.unpack_from("<I", tags, at)
+    at += 4
+    for _ in range(count):
+        (size,) = struct.unpack_from("<I", tags, at)
+        comment = tags[at + 4 : at + 4 + size].decode("utf-8", errors="replace")
+        at += 4 + size
+        if comment.startswith(_SPOKEN_TAG):
+            return comment.removeprefix(_SPOKEN_TAG)
+    return None
+
+
 def transcript_of(audio: bytes) -> str:
-    """What the stand-in hears in `audio`: its printable UTF-8 text, without a
-    format signature; "" (silence) when there is none."""
+    """What the stand-in hears in `audio`: what a file it spoke says, else its
+    printable UTF-8 text, without a format signature; "" (silence) when there
+    is none."""
+    if (said := spoken_text(audio)) is not None:
+        return said
     text = audio.decode("utf-8", errors="replace")
     text = " ".join(_UNPRINTABLE.sub(" ", text).split())
     for magic in _AUDIO_MAGIC:
@@ -678,6 +828,16 @@ async def _failure_asked(text: str, delay: float) -> int | None:
     return int(match.group(1) or 500)
 
 
+async def _failed_or_waited(text: str, delay: float) -> JSONResponse | None:
+    """The error `#fail[=N]` in the text asks for, or None once the delay has
+    passed (audio endpoints)."""
+    if (status := await _failure_asked(text, delay)) is not None:
+        return _failure(status)
+    if delay:
+        await asyncio.sleep(delay)
+    return None
+
+
 def _answer(
     openai_body: dict[str, Any], text: str
 ) -> tuple[str, dict[str, Any] | None]:
@@ -732,7 +892,7 @@ def llm_router(
     *, api_key: str | None, delay_seconds: float, requests_log: RequestLog
 ) -> APIRouter:
     """`/v1/chat/completions`, `/v1/messages` (Anthropic),
-    `/v1/audio/transcriptions`, `/v1/models` and the dev-only
+    `/v1/audio/transcriptions`, `/v1/audio/speech`, `/v1/models` and the dev-only
     `/_devsim/llm/requests`."""
     router = APIRouter()
     cache = PromptCache()
@@ -921,15 +1081,64 @@ def llm_router(
             id_prefix="transcription-",
             has_authorization="authorization" in request.headers,
         )
-        if (status := await _failure_asked(text, call.delay)) is not None:
-            return _failure(status)
-        if call.delay:
-            await asyncio.sleep(call.delay)
+        if (failed := await _failed_or_waited(text, call.delay)) is not None:
+            return failed
         seconds = max(1, len(audio) // _AUDIO_BYTES_PER_SECOND)
         log.info("devsim.llm.transcription", id=call.id, seconds=seconds)
         return JSONResponse(
             {"text": text, "usage": {"type": "duration", "seconds": seconds}}
         )
+
+    @router.post("/v1/audio/speech")
+    async def speech(request: Request) -> Response:
+        if (denied := unauthorized(request)) is not None:
+            return denied
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return openai_error(
+                400,
+                "We could not parse the JSON body of your request.",
+                kind="invalid_request_error",
+            )
+        text, model = body.get("input"), body.get("model")
+        if not isinstance(text, str) or not text or not model or not body.get("voice"):
+            return openai_error(
+                400,
+                "'model', 'input' and 'voice' are required.",
+                kind="invalid_request_error",
+                code="invalid_value",
+            )
+        if len(text) > _MAX_SPEECH_CHARS:
+            return openai_error(
+                400,
+                f"'input' is longer than {_MAX_SPEECH_CHARS} characters.",
+                kind="invalid_request_error",
+                code="string_above_max_length",
+            )
+        if body.get("response_format", "mp3") != "opus":
+            return openai_error(
+                400,
+                "The devsim stand-in speaks only response_format 'opus'.",
+                kind="invalid_request_error",
+                code="invalid_value",
+            )
+        call = _receive(
+            requests_log,
+            request,
+            {k: v for k, v in body.items() if k != "input"} | {"characters": len(text)},
+            text,
+            delay_seconds=delay_seconds,
+            id_prefix="speech-",
+            has_authorization="authorization" in request.headers,
+        )
+        if (failed := await _failed_or_waited(text, call.delay)) is not None:
+            return failed
+        audio = speech_audio(text)
+        log.info("devsim.llm.speech", id=call.id, characters=len(text))
+        return Response(audio, media_type="audio/ogg")
 
     @router.get("/_devsim/llm/requests")
     async def devsim_requests() -> dict[str, Any]:

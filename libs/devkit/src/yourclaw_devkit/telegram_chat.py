@@ -63,6 +63,17 @@ def _sent(client: httpx.Client, chat_id: int) -> list[dict[str, Any]]:
     return messages
 
 
+def _shown(message: dict[str, Any]) -> str:
+    """A message the bot sent, as the chat shows it: a voice message by its
+    length and caption."""
+    voice = message.get("voice")
+    if isinstance(voice, dict):
+        caption = message.get("caption")
+        said = f"[voice message, {voice.get('duration', 0)} s]"
+        return f"{said} {caption}" if caption else said
+    return str(message.get("text", ""))
+
+
 def _update_spec(client: httpx.Client, args: argparse.Namespace) -> dict[str, Any]:
     if args.update_id is not None:
         return {"update_id": args.update_id}
@@ -119,7 +130,7 @@ def telegram_command(api_base: str, args: argparse.Namespace) -> int:
                 if message["message_id"] not in seen:
                     seen.add(message["message_id"])
                     last_new = time.monotonic()
-                    print(f"<- {message['text']}")
+                    print(f"<- {_shown(message)}")
             if last_new is not None and time.monotonic() - last_new >= _SETTLE_SECONDS:
                 return 0
             time.sleep(_POLL_SECONDS)

@@ -6,8 +6,9 @@ answered `{"ok": true, "result": …}` or `{"ok": false, "error_code",
 "description"}` (a 429 adds `"parameters": {"retry_after": N}`); files a bot
 may download at `/file/bot<token>/<file_path>`. Implemented: getMe,
 setWebhook, deleteWebhook, getWebhookInfo, sendMessage (1-4,096 characters),
-sendChatAction, getFile. Unlike Telegram, setWebhook takes plain-HTTP URLs on
-any port (the local gateway-api).
+sendVoice (the audio uploaded as multipart/form-data or a known file_id; a
+caption of at most 1,024 characters), sendChatAction, getFile. Unlike
+Telegram, setWebhook takes plain-HTTP URLs on any port (the local gateway-api).
 
 Routes that exist only here start with `/_devsim/telegram/`: speak as a chat
 (an Update POSTed to the webhook setWebhook named, with its
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -42,6 +44,7 @@ __all__ = [
     "DEV_TELEGRAM_BOT_TOKEN",
     "DEV_TELEGRAM_BOT_USERNAME",
     "DEV_TELEGRAM_WEBHOOK_SECRET",
+    "MAX_CAPTION_CHARS",
     "MAX_MESSAGE_CHARS",
     "SECRET_HEADER",
     "TelegramSim",
@@ -62,6 +65,8 @@ DEV_TELEGRAM_WEBHOOK_SECRET = "dev-telegram-webhook-secret"  # noqa: S105
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 # sendMessage's limit on `text`.
 MAX_MESSAGE_CHARS = 4096
+# sendVoice's limit on `caption`.
+MAX_CAPTION_CHARS = 1024
 # What the Bot API lets a bot download (getFile refuses larger files).
 _MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 _SECRET_CHARS = frozenset(
@@ -248,13 +253,17 @@ class TelegramState:
             chat.last_message_id += 1
             return chat.last_message_id
 
-    def record_sent(self, chat: _Chat, text: str) -> dict[str, Any]:
+    def record_sent(
+        self, chat: _Chat, text: str, *, content: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A message the bot sent: `text`, or `content` (e.g. `voice` and its
+        `caption`, the text then)."""
         message = {
             "message_id": self._next_message_id(chat),
             "from": self.me(),
             "chat": chat.as_chat(),
             "date": int(time.time()),
-            "text": text,
+            **(content or {"text": text}),
         }
         with self._lock:
             self._sent.append(message)
@@ -432,8 +441,18 @@ def _media_object(kind: str, stored: _File) -> Any:
     }
 
 
+@dataclass(frozen=True)
+class _Upload:
+    """A file sent in a multipart request (sendVoice's `voice`)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 async def _params(request: Request) -> dict[str, Any]:
-    """A method's parameters, however the Bot API allows them to be sent."""
+    """A method's parameters, however the Bot API allows them to be sent; a
+    file uploaded with them as an `_Upload`."""
     params: dict[str, Any] = dict(request.query_params)
     content_type = request.headers.get("content-type", "").partition(";")[0].lower()
     if content_type == "application/json":
@@ -447,7 +466,17 @@ async def _params(request: Request) -> dict[str, Any]:
                 params.update(parsed)
     elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        for name, value in form.items():
+            if isinstance(value, str):
+                params[name] = value
+            else:
+                data = await value.read()
+                params[name] = _Upload(
+                    value.filename or "",
+                    value.content_type or "application/octet-stream",
+                    data,
+                )
+        await form.close()
     return params
 
 
@@ -728,6 +757,58 @@ def _send_message(state: TelegramState, params: dict[str, Any]) -> JSONResponse:
     return _ok(message)
 
 
+def _ogg_seconds(data: bytes) -> int:
+    """An Ogg/Opus file's length: its last page's granule position (48 kHz)."""
+    last = data.rfind(b"OggS")
+    if last < 0 or len(data) < last + 14:
+        return 0
+    (granule,) = struct.unpack_from("<q", data, last + 6)
+    return max(0, round(int(granule) / 48000))
+
+
+def _send_voice(state: TelegramState, params: dict[str, Any]) -> JSONResponse:
+    chat = _target(state, params)
+    if isinstance(chat, JSONResponse):
+        return chat
+    voice = params.get("voice")
+    if isinstance(voice, _Upload):
+        if not voice.data:
+            return _error(400, "Bad Request: file must be non-empty")
+        content_type = voice.content_type.partition(";")[0].strip().lower()
+        if content_type in ("", "application/octet-stream"):
+            content_type = "audio/ogg" if voice.data.startswith(b"OggS") else ""
+        stored, _ = state.add_file(voice.data, content_type or "audio/ogg")
+    elif isinstance(voice, str) and voice:
+        found = state.file(voice)
+        if found is None:
+            return _error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        stored = found
+    else:
+        return _error(400, "Bad Request: there is no voice in the request")
+    caption = params.get("caption")
+    content: dict[str, Any] = {
+        "voice": {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "duration": _int(params.get("duration")) or _ogg_seconds(stored.data),
+            "mime_type": stored.content_type,
+            "file_size": len(stored.data),
+        }
+    }
+    if isinstance(caption, str) and caption:
+        if len(caption) > MAX_CAPTION_CHARS:
+            return _error(400, "Bad Request: message caption is too long")
+        content["caption"] = caption
+    message = state.record_sent(chat, "", content=content)
+    log.info(
+        "devsim.telegram.voice_sent",
+        chat_id=chat.id,
+        message_id=message["message_id"],
+        audio_bytes=len(stored.data),
+    )
+    return _ok(message)
+
+
 def _send_chat_action(state: TelegramState, params: dict[str, Any]) -> JSONResponse:
     chat = _target(state, params)
     if isinstance(chat, JSONResponse):
@@ -757,6 +838,7 @@ _METHODS = {
     "deletewebhook": _delete_webhook,
     "getwebhookinfo": _get_webhook_info,
     "sendmessage": _send_message,
+    "sendvoice": _send_voice,
     "sendchataction": _send_chat_action,
     "getfile": _get_file,
 }

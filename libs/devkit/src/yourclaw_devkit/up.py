@@ -86,6 +86,9 @@ def _persistent_secrets() -> dict[str, str]:
     if "DEV_LOGIN_SECRET" not in values:
         values["DEV_LOGIN_SECRET"] = secrets.token_urlsafe(48)
         changed = True
+    if "MEDIA_URL_SIGNING_KEY" not in values:
+        values["MEDIA_URL_SIGNING_KEY"] = secrets.token_urlsafe(48)
+        changed = True
     if changed:
         _SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
         _SECRETS_FILE.chmod(0o600)

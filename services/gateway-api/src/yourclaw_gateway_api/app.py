@@ -35,6 +35,7 @@ from yourclaw_gateway_api.api import (
     dev,
     health,
     internal,
+    media,
     ops,
     telegram,
     usage,
@@ -272,6 +273,7 @@ def create_app(settings: GatewaySettings) -> ASGIApp:
     api.include_router(api_keys.router)
     api.include_router(usage.router)
     api.include_router(internal.router)
+    api.include_router(media.router)
     api.include_router(telegram.telegram_router(settings))
     if settings.dev_login_enabled:
         api.include_router(dev.router)

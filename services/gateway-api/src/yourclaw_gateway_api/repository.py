@@ -1,8 +1,8 @@
 """Every SQL statement of gateway-api.
 
 It writes `users`, `user_phones`, `phone_claims`, `api_keys` (and its own outbox rows) and only
-reads `assistants`, `subscriptions`, `messages`, `usage_daily` and llm-proxy's
-`llm_calls`; of llm-proxy's `llm_usage_monthly` it clears the month's notices
+reads `assistants`, `subscriptions`, `messages`, `usage_daily`, llm-proxy's
+`llm_calls` and messaging's `voice_reply_media`; of llm-proxy's `llm_usage_monthly` it clears the month's notices
 when the user changes their own cap. Every query of a
 user's data is filtered by the id of the token's user, never by a client's id.
 """
@@ -37,6 +37,7 @@ __all__ = [
     "upsert_user",
     "usage_since",
     "user_overview",
+    "voice_reply_media",
 ]
 
 
@@ -348,4 +349,14 @@ async def messages_before(
         user_id,
         limit,
         before,
+    )
+
+
+async def voice_reply_media(conn: Connection, media_id: UUID) -> asyncpg.Record | None:
+    """A spoken reply messaging keeps for Twilio (`content`, `content_type`),
+    unless it has expired."""
+    return await conn.fetchrow(
+        "SELECT content, content_type FROM voice_reply_media "
+        "WHERE id = $1 AND expires_at > now()",
+        media_id,
     )

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from yourclaw_common.models import LlmProvider, ModelId
 
 from yourclaw_gateway_api.phones import INPUT_PATTERN, MAX_INPUT_CHARS
@@ -43,6 +43,7 @@ __all__ = [
     "UsageOut",
     "UsageTotals",
     "UserOut",
+    "VoiceRepliesIn",
     "WhatsAppChannelOut",
 ]
 
@@ -143,11 +144,21 @@ class ChannelsOut(BaseModel):
         description="Where a message we send first (a reminder, a notice) goes now."
     )
     channels: list[ChannelOut]
+    voice_replies: bool = Field(
+        description="Whether the user's voice notes are answered with a voice "
+        "message as well as the text (WhatsApp and Telegram)."
+    )
 
 
 class PreferredChannelIn(_Request):
     channel: ChannelName | None = Field(
         description="null: the channel the user last wrote on."
+    )
+
+
+class VoiceRepliesIn(_Request):
+    enabled: StrictBool = Field(
+        description="true: answer the user's voice notes aloud as well."
     )
 
 

@@ -47,6 +47,10 @@ class GatewaySettings(CommonSettings):
     # Seconds to wait for JetStream's PubAck before answering 503.
     webhook_publish_timeout_seconds: float = Field(default=2.0, gt=0)
 
+    # Signs the links to spoken replies messaging gives Twilio (GET
+    # /api/v1/media/…); the same value in messaging. Empty: every link is refused.
+    media_url_signing_key: SecretStr = SecretStr("")
+
     # --- /api/v1: auth, edge hygiene, the other services it asks ---
     # Supabase project URL (https://<ref>.supabase.co): tokens must be issued by
     # <url>/auth/v1 and asymmetric keys come from <url>/auth/v1/.well-known/jwks.json.

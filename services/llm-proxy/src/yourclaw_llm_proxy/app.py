@@ -55,6 +55,7 @@ from yourclaw_llm_proxy.metering import (
     next_month,
     notify_cap_reached,
     record,
+    speech_usage,
     spend_of,
     usage_from_body,
 )
@@ -71,8 +72,11 @@ _MAX_NOTIFY_BYTES = 256 * 1024
 # Upstream response headers a client may need; the rest stay here.
 _RESPONSE_HEADERS = ("content-type", "request-id", "x-request-id", "retry-after")
 # What a platform service may call with LLM_PROXY_SERVICE_TOKEN (messaging:
-# voice notes), and the header naming the user it calls for.
-SERVICE_ENDPOINTS = frozenset({"audio/transcriptions"})
+# voice notes heard, voice replies spoken), and the header naming the user it
+# calls for.
+SERVICE_ENDPOINTS = frozenset({"audio/transcriptions", "audio/speech"})
+# OpenAI's own limit on the text of one speech call.
+MAX_SPEECH_CHARS = 4096
 USER_HEADER = "x-yourclaw-user"
 
 
@@ -263,7 +267,11 @@ class Proxy:
                 await answer.aclose()
             self._outcome(call)
             if answer.status_code < 300:
-                usage = usage_from_body(provider, content)
+                usage = (
+                    speech_usage(payload)
+                    if endpoint == "audio/speech" and payload is not None
+                    else usage_from_body(provider, content)
+                )
                 if usage is not None:
                     self._meter(replace(call, usage=usage))
             return Response(content, status_code=answer.status_code, headers=headers)
@@ -354,6 +362,8 @@ class Proxy:
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("the body has no `model`", code="MISSING_MODEL")
+        if endpoint == "audio/speech":
+            _check_speech(payload)
         return model, payload
 
     async def _spend_of(self, user_id: UUID, now: datetime) -> Spend:
@@ -473,6 +483,16 @@ class Proxy:
                 for h in ("content-type", "retry-after")
                 if h in answer.headers
             },
+        )
+
+
+def _check_speech(payload: dict[str, Any]) -> None:
+    text = payload.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest("the body has no `input` text", code="MISSING_INPUT")
+    if len(text) > MAX_SPEECH_CHARS:
+        raise BadRequest(
+            f"`input` is over {MAX_SPEECH_CHARS} characters", code="INPUT_TOO_LONG"
         )
 
 

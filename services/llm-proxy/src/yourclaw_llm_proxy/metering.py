@@ -4,7 +4,9 @@ Each provider reports usage its own way; `Usage` holds it in one form:
 - OpenAI (and Google's OpenAI-compatible API): `usage.prompt_tokens` (cached
   ones included, `prompt_tokens_details.cached_tokens`), `completion_tokens`;
   streamed, in the last chunk when `stream_options.include_usage` is set.
-  Transcriptions: `usage` of type `tokens` or `duration` (seconds).
+  Transcriptions: `usage` of type `tokens` or `duration` (seconds). Speech
+  (`/audio/speech`) answers audio and no usage: tts-1 bills the characters
+  of the request's `input` (`speech_usage`).
 - Anthropic: `usage.input_tokens` (cache excluded), `output_tokens`,
   `cache_read_input_tokens`, `cache_creation_input_tokens`; streamed, in
   `message_start` and (output, cumulative) in `message_delta`.
@@ -34,6 +36,7 @@ __all__ = [
     "next_month",
     "notify_cap_reached",
     "record",
+    "speech_usage",
     "spend_of",
     "usage_from_body",
 ]
@@ -81,6 +84,12 @@ def usage_from_body(provider: Provider, body: bytes) -> Usage | None:
     if provider is Provider.ANTHROPIC:
         return _anthropic_usage(usage)
     return _openai_usage(usage)
+
+
+def speech_usage(payload: dict[str, Any]) -> Usage:
+    """What a speech call bills: the characters of the text it spoke."""
+    text = payload.get("input")
+    return Usage(characters=len(text) if isinstance(text, str) else 0)
 
 
 class StreamUsage:

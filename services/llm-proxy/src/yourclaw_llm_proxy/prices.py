@@ -1,6 +1,7 @@
 """List prices per model, versioned: every metered call records the version.
 
-Figures are USD per million tokens (audio: per minute), from the providers'
+Figures are USD per million tokens (audio in: per minute; speech out of tts-1:
+per million input characters), from the providers'
 public price lists — anthropic.com/pricing (prompt caching: 5-minute cache
 write 1.25x input, cache read 0.1x input), openai.com/api/pricing (cached input
 as listed), ai.google.dev/gemini-api/docs/pricing — as recorded on
@@ -48,6 +49,8 @@ class Usage:
     cache_read: int = 0
     cache_write: int = 0
     audio_seconds: float = 0.0
+    # Characters of text turned into speech (tts-1 bills those, not tokens).
+    characters: int = 0
 
     @property
     def kinds(self) -> dict[str, int]:
@@ -61,7 +64,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class Price:
-    """USD per million tokens of each kind; `per_minute` for audio input."""
+    """USD per million tokens of each kind; `per_minute` for audio input,
+    `per_million_characters` for text spoken (tts-1)."""
 
     provider: Provider
     input: float
@@ -69,6 +73,7 @@ class Price:
     cache_read: float = 0.0
     cache_write: float = 0.0
     per_minute: float = 0.0
+    per_million_characters: float = 0.0
 
     def cost_microusd(self, usage: Usage) -> int:
         """What `usage` costs, in micro-dollars ($/Mtok x tokens = micro-$)."""
@@ -78,6 +83,7 @@ class Price:
             + usage.cache_read * self.cache_read
             + usage.cache_write * self.cache_write
             + usage.audio_seconds / 60 * self.per_minute * 1_000_000
+            + usage.characters * self.per_million_characters
         )
 
 
@@ -97,6 +103,9 @@ PRICES: dict[str, Price] = {
     "whisper-1": Price(_O, 0.0, per_minute=0.006),
     "gpt-4o-mini-transcribe": Price(_O, 1.25, 5.00, per_minute=0.003),
     "gpt-4o-transcribe": Price(_O, 2.50, 10.00, per_minute=0.006),
+    # Speech: $15 (tts-1) and $30 (tts-1-hd) per million input characters.
+    "tts-1": Price(_O, 0.0, per_million_characters=15.00),
+    "tts-1-hd": Price(_O, 0.0, per_million_characters=30.00),
     "gemini-2.5-flash": Price(_G, 0.30, 2.50, 0.03),
     "gemini-2.5-flash-lite": Price(_G, 0.10, 0.40, 0.01),
 }

@@ -3,7 +3,8 @@
 Tenants address the proxy per provider, as each SDK expects its base URL:
 `<proxy>/anthropic` (the Anthropic client adds `/v1/messages`),
 `<proxy>/openai/v1` and `<proxy>/google/v1` (OpenAI-compatible clients add
-`/chat/completions`, `/embeddings`, `/audio/transcriptions`). The unprefixed
+`/chat/completions`, `/embeddings`, `/audio/transcriptions`,
+`/audio/speech`). The unprefixed
 `/v1/...` paths work too; the provider then follows from the model.
 """
 
@@ -22,6 +23,7 @@ ENDPOINTS: dict[str, frozenset[Provider]] = {
     "chat/completions": frozenset({Provider.OPENAI, Provider.GOOGLE}),
     "embeddings": frozenset({Provider.OPENAI, Provider.GOOGLE}),
     "audio/transcriptions": frozenset({Provider.OPENAI}),
+    "audio/speech": frozenset({Provider.OPENAI}),
 }
 
 # Request headers passed on; everything else (the tenant's credential first of

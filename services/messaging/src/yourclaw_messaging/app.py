@@ -6,6 +6,7 @@ import asyncio
 from typing import TypedDict
 
 import aiohttp
+import asyncpg
 from yourclaw_common.crypto import SecretBox
 from yourclaw_common.logging import configure_logging, get_logger
 from yourclaw_common.runtime import (
@@ -36,6 +37,7 @@ from yourclaw_messaging.handlers import (
 from yourclaw_messaging.limits import Limits
 from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.settings import MessagingSettings
+from yourclaw_messaging.speech import HostedMedia, Speaker, VoiceReplies
 from yourclaw_messaging.telegram import TelegramClient
 from yourclaw_messaging.turns import Turns
 from yourclaw_messaging.twilio import TwilioClient
@@ -109,6 +111,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             ),
             allowed=settings.whatsapp_allowed_countries,
             app_url=settings.app_url,
+            voice_media=hosted_media(settings, pool),
             **sending,
         )
         channels: dict[str, Channel] = {"whatsapp": whatsapp}
@@ -144,6 +147,7 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             limits=limits,
             media_max_bytes=settings.media_max_bytes,
             voice_notes=voice_notes(settings, http),
+            voice_replies=voice_replies(settings, http, pool),
             not_ready_deliveries=settings.assistant_not_ready_deliveries,
             waker=Waker(runtime.nc, timeout=settings.assistant_wake_timeout_seconds),
         )
@@ -192,18 +196,25 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
         )
 
 
-def voice_notes(settings: MessagingSettings, http: aiohttp.ClientSession) -> VoiceNotes:
-    """Voice notes through llm-proxy, or the stand-in in dev, or not at all."""
+def _audio_endpoint(settings: MessagingSettings) -> tuple[str | None, str]:
+    """The base URL voice notes and voice replies go to (llm-proxy, or the
+    stand-in in dev) and the credential; no base: neither is possible."""
     token = settings.llm_proxy_service_token.get_secret_value()
-    base, key = None, token
     if settings.voice_transcription_url and token:
-        base = settings.voice_transcription_url
-    elif settings.voice_transcription_url:
+        return settings.voice_transcription_url, token
+    if settings.voice_transcription_url:
         # The proxy would refuse every call: voice notes are told they can't
         # be heard rather than failing one by one.
         log.warning("messaging.voice.no_service_token")
-    elif settings.dev_llm_base_url:
-        base, key = settings.dev_llm_base_url, token or "dev"  # takes any key
+        return None, token
+    if settings.dev_llm_base_url:
+        return settings.dev_llm_base_url, token or "dev"  # takes any key
+    return None, token
+
+
+def voice_notes(settings: MessagingSettings, http: aiohttp.ClientSession) -> VoiceNotes:
+    """Voice notes through llm-proxy, or the stand-in in dev, or not at all."""
+    base, key = _audio_endpoint(settings)
     transcriber = (
         Transcriber(
             http,
@@ -216,6 +227,38 @@ def voice_notes(settings: MessagingSettings, http: aiohttp.ClientSession) -> Voi
         else None
     )
     return VoiceNotes(transcriber, max_bytes=settings.voice_max_bytes)
+
+
+def voice_replies(
+    settings: MessagingSettings, http: aiohttp.ClientSession, pool: asyncpg.Pool
+) -> VoiceReplies | None:
+    """Spoken answers to voice notes, where voice notes are heard at all."""
+    base, key = _audio_endpoint(settings)
+    if base is None:
+        return None
+    speaker = Speaker(
+        http,
+        base,
+        token=key,
+        model=settings.voice_reply_model,
+        voice=settings.voice_reply_voice,
+        timeout_seconds=settings.voice_reply_timeout_seconds,
+    )
+    return VoiceReplies(pool, speaker, max_chars=settings.voice_reply_max_chars)
+
+
+def hosted_media(settings: MessagingSettings, pool: asyncpg.Pool) -> HostedMedia | None:
+    """Where WhatsApp voice replies wait for Twilio; None without a signing key
+    (gateway-api would refuse every link)."""
+    key = settings.media_url_signing_key.get_secret_value()
+    if not key:
+        return None
+    return HostedMedia(
+        pool,
+        public_base_url=settings.public_base_url,
+        signing_key=key,
+        ttl_seconds=settings.voice_reply_media_ttl_seconds,
+    )
 
 
 async def main() -> None:

@@ -1,5 +1,5 @@
 """The commands a user types in chat, on any channel: /help, /status, /usage,
-/reset, /model, /channel."""
+/reset, /model, /channel, /voice."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from yourclaw_messaging.repository.usage import ModelSpend
 
 log = get_logger(__name__)
 
-KNOWN = ("help", "status", "usage", "reset", "model", "channel")
+KNOWN = ("help", "status", "usage", "reset", "model", "channel", "voice")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ class Commands:
             return await self._model(conn, command, recipient)
         if command.name == "channel":
             return await self._channel(conn, command, recipient)
+        if command.name == "voice":
+            return await self._voice(conn, command, recipient)
         spend = await repository.usage.model_spend(conn, user_id)
         spent, limit, which = self.month_limit(spend)
         share = 100 * spent / limit if limit else 100.0
@@ -207,6 +209,24 @@ class Commands:
             "messaging.command.channel", user_id=str(recipient.user_id), channel=wanted
         )
         return replies.CHANNEL_SET.format(name=wanted)
+
+    async def _voice(
+        self, conn: Connection, command: Command, recipient: Recipient
+    ) -> str:
+        """Spoken replies to voice notes: `/voice` tells, `/voice on|off`
+        switches (the dashboard shows the same)."""
+        wanted = command.arg.strip().lower()
+        if wanted not in ("on", "off"):
+            on = await repository.voice.voice_replies(conn, recipient.user_id)
+            state = replies.VOICE_IS_ON if on else replies.VOICE_IS_OFF
+            return state if not wanted else f"{replies.VOICE_USAGE}\n{state}"
+        await repository.voice.set_voice_replies(
+            conn, recipient.user_id, wanted == "on"
+        )
+        log.info(
+            "messaging.command.voice", user_id=str(recipient.user_id), voice=wanted
+        )
+        return replies.VOICE_ON if wanted == "on" else replies.VOICE_OFF
 
     def month_limit(self, spend: ModelSpend) -> tuple[float, float, str]:
         """(spent, limit, its name): the user's own cap counts every call, the

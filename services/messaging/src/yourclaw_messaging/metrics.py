@@ -68,6 +68,12 @@ VOICE_NOTES = Counter(
     "failed, empty, over_allowance, unavailable).",
     ["outcome"],
 )
+VOICE_REPLIES = Counter(
+    "yourclaw_messaging_voice_replies_total",
+    "Answers to voice notes of users with voice replies on, by outcome (spoken, "
+    "sent; text only: too_long, failed, over_allowance, not_sent).",
+    ["channel", "outcome"],
+)
 WAKES = Counter(
     "yourclaw_messaging_wakes_total",
     "Sleeping assistants woken before a turn, by outcome (woken, or the "

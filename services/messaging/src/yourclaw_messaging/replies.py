@@ -109,6 +109,7 @@ HELP = """*YourClaw commands*
 /reset: start a fresh conversation (your assistant's memory files are kept)
 /model: list the models; /model <name> switches to one
 /channel: where reminders reach you; /channel <whatsapp|telegram|sms> moves them
+/voice on|off: answer your voice notes with a voice message too
 Anything else goes to your assistant."""
 WHATSAPP_NOT_HERE = (
     "WhatsApp can't carry your assistant in your country, so it can't answer "
@@ -122,6 +123,18 @@ CHANNEL_CURRENT = (
 CHANNEL_SET = (
     "Done: reminders and other messages from your assistant now reach you on {name}."
 )
+VOICE_ON = (
+    "Voice replies are on: your assistant answers your voice notes with a "
+    "voice message as well as the text (on WhatsApp and Telegram; SMS stays "
+    "text). /voice off turns them off."
+)
+VOICE_OFF = "Voice replies are off: your assistant answers in text only."
+VOICE_IS_ON = "Voice replies are on. /voice off turns them off."
+VOICE_IS_OFF = (
+    "Voice replies are off. /voice on makes your assistant answer your voice "
+    "notes with a voice message too."
+)
+VOICE_USAGE = "Use /voice on or /voice off."
 CHANNEL_UNKNOWN = (
     '"{name}" isn\'t one of your channels. You can choose from: {names}. '
     "Link another one on your dashboard: {app_url}"

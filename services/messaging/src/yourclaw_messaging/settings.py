@@ -67,6 +67,21 @@ class MessagingSettings(CommonSettings):
     # takes up to LLM_PROXY_MAX_BODY_BYTES).
     voice_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
 
+    # Voice replies (docs/channels.md): a user who turned them on (`/voice on`,
+    # the dashboard) gets the answer to a voice note spoken too, by an
+    # OpenAI-compatible /v1/audio/speech at the same place as transcriptions
+    # (llm-proxy: metered to the user). Longer answers stay text only.
+    voice_reply_model: str = "tts-1"
+    voice_reply_voice: str = "alloy"
+    voice_reply_max_chars: int = Field(default=1500, ge=1, le=4096)
+    voice_reply_timeout_seconds: float = Field(default=60.0, gt=0)
+    # WhatsApp: Twilio fetches the audio from gateway-api (PUBLIC_BASE_URL, as
+    # Twilio reaches it) by a link signed with MEDIA_URL_SIGNING_KEY (the same
+    # value in gateway-api), valid this long. No key: WhatsApp answers text only.
+    public_base_url: str = "http://127.0.0.1:8000"
+    media_url_signing_key: SecretStr = SecretStr("")
+    voice_reply_media_ttl_seconds: int = Field(default=3600, ge=60)
+
     # Browser tasks can take minutes; the JetStream message is kept alive meanwhile.
     assistant_timeout_seconds: float = Field(default=600.0, gt=0)
     # Deliveries of a turn whose assistant is (re)starting (connection refused,

@@ -1,5 +1,5 @@
-"""The Telegram Bot API, reached at TELEGRAM_API_BASE: sendMessage,
-sendChatAction, getFile and the file download.
+"""The Telegram Bot API, reached at TELEGRAM_API_BASE: sendMessage, sendVoice
+(a multipart upload), sendChatAction, getFile and the file download.
 
 The bot's token is part of every Bot API URL, so no URL and no aiohttp error
 text (which may quote one) goes into an error or a log: only what Telegram
@@ -69,12 +69,20 @@ class TelegramClient:
         self._methods = f"{api_base.rstrip('/')}/bot{token}/"
         self._files = f"{api_base.rstrip('/')}/file/bot{token}/"
 
-    async def _call(self, method: str, params: dict[str, Any]) -> Any:
-        """`method`'s result, or the error Telegram's answer means."""
+    async def _call(
+        self, method: str, params: dict[str, Any] | aiohttp.FormData
+    ) -> Any:
+        """`method`'s result, or the error Telegram's answer means. `params`: a
+        JSON object, or a multipart form for a method that uploads a file."""
         url = self._methods + method
+        body: dict[str, Any] = (
+            {"data": params}
+            if isinstance(params, aiohttp.FormData)
+            else {"json": params}
+        )
         try:
             async with self._http.post(
-                url, json=params, timeout=_TIMEOUT, allow_redirects=False
+                url, **body, timeout=_TIMEOUT, allow_redirects=False
             ) as resp:
                 status, body = resp.status, _json_object(await resp.read())
         except _HTTP_ERRORS as exc:
@@ -106,6 +114,26 @@ class TelegramClient:
         sent = await self._call("sendMessage", {"chat_id": chat_id, "text": text})
         if not isinstance(sent, dict) or not isinstance(sent.get("message_id"), int):
             raise TelegramSendError("sendMessage answered without a message_id")
+        return int(sent["message_id"])
+
+    async def send_voice(
+        self,
+        chat_id: int,
+        audio: bytes,
+        *,
+        content_type: str = "audio/ogg",
+        caption: str = "",
+    ) -> int:
+        """Send `audio` (Ogg/Opus) as a voice message, uploaded in the request,
+        with `caption` (at most 1,024 characters) under it; the message's id."""
+        form = aiohttp.FormData()
+        form.add_field("chat_id", str(chat_id))
+        if caption:
+            form.add_field("caption", caption)
+        form.add_field("voice", audio, filename="reply.ogg", content_type=content_type)
+        sent = await self._call("sendVoice", form)
+        if not isinstance(sent, dict) or not isinstance(sent.get("message_id"), int):
+            raise TelegramSendError("sendVoice answered without a message_id")
         return int(sent["message_id"])
 
     async def send_chat_action(self, chat_id: int, action: str = "typing") -> None:

@@ -28,7 +28,15 @@ from yourclaw_common.crypto import SecretBox, SecretBoxError
 from yourclaw_common.logging import get_logger
 from yourclaw_common.models import DEFAULT_MODEL
 
-from yourclaw_messaging import commands, metrics, outgoing, replies, repository, voice
+from yourclaw_messaging import (
+    commands,
+    metrics,
+    outgoing,
+    replies,
+    repository,
+    speech,
+    voice,
+)
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
 from yourclaw_messaging.batching import Batcher
 from yourclaw_messaging.channels.base import Channel, Incoming
@@ -71,6 +79,8 @@ class Turns:
     media_max_bytes: int = 5 * 1024 * 1024
     # Voice notes become the user's text; None: audio is answered as unsupported.
     voice_notes: voice.VoiceNotes | None = None
+    # Speaks the answer to a voice note for users who want it; None: text only.
+    voice_replies: speech.VoiceReplies | None = None
     # Deliveries of a turn that wait for a (re)starting assistant before the apology.
     not_ready_deliveries: int = 6
     # Wakes a sleeping (SUSPENDED) assistant before its turn; None: no waking.
@@ -203,7 +213,41 @@ class Turns:
             if any(tokens):
                 metrics.TOKENS.labels(model, "prompt").inc(tokens[0])
                 metrics.TOKENS.labels(model, "completion").inc(tokens[1])
+            if fresh and recipient is not None and planned.kind == "reply":
+                spoken = await self._spoken(channel, incoming, recipient, planned)
+                if spoken is not None:
+                    await channel.deliver_spoken(
+                        stored, incoming.address, spoken, user_id=recipient.user_id
+                    )
+                    return
         await channel.deliver(stored, incoming.address, fresh=fresh)
+
+    async def _spoken(
+        self,
+        channel: Channel,
+        incoming: Incoming,
+        recipient: Recipient,
+        planned: Planned,
+    ) -> speech.Speech | None:
+        """The answer to a voice note, spoken, if the user wants voice replies
+        and the channel carries them. Only the attempt that stored the answer
+        speaks it: a redelivered turn sends what it still owes as text."""
+        text = "\n\n".join(part for part in planned.parts if part).strip()
+        if (
+            self.voice_replies is None
+            or not text
+            or not voice.is_voice_note(incoming.media)
+            or not channel.speaks()
+            or not await self.voice_replies.wanted(recipient.user_id)
+        ):
+            return None
+        async with channel.typing(incoming.address):
+            return await self.voice_replies.speak(
+                text,
+                user_id=recipient.user_id,
+                channel=incoming.channel,
+                key=incoming.key,
+            )
 
     async def _own_answer(
         self,

@@ -64,15 +64,20 @@ class TwilioClient:
         content_sid: str | None = None,
         content_variables: dict[str, Any] | None = None,
         status_callback: str | None = None,
+        media_url: str | None = None,
     ) -> SentMessage:
+        """Create a message; `media_url`: a public URL Twilio fetches the
+        attachment from (a voice reply), with or without a `body`."""
         data = {"To": to, "From": from_}
         if content_sid:
             # An approved template: Twilio renders it, no free-form Body.
             data["ContentSid"] = content_sid
             if content_variables:
                 data["ContentVariables"] = json.dumps(content_variables)
-        else:
+        elif body or not media_url:
             data["Body"] = body
+        if media_url:
+            data["MediaUrl"] = media_url
         if status_callback:
             data["StatusCallback"] = status_callback
         try:

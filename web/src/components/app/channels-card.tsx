@@ -14,8 +14,9 @@ type TelegramLink = { url: string; expires_at?: string };
 /** What the Telegram link button says when the server cannot link a chat. */
 const TELEGRAM_UNAVAILABLE = "Telegram isn't set up on this server yet.";
 
-/** Where the user can reach their assistant (WhatsApp, Telegram, SMS) and where
- * messages it sends first (reminders, notices) go. */
+/** Where the user can reach their assistant (WhatsApp, Telegram, SMS), where
+ * messages it sends first (reminders, notices) go, and whether it answers voice
+ * notes aloud. */
 export function ChannelsCard({
   channels,
   onWaitingForTelegram,
@@ -53,11 +54,12 @@ export function ChannelsCard({
     return () => window.clearTimeout(id);
   }, [waitingForTelegram]);
 
-  async function prefer(channel: ChannelName | null) {
+  /** A setting saved; the card shows the server's answer. */
+  async function save(path: string, body: unknown) {
     setSaving(true);
     setSaveError(null);
     try {
-      setShown(await api<Channels>(config, "/channels/preferred", { method: "PUT", body: { channel } }));
+      setShown(await api<Channels>(config, path, { method: "PUT", body }));
     } catch (e) {
       setSaveError(e instanceof Error ? e : new Error(String(e)));
     } finally {
@@ -111,7 +113,12 @@ export function ChannelsCard({
             </ChannelRow>
             <SmsRow channels={shown} />
           </ul>
-          <PreferredPicker channels={shown} saving={saving} onPick={(c) => void prefer(c)} />
+          <PreferredPicker channels={shown} saving={saving} onPick={(channel) => void save("/channels/preferred", { channel })} />
+          <VoiceRepliesSwitch
+            on={shown.voice_replies}
+            saving={saving}
+            onChange={(enabled) => void save("/channels/voice", { enabled })}
+          />
           {saveError ? <div className="mt-3"><ErrorNotice error={saveError} /></div> : null}
         </>
       ) : null}
@@ -256,6 +263,41 @@ function PreferredPicker({ channels, saving, onPick }: { channels: Channels; sav
       </div>
       <p className="mt-1 text-xs text-zinc-400" data-testid="effective-channel" aria-live="polite">
         Right now they go to {CHANNEL_NAMES[channels.effective]}.
+      </p>
+    </div>
+  );
+}
+
+/** Voice replies: the answer to a voice note comes as a voice message too
+ * (WhatsApp and Telegram; SMS stays text). `/voice on|off` in chat does the same. */
+function VoiceRepliesSwitch({ on, saving, onChange }: { on: boolean; saving: boolean; onChange: (on: boolean) => void }) {
+  return (
+    <div className="mt-5">
+      <div className="flex flex-wrap items-center gap-3">
+        <button
+          type="button"
+          role="switch"
+          id="voice-replies"
+          aria-checked={on}
+          aria-describedby="voice-replies-help"
+          disabled={saving}
+          onClick={() => onChange(!on)}
+          className={`relative inline-flex h-6 w-11 shrink-0 items-center rounded-full ring-1 ring-white/15 transition-colors disabled:opacity-60 ${
+            on ? "bg-brand-400" : "bg-ink-950"
+          }`}
+        >
+          <span
+            aria-hidden="true"
+            className={`inline-block h-4 w-4 rounded-full bg-white transition-transform ${on ? "translate-x-6" : "translate-x-1"}`}
+          />
+        </button>
+        <label htmlFor="voice-replies" className="text-sm font-medium text-zinc-200">Voice replies</label>
+        {saving ? <Spinner /> : null}
+      </div>
+      <p id="voice-replies-help" className="mt-1 max-w-prose text-xs text-zinc-400" data-testid="voice-replies-help">
+        {on
+          ? "On: your assistant answers your voice notes with a voice message as well as the text, on WhatsApp and Telegram. SMS stays text."
+          : "Off: your assistant answers your voice notes in text. Turn on to hear its answers too (WhatsApp and Telegram)."}
       </p>
     </div>
   );

@@ -1,5 +1,6 @@
-"""`/api/v1/channels`: where the user can be reached (WhatsApp, Telegram, SMS)
-and where messages we send first go (docs/channels.md)."""
+"""`/api/v1/channels`: where the user can be reached (WhatsApp, Telegram, SMS),
+where messages we send first go, and whether voice notes are answered aloud
+(docs/channels.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from fastapi import APIRouter
 from yourclaw_gateway_api.channels import service
 from yourclaw_gateway_api.dependencies import CurrentUser, Pool, Settings
 from yourclaw_gateway_api.errors import error_responses
-from yourclaw_gateway_api.schemas import ChannelsOut, PreferredChannelIn
+from yourclaw_gateway_api.schemas import (
+    ChannelsOut,
+    PreferredChannelIn,
+    VoiceRepliesIn,
+)
 
 __all__ = ["router"]
 
@@ -46,4 +51,24 @@ async def set_preferred_channel(
     async with pool.acquire() as conn, conn.transaction():
         return await service.set_preferred(
             conn, user.id, body.channel, service.Configured.of(settings)
+        )
+
+
+@router.put(
+    "/voice",
+    summary="Turn voice replies on or off: the answer to a voice note comes as a "
+    "voice message too (WhatsApp, Telegram)",
+    responses=error_responses(
+        {
+            404: "USER_NOT_FOUND: the account was removed",
+            422: 'VALIDATION_ERROR: the body is not {"enabled": true|false}',
+        }
+    ),
+)
+async def set_voice_replies(
+    body: VoiceRepliesIn, user: CurrentUser, pool: Pool, settings: Settings
+) -> ChannelsOut:
+    async with pool.acquire() as conn, conn.transaction():
+        return await service.set_voice_replies(
+            conn, user.id, body.enabled, service.Configured.of(settings)
         )

@@ -1,6 +1,6 @@
 """SQL of the channels view: reads `users`, `user_phones`, `phone_claims`,
 `telegram_links`, `sms_opt_outs` and `messages`; writes only
-`users.preferred_channel`."""
+`users.preferred_channel` and `users.voice_replies`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 from yourclaw_common.db import Connection
 
-__all__ = ["channel_state", "set_preferred_channel"]
+__all__ = ["channel_state", "set_preferred_channel", "set_voice_replies"]
 
 
 async def channel_state(conn: Connection, user_id: UUID) -> asyncpg.Record | None:
@@ -18,6 +18,7 @@ async def channel_state(conn: Connection, user_id: UUID) -> asyncpg.Record | Non
     return await conn.fetchrow(
         """
         SELECT u.preferred_channel,
+               u.voice_replies,
                p.phone_e164 AS phone,
                c.phone_e164 AS claimed_phone,
                t.user_id IS NOT NULL AS telegram_linked,
@@ -48,4 +49,12 @@ async def set_preferred_channel(
         "UPDATE users SET preferred_channel = $2, updated_at = now() WHERE id = $1",
         user_id,
         channel,
+    )
+
+
+async def set_voice_replies(conn: Connection, user_id: UUID, enabled: bool) -> None:
+    await conn.execute(
+        "UPDATE users SET voice_replies = $2, updated_at = now() WHERE id = $1",
+        user_id,
+        enabled,
     )

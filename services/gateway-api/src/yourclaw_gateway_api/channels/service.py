@@ -31,6 +31,7 @@ __all__ = [
     "channels",
     "phone_answer",
     "set_preferred",
+    "set_voice_replies",
     "sms_link",
 ]
 
@@ -154,6 +155,7 @@ async def channels(
             row["preferred_channel"], row["last_channel"], usable, available
         ),
         channels=[whatsapp, telegram, sms],
+        voice_replies=row["voice_replies"],
     )
 
 
@@ -185,3 +187,13 @@ async def set_preferred(
             )
     await repository.set_preferred_channel(conn, user_id, channel)
     return await channels(conn, user_id, configured)
+
+
+async def set_voice_replies(
+    conn: Connection, user_id: UUID, enabled: bool, configured: Configured
+) -> ChannelsOut:
+    """Turn spoken answers to the user's voice notes on or off."""
+    current = await channels(conn, user_id, configured)
+    if current.voice_replies != enabled:
+        await repository.set_voice_replies(conn, user_id, enabled)
+    return current.model_copy(update={"voice_replies": enabled})

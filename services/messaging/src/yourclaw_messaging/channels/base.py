@@ -23,6 +23,7 @@ from yourclaw_common.events import InboundMedia
 
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
+from yourclaw_messaging.speech import Speech
 
 ChannelName = Literal["whatsapp", "sms", "telegram"]
 CHANNELS: tuple[ChannelName, ...] = ("whatsapp", "telegram", "sms")
@@ -56,6 +57,23 @@ class Channel(Protocol):
     ) -> None:
         """Send every stored part not yet sent, in order. `fresh`: this attempt
         just stored them, so none can have reached the provider yet."""
+        ...
+
+    def speaks(self) -> bool:
+        """Whether this channel can carry a voice reply (docs/channels.md)."""
+        ...
+
+    async def deliver_spoken(
+        self,
+        stored: Sequence[asyncpg.Record],
+        address: str,
+        speech: Speech,
+        *,
+        user_id: UUID,
+    ) -> None:
+        """Send reply parts this attempt just stored, and `speech`, their spoken
+        version, as a voice message. Whatever becomes of the voice message,
+        the text is sent."""
         ...
 
     def split(self, text: str) -> list[str]:

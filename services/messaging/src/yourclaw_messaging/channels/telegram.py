@@ -1,7 +1,8 @@
 """Telegram through the Bot API: sendMessage in parts of at most 4,096
 characters, the `retry_after` of a 429 honoured, "typing…" while the assistant
-works, voice notes and photos fetched with getFile, and the answers to a chat's
-`/start <code>`.
+works, voice notes and photos fetched with getFile, voice replies with
+sendVoice (the text as the voice's caption when it fits), and the answers to a
+chat's `/start <code>`.
 
 Telegram has no 24-hour window: messages we send first are always free-form.
 It also has no status callbacks, so a part an attempt handed to Telegram but
@@ -33,6 +34,7 @@ from yourclaw_messaging.channels.base import ChannelName, Incoming
 from yourclaw_messaging.errors import MediaRejected, SendUnconfirmed
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
+from yourclaw_messaging.speech import Speech
 from yourclaw_messaging.telegram import (
     TelegramClient,
     TelegramRejected,
@@ -45,6 +47,8 @@ log = get_logger(__name__)
 
 # sendMessage's limit on `text`.
 MAX_TEXT_CHARS = 4096
+# sendVoice's limit on `caption`.
+MAX_CAPTION_CHARS = 1024
 # How long a part of unknown outcome (SENDING, no message id) waits before it
 # is sent again.
 SEND_CONFIRM_SECONDS = 30.0
@@ -155,6 +159,79 @@ class TelegramChannel:
             raise MediaRejected(f"file is {found.file_size} bytes")
         data, stated = await self.client.download(found.file_path, max_bytes=max_bytes)
         return data, _type_of(found.file_path, stated)
+
+    # --- voice replies -----------------------------------------------------------
+
+    def speaks(self) -> bool:
+        return True
+
+    async def deliver_spoken(
+        self,
+        stored: Sequence[asyncpg.Record],
+        address: str,
+        speech: Speech,
+        *,
+        user_id: UUID,
+    ) -> None:
+        """One part that fits a caption goes as the voice message's caption,
+        recorded as that part; longer text goes as usual, the voice after it.
+        A voice message Telegram refuses (the user's privacy settings may
+        forbid them) leaves the text to go as usual."""
+        chat_id = int(address)
+        first = stored[0] if len(stored) == 1 else None
+        if (
+            first is not None
+            and first["status"] not in _SENT_STATES
+            and 0 < len(first["body"]) <= MAX_CAPTION_CHARS
+        ):
+            if await self._send_captioned(first, chat_id, speech, user_id):
+                return
+            await self.deliver(stored, address, fresh=True)
+            return
+        await self.deliver(stored, address, fresh=True)
+        try:
+            await self.client.send_voice(
+                chat_id, speech.audio, content_type=speech.content_type
+            )
+        except (TelegramSendError, TelegramRejected) as exc:
+            self._voice_not_sent(user_id, exc.detail)
+            return
+        metrics.VOICE_REPLIES.labels(self.name, "sent").inc()
+
+    async def _send_captioned(
+        self, row: asyncpg.Record, chat_id: int, speech: Speech, user_id: UUID
+    ) -> bool:
+        """sendVoice with the part as its caption; False when Telegram refused
+        it (the part is PENDING again, for the text)."""
+        async with self.pool.acquire() as conn:
+            await repository.outbound.mark_sending(conn, row["id"])
+        try:
+            message_id = await self.client.send_voice(
+                chat_id,
+                speech.audio,
+                content_type=speech.content_type,
+                caption=row["body"],
+            )
+        except TelegramSendError as exc:
+            if exc.context.get("answered"):
+                async with self.pool.acquire() as conn:
+                    await repository.outbound.mark_pending(conn, row["id"])
+            # Redelivered: the text goes then, without the voice.
+            self._voice_not_sent(user_id, exc.detail)
+            raise
+        except TelegramRejected as exc:
+            async with self.pool.acquire() as conn:
+                await repository.outbound.mark_pending(conn, row["id"])
+            self._voice_not_sent(user_id, exc.detail)
+            return False
+        metrics.TELEGRAM_SENDS.labels("sent").inc()
+        metrics.VOICE_REPLIES.labels(self.name, "sent").inc()
+        await self._sent((row["id"], message_key(chat_id, message_id)))
+        return True
+
+    def _voice_not_sent(self, user_id: UUID, error: str) -> None:
+        metrics.VOICE_REPLIES.labels(self.name, "not_sent").inc()
+        log.warning("messaging.voice_reply.not_sent", user_id=str(user_id), error=error)
 
     # --- sending ---------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from yourclaw_messaging.errors import (
     TwilioSendError,
 )
 from yourclaw_messaging.sendrate import SharedTokenBucket
+from yourclaw_messaging.speech import Speech
 from yourclaw_messaging.twilio import SentMessage, TwilioClient
 
 __all__ = ["TwilioChannel"]
@@ -73,6 +74,20 @@ class TwilioChannel:
 
     async def after_status(self, row: asyncpg.Record) -> None:
         """A status callback changed `row`, a message of this channel."""
+
+    def speaks(self) -> bool:
+        return False
+
+    async def deliver_spoken(
+        self,
+        stored: Sequence[asyncpg.Record],
+        address: str,
+        speech: Speech,
+        *,
+        user_id: UUID,
+    ) -> None:
+        """Text only, unless the channel carries audio (WhatsApp)."""
+        await self.deliver(stored, address, fresh=True)
 
     # --- sending ---------------------------------------------------------------
 

@@ -6,6 +6,7 @@ are `TwilioChannel`'s, shared with SMS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import ClassVar
@@ -24,8 +25,10 @@ from yourclaw_common.logging import get_logger
 from yourclaw_messaging import metrics, outgoing, replies, repository
 from yourclaw_messaging.channels.base import ChannelName, Incoming
 from yourclaw_messaging.channels.twilio_channel import TwilioChannel
+from yourclaw_messaging.errors import TwilioRejected, TwilioSendError
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
+from yourclaw_messaging.speech import HostedMedia, Speech
 
 log = get_logger(__name__)
 
@@ -78,6 +81,43 @@ class WhatsAppChannel(TwilioChannel):
     # Where WhatsApp may carry the assistant (Meta's policy for AI providers).
     allowed: AllowedCountries = EVERYWHERE
     app_url: str = ""
+    # Where voice replies are kept for Twilio to fetch; None: text only.
+    voice_media: HostedMedia | None = None
+
+    def speaks(self) -> bool:
+        return self.voice_media is not None
+
+    async def deliver_spoken(
+        self,
+        stored: Sequence[asyncpg.Record],
+        address: str,
+        speech: Speech,
+        *,
+        user_id: UUID,
+    ) -> None:
+        """The text as always, then the audio as a message of its own, which
+        Twilio fetches from gateway-api by a signed link. Not recorded as a
+        reply part: a retried turn sends the text it still owes, never the
+        audio twice."""
+        await self.deliver(stored, address, fresh=True)
+        if self.voice_media is None:
+            return
+        try:
+            link = await self.voice_media.host(user_id, speech)
+            await self._bucket.acquire()
+            sent = await self.twilio.send(
+                to=self.to(address), from_=self.sender, media_url=link
+            )
+        except (TwilioSendError, TwilioRejected) as exc:
+            metrics.VOICE_REPLIES.labels(self.name, "not_sent").inc()
+            log.warning(
+                "messaging.voice_reply.not_sent",
+                user_id=str(user_id),
+                error=exc.detail,
+            )
+            return
+        metrics.VOICE_REPLIES.labels(self.name, "sent").inc()
+        log.info("messaging.voice_reply.sent", user_id=str(user_id), sid=sent.sid)
 
     # --- what to send ----------------------------------------------------------
 

@@ -1,5 +1,12 @@
 """Every SQL statement of the messaging service, by what it touches."""
 
-from yourclaw_messaging.repository import conversations, inbound, outbound, sms, usage
+from yourclaw_messaging.repository import (
+    conversations,
+    inbound,
+    outbound,
+    sms,
+    usage,
+    voice,
+)
 
-__all__ = ["conversations", "inbound", "outbound", "sms", "usage"]
+__all__ = ["conversations", "inbound", "outbound", "sms", "usage", "voice"]
