@@ -171,6 +171,7 @@ async def gateway_stack(
         provisioner: dict[str, Any] | None = None,
         messaging: dict[str, Any] | None = None,
         llm_proxy: dict[str, Any] | None = None,
+        host_agent: dict[str, Any] | None = None,
     ) -> GatewayStack:
         host_id = f"e2e-{uuid.uuid4().hex[:8]}"
         host_agent_settings = HostAgentSettings(
@@ -185,6 +186,7 @@ async def gateway_stack(
             host_heartbeat_seconds=1,
             host_data_dir=gateway_host_dir,
             openclaw_install_dir=openclaw_dir,
+            **(host_agent or {}),
         )
         # Every model call of the gateways goes through the proxy to the
         # stand-in; their automation webhooks through it to gateway-api.
@@ -246,11 +248,13 @@ async def stack_with_api(
     *,
     gateway: dict[str, Any] | None = None,
     messaging: dict[str, Any] | None = None,
+    host_agent: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[GatewayStack, str]]:
     """A `GatewayStack` for one gateway (on ports clear of other test runs on
     this machine) and gateway-api in-process on loopback, which the rendered
     `cron.webhookSsrfPolicy` lets the gateway's automations post to; yields
-    the stack and gateway-api's URL. `gateway`/`messaging`: settings overrides."""
+    the stack and gateway-api's URL. `gateway`/`messaging`/`host_agent`:
+    settings overrides."""
     api_port = free_port()
     public = f"http://127.0.0.1:{api_port}"
     settings = GatewaySettings(
@@ -268,6 +272,7 @@ async def stack_with_api(
         public_base_url=public,
         provisioner={"host_port_range_start": start, "host_port_range_end": start + 50},
         messaging=messaging,
+        host_agent=host_agent,
     )
     async with running_app(create_app(settings), port=api_port) as url:
         yield stack, url
