@@ -8,8 +8,10 @@ it writes its session database on a turn (POST /v1/chat/completions:
 `agents/main/agent/openclaw-agent.sqlite` under $OPENCLAW_STATE_DIR), and runs
 the jobs of its cron store (`state/openclaw.sqlite`, table `cron_jobs`) when
 due, so tests drive a host's idea of activity and schedule the real way. Env knobs:
-FAKE_GATEWAY_DELAY (seconds before listening), FAKE_GATEWAY_CRASH_ONCE (a path:
-when it does not exist, create it and exit 1 after a moment).
+FAKE_GATEWAY_DELAY (seconds before listening), FAKE_GATEWAY_UNREADY (seconds
+after listening during which /readyz answers 503, as OpenClaw's does while it
+boots), FAKE_GATEWAY_CRASH_ONCE (a path: when it does not exist, create it and
+exit 1 after a moment).
 """
 
 from __future__ import annotations
@@ -146,9 +148,15 @@ def _token() -> str | None:
         return None
 
 
+# Until then /readyz answers 503 (set once it listens).
+_READY_AT = 0.0
+
+
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        if self.path in ("/healthz", "/readyz"):
+        if self.path == "/readyz" and time.monotonic() < _READY_AT:
+            self._send(503, b'{"ok":false,"status":"starting"}')
+        elif self.path in ("/healthz", "/readyz"):
             self._send(200, b'{"ok":true,"status":"live"}')
         elif self.path == "/v1/models":
             token = _token()
@@ -202,6 +210,8 @@ def main() -> None:
         sys.exit(1)
     time.sleep(float(os.environ.get("FAKE_GATEWAY_DELAY", "0")))
     server = ThreadingHTTPServer(("127.0.0.1", port), _Health)
+    global _READY_AT
+    _READY_AT = time.monotonic() + float(os.environ.get("FAKE_GATEWAY_UNREADY", "0"))
 
     def on_term(*_: object) -> None:
         helper.terminate()

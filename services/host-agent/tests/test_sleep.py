@@ -92,6 +92,36 @@ class TestIdle:
         awake = await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, None))
         assert (awake.awake, awake.asleep) == (1, 0)
 
+    async def test_a_boot_slower_than_the_idle_time_is_not_put_to_sleep(
+        self, fake_runtime, start_agent, host_nc
+    ):
+        # It listens at once but is not ready for 4 s; it sleeps only after
+        # it has answered and then been idle.
+        agent = await start_agent(
+            fake_runtime(), idle_suspend_after_seconds=1, idle_stop_after_seconds=2
+        )
+        spec = make_spec(env={"FAKE_GATEWAY_UNREADY": "4"})
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+        beats: list[HostHeartbeat] = []
+
+        async def record(msg) -> None:
+            beats.append(HostHeartbeat.model_validate_json(msg.data))
+
+        sub = await host_nc.subscribe(
+            f"{Subject.HOST_HEARTBEAT.value}.{agent.host_id}", cb=record
+        )
+        try:
+            ready = await agent.request(
+                HostVerb.HEALTH, {"name": spec.name, "wait_seconds": 15}
+            )
+            booting = len(beats)
+            await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
+        finally:
+            await sub.unsubscribe()
+        assert ready.container.healthy is True
+        assert booting >= 2, "no heartbeat while it booted"
+        assert all(_sleeping(b, spec.name) is None for b in beats[:booting])
+
     async def test_turns_keep_it_awake(self, fake_runtime, start_agent, host_nc):
         agent = await start_agent(fake_runtime(), idle_suspend_after_seconds=1.5)
         spec = make_spec()

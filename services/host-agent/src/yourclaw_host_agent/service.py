@@ -149,6 +149,12 @@ class HostService:
         self._http = http
         self._on_change = on_change
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Gateways seen ready since this agent started them or since it
+        # started: only those may sleep (a slow boot is not idleness); and
+        # those seen still booting, whose idle time counts from when they
+        # first answer.
+        self._ready: set[str] = set()
+        self._booting: set[str] = set()
         self._generations = _Generations(layout.root / _GENERATIONS_FILE)
 
     def generation_of(self, name: str) -> int | None:
@@ -200,6 +206,7 @@ class HostService:
                 log.info("host_agent.create.asleep", container=spec.name)
                 return current
             # Same spec, but stopped or crashed: bring it back as it was.
+            self._ready.discard(spec.name)
             info = await self.runtime.start(spec.name)
             self.marks.touch(paths)
             self._on_change()
@@ -232,6 +239,7 @@ class HostService:
             data_root=self.layout.root,
             owner=self.runtime.file_owner,
         )
+        self._ready.discard(spec.name)
         info = await self.runtime.run(spec, paths)
         self.marks.clear(paths)
         self.marks.touch(paths)
@@ -293,6 +301,7 @@ class HostService:
         async with self._locks[name]:
             self._fence(name, generation, "remove")
             await self.runtime.remove(name)
+            self._ready.discard(name)
             await self._generations.set(name, None)
             # The config holds the gateway token: it goes with the container. The
             # workspace stays unless the account is gone.
@@ -446,6 +455,7 @@ class HostService:
         if depth == "frozen":
             info = await self.runtime.freeze(info.name)
         else:
+            self._ready.discard(info.name)  # it boots again when woken
             # Marked first: an agent killed before the stop sees the engine's
             # state, which wins; one killed after finds a marked sleeper.
             self.marks.mark(paths, "stopped")
@@ -474,6 +484,19 @@ class HostService:
                 continue  # a command is at it; next pass
             paths = self.layout.for_name(info.name)
             depth = self.marks.depth(info, paths)
+            if info.state == "running" and info.name not in self._ready:
+                # Never put to sleep before it has answered once. One seen
+                # booting is idle from its first answer, so a boot slower
+                # than the idle time does not send it to sleep before its
+                # first turn.
+                if not await self._probe(info.port):
+                    self._booting.add(info.name)
+                    continue
+                self._ready.add(info.name)
+                if info.name in self._booting:
+                    self._booting.discard(info.name)
+                    self.marks.touch(paths)
+                    continue
             pending = rules.job_pending(self.marks.next_due(paths), now)
             idle = now - self.marks.last_activity(paths)
             async with lock:
