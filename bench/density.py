@@ -85,9 +85,8 @@ USERS = int(os.environ.get("BENCH_DENSITY_USERS", "4"))
 DAY_SECONDS = float(os.environ.get("BENCH_DAY_SECONDS", "1200"))
 MESSAGES_PER_USER = int(os.environ.get("BENCH_MESSAGES_PER_USER", "4"))
 # Shorter than a real day's 900 s and 3600 s, but not compressed with the day:
-# the host-agent counts idle time from the create, so a gateway must boot
-# within it (over a minute on a loaded 2-core machine), and OpenClaw's session
-# database settles about a minute after the last turn.
+# OpenClaw's session database settles about a minute after the last turn, and
+# a turn on a loaded 2-core machine writes it seconds apart.
 IDLE_SUSPEND = float(os.environ.get("BENCH_IDLE_SUSPEND_SECONDS", "120"))
 IDLE_STOP = float(os.environ.get("BENCH_IDLE_STOP_SECONDS", "300"))
 WAKE_LEAD = float(os.environ.get("BENCH_WAKE_LEAD_SECONDS", "30"))
