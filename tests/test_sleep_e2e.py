@@ -32,11 +32,11 @@ PHONE = "+15557771904"
 # and 3,600 s). Not shorter: OpenClaw writes its session database at the
 # start and the end of a turn, and a turn on a loaded machine can take some
 # seconds in between.
-IDLE_FREEZE_SECONDS = 20
-IDLE_STOP_SECONDS = 60
+IDLE_FREEZE_SECONDS = 10
+IDLE_STOP_SECONDS = 30
 # Woken this long before a scheduled job (a boot from stopped takes up to
 # half a minute on a busy 2-core machine).
-WAKE_LEAD_SECONDS = 60
+WAKE_LEAD_SECONDS = 40
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -144,7 +144,7 @@ class TestSleepEndToEnd:
         await publish(js, AssistantProvisionRequested(user_id=user_id))
         await wait_ready(clean_db, user_id)
 
-        due_in = 150
+        due_in = 90
         asked = time.monotonic()
         await publish(
             js, inbound_whatsapp(PHONE, f"remind me in {due_in} seconds to stretch")
