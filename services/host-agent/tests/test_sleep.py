@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import psutil
@@ -29,6 +31,21 @@ def _asleep(name: str, depth: str | None):
     return lambda beat: any(
         c.name == name and c.sleeping == depth for c in beat.containers
     )
+
+
+@asynccontextmanager
+async def _heartbeats(nc, host_id: str) -> AsyncIterator[list[HostHeartbeat]]:
+    """Every heartbeat of `host_id` while inside, in order, from the first."""
+    beats: list[HostHeartbeat] = []
+
+    async def record(msg) -> None:
+        beats.append(HostHeartbeat.model_validate_json(msg.data))
+
+    sub = await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.{host_id}", cb=record)
+    try:
+        yield beats
+    finally:
+        await sub.unsubscribe()
 
 
 async def _create(agent, spec) -> None:
@@ -102,22 +119,12 @@ class TestIdle:
         )
         spec = make_spec(env={"FAKE_GATEWAY_UNREADY": "4"})
         assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        beats: list[HostHeartbeat] = []
-
-        async def record(msg) -> None:
-            beats.append(HostHeartbeat.model_validate_json(msg.data))
-
-        sub = await host_nc.subscribe(
-            f"{Subject.HOST_HEARTBEAT.value}.{agent.host_id}", cb=record
-        )
-        try:
+        async with _heartbeats(host_nc, agent.host_id) as beats:
             ready = await agent.request(
                 HostVerb.HEALTH, {"name": spec.name, "wait_seconds": 15}
             )
             booting = len(beats)
             await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
-        finally:
-            await sub.unsubscribe()
         assert ready.container.healthy is True
         assert booting >= 2, "no heartbeat while it booted"
         assert all(_sleeping(b, spec.name) is None for b in beats[:booting])
@@ -289,23 +296,13 @@ class TestRestart:
 
         # A new agent adopts the frozen ones, and finds memory short; every
         # heartbeat it sends is recorded, from its first.
-        beats: list[HostHeartbeat] = []
-
-        async def record(msg) -> None:
-            beats.append(HostHeartbeat.model_validate_json(msg.data))
-
-        sub = await host_nc.subscribe(
-            f"{Subject.HOST_HEARTBEAT.value}.{first.host_id}", cb=record
-        )
-        try:
+        async with _heartbeats(host_nc, first.host_id) as beats:
             await start_agent(
                 fake_runtime(), host_id=first.host_id, host_memory_reserve_mb=10**9
             )
             await eventually(
                 lambda: _done(beats, newer.name), timeout=15, interval=0.05
             )
-        finally:
-            await sub.unsubscribe()
         depths = [
             tuple(_sleeping(b, s.name) for s in (awake, older, newer)) for b in beats
         ]
