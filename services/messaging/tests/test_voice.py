@@ -30,7 +30,7 @@ from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.speech import Speaker, SpeechFailed, SpeechRefused
 from yourclaw_messaging.voice import Transcriber, VoiceNotes
 
-from .conftest import PHONE, inbound, llm_requests, sample, settle
+from .conftest import PHONE, count_messages, inbound, llm_requests, sample, settle
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 
@@ -51,11 +51,7 @@ async def upload(devsim, data: bytes, content_type: str = "audio/ogg") -> str:
 
 async def inbound_stored(pool, sid: str) -> bool:
     return bool(
-        await pool.fetchval(
-            "SELECT count(*) FROM messages WHERE twilio_sid = $1 "
-            "AND direction = 'INBOUND'",
-            sid,
-        )
+        await count_messages(pool, "twilio_sid = $1 AND direction = 'INBOUND'", sid)
     )
 
 
@@ -318,12 +314,7 @@ class TestVoiceRepliesOnWhatsApp:
         assert spoke["body"]["response_format"] == "opus"
         assert spoke["headers"]["x-yourclaw-user"] == str(user_id)
         # One reply part recorded; the audio is no part of the turn's record.
-        assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE direction = 'OUTBOUND'"
-            )
-            == 1
-        )
+        assert await count_messages(clean_db, "direction = 'OUTBOUND'") == 1
 
     async def test_a_text_message_is_answered_in_text(
         self, register, start_messaging, js, devsim, devsim_url, clean_db
