@@ -48,6 +48,15 @@ async def _heartbeats(nc, host_id: str) -> AsyncIterator[list[HostHeartbeat]]:
         await sub.unsubscribe()
 
 
+async def _one_gateway(start_agent, fake_runtime, **settings):
+    """An agent on the process runtime (with `settings`) and one healthy
+    gateway it created: (agent, its spec)."""
+    agent = await start_agent(fake_runtime(), **settings)
+    spec = make_spec()
+    await _create(agent, spec)
+    return agent, spec
+
+
 async def _create(agent, spec) -> None:
     reply = await agent.request(HostVerb.CREATE, spec_payload(spec))
     assert reply.ok, reply
@@ -77,13 +86,12 @@ class TestIdle:
     async def test_idle_gateway_is_frozen_then_stopped_and_wakes(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):
-        agent = await start_agent(
-            fake_runtime(),
+        agent, spec = await _one_gateway(
+            start_agent,
+            fake_runtime,
             idle_suspend_after_seconds=1.0,
             idle_stop_after_seconds=2.5,
         )
-        spec = make_spec()
-        await _create(agent, spec)
 
         frozen = await next_beat(
             host_nc, agent.host_id, where=_asleep(spec.name, "frozen")
@@ -130,9 +138,9 @@ class TestIdle:
         assert all(_sleeping(b, spec.name) is None for b in beats[:booting])
 
     async def test_turns_keep_it_awake(self, fake_runtime, start_agent, host_nc):
-        agent = await start_agent(fake_runtime(), idle_suspend_after_seconds=1.5)
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(
+            start_agent, fake_runtime, idle_suspend_after_seconds=1.5
+        )
         for _ in range(8):  # 4 s of turns, each well within the idle time
             await _turn(spec.port)
             await asyncio.sleep(0.5)
@@ -142,13 +150,12 @@ class TestIdle:
         await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
 
     async def test_zero_never_suspends(self, fake_runtime, start_agent, host_nc):
-        agent = await start_agent(
-            fake_runtime(),
+        agent, _ = await _one_gateway(
+            start_agent,
+            fake_runtime,
             idle_suspend_after_seconds=0,
             host_memory_reserve_mb=10**9,  # pressure, but sleeping is off
         )
-        spec = make_spec()
-        await _create(agent, spec)
         await asyncio.sleep(2.0)  # ten heartbeats
         beat = await next_beat(host_nc, agent.host_id)
         assert [(c.state, c.sleeping) for c in beat.containers] == [("running", None)]
@@ -159,9 +166,7 @@ class TestVerbs:
     async def test_suspend_wake_and_an_unchanged_create_keeps_it_asleep(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
 
         suspended = await agent.request(HostVerb.SUSPEND, {"name": spec.name})
         assert suspended.ok, suspended
@@ -186,9 +191,7 @@ class TestVerbs:
     async def test_a_frozen_gateway_is_removed(
         self, fake_runtime, start_agent, data_dir
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
         assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
         pid_file = data_dir / str(spec.user_id) / "run" / "gateway.pid"
         import json
@@ -204,11 +207,12 @@ class TestVerbs:
     async def test_waking_a_stopped_one_whose_port_was_taken(
         self, fake_runtime, start_agent, host_nc
     ):
-        agent = await start_agent(
-            fake_runtime(), idle_suspend_after_seconds=1, idle_stop_after_seconds=2
+        agent, spec = await _one_gateway(
+            start_agent,
+            fake_runtime,
+            idle_suspend_after_seconds=1,
+            idle_stop_after_seconds=2,
         )
-        spec = make_spec()
-        await _create(agent, spec)
         await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "stopped"))
         squatter = await asyncio.start_server(
             lambda r, w: w.close(), "127.0.0.1", spec.port
@@ -267,9 +271,7 @@ class TestVerbs:
     async def test_an_operator_stop_of_an_awake_one_is_no_sleep(
         self, fake_runtime, start_agent, host_nc
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
         assert (await agent.request(HostVerb.STOP, {"name": spec.name})).ok
         beat = await next_beat(
             host_nc,
@@ -346,9 +348,7 @@ class TestSchedule:
     async def test_a_reminder_wakes_it_ahead_of_due(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):
-        agent = await start_agent(fake_runtime(), wake_lead_seconds=2)
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime, wake_lead_seconds=2)
         assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
         state_dir = data_dir / str(spec.user_id) / "config"
         due = time.time() + 4
