@@ -15,6 +15,14 @@ class Answer(BaseModel):
 CRASHED = Answer(ok=False, text="internal error")
 
 
+async def serving(nc, handler) -> tuple[Responder, str]:
+    """A responder answering with `handler` on a subject of its own."""
+    subject = f"test.{uuid.uuid4().hex}"
+    responder = Responder(nc, queue="test", crashed=CRASHED)
+    await responder.serve(subject, handler)
+    return responder, subject
+
+
 async def ask(nc, subject, body=b"", **kwargs):
     msg = await nc.request(subject, body, timeout=5, **kwargs)
     return Answer.model_validate_json(msg.data)
@@ -24,13 +32,10 @@ class TestResponder:
     async def test_each_request_gets_its_handlers_answer_under_its_correlation_id(
         self, nats_client
     ):
-        subject = f"test.{uuid.uuid4().hex}"
-
         async def echo(data: bytes) -> Answer:
             return Answer(ok=True, text=f"{data.decode()}@{get_correlation_id()}")
 
-        responder = Responder(nats_client, queue="test", crashed=CRASHED)
-        await responder.serve(subject, echo)
+        responder, subject = await serving(nats_client, echo)
         try:
             answer = await ask(
                 nats_client, subject, b"hi", headers={CORRELATION_HEADER: "c-1"}
@@ -43,15 +48,12 @@ class TestResponder:
     async def test_a_crashing_handler_is_answered_and_the_next_request_too(
         self, nats_client
     ):
-        subject = f"test.{uuid.uuid4().hex}"
-
         async def fragile(data: bytes) -> Answer:
             if data == b"boom":
                 raise RuntimeError("secret detail")
             return Answer(ok=True)
 
-        responder = Responder(nats_client, queue="test", crashed=CRASHED)
-        await responder.serve(subject, fragile)
+        responder, subject = await serving(nats_client, fragile)
         try:
             crashed = await ask(nats_client, subject, b"boom")
             fine = await ask(nats_client, subject, b"ok")
@@ -62,7 +64,6 @@ class TestResponder:
         assert fine.ok
 
     async def test_close_finishes_requests_in_flight(self, nats_client):
-        subject = f"test.{uuid.uuid4().hex}"
         started = asyncio.Event()
         release = asyncio.Event()
 
@@ -71,8 +72,7 @@ class TestResponder:
             await release.wait()
             return Answer(ok=True, text="late")
 
-        responder = Responder(nats_client, queue="test", crashed=CRASHED)
-        await responder.serve(subject, slow)
+        responder, subject = await serving(nats_client, slow)
         pending = asyncio.create_task(ask(nats_client, subject))
         await asyncio.wait_for(started.wait(), timeout=5)
         closing = asyncio.create_task(responder.close())
@@ -87,7 +87,6 @@ class TestResponder:
     async def test_close_cancels_a_request_that_outlasts_the_grace(self, nats_client):
         # A wake that waits minutes for a host must not hold up a shutdown:
         # its requester times out and asks another replica.
-        subject = f"test.{uuid.uuid4().hex}"
         started = asyncio.Event()
         cancelled = asyncio.Event()
 
@@ -100,8 +99,7 @@ class TestResponder:
                 raise
             return Answer(ok=True)
 
-        responder = Responder(nats_client, queue="test", crashed=CRASHED)
-        await responder.serve(subject, stuck)
+        responder, subject = await serving(nats_client, stuck)
         pending = asyncio.create_task(ask(nats_client, subject))
         await asyncio.wait_for(started.wait(), timeout=5)
 

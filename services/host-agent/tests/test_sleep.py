@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import psutil
@@ -29,6 +31,30 @@ def _asleep(name: str, depth: str | None):
     return lambda beat: any(
         c.name == name and c.sleeping == depth for c in beat.containers
     )
+
+
+@asynccontextmanager
+async def _heartbeats(nc, host_id: str) -> AsyncIterator[list[HostHeartbeat]]:
+    """Every heartbeat of `host_id` while inside, in order, from the first."""
+    beats: list[HostHeartbeat] = []
+
+    async def record(msg) -> None:
+        beats.append(HostHeartbeat.model_validate_json(msg.data))
+
+    sub = await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.{host_id}", cb=record)
+    try:
+        yield beats
+    finally:
+        await sub.unsubscribe()
+
+
+async def _one_gateway(start_agent, fake_runtime, **settings):
+    """An agent on the process runtime (with `settings`) and one healthy
+    gateway it created: (agent, its spec)."""
+    agent = await start_agent(fake_runtime(), **settings)
+    spec = make_spec()
+    await _create(agent, spec)
+    return agent, spec
 
 
 async def _create(agent, spec) -> None:
@@ -60,13 +86,12 @@ class TestIdle:
     async def test_idle_gateway_is_frozen_then_stopped_and_wakes(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):
-        agent = await start_agent(
-            fake_runtime(),
+        agent, spec = await _one_gateway(
+            start_agent,
+            fake_runtime,
             idle_suspend_after_seconds=1.0,
             idle_stop_after_seconds=2.5,
         )
-        spec = make_spec()
-        await _create(agent, spec)
 
         frozen = await next_beat(
             host_nc, agent.host_id, where=_asleep(spec.name, "frozen")
@@ -102,30 +127,20 @@ class TestIdle:
         )
         spec = make_spec(env={"FAKE_GATEWAY_UNREADY": "4"})
         assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
-        beats: list[HostHeartbeat] = []
-
-        async def record(msg) -> None:
-            beats.append(HostHeartbeat.model_validate_json(msg.data))
-
-        sub = await host_nc.subscribe(
-            f"{Subject.HOST_HEARTBEAT.value}.{agent.host_id}", cb=record
-        )
-        try:
+        async with _heartbeats(host_nc, agent.host_id) as beats:
             ready = await agent.request(
                 HostVerb.HEALTH, {"name": spec.name, "wait_seconds": 15}
             )
             booting = len(beats)
             await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
-        finally:
-            await sub.unsubscribe()
         assert ready.container.healthy is True
         assert booting >= 2, "no heartbeat while it booted"
         assert all(_sleeping(b, spec.name) is None for b in beats[:booting])
 
     async def test_turns_keep_it_awake(self, fake_runtime, start_agent, host_nc):
-        agent = await start_agent(fake_runtime(), idle_suspend_after_seconds=1.5)
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(
+            start_agent, fake_runtime, idle_suspend_after_seconds=1.5
+        )
         for _ in range(8):  # 4 s of turns, each well within the idle time
             await _turn(spec.port)
             await asyncio.sleep(0.5)
@@ -135,13 +150,12 @@ class TestIdle:
         await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
 
     async def test_zero_never_suspends(self, fake_runtime, start_agent, host_nc):
-        agent = await start_agent(
-            fake_runtime(),
+        agent, _ = await _one_gateway(
+            start_agent,
+            fake_runtime,
             idle_suspend_after_seconds=0,
             host_memory_reserve_mb=10**9,  # pressure, but sleeping is off
         )
-        spec = make_spec()
-        await _create(agent, spec)
         await asyncio.sleep(2.0)  # ten heartbeats
         beat = await next_beat(host_nc, agent.host_id)
         assert [(c.state, c.sleeping) for c in beat.containers] == [("running", None)]
@@ -152,9 +166,7 @@ class TestVerbs:
     async def test_suspend_wake_and_an_unchanged_create_keeps_it_asleep(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
 
         suspended = await agent.request(HostVerb.SUSPEND, {"name": spec.name})
         assert suspended.ok, suspended
@@ -179,9 +191,7 @@ class TestVerbs:
     async def test_a_frozen_gateway_is_removed(
         self, fake_runtime, start_agent, data_dir
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
         assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
         pid_file = data_dir / str(spec.user_id) / "run" / "gateway.pid"
         import json
@@ -197,11 +207,12 @@ class TestVerbs:
     async def test_waking_a_stopped_one_whose_port_was_taken(
         self, fake_runtime, start_agent, host_nc
     ):
-        agent = await start_agent(
-            fake_runtime(), idle_suspend_after_seconds=1, idle_stop_after_seconds=2
+        agent, spec = await _one_gateway(
+            start_agent,
+            fake_runtime,
+            idle_suspend_after_seconds=1,
+            idle_stop_after_seconds=2,
         )
-        spec = make_spec()
-        await _create(agent, spec)
         await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "stopped"))
         squatter = await asyncio.start_server(
             lambda r, w: w.close(), "127.0.0.1", spec.port
@@ -260,9 +271,7 @@ class TestVerbs:
     async def test_an_operator_stop_of_an_awake_one_is_no_sleep(
         self, fake_runtime, start_agent, host_nc
     ):
-        agent = await start_agent(fake_runtime())
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
         assert (await agent.request(HostVerb.STOP, {"name": spec.name})).ok
         beat = await next_beat(
             host_nc,
@@ -289,23 +298,13 @@ class TestRestart:
 
         # A new agent adopts the frozen ones, and finds memory short; every
         # heartbeat it sends is recorded, from its first.
-        beats: list[HostHeartbeat] = []
-
-        async def record(msg) -> None:
-            beats.append(HostHeartbeat.model_validate_json(msg.data))
-
-        sub = await host_nc.subscribe(
-            f"{Subject.HOST_HEARTBEAT.value}.{first.host_id}", cb=record
-        )
-        try:
+        async with _heartbeats(host_nc, first.host_id) as beats:
             await start_agent(
                 fake_runtime(), host_id=first.host_id, host_memory_reserve_mb=10**9
             )
             await eventually(
                 lambda: _done(beats, newer.name), timeout=15, interval=0.05
             )
-        finally:
-            await sub.unsubscribe()
         depths = [
             tuple(_sleeping(b, s.name) for s in (awake, older, newer)) for b in beats
         ]
@@ -349,9 +348,7 @@ class TestSchedule:
     async def test_a_reminder_wakes_it_ahead_of_due(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):
-        agent = await start_agent(fake_runtime(), wake_lead_seconds=2)
-        spec = make_spec()
-        await _create(agent, spec)
+        agent, spec = await _one_gateway(start_agent, fake_runtime, wake_lead_seconds=2)
         assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
         state_dir = data_dir / str(spec.user_id) / "config"
         due = time.time() + 4

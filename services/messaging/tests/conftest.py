@@ -157,5 +157,10 @@ async def replies_settle(devsim, phone, count, *, wait=1.0):
     return await settle(devsim, phone, count, wait=wait, read=sent_to)
 
 
+async def count_messages(db, where: str = "TRUE", *args: object) -> int:
+    """How many `messages` rows match `where` (SQL; `args` are its $1, $2…)."""
+    return await db.fetchval(f"SELECT count(*) FROM messages WHERE {where}", *args)
+
+
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0

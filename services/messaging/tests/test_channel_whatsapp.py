@@ -29,6 +29,7 @@ from .conftest import (
     AUTH,
     PHONE,
     TEMPLATE_NOTIFY,
+    count_messages,
     devsim_sent,
     inbound,
     llm_requests,
@@ -299,9 +300,7 @@ class TestStatusCallbacks:
                 )
 
         async def all_delivered() -> bool:
-            delivered = await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE delivery_status = 'delivered'"
-            )
+            delivered = await count_messages(clean_db, "delivery_status = 'delivered'")
             return bool(delivered == len(ids))
 
         await eventually(all_delivered, timeout=20)
@@ -544,8 +543,8 @@ class TestDeliveryAfterCrash:
             assert [m["body"] for m in sent] == ["Echo: long browser task #sleep=4"]
             assert len(await llm_requests(devsim)) == 2  # asked again after the crash
             assert (
-                await clean_db.fetchval(
-                    "SELECT count(*) FROM messages WHERE in_reply_to = 'SMkill' AND status = 'SENT'"
+                await count_messages(
+                    clean_db, "in_reply_to = 'SMkill' AND status = 'SENT'"
                 )
                 == 1
             )

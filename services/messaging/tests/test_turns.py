@@ -31,6 +31,7 @@ from .conftest import (
     OTHER,
     PHONE,
     STRANGER,
+    count_messages,
     inbound,
     llm_requests,
     replies_settle,
@@ -91,7 +92,7 @@ class TestHandleInbound:
         sent = await replies_settle(devsim, PHONE, 1, wait=1.5)
         assert len(sent) == 1
         assert len(await llm_requests(devsim)) == 1
-        assert await clean_db.fetchval("SELECT count(*) FROM messages") == 2
+        assert await count_messages(clean_db) == 2
 
     async def test_unknown_number_gets_one_signup_reply(
         self, start_messaging, js, devsim, clean_db
@@ -107,9 +108,7 @@ class TestHandleInbound:
         assert len(sent) == 1
         assert await llm_requests(devsim) == []
         assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE direction = 'INBOUND' AND user_id IS NULL"
-            )
+            await count_messages(clean_db, "direction = 'INBOUND' AND user_id IS NULL")
             == 3
         )
 
@@ -267,12 +266,7 @@ class TestLimits:
         assert len(bodies) == 4
         assert len(await llm_requests(devsim)) == 3
         # Every message is recorded, limited or not.
-        assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE direction = 'INBOUND'"
-            )
-            == 8
-        )
+        assert await count_messages(clean_db, "direction = 'INBOUND'") == 8
 
     async def test_minute_limit_says_when_to_write_again(
         self, start_messaging, register, js, devsim
@@ -396,12 +390,7 @@ class TestPoison:
         assert await count_dead_letters(js, spec) == 1
         info = await js.consumer_info(Stream.INBOUND, spec.durable)
         assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
-        assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE twilio_sid = 'SMpoison'"
-            )
-            == 0
-        )
+        assert await count_messages(clean_db, "twilio_sid = 'SMpoison'") == 0
 
     async def test_a_refused_message_in_a_batch_fails_only_itself(
         self, register, clean_db, monkeypatch
@@ -443,7 +432,7 @@ class TestPoison:
         assert results[0].is_new
         assert results[2].is_new
         assert isinstance(results[1], Unstorable)
-        assert await clean_db.fetchval("SELECT count(*) FROM messages") == 2
+        assert await count_messages(clean_db) == 2
 
 
 class TestStoringReplies:
@@ -514,9 +503,8 @@ class TestWhereWhatsAppIsAllowed:
         assert await llm_requests(devsim) == []
         # Nothing is lost: the message is stored like any other.
         assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE user_id = $1 AND direction = 'INBOUND'",
-                user_id,
+            await count_messages(
+                clean_db, "user_id = $1 AND direction = 'INBOUND'", user_id
             )
             == 1
         )
@@ -536,9 +524,4 @@ class TestWhereWhatsAppIsAllowed:
 
         await eventually(handled)
         assert await sent_to(devsim, PHONE) == []
-        assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE direction = 'OUTBOUND'"
-            )
-            == 0
-        )
+        assert await count_messages(clean_db, "direction = 'OUTBOUND'") == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +30,7 @@ from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.speech import Speaker, SpeechFailed, SpeechRefused
 from yourclaw_messaging.voice import Transcriber, VoiceNotes
 
-from .conftest import PHONE, inbound, llm_requests, sample, settle
+from .conftest import PHONE, count_messages, inbound, llm_requests, sample, settle
 
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 
@@ -51,12 +51,33 @@ async def upload(devsim, data: bytes, content_type: str = "audio/ogg") -> str:
 
 async def inbound_stored(pool, sid: str) -> bool:
     return bool(
-        await pool.fetchval(
-            "SELECT count(*) FROM messages WHERE twilio_sid = $1 "
-            "AND direction = 'INBOUND'",
-            sid,
-        )
+        await count_messages(pool, "twilio_sid = $1 AND direction = 'INBOUND'", sid)
     )
+
+
+async def voice_replies_on(pool, user_id) -> None:
+    await pool.execute("UPDATE users SET voice_replies = true WHERE id = $1", user_id)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def listening(
+    register, start_messaging, devsim_url, clean_db
+) -> Callable[..., Awaitable[uuid.UUID]]:
+    """PHONE's user, registered, and a messaging just started whose voice notes
+    the LLM stand-in transcribes (and speaks the answers to).
+
+    `listening(speaks=False, **settings_overrides)` returns the user's id;
+    `speaks`: the user turned voice replies on.
+    """
+
+    async def start(*, speaks: bool = False, **overrides) -> uuid.UUID:
+        user_id = await register(PHONE)
+        if speaks:
+            await voice_replies_on(clean_db, user_id)
+        await start_messaging(dev_llm_base_url=devsim_url, **overrides)
+        return user_id
+
+    return start
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -76,10 +97,9 @@ async def foreign_host() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 class TestVoiceNotes:
     async def test_a_voice_note_is_transcribed_and_answered_as_the_users_text(
-        self, register, start_messaging, js, devsim, devsim_url
+        self, listening, js, devsim
     ):
-        user_id = await register(PHONE)
-        await start_messaging(dev_llm_base_url=devsim_url)
+        user_id = await listening()
         url = await upload(devsim, b"OggS\x00\x02what is on my calendar tomorrow")
 
         await publish(js, voice_note(url))
@@ -95,10 +115,9 @@ class TestVoiceNotes:
         assert asked["user_text"] == "(voice note) what is on my calendar tomorrow"
 
     async def test_an_oversized_voice_note_gets_one_reply_and_is_kept(
-        self, register, start_messaging, js, devsim, devsim_url, clean_db
+        self, listening, js, devsim, clean_db
     ):
-        await register(PHONE)
-        await start_messaging(dev_llm_base_url=devsim_url, voice_max_bytes=64)
+        await listening(voice_max_bytes=64)
         note = voice_note(await upload(devsim, b"OggS" + b"la " * 100))
 
         await publish(js, note)
@@ -120,19 +139,9 @@ class TestVoiceNotes:
         ],
     )
     async def test_audio_the_provider_cannot_decode_gets_one_reply(
-        self,
-        register,
-        start_messaging,
-        js,
-        devsim,
-        devsim_url,
-        declared,
-        served,
-        data,
-        kind,
+        self, listening, js, devsim, declared, served, data, kind
     ):
-        await register(PHONE)
-        await start_messaging(dev_llm_base_url=devsim_url)
+        await listening()
         url = await upload(devsim, data, served)
 
         await publish(js, voice_note(url, declared))
@@ -145,11 +154,10 @@ class TestVoiceNotes:
         assert await llm_requests(devsim) == []
 
     async def test_media_on_a_foreign_host_is_refused_without_credentials(
-        self, register, start_messaging, js, devsim, devsim_url, foreign_host
+        self, listening, js, devsim, foreign_host
     ):
         url, seen = foreign_host
-        await register(PHONE)
-        await start_messaging(dev_llm_base_url=devsim_url)
+        await listening()
 
         await publish(js, voice_note(f"{url}/2010-04-01/Media/ME1"))
 
@@ -158,11 +166,8 @@ class TestVoiceNotes:
         assert seen == []  # not contacted at all, so no credentials either
         assert await llm_requests(devsim) == []
 
-    async def test_a_failed_transcription_gets_one_reply(
-        self, register, start_messaging, js, devsim, devsim_url
-    ):
-        await register(PHONE)
-        await start_messaging(dev_llm_base_url=devsim_url)
+    async def test_a_failed_transcription_gets_one_reply(self, listening, js, devsim):
+        await listening()
         url = await upload(devsim, b"OggS please #fail=503")
 
         await publish(js, voice_note(url))
@@ -173,12 +178,11 @@ class TestVoiceNotes:
         assert [r["path"] for r in await llm_requests(devsim)] == [TRANSCRIPTIONS]
 
     async def test_over_the_allowance_it_is_kept_and_nothing_is_said(
-        self, register, start_messaging, js, devsim, devsim_url, clean_db
+        self, listening, js, devsim, clean_db
     ):
         # The proxy answers 402 and has told the user once (usage.cap_reached),
         # as it does for a text message over the cap.
-        await register(PHONE)
-        await start_messaging(dev_llm_base_url=devsim_url)
+        await listening()
         note = voice_note(await upload(devsim, b"OggS hello #fail=402"))
 
         await publish(js, note)
@@ -267,10 +271,6 @@ SPEECH = "/v1/audio/speech"
 VOICE_REPLIES = "yourclaw_messaging_voice_replies_total"
 
 
-async def voice_replies_on(pool, user_id) -> None:
-    await pool.execute("UPDATE users SET voice_replies = true WHERE id = $1", user_id)
-
-
 def signed_media(url: str) -> tuple[uuid.UUID, int, str]:
     """The media id, expiry and signature of a link messaging gave Twilio."""
     parts = urlsplit(url)
@@ -283,14 +283,10 @@ def signed_media(url: str) -> tuple[uuid.UUID, int, str]:
 
 class TestVoiceRepliesOnWhatsApp:
     async def test_the_answer_to_a_voice_note_comes_as_text_and_audio(
-        self, register, start_messaging, js, devsim, devsim_url, clean_db
+        self, listening, js, devsim, clean_db
     ):
-        user_id = await register(PHONE)
-        await voice_replies_on(clean_db, user_id)
-        await start_messaging(
-            dev_llm_base_url=devsim_url,
-            media_url_signing_key=MEDIA_KEY,
-            public_base_url=PUBLIC,
+        user_id = await listening(
+            speaks=True, media_url_signing_key=MEDIA_KEY, public_base_url=PUBLIC
         )
         url = await upload(devsim, b"OggS\x00\x02what is on my calendar tomorrow")
 
@@ -318,21 +314,10 @@ class TestVoiceRepliesOnWhatsApp:
         assert spoke["body"]["response_format"] == "opus"
         assert spoke["headers"]["x-yourclaw-user"] == str(user_id)
         # One reply part recorded; the audio is no part of the turn's record.
-        assert (
-            await clean_db.fetchval(
-                "SELECT count(*) FROM messages WHERE direction = 'OUTBOUND'"
-            )
-            == 1
-        )
+        assert await count_messages(clean_db, "direction = 'OUTBOUND'") == 1
 
-    async def test_a_text_message_is_answered_in_text(
-        self, register, start_messaging, js, devsim, devsim_url, clean_db
-    ):
-        user_id = await register(PHONE)
-        await voice_replies_on(clean_db, user_id)
-        await start_messaging(
-            dev_llm_base_url=devsim_url, media_url_signing_key=MEDIA_KEY
-        )
+    async def test_a_text_message_is_answered_in_text(self, listening, js, devsim):
+        await listening(speaks=True, media_url_signing_key=MEDIA_KEY)
 
         await publish(js, inbound(PHONE, "what time is it"))
 
@@ -352,29 +337,14 @@ class TestVoiceRepliesOnWhatsApp:
         ],
     )
     async def test_text_only_when_the_answer_cannot_be_spoken(
-        self,
-        register,
-        start_messaging,
-        js,
-        devsim,
-        devsim_url,
-        clean_db,
-        spoken,
-        overrides,
-        outcome,
+        self, listening, js, devsim, clean_db, spoken, overrides, outcome
     ):
         counted = {
             o: sample(VOICE_REPLIES, channel="whatsapp", outcome=o)
             for o in ("too_long", "failed", "spoken")
         }
-        user_id = await register(PHONE)
-        await voice_replies_on(clean_db, user_id)
-        await start_messaging(
-            **{
-                "dev_llm_base_url": devsim_url,
-                "media_url_signing_key": MEDIA_KEY,
-                **overrides,
-            }
+        await listening(
+            speaks=True, **{"media_url_signing_key": MEDIA_KEY, **overrides}
         )
         url = await upload(devsim, b"OggS\x00\x02" + spoken.encode())
 

@@ -19,7 +19,7 @@ from yourclaw_common.testing.outage import Cuttable
 from yourclaw_messaging import replies
 from yourclaw_messaging.consumers import CONSUMERS
 
-from .conftest import PHONE, inbound, llm_requests, replies_settle
+from .conftest import PHONE, count_messages, inbound, llm_requests, replies_settle
 
 
 class Provisioner:
@@ -110,10 +110,8 @@ class TestWakeOnMessage:
         assert len(await llm_requests(devsim)) == 10
         # The first turn woke it; the others found it awake.
         assert provisioner.requests == [user_id]
-        outbound = await clean_db.fetchval(
-            "SELECT count(*) FROM messages WHERE direction = 'OUTBOUND' "
-            "AND user_id = $1",
-            user_id,
+        outbound = await count_messages(
+            clean_db, "direction = 'OUTBOUND' AND user_id = $1", user_id
         )
         assert outbound == 10
         assert await count_dead_letters(js, CONSUMERS.MESSAGING_INBOUND_WHATSAPP) == 0

@@ -17,6 +17,7 @@ from yourclaw_common.errors import HTTPError, error_body
 from yourclaw_common.logging import get_logger
 
 __all__ = [
+    "USER_REMOVED",
     "ErrorBody",
     "InvalidPhone",
     "MethodNotAllowed",
@@ -68,6 +69,11 @@ class UnsupportedMediaType(HTTPError):
 
     status_code = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+# The 404 a route about the signed-in user's own row answers once their
+# account is deleted: for `error_responses`.
+USER_REMOVED = {404: "USER_NOT_FOUND: the account was removed"}
 
 
 def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:

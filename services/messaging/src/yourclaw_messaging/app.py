@@ -26,14 +26,7 @@ from yourclaw_messaging.channels.whatsapp import Templates, WhatsAppChannel
 from yourclaw_messaging.channels.whatsapp import incoming as whatsapp_in
 from yourclaw_messaging.commands import Commands
 from yourclaw_messaging.consumers import CONSUMERS
-from yourclaw_messaging.handlers import (
-    on_assistant_ready,
-    on_assistant_restarted,
-    on_inbound,
-    on_inbound_whatsapp_status,
-    on_outbound_whatsapp,
-    on_usage_notice,
-)
+from yourclaw_messaging.handlers import on_event, on_inbound
 from yourclaw_messaging.limits import Limits
 from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.settings import MessagingSettings
@@ -177,20 +170,17 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
             runtime,
             [
                 *inbound,
-                (
-                    CONSUMERS.MESSAGING_INBOUND_STATUS,
-                    on_inbound_whatsapp_status(whatsapp),
-                ),
+                (CONSUMERS.MESSAGING_INBOUND_STATUS, on_event(whatsapp.handle_status)),
                 (
                     CONSUMERS.MESSAGING_OUTBOUND_WHATSAPP,
-                    on_outbound_whatsapp(proactive),
+                    on_event(proactive.handle_outbound),
                 ),
-                (CONSUMERS.MESSAGING_ASSISTANT_READY, on_assistant_ready(proactive)),
+                (CONSUMERS.MESSAGING_ASSISTANT_READY, on_event(proactive.handle_ready)),
                 (
                     CONSUMERS.MESSAGING_ASSISTANT_RESTARTED,
-                    on_assistant_restarted(proactive),
+                    on_event(proactive.handle_restarted),
                 ),
-                (CONSUMERS.MESSAGING_USAGE_NOTICES, on_usage_notice(proactive)),
+                (CONSUMERS.MESSAGING_USAGE_NOTICES, on_event(proactive.handle_usage)),
             ],
             concurrency=settings.messaging_concurrency,
         )

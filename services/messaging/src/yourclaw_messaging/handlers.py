@@ -1,24 +1,16 @@
-"""One function per consumed subject; thin."""
+"""What each consumed subject's events are handed to; thin."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from yourclaw_common.events import (
-    AssistantReady,
-    AssistantRestarted,
-    InboundWhatsAppStatus,
-    OutboundWhatsApp,
-    UsageAllowanceWarning,
-    UsageCapReached,
-)
 from yourclaw_common.nats import Handler, HandlerContext
 
 from yourclaw_messaging.channels.base import Incoming
-from yourclaw_messaging.channels.whatsapp import WhatsAppChannel
-from yourclaw_messaging.proactive import Proactive
 from yourclaw_messaging.turns import Turns
+
+E = TypeVar("E")
 
 
 def on_inbound(turns: Turns, incoming: Callable[[Any], Incoming]) -> Handler:
@@ -30,38 +22,11 @@ def on_inbound(turns: Turns, incoming: Callable[[Any], Incoming]) -> Handler:
     return handle
 
 
-def on_inbound_whatsapp_status(whatsapp: WhatsAppChannel) -> Handler:
-    async def handle(event: InboundWhatsAppStatus, ctx: HandlerContext) -> None:
-        await whatsapp.handle_status(event)
+def on_event(method: Callable[[E], Awaitable[None]]) -> Handler:
+    """A subject whose events go as they are to one method (a WhatsApp status to
+    `WhatsAppChannel.handle_status`, a notice to one of `Proactive`'s)."""
 
-    return handle
-
-
-def on_outbound_whatsapp(proactive: Proactive) -> Handler:
-    async def handle(event: OutboundWhatsApp, ctx: HandlerContext) -> None:
-        await proactive.handle_outbound(event)
-
-    return handle
-
-
-def on_assistant_restarted(proactive: Proactive) -> Handler:
-    async def handle(event: AssistantRestarted, ctx: HandlerContext) -> None:
-        await proactive.handle_restarted(event)
-
-    return handle
-
-
-def on_assistant_ready(proactive: Proactive) -> Handler:
-    async def handle(event: AssistantReady, ctx: HandlerContext) -> None:
-        await proactive.handle_ready(event)
-
-    return handle
-
-
-def on_usage_notice(proactive: Proactive) -> Handler:
-    async def handle(
-        event: UsageCapReached | UsageAllowanceWarning, ctx: HandlerContext
-    ) -> None:
-        await proactive.handle_usage(event)
+    async def handle(event: E, ctx: HandlerContext) -> None:
+        await method(event)
 
     return handle

@@ -27,7 +27,7 @@ from yourclaw_common.logging import get_logger
 from yourclaw_common.media_links import media_url
 
 from yourclaw_messaging import metrics, repository
-from yourclaw_messaging.voice import USER_HEADER
+from yourclaw_messaging.voice import AudioClient
 
 __all__ = [
     "HostedMedia",
@@ -36,7 +36,6 @@ __all__ = [
     "SpeechFailed",
     "SpeechRefused",
     "VoiceReplies",
-    "speech_endpoint",
 ]
 
 log = get_logger(__name__)
@@ -63,12 +62,6 @@ class Speech:
     content_type: str = SPEECH_TYPE
 
 
-def speech_endpoint(base_url: str) -> str:
-    """`<base>/v1/audio/speech` for a base given with or without `/v1`."""
-    base = base_url.rstrip("/").removesuffix("/v1")
-    return f"{base}/v1/audio/speech"
-
-
 async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
     """The body up to `limit` bytes: `read(n)` gives what has arrived so far,
     and a provider streams its audio in chunks."""
@@ -82,13 +75,9 @@ async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
 
 
 @dataclass
-class Speaker:
-    http: aiohttp.ClientSession
-    base_url: str
-    token: str
+class Speaker(AudioClient):
     model: str = "tts-1"
     voice: str = "alloy"
-    timeout_seconds: float = 60.0
 
     async def speak(self, text: str, *, user_id: UUID) -> Speech:
         """`text` as Ogg/Opus speech, synthesized for `user_id`."""
@@ -98,15 +87,8 @@ class Speaker:
             "voice": self.voice,
             "response_format": "opus",
         }
-        headers = {"Authorization": f"Bearer {self.token}", USER_HEADER: str(user_id)}
         try:
-            async with self.http.post(
-                speech_endpoint(self.base_url),
-                json=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-                allow_redirects=False,
-            ) as resp:
+            async with self.post("speech", user_id=user_id, json=body) as resp:
                 status, stated = resp.status, resp.content_type
                 audio = await _read_at_most(resp.content, _MAX_AUDIO_BYTES + 1)
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -39,7 +39,7 @@ from yourclaw_messaging import (
 )
 from yourclaw_messaging.assistant import AssistantClient, Content, session_key
 from yourclaw_messaging.batching import Batcher
-from yourclaw_messaging.channels.base import Channel, Incoming
+from yourclaw_messaging.channels.base import Channel, Incoming, SpokenReply
 from yourclaw_messaging.commands import Command
 from yourclaw_messaging.errors import (
     AssistantNotReady,
@@ -217,7 +217,7 @@ class Turns:
                 spoken = await self._spoken(channel, incoming, recipient, planned)
                 if spoken is not None:
                     await channel.deliver_spoken(
-                        stored, incoming.address, spoken, user_id=recipient.user_id
+                        SpokenReply(stored, incoming.address, spoken, recipient.user_id)
                     )
                     return
         await channel.deliver(stored, incoming.address, fresh=fresh)

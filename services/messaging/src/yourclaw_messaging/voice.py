@@ -16,7 +16,8 @@ is stored as any other.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -32,12 +33,12 @@ from yourclaw_messaging.outgoing import Planned
 __all__ = [
     "AUDIO_TYPES",
     "USER_HEADER",
+    "AudioClient",
     "Transcriber",
     "TranscriptionFailed",
     "TranscriptionRefused",
     "VoiceNotes",
     "is_voice_note",
-    "transcription_endpoint",
 ]
 
 log = get_logger(__name__)
@@ -85,19 +86,49 @@ def is_voice_note(media: Sequence[InboundMedia]) -> bool:
     )
 
 
-def transcription_endpoint(base_url: str) -> str:
-    """`<base>/v1/audio/transcriptions` for a base given with or without `/v1`."""
-    base = base_url.rstrip("/").removesuffix("/v1")
-    return f"{base}/v1/audio/transcriptions"
+@dataclass
+class AudioClient:
+    """An OpenAI-compatible `/v1/audio/*` (llm-proxy, or the stand-in in dev),
+    called on a user's behalf: the service credential, and the user in
+    USER_HEADER, whom the proxy limits and meters the call to."""
+
+    http: aiohttp.ClientSession
+    # With or without `/v1`.
+    base_url: str
+    token: str
+    timeout_seconds: float = 60.0
+
+    def endpoint(self, name: str) -> str:
+        """`<base>/v1/audio/<name>`."""
+        base = self.base_url.rstrip("/").removesuffix("/v1")
+        return f"{base}/v1/audio/{name}"
+
+    @asynccontextmanager
+    async def post(
+        self,
+        name: str,
+        *,
+        user_id: UUID,
+        json: object = None,
+        data: aiohttp.FormData | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        async with self.http.post(
+            self.endpoint(name),
+            json=json,
+            data=data,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                USER_HEADER: str(user_id),
+            },
+            timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
+            allow_redirects=False,
+        ) as resp:
+            yield resp
 
 
 @dataclass
-class Transcriber:
-    http: aiohttp.ClientSession
-    base_url: str
-    token: str
+class Transcriber(AudioClient):
     model: str = "whisper-1"
-    timeout_seconds: float = 60.0
 
     async def transcribe(
         self, audio: bytes, content_type: str, *, user_id: UUID
@@ -112,18 +143,8 @@ class Transcriber:
             filename=f"voice.{AUDIO_TYPES.get(content_type, 'ogg')}",
             content_type=content_type,
         )
-        headers = {
-            "Authorization": f"Bearer {self.token}",
-            USER_HEADER: str(user_id),
-        }
         try:
-            async with self.http.post(
-                transcription_endpoint(self.base_url),
-                data=form,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-                allow_redirects=False,
-            ) as resp:
+            async with self.post("transcriptions", user_id=user_id, data=form) as resp:
                 status = resp.status
                 raw = await resp.content.read(_MAX_ANSWER_BYTES)
         except (TimeoutError, aiohttp.ClientError) as exc:

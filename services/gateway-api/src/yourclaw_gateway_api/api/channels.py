@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from yourclaw_gateway_api.channels import service
 from yourclaw_gateway_api.dependencies import CurrentUser, Pool, Settings
-from yourclaw_gateway_api.errors import error_responses
+from yourclaw_gateway_api.errors import USER_REMOVED, error_responses
 from yourclaw_gateway_api.schemas import (
     ChannelsOut,
     PreferredChannelIn,
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
     "",
     summary="The user's channels: available, linked, and where messages we send "
     "first go",
-    responses=error_responses({404: "USER_NOT_FOUND: the account was removed"}),
+    responses=error_responses(USER_REMOVED),
 )
 async def get_channels(
     user: CurrentUser, pool: Pool, settings: Settings
@@ -38,8 +38,8 @@ async def get_channels(
     summary="Choose the channel messages we send first go to (null: the one the "
     "user last wrote on)",
     responses=error_responses(
-        {
-            404: "USER_NOT_FOUND: the account was removed",
+        USER_REMOVED
+        | {
             422: "CHANNEL_NOT_LINKED: the user has no address on that channel; "
             "CHANNEL_NOT_AVAILABLE: the channel is not offered to the user",
         }
@@ -59,8 +59,8 @@ async def set_preferred_channel(
     summary="Turn voice replies on or off: the answer to a voice note comes as a "
     "voice message too (WhatsApp, Telegram)",
     responses=error_responses(
-        {
-            404: "USER_NOT_FOUND: the account was removed",
+        USER_REMOVED
+        | {
             422: 'VALIDATION_ERROR: the body is not {"enabled": true|false}',
         }
     ),

@@ -13,7 +13,7 @@ from yourclaw_gateway_api.dependencies import (
     SensitiveUser,
     Settings,
 )
-from yourclaw_gateway_api.errors import error_responses
+from yourclaw_gateway_api.errors import USER_REMOVED, error_responses
 from yourclaw_gateway_api.schemas import PhoneIn, PhoneOut, UserOut
 
 __all__ = ["router"]
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 @router.get(
     "/me",
     summary="The signed-in user: profile, phone, subscription and assistant status",
-    responses=error_responses({404: "USER_NOT_FOUND: the account was removed"}),
+    responses=error_responses(USER_REMOVED),
 )
 async def get_me(user: CurrentUser, pool: Pool) -> UserOut:
     async with pool.acquire() as conn:

@@ -49,6 +49,17 @@ class Incoming:
     link: str | None = None
 
 
+@dataclass(frozen=True)
+class SpokenReply:
+    """Reply parts this attempt just stored, and `speech`, their spoken
+    version, for `user_id` at `address`."""
+
+    stored: Sequence[asyncpg.Record]
+    address: str
+    speech: Speech
+    user_id: UUID
+
+
 class Channel(Protocol):
     name: ClassVar[ChannelName]
 
@@ -63,17 +74,9 @@ class Channel(Protocol):
         """Whether this channel can carry a voice reply (docs/channels.md)."""
         ...
 
-    async def deliver_spoken(
-        self,
-        stored: Sequence[asyncpg.Record],
-        address: str,
-        speech: Speech,
-        *,
-        user_id: UUID,
-    ) -> None:
-        """Send reply parts this attempt just stored, and `speech`, their spoken
-        version, as a voice message. Whatever becomes of the voice message,
-        the text is sent."""
+    async def deliver_spoken(self, reply: SpokenReply) -> None:
+        """Send the reply's parts, and its speech as a voice message. Whatever
+        becomes of the voice message, the text is sent."""
         ...
 
     def split(self, text: str) -> list[str]:

@@ -30,7 +30,7 @@ from yourclaw_common.events import InboundTelegram
 from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, replies, repository
-from yourclaw_messaging.channels.base import ChannelName, Incoming
+from yourclaw_messaging.channels.base import ChannelName, Incoming, SpokenReply
 from yourclaw_messaging.errors import MediaRejected, SendUnconfirmed
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
@@ -165,36 +165,29 @@ class TelegramChannel:
     def speaks(self) -> bool:
         return True
 
-    async def deliver_spoken(
-        self,
-        stored: Sequence[asyncpg.Record],
-        address: str,
-        speech: Speech,
-        *,
-        user_id: UUID,
-    ) -> None:
+    async def deliver_spoken(self, reply: SpokenReply) -> None:
         """One part that fits a caption goes as the voice message's caption,
         recorded as that part; longer text goes as usual, the voice after it.
         A voice message Telegram refuses (the user's privacy settings may
         forbid them) leaves the text to go as usual."""
-        chat_id = int(address)
-        first = stored[0] if len(stored) == 1 else None
+        chat_id = int(reply.address)
+        first = reply.stored[0] if len(reply.stored) == 1 else None
         if (
             first is not None
             and first["status"] not in _SENT_STATES
             and 0 < len(first["body"]) <= MAX_CAPTION_CHARS
         ):
-            if await self._send_captioned(first, chat_id, speech, user_id):
+            if await self._send_captioned(first, chat_id, reply.speech, reply.user_id):
                 return
-            await self.deliver(stored, address, fresh=True)
+            await self.deliver(reply.stored, reply.address, fresh=True)
             return
-        await self.deliver(stored, address, fresh=True)
+        await self.deliver(reply.stored, reply.address, fresh=True)
         try:
             await self.client.send_voice(
-                chat_id, speech.audio, content_type=speech.content_type
+                chat_id, reply.speech.audio, content_type=reply.speech.content_type
             )
         except (TelegramSendError, TelegramRejected) as exc:
-            self._voice_not_sent(user_id, exc.detail)
+            self._voice_not_sent(reply.user_id, exc.detail)
             return
         metrics.VOICE_REPLIES.labels(self.name, "sent").inc()
 

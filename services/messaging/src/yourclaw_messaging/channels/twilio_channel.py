@@ -28,14 +28,13 @@ from yourclaw_common.events import InboundWhatsAppStatus
 from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, repository
-from yourclaw_messaging.channels.base import ChannelName
+from yourclaw_messaging.channels.base import ChannelName, SpokenReply
 from yourclaw_messaging.errors import (
     SendUnconfirmed,
     TwilioRejected,
     TwilioSendError,
 )
 from yourclaw_messaging.sendrate import SharedTokenBucket
-from yourclaw_messaging.speech import Speech
 from yourclaw_messaging.twilio import SentMessage, TwilioClient
 
 __all__ = ["TwilioChannel"]
@@ -78,16 +77,9 @@ class TwilioChannel:
     def speaks(self) -> bool:
         return False
 
-    async def deliver_spoken(
-        self,
-        stored: Sequence[asyncpg.Record],
-        address: str,
-        speech: Speech,
-        *,
-        user_id: UUID,
-    ) -> None:
+    async def deliver_spoken(self, reply: SpokenReply) -> None:
         """Text only, unless the channel carries audio (WhatsApp)."""
-        await self.deliver(stored, address, fresh=True)
+        await self.deliver(reply.stored, reply.address, fresh=True)
 
     # --- sending ---------------------------------------------------------------
 

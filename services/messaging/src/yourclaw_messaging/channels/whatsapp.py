@@ -6,7 +6,6 @@ are `TwilioChannel`'s, shared with SMS.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import ClassVar
@@ -23,12 +22,12 @@ from yourclaw_common.events import InboundWhatsApp
 from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, replies, repository
-from yourclaw_messaging.channels.base import ChannelName, Incoming
+from yourclaw_messaging.channels.base import ChannelName, Incoming, SpokenReply
 from yourclaw_messaging.channels.twilio_channel import TwilioChannel
 from yourclaw_messaging.errors import TwilioRejected, TwilioSendError
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
-from yourclaw_messaging.speech import HostedMedia, Speech
+from yourclaw_messaging.speech import HostedMedia
 
 log = get_logger(__name__)
 
@@ -87,37 +86,30 @@ class WhatsAppChannel(TwilioChannel):
     def speaks(self) -> bool:
         return self.voice_media is not None
 
-    async def deliver_spoken(
-        self,
-        stored: Sequence[asyncpg.Record],
-        address: str,
-        speech: Speech,
-        *,
-        user_id: UUID,
-    ) -> None:
+    async def deliver_spoken(self, reply: SpokenReply) -> None:
         """The text as always, then the audio as a message of its own, which
         Twilio fetches from gateway-api by a signed link. Not recorded as a
         reply part: a retried turn sends the text it still owes, never the
         audio twice."""
-        await self.deliver(stored, address, fresh=True)
+        await self.deliver(reply.stored, reply.address, fresh=True)
         if self.voice_media is None:
             return
         try:
-            link = await self.voice_media.host(user_id, speech)
+            link = await self.voice_media.host(reply.user_id, reply.speech)
             await self._bucket.acquire()
             sent = await self.twilio.send(
-                to=self.to(address), from_=self.sender, media_url=link
+                to=self.to(reply.address), from_=self.sender, media_url=link
             )
         except (TwilioSendError, TwilioRejected) as exc:
             metrics.VOICE_REPLIES.labels(self.name, "not_sent").inc()
             log.warning(
                 "messaging.voice_reply.not_sent",
-                user_id=str(user_id),
+                user_id=str(reply.user_id),
                 error=exc.detail,
             )
             return
         metrics.VOICE_REPLIES.labels(self.name, "sent").inc()
-        log.info("messaging.voice_reply.sent", user_id=str(user_id), sid=sent.sid)
+        log.info("messaging.voice_reply.sent", user_id=str(reply.user_id), sid=sent.sid)
 
     # --- what to send ----------------------------------------------------------
 
