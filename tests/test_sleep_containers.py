@@ -1,6 +1,7 @@
 """Sleeping assistants on the real Docker Engine: a tenant frozen (docker
 pause) and stopped by its host-agent, adopted as a sleeper by a restarted
-agent, and woken by the `wake` verb. One test, two gateway boots.
+agent, thawed by a request that reaches it frozen, and woken by the `wake`
+verb. One test, two gateway boots.
 
 The tenant's firewall is off here (tenancy has its own tests in
 test_containers.py); the gateway needs no LLM, nothing chats.
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 from yourclaw_common.embedded import free_port
@@ -178,6 +180,19 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         agent = _Agent(settings(), nc)
         beat = await beats.until(_depth(name, "frozen"))
         assert (beat.awake, beat.asleep) == (0, 1)
+
+        # Neither the engine's health checks (every 5 s) nor the agent's own
+        # knock: two intervals later it still sleeps. A request that reaches
+        # it does: the agent thaws it and the gateway answers.
+        await asyncio.sleep(11)
+        assert inspect(name)["State"]["Paused"] is True
+        async with httpx.AsyncClient(timeout=30) as http:
+            knock = await http.get(f"http://127.0.0.1:{spec.port}/readyz")
+        assert knock.status_code == 200
+        assert inspect(name)["State"]["Paused"] is False
+        await beats.until(_depth(name, None))
+        suspended = await agent.request(HostVerb.SUSPEND, {"name": name})
+        assert suspended.container.state == "paused", suspended
 
         started = time.monotonic()
         woken = await agent.request(HostVerb.WAKE, {"name": name, "wait_seconds": 30})

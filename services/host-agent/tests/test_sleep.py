@@ -188,6 +188,32 @@ class TestVerbs:
         )
         assert (twice.container.state, twice.container.healthy) == ("running", True)
 
+    async def test_a_request_that_reaches_a_frozen_gateway_thaws_it(
+        self, fake_runtime, start_agent, host_nc, data_dir
+    ):
+        # A turn that read the assistant awake a moment before it froze: the
+        # host sees the request waiting and thaws the gateway, which answers.
+        agent, spec = await _one_gateway(start_agent, fake_runtime)
+        url = f"http://127.0.0.1:{spec.port}/v1/chat/completions"
+        async with httpx.AsyncClient(timeout=10) as kept_alive:
+            assert (await kept_alive.post(url, json={})).status_code == 200
+            assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
+            # Heartbeats and the host's own checks leave it frozen.
+            await next_beat(host_nc, agent.host_id)
+            beat = await next_beat(host_nc, agent.host_id)
+            assert _sleeping(beat, spec.name) == "frozen"
+            assert _group_state(data_dir, spec) == psutil.STATUS_STOPPED
+
+            # On the connection it held open, then on a new one.
+            assert (await kept_alive.post(url, json={})).status_code == 200
+            awake = await next_beat(
+                host_nc, agent.host_id, where=_asleep(spec.name, None)
+            )
+            assert awake.containers[0].state == "running"
+            assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
+        await _turn(spec.port)
+        assert _group_state(data_dir, spec) != psutil.STATUS_STOPPED
+
     async def test_a_frozen_gateway_is_removed(
         self, fake_runtime, start_agent, data_dir
     ):

@@ -40,6 +40,10 @@ log = get_logger(__name__)
 
 # Two agents for one host (a restart overlapping the old one): one answers.
 _QUEUE = "host-agent"
+# How often frozen gateways are checked for a waiting request: a message that
+# reached one waits at most this long before its thaw (reading a few /proc
+# files per frozen gateway).
+KNOCK_POLL_SECONDS = 0.5
 _STATES = ("running", "starting", "paused", "stopped", "exited")
 
 
@@ -202,6 +206,17 @@ class HostAgent:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+async def _answer_knocks(service: HostService, stop: asyncio.Event) -> None:
+    """Thaw frozen gateways a request waits at, every KNOCK_POLL_SECONDS."""
+    while not stop.is_set():
+        try:
+            await service.answer_knocks()
+        except Exception as exc:
+            log.warning("host_agent.knocks_failed", error=str(exc)[:300])
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), KNOCK_POLL_SECONDS)
+
+
 async def run(
     settings: HostAgentSettings,
     stop: asyncio.Event,
@@ -250,9 +265,11 @@ async def run(
                 capacity=settings.host_capacity,
                 host_key=service.key.key_id,
             )
+            knocks = asyncio.create_task(_answer_knocks(service, stop))
             try:
                 await agent.beat_forever(stop)
             finally:
+                await knocks
                 await agent.close()
     finally:
         if ops is not None:

@@ -70,7 +70,8 @@ SUSPENSIONS = Counter(
 WAKES = Counter(
     "yourclaw_host_agent_wakes_total",
     "Sleeping gateways woken, by the depth they slept at and reason (command: "
-    "the wake verb; schedule: an automation is due).",
+    "the wake verb; schedule: an automation is due; request: a request reached "
+    "a frozen gateway).",
     ["from_state", "reason"],
 )
 WAKE_SECONDS = Histogram(

@@ -155,6 +155,8 @@ class HostService:
         # first answer.
         self._ready: set[str] = set()
         self._booting: set[str] = set()
+        # Frozen gateways, watched for requests that arrive while they sleep.
+        self._frozen: set[str] = set()
         self._generations = _Generations(layout.root / _GENERATIONS_FILE)
 
     def generation_of(self, name: str) -> int | None:
@@ -407,6 +409,7 @@ class HostService:
         """Under the name's lock: wake it if it sleeps (or is stopped); the
         depth it slept at, None if it was awake."""
         paths = self.layout.for_name(name)
+        self._frozen.discard(name)
         info = await self.runtime.inspect(name)
         if info.state == "missing":
             raise ContainerNotFound(f"{name} does not exist on this host")
@@ -454,6 +457,7 @@ class HostService:
         paths = self.layout.for_name(info.name)
         if depth == "frozen":
             info = await self.runtime.freeze(info.name)
+            self._frozen.add(info.name)
         else:
             self._ready.discard(info.name)  # it boots again when woken
             # Marked first: an agent killed before the stop sees the engine's
@@ -478,7 +482,10 @@ class HostService:
         rules = self.sleep
         frozen: list[tuple[float, ContainerInfo]] = []
         awake: list[tuple[float, ContainerInfo]] = []
-        for info in await self.runtime.list():
+        listed = await self.runtime.list()
+        # Adopted after a restart, or frozen by an operator: watched too.
+        self._frozen = {c.name for c in listed if c.state == "paused"}
+        for info in listed:
             lock = self._locks[info.name]
             if lock.locked():
                 continue  # a command is at it; next pass
@@ -521,6 +528,23 @@ class HostService:
                     # nor the heartbeat; the next pass tries again.
                     _log_sleep_failed(info.name, exc)
         await self._relieve_memory(frozen, awake)
+
+    async def answer_knocks(self) -> None:
+        """Thaw a frozen gateway that a request is waiting at (docs/sleep.md):
+        one sent by a turn that read the assistant awake just before it froze
+        is answered now, not when something else wakes it."""
+        for name in list(self._frozen):
+            lock = self._locks[name]
+            if lock.locked():
+                continue  # a command is at it
+            try:
+                if not await self.runtime.knocked(name):
+                    continue
+                async with lock:
+                    if name in self._frozen:
+                        await self._wake(name, "request")
+            except (YourClawError, OSError) as exc:
+                _log_sleep_failed(name, exc)
 
     async def _relieve_memory(
         self,

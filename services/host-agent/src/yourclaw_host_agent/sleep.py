@@ -17,6 +17,12 @@ job".
 Depth: frozen is the runtime's own state (`paused`), so a restarted agent
 sees it; a stopped sleeper is told from a container an operator stopped by
 `run/sleep.json`, written before the stop and removed after a wake.
+
+A knock: a frozen process accepts nothing, but its kernel still queues what
+arrives. A connection waiting in the gateway's listen queue, or unread bytes
+on a connection it holds (a keep-alive one), is a request that came while it
+slept; the host thaws it (`knocked`, read from the process's own view of
+/proc/<pid>/net/tcp, the container's network namespace for a container).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = [
     "SleepMarks",
     "SleepRules",
     "available_memory_mb",
+    "knocked",
 ]
 
 log = get_logger(__name__)
@@ -93,6 +100,31 @@ def _read_next_due(db: Path) -> float | None:
         if isinstance(at, int | float) and at > 0:
             due.append(at / 1000)
     return min(due, default=None)
+
+
+_LISTEN, _ESTABLISHED = "0A", "01"
+
+
+def knocked(pid: int, port: int) -> bool:
+    """Whether a request waits for the process `pid`'s listener on `port`: a
+    connection not yet accepted, or unread bytes on an accepted one. False
+    when its sockets cannot be read (it is gone)."""
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            # sl local rem st tx_queue:rx_queue …; for a listener the kernel
+            # shows its accept queue as rx_queue.
+            fields = line.split()
+            if len(fields) < 5 or fields[3] not in (_LISTEN, _ESTABLISHED):
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if int(fields[4].split(":")[1], 16) > 0:
+                return True
+    return False
 
 
 @dataclass(frozen=True)

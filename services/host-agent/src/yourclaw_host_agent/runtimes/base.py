@@ -64,6 +64,10 @@ class ContainerRuntime(Protocol):
     async def unfreeze(self, name: str) -> ContainerInfo:
         """Resume a frozen container; a no-op on any other."""
 
+    async def knocked(self, name: str) -> bool:
+        """Whether a request waits at the gateway of this frozen container
+        (docs/sleep.md, "A request to a frozen gateway"); False when unknown."""
+
     async def remove(self, name: str) -> None:
         """Stop and forget the container; the user's files stay."""
 

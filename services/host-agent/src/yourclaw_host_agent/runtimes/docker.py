@@ -50,6 +50,7 @@ from yourclaw_host_agent.firewall import (
 from yourclaw_host_agent.layout import UserPaths, remove_tree, user_id_of
 from yourclaw_host_agent.metrics import GATEWAY_OOM_KILLS, GATEWAY_RSS_RESTARTS
 from yourclaw_host_agent.runtimes.docker_api import (
+    CONTAINER_PORT,
     MANAGED_LABEL,
     MIB,
     TENANT_BRIDGE,
@@ -63,6 +64,7 @@ from yourclaw_host_agent.runtimes.docker_pool import (
     POOL_PREFIX,
     WarmPool,
 )
+from yourclaw_host_agent.sleep import knocked
 
 __all__ = ["DockerRuntime", "FirewallSettings"]
 
@@ -451,6 +453,18 @@ class DockerRuntime:
     async def unfreeze(self, name: str) -> ContainerInfo:
         await self._unpause(name)
         return await self.inspect(name)
+
+    async def knocked(self, name: str) -> bool:
+        # The gateway's port inside the container's network namespace, seen
+        # through its (frozen) init process.
+        resp = await self._call("GET", f"/containers/{name}/json")
+        if resp.status_code != 200:
+            return False
+        state = resp.json().get("State") or {}
+        pid = int(state.get("Pid") or 0)
+        if not pid or not state.get("Paused"):
+            return False
+        return await asyncio.to_thread(knocked, pid, CONTAINER_PORT)
 
     async def _relabel(self, name: str) -> ContainerInfo | None:
         """A container that was a warm spare, stopped (gracefully) and

@@ -68,6 +68,7 @@ from yourclaw_host_agent.runtimes.warm import (
     spare_config,
     took_config,
 )
+from yourclaw_host_agent.sleep import knocked
 
 __all__ = ["ProcessRuntime"]
 
@@ -684,6 +685,14 @@ class ProcessRuntime:
 
     async def unfreeze(self, name: str) -> ContainerInfo:
         return await self._signal(name, signal.SIGCONT)
+
+    async def knocked(self, name: str) -> bool:
+        paths = self._paths(name)
+        record = self._record(paths)
+        pid = self._read_pid(paths)
+        if record is None or pid is None or not _frozen(pid.pid):
+            return False
+        return await asyncio.to_thread(knocked, pid.pid, record.port)
 
     async def _signal(self, name: str, sig: signal.Signals) -> ContainerInfo:
         paths = self._paths(name)
