@@ -912,19 +912,28 @@ def llm_router(
             code="invalid_api_key",
         )
 
-    @router.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def json_object(request: Request) -> dict[str, Any] | Response:
+        """The request's JSON object, or the refusal to send instead (401,
+        400 for a body that is no JSON object)."""
         if (denied := unauthorized(request)) is not None:
             return denied
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
             return openai_error(
                 400,
                 "We could not parse the JSON body of your request.",
                 kind="invalid_request_error",
             )
-        messages = body.get("messages") if isinstance(body, dict) else None
+        return body
+
+    @router.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        if isinstance(body := await json_object(request), Response):
+            return body
+        messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return openai_error(
                 400,
@@ -1091,18 +1100,8 @@ def llm_router(
 
     @router.post("/v1/audio/speech")
     async def speech(request: Request) -> Response:
-        if (denied := unauthorized(request)) is not None:
-            return denied
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
-            return openai_error(
-                400,
-                "We could not parse the JSON body of your request.",
-                kind="invalid_request_error",
-            )
+        if isinstance(body := await json_object(request), Response):
+            return body
         text, model = body.get("input"), body.get("model")
         if not isinstance(text, str) or not text or not model or not body.get("voice"):
             return openai_error(
