@@ -149,6 +149,28 @@ class TestIdle:
         # Quiet from here on: it sleeps.
         await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
 
+    async def test_a_turn_still_being_served_is_not_put_to_sleep(
+        self, fake_runtime, start_agent, host_nc
+    ):
+        # A request the gateway is still answering (a model streaming for
+        # minutes writes nothing meanwhile) holds a connection open: no sleep
+        # while it does, however idle the database looks.
+        agent, spec = await _one_gateway(
+            start_agent, fake_runtime, idle_suspend_after_seconds=1
+        )
+        _, writer = await asyncio.open_connection("127.0.0.1", spec.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n")
+        await writer.drain()
+        try:
+            for _ in range(6):  # 3 s: three times the idle time
+                await asyncio.sleep(0.5)
+                beat = await next_beat(host_nc, agent.host_id)
+                assert _sleeping(beat, spec.name) is None
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
+
     async def test_zero_never_suspends(self, fake_runtime, start_agent, host_nc):
         agent, _ = await _one_gateway(
             start_agent,

@@ -506,11 +506,18 @@ class HostService:
                     continue
             pending = rules.job_pending(self.marks.next_due(paths), now)
             idle = now - self.marks.last_activity(paths)
+            # A turn being served (a model streaming for minutes writes no
+            # database meanwhile) is no idleness.
+            serving = (
+                info.state == "running"
+                and idle >= min(rules.suspend_after, _PRESSURE_MIN_IDLE_SECONDS)
+                and (await self.runtime.sockets(info.name)).open > 0
+            )
             async with lock:
                 try:
                     if depth is not None and pending:
                         await self._wake(info.name, "schedule")
-                    elif info.state == "running" and not pending:
+                    elif info.state == "running" and not pending and not serving:
                         if rules.stop_after and idle >= rules.stop_after:
                             await self._put_to_sleep(info, "stopped", "idle")
                         elif idle >= rules.suspend_after:
@@ -538,7 +545,7 @@ class HostService:
             if lock.locked():
                 continue  # a command is at it
             try:
-                if not await self.runtime.knocked(name):
+                if not (await self.runtime.sockets(name)).waiting:
                     continue
                 async with lock:
                     if name in self._frozen:

@@ -21,8 +21,11 @@ sees it; a stopped sleeper is told from a container an operator stopped by
 A knock: a frozen process accepts nothing, but its kernel still queues what
 arrives. A connection waiting in the gateway's listen queue, or unread bytes
 on a connection it holds (a keep-alive one), is a request that came while it
-slept; the host thaws it (`knocked`, read from the process's own view of
-/proc/<pid>/net/tcp, the container's network namespace for a container).
+slept; the host thaws it. A connection it holds is a turn being served (a
+model streaming for minutes writes no database meanwhile): no gateway is put
+to sleep while it holds one. Both are read from the process's own view of
+/proc/<pid>/net/tcp (`gateway_sockets`), the container's network namespace
+for a container.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ __all__ = [
     "Depth",
     "SleepMarks",
     "SleepRules",
+    "Sockets",
     "available_memory_mb",
-    "knocked",
+    "gateway_sockets",
 ]
 
 log = get_logger(__name__)
@@ -105,10 +109,20 @@ def _read_next_due(db: Path) -> float | None:
 _LISTEN, _ESTABLISHED = "0A", "01"
 
 
-def knocked(pid: int, port: int) -> bool:
-    """Whether a request waits for the process `pid`'s listener on `port`: a
-    connection not yet accepted, or unread bytes on an accepted one. False
-    when its sockets cannot be read (it is gone)."""
+@dataclass(frozen=True)
+class Sockets:
+    """A gateway's sockets on its port, as its kernel sees them."""
+
+    # Connections it holds (a turn being served, or a keep-alive one).
+    open: int = 0
+    # A request waits: a connection not yet accepted, or unread bytes on one.
+    waiting: bool = False
+
+
+def gateway_sockets(pid: int, port: int) -> Sockets:
+    """The sockets of the process `pid`'s network namespace on `port`; none
+    when they cannot be read (the process is gone)."""
+    open_, waiting = 0, False
     for table in ("tcp", "tcp6"):
         try:
             lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
@@ -122,9 +136,9 @@ def knocked(pid: int, port: int) -> bool:
                 continue
             if int(fields[1].rsplit(":", 1)[1], 16) != port:
                 continue
-            if int(fields[4].split(":")[1], 16) > 0:
-                return True
-    return False
+            open_ += fields[3] == _ESTABLISHED
+            waiting = waiting or int(fields[4].split(":")[1], 16) > 0
+    return Sockets(open_, waiting)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 from yourclaw_common.events import ContainerInfo, ContainerSpec
 
 from yourclaw_host_agent.layout import UserPaths
+from yourclaw_host_agent.sleep import Sockets
 
 RuntimeKind = Literal["process", "docker"]
 
@@ -64,9 +65,9 @@ class ContainerRuntime(Protocol):
     async def unfreeze(self, name: str) -> ContainerInfo:
         """Resume a frozen container; a no-op on any other."""
 
-    async def knocked(self, name: str) -> bool:
-        """Whether a request waits at the gateway of this frozen container
-        (docs/sleep.md, "A request to a frozen gateway"); False when unknown."""
+    async def sockets(self, name: str) -> Sockets:
+        """The gateway's sockets on its port (docs/sleep.md, "A request to a
+        frozen gateway"); none when it has no process."""
 
     async def remove(self, name: str) -> None:
         """Stop and forget the container; the user's files stay."""

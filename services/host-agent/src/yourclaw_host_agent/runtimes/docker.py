@@ -64,7 +64,7 @@ from yourclaw_host_agent.runtimes.docker_pool import (
     POOL_PREFIX,
     WarmPool,
 )
-from yourclaw_host_agent.sleep import knocked
+from yourclaw_host_agent.sleep import Sockets, gateway_sockets
 
 __all__ = ["DockerRuntime", "FirewallSettings"]
 
@@ -454,17 +454,16 @@ class DockerRuntime:
         await self._unpause(name)
         return await self.inspect(name)
 
-    async def knocked(self, name: str) -> bool:
+    async def sockets(self, name: str) -> Sockets:
         # The gateway's port inside the container's network namespace, seen
-        # through its (frozen) init process.
+        # through its init process (frozen or not).
         resp = await self._call("GET", f"/containers/{name}/json")
         if resp.status_code != 200:
-            return False
-        state = resp.json().get("State") or {}
-        pid = int(state.get("Pid") or 0)
-        if not pid or not state.get("Paused"):
-            return False
-        return await asyncio.to_thread(knocked, pid, CONTAINER_PORT)
+            return Sockets()
+        pid = int((resp.json().get("State") or {}).get("Pid") or 0)
+        if not pid:
+            return Sockets()
+        return await asyncio.to_thread(gateway_sockets, pid, CONTAINER_PORT)
 
     async def _relabel(self, name: str) -> ContainerInfo | None:
         """A container that was a warm spare, stopped (gracefully) and

@@ -33,7 +33,8 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,7 +69,7 @@ from yourclaw_host_agent.runtimes.warm import (
     spare_config,
     took_config,
 )
-from yourclaw_host_agent.sleep import knocked
+from yourclaw_host_agent.sleep import Sockets, gateway_sockets
 
 __all__ = ["ProcessRuntime"]
 
@@ -658,12 +659,19 @@ class ProcessRuntime:
             await self._start_process(paths, record)
             return self._info(paths, record)
 
-    async def start(self, name: str) -> ContainerInfo:
+    @asynccontextmanager
+    async def _known(self, name: str) -> AsyncIterator[tuple[UserPaths, _Record]]:
+        """The gateway's folders and record, under its lock; ContainerNotFound
+        for a name this host does not know."""
         paths = self._paths(name)
         async with self._locks[name]:
             record = self._record(paths)
             if record is None:
                 raise ContainerNotFound(f"{name} does not exist on this host")
+            yield paths, record
+
+    async def start(self, name: str) -> ContainerInfo:
+        async with self._known(name) as (paths, record):
             was = record.desired
             record = self._set_desired(paths, record, "running")
             pid = self._read_pid(paths)
@@ -686,20 +694,17 @@ class ProcessRuntime:
     async def unfreeze(self, name: str) -> ContainerInfo:
         return await self._signal(name, signal.SIGCONT)
 
-    async def knocked(self, name: str) -> bool:
+    async def sockets(self, name: str) -> Sockets:
         paths = self._paths(name)
         record = self._record(paths)
         pid = self._read_pid(paths)
-        if record is None or pid is None or not _frozen(pid.pid):
-            return False
-        return await asyncio.to_thread(knocked, pid.pid, record.port)
+        if record is None or not self._alive(pid, record.port):
+            return Sockets()
+        assert pid is not None
+        return await asyncio.to_thread(gateway_sockets, pid.pid, record.port)
 
     async def _signal(self, name: str, sig: signal.Signals) -> ContainerInfo:
-        paths = self._paths(name)
-        async with self._locks[name]:
-            record = self._record(paths)
-            if record is None:
-                raise ContainerNotFound(f"{name} does not exist on this host")
+        async with self._known(name) as (paths, record):
             pid = self._read_pid(paths)
             if self._alive(pid, record.port):
                 assert pid is not None
@@ -722,11 +727,7 @@ class ProcessRuntime:
             return self._info(paths, record)
 
     async def restart(self, name: str) -> ContainerInfo:
-        paths = self._paths(name)
-        async with self._locks[name]:
-            record = self._record(paths)
-            if record is None:
-                raise ContainerNotFound(f"{name} does not exist on this host")
+        async with self._known(name) as (paths, record):
             await self._terminate(paths, record)
             record = self._set_desired(paths, record, "running")
             await self._start_process(paths, record)
