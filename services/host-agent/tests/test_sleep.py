@@ -13,6 +13,7 @@ import httpx
 import psutil
 from yourclaw_common.events import HostHeartbeat, HostVerb, Subject
 from yourclaw_common.testing import eventually
+from yourclaw_host_agent import service
 
 from .conftest import make_spec, next_beat, spec_payload
 from .fake_gateway import add_cron_job, cron_state
@@ -281,7 +282,7 @@ class TestVerbs:
         )
         assert woken.container.healthy is True
 
-    async def test_a_full_host_refuses_a_boot_until_a_frozen_sleeper_is_stopped(
+    async def test_a_full_host_stops_a_frozen_sleeper_to_boot_one_never_a_busy_one(
         self, fake_runtime, start_agent, host_nc
     ):
         agent = await start_agent(fake_runtime(), host_capacity=2)
@@ -295,17 +296,7 @@ class TestVerbs:
         await _create(agent, frozen)  # one awake of two: room
         assert (await agent.request(HostVerb.SUSPEND, {"name": frozen.name})).ok
 
-        # Two in memory (one awake, one frozen): no boot of a third.
-        refused = await agent.request(
-            HostVerb.WAKE, {"name": stopped.name, "wait_seconds": 5}
-        )
-        assert (refused.ok, refused.code) == (False, "NO_CAPACITY")
-        # Waking the frozen one takes no more memory.
-        thawed = await agent.request(HostVerb.WAKE, {"name": frozen.name})
-        assert thawed.ok, thawed
-        assert (await agent.request(HostVerb.SUSPEND, {"name": frozen.name})).ok
-
-        assert (await agent.request(HostVerb.STOP, {"name": frozen.name})).ok
+        # Two in memory (one awake, one frozen): the frozen one makes room.
         woken = await agent.request(
             HostVerb.WAKE, {"name": stopped.name, "wait_seconds": 10}
         )
@@ -315,6 +306,52 @@ class TestVerbs:
         )
         assert _sleeping(beat, frozen.name) == "stopped"
         assert (beat.awake, beat.asleep) == (2, 1)
+
+        # Both in memory are awake and wrote a minute ago at most: neither
+        # goes, so no boot of a third.
+        refused = await agent.request(
+            HostVerb.WAKE, {"name": frozen.name, "wait_seconds": 5}
+        )
+        assert (refused.ok, refused.code) == (False, "NO_CAPACITY")
+        beat = await next_beat(host_nc, agent.host_id)
+        assert _sleeping(beat, frozen.name) == "stopped"
+        assert (beat.awake, beat.asleep) == (2, 1)
+
+    async def test_a_full_host_of_awake_ones_stops_the_longest_quiet_one_not_serving(
+        self, fake_runtime, start_agent, host_nc, monkeypatch
+    ):
+        # "Quiet for a minute" is a second here.
+        monkeypatch.setattr(service, "_PRESSURE_MIN_IDLE_SECONDS", 1.0)
+        agent = await start_agent(fake_runtime(), host_capacity=2)
+        sleeper, quiet, busy = make_spec(), make_spec(), make_spec()
+        await _create(agent, sleeper)
+        assert (await agent.request(HostVerb.SUSPEND, {"name": sleeper.name})).ok
+        assert (await agent.request(HostVerb.STOP, {"name": sleeper.name})).ok
+        await _create(agent, quiet)
+        await _create(agent, busy)
+        await asyncio.sleep(1.5)
+        # The quiet one wrote last but the other holds a turn open.
+        await _turn(quiet.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", busy.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n")
+        await writer.drain()
+        try:
+            refused = await agent.request(
+                HostVerb.WAKE, {"name": sleeper.name, "wait_seconds": 5}
+            )
+            assert (refused.ok, refused.code) == (False, "NO_CAPACITY")
+            await asyncio.sleep(1.5)  # now the quiet one is quiet long enough
+            woken = await agent.request(
+                HostVerb.WAKE, {"name": sleeper.name, "wait_seconds": 10}
+            )
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert woken.container.healthy is True, woken
+        beat = await next_beat(
+            host_nc, agent.host_id, where=_asleep(quiet.name, "stopped")
+        )
+        assert [_sleeping(beat, s.name) for s in (sleeper, busy)] == [None, None]
 
     async def test_an_operator_stop_of_an_awake_one_is_no_sleep(
         self, fake_runtime, start_agent, host_nc

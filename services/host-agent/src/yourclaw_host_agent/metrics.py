@@ -64,7 +64,8 @@ SUSPENSIONS = Counter(
     "yourclaw_host_agent_suspensions_total",
     "Gateways put to sleep, by depth (frozen, stopped) and reason (idle, "
     "memory: the host's available memory fell below HOST_MEMORY_RESERVE_MB, "
-    "command: the suspend verb).",
+    "command: the suspend verb, room: stopped so a sleeper could boot on a "
+    "full host).",
     ["depth", "reason"],
 )
 WAKES = Counter(

@@ -417,14 +417,16 @@ class HostService:
         if info.state == "paused":
             await self.runtime.unfreeze(name)
         elif info.state in ("stopped", "exited"):
-            # A boot brings it back into memory: not past the host's capacity
-            # (the provisioner then stops a frozen sleeper and asks again).
+            # A boot brings it back into memory: not past the host's capacity.
+            # On a full host another gateway makes room, if one may.
             in_memory = [
                 c
                 for c in await self.runtime.list()
                 if c.name != name and c.state in (*_ALIVE, "paused")
             ]
-            if len(in_memory) >= self.capacity:
+            if len(in_memory) >= self.capacity and not await self._make_room(
+                name, in_memory
+            ):
                 raise NoCapacity(
                     f"this host holds {len(in_memory)} of {self.capacity} "
                     "gateways in memory (awake or frozen)"
@@ -450,6 +452,43 @@ class HostService:
         )
         self._on_change()
         return from_state
+
+    async def _make_room(
+        self, waking: str, in_memory: builtins.list[ContainerInfo]
+    ) -> bool:
+        """Stop one gateway so that `waking` can boot on a full host: the
+        longest-idle frozen one, else the longest-idle awake one quiet for a
+        minute and serving no turn. It becomes a stopped sleeper (SUSPENDED;
+        its next message wakes it). False when none may go."""
+        now = time.time()
+        frozen: list[tuple[float, ContainerInfo]] = []
+        awake: list[tuple[float, ContainerInfo]] = []
+        for info in in_memory:
+            if self._locks[info.name].locked():
+                continue  # a command (or its own wake) is at it
+            idle = now - self.marks.last_activity(self.layout.for_name(info.name))
+            if info.state == "paused":
+                frozen.append((idle, info))
+            elif idle >= _PRESSURE_MIN_IDLE_SECONDS and not (
+                (await self.runtime.sockets(info.name)).open
+            ):
+                awake.append((idle, info))
+        for _, info in [
+            *sorted(frozen, key=lambda c: -c[0]),
+            *sorted(awake, key=lambda c: -c[0]),
+        ]:
+            lock = self._locks[info.name]
+            if lock.locked():
+                continue
+            async with lock:
+                try:
+                    await self._put_to_sleep(info, "stopped", "room")
+                except (YourClawError, OSError) as exc:
+                    _log_sleep_failed(info.name, exc)
+                    continue
+            log.info("host_agent.sleep.room_made", container=waking, stopped=info.name)
+            return True
+        return False
 
     async def _put_to_sleep(
         self, info: ContainerInfo, depth: Depth, reason: str
