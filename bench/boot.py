@@ -24,15 +24,13 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from containers import IMAGE, docker
+from containers import IMAGE, docker, require_engine
 from yourclaw_common.embedded import free_port
 
 RUNS = int(os.environ.get("BENCH_BOOT_RUNS", "3"))
@@ -106,8 +104,7 @@ def _line(values: list[float]) -> str:
 
 
 def main() -> None:
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        sys.exit("no Docker Engine answers: run `make engine`")
+    require_engine()
     cores = os.cpu_count()
     print(f"{platform.machine()}, {cores} CPUs; {IMAGE}; {RUNS} runs each, in turns")
     figures: dict[bool, list[tuple[float, float]]] = {True: [], False: []}

@@ -263,11 +263,17 @@ def _line(values: list[float], unit: str) -> str:
     )
 
 
-def main() -> None:
+def require_engine() -> None:
+    """Exit with what to run when no Docker Engine answers or the tenant image
+    is missing."""
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
         sys.exit("no Docker Engine answers: run `make engine`")
     if not docker("images", "-q", IMAGE):
         sys.exit(f"the tenant image {IMAGE} is missing: run `make images`")
+
+
+def main() -> None:
+    require_engine()
     with bench_infra("yourclaw-bench-ctr-", "yourclaw_bench_containers") as bench:
         tmp, infra = bench
         env = provisioner_env(infra)

@@ -19,7 +19,13 @@ compressed with the day. Prints:
 - message → first reply, by the state the assistant was in when the message
   arrived (awake, frozen, stopped), p50 / p99; the stand-in LLM answers at
   once, so the difference to awake is our overhead (the wake);
-- the share of reminders that ran within 60 s of their due time.
+- the share of reminders that ran within 60 s of their due time;
+- the wake's own cost: BENCH_WAKE_PAIRS pairs of turns after the same quiet
+  time (BENCH_PAIR_IDLE_SECONDS, past the 75 s after which OpenClaw runs its
+  thaw recovery), one with the assistant awake, one with it frozen by the
+  host's `suspend` verb. OpenClaw's first turn after a quiet spell is slower
+  awake too, so this difference, not the one to back-to-back turns, is what
+  sleeping adds.
 
     make images && uv run python bench/density.py
     BENCH_DENSITY_USERS=8 BENCH_DAY_SECONDS=1800 uv run python bench/density.py
@@ -54,7 +60,14 @@ import httpx
 import nats
 from _stack import bench_infra, provisioner_env
 from _stack import stop as stop_procs
-from containers import IMAGE, bridge_gateway, container_rss_mb, docker, host_memory_mb
+from containers import (
+    IMAGE,
+    bridge_gateway,
+    container_rss_mb,
+    docker,
+    host_memory_mb,
+    require_engine,
+)
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from provisioning import ReadyWatch, _hosts_known, _new_users, _pct
@@ -65,6 +78,9 @@ from yourclaw_common.events import (
     AssistantDeprovisionRequested,
     AssistantProvisionRequested,
     HostHeartbeat,
+    HostVerb,
+    NamedContainer,
+    host_command,
 )
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually
@@ -95,6 +111,8 @@ WAKE_LEAD = float(os.environ.get("BENCH_WAKE_LEAD_SECONDS", "30"))
 MEMORY_RESERVE_MB = int(os.environ.get("BENCH_MEMORY_RESERVE_MB", "0"))
 SAMPLE_SECONDS = float(os.environ.get("BENCH_SAMPLE_SECONDS", "5"))
 SEED = int(os.environ.get("BENCH_SEED", "19"))
+WAKE_PAIRS = int(os.environ.get("BENCH_WAKE_PAIRS", "2"))
+PAIR_IDLE = float(os.environ.get("BENCH_PAIR_IDLE_SECONDS", "100"))
 REMINDER_SLACK = 60.0
 # Hours of the day people write at, and how widely around them (hours).
 _PEAKS = ((8.0, 1.0), (12.5, 0.75), (19.5, 1.5))
@@ -435,6 +453,7 @@ async def run_day(
             await asyncio.sleep(max(0.0, last_due + REMINDER_SLACK - time.time()))
             sampling.set()
             await sampler
+            result["pairs"] = await wake_pairs(nc, pool, js, http, host, users[0])
             result["memory"] = memory
             result["latencies"] = latencies
             result["reminders"] = [
@@ -466,6 +485,42 @@ async def run_day(
     return result
 
 
+async def wake_pairs(
+    nc: nats.NATS,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    http: httpx.AsyncClient,
+    host: HostAgentSettings,
+    user: User,
+) -> dict[str, list[float]]:
+    """Turns after PAIR_IDLE seconds of quiet, awake and frozen, in turns."""
+    pairs: dict[str, list[float]] = {"awake": [], "frozen": []}
+
+    async def recorded(status: str) -> bool:
+        return bool(
+            await pool.fetchval(
+                "SELECT status = $2 FROM assistants WHERE user_id = $1",
+                user.user_id,
+                status,
+            )
+        )
+
+    await turn(js, http, user, "before the pairs")  # awake, whatever it was
+    for n in range(WAKE_PAIRS):
+        await asyncio.sleep(PAIR_IDLE)
+        pairs["awake"].append(await turn(js, http, user, f"pair {n}, awake"))
+        quiet = time.perf_counter()
+        await nc.request(
+            host_command(host.host_id, HostVerb.SUSPEND),
+            NamedContainer(name=user.name).model_dump_json().encode(),
+            timeout=30,
+        )
+        await eventually(lambda: recorded("SUSPENDED"), timeout=60, interval=0.2)
+        await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
+        pairs["frozen"].append(await turn(js, http, user, f"pair {n}, frozen"))
+    return pairs
+
+
 def _line(values: list[float]) -> str:
     if not values:
         return "none"
@@ -476,10 +531,7 @@ def _line(values: list[float]) -> str:
 
 
 def main() -> None:
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        sys.exit("no Docker Engine answers: run `make engine`")
-    if not docker("images", "-q", IMAGE):
-        sys.exit(f"the tenant image {IMAGE} is missing: run `make images`")
+    require_engine()
     with bench_infra("yourclaw-bench-density-", "yourclaw_bench_density") as bench:
         tmp, infra = bench
         env = provisioner_env(infra)
@@ -533,6 +585,16 @@ def main() -> None:
             else ""
         )
         print(f"  {label:<17} {_line(values)}{overhead}")
+    pairs = result["pairs"]
+    assert isinstance(pairs, dict)
+    if pairs["awake"]:
+        quiet = statistics.median(pairs["awake"])
+        print(
+            f"\nafter {PAIR_IDLE:.0f} s of quiet (pairs)\n"
+            f"  awake             {_line(pairs['awake'])}\n"
+            f"  frozen            {_line(pairs['frozen'])} · what sleeping adds "
+            f"p50 {statistics.median(pairs['frozen']) - quiet:.2f} s"
+        )
     on_time = [
         ran is not None and ran - due <= REMINDER_SLACK for due, ran in reminders
     ]
