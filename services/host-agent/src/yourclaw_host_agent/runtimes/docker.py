@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+import psutil
 from yourclaw_common.events import ContainerInfo, ContainerSpec
 from yourclaw_common.logging import get_logger
 
@@ -131,6 +132,15 @@ def _info(
     )
 
 
+def _started_at(pid: int) -> float | None:
+    """When the process `pid` started; None when there is none (a pid seen
+    again with another start time is another process)."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
 class DockerRuntime:
     """Hardened tenant containers through the Engine API."""
 
@@ -181,6 +191,10 @@ class DockerRuntime:
         self._last_rss_check = 0.0
         self._events_since = int(time.time())
         self._restarting: dict[str, asyncio.Task[None]] = {}
+        # Each container's init process (pid, start time), for reading its
+        # sockets twice a second without asking the engine each time; asked
+        # again once that process is gone.
+        self._inits: dict[str, tuple[int, float]] = {}
         # Container name → when the kernel last OOM-killed it (the Engine
         # restarts it: unless-stopped).
         self._oom_kills: dict[str, int] = {}
@@ -457,12 +471,21 @@ class DockerRuntime:
     async def sockets(self, name: str) -> Sockets:
         # The gateway's port inside the container's network namespace, seen
         # through its init process (frozen or not).
+        init = self._inits.get(name)
+        if (
+            init is not None
+            and await asyncio.to_thread(_started_at, init[0]) == init[1]
+        ):
+            return await asyncio.to_thread(gateway_sockets, init[0], CONTAINER_PORT)
+        self._inits.pop(name, None)
         resp = await self._call("GET", f"/containers/{name}/json")
         if resp.status_code != 200:
             return Sockets()
         pid = int((resp.json().get("State") or {}).get("Pid") or 0)
-        if not pid:
+        started = await asyncio.to_thread(_started_at, pid) if pid else None
+        if started is None:
             return Sockets()
+        self._inits[name] = (pid, started)
         return await asyncio.to_thread(gateway_sockets, pid, CONTAINER_PORT)
 
     async def _relabel(self, name: str) -> ContainerInfo | None:
