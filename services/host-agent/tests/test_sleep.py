@@ -221,10 +221,11 @@ class TestVerbs:
         async with httpx.AsyncClient(timeout=10) as kept_alive:
             assert (await kept_alive.post(url, json={})).status_code == 200
             assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
+            await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
             # Heartbeats and the host's own checks leave it frozen.
-            await next_beat(host_nc, agent.host_id)
-            beat = await next_beat(host_nc, agent.host_id)
-            assert _sleeping(beat, spec.name) == "frozen"
+            for _ in range(3):
+                beat = await next_beat(host_nc, agent.host_id)
+                assert _sleeping(beat, spec.name) == "frozen"
             assert _group_state(data_dir, spec) == psutil.STATUS_STOPPED
 
             # On the connection it held open, then on a new one.
