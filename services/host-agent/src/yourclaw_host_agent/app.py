@@ -269,7 +269,10 @@ async def run(
             try:
                 await agent.beat_forever(stop)
             finally:
-                await knocks
+                # Stopped, or cancelled: the watcher goes with the agent.
+                knocks.cancel()
+                with suppress(asyncio.CancelledError):
+                    await knocks
                 await agent.close()
     finally:
         if ops is not None:

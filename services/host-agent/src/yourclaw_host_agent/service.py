@@ -441,7 +441,11 @@ class HostService:
         # finds the container running, which wins over the mark, and the
         # next wake finds nothing left to do.
         self.marks.clear(paths)
-        self.marks.touch(paths)
+        if reason != "request":
+            # Not for a knock: its turn is activity of its own, and a stray
+            # connection (one made just as it froze) lets it freeze again at
+            # the next heartbeat instead of a whole idle time later.
+            self.marks.touch(paths)
         from_state: Depth = depth or "stopped"
         WAKES.labels(from_state, reason).inc()
         log.info(

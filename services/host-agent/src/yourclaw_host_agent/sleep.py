@@ -117,12 +117,14 @@ class Sockets:
     open: int = 0
     # A request waits: a connection not yet accepted, or unread bytes on one.
     waiting: bool = False
+    # It listens on the port (booted that far).
+    listening: bool = False
 
 
 def gateway_sockets(pid: int, port: int) -> Sockets:
     """The sockets of the process `pid`'s network namespace on `port`; none
     when they cannot be read (the process is gone)."""
-    open_, waiting = 0, False
+    open_, waiting, listening = 0, False, False
     for table in ("tcp", "tcp6"):
         try:
             lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
@@ -137,8 +139,9 @@ def gateway_sockets(pid: int, port: int) -> Sockets:
             if int(fields[1].rsplit(":", 1)[1], 16) != port:
                 continue
             open_ += fields[3] == _ESTABLISHED
+            listening = listening or fields[3] == _LISTEN
             waiting = waiting or int(fields[4].split(":")[1], 16) > 0
-    return Sockets(open_, waiting)
+    return Sockets(open_, waiting, listening)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -140,14 +139,6 @@ def _tail(path: Path, lines: int) -> str:
     except FileNotFoundError:
         return ""
     return b"\n".join(data.splitlines()[-lines:]).decode("utf-8", errors="replace")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _group_alive(pgid: int) -> bool:
@@ -354,10 +345,12 @@ class ProcessRuntime:
         if self._alive(pid, record.port):
             assert pid is not None
             # A stopped process still accepts connections (the kernel queues
-            # them), so the port says nothing about a frozen gateway.
+            # them), so the port says nothing about a frozen gateway. Its
+            # listener is read, never connected to: a connection made while
+            # it freezes would wait in its queue and thaw it (a knock).
             if _frozen(pid.pid):
                 state = "paused"
-            elif _port_open(record.port):
+            elif gateway_sockets(pid.pid, record.port).listening:
                 state = "running"
             else:
                 state = "starting"
