@@ -265,32 +265,7 @@ class TestWakeOnATakenPort:
 
 
 class TestWakeOnAFullHost:
-    async def test_a_frozen_sleeper_is_stopped_to_make_room(
-        self, ready_assistant, make_user, js, nats_client, clean_db
-    ):
-        host, user_id, _ = await ready_assistant()
-        neighbour = await make_user()
-        theirs = await provision(js, clean_db, neighbour)
-        await put_to_sleep(host, clean_db, user_id, "stopped")
-        await put_to_sleep(host, clean_db, neighbour, "frozen")
-        # Room for one gateway in memory: the frozen neighbour's.
-        host.capacity = 1
-
-        reply = await ask_wake(nats_client, user_id)
-
-        assert reply.ok, reply
-        assert (await assistant(clean_db, user_id))["status"] == "READY"
-        (stop,) = [p for verb, p in host.commands if verb == "stop"]
-        assert (stop.name, stop.generation) == (
-            container_name(neighbour),
-            theirs["generation"],
-        )
-        # The neighbour sleeps on, stopped (memory freed, workspace kept).
-        assert host.containers[container_name(neighbour)].sleeping == "stopped"
-        await asyncio.sleep(0.5)  # a few heartbeats
-        assert (await assistant(clean_db, neighbour))["status"] == "SUSPENDED"
-
-    async def test_without_a_sleeper_to_stop_the_wake_fails_flagged(
+    async def test_a_host_without_room_fails_the_wake_flagged(
         self, ready_assistant, make_user, js, nats_client, clean_db
     ):
         host, user_id, _ = await ready_assistant()
@@ -309,3 +284,22 @@ class TestWakeOnAFullHost:
         assert [v for v, _ in host.commands if v == "stop"] == []
         assert container_name(neighbour) in host.running()
         assert row["host_id"] == host.host_id
+
+    async def test_the_host_alone_decides_who_makes_room(
+        self, ready_assistant, make_user, js, nats_client, clean_db
+    ):
+        # The host stops a frozen or idle gateway itself before it answers
+        # NO_CAPACITY; the provisioner does not second-guess it by stopping
+        # a sleeper of its own choosing.
+        host, user_id, _ = await ready_assistant()
+        neighbour = await make_user()
+        await provision(js, clean_db, neighbour)
+        await put_to_sleep(host, clean_db, user_id, "stopped")
+        await put_to_sleep(host, clean_db, neighbour, "frozen")
+        host.capacity = 1  # the frozen neighbour fills it
+
+        failed = await ask_wake(nats_client, user_id)
+
+        assert (failed.ok, failed.code) == (False, "WAKE_FAILED")
+        assert [v for v, _ in host.commands if v == "stop"] == []
+        assert host.containers[container_name(neighbour)].sleeping == "frozen"

@@ -15,9 +15,9 @@ moves one across hosts:
 - PORT_IN_USE (another process took the port while the gateway was stopped):
   the assistant is re-created on a fresh port of that host, as placement
   allocates ports (a new generation), and the wake answers once it is healthy;
-- NO_CAPACITY (no room for one more gateway in memory): the host stops the
-  longest-asleep frozen sleeper (it stays SUSPENDED) and wakes this one; with
-  none to stop, the wake fails.
+- NO_CAPACITY (no room for one more gateway in memory): the host has
+  already stopped another gateway to make room where one could go, so the
+  wake fails; nothing moves a workspace to another host.
 
 A failed wake leaves the assistant SUSPENDED with a flag the dashboard shows,
 so the next message (or the redelivered one) tries again.
@@ -220,8 +220,7 @@ class Waker:
 
     async def _wake_on_host(self, assistant: Assistant) -> None:
         """The host's `wake`, answered once the gateway is healthy (else
-        HostCommandFailed); when the host has no room for one more gateway in
-        memory, once more after it stopped a frozen sleeper."""
+        HostCommandFailed)."""
         assert assistant.host_id is not None
         host_id, name = assistant.host_id, container_name(assistant.user_id)
         wait = self.provisioner.settings.assistant_wake_wait_seconds
@@ -232,19 +231,16 @@ class Waker:
         except HostCommandFailed as exc:
             if exc.code != "NO_CAPACITY":
                 raise
-            if not await self._make_room(host_id, assistant.user_id):
-                # Another host with room would need the workspace, which lives
-                # on this host's disk: nothing moves it across hosts.
-                raise HostCommandFailed(
-                    f"host {host_id} has no room to wake {name} and no frozen "
-                    "sleeper to stop; its workspace lives there, so it cannot "
-                    "wake on another host",
-                    code="WAKE_FAILED",
-                    host_id=host_id,
-                ) from exc
-            info = await self.provisioner.hosts.wake(
-                host_id, name, wait_seconds=wait, generation=assistant.generation
-            )
+            # The host stops a sleeper or an idle gateway itself when one may
+            # go; another host with room would need the workspace, which lives
+            # on this host's disk.
+            raise HostCommandFailed(
+                f"host {host_id} has no room to wake {name}: every gateway in "
+                "its memory is busy or recently active, and its workspace "
+                "lives there, so it cannot wake on another host",
+                code="WAKE_FAILED",
+                host_id=host_id,
+            ) from exc
         if info is None or not info.healthy:
             raise HostCommandFailed(
                 f"host {host_id} did not get {name} healthy "
@@ -252,38 +248,6 @@ class Waker:
                 code="WAKE_FAILED",
                 host_id=host_id,
             )
-
-    async def _make_room(self, host_id: str, user_id: UUID) -> bool:
-        """Stop the longest-asleep frozen sleeper on the host (frozen ones keep
-        their memory; stopped, they keep only their workspace). It stays
-        SUSPENDED, and wakes from stopped next time."""
-        async with self.provisioner.pool.acquire() as conn:
-            sleepers = await repository.sleepers_on_host(
-                conn, host_id, other_than=user_id
-            )
-        for other, generation in sleepers:
-            name = container_name(other)
-            seen = self.container_state(host_id, name)
-            if seen is None or seen.sleeping != "frozen":
-                continue
-            try:
-                await self.provisioner.hosts.stop(host_id, name, generation=generation)
-            except HostCommandFailed as exc:
-                log.warning(
-                    "provisioner.wake.room_failed",
-                    host_id=host_id,
-                    container=name,
-                    error=exc.detail,
-                )
-                continue
-            log.info(
-                "provisioner.wake.room_made",
-                host_id=host_id,
-                user_id=str(user_id),
-                stopped=name,
-            )
-            return True
-        return False
 
     async def _failed(
         self, user_id: UUID, code: str, detail: str, from_state: str

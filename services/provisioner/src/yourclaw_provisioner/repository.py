@@ -783,23 +783,6 @@ async def record_moved_container(
     return row is not None
 
 
-async def sleepers_on_host(
-    conn: Connection, host_id: str, *, other_than: UUID
-) -> list[tuple[UUID, int]]:
-    """SUSPENDED assistants on a host but `other_than`, longest asleep first,
-    with their placement generation."""
-    rows = await conn.fetch(
-        """
-        SELECT user_id, generation FROM assistants
-        WHERE host_id = $1 AND status = 'SUSPENDED' AND user_id <> $2
-        ORDER BY updated_at, user_id
-        """,
-        host_id,
-        other_than,
-    )
-    return [(r["user_id"], r["generation"]) for r in rows]
-
-
 async def flag_wake_failed(conn: Connection, user_id: UUID, *, flag: str) -> None:
     """Tell the dashboard a wake failed; the assistant stays SUSPENDED, so the
     next message tries again."""
