@@ -238,6 +238,27 @@ class TestVerbs:
         await _turn(spec.port)
         assert _group_state(data_dir, spec) != psutil.STATUS_STOPPED
 
+    async def test_with_sleeping_off_a_frozen_gateway_adopted_after_a_restart_thaws_on_a_request(
+        self, fake_runtime, start_agent, host_nc, data_dir
+    ):
+        # IDLE_SUSPEND_AFTER_SECONDS=0: this host never freezes a gateway
+        # itself, but one frozen by the verb before the agent restarted must
+        # not leave its user's next message hanging.
+        first, spec = await _one_gateway(
+            start_agent, fake_runtime, idle_suspend_after_seconds=0
+        )
+        assert (await first.request(HostVerb.SUSPEND, {"name": spec.name})).ok
+        await first.shutdown()
+        agent = await start_agent(
+            fake_runtime(), host_id=first.host_id, idle_suspend_after_seconds=0
+        )
+        await next_beat(host_nc, agent.host_id, where=_asleep(spec.name, "frozen"))
+        assert _group_state(data_dir, spec) == psutil.STATUS_STOPPED
+
+        await _turn(spec.port)
+
+        assert _group_state(data_dir, spec) != psutil.STATUS_STOPPED
+
     async def test_a_frozen_gateway_is_removed(
         self, fake_runtime, start_agent, data_dir
     ):

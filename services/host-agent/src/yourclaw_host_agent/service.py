@@ -360,8 +360,13 @@ class HostService:
 
     async def supervise(self) -> None:
         await self.runtime.supervise()
+        listed = await self.runtime.list()
+        # Frozen gateways are watched for knocks (`answer_knocks`) whether or
+        # not this host puts gateways to sleep itself: ones adopted after a
+        # restart, or frozen by the `suspend` verb or an operator.
+        self._frozen = {c.name for c in listed if c.state == "paused"}
         if self.sleep.enabled:
-            await self._tend_sleepers()
+            await self._tend_sleepers(listed)
 
     # -- sleep -----------------------------------------------------------------
 
@@ -518,16 +523,13 @@ class HostService:
         self._on_change()
         return info
 
-    async def _tend_sleepers(self) -> None:
+    async def _tend_sleepers(self, listed: builtins.list[ContainerInfo]) -> None:
         """Every heartbeat: freeze the idle, stop the long idle, wake those
         whose automation is due, and stop one gateway if memory runs short."""
         now = time.time()
         rules = self.sleep
         frozen: list[tuple[float, ContainerInfo]] = []
         awake: list[tuple[float, ContainerInfo]] = []
-        listed = await self.runtime.list()
-        # Adopted after a restart, or frozen by an operator: watched too.
-        self._frozen = {c.name for c in listed if c.state == "paused"}
         for info in listed:
             lock = self._locks[info.name]
             if lock.locked():
