@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -155,6 +156,13 @@ async def settle(devsim, phone, count, *, wait=1.0, timeout=15, read=devsim_sent
 async def replies_settle(devsim, phone, count, *, wait=1.0):
     """`settle`, read from Twilio's Messages list as Twilio's API answers it."""
     return await settle(devsim, phone, count, wait=wait, read=sent_to)
+
+
+async def clear_of_a_minute_boundary() -> None:
+    """Wait, if need be, so that a test's messages fall in one minute window."""
+    second = datetime.now(UTC).second
+    if second > 40:
+        await asyncio.sleep(61 - second)
 
 
 async def count_messages(db, where: str = "TRUE", *args: object) -> int:

@@ -1,6 +1,6 @@
 """SMS through Twilio, against the Twilio stand-in: replies from our SMS number
 as plain text in ≤ 1,600-character parts, free-form messages we send first,
-MMS images, STOP/START/HELP, and Twilio's 21610."""
+MMS images, STOP/START/HELP (over the rate limits too), and Twilio's 21610."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from yourclaw_devkit.defaults import DEV_SMS_NUMBER, DEV_TWILIO_ACCOUNT_SID
 from yourclaw_devkit.llm_sim import build_reply
 from yourclaw_messaging.channels.sms import plain_text
 
-from .conftest import PHONE, llm_requests
+from .conftest import PHONE, clear_of_a_minute_boundary, llm_requests
 
 
 def sms(body: str, *, sid: str | None = None, media=()) -> InboundSms:
@@ -257,6 +257,108 @@ class TestKeywords:
         assert await llm_requests(devsim) == []
 
 
+async def answered(js, clean_db, body: str) -> dict:
+    """PHONE texts `body`; its reply (or notice) once stored."""
+    message = sms(body)
+    await publish(js, message)
+    await eventually(lambda: outbound_row(clean_db, message.message_sid), timeout=10)
+    return await outbound_row(clean_db, message.message_sid)
+
+
+async def proactive(js, clean_db, user_id: uuid.UUID, body: str) -> dict:
+    """A message we send first to the user, by SMS (preferred), once stored."""
+    await clean_db.execute(
+        "UPDATE users SET preferred_channel = 'sms' WHERE id = $1", user_id
+    )
+    event = OutboundWhatsApp(user_id=user_id, body=body)
+    await publish(js, event)
+    key = f"out:{event.event_id}"
+    await eventually(lambda: outbound_row(clean_db, key), timeout=10)
+    return await outbound_row(clean_db, key)
+
+
+async def counted_this_minute(clean_db, user_id: uuid.UUID) -> int:
+    """The user's messages counted against the per-minute limit in its window."""
+    return await clean_db.fetchval(
+        "SELECT count FROM rate_windows WHERE user_id = $1 AND scope = 'minute' "
+        "ORDER BY window_start DESC LIMIT 1",
+        user_id,
+    )
+
+
+async def at_the_minute_limit(sms_user, js, clean_db) -> uuid.UUID:
+    """PHONE's user, allowed 1 message a minute, and that message sent."""
+    await clear_of_a_minute_boundary()
+    user_id = await sms_user(rate_limit_msg_per_min=1)
+    assert (await answered(js, clean_db, "hi"))["kind"] == "reply"
+    return user_id
+
+
+class TestKeywordsOverTheLimits:
+    """Carriers' keywords work for a sender over the rate limits, and do not
+    count against them; any other message is limited as before."""
+
+    async def test_stop_then_start_over_the_minute_limit(
+        self, sms_user, js, devsim, clean_db
+    ):
+        user_id = await at_the_minute_limit(sms_user, js, clean_db)
+        over = await answered(js, clean_db, "again")
+        assert over["kind"] == "notice"  # an ordinary message: the limit notice
+
+        stop = await answered(js, clean_db, "STOP")
+
+        assert (stop["kind"], stop["status"]) == ("reply", "SKIPPED")
+        await opted_out(clean_db)
+        assert await counted_this_minute(clean_db, user_id) == 2
+        # A message we send first does not go to the opted-out number.
+        sent_first = await proactive(js, clean_db, user_id, "Reminder: stretch")
+        assert sent_first["error_code"] == "SMS_OPTED_OUT"
+
+        start = await answered(js, clean_db, "start")
+
+        assert (start["kind"], start["status"]) == ("reply", "SKIPPED")
+        assert not await clean_db.fetchval("SELECT count(*) FROM sms_opt_outs")
+        assert await counted_this_minute(clean_db, user_id) == 2
+        # Still over the limit: one notice a window, so this one is SKIPPED.
+        after = await answered(js, clean_db, "one more")
+        assert (after["kind"], after["status"]) == ("notice", "SKIPPED")
+        hi, notice = await sms_settle(devsim, 2)
+        assert hi["body"] == "Echo: hi"
+        assert "limit of 1 message per minute" in notice["body"]
+        assert len(await llm_requests(devsim)) == 1
+
+    async def test_help_at_the_limit_is_answered_and_not_counted(
+        self, sms_user, js, devsim, clean_db
+    ):
+        user_id = await at_the_minute_limit(sms_user, js, clean_db)
+
+        assert (await answered(js, clean_db, "HELP"))["kind"] == "reply"
+        # HELP did not count: this is the first message over the limit.
+        assert (await answered(js, clean_db, "again"))["kind"] == "notice"
+
+        hi, help_, notice = await sms_settle(devsim, 3)
+        assert hi["body"] == "Echo: hi"
+        assert help_["body"].startswith("YourClaw: your AI assistant by text.")
+        assert "limit of 1 message per minute" in notice["body"]
+        assert await counted_this_minute(clean_db, user_id) == 2
+
+    async def test_yes_is_exempt_only_from_an_opted_out_number(
+        self, sms_user, js, devsim, clean_db
+    ):
+        user_id = await at_the_minute_limit(sms_user, js, clean_db)
+
+        # From a number that did not opt out, YES is a message: limited.
+        assert (await answered(js, clean_db, "yes"))["kind"] == "notice"
+        await answered(js, clean_db, "stop")
+        await opted_out(clean_db)
+        # From an opted-out one, it opts back in, over the limit as it is.
+        assert (await answered(js, clean_db, "Yes"))["kind"] == "reply"
+
+        assert not await clean_db.fetchval("SELECT count(*) FROM sms_opt_outs")
+        assert await counted_this_minute(clean_db, user_id) == 2
+        assert len(await sms_settle(devsim, 2)) == 2
+
+
 class TestProactive:
     async def test_a_message_we_send_first_is_free_form_sms(
         self, sms_user, js, devsim, clean_db
@@ -281,18 +383,11 @@ class TestProactive:
     ):
         user_id = await sms_user()
         await clean_db.execute(
-            "UPDATE users SET preferred_channel = 'sms' WHERE id = $1", user_id
-        )
-        await clean_db.execute(
             "INSERT INTO sms_opt_outs (phone_e164) VALUES ($1)", PHONE
         )
-        event = OutboundWhatsApp(user_id=user_id, body="Reminder: stretch")
 
-        await publish(js, event)
+        row = await proactive(js, clean_db, user_id, "Reminder: stretch")
 
-        key = f"out:{event.event_id}"
-        await eventually(lambda: outbound_row(clean_db, key), timeout=10)
-        row = await outbound_row(clean_db, key)
         assert (row["channel"], row["status"], row["error_code"]) == (
             "sms",
             "SKIPPED",

@@ -31,6 +31,7 @@ from .conftest import (
     OTHER,
     PHONE,
     STRANGER,
+    clear_of_a_minute_boundary,
     count_messages,
     inbound,
     llm_requests,
@@ -272,10 +273,7 @@ class TestLimits:
         self, start_messaging, register, js, devsim
     ):
         await register(PHONE)
-        # Stay clear of a minute boundary, so all messages fall in one window.
-        second = datetime.now(UTC).second
-        if second > 45:
-            await asyncio.sleep(61 - second)
+        await clear_of_a_minute_boundary()
         await start_messaging(rate_limit_msg_per_min=2)
         window = datetime.now(UTC).replace(second=0, microsecond=0)
         for i in range(5):
@@ -285,6 +283,65 @@ class TestLimits:
         assert len(bodies) == 3
         (notice,) = [b for b in bodies if "limit of 2 messages per minute" in b]
         assert f"at {window + timedelta(minutes=1):%H:%M} UTC" in notice
+
+    async def test_stop_on_whatsapp_is_limited_like_any_message(
+        self, start_messaging, register, js, devsim
+    ):
+        # STOP is an SMS carrier's keyword: on WhatsApp it is only a message.
+        await register(PHONE)
+        await clear_of_a_minute_boundary()
+        await start_messaging(rate_limit_msg_per_min=1)
+        await publish(js, inbound(PHONE, "hi"))
+        await settle(devsim, PHONE, 1, wait=0)
+        await publish(js, inbound(PHONE, "STOP"))
+        sent = await settle(devsim, PHONE, 2, wait=1.0)
+        assert len(sent) == 2
+        assert "limit of 1 message per minute" in sent[1]["body"]
+
+    async def test_an_exempt_message_in_a_batch_is_stored_once_never_counted(
+        self, register, clean_db
+    ):
+        exempt_user = await register(PHONE)
+        other_user = await register(OTHER)
+        check = Limits(1, 0, 0).inbound_check()
+        Inbound = repository.inbound.Inbound
+        batch = [
+            Inbound("SMexempt", "whatsapp", PHONE, "STOP", 0, exempt=True),
+            Inbound("SMcounted", "whatsapp", OTHER, "STOP", 0),
+        ]
+        async with clean_db.acquire() as conn:
+            await repository.inbound.receive(
+                conn,
+                [
+                    Inbound("SMfirst1", "whatsapp", PHONE, "hi", 0),
+                    Inbound("SMfirst2", "whatsapp", OTHER, "hi", 0),
+                ],
+                limits=check,
+            )
+
+            exempt, counted = await repository.inbound.receive(
+                conn, batch, limits=check
+            )
+            # A redelivery of the batch: stored already, nothing counted again.
+            again = await repository.inbound.receive(conn, batch, limits=check)
+
+            minute = await conn.fetch(
+                "SELECT user_id, count FROM rate_windows WHERE scope = 'minute'"
+            )
+        assert (exempt.is_new, exempt.limited, exempt.notified) == (True, None, False)
+        assert (counted.is_new, counted.limited, counted.notified) == (
+            True,
+            "minute",
+            True,
+        )
+        assert [(r.is_new, r.limited) for r in again] == [(False, None)] * 2
+        assert {r["user_id"]: r["count"] for r in minute} == {
+            exempt_user: 1,
+            other_user: 2,
+        }
+        assert await count_messages(clean_db, "twilio_sid = 'SMexempt'") == 1
+        assert await count_messages(clean_db, "in_reply_to = 'SMexempt'") == 0
+        assert await count_messages(clean_db, "in_reply_to = 'SMcounted'") == 1
 
     async def test_token_allowance_stops_the_assistant_for_the_day(
         self, texted, js, devsim

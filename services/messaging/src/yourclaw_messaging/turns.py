@@ -128,7 +128,8 @@ class Turns:
     async def _handle(self, incoming: Incoming, deliveries: int = 1) -> None:
         channel = self.channels[incoming.channel]
         fresh = False
-        # Batched with the other turns' inbound messages: one statement.
+        # Batched with the other turns' inbound messages: one statement. A
+        # carrier's keyword (SMS STOP) is not limited: the channel must act on it.
         received = await self._receive(
             Inbound(
                 incoming.key,
@@ -136,6 +137,7 @@ class Turns:
                 incoming.address,
                 incoming.body,
                 len(incoming.media),
+                exempt=await channel.exempt_from_limits(incoming),
             )
         )
         recipient, state = received.recipient, received.state

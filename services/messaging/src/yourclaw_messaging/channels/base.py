@@ -106,6 +106,12 @@ class Channel(Protocol):
         assistant see it (SMS keywords, a Telegram link), or None to go on."""
         ...
 
+    async def exempt_from_limits(self, incoming: Incoming) -> bool:
+        """Whether `incoming` is a keyword this channel must always act on
+        (SMS STOP, START, HELP): stored once, but neither counted against the
+        rate limits nor refused by them, so that `intercept` always sees it."""
+        ...
+
     async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
         """What a sender with no account on this channel is told."""
         ...

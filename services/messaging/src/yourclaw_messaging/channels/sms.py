@@ -16,6 +16,10 @@ carriers require:
   confirms the opt-in, so we say nothing.
 - HELP, INFO: a short help text (Twilio sends its own standard line too).
 
+The keywords work even for a sender over the rate limits, and do not count
+against them (`exempt_from_limits`): a STOP is always recorded, never answered
+with a limit notice.
+
 Sending, its retries, the SENDING → SENT record and status callbacks are
 `TwilioChannel`'s, as for WhatsApp.
 """
@@ -126,6 +130,11 @@ def plain_text(text: str) -> str:
     return text.translate(_PLAIN)
 
 
+def _word(incoming: Incoming) -> str:
+    """The message as a keyword is matched: the whole of it, in any case."""
+    return incoming.body.strip().upper()
+
+
 def _keyword(keyword: str, answer: str) -> str:
     """`answer`, counted and logged as the answer to `keyword`."""
     metrics.SMS_KEYWORDS.labels(keyword).inc()
@@ -168,12 +177,23 @@ class SmsChannel(TwilioChannel):
 
     # --- keywords --------------------------------------------------------------
 
+    async def exempt_from_limits(self, incoming: Incoming) -> bool:
+        """The keywords `intercept` answers: YES only from an opted-out number
+        (from anyone else it is a message to the assistant, limited as any)."""
+        word = _word(incoming)
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS or word in HELP_WORDS:
+            return True
+        if word not in _OPT_IN_IF_OUT:
+            return False
+        async with self.pool.acquire() as conn:
+            return await repository.sms.opted_out(conn, incoming.address)
+
     async def intercept(
         self, incoming: Incoming, recipient: Recipient | None
     ) -> str | None:
         """The carriers' keywords; any other message from an opted-out number
         reaches no assistant (nothing could carry the answer)."""
-        word = incoming.body.strip().upper()
+        word = _word(incoming)
         phone = incoming.address
         async with self.pool.acquire() as conn:
             if word in OPT_OUT_WORDS:

@@ -123,6 +123,9 @@ class TelegramChannel:
             return replies.TELEGRAM_LINKED
         return None
 
+    async def exempt_from_limits(self, incoming: Incoming) -> bool:
+        return False  # Telegram has no carriers' keywords
+
     async def stranger(self, conn: Connection, address: str, app_url: str) -> str:
         return replies.TELEGRAM_STRANGER.format(app_url=app_url)
 

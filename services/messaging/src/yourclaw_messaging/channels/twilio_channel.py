@@ -28,7 +28,7 @@ from yourclaw_common.events import InboundWhatsAppStatus
 from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, repository
-from yourclaw_messaging.channels.base import ChannelName, SpokenReply
+from yourclaw_messaging.channels.base import ChannelName, Incoming, SpokenReply
 from yourclaw_messaging.errors import (
     SendUnconfirmed,
     TwilioRejected,
@@ -75,6 +75,11 @@ class TwilioChannel:
         """A status callback changed `row`, a message of this channel."""
 
     def speaks(self) -> bool:
+        return False
+
+    async def exempt_from_limits(self, incoming: Incoming) -> bool:
+        """No keyword is exempt from the limits, unless the channel has
+        carriers' keywords (SMS)."""
         return False
 
     async def deliver_spoken(self, reply: SpokenReply) -> None:

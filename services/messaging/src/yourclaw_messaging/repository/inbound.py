@@ -55,6 +55,10 @@ class Inbound:
     address: str
     body: str
     num_media: int
+    # A keyword the channel must always act on (SMS STOP, START, HELP): stored
+    # once like any message, but neither counted against the limits nor
+    # refused by them.
+    exempt: bool = False
 
 
 async def receive(
@@ -64,7 +68,8 @@ async def receive(
     limits: LimitCheck | None = None,
 ) -> list[Received]:
     """Store inbound messages once and, the first time, count each in its
-    sender's usage, open their 24-hour window and count it against `limits`.
+    sender's usage, open their 24-hour window and count it against `limits`
+    (not an `exempt` one: it is never counted nor limited).
 
     One statement for the batch: a message over a limit gets its reply stored
     with it (the notice for the first message over, a SKIPPED row for the
@@ -76,8 +81,9 @@ async def receive(
         """
         WITH input AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],
-                                 $13::text[])
-                WITH ORDINALITY AS i(address, body, sid, num_media, channel, n)
+                                 $13::text[], $14::bool[])
+                WITH ORDINALITY AS i(address, body, sid, num_media, channel,
+                                     exempt, n)
         ), r AS (
             -- Each message's sender looked up by its index (a plain join
             -- would hash the whole view).
@@ -101,13 +107,19 @@ async def receive(
             ON CONFLICT (user_id, day) DO UPDATE
                 SET inbound_count = usage_daily.inbound_count + 1
             RETURNING user_id, tokens_in + tokens_out AS tokens
+        ), checked AS (
+            -- The new messages the limits apply to: a user's, not exempt.
+            SELECT ins.user_id, ins.twilio_sid
+            FROM ins JOIN input i ON i.sid = ins.twilio_sid
+            WHERE ins.user_id IS NOT NULL AND NOT i.exempt
         ), counted AS (
             INSERT INTO rate_windows (user_id, scope, window_start, count)
-            SELECT ins.user_id, w.scope, w.start, 1
-            FROM ins, (VALUES ('minute', $5::timestamptz, $7::int),
-                              ('day', $6::timestamptz, $8::int)) AS w(scope, start, lim)
-            WHERE ins.user_id IS NOT NULL AND w.lim > 0
-            ORDER BY ins.user_id
+            SELECT checked.user_id, w.scope, w.start, 1
+            FROM checked, (VALUES ('minute', $5::timestamptz, $7::int),
+                                  ('day', $6::timestamptz, $8::int))
+                AS w(scope, start, lim)
+            WHERE w.lim > 0
+            ORDER BY checked.user_id
             ON CONFLICT (user_id, scope, window_start)
                 DO UPDATE SET count = rate_windows.count + 1
             RETURNING user_id, scope, count
@@ -115,20 +127,22 @@ async def receive(
             -- The day's limit first, then the minute's, then the tokens'. A
             -- count goes up one at a time, so exactly one message is the first
             -- over a limit: that one carries the notice.
-            SELECT ins.user_id, ins.twilio_sid, h.scope, h.notice, h.first
-            FROM ins CROSS JOIN LATERAL (
+            SELECT checked.user_id, checked.twilio_sid, h.scope, h.notice, h.first
+            FROM checked CROSS JOIN LATERAL (
                 SELECT 'day' AS scope, $11::text AS notice, c.count = $8 + 1 AS first,
                        1 AS rank
                 FROM counted c
-                WHERE c.user_id = ins.user_id AND c.scope = 'day' AND c.count > $8
+                WHERE c.user_id = checked.user_id AND c.scope = 'day'
+                  AND c.count > $8
                 UNION ALL
                 SELECT 'minute', $10::text, c.count = $7 + 1, 2
                 FROM counted c
-                WHERE c.user_id = ins.user_id AND c.scope = 'minute' AND c.count > $7
+                WHERE c.user_id = checked.user_id AND c.scope = 'minute'
+                  AND c.count > $7
                 UNION ALL
                 SELECT 'tokens', $12::text, NULL, 3
                 FROM usage u
-                WHERE u.user_id = ins.user_id AND $9::bigint > 0
+                WHERE u.user_id = checked.user_id AND $9::bigint > 0
                   AND u.tokens >= $9::bigint
                 ORDER BY rank LIMIT 1
             ) AS h
@@ -193,6 +207,7 @@ async def receive(
         limits.day_notice if limits else "",
         limits.tokens_notice if limits else "",
         [m.channel for m in batch],
+        [m.exempt for m in batch],
     )
     return [_received(dict(row)) for row in rows]
 
