@@ -2,7 +2,8 @@
 
 The whole path a message takes to a sleeping assistant, on one host: a
 provisioner (ASSISTANT_SLEEP_OVERCOMMIT), a host-agent (docker runtime, idle
-assistants frozen, then stopped), messaging (wakes before the turn), the LLM
+assistants frozen, then swapped: deep sleep, their memory moved to the host's
+swap; stopped where there is no swap), messaging (wakes before the turn), the LLM
 proxy and the LLM and Twilio stand-ins, on embedded NATS and PostgreSQL.
 
 BENCH_DENSITY_USERS users each get an assistant and one reminder (an OpenClaw
@@ -17,13 +18,14 @@ compressed with the day. Prints:
   against with suspension (the fleet's resident memory averaged over the day,
   a stopped gateway counting 0), and their ratio;
 - message → first reply, by the state the assistant was in when the message
-  arrived (awake, frozen, stopped), p50 / p99; the stand-in LLM answers at
+  arrived (awake, frozen, swapped, stopped), p50 / p99; the stand-in LLM answers at
   once, so the difference to awake is our overhead (the wake);
 - the share of reminders that ran within 60 s of their due time;
 - the wake's own cost: BENCH_WAKE_PAIRS pairs of turns after the same quiet
   time (BENCH_PAIR_IDLE_SECONDS, past the 75 s after which OpenClaw runs its
-  thaw recovery), one with the assistant awake, one with it frozen by the
-  host's `suspend` verb. OpenClaw's first turn after a quiet spell is slower
+  thaw recovery): with the assistant awake, frozen by the host's `suspend`
+  verb, and frozen with its memory then moved to swap (the host-agent's own
+  `swap_out`). OpenClaw's first turn after a quiet spell is slower
   awake too, so this difference, not the one to back-to-back turns, is what
   sleeping adds.
 
@@ -31,8 +33,10 @@ compressed with the day. Prints:
     BENCH_DENSITY_USERS=8 BENCH_DAY_SECONDS=1800 uv run python bench/density.py
 
 Needs a Docker Engine (`make engine`), the tenant image (`make images`) and
-memory for BENCH_DENSITY_USERS booted gateways (about 1 GB each). Packets go
-only to this machine: loopback and the docker bridge's gateway.
+memory for BENCH_DENSITY_USERS booted gateways (about 1 GB each), and swap
+(BENCH_SWAP_MB; as root a swap file under .data is added for the run when
+the machine has less). Packets go only to this machine: loopback and the
+docker bridge's gateway.
 """
 
 from __future__ import annotations
@@ -91,9 +95,11 @@ from yourclaw_devkit.defaults import (
 )
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp
+from yourclaw_devkit.swapfile import host_swap
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.firewall import Firewall, TenantFirewallPlan
 from yourclaw_host_agent.settings import HostAgentSettings
+from yourclaw_host_agent.swap import swap_out
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
 
@@ -113,6 +119,8 @@ SAMPLE_SECONDS = float(os.environ.get("BENCH_SAMPLE_SECONDS", "5"))
 SEED = int(os.environ.get("BENCH_SEED", "19"))
 WAKE_PAIRS = int(os.environ.get("BENCH_WAKE_PAIRS", "2"))
 PAIR_IDLE = float(os.environ.get("BENCH_PAIR_IDLE_SECONDS", "100"))
+# Swap for deep sleep when the machine has less (`yourclaw_devkit.swapfile`).
+SWAP_MB = int(os.environ.get("BENCH_SWAP_MB", str(1024 * (USERS + 1))))
 REMINDER_SLACK = 60.0
 # Hours of the day people write at, and how widely around them (hours).
 _PEAKS = ((8.0, 1.0), (12.5, 0.75), (19.5, 1.5))
@@ -430,9 +438,15 @@ async def run_day(
             sampler = asyncio.create_task(sample_memory(fleet, users, sampling, memory))
             day_started = time.perf_counter()
 
+            awake_mb = statistics.mean(result["awake_rss"])  # type: ignore[arg-type]
+
             async def one(at: float, user: User, n: int) -> None:
                 await asyncio.sleep(max(0.0, at - (time.perf_counter() - day_started)))
                 state = fleet.state(user.name)
+                if state == "frozen" and (
+                    await asyncio.to_thread(container_rss_mb, user.name) < awake_mb / 4
+                ):
+                    state = "swapped"  # deep sleep: its memory is in swap
                 seconds = await turn(js, http, user, f"message {n} of the day")
                 latencies.setdefault(state, []).append(seconds)
 
@@ -493,8 +507,10 @@ async def wake_pairs(
     host: HostAgentSettings,
     user: User,
 ) -> dict[str, list[float]]:
-    """Turns after PAIR_IDLE seconds of quiet, awake and frozen, in turns."""
-    pairs: dict[str, list[float]] = {"awake": [], "frozen": []}
+    """Turns after PAIR_IDLE seconds of quiet, awake, frozen and swapped (frozen
+    with its memory moved to swap, as the host-agent's deep sleep does), in
+    turns."""
+    pairs: dict[str, list[float]] = {"awake": [], "frozen": [], "swapped": []}
 
     async def recorded(status: str) -> bool:
         return bool(
@@ -505,10 +521,9 @@ async def wake_pairs(
             )
         )
 
-    await turn(js, http, user, "before the pairs")  # awake, whatever it was
-    for n in range(WAKE_PAIRS):
-        await asyncio.sleep(PAIR_IDLE)
-        pairs["awake"].append(await turn(js, http, user, f"pair {n}, awake"))
+    async def asleep_turn(label: str, *, swapped: bool) -> float:
+        """A turn PAIR_IDLE after the host froze it (and, `swapped`, after its
+        memory went to swap)."""
         quiet = time.perf_counter()
         await nc.request(
             host_command(host.host_id, HostVerb.SUSPEND),
@@ -516,8 +531,19 @@ async def wake_pairs(
             timeout=30,
         )
         await eventually(lambda: recorded("SUSPENDED"), timeout=60, interval=0.2)
+        if swapped:
+            pid = int(docker("inspect", "-f", "{{.State.Pid}}", user.name))
+            moved = await asyncio.to_thread(swap_out, pid, keep_free=0)
+            assert moved is not None, "the host's swap took nothing"
         await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
-        pairs["frozen"].append(await turn(js, http, user, f"pair {n}, frozen"))
+        return await turn(js, http, user, label)
+
+    await turn(js, http, user, "before the pairs")  # awake, whatever it was
+    for n in range(WAKE_PAIRS):
+        await asyncio.sleep(PAIR_IDLE)
+        pairs["awake"].append(await turn(js, http, user, f"pair {n}, awake"))
+        pairs["frozen"].append(await asleep_turn(f"pair {n}, frozen", swapped=False))
+        pairs["swapped"].append(await asleep_turn(f"pair {n}, swapped", swapped=True))
     return pairs
 
 
@@ -539,9 +565,13 @@ def main() -> None:
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
             f"{host_memory_mb() / 1024:.1f} GiB; {USERS} users, one day in "
             f"{DAY_SECONDS:.0f} s, {MESSAGES_PER_USER} messages each; frozen after "
-            f"{IDLE_SUSPEND:.0f} s idle, stopped after {IDLE_STOP:.0f} s"
+            f"{IDLE_SUSPEND:.0f} s idle, swapped (else stopped) after {IDLE_STOP:.0f} s"
         )
-        result = asyncio.run(run_day(infra.operator_url, infra.database_url, env, tmp))
+        # Deep sleep needs swap: a file of its own on a machine without.
+        with host_swap(SWAP_MB, Path(__file__).resolve().parents[1] / ".data"):
+            result = asyncio.run(
+                run_day(infra.operator_url, infra.database_url, env, tmp)
+            )
     awake_rss = result["awake_rss"]
     memory = result["memory"]
     latencies = result["latencies"]
@@ -576,6 +606,7 @@ def main() -> None:
     for state, label in (
         ("awake", "awake (the day)"),
         ("frozen", "from frozen"),
+        ("swapped", "from swapped"),
         ("stopped", "from stopped"),
     ):
         values = latencies.get(state, [])
@@ -593,7 +624,9 @@ def main() -> None:
             f"\nafter {PAIR_IDLE:.0f} s of quiet (pairs)\n"
             f"  awake             {_line(pairs['awake'])}\n"
             f"  frozen            {_line(pairs['frozen'])} · what sleeping adds "
-            f"p50 {statistics.median(pairs['frozen']) - quiet:.2f} s"
+            f"p50 {statistics.median(pairs['frozen']) - quiet:.2f} s\n"
+            f"  swapped           {_line(pairs['swapped'])} · what sleeping adds "
+            f"p50 {statistics.median(pairs['swapped']) - quiet:.2f} s"
         )
     on_time = [
         ran is not None and ran - due <= REMINDER_SLACK for due, ran in reminders

@@ -1,7 +1,11 @@
 """Sleeping assistants on the real Docker Engine: a tenant frozen (docker
 pause) and stopped by its host-agent, adopted as a sleeper by a restarted
 agent, thawed by a request that reaches it frozen, and woken by the `wake`
-verb. One test, two gateway boots.
+verb (two gateway boots). And deep sleep: a long-idle tenant stays frozen
+with its memory moved to the host's swap (its RAM given back), and a request
+thaws it: the same process answers, no boot. That needs swap on the host; a
+host without enough gets a swap file for the test when the tests run as root
+(removed after, `yourclaw_devkit.swapfile`), otherwise it is skipped.
 
 The tenant's firewall is off here (tenancy has its own tests in
 test_containers.py); the gateway needs no LLM, nothing chats.
@@ -14,12 +18,14 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
 import pytest
+from prometheus_client import REGISTRY
 from yourclaw_common.embedded import free_port
 from yourclaw_common.events import (
     ContainerSpec,
@@ -32,6 +38,7 @@ from yourclaw_common.events import (
     host_command,
 )
 from yourclaw_common.testing import eventually
+from yourclaw_devkit import swapfile
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.settings import HostAgentSettings
 
@@ -80,6 +87,19 @@ class _Agent:
         self.stop.set()
         await asyncio.wait_for(self.task, 60)
 
+    async def create(self, spec: ContainerSpec) -> None:
+        """Create `spec` and wait until its gateway answers."""
+        created = await self.request(
+            HostVerb.CREATE, json.loads(CreateContainer(spec=spec).model_dump_json())
+        )
+        assert created.ok, created
+        health = await self.request(
+            HostVerb.HEALTH,
+            {"name": spec.name, "wait_seconds": BOOT_SECONDS},
+            timeout=BOOT_SECONDS + 30,
+        )
+        assert health.container.healthy is True, docker("logs", spec.name)
+
 
 class _Beats:
     """The host's heartbeats as they come; `forget()` after an agent restart."""
@@ -101,6 +121,26 @@ class _Beats:
         return await eventually(matching, timeout=timeout, interval=0.1)
 
 
+def _settings(
+    nats_url: str, tmp_path: Path, tag: str, **more: Any
+) -> HostAgentSettings:
+    """A host-agent of its own (host id, tenant network and bridge named by
+    `tag`) on the docker runtime, its tenants' firewall off."""
+    return HostAgentSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        nats_url=nats_url,
+        host_id=f"d{tag}",
+        host_runtime="docker",
+        host_data_dir=(tmp_path / "host").resolve(),
+        host_heartbeat_seconds=0.5,
+        tenant_network=f"yourclaw-sleep-{tag}",
+        tenant_bridge=f"yc{tag}",
+        tenant_firewall=False,
+        openclaw_image=IMAGE,
+        **more,
+    )
+
+
 def _depth(name: str, depth: str | None):
     return lambda beat: any(
         c.name == name and c.sleeping == depth for c in beat.containers
@@ -110,22 +150,9 @@ def _depth(name: str, depth: str | None):
 @pytest.mark.usefixtures("engine")
 async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: Path):
     suffix = uuid.uuid4().hex[:6]
-    data_dir = (tmp_path / "host").resolve()
 
     def settings(**more: Any) -> HostAgentSettings:
-        return HostAgentSettings(
-            _env_file=None,  # type: ignore[call-arg]
-            nats_url=nats_url,
-            host_id=f"ds{suffix}",
-            host_runtime="docker",
-            host_data_dir=data_dir,
-            host_heartbeat_seconds=0.5,
-            tenant_network=f"yourclaw-sleep-{suffix}",
-            tenant_bridge=f"ycs{suffix}",
-            tenant_firewall=False,
-            openclaw_image=IMAGE,
-            **more,
-        )
+        return _settings(nats_url, tmp_path, f"s{suffix}", **more)
 
     user_id = uuid.uuid4()
     name = container_name(user_id)
@@ -147,16 +174,7 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         sys.stderr.write(f"{step}: {time.monotonic() - since:.2f} s\n")
 
     try:
-        created = await agent.request(
-            HostVerb.CREATE, json.loads(CreateContainer(spec=spec).model_dump_json())
-        )
-        assert created.ok, created
-        health = await agent.request(
-            HostVerb.HEALTH,
-            {"name": name, "wait_seconds": BOOT_SECONDS},
-            timeout=BOOT_SECONDS + 30,
-        )
-        assert health.container.healthy is True, docker("logs", name)
+        await agent.create(spec)
 
         # A reminder set with OpenClaw's CLI (as its automations tool does):
         # the heartbeat names its due time, read from OpenClaw's own cron
@@ -204,8 +222,14 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         # knows it for a sleeper, and wakes it.
         await agent.shutdown()
         beats.forget()
+        # (Without deep sleep on swap: test_sleep_swap.py has that.)
         agent = _Agent(
-            settings(idle_suspend_after_seconds=1, idle_stop_after_seconds=3), nc
+            settings(
+                idle_suspend_after_seconds=1,
+                idle_stop_after_seconds=3,
+                swap_sleepers=False,
+            ),
+            nc,
         )
         await beats.until(_depth(name, "stopped"))
         assert inspect(name)["State"]["Running"] is False
@@ -234,5 +258,131 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         if not agent.task.done():
             await agent.shutdown()
         docker("rm", "-f", name, check=False)
-        docker("network", "rm", f"yourclaw-sleep-{suffix}", check=False)
+        docker("network", "rm", f"yourclaw-sleep-s{suffix}", check=False)
+        await nc.close()
+
+
+# --- deep sleep: swapped -----------------------------------------------------
+
+SWAP_FILE_MB = 3072
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def host_swap() -> Iterator[None]:
+    """Swap on the host: what it has, else a file of our own for the test."""
+    folder = Path(__file__).resolve().parents[1] / ".data"
+    try:
+        with swapfile.host_swap(SWAP_FILE_MB, folder):
+            yield
+    except swapfile.SwapUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def _used_mib(name: str) -> float:
+    """The container's memory in use as `docker stats` shows an operator."""
+    used = docker("stats", "--no-stream", "--format", "{{.MemUsage}}", name)
+    amount = used.split("/")[0].strip()
+    for unit, factor in (("GiB", 1024.0), ("MiB", 1.0), ("KiB", 1 / 1024), ("B", 0)):
+        if amount.endswith(unit):
+            return float(amount.removesuffix(unit)) * factor
+    raise AssertionError(f"unreadable docker stats: {used}")
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.usefixtures("engine", "host_swap")
+async def test_a_long_idle_tenant_is_swapped_out_and_a_request_thaws_it(
+    nats_url, tmp_path: Path
+):
+    suffix = uuid.uuid4().hex[:6]
+
+    def settings(**more: Any) -> HostAgentSettings:
+        return _settings(
+            nats_url, tmp_path, f"w{suffix}", host_swap_reserve_mb=64, **more
+        )
+
+    user_id = uuid.uuid4()
+    name = container_name(user_id)
+    spec = ContainerSpec(
+        user_id=user_id,
+        name=name,
+        port=free_port(),
+        image=IMAGE,
+        files={"config/openclaw.json": _config(uuid.uuid4().hex)},
+        spec_hash="s1",
+    )
+    nc = await nats.connect(nats_url)
+    beats = _Beats()
+    await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.dw{suffix}", cb=beats.on_beat)
+    agent = _Agent(settings(), nc)
+    try:
+        await agent.create(spec)
+        pid = inspect(name)["State"]["Pid"]
+        awake_mib = _used_mib(name)
+        limits = {k: inspect(name)["HostConfig"][k] for k in ("Memory", "MemorySwap")}
+
+        # Idle past both times: frozen, then its memory goes to swap; it is
+        # not stopped (the same process, still paused).
+        await agent.shutdown()
+        beats.forget()
+        swapped_before = _sample(
+            "yourclaw_host_agent_suspensions_total", depth="swapped", reason="idle"
+        )
+        agent = _Agent(
+            settings(idle_suspend_after_seconds=1, idle_stop_after_seconds=3), nc
+        )
+        await beats.until(_depth(name, "frozen"))
+        for _ in range(600):
+            moved = _sample(
+                "yourclaw_host_agent_suspensions_total", depth="swapped", reason="idle"
+            )
+            if moved > swapped_before:
+                break
+            await asyncio.sleep(0.1)
+        assert moved == swapped_before + 1
+        state = inspect(name)["State"]
+        assert (state["Paused"], state["Pid"]) == (True, pid)
+        asleep_mib = _used_mib(name)
+        sys.stderr.write(
+            f"memory awake {awake_mib:.0f} MiB, swapped {asleep_mib:.0f} MiB\n"
+        )
+        assert asleep_mib < awake_mib / 2
+        # Its own limits are as they were: awake, it can neither swap nor grow.
+        assert {
+            k: inspect(name)["HostConfig"][k] for k in ("Memory", "MemorySwap")
+        } == limits
+        await beats.until(lambda b: b.containers and b.containers[0].sleeping)
+        await asyncio.sleep(2)  # heartbeats go on: it stays swapped, not stopped
+        assert inspect(name)["State"]["Paused"] is True
+
+        # A request reaches it: thawed, and the same process answers.
+        thawed_before = _sample(
+            "yourclaw_host_agent_wakes_total", from_state="swapped", reason="request"
+        )
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=60) as http:
+            answer = await http.get(f"http://127.0.0.1:{spec.port}/readyz")
+        sys.stderr.write(
+            f"request to a swapped gateway: {time.monotonic() - started:.2f} s\n"
+        )
+        assert answer.status_code == 200
+        # (It may be frozen again by now: idle that long, it sleeps again.)
+        state = inspect(name)["State"]
+        assert (state["Running"], state["Pid"]) == (True, pid)
+        assert (
+            _sample(
+                "yourclaw_host_agent_wakes_total",
+                from_state="swapped",
+                reason="request",
+            )
+            == thawed_before + 1
+        )
+    finally:
+        if not agent.task.done():
+            await agent.shutdown()
+        docker("rm", "-f", name, check=False)
+        docker("network", "rm", f"yourclaw-sleep-w{suffix}", check=False)
         await nc.close()

@@ -14,6 +14,7 @@ import psutil
 from yourclaw_common.events import HostHeartbeat, HostVerb, Subject
 from yourclaw_common.testing import eventually
 from yourclaw_host_agent import service
+from yourclaw_host_agent.swap import Swapped
 
 from .conftest import make_spec, next_beat, spec_payload
 from .fake_gateway import add_cron_job, cron_state
@@ -374,6 +375,52 @@ class TestVerbs:
             host_nc, agent.host_id, where=_asleep(quiet.name, "stopped")
         )
         assert [_sleeping(beat, s.name) for s in (sleeper, busy)] == [None, None]
+
+    async def test_a_swapped_sleeper_holds_no_room_a_boot_needs(
+        self, fake_runtime, start_agent, host_nc, data_dir
+    ):
+        # Deep sleep: idle past the stop time, a gateway stays frozen with its
+        # memory in swap. The process runtime cannot swap one gateway alone,
+        # so the kernel's part is stood in for here (tests/test_sleep_swap.py
+        # does it for real); what is tested is the host's bookkeeping: a
+        # swapped sleeper holds no memory, so a boot on a full host leaves it
+        # asleep where it is instead of stopping it to make room.
+        runtime = fake_runtime()
+        moved: list[str] = []
+
+        async def swap_out(name: str, *, keep_free: int) -> Swapped:
+            moved.append(name)
+            return Swapped(swapped=700 << 20, resident=30 << 20)
+
+        runtime.swap_out = swap_out  # type: ignore[method-assign]
+        agent = await start_agent(
+            runtime,
+            host_capacity=1,
+            idle_suspend_after_seconds=1,
+            idle_stop_after_seconds=2,
+        )
+        sleeper, other = make_spec(), make_spec()
+        await _create(agent, sleeper)
+
+        async def swapped() -> bool:
+            return moved == [sleeper.name]
+
+        await eventually(swapped, timeout=15, interval=0.1)
+        assert _group_state(data_dir, sleeper) == psutil.STATUS_STOPPED  # frozen
+        # Another gateway, stopped by an operator, then woken: a boot.
+        await _create(agent, other)
+        assert (await agent.request(HostVerb.STOP, {"name": other.name})).ok
+
+        woken = await agent.request(
+            HostVerb.WAKE, {"name": other.name, "wait_seconds": 15}
+        )
+
+        assert woken.ok, woken
+        assert woken.container.healthy is True
+        beat = await next_beat(host_nc, agent.host_id)
+        assert _sleeping(beat, sleeper.name) == "frozen"  # not stopped
+        assert _group_state(data_dir, sleeper) == psutil.STATUS_STOPPED
+        assert moved == [sleeper.name]  # swapped once, not again each heartbeat
 
     async def test_an_operator_stop_of_an_awake_one_is_no_sleep(
         self, fake_runtime, start_agent, host_nc

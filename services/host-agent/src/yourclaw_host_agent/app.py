@@ -244,6 +244,8 @@ async def run(
                     stop_after=settings.idle_stop_after_seconds,
                     wake_lead=settings.wake_lead_seconds,
                     memory_reserve_mb=settings.host_memory_reserve_mb,
+                    swap=settings.swap_sleepers,
+                    swap_reserve_mb=settings.host_swap_reserve_mb,
                 ),
             )
             agent = HostAgent(settings, nc, service, wake=wake)

@@ -57,15 +57,16 @@ GATEWAYS_AWAKE = Gauge(
 GATEWAYS_SUSPENDED = Gauge(
     "yourclaw_host_agent_gateways_suspended",
     "Users' gateways asleep on this host by depth (frozen: paused, memory "
-    "held; stopped: memory freed), as of the last heartbeat.",
+    "held; swapped: paused, memory moved to the host's swap; stopped: memory "
+    "freed, a wake boots), as of the last heartbeat.",
     ["depth"],
 )
 SUSPENSIONS = Counter(
     "yourclaw_host_agent_suspensions_total",
-    "Gateways put to sleep, by depth (frozen, stopped) and reason (idle, "
-    "memory: the host's available memory fell below HOST_MEMORY_RESERVE_MB, "
-    "command: the suspend verb, room: stopped so a sleeper could boot on a "
-    "full host).",
+    "Gateways put to sleep, by depth (frozen, swapped, stopped) and reason "
+    "(idle, memory: the host's available memory fell below "
+    "HOST_MEMORY_RESERVE_MB, command: the suspend verb, room: memory freed so "
+    "a sleeper could boot on a full host).",
     ["depth", "reason"],
 )
 WAKES = Counter(

@@ -61,6 +61,7 @@ _ALIVE = ("running", "starting")
 # Under memory pressure an awake gateway is stopped only after this much quiet:
 # a turn waiting on a slow model writes nothing meanwhile.
 _PRESSURE_MIN_IDLE_SECONDS = 60.0
+_MIB = 1024 * 1024
 _GENERATIONS_FILE = ".generations.json"
 
 
@@ -155,8 +156,10 @@ class HostService:
         # first answer.
         self._ready: set[str] = set()
         self._booting: set[str] = set()
-        # Frozen gateways, watched for requests that arrive while they sleep.
+        # Frozen gateways, watched for requests that arrive while they sleep;
+        # those of them whose memory was moved to swap (`_deepen`).
         self._frozen: set[str] = set()
+        self._swapped: set[str] = set()
         self._generations = _Generations(layout.root / _GENERATIONS_FILE)
 
     def generation_of(self, name: str) -> int | None:
@@ -365,6 +368,7 @@ class HostService:
         # not this host puts gateways to sleep itself: ones adopted after a
         # restart, or frozen by the `suspend` verb or an operator.
         self._frozen = {c.name for c in listed if c.state == "paused"}
+        self._swapped &= self._frozen  # a thawed or stopped one holds RAM again
         if self.sleep.enabled:
             await self._tend_sleepers(listed)
 
@@ -410,11 +414,14 @@ class HostService:
             WAKE_SECONDS.labels(from_state).observe(time.monotonic() - started)
         return info
 
-    async def _wake(self, name: str, reason: str) -> Depth | None:
+    async def _wake(self, name: str, reason: str) -> str | None:
         """Under the name's lock: wake it if it sleeps (or is stopped); the
-        depth it slept at, None if it was awake."""
+        depth it slept at (`frozen`, `swapped`, `stopped`), None if it was
+        awake."""
         paths = self.layout.for_name(name)
+        swapped = name in self._swapped
         self._frozen.discard(name)
+        self._swapped.discard(name)
         info = await self.runtime.inspect(name)
         if info.state == "missing":
             raise ContainerNotFound(f"{name} does not exist on this host")
@@ -427,7 +434,9 @@ class HostService:
             in_memory = [
                 c
                 for c in await self.runtime.list()
-                if c.name != name and c.state in (*_ALIVE, "paused")
+                if c.name != name
+                and c.state in (*_ALIVE, "paused")
+                and c.name not in self._swapped
             ]
             if len(in_memory) >= self.capacity and not await self._make_room(
                 name, in_memory
@@ -451,7 +460,7 @@ class HostService:
             # connection (one made just as it froze) lets it freeze again at
             # the next heartbeat instead of a whole idle time later.
             self.marks.touch(paths)
-        from_state: Depth = depth or "stopped"
+        from_state = "swapped" if swapped else depth or "stopped"
         WAKES.labels(from_state, reason).inc()
         log.info(
             "host_agent.sleep.woken",
@@ -465,10 +474,11 @@ class HostService:
     async def _make_room(
         self, waking: str, in_memory: builtins.list[ContainerInfo]
     ) -> bool:
-        """Stop one gateway so that `waking` can boot on a full host: the
-        longest-idle frozen one, else the longest-idle awake one quiet for a
-        minute and serving no turn. It becomes a stopped sleeper (SUSPENDED;
-        its next message wakes it). False when none may go."""
+        """Free one gateway's memory so that `waking` can boot on a full host
+        (`_deepen`): the longest-idle frozen one, else the longest-idle awake
+        one quiet for a minute and serving no turn. It becomes a swapped or
+        stopped sleeper (SUSPENDED; its next message wakes it). False when
+        none may go."""
         now = time.time()
         frozen: list[tuple[float, ContainerInfo]] = []
         awake: list[tuple[float, ContainerInfo]] = []
@@ -491,7 +501,7 @@ class HostService:
                 continue
             async with lock:
                 try:
-                    await self._put_to_sleep(info, "stopped", "room")
+                    await self._deepen(info, "room")
                 except (YourClawError, OSError) as exc:
                     _log_sleep_failed(info.name, exc)
                     continue
@@ -522,6 +532,30 @@ class HostService:
         )
         self._on_change()
         return info
+
+    async def _deepen(self, info: ContainerInfo, reason: str) -> ContainerInfo:
+        """Free a gateway's memory: frozen with its memory moved to the host's
+        swap when the host allows it (a wake stays a thaw), else stopped (a
+        wake is a boot). docs/sleep.md, "Deep sleep"."""
+        if self.sleep.swap and info.name not in self._swapped:
+            if info.state != "paused":
+                info = await self._put_to_sleep(info, "frozen", reason)
+            moved = await self.runtime.swap_out(
+                info.name, keep_free=self.sleep.swap_reserve_mb * _MIB
+            )
+            if moved is not None:
+                self._swapped.add(info.name)
+                SUSPENSIONS.labels("swapped", reason).inc()
+                log.info(
+                    "host_agent.sleep.swapped",
+                    container=info.name,
+                    reason=reason,
+                    swapped_mb=moved.swapped // _MIB,
+                    resident_mb=moved.resident // _MIB,
+                )
+                self._on_change()
+                return info
+        return await self._put_to_sleep(info, "stopped", reason)
 
     async def _tend_sleepers(self, listed: builtins.list[ContainerInfo]) -> None:
         """Every heartbeat: freeze the idle, stop the long idle, wake those
@@ -564,14 +598,16 @@ class HostService:
                         await self._wake(info.name, "schedule")
                     elif info.state == "running" and not pending and not serving:
                         if rules.stop_after and idle >= rules.stop_after:
-                            await self._put_to_sleep(info, "stopped", "idle")
+                            await self._deepen(info, "idle")
                         elif idle >= rules.suspend_after:
                             await self._put_to_sleep(info, "frozen", "idle")
                         elif idle >= _PRESSURE_MIN_IDLE_SECONDS:
                             awake.append((idle, info))
                     elif depth == "frozen" and not pending:
-                        if rules.stop_after and idle >= rules.stop_after:
-                            await self._put_to_sleep(info, "stopped", "idle")
+                        if info.name in self._swapped:
+                            pass  # its memory is in swap already
+                        elif rules.stop_after and idle >= rules.stop_after:
+                            await self._deepen(info, "idle")
                         else:
                             frozen.append((idle, info))
                 except (YourClawError, OSError) as exc:
@@ -628,7 +664,7 @@ class HostService:
                     container=info.name,
                 )
                 try:
-                    await self._put_to_sleep(current, "stopped", "memory")
+                    await self._deepen(current, "memory")
                 except (YourClawError, OSError) as exc:
                     _log_sleep_failed(info.name, exc)
                     continue
@@ -638,8 +674,10 @@ class HostService:
         self, containers: builtins.list[ContainerInfo]
     ) -> tuple[int, int]:
         """(awake, asleep) among `containers`, and the gauges set to them."""
-        depths = [self._depth(c) for c in containers]
-        asleep = {d: depths.count(d) for d in ("frozen", "stopped")}
+        depths: list[str | None] = [
+            "swapped" if c.name in self._swapped else self._depth(c) for c in containers
+        ]
+        asleep = {d: depths.count(d) for d in ("frozen", "swapped", "stopped")}
         GATEWAYS_AWAKE.set(depths.count(None))
         for depth, count in asleep.items():
             GATEWAYS_SUSPENDED.labels(depth).set(count)

@@ -87,8 +87,16 @@ class HostAgentSettings(CommonSettings):
     # A sleeper is woken this long before its next scheduled automation.
     wake_lead_seconds: float = Field(default=60.0, ge=0)
     # When the host's available memory falls below this, the longest-idle
-    # gateways are stopped, frozen ones before awake ones. 0 = off.
+    # gateways give up their memory (swapped or stopped, see below), frozen
+    # ones before awake ones. 0 = off.
     host_memory_reserve_mb: int = Field(default=1024, ge=0)
+    # Deep sleep (docker runtime, a host with swap): where a gateway would be
+    # stopped (IDLE_STOP_AFTER_SECONDS, memory pressure, room for a wake) it
+    # stays frozen and its memory is moved to the host's swap, so a wake is a
+    # thaw that faults pages back in, not a boot. Stopped instead when the
+    # host's free swap would fall below HOST_SWAP_RESERVE_MB.
+    swap_sleepers: bool = True
+    host_swap_reserve_mb: int = Field(default=1024, ge=0)
 
     @field_validator("host_id")
     @classmethod

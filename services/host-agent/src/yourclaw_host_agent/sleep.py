@@ -153,6 +153,10 @@ class SleepRules:
     stop_after: float = 0.0
     wake_lead: float = 60.0
     memory_reserve_mb: int = 0
+    # Deep sleep moves a frozen gateway's memory to the host's swap instead
+    # of stopping it, keeping this much swap free (docs/sleep.md).
+    swap: bool = False
+    swap_reserve_mb: int = 1024
 
     @property
     def enabled(self) -> bool:

@@ -9,6 +9,7 @@ from yourclaw_common.events import ContainerInfo, ContainerSpec
 
 from yourclaw_host_agent.layout import UserPaths
 from yourclaw_host_agent.sleep import Sockets
+from yourclaw_host_agent.swap import Swapped
 
 RuntimeKind = Literal["process", "docker"]
 
@@ -64,6 +65,11 @@ class ContainerRuntime(Protocol):
 
     async def unfreeze(self, name: str) -> ContainerInfo:
         """Resume a frozen container; a no-op on any other."""
+
+    async def swap_out(self, name: str, *, keep_free: int) -> Swapped | None:
+        """Move a frozen gateway's memory to the host's swap, leaving at least
+        `keep_free` bytes of swap free (docs/sleep.md, "Deep sleep: swapped");
+        None when the runtime or the host cannot."""
 
     async def sockets(self, name: str) -> Sockets:
         """The gateway's sockets on its port (docs/sleep.md, "A request to a

@@ -66,6 +66,7 @@ from yourclaw_host_agent.runtimes.docker_pool import (
     WarmPool,
 )
 from yourclaw_host_agent.sleep import Sockets, gateway_sockets
+from yourclaw_host_agent.swap import Swapped, swap_out
 
 __all__ = ["DockerRuntime", "FirewallSettings"]
 
@@ -468,25 +469,40 @@ class DockerRuntime:
         await self._unpause(name)
         return await self.inspect(name)
 
-    async def sockets(self, name: str) -> Sockets:
-        # The gateway's port inside the container's network namespace, seen
-        # through its init process (frozen or not).
+    async def _init_pid(self, name: str) -> int | None:
+        """The container's init process on this host (frozen or not), cached
+        by its start time, so that reading it twice a second asks the engine
+        only after it changed."""
         init = self._inits.get(name)
         if (
             init is not None
             and await asyncio.to_thread(_started_at, init[0]) == init[1]
         ):
-            return await asyncio.to_thread(gateway_sockets, init[0], CONTAINER_PORT)
+            return init[0]
         self._inits.pop(name, None)
         resp = await self._call("GET", f"/containers/{name}/json")
         if resp.status_code != 200:
-            return Sockets()
+            return None
         pid = int((resp.json().get("State") or {}).get("Pid") or 0)
         started = await asyncio.to_thread(_started_at, pid) if pid else None
         if started is None:
-            return Sockets()
+            return None
         self._inits[name] = (pid, started)
+        return pid
+
+    async def sockets(self, name: str) -> Sockets:
+        # The gateway's port inside the container's network namespace, seen
+        # through its init process.
+        pid = await self._init_pid(name)
+        if pid is None:
+            return Sockets()
         return await asyncio.to_thread(gateway_sockets, pid, CONTAINER_PORT)
+
+    async def swap_out(self, name: str, *, keep_free: int) -> Swapped | None:
+        pid = await self._init_pid(name)
+        if pid is None:
+            return None
+        return await asyncio.to_thread(swap_out, pid, keep_free=keep_free)
 
     async def _relabel(self, name: str) -> ContainerInfo | None:
         """A container that was a warm spare, stopped (gracefully) and

@@ -69,6 +69,7 @@ from yourclaw_host_agent.runtimes.warm import (
     took_config,
 )
 from yourclaw_host_agent.sleep import Sockets, gateway_sockets
+from yourclaw_host_agent.swap import Swapped
 
 __all__ = ["ProcessRuntime"]
 
@@ -680,6 +681,10 @@ class ProcessRuntime:
             elif pid is not None:
                 _signal_group(pid.pid, signal.SIGCONT)
             return self._info(paths, record)
+
+    async def swap_out(self, name: str, *, keep_free: int) -> Swapped | None:
+        # Gateways share the agent's cgroup here: none can be swapped alone.
+        return None
 
     async def freeze(self, name: str) -> ContainerInfo:
         return await self._signal(name, signal.SIGSTOP)

@@ -1,0 +1,150 @@
+"""Moving a frozen gateway's memory to the host's swap (docs/sleep.md, "Deep
+sleep: swapped").
+
+A frozen gateway touches none of its memory, so the kernel can write it to
+swap and give the RAM to others; a thaw faults back in only the pages the next
+turn touches. Tenant containers run with no swap of their own (the engine's
+MemorySwap equals Memory), so for the move the container's cgroup is allowed
+swap, asked to reclaim, and put back as it was:
+
+- cgroup v2: `memory.swap.max` to `max`, `memory.reclaim` of everything it
+  holds, `memory.swap.max` back;
+- cgroup v1: `memory.memsw.limit_in_bytes` lifted, `memory.limit_in_bytes`
+  lowered to 1 MiB (the kernel reclaims what it can, then refuses the limit:
+  EBUSY) and both put back.
+
+The limits end as they were: what the thawed gateway faults back in counts
+against its usual limit, and it cannot swap while awake. Needs the host's
+/proc and write access to its cgroup filesystem at /sys/fs/cgroup (root, or
+CAP_DAC_OVERRIDE); without, it answers None (and says so once in the log) and
+the caller stops the gateway instead.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from pathlib import Path
+
+from yourclaw_common.logging import get_logger
+
+__all__ = ["Swapped", "swap_free_bytes", "swap_out"]
+
+log = get_logger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_ROOT = Path("/proc")
+_denied_logged = False
+_V1_FLOOR = str(1 << 20)
+
+
+@dataclass(frozen=True)
+class Swapped:
+    """A gateway's memory after the move, in bytes."""
+
+    swapped: int  # in swap
+    resident: int  # still in RAM (what the kernel could not write out)
+
+
+def swap_free_bytes() -> int:
+    """Free swap on the host (0 without swap)."""
+    for line in (PROC_ROOT / "meminfo").read_text().splitlines():
+        if line.startswith("SwapFree:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _memory_cgroup(pid: int) -> tuple[Path, int] | None:
+    """The memory cgroup directory of `pid` and the cgroup version."""
+    for line in (PROC_ROOT / str(pid) / "cgroup").read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and controllers == "":
+            v2 = CGROUP_ROOT / path.lstrip("/")
+            if (v2 / "memory.reclaim").exists():
+                return v2, 2
+        elif "memory" in controllers.split(","):
+            return CGROUP_ROOT / "memory" / path.lstrip("/"), 1
+    return None
+
+
+def _stat(directory: Path) -> dict[str, int]:
+    stats: dict[str, int] = {}
+    for line in (directory / "memory.stat").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if value.isdigit():
+            stats[key] = int(value)
+    return stats
+
+
+def _resident(directory: Path, version: int) -> int:
+    stats = _stat(directory)
+    # Anonymous memory and tmpfs: what only swap can take.
+    if version == 2:
+        return stats.get("anon", 0) + stats.get("shmem", 0)
+    return stats.get("rss", 0) + stats.get("shmem", 0)
+
+
+def _write(path: Path, value: str, *, refused_ok: bool = False) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        if not (refused_ok and exc.errno in (errno.EBUSY, errno.EAGAIN)):
+            raise
+
+
+def swap_out(pid: int, *, keep_free: int) -> Swapped | None:
+    """Move the memory of the frozen cgroup `pid` is in to swap, if the host's
+    free swap stays above `keep_free` bytes after it; None when it cannot
+    (no swap room, no cgroup access, a kernel without the files)."""
+    try:
+        found = _memory_cgroup(pid)
+        if found is None:
+            return None
+        directory, version = found
+        if swap_free_bytes() - _resident(directory, version) < keep_free:
+            return None
+        if version == 2:
+            swap_max = directory / "memory.swap.max"
+            before = swap_max.read_text().strip()
+            _write(swap_max, "max")
+            try:
+                current = (directory / "memory.current").read_text().strip()
+                _write(directory / "memory.reclaim", current, refused_ok=True)
+            finally:
+                _write(swap_max, before)
+            stats = _stat(directory)
+            return Swapped(
+                swapped=int((directory / "memory.swap.current").read_text()),
+                resident=stats.get("anon", 0) + stats.get("shmem", 0),
+            )
+        limit = directory / "memory.limit_in_bytes"
+        memsw = directory / "memory.memsw.limit_in_bytes"
+        before_limit = limit.read_text().strip()
+        before_memsw = memsw.read_text().strip() if memsw.exists() else None
+        if before_memsw is not None:
+            _write(memsw, "-1")
+        try:
+            _write(limit, _V1_FLOOR, refused_ok=True)
+        finally:
+            # The memory limit first: memsw may never be below it.
+            _write(limit, before_limit)
+            if before_memsw is not None:
+                _write(memsw, before_memsw)
+        stats = _stat(directory)
+        return Swapped(
+            swapped=stats.get("swap", 0),
+            resident=stats.get("rss", 0) + stats.get("shmem", 0),
+        )
+    except PermissionError as exc:
+        global _denied_logged
+        if not _denied_logged:
+            _denied_logged = True
+            log.warning(
+                "host_agent.swap.denied",
+                error=str(exc),
+                message="no write access to the tenants' cgroups: idle "
+                "gateways are stopped instead of swapped (docs/sleep.md)",
+            )
+        return None
+    except (OSError, ValueError):
+        return None

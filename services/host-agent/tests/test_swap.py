@@ -1,0 +1,74 @@
+"""Deep sleep's swap-out on cgroup v2, against a stand-in cgroup tree (the
+development machine runs cgroup v1, which tests/test_sleep_swap.py covers on
+the real engine): the container's limits end as they were, whatever the
+kernel answers."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from yourclaw_host_agent import swap
+
+
+@pytest.fixture
+def v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "4242").mkdir(parents=True)
+    (proc / "4242" / "cgroup").write_text("0::/system.slice/docker-abc.scope\n")
+    (proc / "meminfo").write_text("MemTotal: 100 kB\nSwapFree: 4194304 kB\n")
+    group = cgroups / "system.slice" / "docker-abc.scope"
+    group.mkdir(parents=True)
+    for name, value in {
+        "memory.swap.max": "0\n",
+        "memory.current": "838860800\n",
+        "memory.reclaim": "",
+        "memory.stat": "anon 734003200\nshmem 10485760\nfile 94371840\n",
+        "memory.swap.current": "723517440\n",
+    }.items():
+        (group / name).write_text(value)
+    monkeypatch.setattr(swap, "PROC_ROOT", proc)
+    monkeypatch.setattr(swap, "CGROUP_ROOT", cgroups)
+    return group
+
+
+def test_a_frozen_gateway_is_swapped_and_its_limit_restored(v2: Path):
+    moved = swap.swap_out(4242, keep_free=1 << 30)
+
+    assert moved == swap.Swapped(swapped=723517440, resident=734003200 + 10485760)
+    assert (v2 / "memory.reclaim").read_text() == "838860800"
+    # Awake again it can swap no more than before.
+    assert (v2 / "memory.swap.max").read_text().strip() == "0"
+
+
+def test_the_limit_is_restored_when_the_kernel_refuses_the_reclaim(
+    v2: Path, monkeypatch: pytest.MonkeyPatch
+):
+    written = Path.write_text
+
+    def refusing(path: Path, data: str, *args, **kwargs) -> int:
+        if path.name == "memory.reclaim":
+            raise OSError(errno.EAGAIN, "could not reclaim it all")
+        return written(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refusing)
+
+    assert swap.swap_out(4242, keep_free=0) is not None
+    assert (v2 / "memory.swap.max").read_text().strip() == "0"
+
+
+def test_too_little_free_swap_leaves_it_alone(v2: Path):
+    # 4 GiB free, 744 MiB to move: keeping 3.5 GiB free is not possible.
+    assert swap.swap_out(4242, keep_free=3584 << 20) is None
+    assert (v2 / "memory.reclaim").read_text() == ""
+    assert (v2 / "memory.swap.max").read_text().strip() == "0"
+
+
+def test_no_access_answers_none(v2: Path, monkeypatch: pytest.MonkeyPatch):
+    def denied(path: Path, data: str, *args, **kwargs) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "write_text", denied)
+
+    assert swap.swap_out(4242, keep_free=0) is None
