@@ -222,7 +222,7 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
         # knows it for a sleeper, and wakes it.
         await agent.shutdown()
         beats.forget()
-        # (Without deep sleep on swap: test_sleep_swap.py has that.)
+        # (Without deep sleep on swap: the next test has that.)
         agent = _Agent(
             settings(
                 idle_suspend_after_seconds=1,
@@ -358,6 +358,18 @@ async def test_a_long_idle_tenant_is_swapped_out_and_a_request_thaws_it(
         await asyncio.sleep(2)  # heartbeats go on: it stays swapped, not stopped
         assert inspect(name)["State"]["Paused"] is True
 
+        # A restarted agent (the default idle times) knows it for swapped.
+        await agent.shutdown()
+        beats.forget()
+        agent = _Agent(settings(), nc)
+        await beats.until(lambda b: bool(b.containers))  # the new agent's
+
+        async def adopted() -> bool:
+            gauge = "yourclaw_host_agent_gateways_suspended"
+            return _sample(gauge, depth="swapped") == 1
+
+        await eventually(adopted, timeout=30, interval=0.2)
+
         # A request reaches it: thawed, and the same process answers.
         thawed_before = _sample(
             "yourclaw_host_agent_wakes_total", from_state="swapped", reason="request"
@@ -369,9 +381,15 @@ async def test_a_long_idle_tenant_is_swapped_out_and_a_request_thaws_it(
             f"request to a swapped gateway: {time.monotonic() - started:.2f} s\n"
         )
         assert answer.status_code == 200
-        # (It may be frozen again by now: idle that long, it sleeps again.)
         state = inspect(name)["State"]
-        assert (state["Running"], state["Pid"]) == (True, pid)
+        assert (state["Paused"], state["Running"], state["Pid"]) == (False, True, pid)
+        # Its memory came back in bulk with the thaw, not only the pages
+        # that one request touched.
+
+        async def back_in_memory() -> bool:
+            return _used_mib(name) > awake_mib / 2
+
+        await eventually(back_in_memory, timeout=30, interval=0.5)
         assert (
             _sample(
                 "yourclaw_host_agent_wakes_total",

@@ -381,7 +381,7 @@ class TestVerbs:
     ):
         # Deep sleep: idle past the stop time, a gateway stays frozen with its
         # memory in swap. The process runtime cannot swap one gateway alone,
-        # so the kernel's part is stood in for here (tests/test_sleep_swap.py
+        # so the kernel's part is stood in for here (tests/test_sleep_containers.py
         # does it for real); what is tested is the host's bookkeeping: a
         # swapped sleeper holds no memory, so a boot on a full host leaves it
         # asleep where it is instead of stopping it to make room.

@@ -1,5 +1,5 @@
 """Deep sleep's swap-out on cgroup v2, against a stand-in cgroup tree (the
-development machine runs cgroup v1, which tests/test_sleep_swap.py covers on
+development machine runs cgroup v1, which tests/test_sleep_containers.py covers on
 the real engine): the container's limits end as they were, whatever the
 kernel answers."""
 
@@ -24,7 +24,8 @@ def v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "memory.swap.max": "0\n",
         "memory.current": "838860800\n",
         "memory.reclaim": "",
-        "memory.stat": "anon 734003200\nshmem 10485760\nfile 94371840\n",
+        # As the kernel leaves it after the reclaim: little left in RAM.
+        "memory.stat": "anon 20971520\nshmem 10485760\nfile 94371840\n",
         "memory.swap.current": "723517440\n",
     }.items():
         (group / name).write_text(value)
@@ -36,7 +37,7 @@ def v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_frozen_gateway_is_swapped_and_its_limit_restored(v2: Path):
     moved = swap.swap_out(4242, keep_free=1 << 30)
 
-    assert moved == swap.Swapped(swapped=723517440, resident=734003200 + 10485760)
+    assert moved == swap.Swapped(swapped=723517440, resident=20971520 + 10485760)
     assert (v2 / "memory.reclaim").read_text() == "838860800"
     # Awake again it can swap no more than before.
     assert (v2 / "memory.swap.max").read_text().strip() == "0"
@@ -59,8 +60,8 @@ def test_the_limit_is_restored_when_the_kernel_refuses_the_reclaim(
 
 
 def test_too_little_free_swap_leaves_it_alone(v2: Path):
-    # 4 GiB free, 744 MiB to move: keeping 3.5 GiB free is not possible.
-    assert swap.swap_out(4242, keep_free=3584 << 20) is None
+    # 4 GiB free and 30 MiB to move: keeping all 4 GiB free is not possible.
+    assert swap.swap_out(4242, keep_free=4096 << 20) is None
     assert (v2 / "memory.reclaim").read_text() == ""
     assert (v2 / "memory.swap.max").read_text().strip() == "0"
 
@@ -72,3 +73,13 @@ def test_no_access_answers_none(v2: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(Path, "write_text", denied)
 
     assert swap.swap_out(4242, keep_free=0) is None
+
+
+def test_most_of_it_still_in_ram_after_is_no_swap_out(v2: Path):
+    # The kernel moved little (swap full, memory it cannot write out): the
+    # caller stops the gateway instead of counting it swapped.
+    (v2 / "memory.stat").write_text("anon 734003200\nshmem 10485760\n")
+    (v2 / "memory.swap.current").write_text("4096\n")
+
+    assert swap.swap_out(4242, keep_free=0) is None
+    assert (v2 / "memory.swap.max").read_text().strip() == "0"

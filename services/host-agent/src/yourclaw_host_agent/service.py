@@ -160,6 +160,7 @@ class HostService:
         # those of them whose memory was moved to swap (`_deepen`).
         self._frozen: set[str] = set()
         self._swapped: set[str] = set()
+        self._swapping_in: set[asyncio.Task[None]] = set()
         self._generations = _Generations(layout.root / _GENERATIONS_FILE)
 
     def generation_of(self, name: str) -> int | None:
@@ -369,6 +370,12 @@ class HostService:
         # restart, or frozen by the `suspend` verb or an operator.
         self._frozen = {c.name for c in listed if c.state == "paused"}
         self._swapped &= self._frozen  # a thawed or stopped one holds RAM again
+        for name in self._frozen - self._swapped:
+            # Swapped before this agent started (or by an operator): known
+            # as such, so it holds no room and its wake is counted right.
+            usage = await self.runtime.swap_usage(name)
+            if usage is not None and usage.swapped > usage.resident:
+                self._swapped.add(name)
         if self.sleep.enabled:
             await self._tend_sleepers(listed)
 
@@ -427,6 +434,12 @@ class HostService:
             raise ContainerNotFound(f"{name} does not exist on this host")
         depth = self.marks.depth(info, paths)
         if info.state == "paused":
+            # What it has in swap (deep sleep; also one swapped before an
+            # agent restart) comes back in one bulk read while it thaws, not
+            # 4 KB per fault as the turn touches it.
+            task = asyncio.create_task(self._swap_in(name))
+            self._swapping_in.add(task)
+            task.add_done_callback(self._swapping_in.discard)
             await self.runtime.unfreeze(name)
         elif info.state in ("stopped", "exited"):
             # A boot brings it back into memory: not past the host's capacity.
@@ -532,6 +545,12 @@ class HostService:
         )
         self._on_change()
         return info
+
+    async def _swap_in(self, name: str) -> None:
+        try:
+            await self.runtime.swap_in(name)
+        except (YourClawError, OSError) as exc:
+            _log_sleep_failed(name, exc)  # it faults its pages in instead
 
     async def _deepen(self, info: ContainerInfo, reason: str) -> ContainerInfo:
         """Free a gateway's memory: frozen with its memory moved to the host's

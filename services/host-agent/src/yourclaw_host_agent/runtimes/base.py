@@ -71,6 +71,14 @@ class ContainerRuntime(Protocol):
         `keep_free` bytes of swap free (docs/sleep.md, "Deep sleep: swapped");
         None when the runtime or the host cannot."""
 
+    async def swap_usage(self, name: str) -> Swapped | None:
+        """A gateway's memory in swap and in RAM now; None where the runtime
+        cannot tell."""
+
+    async def swap_in(self, name: str) -> None:
+        """Read back in bulk what a frozen gateway has in swap (as it thaws);
+        nothing when it has none or the runtime cannot."""
+
     async def sockets(self, name: str) -> Sockets:
         """The gateway's sockets on its port (docs/sleep.md, "A request to a
         frozen gateway"); none when it has no process."""

@@ -66,7 +66,8 @@ from yourclaw_host_agent.runtimes.docker_pool import (
     WarmPool,
 )
 from yourclaw_host_agent.sleep import Sockets, gateway_sockets
-from yourclaw_host_agent.swap import Swapped, swap_out
+from yourclaw_host_agent.swap import Swapped, swap_in, swap_out
+from yourclaw_host_agent.swap import usage as swap_usage
 
 __all__ = ["DockerRuntime", "FirewallSettings"]
 
@@ -503,6 +504,15 @@ class DockerRuntime:
         if pid is None:
             return None
         return await asyncio.to_thread(swap_out, pid, keep_free=keep_free)
+
+    async def swap_usage(self, name: str) -> Swapped | None:
+        pid = await self._init_pid(name)
+        return None if pid is None else await asyncio.to_thread(swap_usage, pid)
+
+    async def swap_in(self, name: str) -> None:
+        pid = await self._init_pid(name)
+        if pid is not None:
+            await asyncio.to_thread(swap_in, pid)
 
     async def _relabel(self, name: str) -> ContainerInfo | None:
         """A container that was a warm spare, stopped (gracefully) and

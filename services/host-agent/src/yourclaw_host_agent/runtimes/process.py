@@ -686,6 +686,12 @@ class ProcessRuntime:
         # Gateways share the agent's cgroup here: none can be swapped alone.
         return None
 
+    async def swap_usage(self, name: str) -> Swapped | None:
+        return None
+
+    async def swap_in(self, name: str) -> None:
+        return None  # nothing is swapped out here
+
     async def freeze(self, name: str) -> ContainerInfo:
         return await self._signal(name, signal.SIGSTOP)
 
