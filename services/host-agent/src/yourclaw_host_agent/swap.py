@@ -207,6 +207,7 @@ def swap_in(pid: int) -> int:
     nothing is in swap, or it cannot: no access, a kernel without
     process_madvise)."""
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long  # bytes advised: past 2 GB too
     advised = 0
     try:
         found = _memory_cgroup(pid)
