@@ -82,8 +82,8 @@ def available_memory_mb() -> int:
 
 
 def _read_next_due(db: Path) -> float | None:
-    # `mode=ro` never creates or changes the file; a busy writer waits at most
-    # the timeout, then the store reads as "no job" until the next pass.
+    # `mode=ro` never changes the file; a busy writer waits at most the
+    # timeout, then the store reads as "no job" until the next pass.
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
     except sqlite3.Error:
@@ -95,6 +95,7 @@ def _read_next_due(db: Path) -> float | None:
         return None
     finally:
         conn.close()
+        _give_back_sidecars(db)
     due: list[float] = []
     for (state_json,) in rows:
         try:
@@ -104,6 +105,25 @@ def _read_next_due(db: Path) -> float | None:
         if isinstance(at, int | float) and at > 0:
             due.append(at / 1000)
     return min(due, default=None)
+
+
+def _give_back_sidecars(db: Path) -> None:
+    """A reader of a WAL database the gateway has closed creates its `-wal`
+    and `-shm` files, and leaves them. Owned by the agent, they would keep
+    the gateway (uid 1000) from opening its own store at the next boot. SQLite
+    hands them to the database's owner when run as root; an agent that is
+    not root but may chown (the systemd unit's) does the same here."""
+    try:
+        owner = db.stat()
+    except OSError:
+        return
+    for suffix in ("-wal", "-shm"):
+        sidecar = db.with_name(db.name + suffix)
+        try:
+            if sidecar.stat().st_uid != owner.st_uid:
+                os.chown(sidecar, owner.st_uid, owner.st_gid)
+        except OSError:
+            continue  # none, or not ours to give: as SQLite left it
 
 
 _LISTEN, _ESTABLISHED = "0A", "01"
