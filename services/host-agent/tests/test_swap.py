@@ -17,7 +17,6 @@ def v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
     (proc / "4242").mkdir(parents=True)
     (proc / "4242" / "cgroup").write_text("0::/system.slice/docker-abc.scope\n")
-    (proc / "meminfo").write_text("MemTotal: 100 kB\nSwapFree: 4194304 kB\n")
     group = cgroups / "system.slice" / "docker-abc.scope"
     group.mkdir(parents=True)
     for name, value in {
@@ -31,6 +30,7 @@ def v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (group / name).write_text(value)
     monkeypatch.setattr(swap, "PROC_ROOT", proc)
     monkeypatch.setattr(swap, "CGROUP_ROOT", cgroups)
+    monkeypatch.setattr(swap, "swap_free_bytes", lambda: 4 << 30)
     return group
 
 

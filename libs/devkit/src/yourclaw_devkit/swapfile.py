@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 __all__ = ["SwapUnavailable", "host_swap"]
 
 _MIB = 1024 * 1024
@@ -24,19 +26,12 @@ class SwapUnavailable(RuntimeError):
     """This machine has too little swap, and it cannot add any (why)."""
 
 
-def _swap_free_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("SwapFree:"):
-            return int(line.split()[1]) // 1024
-    return 0
-
-
 @contextmanager
 def host_swap(size_mb: int, folder: Path) -> Iterator[None]:
     """At least `size_mb` of free swap while inside; SwapUnavailable if the
     machine has less and no way to add a file (not root, no `swapon`, a
     kernel or file system that refuses one)."""
-    if _swap_free_mb() >= size_mb:
+    if psutil.swap_memory().free >= size_mb * _MIB:
         yield
         return
     if os.geteuid() != 0 or shutil.which("swapon") is None:

@@ -276,6 +276,7 @@ async def run(
                 with suppress(asyncio.CancelledError):
                     await knocks
                 await agent.close()
+                await service.settle()
     finally:
         if ops is not None:
             ops.close()

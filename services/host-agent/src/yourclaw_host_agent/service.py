@@ -368,11 +368,13 @@ class HostService:
         # Frozen gateways are watched for knocks (`answer_knocks`) whether or
         # not this host puts gateways to sleep itself: ones adopted after a
         # restart, or frozen by the `suspend` verb or an operator.
-        self._frozen = {c.name for c in listed if c.state == "paused"}
-        self._swapped &= self._frozen  # a thawed or stopped one holds RAM again
-        for name in self._frozen - self._swapped:
-            # Swapped before this agent started (or by an operator): known
-            # as such, so it holds no room and its wake is counted right.
+        frozen = {c.name for c in listed if c.state == "paused"}
+        adopted, self._frozen = frozen - self._frozen, frozen
+        self._swapped &= frozen  # a thawed or stopped one holds RAM again
+        for name in adopted:
+            # Frozen before this agent started (or by an operator), perhaps
+            # swapped too: known as such, so it holds no room and its wake is
+            # counted right. Looked at once, when first seen frozen.
             usage = await self.runtime.swap_usage(name)
             if usage is not None and usage.swapped > usage.resident:
                 self._swapped.add(name)
@@ -545,6 +547,11 @@ class HostService:
         )
         self._on_change()
         return info
+
+    async def settle(self) -> None:
+        """Let read-backs under way finish (at shutdown): each is a thread the
+        event loop cannot cancel, done within seconds."""
+        await asyncio.gather(*self._swapping_in, return_exceptions=True)
 
     async def _swap_in(self, name: str) -> None:
         try:

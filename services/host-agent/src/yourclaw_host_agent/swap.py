@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from yourclaw_common.logging import get_logger
 
 __all__ = ["Swapped", "swap_free_bytes", "swap_in", "swap_out", "usage"]
@@ -53,10 +54,7 @@ class Swapped:
 
 def swap_free_bytes() -> int:
     """Free swap on the host (0 without swap)."""
-    for line in (PROC_ROOT / "meminfo").read_text().splitlines():
-        if line.startswith("SwapFree:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return int(psutil.swap_memory().free)
 
 
 def _memory_cgroup(pid: int) -> tuple[Path, int] | None:
