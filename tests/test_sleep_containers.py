@@ -61,6 +61,19 @@ def _config(token: str) -> str:
     )
 
 
+def _tenant(token: str | None = None) -> ContainerSpec:
+    """A new user's gateway (its own port, `token` its gateway token)."""
+    user_id = uuid.uuid4()
+    return ContainerSpec(
+        user_id=user_id,
+        name=container_name(user_id),
+        port=free_port(),
+        image=IMAGE,
+        files={"config/openclaw.json": _config(token or uuid.uuid4().hex)},
+        spec_hash="s1",
+    )
+
+
 class _Agent:
     def __init__(self, settings: HostAgentSettings, nc: Any):
         self.settings = settings
@@ -154,17 +167,9 @@ async def test_a_tenant_sleeps_is_adopted_asleep_and_wakes(nats_url, tmp_path: P
     def settings(**more: Any) -> HostAgentSettings:
         return _settings(nats_url, tmp_path, f"s{suffix}", **more)
 
-    user_id = uuid.uuid4()
-    name = container_name(user_id)
     token = uuid.uuid4().hex
-    spec = ContainerSpec(
-        user_id=user_id,
-        name=name,
-        port=free_port(),
-        image=IMAGE,
-        files={"config/openclaw.json": _config(token)},
-        spec_hash="s1",
-    )
+    spec = _tenant(token)
+    name = spec.name
     nc = await nats.connect(nats_url)
     beats = _Beats()
     await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.ds{suffix}", cb=beats.on_beat)
@@ -283,7 +288,12 @@ def _used_mib(name: str) -> float:
     """The container's memory in use as `docker stats` shows an operator."""
     used = docker("stats", "--no-stream", "--format", "{{.MemUsage}}", name)
     amount = used.split("/")[0].strip()
-    for unit, factor in (("GiB", 1024.0), ("MiB", 1.0), ("KiB", 1 / 1024), ("B", 0)):
+    for unit, factor in (
+        ("GiB", 1024.0),
+        ("MiB", 1.0),
+        ("KiB", 1 / 1024),
+        ("B", 1 / 1048576),
+    ):
         if amount.endswith(unit):
             return float(amount.removesuffix(unit)) * factor
     raise AssertionError(f"unreadable docker stats: {used}")
@@ -304,16 +314,8 @@ async def test_a_long_idle_tenant_is_swapped_out_and_a_request_thaws_it(
             nats_url, tmp_path, f"w{suffix}", host_swap_reserve_mb=64, **more
         )
 
-    user_id = uuid.uuid4()
-    name = container_name(user_id)
-    spec = ContainerSpec(
-        user_id=user_id,
-        name=name,
-        port=free_port(),
-        image=IMAGE,
-        files={"config/openclaw.json": _config(uuid.uuid4().hex)},
-        spec_hash="s1",
-    )
+    spec = _tenant()
+    name = spec.name
     nc = await nats.connect(nats_url)
     beats = _Beats()
     await nc.subscribe(f"{Subject.HOST_HEARTBEAT.value}.dw{suffix}", cb=beats.on_beat)

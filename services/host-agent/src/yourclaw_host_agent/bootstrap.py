@@ -124,12 +124,30 @@ def render_env(opts: BootstrapOptions, *, capacity: int) -> str:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
 
+UNIT_CAPABILITIES = (
+    "CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_NET_ADMIN CAP_NET_RAW "
+    "CAP_SYS_PTRACE CAP_SYS_NICE"
+)
+
+
 def render_unit(opts: BootstrapOptions) -> str:
     """The systemd unit of the agent."""
     after = (
         "network-online.target docker.service"
         if opts.runtime == "docker"
         else "network-online.target"
+    )
+    # Gateways of the process runtime are the agent's children: they would
+    # inherit every ambient capability, so that agent gets none.
+    powers = (
+        "# Of root's powers the agent gets only those it uses (a tenant none: it\n"
+        "# runs in a container): the tenant firewall (iptables), handing a new\n"
+        "# tenant its files (uid 1000) and tending them, and deep sleep (a\n"
+        "# container's cgroup limits, the read-back of its swapped memory).\n"
+        f"AmbientCapabilities={UNIT_CAPABILITIES}\n"
+        f"CapabilityBoundingSet={UNIT_CAPABILITIES}\n"
+        if opts.runtime == "docker"
+        else ""
     )
     return f"""[Unit]
 Description=YourClaw host-agent ({opts.host_id})
@@ -149,7 +167,7 @@ TimeoutStopSec=30
 # Gateways of the process runtime run in their own sessions and must outlive an
 # agent restart: stop only the agent's own process, not the whole cgroup.
 KillMode=process
-NoNewPrivileges=true
+{powers}NoNewPrivileges=true
 ProtectSystem=full
 LimitNOFILE=65536
 

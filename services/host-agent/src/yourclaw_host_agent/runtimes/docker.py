@@ -79,6 +79,18 @@ _PORT_TAKEN = ("port is already allocated", "address already in use")
 _NOT_PAUSABLE = ("is not paused", "is already paused", "is not running")
 
 
+_CAP_CHOWN = 0  # its bit in /proc/<pid>/status's capability masks
+
+
+def _may_chown() -> bool:
+    """Whether this process may give files to another user: root, or an agent
+    granted CAP_CHOWN without being root (deploy/host-agent's unit)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> _CAP_CHOWN & 1)
+    return os.geteuid() == 0
+
+
 @dataclass(frozen=True)
 class FirewallSettings:
     """What tenants may reach besides the internet."""
@@ -219,8 +231,9 @@ class DockerRuntime:
 
     @property
     def file_owner(self) -> tuple[int, int] | None:
-        # Only root can give files away; otherwise they stay the agent's.
-        return self._chown_to if os.geteuid() == 0 else None
+        # Only root (or the systemd unit's agent, granted CAP_CHOWN) can give
+        # files away; otherwise they stay the agent's.
+        return self._chown_to if _may_chown() else None
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -320,9 +333,9 @@ class DockerRuntime:
 
     def _own_mounts(self, paths: UserPaths) -> None:
         # The container runs as 1000:1000; its two mounts must be writable by it.
-        if self._chown_to is None or os.geteuid() != 0:
+        if self.file_owner is None:
             return
-        uid, gid = self._chown_to
+        uid, gid = self.file_owner
         for top in (paths.config, paths.workspace):
             for root, dirs, files in os.walk(top):
                 for item in [
