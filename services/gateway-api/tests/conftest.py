@@ -190,6 +190,11 @@ def twilio() -> SimpleNamespace:
         FormParams=FormParams,
         sign=twilio_signature,
         inbound_params=inbound_params,
+        # What every webhook answers (403) to a missing or wrong signature.
+        bad_signature={
+            "detail": "invalid Twilio signature",
+            "code": "INVALID_SIGNATURE",
+        },
     )
 
 

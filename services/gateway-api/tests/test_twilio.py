@@ -97,10 +97,7 @@ class TestTwilioWhatsAppWebhook:
         )
 
         assert response.status_code == 403
-        assert api_error(response) == {
-            "detail": "invalid Twilio signature",
-            "code": "INVALID_SIGNATURE",
-        }
+        assert api_error(response) == twilio.bad_signature
         assert await stored() == 0
 
     async def test_signature_for_another_path_is_rejected(

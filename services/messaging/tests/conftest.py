@@ -17,7 +17,7 @@ from yourclaw_devkit.defaults import (
     DEV_GATEWAY_TOKEN,
     DEV_TWILIO_ACCOUNT_SID,
     DEV_TWILIO_AUTH_TOKEN,
-    DEV_WHATSAPP_NUMBER,
+    dev_twilio_env,
 )
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp as inbound
 from yourclaw_devkit.pytest_plugin import sent_to
@@ -39,10 +39,7 @@ def messaging_env(service_env, devsim_url) -> dict[str, str]:
     return {
         **service_env,
         "SERVICE_NAME": "messaging",
-        "TWILIO_ACCOUNT_SID": DEV_TWILIO_ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
-        "TWILIO_WHATSAPP_NUMBER": DEV_WHATSAPP_NUMBER,
-        "TWILIO_API_BASE": devsim_url,
+        **dev_twilio_env(devsim_url),
         "APP_URL": "https://app.yourclaw.test",
         "ASSISTANT_TIMEOUT_SECONDS": "20",
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest_asyncio
 from yourclaw_common.events import (
     Subject,
     WakeAssistant,
@@ -264,14 +265,22 @@ class TestWakeOnATakenPort:
         assert row["generation"] == ready["generation"] + 1
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def beside_a_neighbour(ready_assistant, make_user, js, clean_db):
+    """A stopped sleeper and an awake neighbour on one host: (the fake host, the
+    sleeper's user id, the neighbour's)."""
+    host, user_id, _ = await ready_assistant()
+    neighbour = await make_user()
+    await provision(js, clean_db, neighbour)
+    await put_to_sleep(host, clean_db, user_id, "stopped")
+    return host, user_id, neighbour
+
+
 class TestWakeOnAFullHost:
     async def test_a_host_without_room_fails_the_wake_flagged(
-        self, ready_assistant, make_user, js, nats_client, clean_db
+        self, beside_a_neighbour, nats_client, clean_db
     ):
-        host, user_id, _ = await ready_assistant()
-        neighbour = await make_user()
-        await provision(js, clean_db, neighbour)
-        await put_to_sleep(host, clean_db, user_id, "stopped")
+        host, user_id, neighbour = beside_a_neighbour
         host.capacity = 1  # the awake neighbour fills it
 
         failed = await ask_wake(nats_client, user_id)
@@ -286,15 +295,12 @@ class TestWakeOnAFullHost:
         assert row["host_id"] == host.host_id
 
     async def test_the_host_alone_decides_who_makes_room(
-        self, ready_assistant, make_user, js, nats_client, clean_db
+        self, beside_a_neighbour, nats_client, clean_db
     ):
         # The host stops a frozen or idle gateway itself before it answers
         # NO_CAPACITY; the provisioner does not second-guess it by stopping
         # a sleeper of its own choosing.
-        host, user_id, _ = await ready_assistant()
-        neighbour = await make_user()
-        await provision(js, clean_db, neighbour)
-        await put_to_sleep(host, clean_db, user_id, "stopped")
+        host, user_id, neighbour = beside_a_neighbour
         await put_to_sleep(host, clean_db, neighbour, "frozen")
         host.capacity = 1  # the frozen neighbour fills it
 
