@@ -27,10 +27,13 @@ compressed with the day. Prints:
   verb, and frozen with its memory then moved to swap (the host-agent's own
   `swap_out`). OpenClaw's first turn after a quiet spell is slower
   awake too, so this difference, not the one to back-to-back turns, is what
-  sleeping adds.
+  sleeping adds. BENCH_PAIR_USERS of the users take pairs at once, their
+  turns spread over the quiet time, for more samples in the same hour.
 
     make images && uv run python bench/density.py
     BENCH_DENSITY_USERS=8 BENCH_DAY_SECONDS=1800 uv run python bench/density.py
+    BENCH_DENSITY_USERS=6 BENCH_PAIR_USERS=6 BENCH_WAKE_PAIRS=5 \
+        uv run python bench/density.py   # 30 wakes of each kind, ≈ 45 min
 
 Needs a Docker Engine (`make engine`), the tenant image (`make images`) and
 memory for BENCH_DENSITY_USERS booted gateways (about 1 GB each), and swap
@@ -119,6 +122,9 @@ SAMPLE_SECONDS = float(os.environ.get("BENCH_SAMPLE_SECONDS", "5"))
 SEED = int(os.environ.get("BENCH_SEED", "19"))
 WAKE_PAIRS = int(os.environ.get("BENCH_WAKE_PAIRS", "2"))
 PAIR_IDLE = float(os.environ.get("BENCH_PAIR_IDLE_SECONDS", "100"))
+# Users whose assistants take the pairs, each its own, their turns spread
+# over the quiet time so that no two wakes coincide (more samples an hour).
+PAIR_USERS = int(os.environ.get("BENCH_PAIR_USERS", "1"))
 # Swap for deep sleep when the machine has less (`yourclaw_devkit.swapfile`).
 SWAP_MB = int(os.environ.get("BENCH_SWAP_MB", str(1024 * (USERS + 1))))
 REMINDER_SLACK = 60.0
@@ -467,7 +473,25 @@ async def run_day(
             await asyncio.sleep(max(0.0, last_due + REMINDER_SLACK - time.time()))
             sampling.set()
             await sampler
-            result["pairs"] = await wake_pairs(nc, pool, js, http, host, users[0])
+            takers = users[: max(1, min(PAIR_USERS, len(users)))]
+            each = await asyncio.gather(
+                *(
+                    wake_pairs(
+                        nc,
+                        pool,
+                        js,
+                        http,
+                        host,
+                        user,
+                        after=n * PAIR_IDLE / len(takers),
+                    )
+                    for n, user in enumerate(takers)
+                )
+            )
+            result["pairs"] = {
+                state: [seconds for pairs in each for seconds in pairs[state]]
+                for state in ("awake", "frozen", "swapped")
+            }
             result["memory"] = memory
             result["latencies"] = latencies
             result["reminders"] = [
@@ -506,10 +530,12 @@ async def wake_pairs(
     http: httpx.AsyncClient,
     host: HostAgentSettings,
     user: User,
+    *,
+    after: float = 0.0,
 ) -> dict[str, list[float]]:
     """Turns after PAIR_IDLE seconds of quiet, awake, frozen and swapped (frozen
     with its memory moved to swap, as the host-agent's deep sleep does), in
-    turns."""
+    turns; the first `after` seconds from now."""
     pairs: dict[str, list[float]] = {"awake": [], "frozen": [], "swapped": []}
 
     async def recorded(status: str) -> bool:
@@ -538,6 +564,7 @@ async def wake_pairs(
         await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
         return await turn(js, http, user, label)
 
+    await asyncio.sleep(after)
     await turn(js, http, user, "before the pairs")  # awake, whatever it was
     for n in range(WAKE_PAIRS):
         await asyncio.sleep(PAIR_IDLE)
