@@ -287,6 +287,43 @@ class TestSending:
         )
         assert unknown.json()["description"] == "Bad Request: chat not found"
 
+    async def test_html_markup_becomes_entities_or_a_400(self, sim, receiver):
+        _, client = sim
+        await hooked(client, receiver[0])
+        await speak(client, chat_id=2007, text="x")
+
+        async def send(text: str, **more: Any) -> httpx.Response:
+            return await client.post(
+                bot("sendMessage"),
+                json={"chat_id": 2007, "text": text, "parse_mode": "HTML", **more},
+            )
+
+        sent = await send(
+            '😀 <b>bold <i>both</i></b> &amp; <a href="https://e.x">x</a>'
+        )
+        message = sent.json()["result"]
+        # As a chat shows it; offsets count UTF-16 units (the emoji is two).
+        assert message["text"] == "😀 bold both & x"
+        assert message["entities"] == [
+            {"offset": 3, "type": "bold", "length": 9},
+            {"offset": 8, "type": "italic", "length": 4},
+            {"offset": 15, "type": "text_link", "url": "https://e.x", "length": 1},
+        ]
+        # The limit counts the text without its markup.
+        assert (await send(f"<b>{'a' * 4096}</b>")).status_code == 200
+        for bad, why in (
+            ("<b>open", 'Can\'t find end tag corresponding to start tag "b"'),
+            ("<blink>x</blink>", 'Unsupported start tag "blink"'),
+            ("<b>x</i>", 'Can\'t find end tag corresponding to start tag "b"'),
+        ):
+            refused = await send(bad)
+            assert refused.status_code == 400
+            assert refused.json()["description"] == (
+                f"Bad Request: can't parse entities: {why}"
+            )
+        other_mode = await send("*x*", parse_mode="MarkdownV2")
+        assert other_mode.status_code == 400
+
     async def test_injected_429_carries_retry_after(self, sim, receiver):
         _, client = sim
         await hooked(client, receiver[0])

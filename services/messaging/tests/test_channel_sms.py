@@ -98,6 +98,8 @@ class TestPlainText:
             ("```python\nprint(1)\n```\nuse `x`", "print(1)\nuse x"),
             ("\u201cHi\u201d \u2014 it\u2019s\u2026", '"Hi" - it\'s...'),
             ("~~gone~~ back", "gone back"),
+            ("~gone~ and ~5 min", "gone and ~5 min"),
+            ("*see* https://e.x/_a_*b*", "see https://e.x/_a_*b*"),
         ],
     )
     def test_markdown_that_reads_badly_is_dropped(self, text, plain):

@@ -23,6 +23,7 @@ from yourclaw_devkit.llm_sim import build_reply, spoken_text
 from yourclaw_devkit.pytest_plugin import sent_to
 from yourclaw_devkit.telegram_sim import TelegramSim
 from yourclaw_messaging import replies
+from yourclaw_messaging.channels.markup import telegram_html
 from yourclaw_messaging.channels.telegram import TelegramChannel
 from yourclaw_messaging.errors import MediaRejected
 from yourclaw_messaging.telegram import TelegramClient
@@ -185,6 +186,59 @@ class TestReplies:
         assert telegram_sim.state.sent(CHAT) == []
 
 
+class TestMarkup:
+    @pytest.mark.parametrize(
+        ("text", "html"),
+        [
+            (
+                "**Bold** and *it* and _x_ ~y~",
+                "<b>Bold</b> and <b>it</b> and <i>x</i> <s>y</s>",
+            ),
+            ("snake_case and 2*3*4 and a * b", "snake_case and 2*3*4 and a * b"),
+            ("# Title\n* one\n- two", "<b>Title</b>\n• one\n- two"),
+            (
+                "[docs](https://e.x/a_b_) <tag> & co",
+                '<a href="https://e.x/a_b_">docs</a> &lt;tag&gt; &amp; co',
+            ),
+            (
+                "```py\nif a < b:\n```\nuse `*x*`",
+                "<pre>if a &lt; b:</pre>\nuse <code>*x*</code>",
+            ),
+            ("https://e.x/_a_ *b*", "https://e.x/_a_ <b>b</b>"),
+        ],
+    )
+    def test_markup_as_telegram_html(self, text, html):
+        assert telegram_html(text) == html
+
+    async def test_the_assistants_markup_shows_as_formatting(
+        self, linked, telegram, telegram_sim, js, clean_db
+    ):
+        await telegram()
+        await publish(js, said(telegram_sim, "*tea* at 5 & `bring <cups>`"))
+        assert await answers(telegram_sim, 1) == ["Echo: tea at 5 & bring <cups>"]
+        (sent,) = telegram_sim.state.sent(CHAT)
+        assert sent["entities"] == [
+            {"offset": 6, "length": 3, "type": "bold"},
+            {"offset": 17, "length": 12, "type": "code"},
+        ]
+        # The conversation keeps the reply as the assistant wrote it.
+        body = await clean_db.fetchval(
+            "SELECT body FROM messages WHERE direction = 'OUTBOUND'"
+        )
+        assert body == "Echo: *tea* at 5 & `bring <cups>`"
+
+    async def test_markup_telegram_cannot_parse_goes_as_plain_text(
+        self, linked, telegram, telegram_sim, js
+    ):
+        refusal = "Bad Request: can't parse entities: Unsupported start tag"
+        await fault(telegram_sim, "sendMessage", 400, description=refusal)
+        await telegram()
+        await publish(js, said(telegram_sim, "*tea* at 5"))
+        # Sent once, its marks as written rather than not at all.
+        assert await answers(telegram_sim, 1) == ["Echo: *tea* at 5"]
+        assert "entities" not in telegram_sim.state.sent(CHAT)[0]
+
+
 class TestLinking:
     @pytest.mark.parametrize(
         ("link", "expected"),
@@ -308,12 +362,16 @@ class TestVoiceReplies:
         await clean_db.execute("UPDATE users SET voice_replies = true")
         await telegram(dev_llm_base_url=devsim_url)
 
-        await publish(js, await voice_note(telegram_sim, "what time is it"))
+        await publish(js, await voice_note(telegram_sim, "what *time* is it"))
 
         await answers_or_voices(telegram_sim, 1)
         (sent,) = telegram_sim.state.sent(CHAT)
-        answer = "Echo: (voice note) what time is it"
-        assert sent["caption"] == answer
+        answer = "Echo: (voice note) what *time* is it"
+        # Its markup shows as formatting, as in a text reply.
+        assert sent["caption"] == answer.replace("*", "")
+        assert sent["caption_entities"] == [
+            {"offset": len("Echo: (voice note) what "), "length": 4, "type": "bold"}
+        ]
         assert "text" not in sent
         assert spoken_text(audio_of(telegram_sim, sent)) == answer
         # The caption is the reply part, recorded as sent by that message.

@@ -5,9 +5,10 @@ case-insensitive; parameters in the query string, a form or a JSON body),
 answered `{"ok": true, "result": …}` or `{"ok": false, "error_code",
 "description"}` (a 429 adds `"parameters": {"retry_after": N}`); files a bot
 may download at `/file/bot<token>/<file_path>`. Implemented: getMe,
-setWebhook, deleteWebhook, getWebhookInfo, sendMessage (1-4,096 characters),
+setWebhook, deleteWebhook, getWebhookInfo, sendMessage (1-4,096 characters,
+parse_mode HTML: `telegram_entities`),
 sendVoice (the audio uploaded as multipart/form-data or a known file_id; a
-caption of at most 1,024 characters), sendChatAction, getFile. Unlike
+caption of at most 1,024 characters, parse_mode HTML too), sendChatAction, getFile. Unlike
 Telegram, setWebhook takes plain-HTTP URLs on any port (the local gateway-api).
 
 Routes that exist only here start with `/_devsim/telegram/`: speak as a chat
@@ -39,6 +40,7 @@ from yourclaw_common.logging import configure_logging, get_logger
 
 from yourclaw_devkit.devsim import DevsimSettings
 from yourclaw_devkit.serving import running_app
+from yourclaw_devkit.telegram_entities import Unparsable, parse_html
 
 __all__ = [
     "DEV_TELEGRAM_BOT_TOKEN",
@@ -739,16 +741,36 @@ def _target(state: TelegramState, params: dict[str, Any]) -> _Chat | JSONRespons
     return chat
 
 
+def _markup(text: str, mode: Any) -> tuple[str, list[dict[str, Any]]] | JSONResponse:
+    """`text` as a chat shows it, and its entities, by `parse_mode` (HTML or
+    none); the Bot API's 400 for markup it cannot parse."""
+    if not mode:
+        return text, []
+    if str(mode).lower() != "html":
+        return _error(400, f"Bad Request: unsupported parse_mode {mode!r}")
+    try:
+        return parse_html(text)
+    except Unparsable as exc:
+        return _error(400, f"Bad Request: can't parse entities: {exc}")
+
+
 def _send_message(state: TelegramState, params: dict[str, Any]) -> JSONResponse:
     chat = _target(state, params)
     if isinstance(chat, JSONResponse):
         return chat
     text = params.get("text")
+    content: dict[str, Any] | None = None
+    if isinstance(text, str):
+        parsed = _markup(text, params.get("parse_mode"))
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        text, entities = parsed
+        content = {"text": text, **({"entities": entities} if entities else {})}
     if not isinstance(text, str) or not text.strip():
         return _error(400, "Bad Request: message text is empty")
-    if len(text) > MAX_MESSAGE_CHARS:
+    if len(text) > MAX_MESSAGE_CHARS:  # counted after the markup is parsed
         return _error(400, "Bad Request: message is too long")
-    message = state.record_sent(chat, text)
+    message = state.record_sent(chat, text, content=content)
     log.info(
         "devsim.telegram.message_sent",
         chat_id=chat.id,
@@ -796,9 +818,15 @@ def _send_voice(state: TelegramState, params: dict[str, Any]) -> JSONResponse:
         }
     }
     if isinstance(caption, str) and caption:
+        parsed = _markup(caption, params.get("parse_mode"))
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        caption, entities = parsed
         if len(caption) > MAX_CAPTION_CHARS:
             return _error(400, "Bad Request: message caption is too long")
         content["caption"] = caption
+        if entities:
+            content["caption_entities"] = entities
     message = state.record_sent(chat, "", content=content)
     log.info(
         "devsim.telegram.voice_sent",

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from yourclaw_common.errors import PermanentError, TransientError
+from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging.errors import MediaRejected
 
@@ -25,7 +27,11 @@ __all__ = [
     "TelegramSendError",
 ]
 
+log = get_logger(__name__)
+
 _TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+# What Telegram says of markup it cannot parse (400).
+_UNPARSABLE = "can't parse entities"
 _HTTP_ERRORS = (TimeoutError, aiohttp.ClientError)
 # A file_path as getFile gives it ("voice/file_3.oga"): relative, so the
 # download stays on TELEGRAM_API_BASE.
@@ -61,6 +67,12 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
+
+
+def _message_id(sent: Any, method: str) -> int:
+    if not isinstance(sent, dict) or not isinstance(sent.get("message_id"), int):
+        raise TelegramSendError(f"{method} answered without a message_id")
+    return int(sent["message_id"])
 
 
 class TelegramClient:
@@ -109,12 +121,16 @@ class TelegramClient:
             retry_after=retry_after if isinstance(retry_after, int) else None,
         )
 
-    async def send_message(self, chat_id: int, text: str) -> int:
-        """Send `text` (plain, at most 4,096 characters); the message's id."""
-        sent = await self._call("sendMessage", {"chat_id": chat_id, "text": text})
-        if not isinstance(sent, dict) or not isinstance(sent.get("message_id"), int):
-            raise TelegramSendError("sendMessage answered without a message_id")
-        return int(sent["message_id"])
+    async def send_message(
+        self, chat_id: int, text: str, *, html: str | None = None
+    ) -> int:
+        """Send `text` (at most 4,096 characters), as `html` (the same text in
+        Telegram's HTML) when given; the message's id."""
+
+        def params(text: str, mode: dict[str, str]) -> dict[str, Any]:
+            return {"chat_id": chat_id, "text": text, **mode}
+
+        return await self._formatted("sendMessage", params, text, html)
 
     async def send_voice(
         self,
@@ -123,18 +139,46 @@ class TelegramClient:
         *,
         content_type: str = "audio/ogg",
         caption: str = "",
+        caption_html: str | None = None,
     ) -> int:
         """Send `audio` (Ogg/Opus) as a voice message, uploaded in the request,
-        with `caption` (at most 1,024 characters) under it; the message's id."""
-        form = aiohttp.FormData()
-        form.add_field("chat_id", str(chat_id))
-        if caption:
-            form.add_field("caption", caption)
-        form.add_field("voice", audio, filename="reply.ogg", content_type=content_type)
-        sent = await self._call("sendVoice", form)
-        if not isinstance(sent, dict) or not isinstance(sent.get("message_id"), int):
-            raise TelegramSendError("sendVoice answered without a message_id")
-        return int(sent["message_id"])
+        with `caption` (at most 1,024 characters; as `caption_html` when
+        given) under it; the message's id."""
+
+        def form(caption: str, mode: dict[str, str]) -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("chat_id", str(chat_id))
+            if caption:
+                data.add_field("caption", caption)
+                for key, value in mode.items():
+                    data.add_field(key, value)
+            data.add_field(
+                "voice", audio, filename="reply.ogg", content_type=content_type
+            )
+            return data
+
+        return await self._formatted("sendVoice", form, caption, caption_html)
+
+    async def _formatted(
+        self,
+        method: str,
+        request: Callable[[str, dict[str, str]], dict[str, Any] | aiohttp.FormData],
+        text: str,
+        html: str | None,
+    ) -> int:
+        """`method` with `text` as Telegram's HTML (`html`, parse_mode HTML)
+        when given, as plain `text` when there is none or Telegram cannot
+        parse it (the assistant's markup gone wrong): the message's id."""
+        if html is not None and text:
+            try:
+                sent = await self._call(method, request(html, {"parse_mode": "HTML"}))
+            except TelegramRejected as exc:
+                if _UNPARSABLE not in str(exc):
+                    raise
+                log.warning("messaging.telegram.markup_refused", error=str(exc))
+            else:
+                return _message_id(sent, method)
+        return _message_id(await self._call(method, request(text, {})), method)
 
     async def send_chat_action(self, chat_id: int, action: str = "typing") -> None:
         await self._call("sendChatAction", {"chat_id": chat_id, "action": action})

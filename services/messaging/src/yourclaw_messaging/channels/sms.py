@@ -39,6 +39,15 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, replies, repository
 from yourclaw_messaging.channels.base import ChannelName, Incoming
+from yourclaw_messaging.channels.markup import (
+    BULLET,
+    CODE,
+    EMPHASIS,
+    FENCE,
+    HEADING,
+    LINK,
+    outside_urls,
+)
 from yourclaw_messaging.channels.twilio_channel import TwilioChannel
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
@@ -85,19 +94,6 @@ def incoming(event: InboundSms) -> Incoming:
     )
 
 
-# Markdown that reads badly as plain text (WhatsApp's *bold* and _italic_ too).
-_FENCE = re.compile(r"^[ \t]*```[^\n]*\n?", re.M)
-_HEADING = re.compile(r"^#{1,6}[ \t]+", re.M)
-_BULLET = re.compile(r"^([ \t]*)[*+][ \t]+", re.M)
-_LINK = re.compile(r"\[([^\]\n]+)\]\((\S+?)\)")
-_EMPHASIS = (
-    re.compile(r"\*\*(\S(?:[^*\n]*?\S)?)\*\*"),
-    re.compile(r"__(\S(?:[^_\n]*?\S)?)__"),
-    re.compile(r"~~(\S(?:[^~\n]*?\S)?)~~"),
-    re.compile(r"(?<![\w*])\*(\S(?:[^*\n]*?\S)?)\*(?![\w*])"),
-    re.compile(r"(?<![\w_])_(\S(?:[^_\n]*?\S)?)_(?![\w_])"),
-    re.compile(r"`([^`\n]+)`"),
-)
 # Typography outside GSM-7: one such character makes the whole message UCS-2.
 _PLAIN = str.maketrans(
     {
@@ -121,13 +117,17 @@ def _link(match: re.Match[str]) -> str:
 def plain_text(text: str) -> str:
     """`text` without the markdown that shows as symbols in an SMS, and with
     typographic quotes and dashes as their plain keyboard forms."""
-    text = _FENCE.sub("", text)
-    text = _HEADING.sub("", text)
-    text = _BULLET.sub(r"\1- ", text)
-    text = _LINK.sub(_link, text)
-    for pattern in _EMPHASIS:
-        text = pattern.sub(r"\1", text)
-    return text.translate(_PLAIN)
+    text = FENCE.sub("", text)
+    text = HEADING.sub("", text)
+    text = BULLET.sub(r"\1- ", text)
+    text = LINK.sub(_link, text)
+
+    def unmarked(piece: str) -> str:
+        for pattern, _ in EMPHASIS:
+            piece = pattern.sub(r"\1", piece)
+        return CODE.sub(r"\1", piece)
+
+    return outside_urls(text, unmarked).translate(_PLAIN)
 
 
 def _word(incoming: Incoming) -> str:

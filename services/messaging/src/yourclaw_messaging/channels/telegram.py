@@ -1,5 +1,7 @@
 """Telegram through the Bot API: sendMessage in parts of at most 4,096
-characters, the `retry_after` of a 429 honoured, "typing…" while the assistant
+characters, the assistant's markup (*bold*, _italic_, `code`, links…) sent as
+Telegram's HTML so it shows as formatting (plain text if Telegram cannot parse
+it), the `retry_after` of a 429 honoured, "typing…" while the assistant
 works, voice notes and photos fetched with getFile, voice replies with
 sendVoice (the text as the voice's caption when it fits), and the answers to a
 chat's `/start <code>`.
@@ -31,6 +33,7 @@ from yourclaw_common.logging import get_logger
 
 from yourclaw_messaging import metrics, outgoing, replies, repository
 from yourclaw_messaging.channels.base import ChannelName, Incoming, SpokenReply
+from yourclaw_messaging.channels.markup import telegram_html
 from yourclaw_messaging.errors import MediaRejected, SendUnconfirmed
 from yourclaw_messaging.outgoing import Planned
 from yourclaw_messaging.repository.conversations import Recipient
@@ -207,6 +210,7 @@ class TelegramChannel:
                 speech.audio,
                 content_type=speech.content_type,
                 caption=row["body"],
+                caption_html=telegram_html(row["body"]),
             )
         except TelegramSendError as exc:
             if exc.context.get("answered"):
@@ -289,7 +293,9 @@ class TelegramChannel:
         attempt = 0
         while True:
             try:
-                return await self.client.send_message(chat_id, row["body"])
+                return await self.client.send_message(
+                    chat_id, row["body"], html=telegram_html(row["body"])
+                )
             except TelegramSendError as exc:
                 answered = bool(exc.context.get("answered"))
                 code = str(exc.context.get("telegram_code", ""))
