@@ -2,7 +2,13 @@ import asyncio
 
 import asyncpg
 import pytest
-from yourclaw_common.db import Migration, create_pool, load_migrations, migrate
+from yourclaw_common.db import (
+    RECOMMENTED,
+    Migration,
+    create_pool,
+    load_migrations,
+    migrate,
+)
 
 
 class TestMigrate:
@@ -81,6 +87,37 @@ class TestMigrate:
                 await migrate(conn, changed)
         finally:
             await conn.close()
+
+    async def test_a_migration_whose_comments_alone_were_edited_is_up_to_date(
+        self, infra
+    ):
+        # A database migrated before 0001's comments were edited.
+        admin = await asyncpg.connect(infra.database_url)
+        await admin.execute('DROP DATABASE IF EXISTS "mig_recomment" WITH (FORCE)')
+        await admin.execute('CREATE DATABASE "mig_recomment"')
+        dsn = infra.database_url.rsplit("/", 1)[0] + "/mig_recomment"
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+            [before] = RECOMMENTED["0001_initial"]
+            await conn.execute(
+                "UPDATE schema_migrations SET checksum = $1 "
+                "WHERE version = '0001_initial'",
+                before,
+            )
+
+            assert await migrate(conn) == []
+            [current] = [m for m in load_migrations() if m.version == "0001_initial"]
+            assert (
+                await conn.fetchval(
+                    "SELECT checksum FROM schema_migrations WHERE version = '0001_initial'"
+                )
+                == current.checksum
+            )
+        finally:
+            await conn.close()
+            await admin.execute('DROP DATABASE IF EXISTS "mig_recomment" WITH (FORCE)')
+            await admin.close()
 
 
 class TestPool:

@@ -1,4 +1,4 @@
--- The whole data model of the seed, adapted to DESIGN.md.
+-- The first data model (docs/architecture.md tells who owns what).
 -- Each table has exactly one writing service, named in its comment.
 -- gen_random_uuid() is built into PostgreSQL 13+.
 
@@ -143,7 +143,7 @@ CREATE TABLE usage_daily (
 );
 
 -- Every service, its own rows (consumer = `<svc>-<purpose>`): the inbox that makes
--- handlers idempotent (STYLE.md §3).
+-- handlers idempotent (docs/architecture.md).
 CREATE TABLE processed_events (
     consumer text NOT NULL,
     event_id uuid NOT NULL,
