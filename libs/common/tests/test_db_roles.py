@@ -164,7 +164,6 @@ BOUNDS: dict[str, tuple[list[str], list[str]]] = {
             "SELECT gateway_token_encrypted FROM assistants",
             "SELECT id FROM assistants",
             "SELECT encrypted_key FROM api_keys",
-            "SELECT gateway_token_encrypted FROM recipients",
             "SELECT gateway_token_encrypted FROM channel_recipients",
             "SELECT body FROM messages",
             "SELECT token_sha256 FROM proxy_credentials",
