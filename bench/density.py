@@ -65,6 +65,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import nats
+import psutil
 from _stack import bench_infra, provisioner_env
 from _stack import stop as stop_procs
 from containers import (
@@ -102,7 +103,7 @@ from yourclaw_devkit.swapfile import host_swap
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.firewall import Firewall, TenantFirewallPlan
 from yourclaw_host_agent.settings import HostAgentSettings
-from yourclaw_host_agent.swap import swap_out
+from yourclaw_host_agent.swap import Swapped, swap_out
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
 
@@ -547,10 +548,12 @@ async def wake_pairs(
             )
         )
 
-    async def asleep_turn(label: str, *, swapped: bool) -> float:
+    async def asleep_turn(label: str, *, swapped: bool) -> float | None:
         """A turn PAIR_IDLE after the host froze it (and, `swapped`, after its
-        memory went to swap)."""
+        memory went to swap); None when the swap took nothing (said on
+        stderr, the turn still taken, frozen)."""
         quiet = time.perf_counter()
+        moved: Swapped | None = None
         await nc.request(
             host_command(host.host_id, HostVerb.SUSPEND),
             NamedContainer(name=user.name).model_dump_json().encode(),
@@ -560,17 +563,28 @@ async def wake_pairs(
         if swapped:
             pid = int(docker("inspect", "-f", "{{.State.Pid}}", user.name))
             moved = await asyncio.to_thread(swap_out, pid, keep_free=0)
-            assert moved is not None, "the host's swap took nothing"
+            if moved is None:
+                free = psutil.swap_memory().free >> 20
+                print(
+                    f"{label}: the swap took nothing ({free} MB of swap free, "
+                    f"{container_rss_mb(user.name):.0f} MB resident)",
+                    file=sys.stderr,
+                )
         await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
-        return await turn(js, http, user, label)
+        seconds = await turn(js, http, user, label)
+        return None if swapped and moved is None else seconds
 
     await asyncio.sleep(after)
     await turn(js, http, user, "before the pairs")  # awake, whatever it was
     for n in range(WAKE_PAIRS):
         await asyncio.sleep(PAIR_IDLE)
         pairs["awake"].append(await turn(js, http, user, f"pair {n}, awake"))
-        pairs["frozen"].append(await asleep_turn(f"pair {n}, frozen", swapped=False))
-        pairs["swapped"].append(await asleep_turn(f"pair {n}, swapped", swapped=True))
+        for state in ("frozen", "swapped"):
+            seconds = await asleep_turn(
+                f"pair {n}, {state}", swapped=state == "swapped"
+            )
+            if seconds is not None:
+                pairs[state].append(seconds)
     return pairs
 
 
