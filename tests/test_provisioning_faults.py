@@ -325,10 +325,12 @@ class TestHostAgentKilledDuringCreate:
         gateway = procs[0]
         assert gateway.cmdline()[-4:] == ["--port", str(port), "--bind", "loopback"]
         assert Path(gateway.cwd()) == (host.data_dir / str(user_id) / "workspace")
+        # It alone listens on its address (a test running beside this one may
+        # hold the same port number on another address, as on ::1).
         listening = [
             c
-            for c in psutil.net_connections("tcp")
-            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+            for c in psutil.net_connections("tcp4")
+            if c.laddr == ("127.0.0.1", port) and c.status == psutil.CONN_LISTEN
         ]
         assert {c.pid for c in listening} <= {gateway.pid, None}
 
