@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import json
 import os
 import struct
@@ -82,9 +83,11 @@ _NOT_PAUSABLE = ("is not paused", "is already paused", "is not running")
 _CAP_CHOWN = 0  # its bit in /proc/<pid>/status's capability masks
 
 
+@functools.cache
 def _may_chown() -> bool:
     """Whether this process may give files to another user: root, or an agent
-    granted CAP_CHOWN without being root (deploy/host-agent's unit)."""
+    granted CAP_CHOWN without being root (deploy/host-agent's unit). Read
+    once: a process's capabilities do not change under it."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("CapEff:"):
             return bool(int(line.split()[1], 16) >> _CAP_CHOWN & 1)
