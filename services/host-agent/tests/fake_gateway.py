@@ -10,7 +10,9 @@ the jobs of its cron store (`state/openclaw.sqlite`, table `cron_jobs`) when
 due, so tests drive a host's idea of activity and schedule the real way. Env knobs:
 FAKE_GATEWAY_DELAY (seconds before listening), FAKE_GATEWAY_UNREADY (seconds
 after listening during which /readyz answers 503, as OpenClaw's does while it
-boots), FAKE_GATEWAY_CRASH_ONCE (a path: when it does not exist, create it and
+boots), FAKE_GATEWAY_THAW_UNREADY (seconds during which /readyz answers 503
+after the process was frozen, as OpenClaw's readiness waits behind its thaw
+recovery), FAKE_GATEWAY_CRASH_ONCE (a path: when it does not exist, create it and
 exit 1 after a moment).
 """
 
@@ -148,12 +150,34 @@ def _token() -> str | None:
         return None
 
 
-# Until then /readyz answers 503 (set once it listens).
+# Until then /readyz answers 503 (set once it listens, and after a freeze).
 _READY_AT = 0.0
+_THAW_UNREADY = float(os.environ.get("FAKE_GATEWAY_THAW_UNREADY", "0"))
+_LAST_TICK = time.monotonic()
+_TICKS = threading.Lock()
+
+
+def _tick() -> None:
+    """Notice a freeze, a gap in a 0.1 s tick, from whichever thread runs
+    first after the thaw: readiness then waits FAKE_GATEWAY_THAW_UNREADY."""
+    global _READY_AT, _LAST_TICK
+    with _TICKS:
+        now = time.monotonic()
+        if now - _LAST_TICK > 1.0:
+            _READY_AT = max(_READY_AT, now + _THAW_UNREADY)
+        _LAST_TICK = now
+
+
+def _ticking() -> None:
+    while True:
+        time.sleep(0.1)
+        _tick()
 
 
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if _THAW_UNREADY:
+            _tick()
         if self.path == "/readyz" and time.monotonic() < _READY_AT:
             self._send(503, b'{"ok":false,"status":"starting"}')
         elif self.path in ("/healthz", "/readyz"):
@@ -219,6 +243,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     threading.Thread(target=_run_due_jobs, daemon=True).start()
+    if _THAW_UNREADY:
+        threading.Thread(target=_ticking, daemon=True).start()
     say("[gateway] ready")
     server.serve_forever()
 

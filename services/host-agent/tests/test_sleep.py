@@ -212,6 +212,44 @@ class TestVerbs:
         )
         assert (twice.container.state, twice.container.healthy) == ("running", True)
 
+    async def test_a_thaw_is_answered_without_waiting_for_the_gateways_recovery(
+        self, fake_runtime, start_agent
+    ):
+        # OpenClaw frozen past a minute refreshes its health first thing as
+        # it thaws, and its /readyz waits behind that; the turn need not.
+        agent = await start_agent(fake_runtime())
+        spec = make_spec(env={"FAKE_GATEWAY_THAW_UNREADY": "60"})
+        await _create(agent, spec)
+        assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
+        await asyncio.sleep(1.5)  # long enough for the gateway to notice
+
+        woken = await agent.request(
+            HostVerb.WAKE, {"name": spec.name, "wait_seconds": 10}
+        )
+
+        assert (woken.container.state, woken.container.healthy) == ("running", True)
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(f"http://127.0.0.1:{spec.port}/readyz")
+        assert ready.status_code == 503  # still recovering from its thaw
+        await _turn(spec.port)  # and a turn is answered meanwhile
+
+    async def test_a_gateway_frozen_before_it_was_ready_is_probed_when_woken(
+        self, fake_runtime, start_agent
+    ):
+        agent = await start_agent(fake_runtime())
+        spec = make_spec(env={"FAKE_GATEWAY_UNREADY": "3"})
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+        assert (await agent.request(HostVerb.SUSPEND, {"name": spec.name})).ok
+
+        woken = await agent.request(
+            HostVerb.WAKE, {"name": spec.name, "wait_seconds": 15}
+        )
+
+        assert woken.container.healthy is True
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(f"http://127.0.0.1:{spec.port}/readyz")
+        assert ready.status_code == 200
+
     async def test_a_request_that_reaches_a_frozen_gateway_thaws_it(
         self, fake_runtime, start_agent, host_nc, data_dir
     ):

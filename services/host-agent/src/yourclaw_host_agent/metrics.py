@@ -78,8 +78,8 @@ WAKES = Counter(
 )
 WAKE_SECONDS = Histogram(
     "yourclaw_host_agent_wake_seconds",
-    "From the wake to the gateway answering /readyz, by the depth it slept at "
-    "(the wake verb with wait_seconds only).",
+    "From the wake to the gateway answering /readyz (a boot) or running again "
+    "(a thaw), by the depth it slept at (the wake verb with wait_seconds only).",
     ["from_state"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 10, 15, 20, 30, 60),
 )

@@ -339,6 +339,8 @@ class HostService:
             if info.state == "missing":
                 raise ContainerNotFound(f"{name} does not exist on this host")
             healthy = info.state in _ALIVE and await self._probe(info.port)
+            if healthy:
+                self._answered(name)
             if healthy or time.monotonic() >= deadline:
                 return info.model_copy(
                     update={
@@ -351,6 +353,20 @@ class HostService:
             if info.state not in _ALIVE and info.state != "missing":
                 # Stopped or crashed: waiting longer cannot make it healthy.
                 return info.model_copy(update={"healthy": False})
+
+    def _answered(self, name: str) -> bool:
+        """Note that the gateway answered its probe: ready until it is stopped
+        or re-created. True for its first answer after a boot seen under way:
+        it is idle from then, so a boot slower than the idle time does not
+        send it to sleep before its first turn."""
+        if name in self._ready:
+            return False
+        self._ready.add(name)
+        if name not in self._booting:
+            return False
+        self._booting.discard(name)
+        self.marks.touch(self.layout.for_name(name))
+        return True
 
     async def _probe(self, port: int | None) -> bool:
         if port is None:
@@ -412,13 +428,21 @@ class HostService:
         self, name: str, *, wait_seconds: float = 0, generation: int | None = None
     ) -> ContainerInfo:
         """Unpause or start the container, then probe it for up to
-        `wait_seconds`; on an awake one only the probe."""
+        `wait_seconds`; on an awake one only the probe. A thawed one that was
+        ready when it froze is answered without the probe: its process goes
+        on where it stopped, and OpenClaw, past a minute frozen, first runs a
+        thaw recovery (a health refresh) that its readiness waits behind
+        (about half a second) and the turn need not."""
         user_id_of(name)
         started = time.monotonic()
         async with self._locks[name]:
             self._fence(name, generation, "wake")
             from_state = await self._wake(name, "command")
-        info = await self.health(name, wait_seconds=wait_seconds)
+        if from_state in ("frozen", "swapped") and name in self._ready:
+            info = await self.runtime.inspect(name)
+            info = info.model_copy(update={"healthy": info.state == "running"})
+        else:
+            info = await self.health(name, wait_seconds=wait_seconds)
         if from_state is not None and info.healthy:
             WAKE_SECONDS.labels(from_state).observe(time.monotonic() - started)
         return info
@@ -597,17 +621,11 @@ class HostService:
             paths = self.layout.for_name(info.name)
             depth = self.marks.depth(info, paths)
             if info.state == "running" and info.name not in self._ready:
-                # Never put to sleep before it has answered once. One seen
-                # booting is idle from its first answer, so a boot slower
-                # than the idle time does not send it to sleep before its
-                # first turn.
+                # Never put to sleep before it has answered once.
                 if not await self._probe(info.port):
                     self._booting.add(info.name)
                     continue
-                self._ready.add(info.name)
-                if info.name in self._booting:
-                    self._booting.discard(info.name)
-                    self.marks.touch(paths)
+                if self._answered(info.name):
                     continue
             pending = rules.job_pending(self.marks.next_due(paths), now)
             idle = now - self.marks.last_activity(paths)
