@@ -16,7 +16,11 @@ compressed with the day. Prints:
 - assistants per GB of host memory: always-on (every gateway awake all day:
   the idle resident memory of an awake gateway, measured in the same run)
   against with suspension (the fleet's resident memory averaged over the day,
-  a stopped gateway counting 0), and their ratio;
+  a stopped gateway counting 0), and their ratio; and the same projected
+  onto a real day at the default idle times (a compressed day cannot show
+  it: OpenClaw needs about a minute after a turn before it may sleep): the
+  share of the day the pattern holds memory, awake or frozen, and a deep
+  sleeper's resident memory as measured in the pairs for the rest;
 - message → first reply, by the state the assistant was in when the message
   arrived (awake, frozen, swapped, stopped), p50 / p99; the stand-in LLM answers at
   once, so the difference to awake is our overhead (the wake);
@@ -491,7 +495,7 @@ async def run_day(
             )
             result["pairs"] = {
                 state: [seconds for pairs in each for seconds in pairs[state]]
-                for state in ("awake", "frozen", "swapped")
+                for state in ("awake", "frozen", "swapped", "swapped_mb")
             }
             result["memory"] = memory
             result["latencies"] = latencies
@@ -537,7 +541,13 @@ async def wake_pairs(
     """Turns after PAIR_IDLE seconds of quiet, awake, frozen and swapped (frozen
     with its memory moved to swap, as the host-agent's deep sleep does), in
     turns; the first `after` seconds from now."""
-    pairs: dict[str, list[float]] = {"awake": [], "frozen": [], "swapped": []}
+    # swapped_mb: what a deep sleeper keeps resident, read just before its turn.
+    pairs: dict[str, list[float]] = {
+        "awake": [],
+        "frozen": [],
+        "swapped": [],
+        "swapped_mb": [],
+    }
 
     async def recorded(status: str) -> bool:
         return bool(
@@ -571,6 +581,10 @@ async def wake_pairs(
                     file=sys.stderr,
                 )
         await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
+        if moved is not None:
+            pairs["swapped_mb"].append(
+                await asyncio.to_thread(container_rss_mb, user.name)
+            )
         seconds = await turn(js, http, user, label)
         return None if swapped and moved is None else seconds
 
@@ -633,12 +647,20 @@ def main() -> None:
         f"with suspension   {asleep_mean:.0f} MB per assistant over the day → "
         f"{with_sleep:.2f} assistants per GB ({with_sleep / always_on:.1f} times)"
     )
-    projected = held_share(random.Random(SEED), users=10_000, stop_after=3_600)
+    pairs = result["pairs"]
+    assert isinstance(pairs, dict)
+    held = held_share(random.Random(SEED), users=10_000, stop_after=3_600)
+    # What a deep sleeper keeps resident, as measured in the pairs; none for
+    # a stopped one (a host without swap, or a run without pairs).
+    kept = statistics.median(pairs["swapped_mb"]) if pairs["swapped_mb"] else 0.0
+    per_assistant = held * per_gateway + (1 - held) * kept
     print(
         f"projected         a real day at the default idle times (frozen after "
-        f"900 s, stopped after 3600 s), the same pattern: memory held "
-        f"{100 * projected:.0f} % of the day → {always_on / projected:.2f} "
-        f"assistants per GB ({1 / projected:.1f} times)"
+        f"900 s, swapped after 3600 s), the same pattern: memory held "
+        f"{100 * held:.0f} % of the day, a deep sleeper keeping {kept:.0f} MB "
+        f"({'measured' if pairs['swapped_mb'] else 'stopped'}) → "
+        f"{1024 / per_assistant:.2f} assistants per GB "
+        f"({per_gateway / per_assistant:.1f} times)"
     )
     awake = result["awake"]
     assert isinstance(awake, list)
@@ -657,8 +679,6 @@ def main() -> None:
             else ""
         )
         print(f"  {label:<17} {_line(values)}{overhead}")
-    pairs = result["pairs"]
-    assert isinstance(pairs, dict)
     if pairs["awake"]:
         quiet = statistics.median(pairs["awake"])
         print(
