@@ -117,8 +117,9 @@ class HostClient:
         generation: int | None = None,
     ) -> ContainerInfo | None:
         """Unpause or start a sleeping container; the host answers once its
-        /healthz does (or `wait_seconds` pass). Idempotent: an awake one only
-        gets the health probe."""
+        /readyz does (or `wait_seconds` pass), a thawed one that was ready
+        when it froze as soon as it runs. Idempotent: an awake one only gets
+        the health probe."""
         reply = await self._request(
             host_id,
             HostVerb.WAKE,

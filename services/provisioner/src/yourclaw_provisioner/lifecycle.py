@@ -8,7 +8,8 @@ re-creates nor heals it, and placement weighs it 1/ASSISTANT_SLEEP_OVERCOMMIT.
 
 messaging asks for a wake before a turn (`assistant.wake.request`, core NATS
 request/reply, replicas in one queue group): the host verb `wake` unpauses or
-starts the container and answers once /healthz does. Two refusals are worked
+starts the container and answers once /readyz does (a thawed one that was
+ready when it froze, as soon as it runs). Two refusals are worked
 around, on the same host, since the workspace lives on its disk and nothing
 moves one across hosts:
 
