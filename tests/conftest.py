@@ -241,6 +241,15 @@ async def gateway_stack(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def gateway_ports() -> dict[str, int]:
+    """The provisioner's port range for a test's gateways: from a random
+    start, clear of other test runs' gateways on this machine, and five ports
+    (HOST_PORT_STRIDE, 120, apart) so that a gateway whose port another
+    process takes while it boots is moved to the next (PORT_IN_USE)."""
+    start = 30000 + random.randrange(0, 9000)
+    return {"host_port_range_start": start, "host_port_range_end": start + 4 * 120}
+
+
 @contextlib.asynccontextmanager
 async def stack_with_api(
     service_env: dict[str, str],
@@ -266,11 +275,10 @@ async def stack_with_api(
             **(gateway or {}),
         },
     )
-    start = 30000 + random.randrange(0, 9000)
     stack = await gateway_stack(
         capacity=1,
         public_base_url=public,
-        provisioner={"host_port_range_start": start, "host_port_range_end": start + 50},
+        provisioner=gateway_ports(),
         messaging=messaging,
         host_agent=host_agent,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp
 
-from .conftest import wait_ready
+from .conftest import gateway_ports, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -39,11 +38,7 @@ KEYS = (PLATFORM_ANTHROPIC, PLATFORM_OPENAI, USERS_OWN_OPENAI)
 async def stack(gateway_stack):
     return await gateway_stack(
         capacity=1,
-        provisioner={
-            # Clear of other test runs' gateways on this machine.
-            "host_port_range_start": (start := 30000 + random.randrange(0, 9000)),
-            "host_port_range_end": start + 50,
-        },
+        provisioner=gateway_ports(),
         llm_proxy={
             "anthropic_api_key": PLATFORM_ANTHROPIC,
             "openai_api_key": PLATFORM_OPENAI,

@@ -11,7 +11,6 @@ Slow: one gateway boot (~1.3 GB).
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from yourclaw_gateway_api.settings import GatewaySettings
 from yourclaw_gateway_api.telegram_setup import set_webhook
 from yourclaw_messaging import replies
 
-from .conftest import wait_ready
+from .conftest import gateway_ports, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -88,14 +87,10 @@ async def stack(service_env, gateway_stack) -> AsyncIterator[Stack]:
             dev_login_enabled=True,
             dev_login_secret=DEV_LOGIN_SECRET,
         )
-        # Gateway ports clear of other test runs' gateways on this machine.
-        first_port = 30000 + random.randrange(0, 9000)
-        ports = {"host_port_range_start": first_port}
-        ports["host_port_range_end"] = first_port + 50
         running = await gateway_stack(
             capacity=1,
             public_base_url=public,
-            provisioner=ports,
+            provisioner=gateway_ports(),
             messaging={
                 "telegram_bot_token": sim.token,
                 "telegram_api_base": sim.url,

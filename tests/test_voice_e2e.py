@@ -37,7 +37,7 @@ from yourclaw_devkit.telegram_sim import running_telegram_sim
 from yourclaw_gateway_api.app import create_app
 from yourclaw_gateway_api.settings import GatewaySettings
 
-from .conftest import wait_ready
+from .conftest import gateway_ports, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -50,15 +50,9 @@ async def through_the_proxy(gateway_stack, *, messaging=None, **overrides):
     """One gateway whose model calls, and messaging's voice notes (and voice
     replies), go through llm-proxy on a port of its own."""
     proxy = f"http://127.0.0.1:{free_port()}"
-    # Clear of other test runs' gateways on this machine.
-    start = 30000 + random.randrange(0, 9000)
     return await gateway_stack(
         capacity=1,
-        provisioner={
-            "host_port_range_start": start,
-            "host_port_range_end": start + 50,
-            "llm_proxy_url": proxy,
-        },
+        provisioner={**gateway_ports(), "llm_proxy_url": proxy},
         llm_proxy={
             "llm_proxy_port": int(proxy.rsplit(":", 1)[1]),
             "llm_proxy_service_token": SERVICE_TOKEN,

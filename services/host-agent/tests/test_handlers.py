@@ -3,11 +3,15 @@ gateway (tests/fake_gateway.py) instead of OpenClaw."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
@@ -33,6 +37,37 @@ async def one_gateway(fake_runtime, start_agent):
     assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
     await _healthy(agent, spec.name)
     return agent, spec
+
+
+class _OtherGateway(BaseHTTPRequestHandler):
+    """Another test's gateway, as this host sees it: ready, and refusing
+    any token but its own."""
+
+    def do_GET(self) -> None:
+        self._send(200 if self.path == "/readyz" else 401)
+
+    def do_POST(self) -> None:
+        self._send(401)
+
+    def _send(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextlib.contextmanager
+def _other_gateway_on(port: int) -> Iterator[None]:
+    server = ThreadingHTTPServer(("127.0.0.1", port), _OtherGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _pid(data_dir, spec) -> int:
@@ -404,6 +439,32 @@ class TestLifecycle:
         assert once.container.state == "starting"
         assert waited.container.healthy is True
         assert waited.container.state == "running"
+
+    async def test_a_port_taken_while_the_gateway_boots_is_not_its_health(
+        self, fake_runtime, start_agent
+    ):
+        # The port was free when checked before the spawn; another process
+        # binds it while the gateway boots (seconds for OpenClaw), as another
+        # test's gateway does in a full run. What answers /readyz there is
+        # not this gateway: READY would send the user's turns to it.
+        agent = await start_agent(fake_runtime())
+        spec = make_spec(env={"FAKE_GATEWAY_DELAY": "60"})
+        assert (await agent.request(HostVerb.CREATE, spec_payload(spec))).ok
+
+        with _other_gateway_on(spec.port):
+            reply = await agent.request(
+                HostVerb.HEALTH, {"name": spec.name, "wait_seconds": 3}
+            )
+
+            # The provisioner's next attempt: the same spec again.
+            again = await agent.request(HostVerb.CREATE, spec_payload(spec))
+
+        assert reply.ok, reply
+        assert reply.container.healthy is False
+        assert reply.container.state == "exited"
+        # Refused as a port another process holds: the provisioner places the
+        # gateway on another one.
+        assert (again.ok, again.code) == (False, "PORT_IN_USE")
 
     async def test_logs_tail(self, one_gateway):
         agent, spec = one_gateway

@@ -34,6 +34,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -141,9 +142,14 @@ class Sockets:
     listening: bool = False
 
 
-def gateway_sockets(pid: int, port: int) -> Sockets:
+def gateway_sockets(
+    pid: int, port: int, *, owners: Collection[int] | None = None
+) -> Sockets:
     """The sockets of the process `pid`'s network namespace on `port`; none
-    when they cannot be read (the process is gone)."""
+    when they cannot be read (the process is gone). With `owners`, only the
+    sockets those processes hold: where a gateway shares the host's namespace
+    (the process runtime), another process may use its port number."""
+    held = None if owners is None else _socket_inodes(owners)
     open_, waiting, listening = 0, False, False
     for table in ("tcp", "tcp6"):
         try:
@@ -151,17 +157,39 @@ def gateway_sockets(pid: int, port: int) -> Sockets:
         except OSError:
             continue
         for line in lines:
-            # sl local rem st tx_queue:rx_queue …; for a listener the kernel
-            # shows its accept queue as rx_queue.
+            # sl local rem st tx_queue:rx_queue tr:tm retrnsmt uid timeout
+            # inode …; for a listener the kernel shows its accept queue as
+            # rx_queue.
             fields = line.split()
-            if len(fields) < 5 or fields[3] not in (_LISTEN, _ESTABLISHED):
+            if len(fields) < 10 or fields[3] not in (_LISTEN, _ESTABLISHED):
                 continue
             if int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if held is not None and fields[9] not in held:
                 continue
             open_ += fields[3] == _ESTABLISHED
             listening = listening or fields[3] == _LISTEN
             waiting = waiting or int(fields[4].split(":")[1], 16) > 0
     return Sockets(open_, waiting, listening)
+
+
+def _socket_inodes(pids: Collection[int]) -> set[str]:
+    """The inodes of the sockets the processes `pids` have open."""
+    found = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue  # gone, or not ours to read
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                found.add(target[len("socket:[") : -1])
+    return found
 
 
 @dataclass(frozen=True)

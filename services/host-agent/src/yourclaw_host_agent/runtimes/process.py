@@ -198,6 +198,15 @@ def _spawn(argv: list[str], env: dict[str, str], paths: UserPaths) -> _Pid:
     return _Pid(child.pid, created)
 
 
+def _family(pid: int) -> list[int]:
+    """The gateway `pid` and the processes it started."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return [pid]
+    return [pid, *(child.pid for child in children)]
+
+
 def _port_arg(cmdline: Sequence[str]) -> int | None:
     try:
         return int(cmdline[list(cmdline).index("--port") + 1])
@@ -351,8 +360,13 @@ class ProcessRuntime:
             # it freezes would wait in its queue and thaw it (a knock).
             if _frozen(pid.pid):
                 state = "paused"
-            elif gateway_sockets(pid.pid, record.port).listening:
+            elif self._own_sockets(pid, record.port).listening:
                 state = "running"
+            elif self._port_taken(pid, record.port):
+                # Not "starting": the /readyz probe of a starting gateway
+                # would be answered by that other process (another gateway
+                # passes it, and refuses this one's token to messaging).
+                state = "exited"
             else:
                 state = "starting"
         elif record.desired == "stopped":
@@ -669,6 +683,15 @@ class ProcessRuntime:
             was = record.desired
             record = self._set_desired(paths, record, "running")
             pid = self._read_pid(paths)
+            if (
+                pid is not None
+                and self._alive(pid, record.port)
+                and self._port_taken(pid, record.port)
+            ):
+                # It will not get its port: stopped, so that the start below
+                # answers PortInUse and the provisioner moves it to another.
+                await self._terminate(paths, record)
+                pid = None
             if not self._alive(pid, record.port):
                 try:
                     await self._start_process(paths, record)
@@ -705,7 +728,25 @@ class ProcessRuntime:
         if record is None or not self._alive(pid, record.port):
             return Sockets()
         assert pid is not None
-        return await asyncio.to_thread(gateway_sockets, pid.pid, record.port)
+        return await asyncio.to_thread(self._own_sockets, pid, record.port)
+
+    @staticmethod
+    def _own_sockets(pid: _Pid, port: int) -> Sockets:
+        """The gateway's sockets on its port: those its processes hold, not
+        every one of the host's network namespace on that port number."""
+        return gateway_sockets(pid.pid, port, owners=_family(pid.pid))
+
+    def _port_taken(self, pid: _Pid, port: int) -> bool:
+        """Whether another process took the gateway's port between the check
+        before its spawn and its bind (a boot takes seconds): it then fails
+        to start, as a container whose published port is taken does, since
+        OpenClaw gives the port up after its retries."""
+        return (
+            gateway_sockets(pid.pid, port).listening
+            and not port_free(port)
+            # The gateway itself may have bound it since the first look.
+            and not self._own_sockets(pid, port).listening
+        )
 
     async def _signal(self, name: str, sig: signal.Signals) -> ContainerInfo:
         async with self._known(name) as (paths, record):
