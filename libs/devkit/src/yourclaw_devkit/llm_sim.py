@@ -828,14 +828,31 @@ async def _failure_asked(text: str, delay: float) -> int | None:
     return int(match.group(1) or 500)
 
 
-async def _failed_or_waited(text: str, delay: float) -> JSONResponse | None:
-    """The error `#fail[=N]` in the text asks for, or None once the delay has
-    passed (audio endpoints)."""
-    if (status := await _failure_asked(text, delay)) is not None:
-        return _failure(status)
-    if delay:
-        await asyncio.sleep(delay)
-    return None
+async def _audio_call(
+    requests_log: RequestLog,
+    request: Request,
+    logged: dict[str, Any],
+    text: str,
+    *,
+    delay_seconds: float,
+    id_prefix: str,
+) -> tuple[_Received, JSONResponse | None]:
+    """An audio endpoint's call, received as `_receive` does, and the error
+    `#fail[=N]` in its text asks for, or None once its delay has passed."""
+    call = _receive(
+        requests_log,
+        request,
+        logged,
+        text,
+        delay_seconds=delay_seconds,
+        id_prefix=id_prefix,
+        has_authorization="authorization" in request.headers,
+    )
+    if (status := await _failure_asked(text, call.delay)) is not None:
+        return call, _failure(status)
+    if call.delay:
+        await asyncio.sleep(call.delay)
+    return call, None
 
 
 def _answer(
@@ -1074,7 +1091,7 @@ def llm_router(
         audio = await upload.read()
         await form.close()
         text = transcript_of(audio)
-        call = _receive(
+        call, failed = await _audio_call(
             requests_log,
             request,
             {
@@ -1088,9 +1105,8 @@ def llm_router(
             text,
             delay_seconds=delay_seconds,
             id_prefix="transcription-",
-            has_authorization="authorization" in request.headers,
         )
-        if (failed := await _failed_or_waited(text, call.delay)) is not None:
+        if failed is not None:
             return failed
         seconds = max(1, len(audio) // _AUDIO_BYTES_PER_SECOND)
         log.info("devsim.llm.transcription", id=call.id, seconds=seconds)
@@ -1124,16 +1140,15 @@ def llm_router(
                 kind="invalid_request_error",
                 code="invalid_value",
             )
-        call = _receive(
+        call, failed = await _audio_call(
             requests_log,
             request,
             {k: v for k, v in body.items() if k != "input"} | {"characters": len(text)},
             text,
             delay_seconds=delay_seconds,
             id_prefix="speech-",
-            has_authorization="authorization" in request.headers,
         )
-        if (failed := await _failed_or_waited(text, call.delay)) is not None:
+        if failed is not None:
             return failed
         audio = speech_audio(text)
         log.info("devsim.llm.speech", id=call.id, characters=len(text))
