@@ -48,6 +48,13 @@ class TestReminderEndToEnd:
         )
         await wait_ready(clean_db, user_id)
 
+        # The user writes once told the assistant is ready (a template: the
+        # 24-hour window is closed). Written sooner, the notice follows as
+        # free-form text, as it would for a real user.
+        async def told_ready():
+            return any(r.startswith("[template") for r in await stack.replies(PHONE))
+
+        await eventually(told_ready, timeout=60, interval=0.2)
         await publish(
             stack.nc.jetstream(),
             inbound_whatsapp(PHONE, "remind me in 5 seconds to stretch"),
