@@ -244,10 +244,11 @@ async def gateway_stack(
 def gateway_ports() -> dict[str, int]:
     """The provisioner's port range for a test's gateways: from a random
     start, clear of other test runs' gateways on this machine, and five ports
-    (HOST_PORT_STRIDE, 120, apart) so that a gateway whose port another
+    of its grid (HOST_PORT_STRIDE apart) so that a gateway whose port another
     process takes while it boots is moved to the next (PORT_IN_USE)."""
+    stride = ProvisionerSettings.model_fields["host_port_stride"].default
     start = 30000 + random.randrange(0, 9000)
-    return {"host_port_range_start": start, "host_port_range_end": start + 4 * 120}
+    return {"host_port_range_start": start, "host_port_range_end": start + 4 * stride}
 
 
 @contextlib.asynccontextmanager
