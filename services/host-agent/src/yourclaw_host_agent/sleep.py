@@ -25,7 +25,8 @@ slept; the host thaws it. A connection it holds is a turn being served (a
 model streaming for minutes writes no database meanwhile): no gateway is put
 to sleep while it holds one. Both are read from the process's own view of
 /proc/<pid>/net/tcp (`gateway_sockets`), the container's network namespace
-for a container.
+for a container; the process runtime counts only the sockets the gateway's
+own processes hold, since it shares the host's.
 """
 
 from __future__ import annotations
