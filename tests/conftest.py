@@ -287,6 +287,17 @@ async def stack_with_api(
         yield stack, url
 
 
+async def told_ready(stack: GatewayStack, phone: str) -> None:
+    """Once the ready notice (a template: the 24-hour window is closed)
+    reached `phone`: a user writes after it. Written sooner, the notice
+    follows the answer as free-form text, as it would for a real user."""
+
+    async def sent() -> bool:
+        return any(r.startswith("[template") for r in await stack.replies(phone))
+
+    await eventually(sent, timeout=60, interval=0.2, message="no ready notice")
+
+
 async def wait_ready(pool, user_id, *, spec_hash_not: str | None = None):
     """The user's assistant once READY (with another spec than `spec_hash_not`);
     fails with the provisioning jobs when it goes to ERROR or never gets there."""

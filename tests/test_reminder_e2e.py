@@ -21,7 +21,7 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp
 
-from .conftest import stack_with_api, wait_ready
+from .conftest import stack_with_api, told_ready, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -47,14 +47,7 @@ class TestReminderEndToEnd:
             stack.nc.jetstream(), AssistantProvisionRequested(user_id=user_id)
         )
         await wait_ready(clean_db, user_id)
-
-        # The user writes once told the assistant is ready (a template: the
-        # 24-hour window is closed). Written sooner, the notice follows as
-        # free-form text, as it would for a real user.
-        async def told_ready():
-            return any(r.startswith("[template") for r in await stack.replies(PHONE))
-
-        await eventually(told_ready, timeout=60, interval=0.2)
+        await told_ready(stack, PHONE)
         await publish(
             stack.nc.jetstream(),
             inbound_whatsapp(PHONE, "remind me in 5 seconds to stretch"),

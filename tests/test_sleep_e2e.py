@@ -22,7 +22,7 @@ from yourclaw_common.nats import publish
 from yourclaw_common.testing import eventually, subscribed_user
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp
 
-from .conftest import stack_with_api, wait_ready
+from .conftest import stack_with_api, told_ready, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -143,6 +143,7 @@ class TestSleepEndToEnd:
         js = stack.nc.jetstream()
         await publish(js, AssistantProvisionRequested(user_id=user_id))
         await wait_ready(clean_db, user_id)
+        await told_ready(stack, PHONE)
 
         due_in = 90
         asked = time.monotonic()
