@@ -138,7 +138,9 @@ class TestProvision:
         assert credential["revoked_at"] is None
 
         instructions = spec.files["workspace/CLAUDE.md"]
-        assert "WhatsApp" in instructions
+        # Every channel a user may write from, not only WhatsApp.
+        for channel in ("WhatsApp", "Telegram", "SMS"):
+            assert channel in instructions
         assert "command line" in instructions
         assert notify in instructions
         assert token not in instructions

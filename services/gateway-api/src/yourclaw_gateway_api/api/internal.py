@@ -73,7 +73,7 @@ def _event_id(assistant_id: uuid.UUID, payload: dict[str, Any]) -> uuid.UUID:
 @router.post(
     "/assistants/{assistant_id}/notify",
     status_code=202,
-    summary="An assistant's automation finished: tell its user on WhatsApp",
+    summary="An assistant's automation finished: tell its user in their chat",
     responses=error_responses(
         {
             401: "INVALID_NOTIFY_TOKEN: missing or wrong bearer token",
