@@ -123,7 +123,7 @@ class TestProvisioningEndToEnd:
         # Our instructions reach the model (in the agent turn's system prompt)
         # through OpenClaw's bootstrap hook.
         assert any(
-            "WhatsApp formatting only"
+            "Formatting only as WhatsApp writes it"
             in str(r["body"].get("system")) + str(r["body"]["messages"])
             for r in requests
         )
