@@ -44,6 +44,9 @@ class Engine:
     pulls: list[str] = field(default_factory=list)
     # Host ports something else listens on: a start publishing one fails.
     taken_ports: set[str] = field(default_factory=set)
+    # Pauses that fail as runc's does when the kernel cannot freeze every
+    # task in time.
+    freeze_failures: int = 0
 
 
 def _not_found(what: str) -> JSONResponse:
@@ -116,6 +119,33 @@ def engine_app(engine: Engine) -> Starlette:
             return _not_found("container")
         c["Status"] = "running"
         return Response(status_code=204)
+
+    def _switch(request: Request, was: str, becomes: str) -> Response:
+        c = _find(request)
+        if c is None:
+            return _not_found("container")
+        if c["Status"] != was:
+            return JSONResponse(
+                {"message": f"Container {c['Id']} is not {was}"}, status_code=409
+            )
+        c["Status"] = becomes
+        return Response(status_code=204)
+
+    async def pause(request: Request) -> Response:
+        c = _find(request)
+        if c is not None and c["Status"] == "running" and engine.freeze_failures:
+            engine.freeze_failures -= 1
+            return JSONResponse(
+                {
+                    "message": f"Cannot pause container {c['Id']}: OCI runtime "
+                    "pause failed: unable to freeze: unknown"
+                },
+                status_code=500,
+            )
+        return _switch(request, "running", "paused")
+
+    async def unpause(request: Request) -> Response:
+        return _switch(request, "paused", "running")
 
     async def delete(request: Request) -> Response:
         if engine.containers.pop(request.path_params["name"], None) is None:
@@ -208,6 +238,8 @@ def engine_app(engine: Engine) -> Starlette:
             Route("/containers/{name}/start", start, methods=["POST"]),
             Route("/containers/{name}/stop", stop, methods=["POST"]),
             Route("/containers/{name}/restart", restart, methods=["POST"]),
+            Route("/containers/{name}/pause", pause, methods=["POST"]),
+            Route("/containers/{name}/unpause", unpause, methods=["POST"]),
             Route("/containers/{name}/json", inspect),
             Route("/containers/{name}/logs", logs),
             Route("/containers/{name}", delete, methods=["DELETE"]),
@@ -398,6 +430,29 @@ class TestLifecycle:
         assert state.containers == {}
         # The shared tenant network stays for the other tenants.
         assert "yourclaw-tenants" in state.networks
+
+    async def test_a_freeze_the_kernel_could_not_finish_is_tried_again(
+        self, docker, engine, data_dir
+    ):
+        state, _ = engine
+        spec = _spec()
+        await docker.run(spec, DataLayout(data_dir).user(spec.user_id))
+
+        # runc gives up when a task stays in uninterruptible sleep (a busy
+        # disk) and thaws the container: once is a hiccup, not a failure.
+        state.freeze_failures = 1
+        frozen = await docker.freeze(spec.name)
+        thawed = await docker.unfreeze(spec.name)
+        # Every try failing is an error, and the gateway is left running.
+        state.freeze_failures = 10
+        with pytest.raises(RuntimeFailure, match="unable to freeze"):
+            await docker.freeze(spec.name)
+
+        assert frozen.state == "paused"
+        assert thawed.state == "running"
+        assert state.freeze_failures == 7
+        assert (await docker.inspect(spec.name)).state == "running"
+        state.freeze_failures = 0
 
     async def test_an_agent_sees_only_its_own_data_dirs_containers(
         self, engine, data_dir, tmp_path

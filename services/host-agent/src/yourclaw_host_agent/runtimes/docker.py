@@ -78,6 +78,13 @@ log = get_logger(__name__)
 _PORT_TAKEN = ("port is already allocated", "address already in use")
 # What it says to a pause or unpause with nothing to do.
 _NOT_PAUSABLE = ("is not paused", "is already paused", "is not running")
+# What runc says when the kernel did not freeze every task of the container
+# within its wait (one held in uninterruptible sleep: a page read from disk on
+# a busy host). runc has thawed it again, so a later try is safe and usually
+# succeeds.
+_FREEZE_TIMED_OUT = "unable to freeze"
+_FREEZE_TRIES = 3
+_FREEZE_RETRY_SECONDS = 1.0
 
 
 _CAP_CHOWN = 0  # its bit in /proc/<pid>/status's capability masks
@@ -468,12 +475,17 @@ class DockerRuntime:
         return resp.status_code == 204
 
     async def freeze(self, name: str) -> ContainerInfo:
-        try:
-            resp = await self._call("POST", f"/containers/{name}/pause")
-        except RuntimeFailure as exc:
-            if any(m in str(exc) for m in _NOT_PAUSABLE):
-                return await self.inspect(name)
-            raise
+        for attempt in range(1, _FREEZE_TRIES + 1):
+            try:
+                resp = await self._call("POST", f"/containers/{name}/pause")
+                break
+            except RuntimeFailure as exc:
+                if any(m in str(exc) for m in _NOT_PAUSABLE):
+                    return await self.inspect(name)
+                if _FREEZE_TIMED_OUT not in str(exc) or attempt == _FREEZE_TRIES:
+                    raise
+                log.warning("host_agent.freeze.retry", container=name, attempt=attempt)
+                await asyncio.sleep(_FREEZE_RETRY_SECONDS)
         if resp.status_code == 404:
             raise ContainerNotFound(f"{name} does not exist on this host")
         if resp.status_code not in (204, 409):
