@@ -5,10 +5,12 @@ import pytest
 from yourclaw_common.db import (
     RECOMMENTED,
     Migration,
+    close_pool,
     create_pool,
     load_migrations,
     migrate,
 )
+from yourclaw_common.testing import eventually
 
 
 class TestMigrate:
@@ -138,3 +140,28 @@ class TestPool:
                 assert await conn.fetchval("SELECT count(*) FROM t_reset") == 1
         finally:
             await pool.close()
+
+    async def test_a_connection_never_given_back_does_not_hold_shutdown(
+        self, database_url, caplog
+    ):
+        pool = await create_pool(database_url, min_size=1, max_size=2)
+        kept = await pool.acquire()  # a task that took it and never gave it back
+        session = await kept.fetchval("SELECT pg_backend_pid()")
+
+        # Without a bound pool.close() would wait for `kept` forever.
+        await close_pool(pool, seconds=1)
+
+        assert pool.is_closing()
+        assert "postgres.pool.close_timeout" in caplog.text
+        # Its session is cut, not left open on the server.
+        probe = await asyncpg.connect(database_url)
+        try:
+
+            async def session_gone() -> bool:
+                return not await probe.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", session
+                )
+
+            assert await eventually(session_gone, timeout=10)
+        finally:
+            await probe.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -13,7 +14,14 @@ from asyncpg.pool import PoolConnectionProxy
 
 from yourclaw_common.logging import get_logger
 
-__all__ = ["Connection", "Migration", "create_pool", "load_migrations", "migrate"]
+__all__ = [
+    "Connection",
+    "Migration",
+    "close_pool",
+    "create_pool",
+    "load_migrations",
+    "migrate",
+]
 
 # What repositories take: a plain connection or one acquired from a pool.
 Connection: TypeAlias = (
@@ -63,6 +71,25 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: asyncpg.Pool, *, seconds: float = 10.0) -> None:
+    """Close a pool at shutdown: wait `seconds` for the connections in use to
+    come back, then cut them (PostgreSQL rolls back what they had open). A
+    connection that is never given back (its task cancelled at an unlucky
+    moment) would otherwise hold a stopping service forever."""
+    in_use = pool.get_size() - pool.get_idle_size()
+    try:
+        await asyncio.wait_for(pool.close(), timeout=seconds)
+    except TimeoutError:
+        # wait_for's cancel has made asyncpg terminate the pool already.
+        pool.terminate()
+        log.warning(
+            "postgres.pool.close_timeout",
+            seconds=seconds,
+            in_use=in_use,
+            message="connections not given back at shutdown were cut",
+        )
 
 
 # A migration's earlier checksums from before an edit of its comments alone:

@@ -15,7 +15,7 @@ import asyncpg
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from yourclaw_common.db import create_pool, migrate
+from yourclaw_common.db import close_pool, create_pool, migrate
 from yourclaw_common.events import ConsumerSpec, ensure_topology
 from yourclaw_common.logging import get_logger
 from yourclaw_common.metrics import runner_metrics
@@ -161,7 +161,7 @@ async def open_runtime(
         if nc is not None:
             with suppress(Exception):
                 await nc.drain()
-        await pool.close()
+        await close_pool(pool)
 
 
 async def run_consumers(

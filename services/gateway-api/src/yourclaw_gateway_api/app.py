@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from starlette.types import ASGIApp, Receive, Scope, Send
 from yourclaw_common.crypto import SecretBox
+from yourclaw_common.db import close_pool
 from yourclaw_common.events import ensure_topology
 from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
 from yourclaw_common.nats import connect_as
@@ -107,7 +108,7 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         async with AsyncExitStack() as stack:  # closes in reverse order
             pool = await connect_postgres(settings)
-            stack.push_async_callback(pool.close)
+            stack.push_async_callback(close_pool, pool)
             nc = await connect_as(settings, name=settings.service_name)
             stack.push_async_callback(_close_nats, nc)
             js = nc.jetstream()
