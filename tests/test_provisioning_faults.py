@@ -40,7 +40,7 @@ from yourclaw_common.events import (
     host_command,
 )
 from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually, subscribed_user
+from yourclaw_common.testing import eventually, returned_within, subscribed_user
 from yourclaw_host_agent.install_openclaw import OPENCLAW_VERSION
 from yourclaw_provisioner.app import run as run_provisioner
 from yourclaw_provisioner.errors import HostCommandFailed
@@ -223,7 +223,7 @@ async def provisioner(service_env, clean_db) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await asyncio.gather(task, return_exceptions=True)
+        await returned_within(task)
 
 
 async def job_of(pool, user_id):

@@ -18,7 +18,7 @@ from yourclaw_common.events import (
     container_name,
 )
 from yourclaw_common.nats import publish
-from yourclaw_common.testing import eventually
+from yourclaw_common.testing import eventually, returned_within
 from yourclaw_devkit.fake_host import FakeContainer, FakeHost
 from yourclaw_provisioner.app import run
 from yourclaw_provisioner.settings import ProvisionerSettings
@@ -82,7 +82,7 @@ async def start_provisioner(
     yield start
     for stop, _ in replicas:
         stop.set()
-    await asyncio.gather(*(t for _, t in replicas), return_exceptions=True)
+    await returned_within(*(t for _, t in replicas))
 
 
 class SleepyFakeHost(FakeHost):

@@ -4,7 +4,12 @@ from yourclaw_common.testing.factories import (
     assistant_with_proxy_credential,
     subscribed_user,
 )
-from yourclaw_common.testing.helpers import eventually, reset_streams, rolled_back
+from yourclaw_common.testing.helpers import (
+    eventually,
+    reset_streams,
+    returned_within,
+    rolled_back,
+)
 from yourclaw_common.testing.outage import Cuttable, cuttable
 
 __all__ = [
@@ -13,6 +18,7 @@ __all__ = [
     "cuttable",
     "eventually",
     "reset_streams",
+    "returned_within",
     "rolled_back",
     "subscribed_user",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -13,7 +14,7 @@ from nats.js.errors import APIError, NotFoundError
 from yourclaw_common.db import Connection
 from yourclaw_common.events import STREAMS, ensure_topology
 
-__all__ = ["eventually", "reset_streams", "rolled_back"]
+__all__ = ["eventually", "reset_streams", "returned_within", "rolled_back"]
 
 T = TypeVar("T")
 
@@ -34,6 +35,26 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"{message} within {timeout}s (last value: {last!r})")
+
+
+async def returned_within(*services: asyncio.Task[None], seconds: float = 30) -> None:
+    """Wait for services run in-process, once told to stop, to return as a
+    SIGTERM'd process must; re-raise what one raised. One still running after
+    `seconds` fails with the stack of every task left, which shows what its
+    shutdown waits for."""
+    done, pending = await asyncio.wait(services, timeout=seconds)
+    for task in done:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+    if pending:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            if not task.done() and task is not asyncio.current_task():
+                task.print_stack(file=stacks)
+        raise AssertionError(
+            f"{len(pending)} service(s) still running {seconds:g} s after "
+            f"stop; the tasks left:\n{stacks.getvalue()}"
+        )
 
 
 async def reset_streams(
