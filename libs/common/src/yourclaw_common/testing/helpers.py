@@ -42,6 +42,8 @@ async def returned_within(*services: asyncio.Task[None], seconds: float = 30) ->
     SIGTERM'd process must; re-raise what one raised. One still running after
     `seconds` fails with the stack of every task left, which shows what its
     shutdown waits for."""
+    if not services:
+        return
     done, pending = await asyncio.wait(services, timeout=seconds)
     for task in done:
         if not task.cancelled() and (error := task.exception()) is not None:
