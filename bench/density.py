@@ -23,7 +23,9 @@ compressed with the day. Prints:
   sleeper's resident memory as measured in the pairs for the rest;
 - message → first reply, by the state the assistant was in when the message
   arrived (awake, frozen, swapped, stopped), p50 / p99; the stand-in LLM answers at
-  once, so the difference to awake is our overhead (the wake);
+  once, so the difference to awake is our overhead (the wake); beside it
+  the major page faults of the container until the reply (pages waited
+  for from disk or swap: how much of a wake is paging);
 - the share of reminders that ran within 60 s of their due time;
 - the wake's own cost: BENCH_WAKE_PAIRS pairs of turns after the same quiet
   time (BENCH_PAIR_IDLE_SECONDS, past the 75 s after which OpenClaw runs its
@@ -107,7 +109,7 @@ from yourclaw_devkit.swapfile import host_swap
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.firewall import Firewall, TenantFirewallPlan
 from yourclaw_host_agent.settings import HostAgentSettings
-from yourclaw_host_agent.swap import Swapped, swap_out
+from yourclaw_host_agent.swap import Swapped, major_faults, swap_out
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
 
@@ -260,18 +262,38 @@ async def replies_to(http: httpx.AsyncClient, phone: str) -> int:
     return len(resp.json()["messages"])
 
 
+def container_faults(name: str) -> int | None:
+    """Major page faults of the container's processes so far (pages they
+    waited for from disk or swap); None when it is not running."""
+    pid = int(docker("inspect", "-f", "{{.State.Pid}}", name) or 0)
+    return major_faults(pid) if pid else None
+
+
 async def turn(
-    js: JetStreamContext, http: httpx.AsyncClient, user: User, body: str
+    js: JetStreamContext,
+    http: httpx.AsyncClient,
+    user: User,
+    body: str,
+    *,
+    faults: list[int] | None = None,
 ) -> float:
-    """Send one WhatsApp message; seconds until its first reply went out."""
+    """Send one WhatsApp message; seconds until its first reply went out.
+    `faults` gets the major page faults of the assistant's container until
+    then (not for a stopped one: its boot starts the count again)."""
     before = await replies_to(http, user.phone)
+    faulted = await asyncio.to_thread(container_faults, user.name)
     sent = time.perf_counter()
     await publish(js, inbound_whatsapp(user.phone, body))
     while await replies_to(http, user.phone) <= before:
         if time.perf_counter() - sent > 300:
             raise TimeoutError(f"no reply to {user.phone} in 300 s")
         await asyncio.sleep(0.05)
-    return time.perf_counter() - sent
+    seconds = time.perf_counter() - sent
+    after = await asyncio.to_thread(container_faults, user.name)
+    if faults is not None and faulted is not None and after is not None:
+        if after >= faulted:
+            faults.append(after - faulted)
+    return seconds
 
 
 async def sample_memory(
@@ -451,6 +473,9 @@ async def run_day(
 
             awake_mb = statistics.mean(result["awake_rss"])  # type: ignore[arg-type]
 
+            faults: dict[str, list[int]] = {}
+            result["faults"] = faults
+
             async def one(at: float, user: User, n: int) -> None:
                 await asyncio.sleep(max(0.0, at - (time.perf_counter() - day_started)))
                 state = fleet.state(user.name)
@@ -458,7 +483,13 @@ async def run_day(
                     await asyncio.to_thread(container_rss_mb, user.name) < awake_mb / 4
                 ):
                     state = "swapped"  # deep sleep: its memory is in swap
-                seconds = await turn(js, http, user, f"message {n} of the day")
+                seconds = await turn(
+                    js,
+                    http,
+                    user,
+                    f"message {n} of the day",
+                    faults=faults.setdefault(state, []),
+                )
                 latencies.setdefault(state, []).append(seconds)
 
             # One user's messages in order; different users' at the same time.
@@ -494,8 +525,8 @@ async def run_day(
                 )
             )
             result["pairs"] = {
-                state: [seconds for pairs in each for seconds in pairs[state]]
-                for state in ("awake", "frozen", "swapped", "swapped_mb")
+                key: [value for pairs in each for value in pairs[key]]
+                for key in each[0]
             }
             result["memory"] = memory
             result["latencies"] = latencies
@@ -542,11 +573,15 @@ async def wake_pairs(
     with its memory moved to swap, as the host-agent's deep sleep does), in
     turns; the first `after` seconds from now."""
     # swapped_mb: what a deep sleeper keeps resident, read just before its turn.
+    # <state> faults: the major page faults of its turns.
     pairs: dict[str, list[float]] = {
         "awake": [],
         "frozen": [],
         "swapped": [],
         "swapped_mb": [],
+        "awake faults": [],
+        "frozen faults": [],
+        "swapped faults": [],
     }
 
     async def recorded(status: str) -> bool:
@@ -585,14 +620,22 @@ async def wake_pairs(
             pairs["swapped_mb"].append(
                 await asyncio.to_thread(container_rss_mb, user.name)
             )
-        seconds = await turn(js, http, user, label)
-        return None if swapped and moved is None else seconds
+        faults: list[int] = []
+        seconds = await turn(js, http, user, label, faults=faults)
+        if swapped and moved is None:
+            return None
+        pairs[f"{'swapped' if swapped else 'frozen'} faults"].extend(faults)
+        return seconds
 
     await asyncio.sleep(after)
     await turn(js, http, user, "before the pairs")  # awake, whatever it was
     for n in range(WAKE_PAIRS):
         await asyncio.sleep(PAIR_IDLE)
-        pairs["awake"].append(await turn(js, http, user, f"pair {n}, awake"))
+        faults: list[int] = []
+        pairs["awake"].append(
+            await turn(js, http, user, f"pair {n}, awake", faults=faults)
+        )
+        pairs["awake faults"].extend(faults)
         for state in ("frozen", "swapped"):
             seconds = await asleep_turn(
                 f"pair {n}, {state}", swapped=state == "swapped"
@@ -600,6 +643,11 @@ async def wake_pairs(
             if seconds is not None:
                 pairs[state].append(seconds)
     return pairs
+
+
+def _faults(values: list[int] | list[float]) -> str:
+    """The major page faults of a state's turns, when counted."""
+    return f" · major faults p50 {statistics.median(values):.0f}" if values else ""
 
 
 def _line(values: list[float]) -> str:
@@ -663,7 +711,9 @@ def main() -> None:
         f"({per_gateway / per_assistant:.1f} times)"
     )
     awake = result["awake"]
+    faults = result["faults"]
     assert isinstance(awake, list)
+    assert isinstance(faults, dict)
     base = statistics.median(awake or latencies.get("awake") or [0.0])
     print(f"\nmessage → first reply (stand-in LLM)\n  awake (baseline)  {_line(awake)}")
     for state, label in (
@@ -678,16 +728,21 @@ def main() -> None:
             if values
             else ""
         )
-        print(f"  {label:<17} {_line(values)}{overhead}")
+        print(
+            f"  {label:<17} {_line(values)}{overhead}{_faults(faults.get(state, []))}"
+        )
     if pairs["awake"]:
         quiet = statistics.median(pairs["awake"])
         print(
             f"\nafter {PAIR_IDLE:.0f} s of quiet (pairs)\n"
-            f"  awake             {_line(pairs['awake'])}\n"
+            f"  awake             {_line(pairs['awake'])}"
+            f"{_faults(pairs['awake faults'])}\n"
             f"  frozen            {_line(pairs['frozen'])} · what sleeping adds "
-            f"p50 {statistics.median(pairs['frozen']) - quiet:.2f} s\n"
+            f"p50 {statistics.median(pairs['frozen']) - quiet:.2f} s"
+            f"{_faults(pairs['frozen faults'])}\n"
             f"  swapped           {_line(pairs['swapped'])} · what sleeping adds "
             f"p50 {statistics.median(pairs['swapped']) - quiet:.2f} s"
+            f"{_faults(pairs['swapped faults'])}"
         )
     on_time = [
         ran is not None and ran - due <= REMINDER_SLACK for due, ran in reminders

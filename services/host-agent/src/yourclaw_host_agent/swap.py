@@ -34,7 +34,14 @@ from pathlib import Path
 import psutil
 from yourclaw_common.logging import get_logger
 
-__all__ = ["Swapped", "swap_free_bytes", "swap_in", "swap_out", "usage"]
+__all__ = [
+    "Swapped",
+    "major_faults",
+    "swap_free_bytes",
+    "swap_in",
+    "swap_out",
+    "usage",
+]
 
 log = get_logger(__name__)
 
@@ -189,6 +196,21 @@ def usage(pid: int) -> Swapped | None:
         if found is None:
             return None
         return Swapped(swapped=_in_swap(*found), resident=_resident(*found))
+    except (OSError, ValueError):
+        return None
+
+
+def major_faults(pid: int) -> int | None:
+    """How many times the processes of `pid`'s memory cgroup have waited for
+    a page from disk or swap so far; None when it cannot tell."""
+    try:
+        found = _memory_cgroup(pid)
+        if found is None:
+            return None
+        directory, version = found
+        return _stat(directory).get(
+            "pgmajfault" if version == 2 else "total_pgmajfault"
+        )
     except (OSError, ValueError):
         return None
 
