@@ -262,10 +262,15 @@ async def replies_to(http: httpx.AsyncClient, phone: str) -> int:
     return len(resp.json()["messages"])
 
 
+def container_pid(name: str) -> int:
+    """The container's init process on this host; 0 when it is not running."""
+    return int(docker("inspect", "-f", "{{.State.Pid}}", name) or 0)
+
+
 def container_faults(name: str) -> int | None:
     """Major page faults of the container's processes so far (pages they
     waited for from disk or swap); None when it is not running."""
-    pid = int(docker("inspect", "-f", "{{.State.Pid}}", name) or 0)
+    pid = container_pid(name)
     return major_faults(pid) if pid else None
 
 
@@ -606,7 +611,7 @@ async def wake_pairs(
         )
         await eventually(lambda: recorded("SUSPENDED"), timeout=60, interval=0.2)
         if swapped:
-            pid = int(docker("inspect", "-f", "{{.State.Pid}}", user.name))
+            pid = container_pid(user.name)
             moved = await asyncio.to_thread(swap_out, pid, keep_free=0)
             if moved is None:
                 free = psutil.swap_memory().free >> 20
