@@ -7,12 +7,15 @@ import os
 import signal
 import sys
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
+from yourclaw_common.db import create_pool
 from yourclaw_common.events import AssistantProvisionRequested, container_name
 from yourclaw_common.nats import publish
 from yourclaw_common.testing import cuttable, eventually
 from yourclaw_provisioner.app import run
+from yourclaw_provisioner.jobs import JobRunner
 
 from .conftest import jobs_of, settings_from, wait_status
 from .test_placement import all_ready
@@ -109,3 +112,30 @@ class TestShutdown:
 
             stop.set()
             await asyncio.wait_for(task, 30)
+
+    async def test_a_cancelled_runner_gives_its_listening_connection_back(
+        self, provisioner_env, clean_db
+    ):
+        # A sibling task's failure cancels the runner while it listens. Its
+        # connection used to go back to the pool still listening: asyncpg
+        # warns, and where warnings are errors the connection never went back
+        # and closing the pool hung until its timeout.
+        pool = await create_pool(provisioner_env["DATABASE_URL"], max_size=3)
+        try:
+            provisioner = SimpleNamespace(replica="r-cancelled", wake=asyncio.Event())
+            runner = JobRunner(pool, provisioner, settings_from(provisioner_env))
+            task = asyncio.create_task(runner.run(asyncio.Event()))
+            await eventually(
+                lambda: clean_db.fetchval(
+                    "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+                    " AND datname = current_database()"
+                ),
+                timeout=30,
+            )
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+            assert pool.get_idle_size() == pool.get_size()
+        finally:
+            await asyncio.wait_for(pool.close(), timeout=30)

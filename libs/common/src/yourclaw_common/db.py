@@ -76,8 +76,8 @@ async def create_pool(
 async def close_pool(pool: asyncpg.Pool, *, seconds: float = 10.0) -> None:
     """Close a pool at shutdown: wait `seconds` for the connections in use to
     come back, then cut them (PostgreSQL rolls back what they had open). A
-    connection that is never given back (its task cancelled at an unlucky
-    moment) would otherwise hold a stopping service forever."""
+    connection that is never given back (say, one whose release raised)
+    would otherwise hold a stopping service forever."""
     in_use = pool.get_size() - pool.get_idle_size()
     try:
         await asyncio.wait_for(pool.close(), timeout=seconds)

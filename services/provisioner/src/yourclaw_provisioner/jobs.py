@@ -168,13 +168,21 @@ class JobRunner:
             try:
                 async with self._pool.acquire() as conn:
                     conn.add_termination_listener(on_lost)
-                    await conn.add_listener(_CHANNEL, on_notify)
-                    # Jobs queued while it was not listening are due now.
-                    self._wake.set()
-                    await _first_of(stop, lost)
-                    if not lost.is_set():
-                        with contextlib.suppress(*_DB_ERRORS):
-                            await conn.remove_listener(_CHANNEL, on_notify)
+                    try:
+                        await conn.add_listener(_CHANNEL, on_notify)
+                        # Jobs queued while it was not listening are due now.
+                        self._wake.set()
+                        await _first_of(stop, lost)
+                    finally:
+                        # Also when cancelled (shutdown cancels this task): a
+                        # connection given back with a listener on it warns,
+                        # and where warnings are errors it is never given back
+                        # and the pool cannot close. remove_listener forgets
+                        # the callback before it awaits its UNLISTEN.
+                        conn.remove_termination_listener(on_lost)
+                        if not lost.is_set():
+                            with contextlib.suppress(*_DB_ERRORS):
+                                await conn.remove_listener(_CHANNEL, on_notify)
             except _DB_ERRORS as exc:
                 log.warning("provisioner.listen_failed", error=str(exc))
                 with contextlib.suppress(TimeoutError):
