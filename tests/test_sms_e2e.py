@@ -100,10 +100,15 @@ class TestSmsEndToEnd:
         (reply,) = await eventually(answered, timeout=120, interval=0.3)
         assert reply["from"] == DEV_SMS_NUMBER
         assert reply["body"].startswith("Echo: hello from a text message")
-        row = await clean_db.fetchrow(
-            "SELECT channel, phone_e164, status, kind FROM messages "
-            "WHERE direction = 'OUTBOUND' AND twilio_sid = $1",
-            reply["sid"],
+        # Messaging stores the sid once Twilio has answered the send, a moment
+        # after the stand-in has the message.
+        row = await eventually(
+            lambda: clean_db.fetchrow(
+                "SELECT channel, phone_e164, status, kind FROM messages "
+                "WHERE direction = 'OUTBOUND' AND twilio_sid = $1",
+                reply["sid"],
+            ),
+            timeout=30,
         )
         assert dict(row) == {
             "channel": "sms",
