@@ -44,8 +44,10 @@ compressed with the day. Prints:
 Needs a Docker Engine (`make engine`), the tenant image (`make images`) and
 memory for BENCH_DENSITY_USERS booted gateways (about 1 GB each), and swap
 (BENCH_SWAP_MB; as root a swap file under .data is added for the run when
-the machine has less). Packets go only to this machine: loopback and the
-docker bridge's gateway.
+the machine has less; BENCH_SWAP=zram swaps to the kernel's compressed RAM
+disk instead: a deep sleeper's MB in the pairs then include its compressed
+pages, the day's memory samples do not). Packets go only to this machine:
+loopback and the docker bridge's gateway.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ from yourclaw_devkit.defaults import (
 )
 from yourclaw_devkit.devsim import DevsimSettings, running_devsim
 from yourclaw_devkit.pytest_plugin import inbound_whatsapp
-from yourclaw_devkit.swapfile import host_swap
+from yourclaw_devkit.swapfile import host_swap, host_zram, zram_used_mb
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.firewall import Firewall, TenantFirewallPlan
 from yourclaw_host_agent.settings import HostAgentSettings
@@ -134,6 +136,9 @@ PAIR_IDLE = float(os.environ.get("BENCH_PAIR_IDLE_SECONDS", "100"))
 PAIR_USERS = int(os.environ.get("BENCH_PAIR_USERS", "1"))
 # Swap for deep sleep when the machine has less (`yourclaw_devkit.swapfile`).
 SWAP_MB = int(os.environ.get("BENCH_SWAP_MB", str(1024 * (USERS + 1))))
+# "zram": deep sleep swaps to compressed RAM instead (root, a kernel with zram);
+# a swapped sleeper then also costs its compressed pages, counted in its MB.
+SWAP_DEVICE = os.environ.get("BENCH_SWAP", "file")
 REMINDER_SLACK = 60.0
 # Hours of the day people write at, and how widely around them (hours).
 _PEAKS = ((8.0, 1.0), (12.5, 0.75), (19.5, 1.5))
@@ -610,9 +615,12 @@ async def wake_pairs(
             timeout=30,
         )
         await eventually(lambda: recorded("SUSPENDED"), timeout=60, interval=0.2)
+        compressed = 0.0
         if swapped:
             pid = container_pid(user.name)
+            before = zram_used_mb()
             moved = await asyncio.to_thread(swap_out, pid, keep_free=0)
+            compressed = zram_used_mb() - before
             if moved is None:
                 free = psutil.swap_memory().free >> 20
                 print(
@@ -623,7 +631,7 @@ async def wake_pairs(
         await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
         if moved is not None:
             pairs["swapped_mb"].append(
-                await asyncio.to_thread(container_rss_mb, user.name)
+                await asyncio.to_thread(container_rss_mb, user.name) + compressed
             )
         faults: list[int] = []
         seconds = await turn(js, http, user, label, faults=faults)
@@ -676,7 +684,12 @@ def main() -> None:
             f"{IDLE_SUSPEND:.0f} s idle, swapped (else stopped) after {IDLE_STOP:.0f} s"
         )
         # Deep sleep needs swap: a file of its own on a machine without.
-        with host_swap(SWAP_MB, Path(__file__).resolve().parents[1] / ".data"):
+        swap = (
+            host_zram(SWAP_MB)
+            if SWAP_DEVICE == "zram"
+            else host_swap(SWAP_MB, Path(__file__).resolve().parents[1] / ".data")
+        )
+        with swap:
             result = asyncio.run(
                 run_day(infra.operator_url, infra.database_url, env, tmp)
             )
