@@ -24,7 +24,10 @@ def zram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_zram_disk_in_use_is_left_alone(zram: Path):
     (zram / "disksize").write_text("4294967296\n")
 
-    with pytest.raises(swapfile.SwapUnavailable), swapfile.host_zram(512):
+    with (
+        pytest.raises(swapfile.SwapUnavailable, match="in use"),
+        swapfile.host_zram(512),
+    ):
         pass
 
     assert (zram / "disksize").read_text() == "4294967296\n"
@@ -34,7 +37,10 @@ def test_a_zram_disk_in_use_is_left_alone(zram: Path):
 def test_no_zram_disk_is_said(zram: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(swapfile, "_ZRAM", zram / "absent")
 
-    with pytest.raises(swapfile.SwapUnavailable), swapfile.host_zram(512):
+    with (
+        pytest.raises(swapfile.SwapUnavailable, match="no zram disk"),
+        swapfile.host_zram(512),
+    ):
         pass
     assert swapfile.zram_used_mb() == 0.0
 

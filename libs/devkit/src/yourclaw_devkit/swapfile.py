@@ -31,6 +31,12 @@ class SwapUnavailable(RuntimeError):
     """This machine has too little swap, and it cannot add any (why)."""
 
 
+def _need_root(why: str) -> None:
+    """SwapUnavailable(`why`) unless this process may add swap."""
+    if os.geteuid() != 0 or shutil.which("swapon") is None:
+        raise SwapUnavailable(why)
+
+
 @contextmanager
 def host_swap(size_mb: int, folder: Path) -> Iterator[None]:
     """At least `size_mb` of free swap while inside; SwapUnavailable if the
@@ -39,8 +45,7 @@ def host_swap(size_mb: int, folder: Path) -> Iterator[None]:
     if psutil.swap_memory().free >= size_mb * _MIB:
         yield
         return
-    if os.geteuid() != 0 or shutil.which("swapon") is None:
-        raise SwapUnavailable("deep sleep needs swap on the host, and root to add some")
+    _need_root("deep sleep needs swap on the host, and root to add some")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"swap-{os.getpid()}"
     subprocess.run(["fallocate", "-l", f"{size_mb}M", str(path)], check=True)
@@ -64,12 +69,11 @@ def host_zram(size_mb: int) -> Iterator[None]:
     """Swap of `size_mb` on the kernel's first zram disk while inside, at a
     priority above any other swap; SwapUnavailable when there is no unused
     zram disk or no root to set one up."""
-    if os.geteuid() != 0 or shutil.which("swapon") is None:
-        raise SwapUnavailable("zram swap needs root and swapon")
     if not _ZRAM.is_dir() or not _ZRAM_DEVICE.exists():
         raise SwapUnavailable("this kernel has no zram disk (zram0)")
     if int((_ZRAM / "disksize").read_text()) != 0:
         raise SwapUnavailable("zram0 is in use already")
+    _need_root("zram swap needs root to set it up")
     (_ZRAM / "disksize").write_text(f"{size_mb}M")
     try:
         subprocess.run(["mkswap", _ZRAM_DEVICE], check=True, capture_output=True)
