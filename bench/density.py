@@ -34,7 +34,10 @@ compressed with the day. Prints:
   `swap_out`). OpenClaw's first turn after a quiet spell is slower
   awake too, so this difference, not the one to back-to-back turns, is what
   sleeping adds. BENCH_PAIR_USERS of the users take pairs at once, their
-  turns spread over the quiet time, for more samples in the same hour.
+  turns spread over the quiet time, for more samples in the same hour. As
+  root, beside the swapped pairs: how the sleeper's memory lay in swap just
+  before its turn, in pages per run of consecutive swap slots (a run comes
+  back as one read).
 
     make images && uv run python bench/density.py
     BENCH_DENSITY_USERS=8 BENCH_DAY_SECONDS=1800 uv run python bench/density.py
@@ -68,6 +71,7 @@ import time
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import asyncpg
@@ -111,7 +115,7 @@ from yourclaw_devkit.swapfile import host_swap, host_zram, zram_used_mb
 from yourclaw_host_agent.app import run as run_host_agent
 from yourclaw_host_agent.firewall import Firewall, TenantFirewallPlan
 from yourclaw_host_agent.settings import HostAgentSettings
-from yourclaw_host_agent.swap import Swapped, major_faults, swap_out
+from yourclaw_host_agent.swap import Swapped, major_faults, swap_out, swap_slots
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
 
@@ -277,6 +281,20 @@ def container_faults(name: str) -> int | None:
     waited for from disk or swap); None when it is not running."""
     pid = container_pid(name)
     return major_faults(pid) if pid else None
+
+
+def pages_per_run(name: str) -> float | None:
+    """Of the container's memory in swap, read in address order: pages per
+    run of consecutive swap slots (a run comes back as one read; the longer,
+    the fewer reads a wake waits for). None without root (slots show to root
+    only) or with nothing in swap."""
+    if os.geteuid() != 0:
+        return None
+    init = psutil.Process(container_pid(name))
+    slots = [swap_slots(p.pid) for p in [init, *init.children(recursive=True)]]
+    pages = sum(len(s) for s in slots)
+    runs = sum(1 + sum(b != a + 1 for a, b in pairwise(s)) for s in slots if s)
+    return pages / runs if runs else None
 
 
 async def turn(
@@ -584,6 +602,7 @@ async def wake_pairs(
     turns; the first `after` seconds from now."""
     # swapped_mb: what a deep sleeper keeps resident, read just before its turn.
     # <state> faults: the major page faults of its turns.
+    # swapped pages per run: how its memory lies in swap (`pages_per_run`).
     pairs: dict[str, list[float]] = {
         "awake": [],
         "frozen": [],
@@ -592,6 +611,7 @@ async def wake_pairs(
         "awake faults": [],
         "frozen faults": [],
         "swapped faults": [],
+        "swapped pages per run": [],
     }
 
     async def recorded(status: str) -> bool:
@@ -633,6 +653,9 @@ async def wake_pairs(
             pairs["swapped_mb"].append(
                 await asyncio.to_thread(container_rss_mb, user.name) + compressed
             )
+            run = await asyncio.to_thread(pages_per_run, user.name)
+            if run is not None:
+                pairs["swapped pages per run"].append(run)
         faults: list[int] = []
         seconds = await turn(js, http, user, label, faults=faults)
         if swapped and moved is None:
@@ -761,6 +784,11 @@ def main() -> None:
             f"  swapped           {_line(pairs['swapped'])} · what sleeping adds "
             f"p50 {statistics.median(pairs['swapped']) - quiet:.2f} s"
             f"{_faults(pairs['swapped faults'])}"
+            + (
+                f" · p50 {statistics.median(runs):.0f} pages a run of swap slots"
+                if (runs := pairs["swapped pages per run"])
+                else ""
+            )
         )
     on_time = [
         ran is not None and ran - due <= REMINDER_SLACK for due, ran in reminders

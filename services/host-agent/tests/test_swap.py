@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from yourclaw_devkit import swapfile
 from yourclaw_host_agent import swap
 
 
@@ -102,3 +106,64 @@ def test_major_faults_on_this_machines_kernel():
 
     assert isinstance(faults, int)
     assert faults >= 0
+
+
+_CHILD = """
+import mmap, sys, time
+memory = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for page in range(0, len(memory), 4096):
+    memory[page : page + 8] = page.to_bytes(8, "little")
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_swap_out_writes_memory_out_in_address_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # On this machine's kernel: a process's anonymous memory goes to swap in
+    # address order (the cgroup's reclaim alone writes it in LRU order), so a
+    # wake that reads it back in address order reads long runs. The stand-in
+    # cgroup reclaims nothing: what is in swap, the page-out wrote. Swap slots
+    # show in pagemap to root.
+    if os.geteuid() != 0:
+        pytest.skip("swap slots in pagemap need root")
+    folder = Path(__file__).resolve().parents[3] / ".data"
+    try:
+        with swapfile.host_swap(256, folder):
+            child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, text=True
+            )
+            try:
+                assert child.stdout is not None
+                assert child.stdout.readline().strip() == "ready"
+                group = tmp_path / "cgroup" / "tenant"
+                group.mkdir(parents=True)
+                (group / "cgroup.procs").write_text(f"{child.pid}\n")
+                (group / "memory.reclaim").write_text("")
+                (group / "memory.swap.max").write_text("0\n")
+                (group / "memory.current").write_text(f"{64 << 20}\n")
+                (group / "memory.stat").write_text("anon 0\nshmem 0\n")
+                (group / "memory.swap.current").write_text(f"{64 << 20}\n")
+                proc = tmp_path / "proc" / str(child.pid)
+                proc.mkdir(parents=True)
+                (proc / "cgroup").write_text("0::/tenant\n")
+                for name in ("maps", "pagemap"):
+                    (proc / name).symlink_to(f"/proc/{child.pid}/{name}")
+                monkeypatch.setattr(swap, "PROC_ROOT", tmp_path / "proc")
+                monkeypatch.setattr(swap, "CGROUP_ROOT", tmp_path / "cgroup")
+
+                swap.swap_out(child.pid, keep_free=0)
+
+                slots = swap.swap_slots(child.pid)
+            finally:
+                child.kill()
+                child.communicate()
+    except swapfile.SwapUnavailable as exc:
+        pytest.skip(str(exc))
+    assert len(slots) >= (60 << 20) // 4096  # its 64 MB, all but a little
+    # Each page's slot after the one before it: where other processes' pages
+    # hold the slots between (a swap in use), the runs are shorter, but the
+    # order holds.
+    ascending = sum(b > a for a, b in pairwise(slots))
+    assert ascending >= 0.99 * (len(slots) - 1)

@@ -13,6 +13,14 @@ swap, asked to reclaim, and put back as it was:
   lowered to 1 MiB (the kernel reclaims what it can, then refuses the limit:
   EBUSY) and both put back.
 
+Before the reclaim, each process's anonymous memory is written out in address
+order (process_madvise with MADV_PAGEOUT; the reclaim takes what is left). The
+reclaim alone writes it in the order of the kernel's LRU lists, scattered over
+swap in runs of a few pages, and a wake that reads it back in address order
+then waits for tens of thousands of small reads; written in address order, it
+comes back in runs several times longer. (A page read back at a wake keeps its
+slot while it stays in swap's cache, so later sleeps mostly keep the order.)
+
 The limits end as they were: what the thawed gateway faults back in counts
 against its usual limit, and it cannot swap while awake. At a wake `swap_in`
 asks the kernel to read everything back in one go (process_madvise with
@@ -28,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +49,7 @@ __all__ = [
     "swap_free_bytes",
     "swap_in",
     "swap_out",
+    "swap_slots",
     "usage",
 ]
 
@@ -49,6 +59,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_ROOT = Path("/proc")
 _denied_logged = False
 _V1_FLOOR = str(1 << 20)
+_PAGE = 4096
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ def swap_out(pid: int, *, keep_free: int) -> Swapped | None:
         directory, version = found
         if swap_free_bytes() - _resident(directory, version) < keep_free:
             return None
+        _advise(directory, _MADV_PAGEOUT)  # what it cannot, the reclaim takes
         if version == 2:
             swap_max = directory / "memory.swap.max"
             before = swap_max.read_text().strip()
@@ -161,12 +173,13 @@ def swap_out(pid: int, *, keep_free: int) -> Swapped | None:
         return None
 
 
-# process_madvise(2) (440 on every architecture) and MADV_WILLNEED: for
-# anonymous memory the kernel starts reading the swapped pages back (swap
-# readahead), so a thawed gateway finds its memory coming in as one bulk read
-# instead of faulting it in 4 KB at a time.
+# process_madvise(2) (440 on every architecture). MADV_PAGEOUT writes the
+# pages out to swap now, in the order given; MADV_WILLNEED starts reading
+# swapped pages back (swap readahead), so a thawed gateway finds its memory
+# coming in as one bulk read instead of faulting it in 4 KB at a time.
 _SYS_PROCESS_MADVISE = 440
 _MADV_WILLNEED = 3
+_MADV_PAGEOUT = 21
 _IOV_MAX = 1024
 
 
@@ -226,15 +239,25 @@ def swap_in(pid: int) -> int:
     cgroup has in swap; how many bytes of mappings were advised (0 when
     nothing is in swap, or it cannot: no access, a kernel without
     process_madvise)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long  # bytes advised: past 2 GB too
-    advised = 0
     try:
         found = _memory_cgroup(pid)
         if found is None or not _in_swap(*found):
             return 0
-        members = (found[0] / "cgroup.procs").read_text().split()
     except (OSError, ValueError):
+        return 0
+    return _advise(found[0], _MADV_WILLNEED)
+
+
+def _advise(directory: Path, behaviour: int) -> int:
+    """process_madvise(`behaviour`) over the anonymous memory of every process
+    in the cgroup `directory`, in address order; how many bytes were advised
+    (what it cannot, a process gone or no access, it leaves out)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long  # bytes advised: past 2 GB too
+    advised = 0
+    try:
+        members = (directory / "cgroup.procs").read_text().split()
+    except OSError:
         return 0
     for member in members:
         try:
@@ -249,7 +272,7 @@ def swap_in(pid: int) -> int:
                     *(_Iovec(start, length) for start, length in chunk)
                 )
                 done = libc.syscall(
-                    _SYS_PROCESS_MADVISE, pidfd, vector, len(chunk), _MADV_WILLNEED, 0
+                    _SYS_PROCESS_MADVISE, pidfd, vector, len(chunk), behaviour, 0
                 )
                 if done < 0:
                     break
@@ -257,3 +280,22 @@ def swap_in(pid: int) -> int:
         finally:
             os.close(pidfd)
     return advised
+
+
+def swap_slots(pid: int) -> list[int]:
+    """The swap slots of `pid`'s swapped pages, in address order (its
+    writable memory). Consecutive slots are read back as one read. Slots
+    show to root only (CAP_SYS_ADMIN); without, every slot reads 0."""
+    slots = []
+    with open(PROC_ROOT / str(pid) / "pagemap", "rb") as pagemap:
+        for line in (PROC_ROOT / str(pid) / "maps").read_text().splitlines():
+            span, permissions = line.split()[:2]
+            if not permissions.startswith("rw"):  # not reservations
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            pagemap.seek(start // _PAGE * 8)
+            entries = pagemap.read((end - start) // _PAGE * 8)
+            for (entry,) in struct.iter_unpack("Q", entries):
+                if entry >> 62 & 1:  # swapped; its slot in bits 5-54
+                    slots.append(entry >> 5 & ((1 << 50) - 1))
+    return slots
