@@ -284,17 +284,14 @@ def _advise(directory: Path, behaviour: int) -> int:
 
 def swap_slots(pid: int) -> list[int]:
     """The swap slots of `pid`'s swapped pages, in address order (its
-    writable memory). Consecutive slots are read back as one read. Slots
-    show to root only (CAP_SYS_ADMIN); without, every slot reads 0."""
+    anonymous memory, what the page-out and the read-back cover).
+    Consecutive slots are read back as one read. Slots show to root only
+    (CAP_SYS_ADMIN); without, every slot reads 0."""
     slots = []
     with open(PROC_ROOT / str(pid) / "pagemap", "rb") as pagemap:
-        for line in (PROC_ROOT / str(pid) / "maps").read_text().splitlines():
-            span, permissions = line.split()[:2]
-            if not permissions.startswith("rw"):  # not reservations
-                continue
-            start, end = (int(x, 16) for x in span.split("-"))
+        for start, length in _anonymous_ranges(pid):
             pagemap.seek(start // _PAGE * 8)
-            entries = pagemap.read((end - start) // _PAGE * 8)
+            entries = pagemap.read(length // _PAGE * 8)
             for (entry,) in struct.iter_unpack("Q", entries):
                 if entry >> 62 & 1:  # swapped; its slot in bits 5-54
                     slots.append(entry >> 5 & ((1 << 50) - 1))
