@@ -3,7 +3,12 @@ import json
 import logging
 
 import pytest
-from yourclaw_common.logging import bind_correlation_id, configure_logging, get_logger
+from yourclaw_common.logging import (
+    FieldsFormatter,
+    bind_correlation_id,
+    configure_logging,
+    get_logger,
+)
 
 
 @pytest.fixture
@@ -64,3 +69,35 @@ class TestStructLogger:
         (line,) = captured()
         assert line["exc_type"] == "ValueError"
         assert "boom" in line["exc"]
+
+
+class TestFieldsFormatter:
+    def test_a_captured_line_shows_the_fields_with_secrets_redacted(self):
+        records: list[logging.LogRecord] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(record)
+
+        logger = logging.getLogger("fields-formatter-test")
+        keep = Keep()
+        logger.addHandler(keep)
+        try:
+            get_logger("fields-formatter-test").warning(
+                "messaging.assistant.failed",
+                error="assistant unreachable: ServerDisconnectedError",
+                gateway_token="t0p",
+            )
+        finally:
+            logger.removeHandler(keep)
+        (record,) = records
+        line = FieldsFormatter("%(levelname)s %(message)s").format(record)
+        assert line.startswith("WARNING messaging.assistant.failed ")
+        assert "error='assistant unreachable: ServerDisconnectedError'" in line
+        assert "gateway_token='[redacted]'" in line
+        assert "t0p" not in line
+
+
+def test_pytest_shows_the_fields_in_a_failed_tests_log(request):
+    handler = request.config.pluginmanager.get_plugin("logging-plugin").report_handler
+    assert isinstance(handler.formatter, FieldsFormatter)

@@ -97,6 +97,19 @@ class _JSONFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class FieldsFormatter(logging.Formatter):
+    """A line for people (a test's captured log): the format's line, then the
+    event's fields as `name=value`, secrets redacted as in the JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if not fields:
+            return line
+        shown = " ".join(f"{k}={v!r}" for k, v in _redact(fields).items())
+        return f"{line} {shown}"
+
+
 class StructLogger:
     """A logger that takes a dotted event name and keyword fields."""
 

@@ -26,11 +26,29 @@ from nats.js import JetStreamContext
 from yourclaw_common.crypto import generate_key
 from yourclaw_common.db import Connection, create_pool, migrate
 from yourclaw_common.embedded import EmbeddedNats, local_infra
+from yourclaw_common.logging import FieldsFormatter
 from yourclaw_common.nats_auth import new_passwords
 from yourclaw_common.testing.helpers import reset_streams, rolled_back
 
 # Short, so tests of crashes and redelivery do not wait 30 s.
 TEST_ACK_WAIT_SECONDS = 3.0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A failed test's captured log shows each event's fields (the error a
+    turn failed with, the ids), not only its name."""
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if logging_plugin is None:
+        return
+    handler = logging_plugin.report_handler
+    current = handler.formatter
+    handler.setFormatter(
+        FieldsFormatter(
+            current._fmt if current is not None else None,
+            current.datefmt if current is not None else None,
+        )
+    )
 
 
 @dataclass(frozen=True)
