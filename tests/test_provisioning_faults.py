@@ -47,6 +47,8 @@ from yourclaw_provisioner.errors import HostCommandFailed
 from yourclaw_provisioner.hosts import HostClient
 from yourclaw_provisioner.settings import ProvisionerSettings
 
+from .conftest import gateway_ports
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 PHONE = "+15557770404"
@@ -203,6 +205,9 @@ async def provisioner(service_env, clean_db) -> AsyncIterator[None]:
         _env_file=None,
         **env,
         service_name="provisioner",
+        # Ports of its own: another worker's gateway on the default range's
+        # first port would fail the first create and count a second attempt.
+        **gateway_ports(),
         host_heartbeat_timeout_seconds=3,
         host_evacuate_after_seconds=600,
         host_command_timeout_seconds=2,
