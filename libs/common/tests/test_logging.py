@@ -1,6 +1,8 @@
 import io
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 from yourclaw_common.logging import (
@@ -72,26 +74,16 @@ class TestStructLogger:
 
 
 class TestFieldsFormatter:
-    def test_a_captured_line_shows_the_fields_with_secrets_redacted(self):
-        records: list[logging.LogRecord] = []
-
-        class Keep(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                records.append(record)
-
-        logger = logging.getLogger("fields-formatter-test")
-        keep = Keep()
-        logger.addHandler(keep)
-        try:
-            get_logger("fields-formatter-test").warning(
-                "messaging.assistant.failed",
-                error="assistant unreachable: ServerDisconnectedError",
-                gateway_token="t0p",
-            )
-        finally:
-            logger.removeHandler(keep)
-        (record,) = records
-        line = FieldsFormatter("%(levelname)s %(message)s").format(record)
+    def test_a_captured_line_shows_the_fields_with_secrets_redacted(self, caplog):
+        get_logger("fields-formatter-test").warning(
+            "messaging.assistant.failed",
+            error="assistant unreachable: ServerDisconnectedError",
+            gateway_token="t0p",
+        )
+        (record,) = caplog.records
+        line = FieldsFormatter(logging.Formatter("%(levelname)s %(message)s")).format(
+            record
+        )
         assert line.startswith("WARNING messaging.assistant.failed ")
         assert "error='assistant unreachable: ServerDisconnectedError'" in line
         assert "gateway_token='[redacted]'" in line
@@ -101,3 +93,20 @@ class TestFieldsFormatter:
 def test_pytest_shows_the_fields_in_a_failed_tests_log(request):
     handler = request.config.pluginmanager.get_plugin("logging-plugin").report_handler
     assert isinstance(handler.formatter, FieldsFormatter)
+
+
+def test_a_failed_tests_report_names_the_error(tmp_path):
+    (tmp_path / "test_fails.py").write_text(
+        "from yourclaw_common.logging import get_logger\n"
+        "def test_fails():\n"
+        "    get_logger('x').warning('turn.failed', error='boom', proxy_token='s' + '3c')\n"
+        "    assert False\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "yourclaw_common.testing.plugin",
+         "-p", "no:cacheprovider", "-q", str(tmp_path / "test_fails.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "turn.failed error='boom' proxy_token='[redacted]'" in run.stdout
+    assert "s3c" not in run.stdout

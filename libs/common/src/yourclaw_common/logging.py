@@ -98,11 +98,15 @@ class _JSONFormatter(logging.Formatter):
 
 
 class FieldsFormatter(logging.Formatter):
-    """A line for people (a test's captured log): the format's line, then the
+    """A line for people (a test's captured log): `base`'s line, then the
     event's fields as `name=value`, secrets redacted as in the JSON lines."""
 
+    def __init__(self, base: logging.Formatter | None = None):
+        super().__init__()
+        self._base = base or logging.Formatter()
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = self._base.format(record)
         fields = getattr(record, "fields", None)
         if not fields:
             return line

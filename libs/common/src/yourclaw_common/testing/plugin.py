@@ -42,13 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if logging_plugin is None:
         return
     handler = logging_plugin.report_handler
-    current = handler.formatter
-    handler.setFormatter(
-        FieldsFormatter(
-            current._fmt if current is not None else None,
-            current.datefmt if current is not None else None,
-        )
-    )
+    if not isinstance(handler.formatter, FieldsFormatter):
+        handler.setFormatter(FieldsFormatter(handler.formatter))
 
 
 @dataclass(frozen=True)
