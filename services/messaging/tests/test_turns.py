@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from yourclaw_common.crypto import SecretBox, generate_key
 from yourclaw_common.events import (
@@ -43,6 +46,43 @@ from .conftest import (
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
+
+
+@contextlib.asynccontextmanager
+async def one_request_per_connection(url: str) -> AsyncIterator[str]:
+    """`url` behind a front that drops a connection when a second request
+    comes on it (a server closing an idle kept-alive connection as the next
+    request arrives); the front's own URL."""
+    target = urlsplit(url)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        up_reader, up_writer = await asyncio.open_connection(
+            target.hostname, target.port
+        )
+        answered = asyncio.Event()
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                if answered.is_set():
+                    break  # a second request: closed without an answer
+                up_writer.write(data)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+        async def downstream() -> None:
+            while data := await up_reader.read(65536):
+                answered.set()
+                writer.write(data)
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(upstream(), downstream())
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield urlunsplit(target._replace(netloc=f"127.0.0.1:{port}"))
+    finally:
+        server.close()
 
 
 class TestHandleInbound:
@@ -147,6 +187,22 @@ class TestHandleInbound:
         assert [m["body"] for m in sent] == ["Echo: are you up"]
         assert len(await llm_requests(devsim)) == 1
         assert await count_dead_letters(js, CONSUMERS.MESSAGING_INBOUND_WHATSAPP) == 0
+
+    async def test_a_gateway_that_closes_idle_connections_still_answers(
+        self, start_messaging, register, js, devsim, devsim_url
+    ):
+        # OpenClaw's server closes a kept-alive connection after 5 s idle; a
+        # turn sent on it just then (or on one to a gateway re-created at the
+        # same address) got nothing back and the user an apology.
+        async with one_request_per_connection(devsim_url) as gateway:
+            await register(PHONE, endpoint=gateway)
+            await start_messaging()
+            await publish(js, inbound(PHONE, "first", sid="SMka1"))
+            await replies_settle(devsim, PHONE, 1, wait=0.5)
+            await publish(js, inbound(PHONE, "second", sid="SMka2"))
+            sent = await replies_settle(devsim, PHONE, 2, wait=1)
+
+        assert [m["body"] for m in sent] == ["Echo: first", "Echo: second"]
 
     async def test_an_assistant_that_never_starts_gets_one_apology(
         self, start_messaging, register, js, devsim, devsim_url

@@ -73,6 +73,14 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
         open_runtime(settings, stop=stop, consumers=consumers) as runtime,
         # aiohttp: a fifth of httpx's CPU per call, which is most of a turn's.
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+        # A new connection per turn: OpenClaw's server closes an idle kept-alive
+        # connection after 5 s (aiohttp would keep it 15 s), and a gateway may be
+        # re-created at the same address; a turn sent on such a connection gets
+        # nothing back, and its user an apology. A turn takes seconds; a
+        # connection, a round trip.
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=True)
+        ) as gateways,
     ):
         pool = runtime.pool
         limits = Limits(
@@ -127,7 +135,9 @@ async def run(settings: MessagingSettings, stop: asyncio.Event) -> None:
         turns = Turns(
             pool=pool,
             channels=channels,
-            assistant=AssistantClient(http, timeout=settings.assistant_timeout_seconds),
+            assistant=AssistantClient(
+                gateways, timeout=settings.assistant_timeout_seconds
+            ),
             secrets=secrets,
             commands=Commands(
                 app_url=settings.app_url,
