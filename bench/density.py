@@ -27,6 +27,8 @@ compressed with the day. Prints:
   the major page faults of the container until the reply (pages waited
   for from disk or swap: how much of a wake is paging);
 - the share of reminders that ran within 60 s of their due time;
+- the turns the user got our apology for instead of an answer (the
+  assistant failed them), kept out of the latencies;
 - the wake's own cost: BENCH_WAKE_PAIRS pairs of turns after the same quiet
   time (BENCH_PAIR_IDLE_SECONDS, past the 75 s after which OpenClaw runs its
   thaw recovery): with the assistant awake, frozen by the host's `suspend`
@@ -118,6 +120,7 @@ from yourclaw_host_agent.settings import HostAgentSettings
 from yourclaw_host_agent.swap import Swapped, major_faults, swap_out, swap_slots
 from yourclaw_llm_proxy.app import run as run_llm_proxy
 from yourclaw_llm_proxy.settings import LlmProxySettings
+from yourclaw_messaging.replies import APOLOGY
 
 USERS = int(os.environ.get("BENCH_DENSITY_USERS", "4"))
 DAY_SECONDS = float(os.environ.get("BENCH_DAY_SECONDS", "1200"))
@@ -144,6 +147,9 @@ SWAP_MB = int(os.environ.get("BENCH_SWAP_MB", str(1024 * (USERS + 1))))
 # a swapped sleeper then also costs its compressed pages, counted in its MB.
 SWAP_DEVICE = os.environ.get("BENCH_SWAP", "file")
 REMINDER_SLACK = 60.0
+# Turns the user got our apology for instead of an answer (the assistant
+# failed it): kept out of the latencies, listed at the end.
+FAILED: list[str] = []
 # Hours of the day people write at, and how widely around them (hours).
 _PEAKS = ((8.0, 1.0), (12.5, 0.75), (19.5, 1.5))
 
@@ -271,6 +277,12 @@ async def replies_to(http: httpx.AsyncClient, phone: str) -> int:
     return len(resp.json()["messages"])
 
 
+async def newest_reply(http: httpx.AsyncClient, phone: str) -> str:
+    resp = await http.get("/_devsim/messages", params={"to": f"whatsapp:{phone}"})
+    resp.raise_for_status()
+    return str(resp.json()["messages"][0]["body"])  # newest first
+
+
 def container_pid(name: str) -> int:
     """The container's init process on this host; 0 when it is not running."""
     return int(docker("inspect", "-f", "{{.State.Pid}}", name) or 0)
@@ -304,10 +316,11 @@ async def turn(
     body: str,
     *,
     faults: list[int] | None = None,
-) -> float:
-    """Send one WhatsApp message; seconds until its first reply went out.
-    `faults` gets the major page faults of the assistant's container until
-    then (not for a stopped one: its boot starts the count again)."""
+) -> float | None:
+    """Send one WhatsApp message; seconds until its first reply went out, None
+    when that reply was the apology (listed in FAILED). `faults` gets the
+    major page faults of the assistant's container until then (not for a
+    stopped one: its boot starts the count again)."""
     before = await replies_to(http, user.phone)
     faulted = await asyncio.to_thread(container_faults, user.name)
     sent = time.perf_counter()
@@ -317,6 +330,10 @@ async def turn(
             raise TimeoutError(f"no reply to {user.phone} in 300 s")
         await asyncio.sleep(0.05)
     seconds = time.perf_counter() - sent
+    if await newest_reply(http, user.phone) == APOLOGY:
+        FAILED.append(f"{user.name}: {body}")
+        print(f"{body}: the assistant failed the turn", file=sys.stderr)
+        return None
     after = await asyncio.to_thread(container_faults, user.name)
     if faults is not None and faulted is not None and after is not None:
         if after >= faulted:
@@ -481,10 +498,12 @@ async def run_day(
             for user in users:
                 state = fleet.state(user.name)
                 seconds = await turn(js, http, user, "hello, are you there?")
-                latencies.setdefault(f"first ({state})", []).append(seconds)
+                if seconds is not None:
+                    latencies.setdefault(f"first ({state})", []).append(seconds)
                 state = fleet.state(user.name)
                 seconds = await turn(js, http, user, "and now?")
-                latencies.setdefault(state, []).append(seconds)
+                if seconds is not None:
+                    latencies.setdefault(state, []).append(seconds)
             result["awake"] = latencies.pop("awake", [])
             # One reminder each, due some time during the day.
             for user in users:
@@ -518,7 +537,8 @@ async def run_day(
                     f"message {n} of the day",
                     faults=faults.setdefault(state, []),
                 )
-                latencies.setdefault(state, []).append(seconds)
+                if seconds is not None:
+                    latencies.setdefault(state, []).append(seconds)
 
             # One user's messages in order; different users' at the same time.
             by_user: dict[uuid.UUID, list[float]] = {}
@@ -668,9 +688,9 @@ async def wake_pairs(
     for n in range(WAKE_PAIRS):
         await asyncio.sleep(PAIR_IDLE)
         faults: list[int] = []
-        pairs["awake"].append(
-            await turn(js, http, user, f"pair {n}, awake", faults=faults)
-        )
+        seconds = await turn(js, http, user, f"pair {n}, awake", faults=faults)
+        if seconds is not None:
+            pairs["awake"].append(seconds)
         pairs["awake faults"].extend(faults)
         for state in ("frozen", "swapped"):
             seconds = await asleep_turn(
@@ -794,6 +814,10 @@ def main() -> None:
         ran is not None and ran - due <= REMINDER_SLACK for due, ran in reminders
     ]
     lateness = [ran - due for due, ran in reminders if ran is not None]
+    print(
+        f"\nfailed turns      {len(FAILED)} answered with the apology, kept out "
+        f"of the figures above" + "".join(f"\n  {label}" for label in FAILED)
+    )
     print(
         f"\nreminders         {sum(on_time)} of {len(on_time)} within "
         f"{REMINDER_SLACK:.0f} s of due ({100 * sum(on_time) / len(on_time):.0f} %)"
