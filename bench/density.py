@@ -271,16 +271,11 @@ def reminder_ran_at(data_dir: Path, user: User) -> float | None:
     return None
 
 
-async def replies_to(http: httpx.AsyncClient, phone: str) -> int:
+async def replies_to(http: httpx.AsyncClient, phone: str) -> list[str]:
+    """The bodies of the messages sent to `phone`, newest first."""
     resp = await http.get("/_devsim/messages", params={"to": f"whatsapp:{phone}"})
     resp.raise_for_status()
-    return len(resp.json()["messages"])
-
-
-async def newest_reply(http: httpx.AsyncClient, phone: str) -> str:
-    resp = await http.get("/_devsim/messages", params={"to": f"whatsapp:{phone}"})
-    resp.raise_for_status()
-    return str(resp.json()["messages"][0]["body"])  # newest first
+    return [str(m["body"]) for m in resp.json()["messages"]]
 
 
 def container_pid(name: str) -> int:
@@ -321,16 +316,16 @@ async def turn(
     when that reply was the apology (listed in FAILED). `faults` gets the
     major page faults of the assistant's container until then (not for a
     stopped one: its boot starts the count again)."""
-    before = await replies_to(http, user.phone)
+    before = len(await replies_to(http, user.phone))
     faulted = await asyncio.to_thread(container_faults, user.name)
     sent = time.perf_counter()
     await publish(js, inbound_whatsapp(user.phone, body))
-    while await replies_to(http, user.phone) <= before:
+    while len(replies := await replies_to(http, user.phone)) <= before:
         if time.perf_counter() - sent > 300:
             raise TimeoutError(f"no reply to {user.phone} in 300 s")
         await asyncio.sleep(0.05)
     seconds = time.perf_counter() - sent
-    if await newest_reply(http, user.phone) == APOLOGY:
+    if APOLOGY in replies[: len(replies) - before]:  # this turn's, newest first
         FAILED.append(f"{user.name}: {body}")
         print(f"{body}: the assistant failed the turn", file=sys.stderr)
         return None
