@@ -7,10 +7,12 @@ import asyncio
 import base64
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+import pytest
 from yourclaw_common.crypto import SecretBox, generate_key
 from yourclaw_common.events import (
     InboundMedia,
@@ -39,6 +41,7 @@ from .conftest import (
     inbound,
     llm_requests,
     replies_settle,
+    sample,
     settle,
 )
 
@@ -46,6 +49,21 @@ from .conftest import (
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
+
+
+@contextlib.asynccontextmanager
+async def front(
+    url: str,
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A server on loopback that answers each connection with `serve`: `url`
+    with its address."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield urlunsplit(urlsplit(url)._replace(netloc=f"127.0.0.1:{port}"))
+    finally:
+        server.close()
 
 
 @contextlib.asynccontextmanager
@@ -77,12 +95,52 @@ async def one_request_per_connection(url: str) -> AsyncIterator[str]:
         with contextlib.suppress(OSError):
             await asyncio.gather(upstream(), downstream())
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield urlunsplit(target._replace(netloc=f"127.0.0.1:{port}"))
-    finally:
-        server.close()
+    async with front(url, serve) as address:
+        yield address
+
+
+@contextlib.asynccontextmanager
+async def first_turn_fails(
+    url: str,
+    before: Callable[[], Awaitable[object]] | None = None,
+    *,
+    error: str = "another OpenClaw process owns state-lifecycle",
+) -> AsyncIterator[str]:
+    """`url` behind a front that fails the first turn it is asked mid-stream
+    with `error` (by default as a gateway just thawed from a long freeze
+    does), after awaiting `before`; later turns go through. The front's own
+    URL."""
+    target = urlsplit(url)
+    failed = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        if not failed.is_set():
+            failed.set()
+            await reader.readuntil(b"\r\n\r\n")
+            if before is not None:
+                await before()
+            event = orjson.dumps({"error": {"message": error}})
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"connection: close\r\n\r\ndata: " + event + b"\n\n"
+            )
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(
+            target.hostname, target.port
+        )
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.transport.abort()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async with front(url, serve) as address:
+        yield address
 
 
 class TestHandleInbound:
@@ -203,6 +261,61 @@ class TestHandleInbound:
             sent = await replies_settle(devsim, PHONE, 2, wait=1)
 
         assert [m["body"] for m in sent] == ["Echo: first", "Echo: second"]
+
+    async def test_a_turn_failed_before_any_model_call_is_asked_once_more(
+        self, start_messaging, register, js, devsim, devsim_url
+    ):
+        asked_again = sample("yourclaw_messaging_turns_total", outcome="asked_again")
+        async with first_turn_fails(devsim_url) as gateway:
+            await register(PHONE, endpoint=gateway)
+            await start_messaging()
+            await publish(js, inbound(PHONE, "good morning", sid="SMthaw1"))
+            sent = await replies_settle(devsim, PHONE, 1, wait=1)
+
+        assert [m["body"] for m in sent] == ["Echo: good morning"]
+        assert len(await llm_requests(devsim)) == 1
+        assert (
+            sample("yourclaw_messaging_turns_total", outcome="asked_again")
+            == asked_again + 1
+        )
+
+    @pytest.mark.parametrize("failure", ["after a model call", "another error"])
+    async def test_a_turn_failed_after_a_model_call_or_otherwise_is_not_asked_again(
+        self, failure, start_messaging, register, js, devsim, devsim_url, clean_db
+    ):
+        # After a model call, what the turn did (the model's tool calls) would
+        # be done twice; another error (a provider's outage, say) would only
+        # come again, later.
+        user_id: uuid.UUID | None = None
+
+        async def model_called() -> None:
+            await clean_db.execute(
+                """
+                INSERT INTO llm_calls (user_id, assistant_id, provider, model,
+                    endpoint, key_source, status, price_version)
+                VALUES ($1, $2, 'anthropic', 'claude-sonnet-4-5', 'messages',
+                    'PLATFORM', 200, 'test')
+                """,
+                user_id,
+                uuid.uuid4(),
+            )
+
+        failing = (
+            first_turn_fails(devsim_url, model_called)
+            if failure == "after a model call"
+            else first_turn_fails(
+                devsim_url, error="LLM request failed: provider overloaded"
+            )
+        )
+        async with failing as gateway:
+            user_id = await register(PHONE, endpoint=gateway)
+            await start_messaging()
+            await publish(js, inbound(PHONE, "remind me at five", sid="SMthaw2"))
+            sent = await replies_settle(devsim, PHONE, 1, wait=2)
+
+        assert len(sent) == 1
+        assert sent[0]["body"].startswith("Sorry, your assistant couldn't answer")
+        assert await llm_requests(devsim) == []
 
     async def test_an_assistant_that_never_starts_gets_one_apology(
         self, start_messaging, register, js, devsim, devsim_url

@@ -9,10 +9,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from yourclaw_messaging.errors import AssistantNotReady, AssistantUnavailable
+from yourclaw_messaging.errors import (
+    AssistantLockedOut,
+    AssistantNotReady,
+    AssistantUnavailable,
+)
 
 # What a gateway answers while it starts (or its proxy, while it is away).
 _NOT_READY_STATUS = frozenset({502, 503, 504})
+# How OpenClaw 2026.9.6 ends a turn that failed on its own state locks
+# (docs/sleep.md, "A request to a frozen gateway").
+_LOCKED_OUT = ("another OpenClaw process owns", "Agent database cleanup failed")
 
 # What a user turn may carry: plain text, or OpenAI content parts (text + images).
 Content = str | list[dict[str, Any]]
@@ -124,9 +131,12 @@ async def _from_stream(lines: AsyncIterator[bytes]) -> AssistantReply:
             continue
         if isinstance(chunk.get("error"), dict):
             message = str(chunk["error"].get("message") or "")[:300]
-            raise AssistantUnavailable(
-                f"assistant reported an error mid-stream: {message}"
+            failed = (
+                AssistantLockedOut
+                if any(marker in message for marker in _LOCKED_OUT)
+                else AssistantUnavailable
             )
+            raise failed(f"assistant reported an error mid-stream: {message}")
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str):

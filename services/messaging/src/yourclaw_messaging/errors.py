@@ -34,6 +34,14 @@ class AssistantNotReady(AssistantUnavailable):
     code = "ASSISTANT_NOT_READY"
 
 
+class AssistantLockedOut(AssistantUnavailable):
+    """The gateway failed the turn on its own state locks (OpenClaw's threads
+    contending, as at a thaw after a long freeze): asked once more when the
+    turn called no model (`Turns._may_ask_again`)."""
+
+    code = "ASSISTANT_LOCKED_OUT"
+
+
 class AssistantStarting(TransientError):
     """The turn waits for a (re)starting assistant: redelivered with backoff."""
 

@@ -7,7 +7,8 @@ TURNS = Counter(
     "Inbound messages handled, by outcome (replied, command, rate_limited, media, "
     "signup, not_ready, inactive, no_assistant, apology, signup_suppressed, "
     "wake_failed; waiting: a delivery that waits for a starting or waking "
-    "assistant).",
+    "assistant; asked_again: a turn the gateway failed on its own state "
+    "locks before calling a model, asked once more).",
     ["outcome"],
 )
 ASSISTANT_SECONDS = Histogram(

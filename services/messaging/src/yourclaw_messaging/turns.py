@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from yourclaw_messaging.batching import Batcher
 from yourclaw_messaging.channels.base import Channel, Incoming, SpokenReply
 from yourclaw_messaging.commands import Command
 from yourclaw_messaging.errors import (
+    AssistantLockedOut,
     AssistantNotReady,
     AssistantStarting,
     AssistantUnavailable,
@@ -62,6 +64,9 @@ log = get_logger(__name__)
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 # Messages replayed to a gateway that lost the session.
 HISTORY_TURNS = 20
+# A turn the gateway failed on its own state locks before calling a model is
+# asked once more, this long after the failure (`Turns._may_ask_again`).
+ASK_AGAIN_AFTER_SECONDS = 1.0
 
 _Answer = tuple[Planned, tuple[int, int], str]
 
@@ -360,15 +365,29 @@ class Turns:
         ):
             return notice(replies.WAKE_FAILED, "wake_failed")
         started = time.perf_counter()
+        ask = functools.partial(
+            self.assistant.ask,
+            base_url=recipient.base_url,
+            token=token,
+            session=session_key(str(recipient.user_id), state.session_epoch),
+            model=model,
+            content=content,
+            history=seed,
+        )
         try:
-            answer = await self.assistant.ask(
-                base_url=recipient.base_url,
-                token=token,
-                session=session_key(str(recipient.user_id), state.session_epoch),
-                model=model,
-                content=content,
-                history=seed,
-            )
+            try:
+                answer = await ask()
+            except AssistantLockedOut as exc:
+                if not await self._may_ask_again(recipient.user_id, started):
+                    raise
+                metrics.TURNS.labels("asked_again").inc()
+                log.info(
+                    "messaging.assistant.asked_again",
+                    message_sid=event.key,
+                    user_id=str(recipient.user_id),
+                    error=exc.detail,
+                )
+                answer = await ask()
         except AssistantNotReady as exc:
             if deliveries >= self.not_ready_deliveries:
                 return _apology(event, recipient, label, started, exc)
@@ -403,6 +422,19 @@ class Turns:
         # An empty answer (the agent only used tools) is stored as SKIPPED, not sent.
         parts = channel.split(answer.text) or [""]
         return Planned(parts, "reply"), (answer.tokens_in, answer.tokens_out), label
+
+    async def _may_ask_again(self, user_id: UUID, started: float) -> bool:
+        """Whether a turn the gateway failed on its own state locks may be
+        asked once more, after a pause: only when it called no model, so it
+        did nothing a second ask would do twice (docs/sleep.md, "A request to
+        a frozen gateway")."""
+        # The pause lets the gateway's overdue work finish, and a model call's
+        # record (llm-proxy writes it after the answer) land.
+        await asyncio.sleep(ASK_AGAIN_AFTER_SECONDS)
+        async with self.pool.acquire() as conn:
+            return not await repository.usage.model_called_within(
+                conn, user_id, time.perf_counter() - started + 1.0
+            )
 
     async def _content(
         self, channel: Channel, event: Incoming, user_id: UUID

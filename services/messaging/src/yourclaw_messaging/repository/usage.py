@@ -79,6 +79,22 @@ async def model_spend(conn: Connection, user_id: UUID) -> ModelSpend:
     )
 
 
+async def model_called_within(conn: Connection, user_id: UUID, seconds: float) -> bool:
+    """Whether llm-proxy recorded a model call of the user's in the last
+    `seconds` (by the database's clock, which stamps the calls)."""
+    called: bool = await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM llm_calls
+            WHERE user_id = $1 AND created_at >= now() - make_interval(secs => $2)
+        )
+        """,
+        user_id,
+        seconds,
+    )
+    return called
+
+
 async def model_calls_refused(conn: Connection, user_id: UUID, model: str) -> bool:
     """Whether llm-proxy refuses this user's calls to `model` this month: it
     told them so once (usage.cap_reached), and neither their own key for the
