@@ -36,7 +36,11 @@ compressed with the day. Prints:
   `swap_out`). OpenClaw's first turn after a quiet spell is slower
   awake too, so this difference, not the one to back-to-back turns, is what
   sleeping adds. BENCH_PAIR_USERS of the users take pairs at once, their
-  turns spread over the quiet time, for more samples in the same hour. As
+  turns spread over the quiet time, for more samples in the same hour.
+  Several quiet times, comma-separated (BENCH_PAIR_IDLE_SECONDS=100,300,600),
+  are taken by the pair users in turn and printed apart: how what a freeze
+  adds grows with its length. BENCH_PAIR_STATES=frozen leaves out the
+  swapped turn. As
   root, beside the swapped pairs: how the sleeper's memory lay in swap just
   before its turn, in pages per run of consecutive swap slots (a run comes
   back as one read).
@@ -45,6 +49,9 @@ compressed with the day. Prints:
     BENCH_DENSITY_USERS=8 BENCH_DAY_SECONDS=1800 uv run python bench/density.py
     BENCH_DENSITY_USERS=6 BENCH_PAIR_USERS=6 BENCH_WAKE_PAIRS=5 \
         uv run python bench/density.py   # 30 wakes of each kind, ≈ 45 min
+    BENCH_DENSITY_USERS=6 BENCH_PAIR_USERS=6 BENCH_WAKE_PAIRS=1 \
+        BENCH_PAIR_IDLE_SECONDS=100,300,600 BENCH_PAIR_STATES=frozen \
+        uv run python bench/density.py   # frozen for 100, 300 and 600 s
 
 Needs a Docker Engine (`make engine`), the tenant image (`make images`) and
 memory for BENCH_DENSITY_USERS booted gateways (about 1 GB each), and swap
@@ -137,7 +144,15 @@ MEMORY_RESERVE_MB = int(os.environ.get("BENCH_MEMORY_RESERVE_MB", "0"))
 SAMPLE_SECONDS = float(os.environ.get("BENCH_SAMPLE_SECONDS", "5"))
 SEED = int(os.environ.get("BENCH_SEED", "19"))
 WAKE_PAIRS = int(os.environ.get("BENCH_WAKE_PAIRS", "2"))
-PAIR_IDLE = float(os.environ.get("BENCH_PAIR_IDLE_SECONDS", "100"))
+# One quiet time, or several (comma-separated): the pair users take them in
+# turn, and each quiet time's pairs are printed apart.
+PAIR_IDLES = [
+    float(v) for v in os.environ.get("BENCH_PAIR_IDLE_SECONDS", "100").split(",")
+]
+# The sleeping states the pairs take after their awake turn.
+PAIR_STATES = os.environ.get("BENCH_PAIR_STATES", "frozen,swapped").split(",")
+if not PAIR_STATES or not set(PAIR_STATES) <= {"frozen", "swapped"}:
+    raise SystemExit("BENCH_PAIR_STATES takes frozen, swapped or both")
 # Users whose assistants take the pairs, each its own, their turns spread
 # over the quiet time so that no two wakes coincide (more samples an hour).
 PAIR_USERS = int(os.environ.get("BENCH_PAIR_USERS", "1"))
@@ -562,14 +577,23 @@ async def run_day(
                         http,
                         host,
                         user,
-                        after=n * PAIR_IDLE / len(takers),
+                        idle=PAIR_IDLES[n % len(PAIR_IDLES)],
+                        after=n * min(PAIR_IDLES) / len(takers),
                     )
                     for n, user in enumerate(takers)
                 )
             )
             result["pairs"] = {
-                key: [value for pairs in each for value in pairs[key]]
-                for key in each[0]
+                idle: {
+                    key: [
+                        value
+                        for n, pairs in enumerate(each)
+                        if PAIR_IDLES[n % len(PAIR_IDLES)] == idle
+                        for value in pairs[key]
+                    ]
+                    for key in each[0]
+                }
+                for idle in PAIR_IDLES
             }
             result["memory"] = memory
             result["latencies"] = latencies
@@ -610,11 +634,12 @@ async def wake_pairs(
     host: HostAgentSettings,
     user: User,
     *,
+    idle: float,
     after: float = 0.0,
 ) -> dict[str, list[float]]:
-    """Turns after PAIR_IDLE seconds of quiet, awake, frozen and swapped (frozen
-    with its memory moved to swap, as the host-agent's deep sleep does), in
-    turns; the first `after` seconds from now."""
+    """Turns after `idle` seconds of quiet, awake, then in PAIR_STATES: frozen,
+    swapped (frozen with its memory moved to swap, as the host-agent's deep
+    sleep does); the first `after` seconds from now."""
     # swapped_mb: what a deep sleeper keeps resident, read just before its turn.
     # <state> faults: the major page faults of its turns.
     # swapped pages per run: how its memory lies in swap (`pages_per_run`).
@@ -639,7 +664,7 @@ async def wake_pairs(
         )
 
     async def asleep_turn(label: str, *, swapped: bool) -> float | None:
-        """A turn PAIR_IDLE after the host froze it (and, `swapped`, after its
+        """A turn `idle` seconds after the host froze it (and, `swapped`, after its
         memory went to swap); None when the swap took nothing (said on
         stderr, the turn still taken, frozen)."""
         quiet = time.perf_counter()
@@ -663,7 +688,7 @@ async def wake_pairs(
                     f"{container_rss_mb(user.name):.0f} MB resident)",
                     file=sys.stderr,
                 )
-        await asyncio.sleep(max(0.0, PAIR_IDLE - (time.perf_counter() - quiet)))
+        await asyncio.sleep(max(0.0, idle - (time.perf_counter() - quiet)))
         if moved is not None:
             pairs["swapped_mb"].append(
                 await asyncio.to_thread(container_rss_mb, user.name) + compressed
@@ -681,13 +706,13 @@ async def wake_pairs(
     await asyncio.sleep(after)
     await turn(js, http, user, "before the pairs")  # awake, whatever it was
     for n in range(WAKE_PAIRS):
-        await asyncio.sleep(PAIR_IDLE)
+        await asyncio.sleep(idle)
         faults: list[int] = []
         seconds = await turn(js, http, user, f"pair {n}, awake", faults=faults)
         if seconds is not None:
             pairs["awake"].append(seconds)
         pairs["awake faults"].extend(faults)
-        for state in ("frozen", "swapped"):
+        for state in PAIR_STATES:
             seconds = await asleep_turn(
                 f"pair {n}, {state}", swapped=state == "swapped"
             )
@@ -751,18 +776,19 @@ def main() -> None:
         f"with suspension   {asleep_mean:.0f} MB per assistant over the day → "
         f"{with_sleep:.2f} assistants per GB ({with_sleep / always_on:.1f} times)"
     )
-    pairs = result["pairs"]
-    assert isinstance(pairs, dict)
+    by_idle = result["pairs"]
+    assert isinstance(by_idle, dict)
+    swapped_mb = [mb for pairs in by_idle.values() for mb in pairs["swapped_mb"]]
     held = held_share(random.Random(SEED), users=10_000, stop_after=3_600)
     # What a deep sleeper keeps resident, as measured in the pairs; none for
     # a stopped one (a host without swap, or a run without pairs).
-    kept = statistics.median(pairs["swapped_mb"]) if pairs["swapped_mb"] else 0.0
+    kept = statistics.median(swapped_mb) if swapped_mb else 0.0
     per_assistant = held * per_gateway + (1 - held) * kept
     print(
         f"projected         a real day at the default idle times (frozen after "
         f"900 s, swapped after 3600 s), the same pattern: memory held "
         f"{100 * held:.0f} % of the day, a deep sleeper keeping {kept:.0f} MB "
-        f"({'measured' if pairs['swapped_mb'] else 'stopped'}) → "
+        f"({'measured' if swapped_mb else 'stopped'}) → "
         f"{1024 / per_assistant:.2f} assistants per GB "
         f"({per_gateway / per_assistant:.1f} times)"
     )
@@ -787,24 +813,33 @@ def main() -> None:
         print(
             f"  {label:<17} {_line(values)}{overhead}{_faults(faults.get(state, []))}"
         )
-    if pairs["awake"]:
+    for idle, pairs in by_idle.items():
+        if not pairs["awake"]:
+            continue
         quiet = statistics.median(pairs["awake"])
         print(
-            f"\nafter {PAIR_IDLE:.0f} s of quiet (pairs)\n"
+            f"\nafter {idle:.0f} s of quiet (pairs)\n"
             f"  awake             {_line(pairs['awake'])}"
-            f"{_faults(pairs['awake faults'])}\n"
-            f"  frozen            {_line(pairs['frozen'])} · what sleeping adds "
-            f"p50 {statistics.median(pairs['frozen']) - quiet:.2f} s"
-            f"{_faults(pairs['frozen faults'])}\n"
-            f"  swapped           {_line(pairs['swapped'])} · what sleeping adds "
-            f"p50 {statistics.median(pairs['swapped']) - quiet:.2f} s"
-            f"{_faults(pairs['swapped faults'])}"
-            + (
-                f" · p50 {statistics.median(runs):.0f} pages a run of swap slots"
-                if (runs := pairs["swapped pages per run"])
-                else ""
-            )
+            f"{_faults(pairs['awake faults'])}"
         )
+        for state in PAIR_STATES:
+            values = pairs[state]
+            runs = pairs["swapped pages per run"] if state == "swapped" else []
+            print(
+                f"  {state:<17} {_line(values)}"
+                + (
+                    f" · what sleeping adds p50 "
+                    f"{statistics.median(values) - quiet:.2f} s"
+                    if values
+                    else ""
+                )
+                + _faults(pairs[f"{state} faults"])
+                + (
+                    f" · p50 {statistics.median(runs):.0f} pages a run of swap slots"
+                    if runs
+                    else ""
+                )
+            )
     on_time = [
         ran is not None and ran - due <= REMINDER_SLACK for due, ran in reminders
     ]
