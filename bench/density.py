@@ -568,6 +568,7 @@ async def run_day(
             sampling.set()
             await sampler
             takers = users[: max(1, min(PAIR_USERS, len(users)))]
+            idles = [PAIR_IDLES[n % len(PAIR_IDLES)] for n in range(len(takers))]
             each = await asyncio.gather(
                 *(
                     wake_pairs(
@@ -577,7 +578,7 @@ async def run_day(
                         http,
                         host,
                         user,
-                        idle=PAIR_IDLES[n % len(PAIR_IDLES)],
+                        idle=idles[n],
                         after=n * min(PAIR_IDLES) / len(takers),
                     )
                     for n, user in enumerate(takers)
@@ -587,8 +588,8 @@ async def run_day(
                 idle: {
                     key: [
                         value
-                        for n, pairs in enumerate(each)
-                        if PAIR_IDLES[n % len(PAIR_IDLES)] == idle
+                        for taken, pairs in zip(idles, each, strict=True)
+                        if taken == idle
                         for value in pairs[key]
                     ]
                     for key in each[0]
@@ -788,7 +789,7 @@ def main() -> None:
         f"projected         a real day at the default idle times (frozen after "
         f"900 s, swapped after 3600 s), the same pattern: memory held "
         f"{100 * held:.0f} % of the day, a deep sleeper keeping {kept:.0f} MB "
-        f"({'measured' if swapped_mb else 'stopped'}) → "
+        f"({'measured' if swapped_mb else 'none measured: as if stopped'}) → "
         f"{1024 / per_assistant:.2f} assistants per GB "
         f"({per_gateway / per_assistant:.1f} times)"
     )
